@@ -1,0 +1,65 @@
+# Helpers for scenario scripts of the luksdock end-to-end guest. Sourced
+# before /e2e/scenario.sh; stdout is the data channel (ttyS1), stdin reads
+# lines the Go test sends with VM.Send.
+
+# mark NAME [ARGS...]: a marker line the Go test waits for (VM.WaitMark).
+mark() { echo "@@E2E $*"; }
+
+# uptime_s: seconds since boot (CLOCK_BOOTTIME, 10 ms resolution).
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+# fail MSG: print a failure line and exit 1.
+fail() { echo "FAIL: $*"; exit 1; }
+
+# run CMD...: echo the command, run it, fail the scenario if it fails.
+run() { echo "+ $*"; "$@" || fail "exit $?: $*"; }
+
+# host_wait WORD: block until the Go test sends the line WORD.
+host_wait() {
+	while read -r _l; do [ "$_l" = "$1" ] && return 0; done
+	fail "data channel closed while waiting for host '$1'"
+}
+
+# wait_block NAME [SECONDS]: wait for /sys/block/NAME (default 60 s).
+wait_block() {
+	_i=0
+	while [ ! -e "/sys/block/$1" ]; do
+		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && fail "no /sys/block/$1 after ${2:-60}s"
+		usleep 50000
+	done
+	_i=0
+	while [ ! -b "/dev/$1" ]; do
+		_i=$((_i + 1)); [ $_i -gt 100 ] && fail "no /dev/$1 node"
+		usleep 50000
+	done
+}
+
+# wait_gone NAME [SECONDS]: wait until /sys/block/NAME disappears.
+wait_gone() {
+	_i=0
+	while [ -e "/sys/block/$1" ]; do
+		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && fail "/sys/block/$1 still present after ${2:-60}s"
+		usleep 50000
+	done
+}
+
+# emit NAME FILE: send FILE to the Go test as a base64 block (VM.Blob).
+emit() {
+	echo "@@E2E blob-begin $1"
+	base64 < "$2"
+	echo "@@E2E blob-end $1"
+}
+
+# kmsg TEXT: write TEXT into the kernel log (same clock as kernel lines).
+kmsg() { echo "$*" > /dev/kmsg; }
+
+# kmsg_time PATTERN: the timestamp (seconds) of the last kernel log line
+# matching PATTERN (grep -E), or nothing.
+kmsg_time() { dmesg | grep -E "$1" | tail -n 1 | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p'; }
+
+# disk_sha NAME: sha256 of the whole block device, read past the page cache.
+disk_sha() {
+	blockdev --flushbufs "/dev/$1" 2>/dev/null
+	echo 3 > /proc/sys/vm/drop_caches
+	sha256sum < "/dev/$1" | cut -d' ' -f1
+}

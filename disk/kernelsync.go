@@ -1,0 +1,112 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// SyncPartition makes the running kernel see partition 1 of the disk open as
+// f (its kernel name is name) at l, and waits for its device node. It asks the
+// kernel to re-read the table (BLKRRPART); where that creates no node — kernels
+// built without partition-table parsers succeed and add nothing — it adds the
+// partition itself (BLKPG add-partition). It returns the node's path, or a
+// clear error after timeout.
+func SyncPartition(f *os.File, name string, l Layout, timeout time.Duration) (string, string, error) {
+	part := PartitionName(name, 1)
+	node := "/dev/" + part
+	fd := int(f.Fd())
+	how := "BLKRRPART"
+	if err := unix.IoctlSetInt(fd, unix.BLKRRPART, 0); err != nil {
+		// Some drivers refuse a re-read; BLKPG below still works on them.
+		how = "BLKRRPART failed (" + err.Error() + ")"
+	}
+	if waitNode(name, part, 2*time.Second) {
+		return node, how, nil
+	}
+	// Drop any stale entry, then add ours.
+	_ = blkpg(fd, unix.BLKPG_DEL_PARTITION, 1, 0, 0)
+	if err := blkpg(fd, unix.BLKPG_ADD_PARTITION, 1, l.Start, l.Size); err != nil && !errors.Is(err, unix.EBUSY) {
+		return "", how, fmt.Errorf("the kernel did not create %s after BLKRRPART, and BLKPG add-partition failed: %w", node, err)
+	}
+	how += ", then BLKPG add-partition"
+	if waitNode(name, part, timeout) {
+		return node, how, nil
+	}
+	return "", how, fmt.Errorf("the partition node %s did not appear within %s (%s)", node, timeout, how)
+}
+
+func blkpg(fd, op, pno int, start, length int64) error {
+	p := unix.BlkpgPartition{Start: start, Length: length, Pno: int32(pno)}
+	arg := unix.BlkpgIoctlArg{Op: int32(op), Datalen: int32(unsafe.Sizeof(p)), Data: (*byte)(unsafe.Pointer(&p))}
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKPG, uintptr(unsafe.Pointer(&arg)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// waitNode waits until sysfs knows the partition and /dev has a node with
+// the same device number.
+func waitNode(disk, part string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(filepath.Join("/sys/class/block", part, "dev")); err == nil {
+			var st unix.Stat_t
+			want := strings.TrimSpace(string(b))
+			if unix.Stat("/dev/"+part, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK &&
+				fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))) == want {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FlushBuffers drops the kernel's cached blocks of a block device
+// (BLKFLSBUF), so a reader sees what another path wrote. Regular files: no-op.
+func FlushBuffers(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeDevice == 0 {
+		return err
+	}
+	return unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
+}
+
+// BlockSizes returns the size in bytes and the logical and physical sector
+// sizes of the block device or regular file open as f. Files count as 512/4096
+// disks, like loop devices made from them.
+func BlockSizes(f *os.File) (size int64, logical, physical int, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if st.Mode().IsRegular() {
+		return st.Size(), 512, 4096, nil
+	}
+	fd := int(f.Fd())
+	var sz uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&sz))); e != 0 {
+		return 0, 0, 0, fmt.Errorf("BLKGETSIZE64: %w", e)
+	}
+	if logical, err = unix.IoctlGetInt(fd, unix.BLKSSZGET); err != nil {
+		return 0, 0, 0, fmt.Errorf("BLKSSZGET: %w", err)
+	}
+	if physical, err = unix.IoctlGetInt(fd, unix.BLKPBSZGET); err != nil {
+		return 0, 0, 0, fmt.Errorf("BLKPBSZGET: %w", err)
+	}
+	return int64(sz), logical, physical, nil
+}

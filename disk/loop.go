@@ -1,0 +1,65 @@
+package disk
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loop is a loop device luksdock attached. It is configured to detach itself
+// when its last user closes it (LO_FLAGS_AUTOCLEAR), so it cannot outlive
+// luksdock even after SIGKILL.
+type Loop struct {
+	Path string
+	f    *os.File
+}
+
+// AttachLoop binds a loop device to size bytes of file at offset. Used by the
+// kernel engine to give an image's partition a block device for dm-crypt.
+func AttachLoop(file string, offset, size int64) (*Loop, error) {
+	back, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer back.Close()
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("loop devices are not available: %w", err)
+	}
+	defer ctl.Close()
+	for try := 0; try < 10; try++ {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return nil, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+		}
+		path := fmt.Sprintf("/dev/loop%d", n)
+		lf, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		cfg := unix.LoopConfig{Fd: uint32(back.Fd())}
+		cfg.Info.Offset, cfg.Info.Sizelimit = uint64(offset), uint64(size)
+		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
+		if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
+			lf.Close()
+			if err == unix.EBUSY { // raced with another user of that loop device
+				continue
+			}
+			return nil, fmt.Errorf("LOOP_CONFIGURE %s: %w", path, err)
+		}
+		return &Loop{Path: path, f: lf}, nil
+	}
+	return nil, fmt.Errorf("no free loop device")
+}
+
+// Close drops luksdock's reference; the kernel detaches the loop device once
+// nothing else (such as a dm-crypt mapping) holds it.
+func (l *Loop) Close() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

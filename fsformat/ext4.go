@@ -1,0 +1,161 @@
+// Package fsformat makes and checks the ext4 filesystem of a backup disk with
+// the real e2fsprogs tools: mkfs.ext4 (mke2fs), e2fsck and dumpe2fs.
+package fsformat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxLabel is the size of ext4's s_volume_name field.
+const MaxLabel = 16
+
+// ValidateLabel accepts labels a desktop can mount by (/media/USER/LABEL) and
+// that ext4 can store: 1 to 16 bytes of valid UTF-8, no control characters,
+// no white space, no '/', not starting with '-' or '.'.
+func ValidateLabel(label string) error {
+	switch {
+	case label == "":
+		return errors.New("the label is empty")
+	case !utf8.ValidString(label):
+		return errors.New("the label is not valid UTF-8")
+	case len(label) > MaxLabel:
+		return fmt.Errorf("the label %q is %d bytes; ext4 labels hold at most %d bytes", label, len(label), MaxLabel)
+	case label[0] == '-' || label[0] == '.':
+		return fmt.Errorf("the label %q must not start with %q", label, label[0])
+	}
+	for _, r := range label {
+		switch {
+		case r == '/':
+			return fmt.Errorf("the label %q contains '/', which cannot be part of a mount point", label)
+		case unicode.IsControl(r):
+			return fmt.Errorf("the label %q contains a control character", label)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("the label %q contains white space", label)
+		case !unicode.IsPrint(r):
+			return fmt.Errorf("the label %q contains a character that cannot be printed", label)
+		}
+	}
+	return nil
+}
+
+// Tools lists the e2fsprogs programs luksdock runs.
+var Tools = []string{"mkfs.ext4", "e2fsck", "dumpe2fs"}
+
+// Available reports whether e2fsprogs is installed, with the install hint.
+func Available() error {
+	for _, t := range Tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s not found: install e2fsprogs (`apt-get install e2fsprogs`)", t)
+		}
+	}
+	return nil
+}
+
+// MkfsArgs is the mkfs.ext4 command for dev. -F because dev may be a regular
+// file (the userspace data path); nodiscard because a freshly keyed LUKS
+// volume has nothing worth discarding; lazy_itable_init so that the cost grows
+// with metadata, not capacity (the kernel zeroes inode tables on first mount).
+func MkfsArgs(dev, label string) []string {
+	return []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1", dev}
+}
+
+// Mkfs makes an ext4 filesystem labelled label on dev.
+func Mkfs(ctx context.Context, dev, label string) error {
+	if err := ValidateLabel(label); err != nil {
+		return err
+	}
+	_, err := run(ctx, MkfsArgs(dev, label))
+	return err
+}
+
+// Check is the outcome of `e2fsck -fn`.
+type Check struct {
+	Clean  bool     // exit 0 and nothing but the pass summaries
+	Output []string // e2fsck's lines
+}
+
+var passLine = regexp.MustCompile(`^(Pass [1-5][a-z]?: .*|.*: [0-9]+/[0-9]+ files \(.*\), [0-9]+/[0-9]+ blocks|e2fsck [0-9.]+ \(.*\))$`)
+
+// Fsck runs `e2fsck -fn dev` (forced, read-only, answering no) and reports
+// whether it found nothing but its pass summaries.
+func Fsck(ctx context.Context, dev string) (Check, error) {
+	out, err := run(ctx, []string{"e2fsck", "-fn", dev})
+	c := Check{Clean: err == nil}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), " ")
+		if line == "" {
+			continue
+		}
+		c.Output = append(c.Output, line)
+		if !passLine.MatchString(line) {
+			c.Clean = false
+		}
+	}
+	var te *ToolError
+	if err != nil && !errors.As(err, &te) {
+		return c, err // could not run at all
+	}
+	return c, nil
+}
+
+// Label reads the filesystem label with dumpe2fs -h.
+func Label(ctx context.Context, dev string) (string, error) {
+	out, err := run(ctx, []string{"dumpe2fs", "-h", dev})
+	if err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Filesystem volume name:"); ok {
+			v = strings.TrimSpace(v)
+			if v == "<none>" {
+				v = ""
+			}
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("dumpe2fs -h %s printed no volume name", dev)
+}
+
+// ToolError is a failed e2fsprogs run with the tool's own message.
+type ToolError struct {
+	Tool   string
+	Code   int
+	Output string
+}
+
+func (e *ToolError) Error() string {
+	return fmt.Sprintf("%s failed (exit %d): %s", e.Tool, e.Code, strings.TrimSpace(e.Output))
+}
+
+// run executes an e2fsprogs tool with standard input closed; it returns the
+// combined output.
+func run(ctx context.Context, args []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = []string{"LC_ALL=C", "PATH=" + os.Getenv("PATH") + ":/usr/sbin:/sbin"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ctx.Err() != nil {
+				return out.Bytes(), fmt.Errorf("%s: %w", args[0], ctx.Err())
+			}
+			return out.Bytes(), &ToolError{Tool: args[0], Code: ee.ExitCode(), Output: out.String()}
+		}
+		return out.Bytes(), fmt.Errorf("%s: %w", args[0], err)
+	}
+	return out.Bytes(), nil
+}

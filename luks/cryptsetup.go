@@ -1,0 +1,295 @@
+// Package luks formats, opens, closes and inspects LUKS volumes.
+//
+// Formatting, opening with device-mapper, closing and header backups use the
+// real cryptsetup binary, exactly as a sysadmin would by hand. Secrets never
+// travel in argv, the environment or a file on disk: the passphrase goes to
+// cryptsetup on standard input (--key-file=-) and a volume key on an extra
+// pipe (--volume-key-file=/dev/fd/3). Reading headers and unlocking a keyslot
+// for verification use github.com/anatol/luks.go, an implementation
+// independent of cryptsetup. The userspace data path (userspace.go) serves a
+// decrypted data segment to e2fsprogs on machines without device-mapper.
+package luks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Cipher and KeyBytes are what luksdock formats with: aes-xts-plain64 with a
+// 512-bit key (two AES-256 keys), cryptsetup's own default.
+const (
+	Cipher   = "aes-xts-plain64"
+	KeyBytes = 64
+)
+
+// PBKDF holds the keyslot cost flags. Zero values are left out so that
+// cryptsetup's own benchmarked defaults apply, which is what production wants.
+type PBKDF struct {
+	Type            string // argon2id, argon2i or pbkdf2
+	MemoryKiB       int    // --pbkdf-memory
+	Parallel        int    // --pbkdf-parallel
+	ForceIterations int    // --pbkdf-force-iterations
+	IterTimeMS      int    // --iter-time
+}
+
+// Validate reports flag values cryptsetup would reject, before anything runs.
+func (p PBKDF) Validate(luks1 bool) error {
+	switch p.Type {
+	case "", "argon2id", "argon2i", "pbkdf2":
+	default:
+		return fmt.Errorf("unknown PBKDF %q (want argon2id, argon2i or pbkdf2)", p.Type)
+	}
+	if luks1 && p.Type != "" && p.Type != "pbkdf2" {
+		return fmt.Errorf("LUKS1 supports only pbkdf2, not %s", p.Type)
+	}
+	if p.MemoryKiB < 0 || p.Parallel < 0 || p.ForceIterations < 0 || p.IterTimeMS < 0 {
+		return errors.New("PBKDF costs must not be negative")
+	}
+	if p.ForceIterations > 0 && p.IterTimeMS > 0 {
+		return errors.New("--pbkdf-force-iterations and --iter-time exclude each other")
+	}
+	return nil
+}
+
+// Args returns the cryptsetup flags for the non-zero fields.
+func (p PBKDF) Args() []string {
+	var a []string
+	if p.Type != "" {
+		a = append(a, "--pbkdf", p.Type)
+	}
+	if p.MemoryKiB > 0 {
+		a = append(a, "--pbkdf-memory", strconv.Itoa(p.MemoryKiB))
+	}
+	if p.Parallel > 0 {
+		a = append(a, "--pbkdf-parallel", strconv.Itoa(p.Parallel))
+	}
+	if p.ForceIterations > 0 {
+		a = append(a, "--pbkdf-force-iterations", strconv.Itoa(p.ForceIterations))
+	}
+	if p.IterTimeMS > 0 {
+		a = append(a, "--iter-time", strconv.Itoa(p.IterTimeMS))
+	}
+	return a
+}
+
+// FormatOptions are the choices luksFormat takes.
+type FormatOptions struct {
+	LUKS1 bool
+	Label string // LUKS2 label (LUKS1 has none)
+	PBKDF PBKDF
+}
+
+// FormatArgs is the cryptsetup luksFormat argument list (without secrets;
+// those go over pipes), shared by Format and the dry-run/plan display.
+func FormatArgs(dev string, o FormatOptions) []string {
+	a := []string{"luksFormat", "--batch-mode"}
+	if o.LUKS1 {
+		a = append(a, "--type", "luks1")
+	} else {
+		a = append(a, "--type", "luks2")
+		if o.Label != "" {
+			a = append(a, "--label", o.Label)
+		}
+	}
+	a = append(a, "--cipher", Cipher, "--key-size", strconv.Itoa(KeyBytes*8))
+	a = append(a, o.PBKDF.Args()...)
+	return append(a, dev)
+}
+
+// Format runs cryptsetup luksFormat on dev with the given volume key and a
+// keyslot for passphrase. Both secrets are passed over pipes.
+func Format(ctx context.Context, dev string, passphrase, volumeKey []byte, o FormatOptions) error {
+	if len(volumeKey) != KeyBytes {
+		return fmt.Errorf("volume key must be %d bytes", KeyBytes)
+	}
+	args := FormatArgs(dev, o)
+	args = append(args[:len(args)-1], "--key-file=-", "--volume-key-file=/dev/fd/3", dev)
+	_, err := run(ctx, args, passphrase, volumeKey)
+	return err
+}
+
+// OpenWithKey activates dev as /dev/mapper/name with the volume key (no KDF
+// run), through device-mapper.
+func OpenWithKey(ctx context.Context, dev, name string, volumeKey []byte) error {
+	_, err := run(ctx, []string{"open", "--type", "luks", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
+	return err
+}
+
+// OpenReadOnly activates dev read-only with the passphrase, through
+// device-mapper: cryptsetup's own check that the passphrase unlocks it.
+func OpenReadOnly(ctx context.Context, dev, name string, passphrase []byte) error {
+	_, err := run(ctx, []string{"open", "--type", "luks", "--readonly", "--key-file=-", dev, name}, passphrase, nil)
+	return err
+}
+
+// Close removes the mapping name. A mapping that does not exist is not an error.
+func Close(ctx context.Context, name string) error {
+	if _, err := os.Stat("/dev/mapper/" + name); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	_, err := run(ctx, []string{"close", name}, nil, nil)
+	return err
+}
+
+// TestPassphrase asks cryptsetup whether passphrase opens a keyslot of dev,
+// without device-mapper.
+func TestPassphrase(ctx context.Context, dev string, passphrase []byte) error {
+	_, err := run(ctx, []string{"open", "--test-passphrase", "--key-file=-", dev}, passphrase, nil)
+	return err
+}
+
+// DumpVolumeKey recovers the volume key with the passphrase through
+// cryptsetup. The key is read from cryptsetup's standard output pipe and never
+// touches a file.
+func DumpVolumeKey(ctx context.Context, dev string, passphrase []byte) ([]byte, error) {
+	out, err := run(ctx, []string{"luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", dev}, passphrase, nil)
+	defer clear(out)
+	if err != nil {
+		return nil, err
+	}
+	var hexkey []byte
+	in := false
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Bytes()
+		if i := bytes.Index(line, []byte("MK dump:")); i >= 0 {
+			in = true
+			line = line[i+len("MK dump:"):]
+		} else if in && (len(line) == 0 || (line[0] != '\t' && line[0] != ' ')) {
+			break
+		}
+		if in {
+			for _, f := range bytes.Fields(line) {
+				hexkey = append(hexkey, f...)
+			}
+		}
+	}
+	defer clear(hexkey)
+	key := make([]byte, hex.DecodedLen(len(hexkey)))
+	if _, err := hex.Decode(key, hexkey); err != nil || len(key) == 0 {
+		clear(key)
+		return nil, errors.New("cryptsetup luksDump printed no volume key")
+	}
+	return key, nil
+}
+
+// HeaderBackup writes dev's LUKS header to path with mode 0600, refusing to
+// overwrite an existing file. cryptsetup writes into a private 0700 directory
+// beside path; the result is linked into place, which fails if path appeared
+// meanwhile, so nothing is ever overwritten.
+func HeaderBackup(ctx context.Context, dev, path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("header backup %s already exists; refusing to overwrite it", path)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".luksdock-header-")
+	if err != nil {
+		return fmt.Errorf("header backup: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "header")
+	if _, err := run(ctx, []string{"luksHeaderBackup", "--batch-mode", dev, "--header-backup-file", tmp}, nil, nil); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("header backup: %w", err)
+	}
+	return nil
+}
+
+// Available reports whether cryptsetup can be found, with the install hint.
+func Available() error {
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		return errors.New("cryptsetup not found: install it with `apt-get install cryptsetup-bin` (Debian/Ubuntu) or `dnf install cryptsetup`")
+	}
+	return nil
+}
+
+// Error is a failed cryptsetup run: the command (no secrets are ever in it),
+// its exit status and its own message.
+type Error struct {
+	Args   []string
+	Code   int
+	Stderr string
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		msg = fmt.Sprintf("exit status %d", e.Code)
+	}
+	return fmt.Sprintf("cryptsetup %s: %s", e.Args[0], msg)
+}
+
+// run executes cryptsetup with stdin (the passphrase, if any) and fd 3 (the
+// volume key, if any) as pipes. It returns stdout.
+func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "cryptsetup", args...)
+	cmd.Env = cleanEnv()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var w *os.File
+	if fd3 != nil {
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		w = pw
+		cmd.ExtraFiles = []*os.File{r}
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		if w != nil {
+			w.Close()
+		}
+		return nil, fmt.Errorf("cryptsetup: %w", err)
+	}
+	if w != nil {
+		// 64 bytes fit in any pipe buffer: the write cannot block.
+		w.Write(fd3)
+		w.Close()
+	}
+	err := cmd.Wait()
+	if err != nil {
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			return out.Bytes(), fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
+		}
+		return out.Bytes(), &Error{Args: args, Code: code, Stderr: errb.String()}
+	}
+	return out.Bytes(), nil
+}
+
+// cleanEnv is the environment for child tools: the process's own minus
+// anything locale-dependent, so messages are parseable. Secrets are never in
+// the environment to begin with.
+func cleanEnv() []string {
+	env := []string{"LC_ALL=C"}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	if len(env) == 1 {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	return env
+}

@@ -1,0 +1,180 @@
+package luks
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	lukslib "github.com/anatol/luks.go"
+)
+
+// Info is what a LUKS header says about a volume. It never holds a key.
+type Info struct {
+	Version    int    `json:"luks_version"`
+	UUID       string `json:"uuid"`
+	Label      string `json:"luks_label,omitempty"`
+	Cipher     string `json:"cipher"`
+	SectorSize int    `json:"sector_size"`
+	DataOffset int64  `json:"data_offset"`
+	DataSize   int64  `json:"data_size"` // bytes of the data segment
+	IVTweak    uint64 `json:"-"`
+	Keyslots   []int  `json:"keyslots"`
+}
+
+// Segment returns the data segment for the userspace data path.
+func (i Info) Segment() Segment {
+	return Segment{Offset: i.DataOffset, Size: i.DataSize, SectorSize: i.SectorSize, IVTweak: i.IVTweak, Cipher: i.Cipher}
+}
+
+func cstr(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// ReadHeader parses the LUKS1 or LUKS2 header at offset 0 of r: the fields
+// luksdock shows and the layout of the data segment. It does not check
+// keyslots; Unseal does that. DataSize is left 0 when the segment runs to the
+// end of the device.
+func ReadHeader(r io.ReaderAt) (Info, error) {
+	var h [4096]byte
+	if _, err := r.ReadAt(h[:], 0); err != nil && !errors.Is(err, io.EOF) {
+		return Info{}, err
+	}
+	if !bytes.Equal(h[:6], []byte("LUKS\xba\xbe")) {
+		return Info{}, ErrNotLUKS
+	}
+	switch v := binary.BigEndian.Uint16(h[6:8]); v {
+	case 1:
+		info := Info{
+			Version:    1,
+			Cipher:     cstr(h[8:40]) + "-" + cstr(h[40:72]),
+			DataOffset: int64(binary.BigEndian.Uint32(h[104:108])) * 512,
+			UUID:       cstr(h[168:208]),
+			SectorSize: 512,
+		}
+		for i := 0; i < 8; i++ {
+			if binary.BigEndian.Uint32(h[208+i*48:]) == 0x00AC71F3 { // LUKS_KEY_ENABLED
+				info.Keyslots = append(info.Keyslots, i)
+			}
+		}
+		return info, nil
+	case 2:
+		return readLUKS2(r, h[:])
+	default:
+		return Info{}, fmt.Errorf("unsupported LUKS version %d", v)
+	}
+}
+
+type luks2JSON struct {
+	Keyslots map[string]json.RawMessage `json:"keyslots"`
+	Segments map[string]struct {
+		Type       string `json:"type"`
+		Offset     string `json:"offset"`
+		Size       string `json:"size"`
+		IVTweak    string `json:"iv_tweak"`
+		Encryption string `json:"encryption"`
+		SectorSize int    `json:"sector_size"`
+	} `json:"segments"`
+}
+
+func readLUKS2(r io.ReaderAt, h []byte) (Info, error) {
+	hdrSize := be64(h[8:16])
+	if hdrSize < 4096+512 || hdrSize > 4<<20 {
+		return Info{}, fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
+	}
+	info := Info{Version: 2, Label: cstr(h[24:72]), UUID: cstr(h[168:208])}
+	js := make([]byte, hdrSize-4096)
+	if _, err := r.ReadAt(js, 4096); err != nil {
+		return Info{}, fmt.Errorf("reading LUKS2 metadata: %w", err)
+	}
+	var meta luks2JSON
+	if err := json.Unmarshal(bytes.TrimRight(js, "\x00"), &meta); err != nil {
+		return Info{}, fmt.Errorf("LUKS2 metadata: %w", err)
+	}
+	seg, ok := meta.Segments["0"]
+	if !ok || seg.Type != "crypt" {
+		return Info{}, errors.New("LUKS2 header has no crypt segment 0")
+	}
+	var err error
+	if info.DataOffset, err = strconv.ParseInt(seg.Offset, 10, 64); err != nil {
+		return Info{}, fmt.Errorf("LUKS2 segment offset: %w", err)
+	}
+	if seg.Size != "dynamic" {
+		if info.DataSize, err = strconv.ParseInt(seg.Size, 10, 64); err != nil {
+			return Info{}, fmt.Errorf("LUKS2 segment size: %w", err)
+		}
+	}
+	if seg.IVTweak != "" {
+		if info.IVTweak, err = strconv.ParseUint(seg.IVTweak, 10, 64); err != nil {
+			return Info{}, fmt.Errorf("LUKS2 segment iv_tweak: %w", err)
+		}
+	}
+	info.Cipher, info.SectorSize = seg.Encryption, seg.SectorSize
+	for k := range meta.Keyslots {
+		if n, err := strconv.Atoi(k); err == nil {
+			info.Keyslots = append(info.Keyslots, n)
+		}
+	}
+	return info, nil
+}
+
+// ErrWrongPassphrase means no keyslot opened with the passphrase.
+var ErrWrongPassphrase = errors.New("the passphrase does not unlock any keyslot")
+
+// Unseal proves, with github.com/anatol/luks.go (independent of cryptsetup),
+// that passphrase opens a keyslot of the LUKS device d and that the header is
+// sound. It returns the header's description; the key itself stays inside
+// luks.go and is dropped.
+func Unseal(d Device, passphrase []byte) (info Info, err error) {
+	err = d.withPath(func(p string) error {
+		dev, err := lukslib.Open(p)
+		if err != nil {
+			return fmt.Errorf("luks.go: %w", err)
+		}
+		slots := dev.Slots()
+		var lastErr error
+		for _, s := range slots {
+			v, err := dev.UnsealVolume(s, passphrase)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			info = Info{
+				Version: dev.Version(), UUID: v.UUID, Cipher: v.StorageEncryption,
+				SectorSize: int(v.StorageSectorSize), DataOffset: int64(v.StorageOffset),
+				DataSize: int64(v.StorageSize), IVTweak: v.StorageIvTweak, Keyslots: slots,
+			}
+			return nil
+		}
+		if lastErr == nil {
+			return errors.New("the LUKS header has no active keyslot")
+		}
+		if errors.Is(lastErr, lukslib.ErrPassphraseDoesNotMatch) {
+			return ErrWrongPassphrase
+		}
+		return fmt.Errorf("luks.go: %w", lastErr)
+	})
+	if err != nil {
+		return Info{}, err
+	}
+	// luks.go does not report the label; take it from the binary header.
+	_ = d.withPath(func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if h, err := ReadHeader(f); err == nil {
+			info.Label = h.Label
+		}
+		return nil
+	})
+	return info, nil
+}

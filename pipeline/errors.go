@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Exit codes of luksdock, documented in --help and README.
+const (
+	ExitOK          = 0
+	ExitUsage       = 2   // bad flags or arguments
+	ExitRefused     = 3   // refused by safety: confirmation, policy, preflight
+	ExitStepFailed  = 4   // a step failed while running
+	ExitVerifyFail  = 5   // the disk was made but did not verify, or verify failed
+	ExitInterrupted = 130 // stopped by SIGINT/SIGTERM between steps
+)
+
+// Error is a pipeline failure: which step, what happened, the state the disk
+// is left in, and the exit code it maps to.
+type Error struct {
+	Code  int
+	Step  StepID
+	State string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Step != "" {
+		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	}
+	return e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ExitCode maps an error from this package to luksdock's exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ExitStepFailed
+}
+
+func refused(format string, a ...any) error {
+	return &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged, Err: fmt.Errorf(format, a...)}
+}
+
+// ErrConfirm is the refusal when --confirm does not name the target.
+var ErrConfirm = errors.New("confirmation does not match")
+
+// States the disk can be left in, reported on failure.
+const (
+	stateUnchanged   = "unchanged: nothing was written"
+	stateWiped       = "old signatures wiped; no partition table: prepare it again"
+	statePartitioned = "partitioned, no LUKS header: prepare it again"
+	stateFormatted   = "partitioned, LUKS header, no filesystem: prepare it again"
+	stateNoVerify    = "LUKS and filesystem made but NOT verified: do not use it; prepare it again"
+	stateVerifyFail  = "verification FAILED: do not use this disk; prepare it again"
+	stateReady       = "ready: verified backup disk"
+)
+
+// StateAfter is the disk's state once step has completed.
+func StateAfter(step StepID) string {
+	switch step {
+	case "", StepPreflight:
+		return stateUnchanged
+	case StepWipe:
+		return stateWiped
+	case StepPartition:
+		return statePartitioned
+	case StepFormat, StepOpen:
+		return stateFormatted
+	case StepMkfs, StepClose:
+		return stateNoVerify
+	default:
+		return stateReady
+	}
+}

@@ -1,0 +1,489 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
+	"luksdock/fsformat"
+	"luksdock/luks"
+)
+
+// PartitionTimeout bounds the wait for the kernel to show the new partition.
+var PartitionTimeout = 10 * time.Second
+
+// runner is one execution of a plan.
+type runner struct {
+	p     *Plan
+	ctx   context.Context // cancelled by SIGINT/SIGTERM: checked between steps
+	work  context.Context // what steps run under: never cancelled mid-step
+	emit  func(Event)
+	pass  []byte
+	key   []byte
+	done  StepID
+	start time.Time
+
+	lock     *os.File // holds flock(LOCK_EX) on the target for the whole run
+	excl     *os.File // the target opened O_EXCL (block devices) or read-write (images)
+	expected disk.Identity
+
+	part   luks.Device
+	info   luks.Info
+	mapper string
+	loop   *disk.Loop
+	uvol   *luks.UserspaceVolume
+	vol    string // the opened volume: /dev/mapper/NAME or the FUSE file
+	result *Result
+}
+
+// Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
+// is written otherwise. Each step is announced, timed and reported through
+// emit. On ctx cancellation the running step finishes (or is undone), the
+// volume is closed and the disk released; Run then returns an *Error with
+// ExitInterrupted and the disk's state. The caller owns passphrase and clears
+// it after Run returns.
+func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit func(Event)) (*Result, error) {
+	if emit == nil {
+		emit = func(Event) {}
+	}
+	r := &runner{p: p, ctx: ctx, work: context.WithoutCancel(ctx), emit: emit, pass: passphrase, start: time.Now()}
+	if confirm != p.Target.ConfirmWord() {
+		err := &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged,
+			Err: fmt.Errorf("%w: you typed %q, but the target is %q; nothing was written", ErrConfirm, confirm, p.Target.ConfirmWord())}
+		r.send(Event{Kind: EventFailed, Step: StepPreflight, Message: err.Err.Error(), State: err.State})
+		return nil, err
+	}
+	if err := ValidatePassphrase(passphrase); err != nil {
+		e := &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged, Err: err}
+		r.send(Event{Kind: EventFailed, Step: StepPreflight, Message: err.Error(), State: e.State})
+		return nil, e
+	}
+	r.send(Event{Kind: EventPlan, Steps: p.Steps, Engine: p.Engine, Message: p.EngineWhy})
+	for _, w := range p.Warnings {
+		r.send(Event{Kind: EventWarning, Message: w})
+	}
+	defer r.cleanup()
+	steps := []struct {
+		id StepID
+		fn func() (string, error)
+	}{
+		{StepPreflight, r.preflight},
+		{StepWipe, r.wipe},
+		{StepPartition, r.partition},
+		{StepFormat, r.format},
+		{StepOpen, r.open},
+		{StepMkfs, r.mkfs},
+		{StepClose, r.closeVolume},
+		{StepVerify, r.verify},
+		{StepHeaderBackup, r.headerBackup},
+	}
+	for _, s := range steps {
+		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" {
+			continue
+		}
+		if err := r.step(s.id, s.fn); err != nil {
+			return nil, err
+		}
+	}
+	r.send(Event{Kind: EventResult, Result: r.result, Elapsed: time.Since(r.start), State: stateReady})
+	return r.result, nil
+}
+
+func (r *runner) send(e Event) {
+	e.Time = time.Now()
+	r.emit(e)
+}
+
+func (r *runner) stepDef(id StepID) Step {
+	for _, s := range r.p.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	return Step{ID: id}
+}
+
+func (r *runner) step(id StepID, fn func() (string, error)) error {
+	if err := r.ctx.Err(); err != nil {
+		r.release()
+		e := &Error{Code: ExitInterrupted, Step: id, State: StateAfter(r.done), Err: fmt.Errorf("interrupted before this step; the volume is closed and the disk released")}
+		r.send(Event{Kind: EventFailed, Step: id, Message: e.Err.Error(), State: e.State})
+		return e
+	}
+	def := r.stepDef(id)
+	r.send(Event{Kind: EventStart, Step: id, Command: def.Command, Message: def.Title})
+	t0 := time.Now()
+	msg, err := fn()
+	if err != nil {
+		r.release()
+		code, state := ExitStepFailed, StateAfter(r.done)
+		var pe *Error
+		if errors.As(err, &pe) {
+			code = pe.Code
+			if pe.State != "" {
+				state = pe.State
+			}
+			err = pe.Err
+		} else if id == StepVerify {
+			code, state = ExitVerifyFail, stateVerifyFail
+		}
+		if id == StepHeaderBackup {
+			state = stateReady + " (but the header backup failed)"
+		}
+		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0)})
+		return &Error{Code: code, Step: id, State: state, Err: err}
+	}
+	r.done = id
+	r.send(Event{Kind: EventDone, Step: id, Message: msg, Elapsed: time.Since(t0)})
+	return nil
+}
+
+// checkIdentity re-reads the target's identity and refuses to go on if it is
+// not the disk (or file) that was confirmed.
+func (r *runner) checkIdentity() error {
+	t := r.p.Target
+	if t.Image {
+		st, err := os.Stat(t.Path)
+		if err != nil {
+			return fmt.Errorf("%w: %v", disk.ErrDiskChanged, err)
+		}
+		s := st.Sys().(*syscall.Stat_t)
+		if (fileID{uint64(s.Dev), s.Ino}) != t.fileID {
+			return fmt.Errorf("%w: %s is now a different file", disk.ErrDiskChanged, t.Path)
+		}
+		if st.Size() != t.Size {
+			return fmt.Errorf("%w: %s changed size from %d to %d bytes", disk.ErrDiskChanged, t.Path, t.Size, st.Size())
+		}
+		return nil
+	}
+	cur, err := t.sys.Identity(t.Name)
+	if err != nil {
+		return fmt.Errorf("%w: %v", disk.ErrDiskChanged, err)
+	}
+	return r.expected.Check(cur)
+}
+
+func (r *runner) preflight() (string, error) {
+	t := r.p.Target
+	if t.Image {
+		return r.preflightImage()
+	}
+	d, err := t.sys.Disk(t.Name)
+	if err != nil {
+		return "", refused("%s: %v", t.Path, err)
+	}
+	v := disk.Assess(d)
+	if len(v.Refused) > 0 {
+		return "", refused("%s is refused now: %v", t.Path, v.Refused)
+	}
+	if v.Internal && !r.p.Opts.AllowInternal {
+		return "", refused("%s is not on USB; pass --allow-internal", t.Path)
+	}
+	r.expected = t.Identity
+	if err := r.checkIdentity(); err != nil {
+		return "", &Error{Code: ExitRefused, State: stateUnchanged, Err: err}
+	}
+	lock, err := os.Open(t.Path)
+	if err != nil {
+		return "", refused("%s: %v", t.Path, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return "", refused("%s is locked by another program (another luksdock, or a partitioning tool): %v", t.Path, err)
+	}
+	r.lock = lock
+	if err := r.acquire(); err != nil {
+		return "", refused("%v", err)
+	}
+	return fmt.Sprintf("%s %s %s, %s; not mounted, no holders; opened exclusively", t.Name, d.Vendor, d.Model, HumanSize(d.Size)), nil
+}
+
+func (r *runner) preflightImage() (string, error) {
+	t := r.p.Target
+	var f *os.File
+	var err error
+	if t.Create {
+		f, err = os.OpenFile(t.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return "", refused("creating %s: %v", t.Path, err)
+		}
+		if err := f.Truncate(t.Size); err != nil {
+			f.Close()
+			os.Remove(t.Path)
+			return "", refused("creating %s of %s: %v", t.Path, HumanSize(t.Size), err)
+		}
+		st, _ := f.Stat()
+		s := st.Sys().(*syscall.Stat_t)
+		t.fileID = fileID{uint64(s.Dev), s.Ino}
+		t.Create = false
+	} else {
+		f, err = os.OpenFile(t.Path, os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, syscall.EROFS) {
+				return "", refused("%s is on a read-only filesystem", t.Path)
+			}
+			return "", refused("%s: %v", t.Path, err)
+		}
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return "", refused("%s is being prepared by another luksdock (it is locked)", t.Path)
+	}
+	r.lock, r.excl = f, f
+	if err := r.checkIdentity(); err != nil {
+		return "", &Error{Code: ExitRefused, State: stateUnchanged, Err: err}
+	}
+	if l := loopUsing(t.fileID); l != "" {
+		return "", refused("%s is in use by %s", t.Path, l)
+	}
+	return fmt.Sprintf("%s, %s; locked", t.Path, HumanSize(t.Size)), nil
+}
+
+// acquire opens a block device target O_EXCL, so no mount, mapping or other
+// exclusive user can claim it or its partitions while luksdock writes.
+func (r *runner) acquire() error {
+	if r.p.Target.Image || r.excl != nil {
+		return nil
+	}
+	f, err := os.OpenFile(r.p.Target.Path, os.O_RDWR|unix.O_EXCL, 0)
+	if err != nil {
+		if errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("%s is in use (mounted, mapped, or held by another program)", r.p.Target.Path)
+		}
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err == nil {
+		if mm := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))); r.expected.MajMin != "" && mm != r.expected.MajMin {
+			f.Close()
+			return fmt.Errorf("%w: %s is now %s, not %s", disk.ErrDiskChanged, r.p.Target.Path, mm, r.expected.MajMin)
+		}
+	}
+	r.excl = f
+	return nil
+}
+
+// withoutExcl runs fn with the O_EXCL claim dropped, for cryptsetup and
+// device-mapper, which claim the partition exclusively themselves and could
+// not while luksdock holds the whole disk. The flock stays held throughout.
+func (r *runner) withoutExcl(fn func() error) error {
+	if r.p.Target.Image {
+		return fn()
+	}
+	if r.excl != nil {
+		r.excl.Close()
+		r.excl = nil
+	}
+	err := fn()
+	if aerr := r.acquire(); aerr != nil && err == nil && r.mapper == "" {
+		err = aerr
+	}
+	return err
+}
+
+func (r *runner) wipe() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	t := r.p.Target
+	_, parts, _ := disk.Probe(r.excl, t.Size)
+	var old []disk.Extent
+	for _, p := range append(parts, t.Parts...) {
+		if p.Size > 0 {
+			old = append(old, disk.Extent{Start: p.Start, Size: p.Size})
+		}
+	}
+	ex := disk.WipeExtents(t.Size, old)
+	n, err := disk.Zero(r.excl, ex)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", HumanSize(n), len(ex)), nil
+}
+
+func (r *runner) partition() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	t, l := r.p.Target, r.p.Layout
+	logical, physical := 512, 4096
+	if t.Disk != nil {
+		logical, physical = t.Disk.LogicalSector, t.Disk.PhysicalSector
+	}
+	guid, err := disk.WritePartitionTable(r.excl, t.Size, logical, physical, l)
+	if err != nil {
+		return "", err
+	}
+	r.expected.DiskGUID = guid
+	if t.Image {
+		r.part = luks.Device{Path: t.Path, Base: l.Start, Size: l.Size}
+		return fmt.Sprintf("%s table, partition 1 at %d, %s", l.Table, l.Start, HumanSize(l.Size)), nil
+	}
+	node, how, err := disk.SyncPartition(r.excl, t.Name, l, PartitionTimeout)
+	if err != nil {
+		return "", err
+	}
+	r.part = luks.Device{Path: node, Size: l.Size}
+	return fmt.Sprintf("%s table, %s from %d, %s; kernel: %s", l.Table, node, l.Start, HumanSize(l.Size), how), nil
+}
+
+func (r *runner) format() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	r.key = make([]byte, luks.KeyBytes)
+	if _, err := rand.Read(r.key); err != nil {
+		return "", err
+	}
+	o := r.p.Opts
+	err := r.withoutExcl(func() error {
+		return luks.FormatDevice(r.work, r.part, r.pass, r.key, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF})
+	})
+	if err != nil {
+		return "", err
+	}
+	info, err := luks.ReadHeaderDevice(r.part)
+	if err != nil {
+		return "", fmt.Errorf("reading the new header: %w", err)
+	}
+	r.info = info
+	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
+}
+
+func (r *runner) open() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	if r.p.Engine == "userspace" {
+		v, err := luks.MountUserspace(r.part.Path, r.part.Base, r.part.Size, r.info.Segment(), r.key)
+		if err != nil {
+			return "", err
+		}
+		r.uvol, r.vol = v, v.Path()
+		return "serving the decrypted volume at " + r.vol, nil
+	}
+	err := r.withoutExcl(func() error {
+		dev := r.part.Path
+		if r.part.Base != 0 {
+			l, err := disk.AttachLoop(r.part.Path, r.part.Base, r.part.Size)
+			if err != nil {
+				return err
+			}
+			r.loop, dev = l, l.Path
+		}
+		name := r.p.mapperName()
+		if err := luks.OpenWithKey(r.work, dev, name, r.key); err != nil {
+			return err
+		}
+		r.mapper, r.vol = name, "/dev/mapper/"+name
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return "opened " + r.vol, nil
+}
+
+func (r *runner) mkfs() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("ext4 labelled %q", r.p.Opts.Label), nil
+}
+
+func (r *runner) closeVolume() (string, error) {
+	err := r.closeAll(r.work)
+	clear(r.key)
+	if err != nil {
+		return "", err
+	}
+	if err := r.acquire(); err != nil {
+		return "", err
+	}
+	return "closed; the volume key is cleared from memory", nil
+}
+
+// closeAll closes whatever is open: the FUSE volume, the mapping, the loop.
+func (r *runner) closeAll(ctx context.Context) error {
+	var errs []error
+	if r.uvol != nil {
+		errs = append(errs, r.uvol.Close())
+		r.uvol = nil
+	}
+	if r.mapper != "" {
+		if err := luks.Close(ctx, r.mapper); err != nil {
+			errs = append(errs, err)
+		} else {
+			r.mapper = ""
+		}
+	}
+	if r.loop != nil {
+		errs = append(errs, r.loop.Close())
+		r.loop = nil
+	}
+	r.vol = ""
+	return errors.Join(errs...)
+}
+
+func (r *runner) verify() (string, error) {
+	var res *Result
+	err := r.withoutExcl(func() error {
+		var err error
+		res, err = verifyDevice(r.work, r.part, r.partName(), r.pass, r.p.Engine, r.p.Opts.Label)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	t := r.p.Target
+	res.Target, res.Table, res.Size = t.Path, r.p.Layout.Table, t.Size
+	r.result = res
+	return fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel), nil
+}
+
+func (r *runner) partName() string {
+	if r.part.Base != 0 {
+		return fmt.Sprintf("%s partition 1 (offset %d)", r.part.Path, r.part.Base)
+	}
+	return r.part.Path
+}
+
+func (r *runner) headerBackup() (string, error) {
+	path := r.p.Opts.HeaderBackup
+	if err := r.withoutExcl(func() error { return luks.HeaderBackupDevice(r.work, r.part, path) }); err != nil {
+		return "", err
+	}
+	r.result.HeaderBackup = path
+	return "saved to " + path + " (mode 0600); keep it with your passphrase records, not on this disk", nil
+}
+
+// release closes the volume and lets go of the disk; used on failure.
+func (r *runner) release() {
+	_ = r.closeAll(context.Background())
+	clear(r.key)
+	if r.excl != nil && r.excl != r.lock {
+		r.excl.Close()
+	}
+	r.excl = nil
+}
+
+func (r *runner) cleanup() {
+	r.release()
+	if r.lock != nil {
+		if r.p.Target.Image {
+			r.lock.Sync()
+		}
+		r.lock.Close()
+		r.lock = nil
+	}
+}

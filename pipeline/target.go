@@ -1,0 +1,245 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"luksdock/disk"
+)
+
+// MinSize is the smallest disk luksdock prepares.
+const MinSize = 64 << 20
+
+// Target is the disk or image file a plan will destroy, as it was found
+// before anything is written.
+type Target struct {
+	Image bool   // an image file, not a block device
+	Path  string // /dev/sdi, or the image's path
+	Name  string // what the confirmation must name: "sdi", or "disk.img"
+	Size  int64  // bytes; for an image still to be created, the size to create
+	// Create is set when the image does not exist yet and will be created
+	// (sparse) after confirmation.
+	Create bool
+
+	Disk     *disk.Disk     // block devices: what discovery knows
+	Verdict  disk.Verdict   // block devices: the safety policy's verdict
+	Identity disk.Identity  // block devices: captured at selection
+	Content  disk.Signature // what is on it now
+	Parts    []disk.Partition
+	sys      disk.Sys
+	fileID   fileID // images: which file
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// ConfirmWord is what the user must type to let the plan write: the kernel
+// name of a USB disk or the file name of an image; "internal:NAME" for a disk
+// not on USB (allowed only with --allow-internal), a louder confirmation.
+func (t *Target) ConfirmWord() string {
+	if !t.Image && t.Verdict.Internal {
+		return "internal:" + t.Name
+	}
+	return t.Name
+}
+
+// Destroys lists, for the plan screen, exactly what the run will destroy.
+func (t *Target) Destroys() []string {
+	var out []string
+	if !t.Content.Empty() && t.Content.Table == "" {
+		out = append(out, fmt.Sprintf("%s: %s, %s", t.Name, t.Content, HumanSize(t.Size)))
+	}
+	for _, p := range t.Parts {
+		out = append(out, fmt.Sprintf("%s: %s, %s", p.Name, p.Content, HumanSize(p.Size)))
+	}
+	if t.Content.Table != "" {
+		out = append(out, fmt.Sprintf("%s: %s partition table", t.Name, strings.ToUpper(t.Content.Table)))
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("%s: no recognised content (%s)", t.Name, HumanSize(t.Size)))
+	}
+	return out
+}
+
+// DeviceTarget looks up a block device for preparation: it must be a whole
+// disk. Policy refusals are recorded in Verdict and enforced by NewPlan.
+func DeviceTarget(sys disk.Sys, path string) (*Target, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, refused("%s: %v", path, errors.Unwrap(err))
+	}
+	if st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+		return nil, refused("%s is not a block device (use --image for an image file)", path)
+	}
+	name, err := sys.NameOf(path)
+	if err != nil {
+		return nil, refused("%s: %v", path, err)
+	}
+	d, err := sys.Disk(name)
+	if err != nil {
+		if errors.Is(err, disk.ErrPartition) {
+			return nil, refused("%s: %v; luksdock prepares whole disks", path, err)
+		}
+		return nil, refused("%s: %v", path, err)
+	}
+	id, err := sys.Identity(name)
+	if err != nil {
+		return nil, refused("%s: reading its identity: %v", path, err)
+	}
+	return &Target{
+		Path: "/dev/" + name, Name: name, Size: d.Size, Disk: &d,
+		Verdict: disk.Assess(d), Identity: id, Content: d.Content, Parts: d.Partitions, sys: sys,
+	}, nil
+}
+
+// ImageTarget looks up an image file. When it does not exist and size > 0
+// it will be created, sparse, after confirmation.
+func ImageTarget(path string, size int64) (*Target, error) {
+	path = filepath.Clean(path)
+	t := &Target{Image: true, Path: path, Name: filepath.Base(path)}
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if size <= 0 {
+			return nil, refused("%s does not exist; give --size to create it", path)
+		}
+		if _, err := os.Stat(filepath.Dir(path)); err != nil {
+			return nil, refused("cannot create %s: %v", path, errors.Unwrap(err))
+		}
+		t.Create, t.Size = true, size
+		return t, nil
+	case err != nil:
+		return nil, refused("%s: %v", path, errors.Unwrap(err))
+	}
+	if st.Mode()&os.ModeSymlink != 0 {
+		real, err := os.Stat(path)
+		if err != nil {
+			return nil, refused("%s is a dangling symlink", path)
+		}
+		if real.Mode()&os.ModeDevice != 0 {
+			return nil, refused("%s is a symlink to a device; use --device for block devices", path)
+		}
+		st = real
+	}
+	switch {
+	case st.IsDir():
+		return nil, refused("%s is a directory, not an image file", path)
+	case !st.Mode().IsRegular():
+		return nil, refused("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	t.fileID = fileID{uint64(sys.Dev), sys.Ino}
+	t.Size = st.Size()
+	if loop := loopUsing(t.fileID); loop != "" {
+		return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", path, loop, loop)
+	}
+	if f, err := os.Open(path); err == nil {
+		t.Content, t.Parts, _ = disk.Probe(f, t.Size)
+		f.Close()
+	}
+	return t, nil
+}
+
+// loopUsing returns the loop device whose backing file is id, if any.
+func loopUsing(id fileID) string {
+	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, bf := range m {
+		b, err := os.ReadFile(bf)
+		if err != nil {
+			continue
+		}
+		p := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && uint64(st.Dev) == id.dev && st.Ino == id.ino {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(bf)))
+		}
+	}
+	return ""
+}
+
+// HumanSize formats bytes in binary units, as lsblk does.
+func HumanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ParseSize reads sizes like 512M, 64G, 1T, 1.5T (binary units), or plain
+// bytes. It refuses 0, negatives, garbage and anything above 1 EiB.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty size")
+	}
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	if num != "" {
+		switch num[len(num)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		case 'P':
+			mult = 1 << 50
+		case 'E':
+			mult = 1 << 60
+		}
+		if mult > 1 {
+			num = num[:len(num)-1]
+		}
+	}
+	var whole, frac int64
+	var fracDiv int64 = 1
+	seenDot, digits := false, 0
+	for _, c := range num {
+		switch {
+		case c == '.' && !seenDot:
+			seenDot = true
+		case c >= '0' && c <= '9':
+			digits++
+			if digits > 19 {
+				return 0, fmt.Errorf("size %q is too large", s)
+			}
+			if seenDot {
+				if fracDiv < 1e9 {
+					frac = frac*10 + int64(c-'0')
+					fracDiv *= 10
+				}
+			} else {
+				whole = whole*10 + int64(c-'0')
+			}
+		default:
+			return 0, fmt.Errorf("size %q is not a number with an optional K, M, G, T, P or E suffix", s)
+		}
+	}
+	if digits == 0 {
+		return 0, fmt.Errorf("size %q has no digits", s)
+	}
+	const limit = 1 << 60
+	if whole > limit/mult {
+		return 0, fmt.Errorf("size %q is too large (limit 1 EiB)", s)
+	}
+	n := whole*mult + int64(float64(frac)/float64(fracDiv)*float64(mult))
+	if n > limit {
+		return 0, fmt.Errorf("size %q is too large (limit 1 EiB)", s)
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("size %q must be greater than zero", s)
+	}
+	return n, nil
+}

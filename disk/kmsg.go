@@ -1,0 +1,377 @@
+package disk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// KernelLine is one kernel log message.
+type KernelLine struct {
+	Time time.Duration `json:"time"` // since boot
+	Text string        `json:"text"`
+}
+
+// String formats the line as dmesg does: "[ 5678.901234] text".
+func (l KernelLine) String() string {
+	us := l.Time.Microseconds()
+	return fmt.Sprintf("[%5d.%06d] %s", us/1e6, us%1e6, l.Text)
+}
+
+// Arrival is one disk attaching as told by the kernel log: usb-storage/uas
+// and sd messages for one SCSI device, in order.
+type Arrival struct {
+	Disk         string       `json:"disk"` // "sdi"
+	SCSI         string       `json:"scsi"` // "13:0:0:0"
+	USBPort      string       `json:"usb_port,omitempty"`
+	Driver       string       `json:"driver,omitempty"` // "usb-storage" or "uas" when seen
+	Vendor       string       `json:"vendor,omitempty"`
+	Model        string       `json:"model,omitempty"`
+	Revision     string       `json:"revision,omitempty"`
+	Sectors      int64        `json:"sectors,omitempty"`
+	SectorSize   int          `json:"sector_size,omitempty"` // logical
+	PhysicalSize int          `json:"physical_size,omitempty"`
+	Partitions   []string     `json:"partitions,omitempty"` // from " sdi: sdi1 sdi2"
+	Removable    bool         `json:"removable,omitempty"`
+	WriteProtect bool         `json:"write_protect,omitempty"`
+	Attached     bool         `json:"attached,omitempty"` // "Attached SCSI [removable ]disk" seen
+	Gone         bool         `json:"gone,omitempty"`     // disconnected afterwards
+	Lines        []KernelLine `json:"lines"`
+}
+
+// Size is Sectors × SectorSize in bytes.
+func (a Arrival) Size() int64 { return a.Sectors * int64(a.SectorSize) }
+
+// Time is when the arrival's first line was logged (since boot).
+func (a Arrival) Time() time.Duration {
+	if len(a.Lines) == 0 {
+		return 0
+	}
+	return a.Lines[0].Time
+}
+
+var (
+	kmsgEscRe   = regexp.MustCompile(`\\x[0-9a-fA-F]{2}`)
+	dmesgRe     = regexp.MustCompile(`^\[\s*(\d+)\.(\d{1,9})\]\s?(.*)$`)
+	usbLineRe   = regexp.MustCompile(`^usb (\d+-[\d.]+): (.*)$`)
+	usbNewRe    = regexp.MustCompile(`^new .*USB device number \d+`)
+	usbDiscRe   = regexp.MustCompile(`^USB disconnect, device number \d+`)
+	hostRe      = regexp.MustCompile(`^scsi host(\d+): (usb-storage|uas)(?: (\d+-[\d.]+):\d+\.\d+)?`)
+	ifaceRe     = regexp.MustCompile(`^(usb-storage|uas) (\d+-[\d.]+):\d+\.\d+: (.*)$`)
+	scsiInqRe   = regexp.MustCompile(`^scsi (\d+:\d+:\d+:\d+): (Direct-Access-ZBC|Direct-Access|RBC|Optical Device)(.*) PQ: \d+ ANSI: `)
+	sdLineRe    = regexp.MustCompile(`^sd (\d+:\d+:\d+:\d+): (?:\[(\w+)\] )?(.*)$`)
+	sdBlocksRe  = regexp.MustCompile(`^(\d+) (\d+)-byte logical blocks: `)
+	sdPhysRe    = regexp.MustCompile(`^(\d+)-byte physical blocks`)
+	partLineRe  = regexp.MustCompile(`^ ?([a-z]+): ?(.*)$`)
+	partNamesRe = regexp.MustCompile(`^[a-z]+\d*(?:p\d+)?$`)
+)
+
+// ParseKmsgRecord parses one record read from /dev/kmsg:
+// "6,1234,5678901,-;sd 13:0:0:0: [sdi] Attached SCSI disk", optionally
+// followed by "\n KEY=value" dictionary lines (ignored). The timestamp is in
+// microseconds since boot; \xNN escapes are decoded.
+func ParseKmsgRecord(rec string) (KernelLine, bool) {
+	hdr, msg, ok := strings.Cut(rec, ";")
+	if !ok {
+		return KernelLine{}, false
+	}
+	f := strings.Split(hdr, ",")
+	if len(f) < 3 {
+		return KernelLine{}, false
+	}
+	if _, err := strconv.ParseUint(f[0], 10, 32); err != nil {
+		return KernelLine{}, false
+	}
+	if _, err := strconv.ParseUint(f[1], 10, 64); err != nil {
+		return KernelLine{}, false
+	}
+	us, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil || us < 0 || us > int64(1<<62)/1000 {
+		return KernelLine{}, false
+	}
+	msg, _, _ = strings.Cut(msg, "\n")
+	msg = kmsgEscRe.ReplaceAllStringFunc(msg, func(x string) string {
+		v, _ := strconv.ParseUint(x[2:], 16, 8)
+		return string([]byte{byte(v)})
+	})
+	return KernelLine{Time: time.Duration(us) * time.Microsecond, Text: msg}, true
+}
+
+// ParseDmesgLine parses one line of plain `dmesg` output:
+// "[ 5678.901234] sd 13:0:0:0: [sdi] Attached SCSI disk".
+func ParseDmesgLine(s string) (KernelLine, bool) {
+	s = strings.TrimRight(s, "\r\n")
+	m := dmesgRe.FindStringSubmatch(s)
+	if m == nil {
+		return KernelLine{}, false
+	}
+	sec, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || sec > int64(1<<62)/int64(time.Second) {
+		return KernelLine{}, false
+	}
+	frac := m[2]
+	for len(frac) < 9 {
+		frac += "0"
+	}
+	ns, _ := strconv.ParseInt(frac, 10, 64)
+	return KernelLine{Time: time.Duration(sec)*time.Second + time.Duration(ns), Text: m[3]}, true
+}
+
+// splitInquiry splits the vendor/model/revision text the kernel prints
+// after the device type ("%.8s %.16s %.4s" of space-padded INQUIRY
+// fields). With the original padding it is cut by position; text whose
+// spaces were squeezed is split best-effort (vendor = leading words up to
+// 8 characters, revision = a last word of at most 4 characters when three
+// or more words remain).
+func splitInquiry(s string) (vendor, model, rev string) {
+	if len(s) == 30 && s[8] == ' ' && s[25] == ' ' {
+		return strings.TrimSpace(s[:8]), strings.TrimSpace(s[9:25]), strings.TrimSpace(s[26:])
+	}
+	w := strings.Fields(s)
+	if len(w) == 0 {
+		return
+	}
+	vendor = w[0]
+	i := 1
+	for i < len(w)-1 && len(vendor)+1+len(w[i]) <= 8 {
+		vendor += " " + w[i]
+		i++
+	}
+	rest := w[i:]
+	if len(rest) >= 2 && len(rest[len(rest)-1]) <= 4 {
+		rev = rest[len(rest)-1]
+		rest = rest[:len(rest)-1]
+	}
+	model = strings.Join(rest, " ")
+	return
+}
+
+// ParseKernelLog finds disk arrivals in kernel log lines, in order. Each
+// SCSI INQUIRY line ("scsi H:C:T:L: Direct-Access ...") or first sd line for
+// a SCSI address starts an arrival; sd lines, the partition line (" sdi:
+// sdi1") and usb-storage/uas lines for its host are its evidence. Gone is
+// set when its USB device disconnects (or the sd driver reports the device
+// gone). A later arrival at the same address (re-dock) is a new Arrival.
+func ParseKernelLog(lines []KernelLine) []Arrival {
+	var out []*Arrival
+	byAddr := map[string]*Arrival{} // live arrival per SCSI address
+	byDisk := map[string]*Arrival{} // live arrival per disk name
+	hostPort := map[string]string{} // scsi host number -> USB port
+	hostDrv := map[string]string{}  // scsi host number -> driver
+	portLines := map[string][]KernelLine{}
+	lastNewPort := ""
+
+	start := func(addr string, l KernelLine) *Arrival {
+		a := &Arrival{SCSI: addr}
+		host, _, _ := strings.Cut(addr, ":")
+		a.USBPort, a.Driver = hostPort[host], hostDrv[host]
+		if a.USBPort != "" {
+			a.Lines = append(a.Lines, portLines[a.USBPort]...)
+		}
+		out = append(out, a)
+		byAddr[addr] = a
+		return a
+	}
+	for _, l := range lines {
+		t := l.Text
+		if m := usbLineRe.FindStringSubmatch(t); m != nil {
+			port, msg := m[1], m[2]
+			switch {
+			case usbNewRe.MatchString(msg):
+				portLines[port] = []KernelLine{l}
+				lastNewPort = port
+			case usbDiscRe.MatchString(msg):
+				for _, a := range out {
+					if !a.Gone && a.USBPort != "" && (a.USBPort == port || strings.HasPrefix(a.USBPort, port+".")) {
+						a.Gone = true
+						a.Lines = append(a.Lines, l)
+						if byAddr[a.SCSI] == a {
+							delete(byAddr, a.SCSI)
+						}
+						if byDisk[a.Disk] == a {
+							delete(byDisk, a.Disk)
+						}
+					}
+				}
+				delete(portLines, port)
+				for h, p := range hostPort {
+					if p == port || strings.HasPrefix(p, port+".") {
+						delete(hostPort, h)
+						delete(hostDrv, h)
+					}
+				}
+			default:
+				if _, ok := portLines[port]; ok {
+					portLines[port] = append(portLines[port], l)
+				}
+			}
+			continue
+		}
+		if m := ifaceRe.FindStringSubmatch(t); m != nil {
+			if _, ok := portLines[m[2]]; ok {
+				portLines[m[2]] = append(portLines[m[2]], l)
+			}
+			lastNewPort = m[2]
+			continue
+		}
+		if m := hostRe.FindStringSubmatch(t); m != nil {
+			port := m[3]
+			if port == "" {
+				port = lastNewPort // "scsi hostN: uas" names no port: the device just probed
+			}
+			hostPort[m[1]], hostDrv[m[1]] = port, m[2]
+			if port != "" {
+				portLines[port] = append(portLines[port], l)
+			}
+			continue
+		}
+		if m := scsiInqRe.FindStringSubmatch(t); m != nil {
+			a := start(m[1], l)
+			a.Lines = append(a.Lines, l)
+			full := m[2] + m[3]
+			inq := strings.TrimSpace(m[3])
+			if len(full) >= 18 && full[17] == ' ' {
+				inq = full[18:] // the device type is printed padded to 17 characters
+			}
+			a.Vendor, a.Model, a.Revision = splitInquiry(inq)
+			continue
+		}
+		if m := sdLineRe.FindStringSubmatch(t); m != nil {
+			addr, name, msg := m[1], m[2], m[3]
+			a := byAddr[addr]
+			if a == nil {
+				a = start(addr, l)
+			}
+			if name != "" && a.Disk == "" {
+				a.Disk = name
+				if old := byDisk[name]; old != nil && old != a && !old.Gone {
+					old.Gone = true // the name was reused: the old one is gone
+				}
+				byDisk[name] = a
+			}
+			a.Lines = append(a.Lines, l)
+			switch {
+			case sdBlocksRe.MatchString(msg):
+				mm := sdBlocksRe.FindStringSubmatch(msg)
+				a.Sectors, _ = strconv.ParseInt(mm[1], 10, 64)
+				ss, _ := strconv.Atoi(mm[2])
+				a.SectorSize = ss
+			case sdPhysRe.MatchString(msg):
+				ps, _ := strconv.Atoi(sdPhysRe.FindStringSubmatch(msg)[1])
+				a.PhysicalSize = ps
+			case strings.HasPrefix(msg, "Write Protect is on"):
+				a.WriteProtect = true
+			case strings.HasPrefix(msg, "Write Protect is off"):
+				a.WriteProtect = false
+			case strings.HasPrefix(msg, "Attached SCSI removable disk"):
+				a.Attached, a.Removable = true, true
+			case strings.HasPrefix(msg, "Attached SCSI disk"):
+				a.Attached = true
+			case strings.Contains(msg, "DID_NO_CONNECT"):
+				a.Gone = true
+				delete(byAddr, addr)
+			}
+			continue
+		}
+		if m := partLineRe.FindStringSubmatch(t); m != nil {
+			if a := byDisk[m[1]]; a != nil {
+				a.Lines = append(a.Lines, l)
+				a.Partitions = nil
+				for _, p := range strings.Fields(m[2]) {
+					if partNamesRe.MatchString(p) && strings.HasPrefix(p, m[1]) {
+						a.Partitions = append(a.Partitions, p)
+					}
+				}
+			}
+		}
+	}
+	res := make([]Arrival, len(out))
+	for i, a := range out {
+		res[i] = *a
+	}
+	return res
+}
+
+// LatestArrival returns the most recent arrival that attached a disk and
+// has not gone since.
+func LatestArrival(arr []Arrival) (Arrival, bool) {
+	for i := len(arr) - 1; i >= 0; i-- {
+		if arr[i].Disk != "" && !arr[i].Gone {
+			return arr[i], true
+		}
+	}
+	return Arrival{}, false
+}
+
+// ReadKernelLog returns the kernel's log buffer. It reads /dev/kmsg
+// without blocking (one record per read, until EAGAIN) and falls back to
+// running `dmesg` when /dev/kmsg cannot be opened or read.
+func ReadKernelLog() ([]KernelLine, error) {
+	lines, err := readKmsg("/dev/kmsg")
+	if err == nil {
+		return lines, nil
+	}
+	out, derr := exec.Command("dmesg").Output()
+	if derr != nil {
+		return nil, fmt.Errorf("read kernel log: /dev/kmsg: %v; dmesg: %w", err, derr)
+	}
+	return parseDmesgOutput(out), nil
+}
+
+func parseDmesgOutput(out []byte) []KernelLine {
+	var lines []KernelLine
+	for _, s := range strings.Split(string(out), "\n") {
+		if l, ok := ParseDmesgLine(s); ok {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func readKmsg(path string) ([]KernelLine, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var lines []KernelLine
+	buf := make([]byte, 16384)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return lines, nil
+			case errors.Is(err, unix.EPIPE): // records overwritten while reading: go on
+				continue
+			case errors.Is(err, unix.EINTR):
+				continue
+			}
+			return nil, err
+		}
+		if n == 0 {
+			return lines, nil
+		}
+		if l, ok := ParseKmsgRecord(string(bytes.TrimRight(buf[:n], "\n"))); ok {
+			lines = append(lines, l)
+		}
+	}
+}
+
+// kmsgAvailable reports whether /dev/kmsg can be opened (for tests).
+func kmsgAvailable() bool {
+	f, err := os.Open("/dev/kmsg")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}

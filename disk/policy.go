@@ -1,0 +1,207 @@
+package disk
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MinDiskSize is the smallest disk luksdock prepares (64 MiB).
+const MinDiskSize = 64 << 20
+
+// LargeDiskSize is the size above which Assess warns (4 TB, decimal, as
+// disks are sold).
+const LargeDiskSize = 4_000_000_000_000
+
+// Verdict is the safety policy's judgement of one disk.
+type Verdict struct {
+	// Refused lists every reason the disk must not be prepared; any reason
+	// makes it ineligible regardless of flags.
+	Refused []string `json:"refused,omitempty"`
+	// Internal is true for disks not on USB (SATA, NVMe, virtio, MMC, SCSI,
+	// unknown): allowed only with --allow-internal and a louder confirmation.
+	Internal bool `json:"internal,omitempty"`
+	// InternalReason says why Internal is set ("not on USB: sata").
+	InternalReason string `json:"internal_reason,omitempty"`
+	// Warnings are shown before confirmation: what would be destroyed
+	// (LUKS headers, labelled filesystems, by name) and unusual sizes.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// OK reports whether the disk may be prepared: nothing refused, and either
+// on USB (or a loop device) or allowInternal given.
+func (v Verdict) OK(allowInternal bool) bool {
+	return len(v.Refused) == 0 && (!v.Internal || allowInternal)
+}
+
+// Reasons lists why the disk may not be prepared under allowInternal (empty
+// when OK).
+func (v Verdict) Reasons(allowInternal bool) []string {
+	r := append([]string(nil), v.Refused...)
+	if v.Internal && !allowInternal {
+		r = append(r, v.InternalReason+" (internal disk; needs --allow-internal)")
+	}
+	return r
+}
+
+// Status is the one-line status for the list table: "ok", "ok (internal)",
+// "refused: REASON; REASON", or "internal: needs --allow-internal".
+func (v Verdict) Status(allowInternal bool) string {
+	switch {
+	case len(v.Refused) > 0:
+		return "refused: " + strings.Join(v.Refused, "; ")
+	case v.Internal && !allowInternal:
+		return "internal (" + v.InternalReason + "): needs --allow-internal"
+	case v.Internal:
+		return "ok (internal: " + v.InternalReason + ")"
+	}
+	return "ok"
+}
+
+// Assess is the one place the safety policy lives; the wizard and prepare
+// both use it. It refuses disks that hold the running system or anything
+// mounted (on the disk, a partition, or a dm/md/LVM device stacked on
+// them), active swap, holders (dm-crypt, md, LVM), loop devices backed by a
+// file on the disk, read-only disks, disks without a medium or smaller than
+// MinDiskSize. Disks not on USB are Internal. Loop devices are not Internal:
+// they are image files the user attached on purpose (a warning names the
+// backing file). It warns about LUKS headers and labelled filesystems it
+// would destroy, and about disks larger than 4 TB. Partitions are refused
+// before Assess: Sys.Disk returns ErrPartition for them.
+func Assess(d Disk) Verdict {
+	var v Verdict
+	refuse := func(f string, a ...any) { v.Refused = appendUnique(v.Refused, fmt.Sprintf(f, a...)) }
+
+	uses := func(name string, mounts []string, swap bool, inUse []string) {
+		for _, m := range mounts {
+			if m == "/" {
+				refuse("%s holds the running system (mounted at /)", name)
+			}
+		}
+		for _, u := range inUse {
+			refuse("%s", u)
+		}
+		for _, m := range mounts {
+			refuse("%s: mounted at %s", name, m)
+		}
+		if swap {
+			refuse("%s: active swap", name)
+		}
+	}
+	uses(d.Name, d.Mounts, d.Swap, d.InUse)
+	for _, p := range d.Partitions {
+		uses(p.Name, p.Mounts, p.Swap, p.InUse)
+	}
+	// Drop the generic "mounted at" lines that repeat an InUse reason.
+	v.Refused = dedupeMounted(v.Refused)
+
+	if d.ReadOnly {
+		refuse("read-only (write-protected)")
+	}
+	switch {
+	case d.Size == 0:
+		refuse("no medium (size 0)")
+	case d.Size < MinDiskSize:
+		refuse("smaller than 64 MiB (%s)", SizeString(d.Size))
+	}
+	switch d.Transport {
+	case "usb-storage", "uas":
+	case "loop":
+		if d.LoopBacking != "" {
+			v.Warnings = append(v.Warnings, fmt.Sprintf("loop device backed by %s", d.LoopBacking))
+		}
+	default:
+		v.Internal = true
+		v.InternalReason = "not on USB: " + d.Transport
+	}
+
+	warnSig := func(where string, s Signature) {
+		switch {
+		case s.Type == "crypto_LUKS":
+			v.Warnings = append(v.Warnings, fmt.Sprintf("%s holds a LUKS%s header%s (UUID %s) that will be destroyed", where, s.Version, quoteLabel(s.Label), s.UUID))
+		case s.Type != "" && s.Label != "":
+			v.Warnings = append(v.Warnings, fmt.Sprintf("%s holds %s filesystem %q that will be destroyed", where, s.Type, s.Label))
+		}
+	}
+	warnSig(d.Name, d.Content)
+	for _, p := range d.Partitions {
+		warnSig(p.Name, p.Content)
+	}
+	if d.Size > LargeDiskSize {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("larger than 4 TB (%s): check this is the disk you mean", SizeString(d.Size)))
+	}
+	return v
+}
+
+func quoteLabel(l string) string {
+	if l == "" {
+		return ""
+	}
+	return fmt.Sprintf(" labelled %q", l)
+}
+
+func dedupeMounted(r []string) []string {
+	var out []string
+	for _, x := range r {
+		name, rest, ok := strings.Cut(x, ": mounted at ")
+		if ok {
+			dup := false
+			for _, y := range r {
+				if y == name+" is mounted at "+rest || strings.HasSuffix(y, " is mounted at "+rest) {
+					dup = true
+				}
+			}
+			if dup {
+				continue
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// SizeString formats a byte count with binary units, one decimal: "465.8 GiB".
+func SizeString(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit && exp < 5; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// Summary is a one-line "what is on it" for the list table, e.g.
+// `GPT: sdi1 LVM2 PV 465.8 GiB` or `LUKS2 "backups01" 1f3c5a2b…` or "empty".
+func (d Disk) Summary() string {
+	if d.ProbeError != "" && d.Content.Empty() && len(d.Partitions) == 0 {
+		return "unknown (" + d.ProbeError + ")"
+	}
+	var parts []string
+	if d.Content.Type != "" {
+		parts = append(parts, Signature{Type: d.Content.Type, Version: d.Content.Version, Label: d.Content.Label, UUID: d.Content.UUID}.String())
+	}
+	if len(d.Partitions) > 0 || d.Content.Table != "" {
+		var ps []string
+		for _, p := range d.Partitions {
+			ps = append(ps, fmt.Sprintf("%s %s %s", p.Name, p.Content.String(), SizeString(p.Size)))
+		}
+		t := strings.ToUpper(d.Content.Table)
+		if t == "DOS" {
+			t = "MBR"
+		}
+		if t == "" {
+			t = "partitions"
+		}
+		if len(ps) == 0 {
+			ps = []string{"no partitions"}
+		}
+		parts = append(parts, t+": "+strings.Join(ps, "; "))
+	}
+	if len(parts) == 0 {
+		return "empty"
+	}
+	return strings.Join(parts, " + ")
+}

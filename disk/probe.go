@@ -1,0 +1,619 @@
+package disk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+	"unicode/utf16"
+)
+
+// Signature is what a disk or partition holds, in the terms blkid -p uses.
+type Signature struct {
+	Table    string `json:"table,omitempty"`     // partition table: "gpt", "dos" or ""
+	DiskGUID string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
+	// Type is "crypto_LUKS", "ext2", "ext3", "ext4", "LVM2_member", "swap",
+	// "vfat", "ntfs", "xfs", "btrfs" or "" (blkid TYPE).
+	Type    string `json:"type,omitempty"`
+	Version string `json:"version,omitempty"` // LUKS "1"/"2", LVM "LVM2 001", swap "1", vfat "FAT32"
+	Label   string `json:"label,omitempty"`
+	UUID    string `json:"uuid,omitempty"`
+}
+
+// String describes the signature for people: `GPT partition table`,
+// `LVM2 PV`, `ext4 "photos"`, `LUKS2 "backups01" 1f3c5a2b…`, or "empty".
+func (s Signature) String() string {
+	var parts []string
+	switch s.Table {
+	case "gpt":
+		parts = append(parts, "GPT partition table")
+	case "dos":
+		parts = append(parts, "MBR partition table")
+	case "":
+	default:
+		parts = append(parts, s.Table+" partition table")
+	}
+	if s.Type != "" {
+		var b strings.Builder
+		switch s.Type {
+		case "crypto_LUKS":
+			b.WriteString("LUKS" + s.Version)
+		case "LVM2_member":
+			b.WriteString("LVM2 PV")
+		case "vfat":
+			b.WriteString("vfat")
+			if s.Version != "" {
+				b.WriteString(" (" + s.Version + ")")
+			}
+		default:
+			b.WriteString(s.Type)
+		}
+		if s.Label != "" {
+			fmt.Fprintf(&b, " %q", s.Label)
+		}
+		if s.Type == "crypto_LUKS" && s.UUID != "" {
+			u := s.UUID
+			if len(u) > 8 {
+				u = u[:8] + "…"
+			}
+			b.WriteString(" " + u)
+		}
+		parts = append(parts, b.String())
+	}
+	if len(parts) == 0 {
+		return "empty"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Empty reports whether no signature was found.
+func (s Signature) Empty() bool { return s.Table == "" && s.Type == "" }
+
+// Probe reads r (a whole disk or a partition of size bytes) without writing
+// and reports its partition table or the filesystem/LUKS/LVM/swap on it. For
+// a partition table it also returns the partitions (Start/Size in bytes,
+// Name/Path left empty) with their own Content probed. The error is only for
+// read failures; unknown content is an empty Signature.
+func Probe(r io.ReaderAt, size int64) (Signature, []Partition, error) {
+	pr := &prober{r: r, size: size}
+	sig := pr.content()
+	var parts []Partition
+	if gpt, ok := pr.gpt(); ok {
+		sig.Table, sig.DiskGUID, parts = "gpt", gpt.guid, gpt.parts
+	} else if dos, ok := pr.dos(sig); ok {
+		sig.Table, sig.DiskGUID, parts = "dos", dos.guid, dos.parts
+		if sig.Type == "vfat" || sig.Type == "ntfs" {
+			// A valid table and a boot sector cannot both own sector 0; the
+			// table check already excluded FAT/NTFS boot sectors.
+			sig.Type, sig.Version, sig.Label, sig.UUID = "", "", "", ""
+		}
+	}
+	if pr.err != nil {
+		return Signature{}, nil, pr.err
+	}
+	for i := range parts {
+		p := &parts[i]
+		if p.Start >= size || p.Size <= 0 {
+			continue
+		}
+		n := p.Size
+		if p.Start+n > size {
+			n = size - p.Start
+		}
+		sub := &prober{r: io.NewSectionReader(r, p.Start, n), size: n}
+		p.Content = sub.content()
+		if sub.err != nil {
+			return Signature{}, nil, sub.err
+		}
+	}
+	return sig, parts, nil
+}
+
+type prober struct {
+	r    io.ReaderAt
+	size int64
+	err  error // first real read error (short reads at the end are not errors)
+}
+
+// read returns n bytes at off, or nil when they are beyond the device.
+func (p *prober) read(off int64, n int) []byte {
+	if off < 0 || n <= 0 || off+int64(n) > p.size {
+		return nil
+	}
+	b := make([]byte, n)
+	m, err := p.r.ReadAt(b, off)
+	if m == n {
+		return b
+	}
+	if err != nil && !errors.Is(err, io.EOF) && p.err == nil {
+		p.err = fmt.Errorf("read at %d: %w", off, err)
+	}
+	return nil
+}
+
+// content probes the filesystem-like signatures, first match wins in an
+// order where no signature can be mistaken for another.
+func (p *prober) content() Signature {
+	for _, f := range []func() (Signature, bool){p.luks, p.lvm, p.xfs, p.ext, p.btrfs, p.ntfs, p.vfat, p.swap} {
+		if s, ok := f(); ok {
+			return s
+		}
+	}
+	return Signature{}
+}
+
+func cstr(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// uuidString formats 16 raw bytes as 8-4-4-4-12 lowercase hex.
+func uuidString(b []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// guidString formats a GPT GUID (first three fields little-endian).
+func guidString(b []byte) string {
+	return fmt.Sprintf("%08x-%04x-%04x-%x-%x",
+		binary.LittleEndian.Uint32(b[0:4]), binary.LittleEndian.Uint16(b[4:6]),
+		binary.LittleEndian.Uint16(b[6:8]), b[8:10], b[10:16])
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *prober) luks() (Signature, bool) {
+	// Primary header at 0; a LUKS2 secondary header ("SKUL") sits at one of
+	// the fixed offsets cryptsetup uses when the primary is damaged.
+	for _, off := range []int64{0, 0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000, 0x200000, 0x400000} {
+		h := p.read(off, 512)
+		if h == nil {
+			return Signature{}, false
+		}
+		primary := bytes.Equal(h[:6], []byte("LUKS\xba\xbe"))
+		secondary := off != 0 && bytes.Equal(h[:6], []byte("SKUL\xba\xbe"))
+		if !primary && !secondary {
+			if off == 0 {
+				continue
+			}
+			continue
+		}
+		if primary && off != 0 {
+			continue
+		}
+		ver := binary.BigEndian.Uint16(h[6:8])
+		s := Signature{Type: "crypto_LUKS", Version: fmt.Sprint(ver)}
+		switch ver {
+		case 1:
+			if secondary {
+				continue
+			}
+			s.UUID = cstr(h[168:208])
+		case 2:
+			// LUKS2 binary header: label at 24 (48 bytes), uuid at 168 (40).
+			hdrSize := binary.BigEndian.Uint64(h[8:16])
+			if secondary && hdrSize != uint64(off) {
+				continue
+			}
+			s.Label = cstr(h[24:72])
+			s.UUID = cstr(h[168:208])
+		default:
+			continue
+		}
+		return s, true
+	}
+	return Signature{}, false
+}
+
+func (p *prober) lvm() (Signature, bool) {
+	// The LVM2 label sits in one of the first four 512-byte sectors.
+	for sec := int64(0); sec < 4; sec++ {
+		h := p.read(sec*512, 512)
+		if h == nil {
+			return Signature{}, false
+		}
+		if string(h[0:8]) != "LABELONE" || string(h[24:32]) != "LVM2 001" {
+			continue
+		}
+		if binary.LittleEndian.Uint64(h[8:16]) != uint64(sec) {
+			continue
+		}
+		off := int(binary.LittleEndian.Uint32(h[20:24]))
+		if off < 32 || off+32 > len(h) {
+			continue
+		}
+		id := h[off : off+32]
+		u := string(id)
+		// blkid prints the 32-character PV id as 6-4-4-4-4-4-6.
+		uuid := u[0:6] + "-" + u[6:10] + "-" + u[10:14] + "-" + u[14:18] + "-" + u[18:22] + "-" + u[22:26] + "-" + u[26:32]
+		return Signature{Type: "LVM2_member", Version: "LVM2 001", UUID: uuid}, true
+	}
+	return Signature{}, false
+}
+
+func (p *prober) xfs() (Signature, bool) {
+	h := p.read(0, 512)
+	if h == nil || string(h[0:4]) != "XFSB" {
+		return Signature{}, false
+	}
+	bs := binary.BigEndian.Uint32(h[4:8])
+	if bs < 512 || bs > 65536 || bs&(bs-1) != 0 {
+		return Signature{}, false
+	}
+	return Signature{Type: "xfs", Label: cstr(h[108:120]), UUID: uuidString(h[32:48])}, true
+}
+
+func (p *prober) ext() (Signature, bool) {
+	sb := p.read(1024, 1024)
+	if sb == nil || binary.LittleEndian.Uint16(sb[56:58]) != 0xEF53 {
+		return Signature{}, false
+	}
+	compat := binary.LittleEndian.Uint32(sb[92:96])
+	incompat := binary.LittleEndian.Uint32(sb[96:100])
+	roCompat := binary.LittleEndian.Uint32(sb[100:104])
+	if incompat&0x8 != 0 { // JOURNAL_DEV: an external journal, not a filesystem
+		return Signature{Type: "jbd", UUID: uuidString(sb[104:120]), Label: cstr(sb[120:136])}, true
+	}
+	typ := "ext2"
+	const ext3Incompat = 0x2 | 0x4 | 0x10 // FILETYPE | RECOVER | META_BG
+	const ext3RoCompat = 0x1 | 0x2 | 0x4  // SPARSE_SUPER | LARGE_FILE | BTREE_DIR
+	switch {
+	case incompat&^ext3Incompat != 0 || roCompat&^ext3RoCompat != 0:
+		typ = "ext4"
+	case compat&0x4 != 0: // HAS_JOURNAL
+		typ = "ext3"
+	}
+	return Signature{Type: typ, Version: "1.0", UUID: uuidString(sb[104:120]), Label: cstr(sb[120:136])}, true
+}
+
+func (p *prober) btrfs() (Signature, bool) {
+	sb := p.read(65536, 4096)
+	if sb == nil || string(sb[64:72]) != "_BHRfS_M" {
+		return Signature{}, false
+	}
+	return Signature{Type: "btrfs", UUID: uuidString(sb[32:48]), Label: cstr(sb[299:555])}, true
+}
+
+func (p *prober) ntfs() (Signature, bool) {
+	bs := p.read(0, 512)
+	if bs == nil || string(bs[3:11]) != "NTFS    " || bs[510] != 0x55 || bs[511] != 0xAA {
+		return Signature{}, false
+	}
+	sectorSize := int64(binary.LittleEndian.Uint16(bs[11:13]))
+	if sectorSize < 256 || sectorSize > 4096 || sectorSize&(sectorSize-1) != 0 {
+		return Signature{}, false
+	}
+	spc := int64(bs[13])
+	if spc > 0x80 { // 2^(256-n) sectors per cluster
+		shift := 256 - spc
+		if shift > 20 {
+			return Signature{}, false
+		}
+		spc = 1 << shift
+	}
+	if spc == 0 {
+		return Signature{}, false
+	}
+	cluster := sectorSize * spc
+	serial := binary.LittleEndian.Uint64(bs[0x48:0x50])
+	s := Signature{Type: "ntfs", UUID: fmt.Sprintf("%016X", serial)}
+
+	// Label: the $VOLUME_NAME attribute of MFT record 3 ($Volume).
+	mftLCN := int64(binary.LittleEndian.Uint64(bs[0x30:0x38]))
+	rec := int64(int8(bs[0x40]))
+	var recSize int64
+	if rec < 0 {
+		if -rec > 20 {
+			return s, true
+		}
+		recSize = 1 << uint(-rec)
+	} else {
+		recSize = rec * cluster
+	}
+	if recSize < 256 || recSize > 65536 || mftLCN <= 0 || mftLCN > p.size/cluster {
+		return s, true
+	}
+	r := p.read(mftLCN*cluster+3*recSize, int(recSize))
+	if r == nil || string(r[0:4]) != "FILE" {
+		return s, true
+	}
+	// Undo the update sequence (fixups) at the end of each sector.
+	usaOff := int(binary.LittleEndian.Uint16(r[4:6]))
+	usaCnt := int(binary.LittleEndian.Uint16(r[6:8]))
+	if usaOff+2*usaCnt > len(r) || usaCnt < 1 {
+		return s, true
+	}
+	for i := 1; i < usaCnt; i++ {
+		end := i*int(sectorSize) - 2
+		if end+2 > len(r) {
+			break
+		}
+		copy(r[end:end+2], r[usaOff+2*i:usaOff+2*i+2])
+	}
+	off := int(binary.LittleEndian.Uint16(r[0x14:0x16]))
+	for off+16 <= len(r) {
+		typ := binary.LittleEndian.Uint32(r[off:])
+		if typ == 0xFFFFFFFF {
+			break
+		}
+		alen := int(binary.LittleEndian.Uint32(r[off+4:]))
+		if alen < 16 || off+alen > len(r) {
+			break
+		}
+		if typ == 0x60 && r[off+8] == 0 { // resident $VOLUME_NAME
+			vlen := int(binary.LittleEndian.Uint32(r[off+16:]))
+			voff := int(binary.LittleEndian.Uint16(r[off+20:]))
+			if voff+vlen <= alen && vlen%2 == 0 {
+				s.Label = utf16le(r[off+voff : off+voff+vlen])
+			}
+			break
+		}
+		off += alen
+	}
+	return s, true
+}
+
+func utf16le(b []byte) string {
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	for len(u) > 0 && u[len(u)-1] == 0 {
+		u = u[:len(u)-1]
+	}
+	return string(utf16.Decode(u))
+}
+
+// fatBootSector reports whether b (sector 0) carries a plausible FAT BIOS
+// parameter block, and returns its FAT version string.
+func fatBootSector(b []byte) (string, bool) {
+	if len(b) < 512 || b[510] != 0x55 || b[511] != 0xAA {
+		return "", false
+	}
+	if b[0] != 0xEB && b[0] != 0xE9 {
+		return "", false
+	}
+	bps := binary.LittleEndian.Uint16(b[11:13])
+	spc := b[13]
+	reserved := binary.LittleEndian.Uint16(b[14:16])
+	fats := b[16]
+	media := b[21]
+	if bps < 512 || bps > 4096 || bps&(bps-1) != 0 || spc == 0 || spc&(spc-1) != 0 ||
+		reserved == 0 || fats == 0 || fats > 4 || (media != 0xF0 && media < 0xF8) {
+		return "", false
+	}
+	switch {
+	case string(b[82:87]) == "FAT32":
+		return "FAT32", true
+	case string(b[54:59]) == "FAT16":
+		return "FAT16", true
+	case string(b[54:59]) == "FAT12":
+		return "FAT12", true
+	case binary.LittleEndian.Uint16(b[22:24]) == 0: // sectors per FAT 0 => FAT32 layout
+		return "FAT32", true
+	}
+	return "FAT16", true
+}
+
+func (p *prober) vfat() (Signature, bool) {
+	b := p.read(0, 512)
+	if b == nil {
+		return Signature{}, false
+	}
+	ver, ok := fatBootSector(b)
+	if !ok {
+		return Signature{}, false
+	}
+	s := Signature{Type: "vfat", Version: ver}
+	var serial, label []byte
+	if ver == "FAT32" {
+		serial, label = b[67:71], b[71:82]
+	} else {
+		serial, label = b[39:43], b[43:54]
+	}
+	s.UUID = fmt.Sprintf("%02X%02X-%02X%02X", serial[3], serial[2], serial[1], serial[0])
+	if l := strings.TrimRight(string(label), " \x00"); l != "NO NAME" {
+		s.Label = l
+	}
+	return s, true
+}
+
+func (p *prober) swap() (Signature, bool) {
+	for _, pg := range []int64{4096, 8192, 16384, 65536} {
+		m := p.read(pg-10, 10)
+		if m == nil {
+			break
+		}
+		switch string(m) {
+		case "SWAPSPACE2":
+			h := p.read(1024, 44)
+			if h == nil {
+				return Signature{}, false
+			}
+			s := Signature{Type: "swap", Version: fmt.Sprint(binary.LittleEndian.Uint32(h[0:4])), Label: cstr(h[28:44])}
+			if !allZero(h[12:28]) {
+				s.UUID = uuidString(h[12:28])
+			}
+			return s, true
+		case "SWAP-SPACE":
+			return Signature{Type: "swap", Version: "0"}, true
+		case "S1SUSPEND\x00", "S2SUSPEND\x00", "ULSUSPEND\x00", "LINHIB0001":
+			return Signature{Type: "swsuspend"}, true
+		}
+	}
+	return Signature{}, false
+}
+
+type tableInfo struct {
+	guid  string
+	parts []Partition
+}
+
+// gpt reads the GUID partition table at LBA 1 for 512- and 4096-byte
+// sectors, falling back to the backup header at the last LBA when the
+// primary header fails its CRC.
+func (p *prober) gpt() (tableInfo, bool) {
+	for _, ss := range []int64{512, 4096} {
+		if t, ok := p.gptAt(ss, ss); ok {
+			return t, true
+		}
+		if p.size/ss > 2 {
+			if t, ok := p.gptAt(ss, (p.size/ss-1)*ss); ok {
+				return t, true
+			}
+		}
+	}
+	return tableInfo{}, false
+}
+
+func (p *prober) gptAt(ss, off int64) (tableInfo, bool) {
+	h := p.read(off, 92)
+	if h == nil || string(h[0:8]) != "EFI PART" {
+		return tableInfo{}, false
+	}
+	hsize := binary.LittleEndian.Uint32(h[12:16])
+	if hsize < 92 || int64(hsize) > ss {
+		return tableInfo{}, false
+	}
+	hb := p.read(off, int(hsize))
+	if hb == nil {
+		return tableInfo{}, false
+	}
+	want := binary.LittleEndian.Uint32(hb[16:20])
+	binary.LittleEndian.PutUint32(hb[16:20], 0)
+	if crc32.ChecksumIEEE(hb) != want {
+		return tableInfo{}, false
+	}
+	if int64(binary.LittleEndian.Uint64(h[24:32]))*ss != off { // MyLBA
+		return tableInfo{}, false
+	}
+	entLBA := int64(binary.LittleEndian.Uint64(h[72:80]))
+	n := binary.LittleEndian.Uint32(h[80:84])
+	esz := binary.LittleEndian.Uint32(h[84:88])
+	if esz < 128 || esz > 4096 || esz%8 != 0 || n == 0 || n > 1024 || entLBA <= 0 || entLBA > p.size/ss {
+		return tableInfo{}, false
+	}
+	ents := p.read(entLBA*ss, int(n*esz))
+	if ents == nil || crc32.ChecksumIEEE(ents) != binary.LittleEndian.Uint32(h[88:92]) {
+		return tableInfo{}, false
+	}
+	t := tableInfo{guid: guidString(h[56:72])}
+	for i := 0; i < int(n); i++ {
+		e := ents[i*int(esz) : (i+1)*int(esz)]
+		if allZero(e[0:16]) {
+			continue
+		}
+		first := int64(binary.LittleEndian.Uint64(e[32:40]))
+		last := int64(binary.LittleEndian.Uint64(e[40:48]))
+		if first < 0 || last < first || last > (1<<62)/ss {
+			continue
+		}
+		t.parts = append(t.parts, Partition{
+			Number:    i + 1,
+			Start:     first * ss,
+			Size:      (last - first + 1) * ss,
+			PartType:  guidString(e[0:16]),
+			PartUUID:  guidString(e[16:32]),
+			PartLabel: utf16le(e[56:128]),
+		})
+	}
+	return t, true
+}
+
+// dos reads an MBR partition table (with logical partitions in an extended
+// partition). A FAT or NTFS boot sector is not taken for a table, and a
+// protective MBR (type 0xEE) is left to gpt.
+func (p *prober) dos(content Signature) (tableInfo, bool) {
+	b := p.read(0, 512)
+	if b == nil || b[510] != 0x55 || b[511] != 0xAA {
+		return tableInfo{}, false
+	}
+	if string(b[3:11]) == "NTFS    " {
+		return tableInfo{}, false
+	}
+	if _, fat := fatBootSector(b); fat {
+		return tableInfo{}, false
+	}
+	if content.Type != "" && content.Type != "vfat" && content.Type != "ntfs" {
+		// LUKS, LVM, ext, swap... directly on the disk: the 55AA at 510
+		// is not a table (blkid makes the same call for most of these).
+		if content.Type != "swap" {
+			return tableInfo{}, false
+		}
+	}
+	var parts []Partition
+	any := false
+	for i := 0; i < 4; i++ {
+		e := b[446+16*i : 446+16*(i+1)]
+		if e[0] != 0 && e[0] != 0x80 {
+			return tableInfo{}, false
+		}
+		typ := e[4]
+		if typ == 0 {
+			continue
+		}
+		if typ == 0xEE {
+			return tableInfo{}, false
+		}
+		any = true
+		start := int64(binary.LittleEndian.Uint32(e[8:12]))
+		n := int64(binary.LittleEndian.Uint32(e[12:16]))
+		if n == 0 {
+			continue
+		}
+		parts = append(parts, Partition{Number: i + 1, Start: start * 512, Size: n * 512, PartType: fmt.Sprintf("0x%x", typ)})
+		if typ == 0x05 || typ == 0x0f || typ == 0x85 {
+			parts = append(parts, p.logical(start)...)
+		}
+	}
+	id := binary.LittleEndian.Uint32(b[440:444])
+	if !any && id == 0 {
+		return tableInfo{}, false
+	}
+	t := tableInfo{guid: fmt.Sprintf("%08x", id), parts: parts}
+	for i := range t.parts {
+		t.parts[i].PartUUID = fmt.Sprintf("%s-%02d", t.guid, t.parts[i].Number)
+	}
+	return t, true
+}
+
+// logical follows the chain of extended boot records starting at LBA ext.
+func (p *prober) logical(ext int64) []Partition {
+	var out []Partition
+	cur := ext
+	seen := map[int64]bool{}
+	for num := 5; num < 5+128; num++ {
+		if seen[cur] {
+			break
+		}
+		seen[cur] = true
+		b := p.read(cur*512, 512)
+		if b == nil || b[510] != 0x55 || b[511] != 0xAA {
+			break
+		}
+		e1, e2 := b[446:462], b[462:478]
+		if e1[4] != 0 {
+			start := int64(binary.LittleEndian.Uint32(e1[8:12]))
+			n := int64(binary.LittleEndian.Uint32(e1[12:16]))
+			if n > 0 {
+				out = append(out, Partition{Number: num, Start: (cur + start) * 512, Size: n * 512, PartType: fmt.Sprintf("0x%x", e1[4])})
+			}
+		}
+		if e2[4] != 0x05 && e2[4] != 0x0f && e2[4] != 0x85 {
+			break
+		}
+		cur = ext + int64(binary.LittleEndian.Uint32(e2[8:12]))
+	}
+	return out
+}

@@ -1,0 +1,266 @@
+package disk
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MountInfo is one line of /proc/self/mountinfo.
+type MountInfo struct {
+	MajMin     string // "8:17"
+	Root       string // path inside the filesystem that is mounted
+	MountPoint string
+	FSType     string
+	Source     string
+}
+
+// ParseMountInfo parses the text of /proc/self/mountinfo. Malformed lines
+// are skipped. Octal escapes (\040 for space) are decoded.
+func ParseMountInfo(text string) []MountInfo {
+	var out []MountInfo
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		sep := -1
+		for i := 6; i < len(f); i++ {
+			if f[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+2 >= len(f) {
+			continue
+		}
+		if !strings.Contains(f[2], ":") {
+			continue
+		}
+		out = append(out, MountInfo{
+			MajMin: f[2], Root: unescapeOctal(f[3]), MountPoint: unescapeOctal(f[4]),
+			FSType: f[sep+1], Source: unescapeOctal(f[sep+2]),
+		})
+	}
+	return out
+}
+
+// unescapeOctal decodes the \ooo escapes the kernel uses in mountinfo and
+// /proc/swaps.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// SwapEntry is one active swap area from /proc/swaps.
+type SwapEntry struct{ Filename, Type string }
+
+// ParseSwaps parses /proc/swaps (header line first).
+func ParseSwaps(text string) []SwapEntry {
+	var out []SwapEntry
+	for i, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 2 {
+			continue
+		}
+		out = append(out, SwapEntry{Filename: unescapeOctal(f[0]), Type: f[1]})
+	}
+	return out
+}
+
+// usage is the system-wide picture of what is using block devices, keyed by
+// kernel name.
+type usage struct {
+	mounts  map[string][]string // block device name -> mount points
+	swap    map[string]bool     // block device name -> active swap on it
+	loopsOn map[string][]string // block device name -> "loop3 (backing file /x/img)"
+}
+
+func (s Sys) loadUsage() *usage {
+	u := &usage{mounts: map[string][]string{}, swap: map[string]bool{}, loopsOn: map[string][]string{}}
+	mi, _ := os.ReadFile(s.p("proc", "self", "mountinfo"))
+	mounts := ParseMountInfo(string(mi))
+	for _, m := range mounts {
+		name := s.nameOfMajMin(m.MajMin)
+		if name == "" && strings.HasPrefix(m.Source, "/dev/") {
+			// btrfs and others report an anonymous device number; the
+			// source names the block device.
+			name = s.nameOfDevPath(m.Source)
+		}
+		if name != "" {
+			u.mounts[name] = appendUnique(u.mounts[name], m.MountPoint)
+		}
+	}
+	sw, _ := os.ReadFile(s.p("proc", "swaps"))
+	for _, e := range ParseSwaps(string(sw)) {
+		if e.Type == "partition" {
+			if name := s.nameOfDevPath(e.Filename); name != "" {
+				u.swap[name] = true
+			}
+			continue
+		}
+		// A swap file: in use of the device holding the file.
+		if name := s.nameOfMajMin(fileDevice(mounts, e.Filename)); name != "" {
+			u.mounts[name] = appendUnique(u.mounts[name], "swap file "+e.Filename)
+		}
+	}
+	// Loop devices whose backing file lives on a block device.
+	ents, _ := os.ReadDir(s.p("sys", "block"))
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		bf := sysfsAttr(s.p("sys", "block", e.Name(), "loop", "backing_file"))
+		if bf == "" {
+			continue
+		}
+		if name := s.nameOfMajMin(fileDevice(mounts, strings.TrimSuffix(bf, " (deleted)"))); name != "" {
+			u.loopsOn[name] = append(u.loopsOn[name], fmt.Sprintf("%s is backed by the file %s on it", e.Name(), bf))
+		}
+	}
+	return u
+}
+
+// fileDevice returns the major:minor of the mounted filesystem holding the
+// absolute path file (the longest mount point that is a prefix of it).
+func fileDevice(mounts []MountInfo, file string) string {
+	best, mm := -1, ""
+	for _, m := range mounts {
+		mp := m.MountPoint
+		if mp == "/" || file == mp || strings.HasPrefix(file, strings.TrimSuffix(mp, "/")+"/") {
+			if len(mp) > best {
+				best, mm = len(mp), m.MajMin
+			}
+		}
+	}
+	return mm
+}
+
+// nameOfDevPath maps "/dev/sdb2" or "/dev/mapper/vg-swap" to a kernel name.
+func (s Sys) nameOfDevPath(p string) string {
+	if strings.HasPrefix(p, "/dev/mapper/") {
+		want := strings.TrimPrefix(p, "/dev/mapper/")
+		ents, _ := os.ReadDir(s.p("sys", "block"))
+		for _, e := range ents {
+			if sysfsAttr(s.p("sys", "block", e.Name(), "dm", "name")) == want {
+				return e.Name()
+			}
+		}
+	}
+	if t, err := filepath.EvalSymlinks(s.p(strings.TrimPrefix(p, "/"))); err == nil {
+		p = t
+	}
+	name := filepath.Base(p)
+	if _, err := os.Stat(s.p("sys", "class", "block", name)); err == nil {
+		return name
+	}
+	return ""
+}
+
+func appendUnique(l []string, v string) []string {
+	for _, x := range l {
+		if x == v {
+			return l
+		}
+	}
+	return append(l, v)
+}
+
+// holderKind describes a holder of a block device in words.
+func (s Sys) holderKind(name string) string {
+	dir := s.p("sys", "block", name)
+	if uuid := sysfsAttr(filepath.Join(dir, "dm", "uuid")); uuid != "" || strings.HasPrefix(name, "dm-") {
+		dmName := sysfsAttr(filepath.Join(dir, "dm", "name"))
+		switch {
+		case strings.HasPrefix(uuid, "CRYPT-"):
+			return fmt.Sprintf("open dm-crypt mapping %q (%s)", dmName, name)
+		case strings.HasPrefix(uuid, "LVM-"):
+			return fmt.Sprintf("active LVM volume %q (%s)", dmName, name)
+		default:
+			return fmt.Sprintf("device-mapper device %q (%s)", dmName, name)
+		}
+	}
+	if strings.HasPrefix(name, "md") {
+		level := sysfsAttr(filepath.Join(dir, "md", "level"))
+		return fmt.Sprintf("member of md array %s %s", name, level)
+	}
+	return "held by " + name
+}
+
+// stackUse collects, for block device name, everything stacked on it
+// (holders, recursively) and their mounts and swap.
+func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts, inUse []string, swap bool) {
+	ents, _ := os.ReadDir(s.p("sys", "class", "block", name, "holders"))
+	for _, e := range ents {
+		h := e.Name()
+		holders = append(holders, h)
+		inUse = append(inUse, s.holderKind(h))
+		for _, m := range u.mounts[h] {
+			mounts = appendUnique(mounts, m)
+			inUse = append(inUse, fmt.Sprintf("%s is mounted at %s", h, m))
+		}
+		if u.swap[h] {
+			swap = true
+			inUse = append(inUse, fmt.Sprintf("%s is active swap", h))
+		}
+		for _, l := range u.loopsOn[h] {
+			inUse = append(inUse, l)
+		}
+		if depth < 8 {
+			_, m2, i2, sw2 := s.stackUse(u, h, depth+1)
+			for _, m := range m2 {
+				mounts = appendUnique(mounts, m)
+			}
+			inUse = append(inUse, i2...)
+			swap = swap || sw2
+		}
+	}
+	return
+}
+
+// apply fills Mounts, Swap, Holders and InUse of a disk and its partitions.
+func (u *usage) apply(s Sys, d *Disk) {
+	fill := func(name string) (mounts []string, swap bool, holders, inUse []string) {
+		for _, m := range u.mounts[name] {
+			mounts = appendUnique(mounts, m)
+			inUse = append(inUse, fmt.Sprintf("%s is mounted at %s", name, m))
+		}
+		if u.swap[name] {
+			swap = true
+			inUse = append(inUse, fmt.Sprintf("%s is active swap", name))
+		}
+		inUse = append(inUse, u.loopsOn[name]...)
+		h, m2, i2, sw2 := s.stackUse(u, name, 0)
+		holders = h
+		for _, m := range m2 {
+			mounts = appendUnique(mounts, m)
+		}
+		inUse = append(inUse, i2...)
+		return mounts, swap || sw2, holders, inUse
+	}
+	d.Mounts, d.Swap, d.Holders, d.InUse = fill(d.Name)
+	for i := range d.Partitions {
+		p := &d.Partitions[i]
+		if !p.InKernel {
+			continue
+		}
+		p.Mounts, p.Swap, p.Holders, p.InUse = fill(p.Name)
+	}
+	sort.Strings(d.Mounts)
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
+)
+
+// listEntry is one disk in `luksdock list --json`.
+type listEntry struct {
+	disk.Disk
+	Summary string       `json:"summary"`
+	Verdict disk.Verdict `json:"verdict"`
+	OK      bool         `json:"ok"`     // may be prepared under the given --allow-internal
+	Status  string       `json:"status"` // the table's status column
+	// Arrival is the kernel log's account of this disk's most recent
+	// attach, when the log has one.
+	Arrival *disk.Arrival `json:"arrival,omitempty"`
+}
+
+func newListCmd() *cobra.Command {
+	var asJSON, wait, allowInternal bool
+	var sysRoot string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List disks, what is on them, and whether luksdock may prepare them",
+		Long: `List every whole disk the kernel knows (read from sysfs; no udevd needed):
+name, size, transport, model, serial, what is on it, and its status under the
+safety policy (why it is refused, or that it is internal and needs
+--allow-internal). Loop devices are listed only while bound to a file;
+RAM disks, zram, device-mapper and md devices are not listed.
+
+--wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
+poll every second as a backstop) and prints only that disk.
+
+Exit status: 0 success, 1 discovery failed or interrupted, 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sys := disk.Sys{Root: sysRoot}
+			out := cmd.OutOrStdout()
+			var disks []disk.Disk
+			if wait {
+				known, err := sys.Scan()
+				if err != nil {
+					return err
+				}
+				if !asJSON {
+					fmt.Fprintln(cmd.ErrOrStderr(), "Waiting for a disk to be docked… (Ctrl+C to stop)")
+				}
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
+				defer stop()
+				d, err := sys.WaitForNewDisk(ctx, known)
+				if err != nil {
+					return fmt.Errorf("waiting for a disk: %w", err)
+				}
+				disks = []disk.Disk{d}
+			} else {
+				var err error
+				disks, err = sys.Scan()
+				if err != nil {
+					return err
+				}
+			}
+			var arrivals []disk.Arrival
+			if sysRoot == "" || sysRoot == "/" {
+				if lines, err := disk.ReadKernelLog(); err == nil {
+					arrivals = disk.ParseKernelLog(lines)
+				}
+			}
+			entries := make([]listEntry, len(disks))
+			for i, d := range disks {
+				v := disk.Assess(d)
+				entries[i] = listEntry{Disk: d, Summary: d.Summary(), Verdict: v, OK: v.OK(allowInternal), Status: v.Status(allowInternal)}
+				for j := len(arrivals) - 1; j >= 0; j-- {
+					if arrivals[j].Disk == d.Name && !arrivals[j].Gone {
+						a := arrivals[j]
+						entries[i].Arrival = &a
+						break
+					}
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if wait {
+					return enc.Encode(entries[0])
+				}
+				return enc.Encode(entries)
+			}
+			writeListTable(out, entries)
+			if wait {
+				e := entries[0]
+				if e.Arrival != nil {
+					fmt.Fprintln(out, "\nKernel log of its arrival:")
+					for _, l := range e.Arrival.Lines {
+						fmt.Fprintln(out, "  "+l.String())
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table (an array; with --wait one object)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until a new disk is docked, then print it")
+	cmd.Flags().BoolVar(&allowInternal, "allow-internal", false, "treat internal (non-USB) disks as eligible in the status column")
+	cmd.Flags().StringVar(&sysRoot, "sysroot", "/", "read sysfs/proc below this directory (for tests)")
+	_ = cmd.Flags().MarkHidden("sysroot")
+	return cmd
+}
+
+func writeListTable(w io.Writer, entries []listEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
+	for _, e := range entries {
+		model := strings.TrimSpace(e.Vendor + " " + e.Model)
+		if e.USB != nil && e.USB.Product != "" && model == "" {
+			model = e.USB.Product
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, disk.SizeString(e.Size), e.Transport,
+			dash(model), dash(e.Serial), e.Summary, e.Status)
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

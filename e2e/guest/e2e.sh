@@ -63,3 +63,57 @@ disk_sha() {
 	echo 3 > /proc/sys/vm/drop_caches
 	sha256sum < "/dev/$1" | cut -d' ' -f1
 }
+
+# find_disk SERIAL: print the kernel name of the sd disk whose USB device
+# (or SCSI unit) has serial SERIAL; nothing when none has.
+find_disk() {
+	for _b in /sys/block/sd*; do
+		[ -e "$_b" ] || continue
+		_p=$(readlink -f "$_b/device")
+		while [ "$_p" != "/sys" ] && [ "$_p" != "/" ]; do
+			if [ -f "$_p/serial" ] && [ "$(cat "$_p/serial")" = "$1" ]; then
+				echo "${_b##*/}"; return 0
+			fi
+			_p=${_p%/*}
+		done
+	done
+	return 1
+}
+
+# wait_disk SERIAL [SECONDS]: wait until the disk with SERIAL is attached
+# (node present, size known) and print its kernel name.
+wait_disk() {
+	_i=0
+	while :; do
+		_n=$(find_disk "$1")
+		if [ -n "$_n" ] && [ -b "/dev/$_n" ] && [ "$(cat /sys/block/$_n/size 2>/dev/null)" != 0 ]; then
+			echo "$_n"; return 0
+		fi
+		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && return 1
+		usleep 50000
+	done
+}
+
+# uevent_listening PID [SECONDS]: wait until process PID has a kernel
+# uevent netlink socket (NETLINK_KOBJECT_UEVENT, protocol 15) bound, i.e.
+# it is listening for hotplug events. Returns 1 on timeout.
+uevent_listening() {
+	_i=0
+	while ! awk -v pid="$1" '$2 == 15 && $3 == pid { f = 1 } END { exit !f }' /proc/net/netlink; do
+		_i=$((_i + 1)); [ $_i -gt $((${2:-10} * 20)) ] && return 1
+		kill -0 "$1" 2>/dev/null || return 1
+		usleep 50000
+	done
+}
+
+# wait_proc PATTERN [SECONDS]: wait until a running process's command line
+# (arguments joined by spaces) matches the grep -E PATTERN. Write one
+# character of PATTERN as a bracket expression ("[m]kfs.ext4") so the
+# grep doing the search does not match itself.
+wait_proc() {
+	_i=0
+	while ! cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -qE "$1"; do
+		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 50)) ] && return 1
+		usleep 20000
+	done
+}

@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testPassphrase is what a person would type; the passphrase file holds it
+// followed by a newline (luksdock takes the first line without its ending).
+const testPassphrase = "correct horse battery staple"
+
+// Small PBKDF costs: a default argon2id keyslot needs ~2 GiB of guest RAM
+// and ~18 s to open under TCG.
+var smallPBKDF = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
+
+var (
+	guestOnce sync.Once
+	guestVal  *Guest
+	guestErr  error
+
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// skipUnlessVM skips the test, loudly and with the reason, when VM tests
+// are disabled or QEMU/the kernel/the guest tools are missing. It returns
+// the prepared guest otherwise.
+func skipUnlessVM(t *testing.T) *Guest {
+	t.Helper()
+	if os.Getenv("LUKSDOCK_E2E") == "0" {
+		t.Skip("SKIPPED: VM end-to-end tests disabled by LUKSDOCK_E2E=0")
+	}
+	if testing.Short() {
+		t.Skip("SKIPPED: VM end-to-end tests do not run with -short (each boots a QEMU guest)")
+	}
+	guestOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			guestErr = fmt.Errorf("%w: must run as root (reads /boot and /lib/modules, makes block devices on the host)", ErrNoQEMU)
+			return
+		}
+		if guestErr = probeQEMU(); guestErr != nil {
+			return
+		}
+		guestVal, guestErr = PrepareGuest()
+	})
+	if guestErr != nil {
+		t.Skipf("SKIPPED: QEMU guest cannot run here: %v (install with e2e/install-deps.sh)", guestErr)
+	}
+	return guestVal
+}
+
+// probeQEMU checks that qemu-system-x86_64 starts with TCG.
+func probeQEMU() error {
+	q, err := QEMUBinary()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(q, "-accel", "tcg", "-machine", "none", "-nodefaults", "-display", "none", "-no-user-config", "-qmp", "stdio")
+	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s -accel tcg does not start: %v: %s", ErrNoQEMU, q, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// repoRoot is the module root (the directory holding go.mod above e2e/).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+// luksdockBinary builds the luksdock binary once per test run, statically
+// (CGO_ENABLED=0) so it runs in the guest, or uses $LUKSDOCK_E2E_BIN.
+// A build failure fails the test: the VM tests exist to test that binary.
+func luksdockBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if p := os.Getenv("LUKSDOCK_E2E_BIN"); p != "" {
+			binPath, binErr = filepath.Abs(p)
+			return
+		}
+		dir, err := os.MkdirTemp("", "luksdock-e2e-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "luksdock")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("CGO_ENABLED=0 go build -o %s . failed: %v\n%s", binPath, err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("cannot build luksdock for the guest: %v", binErr)
+	}
+	return binPath
+}
+
+// newImage creates a sparse image file of size bytes in dir.
+func newImage(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return p
+}
+
+// scratchDir returns a short temporary directory (unix socket paths are
+// limited to 108 bytes; t.TempDir() paths can exceed that).
+func scratchDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "lde2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("LUKSDOCK_E2E_KEEP") != "" {
+			t.Logf("kept scratch dir %s (LUKSDOCK_E2E_KEEP)", d)
+			return
+		}
+		os.RemoveAll(d)
+	})
+	return d
+}
+
+// boot starts a guest for t with the luksdock binary and the passphrase
+// file /e2e/pass. The guest's full output is logged when t fails (and
+// streamed with LUKSDOCK_E2E_VERBOSE=1); the VM is killed at cleanup.
+func boot(t *testing.T, dir string, cfg Config) *VM {
+	t.Helper()
+	if cfg.Files == nil {
+		cfg.Files = map[string][]byte{}
+	}
+	cfg.Files["pass"] = []byte(testPassphrase + "\n")
+	if os.Getenv("LUKSDOCK_E2E_VERBOSE") != "" {
+		start := time.Now()
+		cfg.Log = func(s string) { t.Logf("%7.3f %s", time.Since(start).Seconds(), s) }
+	}
+	vm, err := Start(dir, cfg)
+	if err != nil {
+		t.Fatalf("starting the guest: %v", err)
+	}
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("guest transcript (seconds since QEMU start; c=console ttyS0, d=data ttyS1):\n%s", vm.Transcript())
+		}
+	})
+	return vm
+}
+
+// mustMark waits for a scenario marker or fails the test.
+func mustMark(t *testing.T, vm *VM, name string, timeout time.Duration) []string {
+	t.Helper()
+	args, _, err := vm.WaitMark(name, timeout)
+	if err != nil {
+		t.Fatalf("waiting for guest marker %q: %v", name, err)
+	}
+	return args
+}
+
+// mustExit waits for the scenario to end and requires exit status 0.
+func mustExit(t *testing.T, vm *VM, timeout time.Duration) {
+	t.Helper()
+	rc, err := vm.Wait(timeout)
+	if err != nil {
+		t.Fatalf("guest did not finish: %v", err)
+	}
+	if rc != 0 {
+		fails := []string{}
+		for _, l := range vm.Lines() {
+			if l.Chan == "data" && strings.HasPrefix(l.Text, "FAIL:") {
+				fails = append(fails, l.Text)
+			}
+		}
+		t.Fatalf("guest scenario exited %d: %s", rc, strings.Join(fails, "; "))
+	}
+}
+
+// runHost runs a host command, returning combined output and exit code.
+func runHost(t *testing.T, stdin string, name string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("%s: %v", name, err)
+		}
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+// listEntry is the part of `luksdock list --json` the tests check.
+type listEntry struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	Transport string `json:"transport"`
+	Vendor    string `json:"vendor"`
+	Model     string `json:"model"`
+	Serial    string `json:"serial"`
+	USB       *struct {
+		Serial string `json:"serial"`
+	} `json:"usb"`
+	Verdict struct {
+		Refused []string `json:"refused"`
+	} `json:"verdict"`
+	OK      bool   `json:"ok"`
+	Status  string `json:"status"`
+	Arrival *struct {
+		Lines []json.RawMessage `json:"lines"`
+	} `json:"arrival"`
+}
+
+// event is one line of `luksdock prepare --json`.
+type event struct {
+	Kind    string `json:"event"`
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	State   string `json:"state"`
+	Result  *struct {
+		FSLabel   string `json:"fs_label"`
+		FsckClean bool   `json:"fsck_clean"`
+		Engine    string `json:"engine"`
+	} `json:"result"`
+}
+
+// parseEvents decodes JSON event lines, ignoring lines that are not JSON.
+func parseEvents(b []byte) []event {
+	var evs []event
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		var e event
+		if json.Unmarshal(bytes.TrimSpace(l), &e) == nil && e.Kind != "" {
+			evs = append(evs, e)
+		}
+	}
+	return evs
+}
+
+var floatRe = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+
+// seconds parses a guest timestamp word ("12.345678").
+func seconds(t *testing.T, s string) float64 {
+	t.Helper()
+	if !floatRe.MatchString(s) {
+		t.Fatalf("not a guest timestamp: %q", s)
+	}
+	var f float64
+	fmt.Sscanf(s, "%g", &f)
+	return f
+}
+
+// statSize returns the size of a host file in bytes.
+func statSize(p string) (int64, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}

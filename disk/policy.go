@@ -72,12 +72,17 @@ func Assess(d Disk) Verdict {
 	refuse := func(f string, a ...any) { v.Refused = appendUnique(v.Refused, fmt.Sprintf(f, a...)) }
 
 	uses := func(name string, mounts []string, swap bool, inUse []string) {
+		root := false
 		for _, m := range mounts {
 			if m == "/" {
+				root = true
 				refuse("%s holds the running system (mounted at /)", name)
 			}
 		}
 		for _, u := range inUse {
+			if root && u == name+" is mounted at /" {
+				continue
+			}
 			refuse("%s", u)
 		}
 		for _, m := range mounts {
@@ -142,11 +147,11 @@ func quoteLabel(l string) string {
 func dedupeMounted(r []string) []string {
 	var out []string
 	for _, x := range r {
-		name, rest, ok := strings.Cut(x, ": mounted at ")
+		_, rest, ok := strings.Cut(x, ": mounted at ")
 		if ok {
 			dup := false
 			for _, y := range r {
-				if y == name+" is mounted at "+rest || strings.HasSuffix(y, " is mounted at "+rest) {
+				if strings.HasSuffix(y, " is mounted at "+rest) || strings.HasSuffix(y, "(mounted at "+rest+")") {
 					dup = true
 				}
 			}
@@ -186,7 +191,11 @@ func (d Disk) Summary() string {
 	if len(d.Partitions) > 0 || d.Content.Table != "" {
 		var ps []string
 		for _, p := range d.Partitions {
-			ps = append(ps, fmt.Sprintf("%s %s %s", p.Name, p.Content.String(), SizeString(p.Size)))
+			what := p.Content.String()
+			if p.Content.Empty() && d.ProbeError != "" {
+				what = "unknown"
+			}
+			ps = append(ps, fmt.Sprintf("%s %s %s", p.Name, what, SizeString(p.Size)))
 		}
 		t := strings.ToUpper(d.Content.Table)
 		if t == "DOS" {

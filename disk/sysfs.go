@@ -178,7 +178,10 @@ func skipScan(name, devPath string) bool {
 			return true
 		}
 	}
-	return strings.Contains(devPath, "/devices/virtual/") && !strings.HasPrefix(name, "loop")
+	// NVMe namespaces with native multipath live below
+	// /devices/virtual/nvme-subsystem; they are real disks.
+	return strings.Contains(devPath, "/devices/virtual/") && !strings.HasPrefix(name, "loop") &&
+		!strings.Contains(devPath, "/nvme-subsystem/")
 }
 
 // Scan lists every whole disk, sorted by name. It skips RAM disks, zram,

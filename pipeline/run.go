@@ -305,6 +305,10 @@ func (r *runner) wipe() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The old partition table is gone, and with it the disk GUID the
+	// identity was captured with: from here on the disk has none until the
+	// partition step writes ours.
+	r.expected.DiskGUID = ""
 	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", HumanSize(n), len(ex)), nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // This file implements AES-XTS with dm-crypt's "plain64" IV generator, the
@@ -167,31 +168,40 @@ func subtle16(dst, a, b []byte) {
 // parallelMin is the smallest amount of data worth splitting across cores.
 const parallelMin = 128 << 10
 
+// parallelPiece is the unit of work handed out to cores.
+const parallelPiece = 64 << 10
+
 // cryptParallel is cryptUnits spread over all available cores (GOMAXPROCS)
-// when the buffer is large enough for that to pay off.
+// when the buffer is large enough for that to pay off. The buffer is cut
+// into pieces that the calling goroutine and GOMAXPROCS-1 helpers take from
+// a shared counter, so a helper that is scheduled late (a busy machine, a
+// slow wake-up in a VM) costs nothing: the caller simply does more pieces.
 func (c *xtsCipher) cryptParallel(dst, src []byte, iv uint64, decrypt bool) {
-	units := len(src) / c.sectorSize
 	workers := runtime.GOMAXPROCS(0)
-	if workers > units {
-		workers = units
-	}
 	if workers <= 1 || len(src) < parallelMin {
 		c.cryptUnits(dst, src, iv, decrypt)
 		return
 	}
-	per := (units + workers - 1) / workers
-	step := uint64(c.sectorSize / 512)
-	var wg sync.WaitGroup
-	for first := per; first < units; first += per {
-		last := min(first+per, units)
-		wg.Add(1)
-		go func(first, last int) {
-			defer wg.Done()
-			a, b := first*c.sectorSize, last*c.sectorSize
-			c.cryptUnits(dst[a:b], src[a:b], iv+uint64(first)*step, decrypt)
-		}(first, last)
+	piece := max(parallelPiece/c.sectorSize, 1) * c.sectorSize
+	pieces := (len(src) + piece - 1) / piece
+	workers = min(workers, pieces)
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= pieces {
+				return
+			}
+			a, b := i*piece, min((i+1)*piece, len(src))
+			c.cryptUnits(dst[a:b], src[a:b], iv+uint64(a/512), decrypt)
+		}
 	}
-	c.cryptUnits(dst[:min(per, units)*c.sectorSize], src[:min(per, units)*c.sectorSize], iv, decrypt)
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	work()
 	wg.Wait()
 }
 

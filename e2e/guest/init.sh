@@ -13,6 +13,11 @@ export HOME=/root TERM=linux
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /run/cryptsetup /run/lock
+# What udev/systemd provide on a real system: /dev/fd and the std links.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 echo "@@E2E init $(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0

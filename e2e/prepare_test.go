@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// guestPrepare is the scenario snippet that runs `luksdock prepare` with the
+// kernel engine on the disk $n, labelled $label, with small PBKDF costs,
+// printing its JSON events to /tmp/prepare.json and its exit status to
+// /tmp/prepare.rc.
+const guestPrepare = `
+luksdock prepare --device /dev/$n --label "$label" --passphrase-file /e2e/pass --confirm $n \
+	--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/prepare.json 2>/tmp/prepare.err
+echo $? > /tmp/prepare.rc
+`
+
+// guestCheckVolume is the scenario snippet that checks, with stock tools
+// only, that partition $p unlocks with the passphrase typed on standard
+// input, fscks clean, carries label $label, and mounts read-write with a
+// file written and read back after a remount.
+const guestCheckVolume = `
+run cryptsetup isLuks /dev/$p
+[ "$(blkid -o value -s TYPE /dev/$p)" = crypto_LUKS ] || fail "blkid TYPE of /dev/$p is not crypto_LUKS"
+[ "$(blkid -o value -s LABEL /dev/$p)" = "$label" ] || fail "LUKS2 label of /dev/$p is not $label"
+echo "+ cryptsetup open /dev/$p chk (passphrase typed on stdin)"
+cryptsetup open /dev/$p chk < /e2e/pass || fail "stock cryptsetup open of /dev/$p with the passphrase failed"
+e2fsck -fn /dev/mapper/chk > /tmp/fsck.out 2>&1 || { cat /tmp/fsck.out; fail "e2fsck -fn not clean"; }
+cat /tmp/fsck.out
+grep -vE '^(e2fsck [0-9.]+ \(.*\)|Pass [1-5][a-z]?: .*|'"$label"': [0-9]+/[0-9]+ files .*)$' /tmp/fsck.out && fail "e2fsck printed more than the pass summaries"
+[ "$(blkid -o value -s LABEL /dev/mapper/chk)" = "$label" ] || fail "ext4 label is not $label: $(blkid /dev/mapper/chk)"
+[ "$(blkid -o value -s TYPE /dev/mapper/chk)" = ext4 ] || fail "not ext4: $(blkid /dev/mapper/chk)"
+run mount -t ext4 -o rw /dev/mapper/chk /mnt
+dd if=/dev/urandom of=/mnt/e2e-file bs=64k count=16 2>/dev/null || fail "writing a file"
+sum=$(sha256sum < /mnt/e2e-file)
+run umount /mnt
+echo 3 > /proc/sys/vm/drop_caches
+run mount -t ext4 -o rw /dev/mapper/chk /mnt
+[ "$(sha256sum < /mnt/e2e-file)" = "$sum" ] || fail "file read back differs"
+run umount /mnt
+run cryptsetup close chk
+`
+
+// Scenario 2: `luksdock prepare` with the kernel engine on a docked disk
+// (usb-bot on an EHCI controller) with real dm-crypt; then, in a fresh
+// boot, stock cryptsetup opens it, e2fsck -fn is clean, blkid shows the
+// label, and it mounts read-write with a file written and read back.
+func TestPrepareKernelEngine(t *testing.T) {
+	g := skipUnlessVM(t)
+	bin := luksdockBinary(t)
+	t.Parallel()
+	dir := scratchDir(t)
+	d := Disk{ID: "dock", Image: newImage(t, dir, "disk.img", 256<<20), Transport: "bot",
+		Vendor: "SAMSUNG", Product: "HD103SI", Serial: "S1VSJ9AZ301234", Hotplug: true}
+
+	// Boot 1: dock the disk and prepare it.
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Controller: "ehci", Timeout: 4 * time.Minute,
+		Script: `
+label=backups01
+mark ready
+n=$(wait_disk ` + d.Serial + ` 60) || fail "docked disk did not appear"
+mark docked $n
+` + guestPrepare + `
+emit events /tmp/prepare.json
+cat /tmp/prepare.err
+mark prepared $(cat /tmp/prepare.rc)
+dmsetup ls > /tmp/dm.out 2>&1
+mark dmsetup $(cat /tmp/dm.out)
+sfdisk --dump /dev/$n
+[ "$(cat /tmp/prepare.rc)" = 0 ] || fail "luksdock prepare exited $(cat /tmp/prepare.rc)"
+`})
+	mustMark(t, vm, "ready", 90*time.Second)
+	if err := vm.Plug(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	name := mustMark(t, vm, "docked", 60*time.Second)
+	start := time.Now()
+	rcArgs := mustMark(t, vm, "prepared", 3*time.Minute)
+	t.Logf("luksdock prepare --engine kernel on /dev/%s took %.1f s in the guest (TCG)", name[0], time.Since(start).Seconds())
+	evJSON, err := vm.Blob("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcArgs[0] != "0" {
+		t.Fatalf("luksdock prepare exited %s; events:\n%s", rcArgs[0], evJSON)
+	}
+	checkResultEvent(t, evJSON, "backups01", "kernel")
+	if dm := strings.Join(mustMark(t, vm, "dmsetup", 10*time.Second), " "); dm != "No devices found" {
+		t.Errorf("a device-mapper mapping is left after prepare: %q", dm)
+	}
+	mustExit(t, vm, time.Minute)
+
+	// Boot 2: a fresh boot with the disk cold-plugged; stock tools only
+	// (and luksdock verify).
+	d.Hotplug = false
+	vm2 := boot(t, scratchDir(t), Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Timeout: 3 * time.Minute, Script: `
+label=backups01
+n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
+p=${n}1
+i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no partition /dev/$p: the kernel did not find the partition table"; usleep 50000; done
+sfdisk --dump /dev/$n > /tmp/sfdisk.out || fail "sfdisk --dump"
+cat /tmp/sfdisk.out
+grep -q '^label: gpt' /tmp/sfdisk.out || fail "not a GPT disk"
+grep -q "^/dev/$p : start= *2048," /tmp/sfdisk.out || fail "partition does not start at 1 MiB"
+` + guestCheckVolume + `
+luksdock verify --device /dev/$n --passphrase-file /e2e/pass --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
+dmsetup ls
+mark checked
+`})
+	mustMark(t, vm2, "checked", 3*time.Minute)
+	mustExit(t, vm2, time.Minute)
+}
+
+// checkResultEvent requires a "result" event for a verified disk with the
+// label, made by the engine.
+func checkResultEvent(t *testing.T, evJSON []byte, label, engine string) {
+	t.Helper()
+	var res *event
+	for _, e := range parseEvents(evJSON) {
+		if e.Kind == "failed" {
+			t.Errorf("prepare reported a failed step %s: %s (%s)", e.Step, e.Message, e.State)
+		}
+		if e.Kind == "result" {
+			e := e
+			res = &e
+		}
+	}
+	if res == nil || res.Result == nil {
+		t.Fatalf("no result event from prepare --json:\n%s", evJSON)
+	}
+	if res.Result.FSLabel != label || !res.Result.FsckClean || res.Result.Engine != engine {
+		b, _ := json.Marshal(res.Result)
+		t.Errorf("result = %s; want label %s, fsck clean, engine %s", b, label, engine)
+	}
+}
+
+// Scenario 3: engines are interchangeable. An image prepared on the host
+// by the userspace engine opens with stock cryptsetup, fscks clean and
+// mounts in the guest; a disk prepared in the guest by the kernel engine
+// passes `luksdock verify` on the host (and stock cryptsetup's passphrase
+// test there).
+func TestEnginesInterchangeable(t *testing.T) {
+	g := skipUnlessVM(t)
+	bin := luksdockBinary(t)
+	t.Parallel()
+	dir := scratchDir(t)
+	pass := filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte(testPassphrase+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostImg := filepath.Join(dir, "host.img")
+	args := append([]string{"prepare", "--image", hostImg, "--size", "160M", "--label", "hostmade",
+		"--passphrase-file", pass, "--confirm", "host.img", "--engine", "userspace", "--json"}, smallPBKDF...)
+	start := time.Now()
+	out, code := runHost(t, "", bin, args...)
+	if code != 0 {
+		t.Fatalf("host: luksdock %s exited %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	checkResultEvent(t, []byte(out), "hostmade", "userspace")
+	t.Logf("host: prepare --engine userspace of a 160 MiB image took %.1f s", time.Since(start).Seconds())
+
+	guestImg := newImage(t, dir, "guest.img", 160<<20)
+	disks := []Disk{
+		{ID: "hostmade", Image: hostImg, Transport: "bot", Vendor: "HOST", Product: "USERSPACE-ENGINE", Serial: "HOSTMADE01"},
+		{ID: "guestmade", Image: guestImg, Transport: "uas", Vendor: "GUEST", Product: "KERNEL-ENGINE", Serial: "GUESTMADE01"},
+	}
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: disks, Timeout: 4 * time.Minute, Script: `
+label=hostmade
+n=$(wait_disk HOSTMADE01 60) || fail "host-made disk did not appear"
+p=${n}1
+i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no partition /dev/$p"; usleep 50000; done
+` + guestCheckVolume + `
+mark host-image-ok
+label=guestmade
+n=$(wait_disk GUESTMADE01 60) || fail "second disk did not appear"
+` + guestPrepare + `
+emit events /tmp/prepare.json
+cat /tmp/prepare.err
+[ "$(cat /tmp/prepare.rc)" = 0 ] || fail "luksdock prepare --engine kernel exited $(cat /tmp/prepare.rc)"
+mark guest-prepared
+`})
+	mustMark(t, vm, "host-image-ok", 2*time.Minute)
+	mustMark(t, vm, "guest-prepared", 3*time.Minute)
+	evJSON, err := vm.Blob("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResultEvent(t, evJSON, "guestmade", "kernel")
+	mustExit(t, vm, time.Minute)
+
+	// Host: luksdock verify of the guest-made image, and stock cryptsetup's
+	// passphrase test on its partition through an offset loop device.
+	out, code = runHost(t, "", bin, "verify", "--image", guestImg, "--passphrase-file", pass, "--json")
+	if code != 0 {
+		t.Fatalf("host: luksdock verify --image of the guest-made disk exited %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "guestmade") {
+		t.Errorf("host: luksdock verify output does not name the label guestmade:\n%s", out)
+	}
+	loop, code := runHost(t, "", "losetup", "--find", "--show", "--read-only", "--offset", "1048576", guestImg)
+	if code != 0 {
+		t.Fatalf("losetup: %s", loop)
+	}
+	loop = strings.TrimSpace(loop)
+	defer runHost(t, "", "losetup", "-d", loop)
+	if out, code := runHost(t, testPassphrase+"\n", "cryptsetup", "open", "--test-passphrase", loop); code != 0 {
+		t.Errorf("host: stock cryptsetup rejects the passphrase on the guest-made disk (exit %d): %s", code, out)
+	}
+	if out, code := runHost(t, "wrong passphrase\n", "cryptsetup", "open", "--test-passphrase", loop); code == 0 {
+		t.Errorf("host: stock cryptsetup accepted a wrong passphrase: %s", out)
+	}
+}

@@ -1,8 +1,7 @@
 package disk
 
 import (
-	"errors"
-	"fmt"
+		"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,16 +26,16 @@ func SyncPartition(f *os.File, name string, l Layout, timeout time.Duration) (st
 		// Some drivers refuse a re-read; BLKPG below still works on them.
 		how = "BLKRRPART failed (" + err.Error() + ")"
 	}
-	if waitNode(name, part, 2*time.Second) {
+	if waitNode(part, l, 2*time.Second) {
 		return node, how, nil
 	}
 	// Drop any stale entry, then add ours.
 	_ = blkpg(fd, unix.BLKPG_DEL_PARTITION, 1, 0, 0)
-	if err := blkpg(fd, unix.BLKPG_ADD_PARTITION, 1, l.Start, l.Size); err != nil && !errors.Is(err, unix.EBUSY) {
+	if err := blkpg(fd, unix.BLKPG_ADD_PARTITION, 1, l.Start, l.Size); err != nil {
 		return "", how, fmt.Errorf("the kernel did not create %s after BLKRRPART, and BLKPG add-partition failed: %w", node, err)
 	}
 	how += ", then BLKPG add-partition"
-	if waitNode(name, part, timeout) {
+	if waitNode(part, l, timeout) {
 		return node, how, nil
 	}
 	return "", how, fmt.Errorf("the partition node %s did not appear within %s (%s)", node, timeout, how)
@@ -52,12 +51,13 @@ func blkpg(fd, op, pno int, start, length int64) error {
 	return nil
 }
 
-// waitNode waits until sysfs knows the partition and /dev has a node with
-// the same device number.
-func waitNode(disk, part string, timeout time.Duration) bool {
+// waitNode waits until sysfs knows the partition at exactly l's start and
+// size (a stale entry from an earlier layout does not count) and /dev has a
+// node with the same device number.
+func waitNode(part string, l Layout, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if b, err := os.ReadFile(filepath.Join("/sys/class/block", part, "dev")); err == nil {
+		if b, err := os.ReadFile(filepath.Join("/sys/class/block", part, "dev")); err == nil && geometryIs(part, l) {
 			var st unix.Stat_t
 			want := strings.TrimSpace(string(b))
 			if unix.Stat("/dev/"+part, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK &&
@@ -70,6 +70,17 @@ func waitNode(disk, part string, timeout time.Duration) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// geometryIs reports whether the kernel's partition part starts and ends
+// where l says (sysfs counts 512-byte sectors whatever the disk's own).
+func geometryIs(part string, l Layout) bool {
+	start, err1 := os.ReadFile(filepath.Join("/sys/class/block", part, "start"))
+	size, err2 := os.ReadFile(filepath.Join("/sys/class/block", part, "size"))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return strings.TrimSpace(string(start)) == fmt.Sprint(l.Start/512) && strings.TrimSpace(string(size)) == fmt.Sprint(l.Size/512)
 }
 
 // FlushBuffers drops the kernel's cached blocks of a block device

@@ -273,7 +273,11 @@ func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) 
 		if ctx.Err() != nil {
 			return out.Bytes(), fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
 		}
-		return out.Bytes(), &Error{Args: args, Code: code, Stderr: errb.String()}
+		msg := errb.String()
+		if strings.TrimSpace(msg) == "" && args[0] != "luksDump" {
+			msg = out.String() // cryptsetup prints some failures on stdout
+		}
+		return out.Bytes(), &Error{Args: args, Code: code, Stderr: msg}
 	}
 	return out.Bytes(), nil
 }

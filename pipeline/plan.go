@@ -106,6 +106,9 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		if t.Create && t.Size > 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, HumanSize(t.Size)))
 		}
+		if loop := loopUsing(t.fileID); loop != "" {
+			return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", t.Path, loop, loop)
+		}
 		p.Warnings = append(p.Warnings, imageWarnings(t)...)
 	}
 	if t.Size < MinSize {

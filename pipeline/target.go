@@ -134,9 +134,6 @@ func ImageTarget(path string, size int64) (*Target, error) {
 	sys := st.Sys().(*syscall.Stat_t)
 	t.fileID = fileID{uint64(sys.Dev), sys.Ino}
 	t.Size = st.Size()
-	if loop := loopUsing(t.fileID); loop != "" {
-		return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", path, loop, loop)
-	}
 	if f, err := os.Open(path); err == nil {
 		t.Content, t.Parts, _ = disk.Probe(f, t.Size)
 		f.Close()

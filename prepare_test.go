@@ -1,0 +1,454 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"luksdock/luks"
+	"luksdock/pipeline"
+)
+
+// Tests here drive the real CLI (run) against image files and loop devices,
+// and check the outcome with tools luksdock did not write: sfdisk, blkid,
+// wipefs, cryptsetup, e2fsck, dumpe2fs.
+
+const testPass = "correct horse battery staple"
+
+var smallKDF = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root (loop devices, FUSE mounts, block-device ioctls)")
+	}
+}
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed; scripts/test installs it", tool)
+		}
+	}
+}
+
+// cli runs luksdock in-process with stdin and returns exit code, stdout, stderr.
+func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func sh(t *testing.T, stdin string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func fileHash(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// loop attaches a loop device over part of a file and detaches it at cleanup.
+func loop(t *testing.T, file string, args ...string) string {
+	t.Helper()
+	a := append([]string{"--find", "--show"}, args...)
+	dev := strings.TrimSpace(sh(t, "", "losetup", append(a, file)...))
+	t.Cleanup(func() {
+		exec.Command("partx", "-d", dev).Run() // partitions added by BLKPG outlive the loop otherwise
+		exec.Command("losetup", "-d", dev).Run()
+	})
+	return dev
+}
+
+type sfdiskDump struct {
+	PartitionTable struct {
+		Label      string `json:"label"`
+		SectorSize int    `json:"sectorsize"`
+		Partitions []struct {
+			Start int64  `json:"start"`
+			Size  int64  `json:"size"`
+			Type  string `json:"type"`
+		} `json:"partitions"`
+	} `json:"partitiontable"`
+}
+
+func sfdisk(t *testing.T, img string) sfdiskDump {
+	t.Helper()
+	var d sfdiskDump
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json %s: %v", img, err)
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.PartitionTable.SectorSize == 0 {
+		d.PartitionTable.SectorSize = 512
+	}
+	return d
+}
+
+// partLoop returns a loop device over partition 1 of img, found by sfdisk.
+func partLoop(t *testing.T, img string) string {
+	t.Helper()
+	d := sfdisk(t, img)
+	if len(d.PartitionTable.Partitions) != 1 {
+		t.Fatalf("sfdisk sees %d partitions, want 1: %+v", len(d.PartitionTable.Partitions), d)
+	}
+	p, ss := d.PartitionTable.Partitions[0], int64(d.PartitionTable.SectorSize)
+	return loop(t, img, "--offset", fmt.Sprint(p.Start*ss), "--sizelimit", fmt.Sprint(p.Size*ss))
+}
+
+// decrypt recovers the plaintext of a LUKS device with cryptsetup alone: the
+// volume key from luksDump, then an offline decryption of a copy of the data
+// segment under a detached header. Nothing of luksdock is involved.
+func decrypt(t *testing.T, dev, pass string) string {
+	t.Helper()
+	dir := t.TempDir()
+	dump := sh(t, pass, "cryptsetup", "luksDump", "--batch-mode", "--dump-volume-key", "--key-file", "-", dev)
+	var hexkey strings.Builder
+	in := false
+	for _, line := range strings.Split(dump, "\n") {
+		if i := strings.Index(line, "MK dump:"); i >= 0 {
+			in, line = true, line[i+len("MK dump:"):]
+		} else if in && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, " ") {
+			break
+		}
+		if in {
+			hexkey.WriteString(strings.Join(strings.Fields(line), ""))
+		}
+	}
+	key, err := hex.DecodeString(hexkey.String())
+	if err != nil || len(key) != 64 {
+		t.Fatalf("no volume key in luksDump output")
+	}
+	f, _ := os.Open(dev)
+	info, err := luks.ReadHeader(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	sh(t, "", "dd", "if="+dev, "of="+data, "bs=1M", "iflag=skip_bytes", "skip="+strconv.FormatInt(info.DataOffset, 10), "status=none")
+	kf := filepath.Join(dir, "vk")
+	os.WriteFile(kf, key, 0o600)
+	hdr := filepath.Join(dir, "hdr")
+	sh(t, "x", "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--header", hdr, "--offset", "0",
+		"--sector-size", strconv.Itoa(info.SectorSize), "--cipher", info.Cipher, "--key-size", "512",
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--volume-key-file", kf, "--key-file", "-", data)
+	os.Remove(kf)
+	sh(t, "x", "cryptsetup", "reencrypt", "--batch-mode", "--decrypt", "--force-offline-reencrypt", "--header", hdr, "--key-file", "-", data)
+	return data
+}
+
+// checkPrepared proves with independent tools that img (or a block device)
+// is a finished backup disk labelled label.
+func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
+	t.Helper()
+	d := sfdisk(t, img)
+	pt := d.PartitionTable
+	wantLabel := map[string]string{"gpt": "gpt", "mbr": "dos"}[table]
+	if pt.Label != wantLabel || len(pt.Partitions) != 1 {
+		t.Fatalf("sfdisk: label %q with %d partitions, want %q with 1", pt.Label, len(pt.Partitions), wantLabel)
+	}
+	p, ss := pt.Partitions[0], int64(pt.SectorSize)
+	if p.Start*ss != 1<<20 || (p.Size*ss)%(1<<20) != 0 {
+		t.Errorf("partition at %d size %d bytes: want start 1 MiB and whole MiBs", p.Start*ss, p.Size*ss)
+	}
+	wantType := map[string]string{"gpt": "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "mbr": "83"}[table]
+	if p.Type != wantType {
+		t.Errorf("partition type %s, want %s", p.Type, wantType)
+	}
+	part := partLoop(t, img)
+	dump := sh(t, "", "cryptsetup", "luksDump", part)
+	if !strings.Contains(dump, fmt.Sprintf("Version:       \t%d", luksVersion)) {
+		t.Errorf("luksDump: not LUKS%d:\n%s", luksVersion, dump)
+	}
+	if !strings.Contains(dump, "aes-xts-plain64") && !(strings.Contains(dump, "Cipher name:   \taes") && strings.Contains(dump, "Cipher mode:   \txts-plain64")) {
+		t.Errorf("luksDump: cipher is not aes-xts-plain64:\n%s", dump)
+	}
+	if luksVersion == 2 && !strings.Contains(dump, "Label:         \t"+label+"\n") {
+		t.Errorf("luksDump: LUKS2 label is not %q:\n%s", label, dump)
+	}
+	// The passphrase exactly as typed at cryptsetup's prompt (no newline) opens it; another does not.
+	sh(t, testPass, "cryptsetup", "open", "--test-passphrase", "--key-file", "-", part)
+	if out, err := exec.Command("sh", "-c", "printf 'wrong passphrase' | cryptsetup open --test-passphrase --key-file - "+part).CombinedOutput(); err == nil {
+		t.Errorf("cryptsetup accepted a wrong passphrase: %s", out)
+	}
+	// Only the new signatures remain.
+	if got := sh(t, "", "blkid", "-p", "-o", "export", part); !strings.Contains(got, "TYPE=crypto_LUKS") {
+		t.Errorf("blkid -p on the partition: %s", got)
+	}
+	whole := sh(t, "", "wipefs", "--no-act", "--noheadings", "--output", "TYPE", img)
+	for _, line := range strings.Fields(whole) {
+		switch line {
+		case "gpt", "PMBR":
+			if table != "gpt" {
+				t.Errorf("wipefs: GPT signature left on an MBR disk: %s", line)
+			}
+		case "dos":
+			if table != "mbr" {
+				t.Errorf("wipefs: MBR signature on a GPT disk: %s", line)
+			}
+		default:
+			t.Errorf("wipefs: unexpected signature on the disk: %s", line)
+		}
+	}
+	plain := decrypt(t, part, testPass)
+	fsck := sh(t, "", "e2fsck", "-fn", plain)
+	for _, line := range strings.Split(strings.TrimSpace(fsck), "\n") {
+		if !strings.HasPrefix(line, "Pass ") && !strings.HasPrefix(line, "e2fsck ") && !strings.Contains(line, " files (") {
+			t.Errorf("e2fsck -fn: unexpected line %q", line)
+		}
+	}
+	if h := sh(t, "", "dumpe2fs", "-h", plain); !strings.Contains(h, "Filesystem volume name:   "+label+"\n") {
+		t.Errorf("dumpe2fs -h: label is not %q", label)
+	}
+	flag := "--image"
+	if st, err := os.Stat(img); err == nil && st.Mode()&os.ModeDevice != 0 {
+		flag = "--device"
+	}
+	if code, out, errs := cli(t, testPass+"\n", "verify", flag, img, "--passphrase-file", "-"); code != 0 {
+		t.Errorf("luksdock verify: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestPrepareFreshImage(t *testing.T) {
+	needRoot(t)
+	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	args := append([]string{"prepare", "--image", img, "--size", "128M", "--label", "backups01",
+		"--passphrase-file", "-", "--confirm", "disk.img"}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"$ cryptsetup luksFormat", "$ mkfs.ext4", "Done: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("prepare output lacks %q:\n%s", want, out)
+		}
+	}
+	if st, _ := os.Stat(img); st.Size() != 128<<20 {
+		t.Errorf("image size %d", st.Size())
+	}
+	checkPrepared(t, img, "gpt", "backups01", 2)
+}
+
+func TestPrepareMBRLUKS1(t *testing.T) {
+	needRoot(t)
+	img := filepath.Join(t.TempDir(), "old.img")
+	args := append([]string{"prepare", "--image", img, "--size", "100M", "--label", "backups02",
+		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	checkPrepared(t, img, "mbr", "backups02", 1)
+}
+
+// TestPrepareReplacesOldLayout lays a disk out as in the manual procedure's
+// "before" (MBR, an LVM PV of type 8e and an ext4 "photos" with data) and
+// checks that nothing of it survives.
+func TestPrepareReplacesOldLayout(t *testing.T) {
+	needRoot(t)
+	needTools(t, "pvcreate", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	sh(t, "", "truncate", "-s", "200M", img)
+	sh(t, "label: dos\nstart=2048, size=100M, type=8e\nstart=206848, type=83\n", "sfdisk", "-q", img)
+	pv := loop(t, img, "--offset", "1048576", "--sizelimit", strconv.Itoa(100<<20))
+	sh(t, "", "pvcreate", "-q", "--config", "devices { filter = [ \"a|.*|\" ] use_devicesfile = 0 }", "-ff", "-y", pv)
+	exec.Command("losetup", "-d", pv).Run()
+	fsOff := int64(206848 * 512)
+	ext := loop(t, img, "--offset", strconv.FormatInt(fsOff, 10))
+	sh(t, "", "mkfs.ext4", "-q", "-L", "photos", ext)
+	sh(t, "", "debugfs", "-w", "-R", "mkdir holiday", ext)
+	exec.Command("losetup", "-d", ext).Run()
+	if got := sh(t, "", "wipefs", "--no-act", img); !strings.Contains(got, "dos") {
+		t.Fatalf("fixture has no MBR: %s", got)
+	}
+	code, out, errs := cli(t, "", "prepare", "--image", img, "--label", "backups01", "--passphrase-file", "/dev/null", "--confirm", "disk.img", "--dry-run")
+	if code != 0 || !strings.Contains(out, "LVM2") || !strings.Contains(out, "photos") {
+		t.Errorf("dry-run does not name what it destroys (exit %d):\n%s%s", code, out, errs)
+	}
+	args := append([]string{"prepare", "--image", img, "--label", "backups01", "--passphrase-file", "-", "--confirm", "disk.img"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	checkPrepared(t, img, "gpt", "backups01", 2)
+	// Nothing of the old LVM PV or ext4 where they started.
+	for _, off := range []int64{1 << 20, fsOff} {
+		l := loop(t, img, "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.Itoa(8<<20))
+		if got, _ := exec.Command("blkid", "-p", "-o", "export", l).CombinedOutput(); bytes.Contains(got, []byte("LVM2")) || bytes.Contains(got, []byte("photos")) {
+			t.Errorf("old signature left at %d: %s", off, got)
+		}
+	}
+}
+
+// TestPrepare4KLoopDevice prepares a real block device (a loop device with
+// 4096-byte logical sectors) through the device path: O_EXCL, the kernel's
+// partition node (BLKRRPART, then BLKPG), cryptsetup on the partition node.
+func TestPrepare4KLoopDevice(t *testing.T) {
+	needRoot(t)
+	img := filepath.Join(t.TempDir(), "4k.img")
+	sh(t, "", "truncate", "-s", "128M", img)
+	dev := loop(t, img, "--sector-size", "4096")
+	name := filepath.Base(dev)
+	args := append([]string{"prepare", "--device", dev, "--label", "backups4k", "--passphrase-file", "-"}, smallKDF...)
+	// A loop device is file-backed, not an internal disk: its kernel name confirms it.
+	code, out, errs := cli(t, testPass+"\n", append(args, "--confirm", name)...)
+	if code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	if d := sfdisk(t, dev); d.PartitionTable.SectorSize != 4096 {
+		t.Errorf("sector size %d, want 4096", d.PartitionTable.SectorSize)
+	}
+	if _, err := os.Stat(dev + "p1"); err != nil {
+		t.Errorf("no partition node: %v", err)
+	}
+	dump := sh(t, "", "cryptsetup", "luksDump", dev+"p1")
+	if !strings.Contains(dump, "sector: 4096") {
+		t.Errorf("LUKS sector size is not 4096:\n%s", dump)
+	}
+	checkPrepared(t, dev, "gpt", "backups4k", 2)
+}
+
+func TestPrepareKernelEngine(t *testing.T) {
+	needRoot(t)
+	if ok, why := luks.DeviceMapper(); !ok {
+		t.Skipf("SKIPPED: the kernel engine needs device-mapper, and this kernel has none: %s. The QEMU suite (e2e/) runs it on a stock kernel.", why)
+	}
+	img := filepath.Join(t.TempDir(), "k.img")
+	args := append([]string{"prepare", "--image", img, "--size", "128M", "--label", "kern01", "--passphrase-file", "-", "--confirm", "k.img", "--engine", "kernel"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	checkPrepared(t, img, "gpt", "kern01", 2)
+}
+
+// TestRefusalsWriteNothing: each refusal exits non-zero with a clear message
+// and leaves the image byte-identical.
+func TestRefusalsWriteNothing(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	sh(t, "", "truncate", "-s", "80M", img)
+	sh(t, "label: dos\nstart=2048, type=83\n", "sfdisk", "-q", img)
+	before := fileHash(t, img)
+	base := []string{"prepare", "--image", img, "--passphrase-file", "-"}
+	cases := []struct {
+		name  string
+		stdin string
+		args  []string
+		env   string
+		code  int
+		msg   string
+	}{
+		{"wrong confirm", testPass, []string{"--label", "b1", "--confirm", "sdi"}, "", pipeline.ExitRefused, "confirmation does not match"},
+		{"confirm with path", testPass, []string{"--label", "b1", "--confirm", img}, "", pipeline.ExitRefused, "confirmation does not match"},
+		{"no confirm", testPass, []string{"--label", "b1"}, "", pipeline.ExitUsage, "--confirm"},
+		{"17-byte label", testPass, []string{"--label", "backups0123456789", "--confirm", "disk.img"}, "", pipeline.ExitRefused, "at most 16 bytes"},
+		{"empty passphrase", "\n", []string{"--label", "b1", "--confirm", "disk.img"}, "", pipeline.ExitRefused, "passphrase is empty"},
+		{"missing cryptsetup", testPass, []string{"--label", "b1", "--confirm", "disk.img"}, "/nonexistent", pipeline.ExitRefused, "apt-get install cryptsetup-bin"},
+		{"bad table", testPass, []string{"--label", "b1", "--confirm", "disk.img", "--table", "apm"}, "", pipeline.ExitRefused, "unknown partition table"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("PATH", c.env)
+			}
+			code, out, errs := cli(t, c.stdin, append(append([]string{}, base...), c.args...)...)
+			if code != c.code || !strings.Contains(out+errs, c.msg) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, c.code, c.msg, out, errs)
+			}
+			if fileHash(t, img) != before {
+				t.Fatalf("the image changed")
+			}
+		})
+	}
+}
+
+func TestVerifyWrongPassphrase(t *testing.T) {
+	needRoot(t)
+	img := filepath.Join(t.TempDir(), "v.img")
+	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "v1", "--passphrase-file", "-", "--confirm", "v.img"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := cli(t, "not the passphrase\n", "verify", "--image", img, "--passphrase-file", "-")
+	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "does not unlock") {
+		t.Errorf("verify with a wrong passphrase: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-", "--json")
+	if code != 0 || !strings.Contains(out, `"fsck_clean":true`) || strings.Contains(out, testPass) {
+		t.Errorf("verify --json: exit %d\n%s", code, out)
+	}
+}
+
+func TestHeaderBackupAndJSON(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	img, hdr := filepath.Join(dir, "h.img"), filepath.Join(dir, "h.header")
+	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "h1", "--passphrase-file", "-", "--confirm", "h.img", "--json", "--header-backup", hdr}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	var last pipeline.Event
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not one JSON event per line: %q", line)
+		}
+		json.Unmarshal([]byte(line), &last)
+		n++
+	}
+	if last.Kind != pipeline.EventResult || last.Result == nil || last.Result.HeaderBackup != hdr || n < 10 {
+		t.Errorf("last event %+v after %d events", last, n)
+	}
+	if strings.Contains(out+errs, testPass) {
+		t.Error("the passphrase appears in the output")
+	}
+	st, err := os.Stat(hdr)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("header backup: %v %v", err, st.Mode())
+	}
+	if got := sh(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(got, last.Result.LUKS.UUID) {
+		t.Errorf("header backup is not of this volume")
+	}
+	// It never overwrites an existing backup.
+	img2 := filepath.Join(dir, "h2.img")
+	args = append([]string{"prepare", "--image", img2, "--size", "80M", "--label", "h2", "--passphrase-file", "-", "--confirm", "h2.img", "--header-backup", hdr}, smallKDF...)
+	if code, _, errs := cli(t, testPass+"\n", args...); code != pipeline.ExitRefused || !strings.Contains(errs, "refusing to overwrite") {
+		t.Errorf("existing header backup: exit %d %s", code, errs)
+	}
+	if _, err := os.Stat(img2); err == nil {
+		t.Error("the refused run created its image")
+	}
+}

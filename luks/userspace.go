@@ -432,7 +432,10 @@ func CleanupStaleUserspaceMounts() ([]string, error) {
 			continue
 		}
 		mnt := unescapeMountinfo(fields[4])
-		if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
+		// statfs always reaches the FUSE server (stat may be answered from
+		// the attribute cache); a dead server gives ENOTCONN.
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(mnt, &sfs); !errors.Is(err, syscall.ENOTCONN) {
 			continue
 		}
 		stale = append(stale, mnt)

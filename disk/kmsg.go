@@ -162,10 +162,11 @@ func splitInquiry(s string) (vendor, model, rev string) {
 // gone). A later arrival at the same address (re-dock) is a new Arrival.
 func ParseKernelLog(lines []KernelLine) []Arrival {
 	var out []*Arrival
-	byAddr := map[string]*Arrival{} // live arrival per SCSI address
-	byDisk := map[string]*Arrival{} // live arrival per disk name
-	hostPort := map[string]string{} // scsi host number -> USB port
-	hostDrv := map[string]string{}  // scsi host number -> driver
+	byAddr := map[string]*Arrival{}     // live arrival per SCSI address
+	lastByAddr := map[string]*Arrival{} // latest arrival per SCSI address, gone or not
+	byDisk := map[string]*Arrival{}     // live arrival per disk name
+	hostPort := map[string]string{}     // scsi host number -> USB port
+	hostDrv := map[string]string{}      // scsi host number -> driver
 	portLines := map[string][]KernelLine{}
 	lastNewPort := ""
 
@@ -178,6 +179,7 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 		}
 		out = append(out, a)
 		byAddr[addr] = a
+		lastByAddr[addr] = a
 		return a
 	}
 	for _, l := range lines {
@@ -248,6 +250,13 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 			addr, name, msg := m[1], m[2], m[3]
 			a := byAddr[addr]
 			if a == nil {
+				// After a disconnect the sd driver still reports on the
+				// address (cache sync failures): that is the gone arrival's
+				// tail, not a new one. A capacity or attach line is new.
+				if last := lastByAddr[addr]; last != nil && !sdBlocksRe.MatchString(msg) && !strings.HasPrefix(msg, "Attached SCSI") {
+					last.Lines = append(last.Lines, l)
+					continue
+				}
 				a = start(addr, l)
 			}
 			if name != "" && a.Disk == "" {

@@ -365,7 +365,14 @@ func attachLoop(t *testing.T, img string, extra ...string) string {
 	t.Helper()
 	needTool(t, "losetup")
 	dev := strings.TrimSpace(run(t, "", "losetup", append(append([]string{"-f", "--show"}, extra...), img)...))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() {
+		// Detach only if the device is still ours: other tests running in
+		// parallel may have been given the same loop device since.
+		bf := sysfsAttr("/sys/block/" + filepath.Base(dev) + "/loop/backing_file")
+		if abs, _ := filepath.Abs(img); bf == abs || bf == img {
+			exec.Command("losetup", "-d", dev).Run()
+		}
+	})
 	return dev
 }
 

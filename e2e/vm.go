@@ -339,14 +339,14 @@ func (vm *VM) WaitLine(ch string, re *regexp.Regexp, from int, timeout time.Dura
 }
 
 // WaitMark waits for the data-channel marker "@@E2E NAME ..." and returns
-// the words after NAME.
+// the words after NAME (NAME may itself be several words).
 func (vm *VM) WaitMark(name string, timeout time.Duration) ([]string, Line, error) {
 	re := regexp.MustCompile(`^@@E2E ` + regexp.QuoteMeta(name) + `( |$)`)
 	l, _, err := vm.WaitLine("data", re, 0, timeout)
 	if err != nil {
 		return nil, l, err
 	}
-	return strings.Fields(l.Text)[2:], l, nil
+	return strings.Fields(l.Text)[1+len(strings.Fields(name)):], l, nil
 }
 
 // Blob returns the contents a scenario sent with `emit NAME FILE`, waiting

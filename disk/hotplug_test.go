@@ -89,7 +89,7 @@ func TestWatchHotplugLoopReal(t *testing.T) {
 	p, took := waitEvent(t, ch, name+"p1", "add", true, time.Second)
 	t.Logf("add %s seen after %v", p.Name, took)
 
-	run(t, "", "losetup", "-d", dev)
+	detachLoop(t, dev)
 	_, took = waitEvent(t, ch, name, "remove", false, time.Second)
 	t.Logf("remove %s seen after %v", name, took)
 

@@ -370,13 +370,18 @@ func attachLoop(t *testing.T, img string, extra ...string) string {
 		// parallel may have been given the same loop device since.
 		bf := sysfsAttr("/sys/block/" + filepath.Base(dev) + "/loop/backing_file")
 		if abs, _ := filepath.Abs(img); bf == abs || bf == img {
-			exec.Command("losetup", "-d", dev).Run()
+			detachLoop(t, dev)
 		}
 	})
 	return dev
 }
 
+// detachLoop removes the partition nodes added with BLKPG (this kernel keeps
+// them after detach unless partscan was on) and detaches dev.
 func detachLoop(t *testing.T, dev string) {
 	t.Helper()
-	run(t, "", "losetup", "-d", dev)
+	exec.Command("partx", "-d", dev).Run() // fails harmlessly when there are none
+	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+		t.Errorf("losetup -d %s: %v %s", dev, err, out)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +38,14 @@ const exitCodesHelp = `Exit codes:
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }
 
+// noArgs refuses positional arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q for %q (flags start with --)", args[0], cmd.CommandPath())}
+	}
+	return nil
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -52,17 +59,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "luksdock: %v\n", err)
+		fmt.Fprintf(stderr, "luksdock: %v\nRun 'luksdock --help' for usage.\n", err)
 		return pipeline.ExitUsage
 	}
 	var pe *pipeline.Error
-	if !errors.As(err, &pe) {
-		// cobra's own flag errors
-		if strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") {
-			fmt.Fprintf(stderr, "luksdock: %v\nRun 'luksdock --help' for usage.\n", err)
-			return pipeline.ExitUsage
-		}
-	}
+	errors.As(err, &pe)
 	fmt.Fprintf(stderr, "luksdock: %v\n", err)
 	if pe != nil && pe.State != "" {
 		fmt.Fprintf(stderr, "luksdock: disk state: %s\n", pe.State)
@@ -85,7 +86,7 @@ runs non-interactively as 'luksdock prepare'.
 ` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Args:          noArgs,
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -199,7 +200,7 @@ The PBKDF flags are passed to cryptsetup as they are; without them
 cryptsetup's own benchmarked defaults apply.
 
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
@@ -268,7 +269,7 @@ cryptsetup too, and runs e2fsck -fn and dumpe2fs on the decrypted ext4. It
 writes nothing.
 
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := tf.target()
 			if err != nil {

@@ -1,7 +1,7 @@
 package disk
 
 import (
-		"fmt"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"

@@ -1,15 +1,135 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
+	"luksdock/pipeline"
+	"luksdock/ui"
 )
 
-// addWizardFlags registers the wizard's flags on the root command.
-func addWizardFlags(*cobra.Command) {}
+// wizardFlags are the root command's flags, used when it starts the wizard.
+type wizardFlags struct {
+	image, size   string
+	allowInternal bool
+	engine        string
+	pbkdfType     string
+	pbkdfMemory   int
+	pbkdfParallel int
+	pbkdfIter     int
+	iterTime      int
+}
 
-// runWizard starts the interactive wizard.
-func runWizard(*cobra.Command) error {
-	return usageError{errors.New("the wizard is not available in this build; use 'luksdock prepare' (see --help)")}
+var wflags wizardFlags
+
+// addWizardFlags registers the wizard's flags on the root command.
+func addWizardFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&wflags.image, "image", "", "offer this image file in the wizard's disk list (the demo)")
+	f.StringVar(&wflags.size, "size", "", "create the --image with this size when it does not exist (512M, 64G, 1T)")
+	f.BoolVar(&wflags.allowInternal, "allow-internal", false, "also offer disks not on USB (confirmed as internal:NAME)")
+	f.StringVar(&wflags.engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
+	f.StringVar(&wflags.pbkdfType, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (advanced; default: cryptsetup's)")
+	f.IntVar(&wflags.pbkdfMemory, "pbkdf-memory", 0, "PBKDF memory cost in KiB (advanced)")
+	f.IntVar(&wflags.pbkdfParallel, "pbkdf-parallel", 0, "PBKDF parallel threads (advanced)")
+	f.IntVar(&wflags.pbkdfIter, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark (advanced; tests)")
+	f.IntVar(&wflags.iterTime, "iter-time", 0, "PBKDF unlock time in milliseconds (advanced)")
+	for _, n := range []string{"engine", "pbkdf-parallel", "iter-time"} {
+		_ = f.MarkHidden(n)
+	}
+}
+
+// errNoTerminal is returned when the wizard is started without a terminal.
+var errNoTerminal = errors.New("the wizard needs a terminal; for scripts and pipes use 'luksdock prepare' (see 'luksdock prepare --help')")
+
+// openTerminal opens the controlling terminal for the wizard's input and
+// drawing, so standard output stays free for the machine-readable summary.
+func openTerminal() (*os.File, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w (opening /dev/tty: %v)", errNoTerminal, err)
+	}
+	if _, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err != nil {
+		tty.Close()
+		return nil, fmt.Errorf("%w (/dev/tty is not a terminal: %v)", errNoTerminal, err)
+	}
+	return tty, nil
+}
+
+// runWizard starts the interactive wizard. It draws on the terminal
+// (/dev/tty) and, for every disk it prepared and verified, prints one JSON
+// line (the pipeline's Result) to standard output after it ends.
+func runWizard(cmd *cobra.Command) error {
+	wf := wflags
+	if wf.size != "" && wf.image == "" {
+		return usageError{errors.New("--size goes with --image")}
+	}
+	cfg := ui.Config{
+		AllowInternal: wf.allowInternal,
+		Engine:        wf.engine,
+		Rescan:        2 * time.Second,
+		Scan:          disk.Sys{Root: "/"}.Scan,
+		KernelLog:     disk.ReadKernelLog,
+	}
+	cfg.PBKDF.Type, cfg.PBKDF.MemoryKiB, cfg.PBKDF.Parallel = wf.pbkdfType, wf.pbkdfMemory, wf.pbkdfParallel
+	cfg.PBKDF.ForceIterations, cfg.PBKDF.IterTimeMS = wf.pbkdfIter, wf.iterTime
+	if err := cfg.PBKDF.Validate(false); err != nil {
+		return usageError{err}
+	}
+	if wf.image != "" {
+		var size int64
+		if wf.size != "" {
+			n, err := pipeline.ParseSize(wf.size)
+			if err != nil {
+				return usageError{fmt.Errorf("--size: %w", err)}
+			}
+			size = n
+		}
+		if _, err := pipeline.ImageTarget(wf.image, size); err != nil {
+			return err
+		}
+		cfg.Images = []ui.Image{{Path: wf.image, Size: size}}
+	}
+	tty, err := openTerminal()
+	if err != nil {
+		return usageError{err}
+	}
+	defer tty.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if ch, err := disk.WatchHotplug(ctx); err == nil {
+		cfg.Hotplug = ch
+	} else {
+		cfg.Rescan = time.Second // no uevents: poll sysfs instead
+	}
+	m := ui.New(cfg)
+	p := tea.NewProgram(m, tea.WithInput(tty), tea.WithOutput(tty), tea.WithContext(ctx))
+	_, runErr := p.Run()
+	// A run still in progress (the program was ended by a signal) finishes
+	// its step, closes the volume and releases the disk before we return.
+	m.Close()
+	out := cmd.OutOrStdout()
+	for _, r := range m.Results() {
+		b, err := json.Marshal(r)
+		if err == nil {
+			fmt.Fprintf(out, "%s\n", b)
+		}
+	}
+	if err := m.LastError(); err != nil {
+		return err
+	}
+	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
+		return runErr
+	}
+	return nil
 }

@@ -133,9 +133,9 @@ func BenchmarkUserspaceMkfs(b *testing.B) {
 
 type benchResult struct {
 	format, mount, mkfs, fsck, close, total time.Duration
-	stats                             UserspaceStats
-	allocated                         int64
-	selfHWM, mkfsRSS                  int64
+	stats                                   UserspaceStats
+	allocated                               int64
+	selfHWM, mkfsRSS                        int64
 }
 
 func benchMkfs(b *testing.B, size int64) benchResult {

@@ -92,6 +92,13 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 			return nil, err
 		}
 	}
+	if err := r.ctx.Err(); err != nil {
+		// Stopped during the last step, which finished: the disk is ready,
+		// but the run was interrupted and says so (exit 130, not "Done").
+		e := &Error{Code: ExitInterrupted, Step: r.done, State: stateReady, Err: errors.New("interrupted during the last step, which finished; the disk is verified")}
+		r.send(Event{Kind: EventFailed, Step: r.done, Message: e.Err.Error(), State: e.State})
+		return nil, e
+	}
 	r.send(Event{Kind: EventResult, Result: r.result, Elapsed: time.Since(r.start), State: stateReady})
 	return r.result, nil
 }
@@ -496,3 +503,4 @@ func (r *runner) cleanup() {
 		r.lock = nil
 	}
 }
+

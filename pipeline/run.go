@@ -69,6 +69,9 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}
+	if p.Engine == "userspace" {
+		r.removeStaleMounts()
+	}
 	defer r.cleanup()
 	steps := []struct {
 		id StepID
@@ -504,3 +507,16 @@ func (r *runner) cleanup() {
 	}
 }
 
+// removeStaleMounts removes dead FUSE mounts that an earlier luksdock left
+// when it was killed together with its unmount watchdog (or before the
+// watchdog started). They hold no key and serve nothing, but they stay in the
+// mount table until someone unmounts them.
+func (r *runner) removeStaleMounts() {
+	removed, err := luks.CleanupStaleUserspaceMounts()
+	for _, m := range removed {
+		r.send(Event{Kind: EventInfo, Message: "removed a dead FUSE mount left by a killed luksdock: " + m})
+	}
+	if err != nil {
+		r.send(Event{Kind: EventWarning, Message: "could not remove a dead FUSE mount left by a killed luksdock: " + err.Error()})
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Cipher and KeyBytes are what luksdock formats with: aes-xts-plain64 with a
@@ -237,6 +238,9 @@ func (e *Error) Error() string {
 func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "cryptsetup", args...)
 	cmd.Env = cleanEnv()
+	// A process group of its own: a terminal's Ctrl-C goes to luksdock,
+	// which lets the step finish, not to cryptsetup halfway through it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

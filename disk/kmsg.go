@@ -29,22 +29,45 @@ func (l KernelLine) String() string {
 // Arrival is one disk attaching as told by the kernel log: usb-storage/uas
 // and sd messages for one SCSI device, in order.
 type Arrival struct {
-	Disk         string       `json:"disk"` // "sdi"
-	SCSI         string       `json:"scsi"` // "13:0:0:0"
-	USBPort      string       `json:"usb_port,omitempty"`
-	Driver       string       `json:"driver,omitempty"` // "usb-storage" or "uas" when seen
-	Vendor       string       `json:"vendor,omitempty"`
-	Model        string       `json:"model,omitempty"`
-	Revision     string       `json:"revision,omitempty"`
-	Sectors      int64        `json:"sectors,omitempty"`
-	SectorSize   int          `json:"sector_size,omitempty"` // logical
-	PhysicalSize int          `json:"physical_size,omitempty"`
-	Partitions   []string     `json:"partitions,omitempty"` // from " sdi: sdi1 sdi2"
-	Removable    bool         `json:"removable,omitempty"`
-	WriteProtect bool         `json:"write_protect,omitempty"`
-	Attached     bool         `json:"attached,omitempty"` // "Attached SCSI [removable ]disk" seen
-	Gone         bool         `json:"gone,omitempty"`     // disconnected afterwards
-	Lines        []KernelLine `json:"lines"`
+	Disk         string   `json:"disk"` // "sdi"
+	SCSI         string   `json:"scsi"` // "13:0:0:0"
+	USBPort      string   `json:"usb_port,omitempty"`
+	Driver       string   `json:"driver,omitempty"` // "usb-storage" or "uas" when seen
+	Vendor       string   `json:"vendor,omitempty"`
+	Model        string   `json:"model,omitempty"`
+	Revision     string   `json:"revision,omitempty"`
+	Sectors      int64    `json:"sectors,omitempty"`
+	SectorSize   int      `json:"sector_size,omitempty"` // logical
+	PhysicalSize int      `json:"physical_size,omitempty"`
+	Partitions   []string `json:"partitions,omitempty"` // from " sdi: sdi1 sdi2"
+	Removable    bool     `json:"removable,omitempty"`
+	WriteProtect bool     `json:"write_protect,omitempty"`
+	Attached     bool     `json:"attached,omitempty"` // "Attached SCSI [removable ]disk" seen
+	Gone         bool     `json:"gone,omitempty"`     // disconnected afterwards
+	// Lines is the evidence: the USB attach, SCSI and sd lines in order,
+	// at most MaxArrivalLines of them (a failing disk can log thousands of
+	// errors); Omitted counts the lines left out after that.
+	Lines   []KernelLine `json:"lines"`
+	Omitted int          `json:"omitted,omitempty"`
+}
+
+// MaxArrivalLines caps Arrival.Lines.
+const MaxArrivalLines = 200
+
+func (a *Arrival) add(l KernelLine) {
+	if len(a.Lines) >= MaxArrivalLines {
+		a.Omitted++
+		return
+	}
+	a.Lines = append(a.Lines, l)
+}
+
+// appendCapped keeps at most 64 USB lines per port (an attach prints ~10).
+func appendCapped(ls []KernelLine, l KernelLine) []KernelLine {
+	if len(ls) >= 64 {
+		return ls
+	}
+	return append(ls, l)
 }
 
 // Size is Sectors × SectorSize in bytes.
@@ -77,7 +100,8 @@ var (
 // ParseKmsgRecord parses one record read from /dev/kmsg:
 // "6,1234,5678901,-;sd 13:0:0:0: [sdi] Attached SCSI disk", optionally
 // followed by "\n KEY=value" dictionary lines (ignored). The timestamp is in
-// microseconds since boot; \xNN escapes are decoded.
+// microseconds since boot; \xNN escapes of printable ASCII and tab are
+// decoded, other bytes stay escaped.
 func ParseKmsgRecord(rec string) (KernelLine, bool) {
 	hdr, msg, ok := strings.Cut(rec, ";")
 	if !ok {
@@ -100,7 +124,11 @@ func ParseKmsgRecord(rec string) (KernelLine, bool) {
 	msg, _, _ = strings.Cut(msg, "\n")
 	msg = kmsgEscRe.ReplaceAllStringFunc(msg, func(x string) string {
 		v, _ := strconv.ParseUint(x[2:], 16, 8)
-		return string([]byte{byte(v)})
+		if v == '\t' || (v >= 0x20 && v < 0x7f) {
+			return string([]byte{byte(v)})
+		}
+		return x // control and non-ASCII bytes stay escaped: safe to show
+
 	})
 	return KernelLine{Time: time.Duration(us) * time.Microsecond, Text: msg}, true
 }
@@ -169,13 +197,17 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 	hostDrv := map[string]string{}      // scsi host number -> driver
 	portLines := map[string][]KernelLine{}
 	lastNewPort := ""
+	var liveUSB []*Arrival // arrivals through a USB port, not yet gone
 
 	start := func(addr string, l KernelLine) *Arrival {
 		a := &Arrival{SCSI: addr}
 		host, _, _ := strings.Cut(addr, ":")
 		a.USBPort, a.Driver = hostPort[host], hostDrv[host]
 		if a.USBPort != "" {
-			a.Lines = append(a.Lines, portLines[a.USBPort]...)
+			for _, pl := range portLines[a.USBPort] {
+				a.add(pl)
+			}
+			liveUSB = append(liveUSB, a)
 		}
 		out = append(out, a)
 		byAddr[addr] = a
@@ -191,18 +223,25 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 				portLines[port] = []KernelLine{l}
 				lastNewPort = port
 			case usbDiscRe.MatchString(msg):
-				for _, a := range out {
-					if !a.Gone && a.USBPort != "" && (a.USBPort == port || strings.HasPrefix(a.USBPort, port+".")) {
-						a.Gone = true
-						a.Lines = append(a.Lines, l)
-						if byAddr[a.SCSI] == a {
-							delete(byAddr, a.SCSI)
-						}
-						if byDisk[a.Disk] == a {
-							delete(byDisk, a.Disk)
-						}
+				keep := liveUSB[:0]
+				for _, a := range liveUSB {
+					if a.Gone {
+						continue
+					}
+					if a.USBPort != port && !strings.HasPrefix(a.USBPort, port+".") {
+						keep = append(keep, a)
+						continue
+					}
+					a.Gone = true
+					a.add(l)
+					if byAddr[a.SCSI] == a {
+						delete(byAddr, a.SCSI)
+					}
+					if byDisk[a.Disk] == a {
+						delete(byDisk, a.Disk)
 					}
 				}
+				liveUSB = keep
 				delete(portLines, port)
 				for h, p := range hostPort {
 					if p == port || strings.HasPrefix(p, port+".") {
@@ -212,14 +251,14 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 				}
 			default:
 				if _, ok := portLines[port]; ok {
-					portLines[port] = append(portLines[port], l)
+					portLines[port] = appendCapped(portLines[port], l)
 				}
 			}
 			continue
 		}
 		if m := ifaceRe.FindStringSubmatch(t); m != nil {
 			if _, ok := portLines[m[2]]; ok {
-				portLines[m[2]] = append(portLines[m[2]], l)
+				portLines[m[2]] = appendCapped(portLines[m[2]], l)
 			}
 			lastNewPort = m[2]
 			continue
@@ -231,13 +270,13 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 			}
 			hostPort[m[1]], hostDrv[m[1]] = port, m[2]
 			if port != "" {
-				portLines[port] = append(portLines[port], l)
+				portLines[port] = appendCapped(portLines[port], l)
 			}
 			continue
 		}
 		if m := scsiInqRe.FindStringSubmatch(t); m != nil {
 			a := start(m[1], l)
-			a.Lines = append(a.Lines, l)
+			a.add(l)
 			full := m[2] + m[3]
 			inq := strings.TrimSpace(m[3])
 			if len(full) >= 18 && full[17] == ' ' {
@@ -254,7 +293,7 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 				// address (cache sync failures): that is the gone arrival's
 				// tail, not a new one. A capacity or attach line is new.
 				if last := lastByAddr[addr]; last != nil && !sdBlocksRe.MatchString(msg) && !strings.HasPrefix(msg, "Attached SCSI") {
-					last.Lines = append(last.Lines, l)
+					last.add(l)
 					continue
 				}
 				a = start(addr, l)
@@ -266,7 +305,7 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 				}
 				byDisk[name] = a
 			}
-			a.Lines = append(a.Lines, l)
+			a.add(l)
 			switch {
 			case sdBlocksRe.MatchString(msg):
 				mm := sdBlocksRe.FindStringSubmatch(msg)
@@ -292,7 +331,7 @@ func ParseKernelLog(lines []KernelLine) []Arrival {
 		}
 		if m := partLineRe.FindStringSubmatch(t); m != nil {
 			if a := byDisk[m[1]]; a != nil {
-				a.Lines = append(a.Lines, l)
+				a.add(l)
 				a.Partitions = nil
 				for _, p := range strings.Fields(m[2]) {
 					if partNamesRe.MatchString(p) && strings.HasPrefix(p, m[1]) {

@@ -289,3 +289,19 @@ func TestReadKernelLogReal(t *testing.T) {
 		t.Fatalf("latest arrival = %+v, want %s at %s", l, name, addr)
 	}
 }
+
+// A failing disk logs errors without end; the evidence keeps the attach and
+// counts the rest.
+func TestParseKernelLogCapsEvidence(t *testing.T) {
+	lines := readDmesgFixture(t, "blacx-dock.dmesg")
+	for i := 0; i < 1000; i++ {
+		lines = append(lines, KernelLine{Time: time.Hour + time.Duration(i), Text: "sd 13:0:0:0: [sdi] tag#0 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE cmd_age=0s"})
+	}
+	arr := ParseKernelLog(lines)
+	if len(arr) != 1 || len(arr[0].Lines) != MaxArrivalLines || arr[0].Omitted != 17+1000-MaxArrivalLines {
+		t.Fatalf("lines %d omitted %d", len(arr[0].Lines), arr[0].Omitted)
+	}
+	if arr[0].Lines[16].Text != "sd 13:0:0:0: [sdi] Attached SCSI disk" {
+		t.Errorf("attach evidence lost: %q", arr[0].Lines[16].Text)
+	}
+}

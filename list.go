@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/pipeline"
 )
 
 // listEntry is one disk in `luksdock list --json`.
@@ -42,8 +43,9 @@ RAM disks, zram, device-mapper and md devices are not listed.
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
 
-Exit status: 0 success, 1 discovery failed or interrupted, 2 usage error.`,
-		Args: cobra.NoArgs,
+Exit status: 0 success, 2 usage error, 4 discovery failed (sysfs not
+readable), 130 interrupted while waiting.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sys := disk.Sys{Root: sysRoot}
 			out := cmd.OutOrStdout()
@@ -60,6 +62,9 @@ Exit status: 0 success, 1 discovery failed or interrupted, 2 usage error.`,
 				defer stop()
 				d, err := sys.WaitForNewDisk(ctx, known)
 				if err != nil {
+					if ctx.Err() != nil {
+						return &pipeline.Error{Code: pipeline.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting for a disk")}
+					}
 					return fmt.Errorf("waiting for a disk: %w", err)
 				}
 				disks = []disk.Disk{d}

@@ -275,4 +275,16 @@ printf 'fixture' | cryptsetup luksFormat -q --type luks2 --label backups01 \
 	--luks2-metadata-size 16k --luks2-keyslots-size 1m --key-file=- "$R/dev/sde" >/dev/null
 truncate -s 128K "$R/dev/sde" # the headers are all the probe reads
 
+# 9. An internal SATA disk with nothing on it and nothing using it: eligible
+#    only with --allow-internal.
+newroot sata-spare
+ATA=sys/devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0
+scsiinq "$ATA" ATA "ST4000DM004-2CV1" 0001
+printf '\x00\x80\x00\x14            ZFN0ABCD' >"$R/$ATA/vpd_pg80"
+attr "$ATA/wwid" "naa.5000c500c1d2e3f4"
+blockdev "$ATA" sdb 8 16 7814037168 512 4096 1 0 0 3
+{ basemounts; echo '26 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw'; } | mountinfo
+: | swaps
+image sdb 64K
+
 echo "generated: $(ls -d "$here"/*/ | xargs -n1 basename | tr '\n' ' ')"

@@ -77,8 +77,22 @@ func (s Signature) Empty() bool { return s.Table == "" && s.Type == "" }
 // a partition table it also returns the partitions (Start/Size in bytes,
 // Name/Path left empty) with their own Content probed. The error is only for
 // read failures; unknown content is an empty Signature.
+//
+// MBR partition entries count in logical sectors, which the bytes alone do
+// not tell: Probe assumes 512; ProbeSectors takes the device's logical
+// sector size. GPT is found at either size.
 func Probe(r io.ReaderAt, size int64) (Signature, []Partition, error) {
-	pr := &prober{r: r, size: size}
+	return ProbeSectors(r, size, 512)
+}
+
+// ProbeSectors is Probe for a device with the given logical sector size
+// (512 or 4096; 0 means 512).
+func ProbeSectors(r io.ReaderAt, size int64, sectorSize int) (Signature, []Partition, error) {
+	ss := int64(sectorSize)
+	if ss != 512 && ss != 1024 && ss != 2048 && ss != 4096 {
+		ss = 512
+	}
+	pr := &prober{r: r, size: size, ss: ss}
 	sig := pr.content()
 	var parts []Partition
 	if gpt, ok := pr.gpt(); ok {
@@ -103,7 +117,7 @@ func Probe(r io.ReaderAt, size int64) (Signature, []Partition, error) {
 		if p.Start+n > size {
 			n = size - p.Start
 		}
-		sub := &prober{r: io.NewSectionReader(r, p.Start, n), size: n}
+		sub := &prober{r: io.NewSectionReader(r, p.Start, n), size: n, ss: ss}
 		p.Content = sub.content()
 		if sub.err != nil {
 			return Signature{}, nil, sub.err
@@ -115,6 +129,7 @@ func Probe(r io.ReaderAt, size int64) (Signature, []Partition, error) {
 type prober struct {
 	r    io.ReaderAt
 	size int64
+	ss   int64 // logical sector size for MBR entries
 	err  error // first real read error (short reads at the end are not errors)
 }
 
@@ -464,7 +479,11 @@ type tableInfo struct {
 // sectors, falling back to the backup header at the last LBA when the
 // primary header fails its CRC.
 func (p *prober) gpt() (tableInfo, bool) {
-	for _, ss := range []int64{512, 4096} {
+	sizes := []int64{512, 4096}
+	if p.ss == 4096 {
+		sizes = []int64{4096, 512}
+	}
+	for _, ss := range sizes {
 		if t, ok := p.gptAt(ss, ss); ok {
 			return t, true
 		}
@@ -572,7 +591,7 @@ func (p *prober) dos(content Signature) (tableInfo, bool) {
 		if n == 0 {
 			continue
 		}
-		parts = append(parts, Partition{Number: i + 1, Start: start * 512, Size: n * 512, PartType: fmt.Sprintf("0x%x", typ)})
+		parts = append(parts, Partition{Number: i + 1, Start: start * p.ss, Size: n * p.ss, PartType: fmt.Sprintf("0x%x", typ)})
 		if typ == 0x05 || typ == 0x0f || typ == 0x85 {
 			parts = append(parts, p.logical(start)...)
 		}
@@ -598,7 +617,7 @@ func (p *prober) logical(ext int64) []Partition {
 			break
 		}
 		seen[cur] = true
-		b := p.read(cur*512, 512)
+		b := p.read(cur*p.ss, 512)
 		if b == nil || b[510] != 0x55 || b[511] != 0xAA {
 			break
 		}
@@ -607,7 +626,7 @@ func (p *prober) logical(ext int64) []Partition {
 			start := int64(binary.LittleEndian.Uint32(e1[8:12]))
 			n := int64(binary.LittleEndian.Uint32(e1[12:16]))
 			if n > 0 {
-				out = append(out, Partition{Number: num, Start: (cur + start) * 512, Size: n * 512, PartType: fmt.Sprintf("0x%x", e1[4])})
+				out = append(out, Partition{Number: num, Start: (cur + start) * p.ss, Size: n * p.ss, PartType: fmt.Sprintf("0x%x", e1[4])})
 			}
 		}
 		if e2[4] != 0x05 && e2[4] != 0x0f && e2[4] != 0x85 {

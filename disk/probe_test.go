@@ -385,3 +385,37 @@ func detachLoop(t *testing.T, dev string) {
 		t.Errorf("losetup -d %s: %v %s", dev, err, out)
 	}
 }
+
+// MBR entries count 4096-byte sectors on a 4Kn disk (USB bridges that
+// present 4K logical sectors): discovery must scale them by the disk's
+// logical sector size.
+func TestProbeMBR4KnThroughDiscovery(t *testing.T) {
+	needRoot(t)
+	needTool(t, "sfdisk", "blkid", "mkswap")
+	img := sparse(t, 64<<20)
+	dev := attachLoop(t, img, "--sector-size", "4096")
+	run(t, "label: dos\nlabel-id: 0x4b4b4b4b\nstart=256, size=2048, type=83\nstart=2304, size=4096, type=82\n", "sfdisk", "-q", dev)
+	j := sfdiskDump(t, dev)
+	if j.PartitionTable.SectorSize != 4096 {
+		t.Fatalf("sfdisk sector size %d", j.PartitionTable.SectorSize)
+	}
+	d, err := Sys{Root: "/"}.Disk(filepath.Base(dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LogicalSector != 4096 || d.Content.Table != "dos" || len(d.Partitions) != 2 {
+		t.Fatalf("disk = %+v", d)
+	}
+	for i, sp := range j.PartitionTable.Partitions {
+		if p := d.Partitions[i]; p.Start != sp.Start*4096 || p.Size != sp.Size*4096 {
+			t.Errorf("partition %d: start %d size %d, sfdisk says %d %d (4096-byte sectors)", i+1, p.Start, p.Size, sp.Start*4096, sp.Size*4096)
+		}
+	}
+	// Probe without the sector size would misplace them by a factor of 8.
+	f, _ := os.Open(dev)
+	defer f.Close()
+	_, parts512, _ := Probe(f, 64<<20)
+	if len(parts512) == 2 && parts512[0].Start == d.Partitions[0].Start {
+		t.Error("Probe (512) and discovery (4096) agree: the sector size is not being used")
+	}
+}

@@ -482,13 +482,19 @@ func (s Sys) fillUdev(d *Disk) {
 // with the kernel's partition nodes.
 func (s Sys) fillContent(d *Disk) {
 	var table []Partition
-	f, err := os.Open(s.p("dev", d.Name))
+	var f *os.File
+	var err error
+	if d.Size == 0 {
+		err = errors.New("no medium")
+	} else {
+		f, err = os.Open(s.p("dev", d.Name))
+	}
 	if err == nil {
 		size := d.Size
 		if st, e := f.Stat(); e == nil && st.Mode().IsRegular() {
 			size = st.Size() // fixture image
 		}
-		d.Content, table, err = Probe(f, size)
+		d.Content, table, err = ProbeSectors(f, size, d.LogicalSector)
 		f.Close()
 	}
 	if err != nil {
@@ -512,7 +518,7 @@ func (s Sys) fillContent(d *Disk) {
 			if st, e := pf.Stat(); e == nil && st.Mode().IsRegular() {
 				size = st.Size()
 			}
-			p.Content, _, _ = Probe(pf, size)
+			p.Content, _, _ = ProbeSectors(pf, size, d.LogicalSector)
 			pf.Close()
 		}
 	}

@@ -182,11 +182,6 @@ func (r *runner) checkIdentity() error {
 
 func (r *runner) preflight() (string, error) {
 	t := r.p.Target
-	// Dead FUSE mounts of an earlier luksdock killed with SIGKILL (and its
-	// watchdog) hold nothing, but they clutter the temp directory.
-	if gone, _ := luks.CleanupStaleUserspaceMounts(); len(gone) > 0 {
-		r.send(Event{Kind: EventInfo, Message: fmt.Sprintf("removed %d dead userspace mount(s) left by an earlier luksdock", len(gone))})
-	}
 	if t.Image {
 		return r.preflightImage()
 	}

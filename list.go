@@ -126,7 +126,11 @@ func writeListTable(w io.Writer, entries []listEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
 	for _, e := range entries {
-		model := strings.TrimSpace(e.Vendor + " " + e.Model)
+		vendor := e.Vendor
+		if vendor == "ATA" { // the SCSI-ATA translation's placeholder, not a maker
+			vendor = ""
+		}
+		model := strings.TrimSpace(vendor + " " + e.Model)
 		if e.USB != nil && e.USB.Product != "" && model == "" {
 			model = e.USB.Product
 		}

@@ -363,7 +363,11 @@ func LatestArrival(arr []Arrival) (Arrival, bool) {
 // without blocking (one record per read, until EAGAIN) and falls back to
 // running `dmesg` when /dev/kmsg cannot be opened or read.
 func ReadKernelLog() ([]KernelLine, error) {
-	lines, err := readKmsg("/dev/kmsg")
+	return readKernelLog("/dev/kmsg")
+}
+
+func readKernelLog(kmsg string) ([]KernelLine, error) {
+	lines, err := readKmsg(kmsg)
 	if err == nil {
 		return lines, nil
 	}

@@ -305,3 +305,20 @@ func TestParseKernelLogCapsEvidence(t *testing.T) {
 		t.Errorf("attach evidence lost: %q", arr[0].Lines[16].Text)
 	}
 }
+
+// Without a readable /dev/kmsg the log comes from the dmesg tool.
+func TestReadKernelLogFallsBackToDmesg(t *testing.T) {
+	needTool(t, "dmesg")
+	want, err := exec.Command("dmesg").Output()
+	if err != nil {
+		t.Skipf("SKIP: dmesg cannot read the log here: %v", err)
+	}
+	lines, err := readKernelLog(filepath.Join(t.TempDir(), "no-kmsg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm := parseDmesgOutput(want)
+	if len(lines) == 0 || len(dm) == 0 || lines[0] != dm[0] {
+		t.Fatalf("fallback gave %d lines (first %v), dmesg %d", len(lines), lines, len(dm))
+	}
+}

@@ -7,7 +7,8 @@
 # prints them: size in 512-byte sectors, "0\n"/"1\n" flags, space-padded SCSI
 # vendor/model strings). dev/NAME files are small disk images (made with
 # sfdisk/mkfs/cryptsetup) that the probe reads instead of the device node.
-# Needs: bash, coreutils (ln -r), sfdisk, mkfs.ext4, mkfs.vfat, cryptsetup.
+# Needs: bash, coreutils (ln -r), python3, sfdisk, mkfs.ext4, mkfs.vfat
+# (dosfstools), cryptsetup.
 # Re-run from anywhere: testdata/sysfs/generate.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

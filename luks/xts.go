@@ -25,9 +25,9 @@ import (
 //   - block j of a unit is C_j = AES_K1(P_j xor T_j) xor T_j with
 //     T_{j+1} = T_j * x in GF(2^128) (little-endian bit order, reduction 0x87).
 //
-// On amd64 with AES-NI the block work is done by a small assembly kernel that
-// runs eight blocks in parallel (xts_amd64.s); elsewhere crypto/aes is used
-// block by block. Tests check both against golang.org/x/crypto/xts and
+// On amd64 with AES-NI the block work is done by small assembly kernels that
+// keep eight (SSE) or sixteen (VAES, where the CPU has it) blocks in flight
+// (xts_amd64.s); elsewhere crypto/aes is used block by block. Tests check both against golang.org/x/crypto/xts and
 // against cryptsetup itself.
 
 // xtsCipher encrypts and decrypts whole data units of one volume.
@@ -39,7 +39,7 @@ type xtsCipher struct {
 	encK1, decK1, encK2 []byte
 	// Portable fallback when the assembly kernel is unavailable.
 	blk1, blk2 cipher.Block
-	asm        bool
+	asm, vaes  bool
 	tweakPool  sync.Pool
 }
 
@@ -48,10 +48,12 @@ type xtsCipher struct {
 const xtsUnitBlocks = 256
 
 func newXTSCipher(key []byte, sectorSize int) (*xtsCipher, error) {
-	return newXTSCipherImpl(key, sectorSize, useXTSAsm)
+	return newXTSCipherImpl(key, sectorSize, useXTSAsm, useVAES)
 }
 
-func newXTSCipherImpl(key []byte, sectorSize int, asm bool) (*xtsCipher, error) {
+// newXTSCipherImpl selects the implementation explicitly (for tests):
+// asm=false is the portable crypto/aes path; vaes adds the VAES kernels.
+func newXTSCipherImpl(key []byte, sectorSize int, asm, vaes bool) (*xtsCipher, error) {
 	switch len(key) {
 	case 32, 64:
 	default:
@@ -61,7 +63,7 @@ func newXTSCipherImpl(key []byte, sectorSize int, asm bool) (*xtsCipher, error) 
 		return nil, fmt.Errorf("aes-xts: unsupported sector size %d", sectorSize)
 	}
 	half := len(key) / 2
-	c := &xtsCipher{sectorSize: sectorSize, asm: asm}
+	c := &xtsCipher{sectorSize: sectorSize, asm: asm, vaes: asm && vaes}
 	c.tweakPool.New = func() any { b := make([]byte, 16*xtsUnitBlocks); return &b }
 	if c.asm {
 		c.encK1, c.rounds = aesExpandKey(key[:half])
@@ -124,19 +126,22 @@ func (c *xtsCipher) cryptUnits(dst, src []byte, iv uint64, decrypt bool) {
 	twp := c.tweakPool.Get().(*[]byte)
 	tw := *twp
 	step := uint64(c.sectorSize / 512)
+	rk := c.encK1
+	if decrypt {
+		rk = c.decK1
+	}
 	for off := 0; off < len(src); off += c.sectorSize {
 		lo, hi := c.tweak0(iv)
+		t := [2]uint64{lo, hi}
 		for u := 0; u < c.sectorSize; u += 16 * xtsUnitBlocks {
 			n := min((c.sectorSize-u)/16, xtsUnitBlocks)
-			lo, hi = fillTweaks(tw, n, lo, hi)
 			d := dst[off+u : off+u+16*n]
 			s := src[off+u : off+u+16*n]
-			switch {
-			case c.asm && decrypt:
-				xtsDecBlocks(&c.decK1[0], c.rounds, &d[0], &s[0], &tw[0], n)
-			case c.asm:
-				xtsEncBlocks(&c.encK1[0], c.rounds, &d[0], &s[0], &tw[0], n)
-			default:
+			if c.asm {
+				xtsTweaks(&tw[0], n, &t)
+				xtsBlocksAsm(rk, c.rounds, d, s, tw, n, decrypt, c.vaes)
+			} else {
+				t[0], t[1] = fillTweaks(tw, n, t[0], t[1])
 				c.genericBlocks(d, s, tw[:16*n], decrypt)
 			}
 		}

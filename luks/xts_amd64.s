@@ -1,7 +1,8 @@
 //go:build amd64 && !purego
 
-// AES-NI kernel for XTS: eight independent blocks are kept in flight so the
-// AESENC/AESDEC pipeline stays full. Written for luksdock; see xts.go for the
+// AES-NI kernels for XTS: eight independent blocks (SSE) or sixteen (VAES on
+// YMM registers) are kept in flight so the AES pipeline stays full; tweaks
+// are generated with 64-bit integer arithmetic. Written for luksdock; see xts.go for the
 // mode. Round keys come from aesExpandKey / aesDecryptSchedule.
 
 #include "textflag.h"
@@ -184,4 +185,206 @@ xtsDecBlocks_1r:
 	DECQ BX
 	JMP xtsDecBlocks_1
 xtsDecBlocks_done:
+	RET
+
+// func xtsTweaks(tw *byte, n int, t *[2]uint64)
+// Writes the n tweaks t, t*x, t*x^2, ... (GF(2^128), little-endian, 0x87)
+// to tw and leaves the next one in t.
+TEXT ·xtsTweaks(SB), NOSPLIT, $0-24
+	MOVQ tw+0(FP), DI
+	MOVQ n+8(FP), CX
+	MOVQ t+16(FP), SI
+	MOVQ 0(SI), AX
+	MOVQ 8(SI), BX
+	TESTQ CX, CX
+	JZ tweaks_done
+tweaks_loop:
+	MOVQ AX, 0(DI)
+	MOVQ BX, 8(DI)
+	MOVQ BX, DX
+	SARQ $63, DX
+	ANDQ $0x87, DX
+	ADDQ AX, AX
+	ADCQ BX, BX
+	XORQ DX, AX
+	ADDQ $16, DI
+	DECQ CX
+	JNZ tweaks_loop
+tweaks_done:
+	MOVQ AX, 0(SI)
+	MOVQ BX, 8(SI)
+	RET
+
+// func xtsEncBlocksVAES(rk *byte, rounds int, dst, src, tw *byte, n int)
+// Processes n&^15 blocks, sixteen at a time (two per YMM register, VEX-encoded VAES).
+TEXT ·xtsEncBlocksVAES(SB), NOSPLIT, $0-48
+	MOVQ rk+0(FP), AX
+	MOVQ rounds+8(FP), CX
+	MOVQ dst+16(FP), DI
+	MOVQ src+24(FP), SI
+	MOVQ tw+32(FP), DX
+	MOVQ n+40(FP), BX
+xtsEncBlocksVAES_16:
+	CMPQ BX, $16
+	JB xtsEncBlocksVAES_done
+	VBROADCASTI128 (AX), Y8
+	VMOVDQU 0(SI), Y0
+	VPXOR 0(DX), Y0, Y0
+	VPXOR Y8, Y0, Y0
+	VMOVDQU 32(SI), Y1
+	VPXOR 32(DX), Y1, Y1
+	VPXOR Y8, Y1, Y1
+	VMOVDQU 64(SI), Y2
+	VPXOR 64(DX), Y2, Y2
+	VPXOR Y8, Y2, Y2
+	VMOVDQU 96(SI), Y3
+	VPXOR 96(DX), Y3, Y3
+	VPXOR Y8, Y3, Y3
+	VMOVDQU 128(SI), Y4
+	VPXOR 128(DX), Y4, Y4
+	VPXOR Y8, Y4, Y4
+	VMOVDQU 160(SI), Y5
+	VPXOR 160(DX), Y5, Y5
+	VPXOR Y8, Y5, Y5
+	VMOVDQU 192(SI), Y6
+	VPXOR 192(DX), Y6, Y6
+	VPXOR Y8, Y6, Y6
+	VMOVDQU 224(SI), Y7
+	VPXOR 224(DX), Y7, Y7
+	VPXOR Y8, Y7, Y7
+	LEAQ 16(AX), R8
+	MOVQ CX, R9
+	DECQ R9
+xtsEncBlocksVAES_r:
+	VBROADCASTI128 (R8), Y8
+	VAESENC Y8, Y0, Y0
+	VAESENC Y8, Y1, Y1
+	VAESENC Y8, Y2, Y2
+	VAESENC Y8, Y3, Y3
+	VAESENC Y8, Y4, Y4
+	VAESENC Y8, Y5, Y5
+	VAESENC Y8, Y6, Y6
+	VAESENC Y8, Y7, Y7
+	ADDQ $16, R8
+	DECQ R9
+	JNZ xtsEncBlocksVAES_r
+	VBROADCASTI128 (R8), Y8
+	VAESENCLAST Y8, Y0, Y0
+	VAESENCLAST Y8, Y1, Y1
+	VAESENCLAST Y8, Y2, Y2
+	VAESENCLAST Y8, Y3, Y3
+	VAESENCLAST Y8, Y4, Y4
+	VAESENCLAST Y8, Y5, Y5
+	VAESENCLAST Y8, Y6, Y6
+	VAESENCLAST Y8, Y7, Y7
+	VPXOR 0(DX), Y0, Y0
+	VMOVDQU Y0, 0(DI)
+	VPXOR 32(DX), Y1, Y1
+	VMOVDQU Y1, 32(DI)
+	VPXOR 64(DX), Y2, Y2
+	VMOVDQU Y2, 64(DI)
+	VPXOR 96(DX), Y3, Y3
+	VMOVDQU Y3, 96(DI)
+	VPXOR 128(DX), Y4, Y4
+	VMOVDQU Y4, 128(DI)
+	VPXOR 160(DX), Y5, Y5
+	VMOVDQU Y5, 160(DI)
+	VPXOR 192(DX), Y6, Y6
+	VMOVDQU Y6, 192(DI)
+	VPXOR 224(DX), Y7, Y7
+	VMOVDQU Y7, 224(DI)
+	ADDQ $256, SI
+	ADDQ $256, DI
+	ADDQ $256, DX
+	SUBQ $16, BX
+	JMP xtsEncBlocksVAES_16
+xtsEncBlocksVAES_done:
+	VZEROUPPER
+	RET
+
+// func xtsDecBlocksVAES(rk *byte, rounds int, dst, src, tw *byte, n int)
+// Processes n&^15 blocks, sixteen at a time (two per YMM register, VEX-encoded VAES).
+TEXT ·xtsDecBlocksVAES(SB), NOSPLIT, $0-48
+	MOVQ rk+0(FP), AX
+	MOVQ rounds+8(FP), CX
+	MOVQ dst+16(FP), DI
+	MOVQ src+24(FP), SI
+	MOVQ tw+32(FP), DX
+	MOVQ n+40(FP), BX
+xtsDecBlocksVAES_16:
+	CMPQ BX, $16
+	JB xtsDecBlocksVAES_done
+	VBROADCASTI128 (AX), Y8
+	VMOVDQU 0(SI), Y0
+	VPXOR 0(DX), Y0, Y0
+	VPXOR Y8, Y0, Y0
+	VMOVDQU 32(SI), Y1
+	VPXOR 32(DX), Y1, Y1
+	VPXOR Y8, Y1, Y1
+	VMOVDQU 64(SI), Y2
+	VPXOR 64(DX), Y2, Y2
+	VPXOR Y8, Y2, Y2
+	VMOVDQU 96(SI), Y3
+	VPXOR 96(DX), Y3, Y3
+	VPXOR Y8, Y3, Y3
+	VMOVDQU 128(SI), Y4
+	VPXOR 128(DX), Y4, Y4
+	VPXOR Y8, Y4, Y4
+	VMOVDQU 160(SI), Y5
+	VPXOR 160(DX), Y5, Y5
+	VPXOR Y8, Y5, Y5
+	VMOVDQU 192(SI), Y6
+	VPXOR 192(DX), Y6, Y6
+	VPXOR Y8, Y6, Y6
+	VMOVDQU 224(SI), Y7
+	VPXOR 224(DX), Y7, Y7
+	VPXOR Y8, Y7, Y7
+	LEAQ 16(AX), R8
+	MOVQ CX, R9
+	DECQ R9
+xtsDecBlocksVAES_r:
+	VBROADCASTI128 (R8), Y8
+	VAESDEC Y8, Y0, Y0
+	VAESDEC Y8, Y1, Y1
+	VAESDEC Y8, Y2, Y2
+	VAESDEC Y8, Y3, Y3
+	VAESDEC Y8, Y4, Y4
+	VAESDEC Y8, Y5, Y5
+	VAESDEC Y8, Y6, Y6
+	VAESDEC Y8, Y7, Y7
+	ADDQ $16, R8
+	DECQ R9
+	JNZ xtsDecBlocksVAES_r
+	VBROADCASTI128 (R8), Y8
+	VAESDECLAST Y8, Y0, Y0
+	VAESDECLAST Y8, Y1, Y1
+	VAESDECLAST Y8, Y2, Y2
+	VAESDECLAST Y8, Y3, Y3
+	VAESDECLAST Y8, Y4, Y4
+	VAESDECLAST Y8, Y5, Y5
+	VAESDECLAST Y8, Y6, Y6
+	VAESDECLAST Y8, Y7, Y7
+	VPXOR 0(DX), Y0, Y0
+	VMOVDQU Y0, 0(DI)
+	VPXOR 32(DX), Y1, Y1
+	VMOVDQU Y1, 32(DI)
+	VPXOR 64(DX), Y2, Y2
+	VMOVDQU Y2, 64(DI)
+	VPXOR 96(DX), Y3, Y3
+	VMOVDQU Y3, 96(DI)
+	VPXOR 128(DX), Y4, Y4
+	VMOVDQU Y4, 128(DI)
+	VPXOR 160(DX), Y5, Y5
+	VMOVDQU Y5, 160(DI)
+	VPXOR 192(DX), Y6, Y6
+	VMOVDQU Y6, 192(DI)
+	VPXOR 224(DX), Y7, Y7
+	VMOVDQU Y7, 224(DI)
+	ADDQ $256, SI
+	ADDQ $256, DI
+	ADDQ $256, DX
+	SUBQ $16, BX
+	JMP xtsDecBlocksVAES_16
+xtsDecBlocksVAES_done:
+	VZEROUPPER
 	RET

@@ -20,18 +20,15 @@ func TestXTSMatchesXCrypto(t *testing.T) {
 	}
 	for _, keyLen := range []int{32, 64} {
 		for _, ss := range []int{512, 4096} {
-			for _, asm := range []bool{false, true} {
-				if asm && !useXTSAsm {
-					continue
-				}
-				t.Run(fmt.Sprintf("key%d/sector%d/asm=%v", keyLen*8, ss, asm), func(t *testing.T) {
+			for _, impl := range xtsImpls() {
+				t.Run(fmt.Sprintf("key%d/sector%d/%s", keyLen*8, ss, impl.name), func(t *testing.T) {
 					key := make([]byte, keyLen)
 					rand.Read(key)
 					ref, err := xts.NewCipher(aes.NewCipher, key)
 					if err != nil {
 						t.Fatal(err)
 					}
-					c, err := newXTSCipherImpl(key, ss, asm)
+					c, err := newXTSCipherImpl(key, ss, impl.asm, impl.vaes)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -73,17 +70,35 @@ func TestXTSIEEEVector(t *testing.T) {
 		plain[i] = byte(i)
 	}
 	wantPrefix := hexBytes(t, "1c3b3a102f770386e4836c99e370cf9bea00803f5e482357a4ae12d414a3e63b")
-	for _, asm := range []bool{false, useXTSAsm} {
-		c, err := newXTSCipherImpl(key, 512, asm)
+	for _, impl := range xtsImpls() {
+		c, err := newXTSCipherImpl(key, 512, impl.asm, impl.vaes)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := make([]byte, 512)
 		c.cryptUnits(got, plain, 0xff, false)
 		if !bytes.Equal(got[:32], wantPrefix) {
-			t.Fatalf("asm=%v: got %x, want %x", asm, got[:32], wantPrefix)
+			t.Fatalf("%s: got %x, want %x", impl.name, got[:32], wantPrefix)
 		}
 	}
+}
+
+type xtsImpl struct {
+	name      string
+	asm, vaes bool
+}
+
+// xtsImpls lists the implementations this machine can run; the tests check
+// each of them.
+func xtsImpls() []xtsImpl {
+	impls := []xtsImpl{{"generic", false, false}}
+	if useXTSAsm {
+		impls = append(impls, xtsImpl{"aesni", true, false})
+	}
+	if useVAES {
+		impls = append(impls, xtsImpl{"vaes", true, true})
+	}
+	return impls
 }
 
 func hexBytes(t *testing.T, s string) []byte {
@@ -115,28 +130,31 @@ func BenchmarkXTS(b *testing.B) {
 	key := make([]byte, 64)
 	rand.Read(key)
 	for _, ss := range []int{512, 4096} {
-		for _, mode := range []string{"xcrypto", "generic", "asm", "asm-parallel"} {
-			if (mode == "asm" || mode == "asm-parallel") && !useXTSAsm {
-				continue
-			}
-			b.Run(fmt.Sprintf("%s/sector%d", mode, ss), func(b *testing.B) {
-				buf := make([]byte, 1<<20)
-				c, _ := newXTSCipherImpl(key, ss, mode != "generic")
-				ref, _ := xts.NewCipher(aes.NewCipher, key)
-				b.SetBytes(int64(len(buf)))
-				for b.Loop() {
-					switch mode {
-					case "xcrypto":
-						for u := 0; u < len(buf); u += ss {
-							ref.Encrypt(buf[u:u+ss], buf[u:u+ss], uint64(u/512))
-						}
-					case "asm-parallel":
-						c.cryptParallel(buf, buf, 0, false)
-					default:
-						c.cryptUnits(buf, buf, 0, false)
-					}
+		b.Run(fmt.Sprintf("xcrypto/sector%d", ss), func(b *testing.B) {
+			buf := make([]byte, 1<<20)
+			ref, _ := xts.NewCipher(aes.NewCipher, key)
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				for u := 0; u < len(buf); u += ss {
+					ref.Encrypt(buf[u:u+ss], buf[u:u+ss], uint64(u/512))
 				}
-			})
+			}
+		})
+		for _, impl := range xtsImpls() {
+			for _, par := range []bool{false, true} {
+				b.Run(fmt.Sprintf("%s/parallel=%v/sector%d", impl.name, par, ss), func(b *testing.B) {
+					buf := make([]byte, 1<<20)
+					c, _ := newXTSCipherImpl(key, ss, impl.asm, impl.vaes)
+					b.SetBytes(int64(len(buf)))
+					for b.Loop() {
+						if par {
+							c.cryptParallel(buf, buf, 0, false)
+						} else {
+							c.cryptUnits(buf, buf, 0, false)
+						}
+					}
+				})
+			}
 		}
 	}
 }

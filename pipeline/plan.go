@@ -114,12 +114,8 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	if t.Size < MinSize {
 		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, HumanSize(t.Size), HumanSize(MinSize))
 	}
-	logical := 512
-	if t.Disk != nil && t.Disk.LogicalSector > 0 {
-		logical = t.Disk.LogicalSector
-	}
 	var err error
-	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, logical); err != nil {
+	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
 		return nil, refused("%v", err)
 	}
 	if err := p.chooseEngine(); err != nil {
@@ -184,10 +180,7 @@ func (p *Plan) partDisplay() string {
 
 func (p *Plan) layoutSteps() []Step {
 	t, o, part := p.Target, p.Opts, p.partDisplay()
-	ss := int64(512)
-	if t.Disk != nil && t.Disk.LogicalSector > 0 {
-		ss = int64(t.Disk.LogicalSector)
-	}
+	ss := int64(t.logicalSector())
 	sfType := "L"
 	if o.Table == "mbr" {
 		sfType = "83"

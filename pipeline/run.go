@@ -303,7 +303,7 @@ func (r *runner) wipe() (string, error) {
 		return "", err
 	}
 	t := r.p.Target
-	_, parts, _ := disk.Probe(r.excl, t.Size)
+	_, parts, _ := disk.ProbeSectors(r.excl, t.Size, t.logicalSector())
 	var old []disk.Extent
 	for _, p := range append(parts, t.Parts...) {
 		if p.Size > 0 {
@@ -505,13 +505,33 @@ func (r *runner) cleanup() {
 // removeStaleMounts removes dead FUSE mounts that an earlier luksdock left
 // when it was killed together with its unmount watchdog (or before the
 // watchdog started). They hold no key and serve nothing, but they stay in the
-// mount table until someone unmounts them.
+// mount table until someone unmounts them. A mount whose server is stuck
+// (not dead) would block the check forever, so it is bounded by
+// StaleMountTimeout; the blocked goroutine does not keep luksdock from
+// exiting.
 func (r *runner) removeStaleMounts() {
-	removed, err := luks.CleanupStaleUserspaceMounts()
-	for _, m := range removed {
-		r.send(Event{Kind: EventInfo, Message: "removed a dead FUSE mount left by a killed luksdock: " + m})
+	type res struct {
+		removed []string
+		err     error
 	}
-	if err != nil {
-		r.send(Event{Kind: EventWarning, Message: "could not remove a dead FUSE mount left by a killed luksdock: " + err.Error()})
+	ch := make(chan res, 1)
+	go func() {
+		m, err := luks.CleanupStaleUserspaceMounts()
+		ch <- res{m, err}
+	}()
+	select {
+	case x := <-ch:
+		for _, m := range x.removed {
+			r.send(Event{Kind: EventInfo, Message: "removed a dead FUSE mount left by a killed luksdock: " + m})
+		}
+		if x.err != nil {
+			r.send(Event{Kind: EventWarning, Message: "could not remove a dead FUSE mount left by a killed luksdock: " + x.err.Error()})
+		}
+	case <-time.After(StaleMountTimeout):
+		r.send(Event{Kind: EventWarning, Message: "a luksdock FUSE mount (fuse.luksdock in /proc/self/mountinfo) does not answer: its luksdock is stuck; " +
+			"end it with `echo 1 > /sys/fs/fuse/connections/N/abort` (N: the mount's minor device number) and `umount -l` the mountpoint"})
 	}
 }
+
+// StaleMountTimeout bounds the search for dead FUSE mounts of earlier runs.
+var StaleMountTimeout = 3 * time.Second

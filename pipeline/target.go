@@ -141,6 +141,15 @@ func ImageTarget(path string, size int64) (*Target, error) {
 	return t, nil
 }
 
+// logicalSector is the target's logical sector size: the disk's own, 512
+// for image files.
+func (t *Target) logicalSector() int {
+	if t.Disk != nil && t.Disk.LogicalSector > 0 {
+		return t.Disk.LogicalSector
+	}
+	return 512
+}
+
 // loopUsing returns the loop device whose backing file is id, if any.
 func loopUsing(id fileID) string {
 	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")

@@ -116,7 +116,7 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	if err != nil {
 		return fail(ExitRefused, err)
 	}
-	content, parts, _ := disk.Probe(f, t.Size)
+	content, parts, _ := disk.ProbeSectors(f, t.Size, t.logicalSector())
 	f.Close()
 	if content.Table == "" || len(parts) == 0 {
 		return fail(ExitVerifyFail, fmt.Errorf("%s has no partition table (%s)", t.Path, content))

@@ -1,0 +1,569 @@
+package ui
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"luksdock/disk"
+	"luksdock/luks"
+	"luksdock/pipeline"
+)
+
+// testPBKDF keeps key derivation cheap in tests.
+var testPBKDF = luks.PBKDF{Type: "pbkdf2", ForceIterations: 1000}
+
+// snapshot is the wizard's state as seen from inside the program's event
+// loop (so reading it does not race with Update).
+type snapshot struct {
+	screen   screen
+	view     string // plain text of the screen as drawn (clipped to 80x24)
+	body     string // plain text of the screen's whole body, before clipping
+	rows     []row
+	cursor   int
+	latest   string
+	runErr   *pipeline.Error
+	result   *pipeline.Result
+	label    string
+	passLen  [2]int
+	passErr  string
+	running  bool
+	openPath string
+}
+
+type snapMsg chan snapshot
+
+// probe wraps the wizard for tests: it answers snapMsg with a snapshot, and
+// can run a hook on every message after the wizard has handled it.
+type probe struct {
+	m    *Model
+	hook func(p *probe, msg tea.Msg)
+	// openPath is where the userspace engine served the volume (from the
+	// open step's done message).
+	openPath string
+}
+
+func (p *probe) Init() tea.Cmd { return p.m.Init() }
+
+func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if ch, ok := msg.(snapMsg); ok {
+		_, body := p.m.render()
+		ch <- snapshot{
+			screen: p.m.screen, view: ansi.Strip(p.m.View().Content), body: ansi.Strip(body), rows: append([]row(nil), p.m.rows...),
+			cursor: p.m.cursor, latest: p.m.latest, runErr: p.m.runErr, result: p.m.result,
+			label: p.m.label.Value(), passLen: [2]int{p.m.pass[0].Len(), p.m.pass[1].Len()}, passErr: p.m.passErr,
+			running: p.m.run != nil && !p.m.run.finished, openPath: p.openPath,
+		}
+		return p, nil
+	}
+	if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventDone && e.Step == pipeline.StepOpen {
+		if i := strings.Index(e.Message, " at "); i >= 0 {
+			p.openPath = e.Message[i+4:]
+		}
+	}
+	_, cmd := p.m.Update(msg)
+	if p.hook != nil {
+		p.hook(p, msg)
+	}
+	return p, cmd
+}
+
+func (p *probe) View() tea.View { return p.m.View() }
+
+type harness struct {
+	t  *testing.T
+	tm *teatest.TestModel
+	p  *probe
+}
+
+func start(t *testing.T, cfg Config, hook func(*probe, tea.Msg)) *harness {
+	t.Helper()
+	p := &probe{m: New(cfg), hook: hook}
+	tm := teatest.NewTestModel(t, p, teatest.WithInitialTermSize(80, 24))
+	h := &harness{t: t, tm: tm, p: p}
+	t.Cleanup(func() {
+		_ = tm.Quit()
+		tm.WaitFinished(t, teatest.WithFinalTimeout(30*time.Second))
+		p.m.Close()
+	})
+	return h
+}
+
+func (h *harness) snap() snapshot {
+	ch := make(snapMsg, 1)
+	h.tm.Send(ch)
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("the wizard did not answer")
+	}
+	return snapshot{}
+}
+
+// waitFor polls the wizard until cond holds.
+func (h *harness) waitFor(what string, timeout time.Duration, cond func(snapshot) bool) snapshot {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var s snapshot
+	for time.Now().Before(deadline) {
+		s = h.snap()
+		if cond(s) {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting for %s; screen %s shows:\n%s", what, s.screen, s.view)
+	return s
+}
+
+func (h *harness) onScreen(sc screen) snapshot {
+	h.t.Helper()
+	return h.waitFor("screen "+sc.String(), 10*time.Second, func(s snapshot) bool { return s.screen == sc })
+}
+
+func (h *harness) key(code rune) { h.tm.Send(tea.KeyPressMsg{Code: code}) }
+func (h *harness) enter()        { h.key(tea.KeyEnter) }
+func (h *harness) esc()          { h.key(tea.KeyEscape) }
+func (h *harness) ctrlC()        { h.tm.Send(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}) }
+func (h *harness) typ(s string)  { h.tm.Type(s) }
+
+func imageConfig(img string, size int64) Config {
+	return Config{
+		Scan:   func() ([]disk.Disk, error) { return nil, nil },
+		Images: []Image{{Path: img, Size: size}},
+		PBKDF:  testPBKDF,
+	}
+}
+
+// toPlan walks from the disk list to the plan screen with passphrase pass.
+func (h *harness) toPlan(pass string) {
+	h.t.Helper()
+	h.waitFor("the image row, selected", 10*time.Second, func(s snapshot) bool {
+		return len(s.rows) > 0 && s.cursor >= 0 && s.rows[s.cursor].image && s.rows[s.cursor].ok
+	})
+	h.enter()
+	h.onScreen(screenDetails)
+	h.enter()
+	h.onScreen(screenOptions)
+	h.enter()
+	h.onScreen(screenPassphrase)
+	h.typ(pass)
+	h.enter()
+	h.typ(pass)
+	h.enter()
+	h.onScreen(screenPlan)
+}
+
+const testPass = "Tr0ub4dor & horse battery"
+
+func TestHappyPathToVerifiedDisk(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	img := filepath.Join(t.TempDir(), "backup.img")
+	h := start(t, imageConfig(img, 128<<20), nil)
+	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool {
+		return strings.Contains(s.view, "backup.img") && strings.Contains(s.view, "to be created")
+	})
+	h.enter()
+	s := h.onScreen(screenDetails)
+	if !strings.Contains(s.view, "will be created as a sparse file") {
+		t.Errorf("details do not say the image will be created:\n%s", s.view)
+	}
+	h.enter()
+	s = h.onScreen(screenOptions)
+	if s.label != "backups01" {
+		t.Errorf("suggested label %q, want backups01", s.label)
+	}
+	h.enter()
+	h.onScreen(screenPassphrase)
+	h.typ(testPass)
+	h.enter()
+	h.typ(testPass)
+	s = h.waitFor("the match message", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "entries match") })
+	if strings.Contains(s.view, testPass) || strings.Contains(s.view, "horse") {
+		t.Fatalf("the passphrase is on the screen:\n%s", s.view)
+	}
+	if !strings.Contains(s.view, "Keyboard layout") || !strings.Contains(s.view, "y or z") {
+		t.Errorf("no keyboard layout warning for a passphrase with y, punctuation and digits:\n%s", s.view)
+	}
+	h.enter()
+	s = h.onScreen(screenPlan)
+	for _, want := range []string{"cryptsetup luksFormat", "mkfs.ext4", "backup.img"} {
+		if !strings.Contains(s.body, want) {
+			t.Errorf("plan lacks %q:\n%s", want, s.body)
+		}
+	}
+	if _, err := os.Stat(img); err == nil {
+		t.Fatal("the image exists before confirmation")
+	}
+	h.enter()
+	h.onScreen(screenConfirm)
+	h.typ("backup.img")
+	h.enter()
+	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == screenDone || s.screen == screenError })
+	if s.screen != screenDone {
+		t.Fatalf("run failed: %v\n%s", s.runErr, s.view)
+	}
+	r := s.result
+	if r == nil || r.FSLabel != "backups01" || r.LUKS.Version != 2 || !r.FsckClean {
+		t.Fatalf("result %+v", r)
+	}
+	for _, want := range []string{r.LUKS.UUID, "backups01", "cryptsetup open $LOOP backups01", "losetup --find --show --offset 1048576", "prepare another disk"} {
+		if !strings.Contains(s.view, want) {
+			t.Errorf("done screen lacks %q:\n%s", want, s.view)
+		}
+	}
+	noLeftovers(t, img)
+	checkPreparedImage(t, img, testPass, "backups01")
+
+	// "Prepare another disk" goes back to the list, which suggests the next
+	// label in the series from what is now on the image.
+	h.key('n')
+	h.waitFor("the disk list with the prepared image", 10*time.Second, func(s snapshot) bool {
+		return s.screen == screenDisks && strings.Contains(s.view, `LUKS2 "backups01"`)
+	})
+	h.enter()
+	h.onScreen(screenDetails)
+	h.enter()
+	s = h.onScreen(screenOptions)
+	if s.label != "backups02" {
+		t.Errorf("second suggestion %q, want backups02", s.label)
+	}
+	// The passphrase never reached the terminal output.
+	_ = h.tm.Quit()
+	out, _ := io.ReadAll(h.tm.FinalOutput(t, teatest.WithFinalTimeout(10*time.Second)))
+	if strings.Contains(string(out), "horse") {
+		t.Error("the passphrase appears in the terminal output")
+	}
+}
+
+func TestWrongConfirmationWritesNothing(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(96 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("old data that must survive"), 4096)
+	f.WriteAt([]byte("more old data"), 90<<20)
+	f.Close()
+	before := fileHash(t, img)
+
+	h := start(t, imageConfig(img, 0), nil)
+	h.toPlan(testPass)
+	h.enter()
+	h.onScreen(screenConfirm)
+	for _, wrong := range []string{"disk.im", "Disk.img", "disk.img ", "sdi", "yes"} {
+		h.typ(wrong)
+		h.enter()
+		time.Sleep(100 * time.Millisecond)
+		s := h.snap()
+		if s.screen != screenConfirm || s.running {
+			t.Fatalf("typing %q and Enter left the Confirm screen (%s, running %v)", wrong, s.screen, s.running)
+		}
+		if !strings.Contains(s.view, "Enter stays disabled") {
+			t.Errorf("with %q typed the screen does not say Enter is disabled:\n%s", wrong, s.view)
+		}
+		for range wrong {
+			h.key(tea.KeyBackspace)
+		}
+	}
+	h.esc()
+	h.onScreen(screenPlan)
+	_ = h.tm.Quit()
+	h.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
+	if after := fileHash(t, img); after != before {
+		t.Fatalf("the image changed without a confirmation: %s -> %s", before, after)
+	}
+}
+
+func TestPassphraseMismatchShownAtOnce(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "p.img")
+	h := start(t, imageConfig(img, 128<<20), nil)
+	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
+	h.enter()
+	h.onScreen(screenDetails)
+	h.enter()
+	h.onScreen(screenOptions)
+	h.enter()
+	h.onScreen(screenPassphrase)
+	h.typ("correct horse")
+	h.enter()
+	h.typ("corr")
+	s := h.snap()
+	if s.passErr != "" {
+		t.Errorf("a prefix of the passphrase shows an error: %q", s.passErr)
+	}
+	h.typ("x")
+	s = h.snap()
+	if !strings.Contains(s.view, "do not match") {
+		t.Fatalf("mismatch not shown as soon as it happened:\n%s", s.view)
+	}
+	h.enter()
+	s = h.snap()
+	if s.screen != screenPassphrase {
+		t.Fatalf("Enter with mismatched entries went to %s", s.screen)
+	}
+	h.key(tea.KeyBackspace)
+	h.typ("ect horse")
+	s = h.waitFor("match", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "entries match") })
+	if s.passErr != "" {
+		t.Errorf("error after fixing: %q", s.passErr)
+	}
+	// Esc goes back and forgets the passphrase.
+	h.esc()
+	s = h.onScreen(screenOptions)
+	if s.passLen != [2]int{0, 0} {
+		t.Errorf("passphrase kept after Esc: %v characters", s.passLen)
+	}
+}
+
+func TestEscBackFromEveryScreen(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "e.img")
+	h := start(t, imageConfig(img, 128<<20), nil)
+	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
+	forward := []screen{screenDetails, screenOptions, screenPassphrase, screenPlan, screenConfirm}
+	// Walk forward one screen at a time; from each, Esc returns to the one
+	// before, and Enter goes forward again.
+	prev := screenDisks
+	for _, sc := range forward {
+		if sc == screenPlan {
+			h.typ("pass word 1")
+			h.enter()
+			h.typ("pass word 1")
+		}
+		h.enter()
+		h.onScreen(sc)
+		h.esc()
+		h.onScreen(prev)
+		if sc == screenPlan {
+			// Back on the passphrase screen the entries are still there.
+			if s := h.snap(); s.passLen[1] == 0 {
+				t.Fatalf("Esc from the plan lost the passphrase")
+			}
+		}
+		h.enter()
+		h.onScreen(sc)
+		prev = sc
+	}
+	h.esc()
+	h.onScreen(screenPlan)
+	h.esc()
+	h.onScreen(screenPassphrase)
+	h.esc()
+	h.onScreen(screenOptions)
+	h.esc()
+	h.onScreen(screenDetails)
+	h.esc()
+	h.onScreen(screenDisks)
+	if _, err := os.Stat(img); err == nil {
+		t.Fatal("the image was created although nothing was confirmed")
+	}
+}
+
+// fakeDiscovery is a disk source whose list the test changes, with a
+// hotplug channel it feeds.
+type fakeDiscovery struct {
+	mu    sync.Mutex
+	disks []disk.Disk
+	ch    chan disk.Hotplug
+}
+
+func (f *fakeDiscovery) scan() ([]disk.Disk, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]disk.Disk(nil), f.disks...), nil
+}
+
+func (f *fakeDiscovery) set(d ...disk.Disk) {
+	f.mu.Lock()
+	f.disks = d
+	f.mu.Unlock()
+}
+
+var dockLog = []string{
+	"[ 5678.100000] usb 2-1.4: new high-speed USB device number 9 using ehci-pci",
+	"[ 5678.300000] usb-storage 2-1.4:1.0: USB Mass Storage device detected",
+	"[ 5678.300100] scsi host13: usb-storage 2-1.4:1.0",
+	"[ 5679.400000] scsi 13:0:0:0: Direct-Access     MAXTOR S TM3500630AS      PQ: 0 ANSI: 2 CCS",
+	"[ 5679.400200] sd 13:0:0:0: [sdz] 976773168 512-byte logical blocks: (500 GB/465 GiB)",
+	"[ 5679.401000] sd 13:0:0:0: [sdz] Write Protect is off",
+	"[ 5679.450000]  sdz: sdz1",
+	"[ 5679.460000] sd 13:0:0:0: [sdz] Attached SCSI disk",
+}
+
+func TestHotplugOnDisksScreen(t *testing.T) {
+	fd := &fakeDiscovery{ch: make(chan disk.Hotplug, 4)}
+	root := disk.Disk{Name: "vdz", Path: "/dev/vdz", MajMin: "254:0", Size: 256 << 30, LogicalSector: 512, PhysicalSector: 512,
+		Transport: "virtio", Mounts: []string{"/"}}
+	fd.set(root)
+	var logMu sync.Mutex
+	var logLines []disk.KernelLine
+	dock := disk.Disk{Name: "sdz", Path: "/dev/sdz", MajMin: "65:144", Size: 500107862016, LogicalSector: 512, PhysicalSector: 512,
+		Rotational: true, Transport: "usb-storage", Vendor: "MAXTOR S", Model: "TM3500630AS", Serial: "5QG0ABCD",
+		USB: &disk.USBInfo{VendorID: "152d", ProductID: "2329", Port: "2-1.4", Speed: "480"},
+		Content: disk.Signature{Table: "dos"},
+		Partitions: []disk.Partition{{Name: "sdz1", Path: "/dev/sdz1", Number: 1, Start: 1 << 20, Size: 500106813440,
+			Content: disk.Signature{Type: "LVM2_member", Version: "LVM2 001", UUID: "abc"}}}}
+	cfg := Config{
+		Scan:    fd.scan,
+		Hotplug: fd.ch,
+		KernelLog: func() ([]disk.KernelLine, error) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			return append([]disk.KernelLine(nil), logLines...), nil
+		},
+		DeviceTarget: func(name string) (*pipeline.Target, error) {
+			for _, d := range fd.disks {
+				if d.Name == name {
+					d := d
+					return &pipeline.Target{Path: d.Path, Name: d.Name, Size: d.Size, Disk: &d, Verdict: disk.Assess(d), Content: d.Content, Parts: d.Partitions}, nil
+				}
+			}
+			return nil, errors.New("gone")
+		},
+	}
+	h := start(t, cfg, nil)
+	s := h.waitFor("the waiting state", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "Dock a disk now") })
+	if !strings.Contains(s.view, "refused: vdz holds the running system") {
+		t.Errorf("the root disk is not shown refused with its reason:\n%s", s.view)
+	}
+	// Dock: the kernel logs it, sysfs lists it, a uevent arrives.
+	logMu.Lock()
+	for _, l := range dockLog {
+		kl, _ := disk.ParseDmesgLine(l)
+		logLines = append(logLines, kl)
+	}
+	logMu.Unlock()
+	fd.set(root, dock)
+	t0 := time.Now()
+	fd.ch <- disk.Hotplug{Action: "add", Name: "sdz", MajMin: "65:144"}
+	s = h.waitFor("the docked disk", 5*time.Second, func(s snapshot) bool {
+		return s.cursor >= 0 && s.cursor < len(s.rows) && s.rows[s.cursor].name == "sdz"
+	})
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("the docked disk took %s to appear (want within a second)", d)
+	}
+	if !strings.Contains(s.view, "just docked") || strings.Contains(s.view, "Dock a disk now") {
+		t.Errorf("the new disk is not highlighted as just docked:\n%s", s.view)
+	}
+	if !strings.Contains(s.view, "sdz1 LVM2 PV") {
+		t.Errorf("the row does not say what is on the disk:\n%s", s.view)
+	}
+	h.enter()
+	s = h.onScreen(screenDetails)
+	for _, want := range []string{"[sdz] Attached SCSI disk", "MAXTOR S TM3500630AS", "5QG0ABCD", "usb-storage", "LVM2 PV", "docked while luksdock was running"} {
+		if !strings.Contains(s.view, want) {
+			t.Errorf("details lack %q:\n%s", want, s.view)
+		}
+	}
+	h.esc()
+	h.onScreen(screenDisks)
+	// Undock: the row goes, the wizard waits again.
+	fd.set(root)
+	fd.ch <- disk.Hotplug{Action: "remove", Name: "sdz"}
+	h.waitFor("the disk to go", 5*time.Second, func(s snapshot) bool {
+		return !strings.Contains(s.view, "sdz") && strings.Contains(s.view, "Dock a disk now")
+	})
+}
+
+func TestCtrlCDuringStepStopsSafely(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	img := filepath.Join(t.TempDir(), "stop.img")
+	var once sync.Once
+	// As soon as the open step starts, the user presses Ctrl+C and answers
+	// y. The step in progress (the FUSE mount) finishes; mkfs never starts.
+	hook := func(p *probe, msg tea.Msg) {
+		if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventStart && e.Step == pipeline.StepOpen {
+			once.Do(func() {
+				p.m.Update(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl})
+				if !strings.Contains(ansi.Strip(p.m.View().Content), "Stop now?") {
+					t.Errorf("Ctrl+C did not ask first:\n%s", ansi.Strip(p.m.View().Content))
+				}
+				p.m.Update(tea.KeyPressMsg{Code: 'y', Text: "y"})
+			})
+		}
+	}
+	h := start(t, imageConfig(img, 128<<20), hook)
+	h.toPlan(testPass)
+	h.enter()
+	h.onScreen(screenConfirm)
+	h.typ("stop.img")
+	h.enter()
+	s := h.waitFor("the error screen", 60*time.Second, func(s snapshot) bool { return s.screen == screenError || s.screen == screenDone })
+	if s.screen != screenError || s.runErr == nil {
+		t.Fatalf("the run was not stopped: %s\n%s", s.screen, s.view)
+	}
+	e := s.runErr
+	if e.Code != pipeline.ExitInterrupted || e.Step != pipeline.StepMkfs {
+		t.Fatalf("stopped with code %d at %q (%v), want %d before mkfs", e.Code, e.Step, e.Err, pipeline.ExitInterrupted)
+	}
+	if s.openPath == "" {
+		t.Fatal("the open step did not report where it served the volume")
+	}
+	for _, want := range []string{"partitioned, LUKS header, no filesystem", "You stopped the run", "prepare it again"} {
+		if !strings.Contains(s.view, want) {
+			t.Errorf("error screen lacks %q:\n%s", want, s.view)
+		}
+	}
+	if _, err := os.Stat(s.openPath); err == nil {
+		t.Errorf("the FUSE volume %s is still there", s.openPath)
+	}
+	noLeftovers(t, img)
+	// The state it reports is the truth: partition 1 holds a LUKS header.
+	mustRun(t, "", "cryptsetup", "isLuks", loopPart(t, img))
+	h.esc()
+	h.onScreen(screenDisks)
+}
+
+func TestSuggestLabel(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, "backups01"},
+		{[]string{"photos"}, "backups01"},
+		{[]string{"backups01"}, "backups02"},
+		{[]string{"backups01", "backups03", "photos1"}, "backups04"},
+		{[]string{"offsite9"}, "offsite10"},
+		{[]string{"home-a07", "home-a08", "backups01"}, "home-a09"},
+		{[]string{"x0123456789abcd99"}, "backups01"}, // next would be 17 bytes
+	} {
+		if got := SuggestLabel(c.in); got != c.want {
+			t.Errorf("SuggestLabel(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestStrengthAndLayout(t *testing.T) {
+	weak, _ := strength([]byte("password"))
+	strong, rating := strength([]byte("gQ7#vL2!pX9@mR4$"))
+	if weak >= 40 || strong < 80 || rating != "strong" {
+		t.Errorf("password=%.0f bits, random 16=%.0f bits (%s)", weak, strong, rating)
+	}
+	if b, _ := strength([]byte("aaaaaaaaaaaaaaaa")); b > 25 {
+		t.Errorf("a repeated character counts %.0f bits", b)
+	}
+	if w := layoutWarnings([]byte("plain")); len(w) != 1 || !strings.Contains(w[0], "AZERTY") { // 'a'
+		t.Errorf("layoutWarnings(plain) = %v", w)
+	}
+	if w := layoutWarnings([]byte("bitcher")); len(w) != 0 {
+		t.Errorf("layoutWarnings(bitcher) = %v", w)
+	}
+	if w := layoutWarnings([]byte("zü@'1")); len(w) != 4 {
+		t.Errorf("layoutWarnings = %v, want y/z, digits, punctuation, non-ASCII", w)
+	}
+}

@@ -65,8 +65,13 @@ type UserspaceStats struct {
 //
 // The mountpoint is a directory inside a private temporary directory (mode
 // 0700); the FUSE mount is not allow_other, so only the mounting user sees
-// it. The volume key is copied in; Close zeroes the copy and the expanded key
-// schedules (see xtsCipher.wipe for the one exception on CPUs without AES-NI).
+// it. The file is opened with FOPEN_DIRECT_IO, so the kernel keeps no
+// plaintext in its page cache; this package's own buffers are cleared when
+// returned to their pool, but plaintext also passes through go-fuse's request
+// buffers, which are reused without clearing. Nothing is logged (go-fuse's
+// logger is discarded). The volume key is copied in; Close zeroes the copy
+// and the expanded key schedules (see xtsCipher.wipe for the one exception
+// on CPUs without AES-NI). Memory is not mlocked.
 //
 // Process death: on Close and on every error path the mount is removed. If
 // the process is killed with SIGKILL the kernel aborts the FUSE connection
@@ -77,8 +82,10 @@ type UserspaceStats struct {
 // a pipe): when this process dies the pipe closes and the watchdog lazily
 // unmounts and removes the private directory. The watchdog knows no key and
 // no data. If the watchdog is killed as well (e.g. SIGKILL of the whole
-// session) a dead "fuse.luksdock" mount can remain under $TMPDIR/luksdock-*;
-// CleanupStaleUserspaceMounts removes such leftovers. A private mount
+// session) a dead "fuse.luksdock" mount can remain under
+// $TMPDIR/luksdock-fuse-*/mnt; CleanupStaleUserspaceMounts removes such
+// leftovers. Data written before the kill is in the backing file's page cache
+// (encrypted) and reaches the disk as usual; it was not fsynced. A private mount
 // namespace is not used because mke2fs and the other tools run as child
 // processes in the caller's namespace and must see the file.
 type UserspaceVolume struct {
@@ -96,7 +103,8 @@ type UserspaceVolume struct {
 	watchdog       *exec.Cmd
 	watchdogW      *os.File
 
-	rmw sync.RWMutex // exclusive for read-modify-write of partial sectors
+	rmw  sync.RWMutex // exclusive for read-modify-write of partial sectors and for Close
+	dead bool         // set by Close under rmw: the key is gone, all I/O fails with EIO
 
 	readBytes, writtenBytes, zeroedBytes atomic.Int64
 	backingRead, backingWritten          atomic.Int64
@@ -177,16 +185,22 @@ func MountUserspace(devPath string, base, regionSize int64, seg Segment, key []b
 
 // abandon releases everything after a failed MountUserspace.
 func (v *UserspaceVolume) abandon() {
+	unmounted := true
 	if v.server != nil {
-		v.unmount()
+		unmounted = v.unmount() == nil
 	}
-	v.backing.Close()
-	if v.dir != "" {
-		os.Remove(v.mnt)
-		os.Remove(v.dir)
-	}
-	v.stopWatchdog()
+	v.rmw.Lock()
+	v.dead = true
 	v.wipe()
+	v.rmw.Unlock()
+	v.backing.Close()
+	if unmounted {
+		if v.dir != "" {
+			os.Remove(v.mnt)
+			os.Remove(v.dir)
+		}
+		v.stopWatchdog()
+	}
 }
 
 func (v *UserspaceVolume) wipe() {
@@ -197,7 +211,7 @@ func (v *UserspaceVolume) wipe() {
 }
 
 func (v *UserspaceVolume) mount() error {
-	dir, err := os.MkdirTemp("", "luksdock-")
+	dir, err := os.MkdirTemp("", "luksdock-fuse-")
 	if err != nil {
 		return err
 	}
@@ -376,29 +390,42 @@ func (v *UserspaceVolume) Stats() UserspaceStats {
 }
 
 // Close unmounts the file (lazily if it is still busy, aborting the FUSE
-// connection if it stays busy), fsyncs and closes the backing file, removes
-// the mountpoint and its private directory and zeroes the key copy. It is
-// idempotent: later calls return the first call's result.
+// connection if it stays busy for 2 s), zeroes the key copy, fsyncs and
+// closes the backing file and removes the mountpoint and its private
+// directory. It is idempotent: later calls return the first call's result.
+// Should the unmount fail even so, Close returns the error, every further
+// request on the file fails with EIO, and the watchdog stays armed to remove
+// the mount when this process exits.
 func (v *UserspaceVolume) Close() error {
 	v.closeOnce.Do(func() {
 		var errs []error
-		if err := v.unmount(); err != nil {
-			errs = append(errs, err)
+		unmountErr := v.unmount()
+		if unmountErr != nil {
+			errs = append(errs, unmountErr)
 		}
+		// If the unmount failed the server may still get requests: from now
+		// on they fail with EIO instead of using a wiped key.
+		v.rmw.Lock()
+		v.dead = true
+		v.wipe()
+		v.rmw.Unlock()
 		if err := v.backing.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("fsync %s: %w", v.backing.Name(), err))
 		}
 		if err := v.backing.Close(); err != nil {
 			errs = append(errs, err)
 		}
-		if err := os.Remove(v.mnt); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+		if unmountErr == nil {
+			if err := os.Remove(v.mnt); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			if err := os.Remove(v.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			v.stopWatchdog()
 		}
-		if err := os.Remove(v.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		v.stopWatchdog()
-		v.wipe()
+		// else: the watchdog stays armed and removes the mount when this
+		// process exits.
 		if len(errs) > 0 {
 			v.closeErr = fmt.Errorf("userspace engine: close: %w", errors.Join(errs...))
 		}
@@ -451,7 +478,7 @@ func CleanupStaleUserspaceMounts() ([]string, error) {
 			continue
 		}
 		os.Remove(mnt)
-		if parent := filepath.Dir(mnt); strings.HasPrefix(filepath.Base(parent), "luksdock-") {
+		if parent := filepath.Dir(mnt); strings.HasPrefix(filepath.Base(parent), "luksdock-fuse-") {
 			os.Remove(parent)
 		}
 		removed = append(removed, mnt)
@@ -527,6 +554,9 @@ func (v *UserspaceVolume) read(dest []byte, off int64) (int, error) {
 	b := (end + ss - 1) / ss * ss
 	v.rmw.RLock()
 	defer v.rmw.RUnlock()
+	if v.dead {
+		return 0, syscall.EIO
+	}
 	if a == off && b == end {
 		if err := v.readPlain(dest[:end-off], off); err != nil {
 			return 0, err
@@ -558,6 +588,9 @@ func (v *UserspaceVolume) write(data []byte, off int64) (int, error) {
 	if a == off && b == end {
 		v.rmw.RLock()
 		defer v.rmw.RUnlock()
+		if v.dead {
+			return 0, syscall.EIO
+		}
 		p, scratch := getBuf(len(data))
 		defer putBuf(p, scratch)
 		if err := v.writePlain(data, scratch, off); err != nil {
@@ -566,6 +599,9 @@ func (v *UserspaceVolume) write(data []byte, off int64) (int, error) {
 	} else {
 		v.rmw.Lock()
 		defer v.rmw.Unlock()
+		if v.dead {
+			return 0, syscall.EIO
+		}
 		p, buf := getBuf(int(b - a))
 		defer putBuf(p, buf)
 		if err := v.readSectorsFor(buf, a, b, off, end); err != nil {
@@ -631,6 +667,9 @@ func (v *UserspaceVolume) zeroRange(off, length int64) error {
 	}
 	v.rmw.RLock()
 	defer v.rmw.RUnlock()
+	if v.dead {
+		return syscall.EIO
+	}
 	const chunk = maxIO
 	var next atomic.Int64
 	next.Store(a)

@@ -645,3 +645,44 @@ func TestMountUserspaceRejects(t *testing.T) {
 		t.Fatalf("missing backing file accepted")
 	}
 }
+
+// TestUserspaceMkfs1TiBBounded: mkfs.ext4 of a 1 TiB sparse image through
+// the engine stays within the budgets: at most 1.5 GiB written to the
+// image (ext4's 1 GiB journal is the floor) and peak RSS of this process
+// under 100 MiB. Timing is left to BenchmarkUserspaceMkfs.
+func TestUserspaceMkfs1TiBBounded(t *testing.T) {
+	usRequire(t)
+	if testing.Short() {
+		t.Skip("-short: skipping the 1 TiB mkfs (allocates ~1 GiB in $TMPDIR)")
+	}
+	const size = 1 << 40
+	image := filepath.Join(t.TempDir(), "big.img")
+	usSparse(t, image, size)
+	var st syscall.Stat_t
+	key := usKey(t)
+	seg := usFormat(t, image, 1<<20, size-1<<20, key, false, 0)
+	syscall.Stat(image, &st)
+	before := st.Blocks * 512
+	resetHWM()
+	v := usMount(t, image, 1<<20, size-1<<20, seg, key)
+	usRun(t, "", nil, "mkfs.ext4", "-q", "-E", "nodiscard", "-L", "backups01", v.Path())
+	usCheckFsck(t, usRun(t, "", nil, "e2fsck", "-fn", v.Path()))
+	stats := v.Stats()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hwm := readHWM()
+	syscall.Stat(image, &st)
+	written := st.Blocks*512 - before
+	t.Logf("1 TiB: %d MiB allocated in the image, engine wrote %d MiB (zeroed %d MiB), peak RSS %d MiB",
+		written>>20, stats.BackingWrittenBytes>>20, stats.ZeroedBytes>>20, hwm>>20)
+	if written > 3<<29 || stats.BackingWrittenBytes > 3<<29 {
+		t.Errorf("wrote more than 1.5 GiB")
+	}
+	if stats.ZeroedBytes < 1<<30 {
+		t.Errorf("mke2fs did not zero its 1 GiB journal through FALLOC_FL_ZERO_RANGE (zeroed %d bytes)", stats.ZeroedBytes)
+	}
+	if hwm <= 0 || hwm > 100<<20 {
+		t.Errorf("peak RSS %d bytes, want under 100 MiB", hwm)
+	}
+}

@@ -177,9 +177,23 @@ func mustMark(t *testing.T, vm *VM, name string, timeout time.Duration) []string
 	t.Helper()
 	args, _, err := vm.WaitMark(name, timeout)
 	if err != nil {
-		t.Fatalf("waiting for guest marker %q: %v", name, err)
+		t.Fatalf("waiting for guest marker %q: %v%s", name, err, guestFailures(vm))
 	}
 	return args
+}
+
+// guestFailures returns the scenario's "FAIL:" lines, for error messages.
+func guestFailures(vm *VM) string {
+	var fails []string
+	for _, l := range vm.Lines() {
+		if l.Chan == "data" && strings.HasPrefix(l.Text, "FAIL:") {
+			fails = append(fails, l.Text)
+		}
+	}
+	if len(fails) == 0 {
+		return ""
+	}
+	return "; the guest said: " + strings.Join(fails, "; ")
 }
 
 // mustExit waits for the scenario to end and requires exit status 0.
@@ -190,13 +204,7 @@ func mustExit(t *testing.T, vm *VM, timeout time.Duration) {
 		t.Fatalf("guest did not finish: %v", err)
 	}
 	if rc != 0 {
-		fails := []string{}
-		for _, l := range vm.Lines() {
-			if l.Chan == "data" && strings.HasPrefix(l.Text, "FAIL:") {
-				fails = append(fails, l.Text)
-			}
-		}
-		t.Fatalf("guest scenario exited %d: %s", rc, strings.Join(fails, "; "))
+		t.Fatalf("guest scenario exited %d%s", rc, guestFailures(vm))
 	}
 }
 

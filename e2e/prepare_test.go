@@ -34,7 +34,7 @@ cat /tmp/fsck.out
 grep -vE '^(e2fsck [0-9.]+ \(.*\)|Pass [1-5][a-z]?: .*|'"$label"': [0-9]+/[0-9]+ files .*)$' /tmp/fsck.out && fail "e2fsck printed more than the pass summaries"
 [ "$(blkid -o value -s LABEL /dev/mapper/chk)" = "$label" ] || fail "ext4 label is not $label: $(blkid /dev/mapper/chk)"
 [ "$(blkid -o value -s TYPE /dev/mapper/chk)" = ext4 ] || fail "not ext4: $(blkid /dev/mapper/chk)"
-run mount -t ext4 -o rw /dev/mapper/chk /mnt
+mount -t ext4 -o rw /dev/mapper/chk /mnt || fail "mount -t ext4 -o rw /dev/mapper/chk: the kernel said: $(dmesg | tail -n 1)"
 dd if=/dev/urandom of=/mnt/e2e-file bs=64k count=16 2>/dev/null || fail "writing a file"
 sum=$(sha256sum < /mnt/e2e-file)
 run umount /mnt

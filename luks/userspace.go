@@ -55,7 +55,10 @@ type UserspaceStats struct {
 //     caching in this process; partial sectors are read, modified and
 //     rewritten under a lock); large requests are encrypted on all cores;
 //   - fallocate(FALLOC_FL_ZERO_RANGE) writes encrypted zeros in large
-//     parallel chunks; plain fallocate within the size is a no-op; hole
+//     parallel chunks (kernels that do not pass ZERO_RANGE to FUSE servers
+//     refuse it themselves; mke2fs then falls back to writing zeros, which
+//     is correct but sends the zeros through FUSE); plain fallocate within
+//     the size is a no-op; hole
 //     punching (FALLOC_FL_PUNCH_HOLE, i.e. discard) and the other modes fail
 //     with EOPNOTSUPP, because a hole in the ciphertext would not read back
 //     as zeros;

@@ -311,6 +311,8 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "engine: %s (%s)\n", e.Engine, e.Message)
 		case pipeline.EventWarning:
 			fmt.Fprintf(w, "warning: %s\n", e.Message)
+		case pipeline.EventInfo:
+			fmt.Fprintf(w, "note: %s\n", e.Message)
 		case pipeline.EventStart:
 			n++
 			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)

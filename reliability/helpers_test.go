@@ -1,0 +1,728 @@
+// Package reliability proves that luksdock fails safe: faults (SIGKILL,
+// SIGINT/SIGTERM, I/O errors, a second luksdock), hostile and wrong input,
+// and secret hygiene. Every test drives the built luksdock binary (or, where
+// a race must be forced, the pipeline package) against image files and loop
+// devices, and checks the outcome with tools no one here wrote: cryptsetup,
+// e2fsck, dumpe2fs, blkid, sfdisk, losetup and /proc.
+//
+// The suite needs root, loop devices, FUSE, cryptsetup and e2fsprogs; without
+// them every test skips with the exact reason. The kernel engine needs
+// device-mapper, which these machines lack: its variants belong to the QEMU
+// suite in e2e/.
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/xts"
+)
+
+// bin is the luksdock binary built once for the whole suite.
+var bin string
+
+// envSkip is why the suite cannot run here ("" when it can).
+var envSkip string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "luksdock-reliability-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "luksdock")
+	envSkip = checkEnv()
+	if envSkip == "" {
+		out, err := exec.Command("go", "build", "-o", bin, "luksdock").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building luksdock: %v\n%s", err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func checkEnv() string {
+	if os.Geteuid() != 0 {
+		return "the reliability suite needs root (loop devices, FUSE mounts, tmpfs mounts, blockdev --setro)"
+	}
+	for _, tool := range []string{"cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "blkid", "sfdisk", "losetup", "partx", "blockdev", "setpriv", "mount", "umount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " is not installed (apt-get install cryptsetup-bin e2fsprogs util-linux fdisk mount)"
+		}
+	}
+	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
+		return fmt.Sprintf("FUSE is not available (%v): the userspace engine cannot run", err)
+	} else {
+		f.Close()
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return "loop devices are not available (/dev/loop-control missing)"
+	}
+	return ""
+}
+
+func requireEnv(t *testing.T) {
+	t.Helper()
+	if envSkip != "" {
+		t.Skipf("SKIP: %s", envSkip)
+	}
+}
+
+// lowCost are the PBKDF flags every test run uses.
+var lowCost = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
+
+// testPass is a long random-looking passphrase: long enough that finding its
+// bytes anywhere by chance is impossible, typeable, valid UTF-8.
+const testPass = "Tr0ub4dor&3-correct-horse-battery-staple-9f2c41e7"
+
+// result is one finished luksdock run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runOpts tweak a luksdock run.
+type runOpts struct {
+	stdin  []byte
+	tmpdir string   // TMPDIR for luksdock; a fresh one when empty
+	pre    []string // argv prefix, e.g. setpriv ...
+}
+
+// caseEnv is the environment luksdock runs with: PATH, and TMPDIR pointing
+// at a directory private to the test case, so its FUSE mountpoints and temp
+// files can be attributed.
+func caseEnv(tmpdir string) []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=" + tmpdir, "LC_ALL=C"}
+}
+
+func luksdock(t *testing.T, o runOpts, args ...string) result {
+	t.Helper()
+	if o.tmpdir == "" {
+		o.tmpdir = t.TempDir()
+	}
+	argv := append(append([]string{}, o.pre...), bin)
+	argv = append(argv, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = caseEnv(o.tmpdir)
+	if o.stdin != nil {
+		cmd.Stdin = bytes.NewReader(o.stdin)
+	}
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("running luksdock %v: %v", args, err)
+		}
+		r.code = ee.ExitCode()
+		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			r.code = 128 + int(st.Signal())
+		}
+	}
+	return r
+}
+
+// passFile writes a passphrase file (content exactly as given).
+func passFile(t *testing.T, content []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(p, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// prepareArgs is a full prepare command line for an image.
+func prepareArgs(img, pass string, extra ...string) []string {
+	a := []string{"prepare", "--image", img, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(img)}
+	a = append(a, lowCost...)
+	return append(a, extra...)
+}
+
+// sparseImage creates a sparse file of size bytes.
+func sparseImage(t *testing.T, dir string, size int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "disk.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return p
+}
+
+// withContent fills a few places of an image with non-zero bytes so that any
+// write shows in its hash, and gives it an old ext4 filesystem.
+func withContent(t *testing.T, img string) {
+	t.Helper()
+	mustRun(t, "mkfs.ext4", "-q", "-F", "-L", "olddata", img)
+}
+
+func sha(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("hashing %s: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// event is what luksdock --json prints, as far as these tests look.
+type event struct {
+	Kind    string `json:"event"`
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	State   string `json:"state"`
+	Result  *struct {
+		FSLabel string `json:"fs_label"`
+	} `json:"result"`
+}
+
+func parseEvents(t *testing.T, out string) []event {
+	t.Helper()
+	var evs []event
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("--json printed a line that is not JSON: %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// --- loop devices ---
+
+var loopMu sync.Mutex
+
+// attachLoop attaches file to a free loop device (removing partition entries
+// a previous user of that loop number left behind) and detaches it when the
+// test ends.
+func attachLoop(t *testing.T, file string, extra ...string) string {
+	t.Helper()
+	loopMu.Lock()
+	args := append([]string{"--find", "--show"}, extra...)
+	out, err := exec.Command("losetup", append(args, file)...).CombinedOutput()
+	loopMu.Unlock()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	dropPartitions(dev)
+	t.Cleanup(func() {
+		exec.Command("blockdev", "--setrw", dev).Run()
+		dropPartitions(dev)
+		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such device") {
+			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+// dropPartitions removes the kernel's partition entries of a loop device
+// (BLKPG delete), which survive detaching on kernels without partition
+// parsers.
+func dropPartitions(dev string) {
+	m, _ := filepath.Glob(filepath.Join("/sys/block", filepath.Base(dev), filepath.Base(dev)+"p*"))
+	for _, p := range m {
+		n := strings.TrimPrefix(filepath.Base(p), filepath.Base(dev)+"p")
+		exec.Command("partx", "--delete", "--nr", n, dev).Run()
+	}
+}
+
+// loopsFor lists loop devices whose backing file is path.
+func loopsFor(path string) []string {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
+		return nil
+	}
+	var out []string
+	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, bf := range m {
+		b, err := os.ReadFile(bf)
+		if err != nil {
+			continue
+		}
+		p := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		var s2 syscall.Stat_t
+		if syscall.Stat(p, &s2) == nil && s2.Dev == st.Dev && s2.Ino == st.Ino {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(bf))))
+		}
+	}
+	return out
+}
+
+// --- mounts and processes ---
+
+// mount is one line of /proc/self/mountinfo.
+type mount struct{ point, fstype, source, majmin string }
+
+func mounts(t *testing.T) []mount {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mount
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		for i, x := range f {
+			if x == "-" && i+2 < len(f) && len(f) > 4 {
+				out = append(out, mount{point: unescape(f[4]), fstype: f[i+1], source: f[i+2], majmin: f[2]})
+				break
+			}
+		}
+	}
+	return out
+}
+
+func unescape(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// mountsUnder lists mounts at or below dir.
+func mountsUnder(t *testing.T, dir string) []mount {
+	var out []mount
+	for _, m := range mounts(t) {
+		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitNoMounts waits up to timeout for every mount under dir to go and
+// returns those still there.
+func waitNoMounts(t *testing.T, dir string, timeout time.Duration) []mount {
+	deadline := time.Now().Add(timeout)
+	for {
+		m := mountsUnder(t, dir)
+		if len(m) == 0 || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// proc is a process as /proc shows it.
+type proc struct {
+	pid, ppid int
+	comm      string
+}
+
+func procs() map[int]proc {
+	out := map[int]proc{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if l < 0 || r < l {
+			continue
+		}
+		f := strings.Fields(s[r+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		out[pid] = proc{pid: pid, ppid: ppid, comm: s[l+1 : r]}
+	}
+	return out
+}
+
+// descendants returns root's descendants (not root itself).
+func descendants(root int) []proc {
+	all := procs()
+	kids := map[int][]proc{}
+	for _, p := range all {
+		kids[p.ppid] = append(kids[p.ppid], p)
+	}
+	var out []proc
+	queue := []int{root}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, c := range kids[n] {
+			out = append(out, c)
+			queue = append(queue, c.pid)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	r := strings.LastIndexByte(s, ')')
+	return r > 0 && len(s) > r+2 && s[r+2] != 'Z'
+}
+
+// --- independent oracle ---
+
+// partStart returns partition 1's start and size in bytes, read by sfdisk.
+func partStart(t *testing.T, img string) (int64, int64, bool) {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		return 0, 0, false
+	}
+	var d struct {
+		PT struct {
+			SectorSize int64 `json:"sectorsize"`
+			Partitions []struct {
+				Start, Size int64
+			}
+		} `json:"partitiontable"`
+	}
+	if json.Unmarshal(out, &d) != nil || len(d.PT.Partitions) == 0 {
+		return 0, 0, false
+	}
+	ss := d.PT.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	return d.PT.Partitions[0].Start * ss, d.PT.Partitions[0].Size * ss, true
+}
+
+// headerCopy copies the first 32 MiB of partition 1 into a private file, for
+// cryptsetup to read without a loop device.
+func headerCopy(t *testing.T, img string) (string, bool) {
+	t.Helper()
+	start, size, ok := partStart(t, img)
+	if !ok {
+		return "", false
+	}
+	src, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	p := filepath.Join(t.TempDir(), "header")
+	dst, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := io.Copy(dst, io.NewSectionReader(src, start, min(size, 32<<20))); err != nil {
+		t.Fatal(err)
+	}
+	return p, true
+}
+
+// volumeKey recovers the volume key with cryptsetup luksDump --dump-volume-key
+// (passphrase on stdin). ok is false when cryptsetup cannot.
+func volumeKey(t *testing.T, img, pass string) ([]byte, bool) {
+	t.Helper()
+	hdr, ok := headerCopy(t, img)
+	if !ok {
+		return nil, false
+	}
+	cmd := exec.Command("cryptsetup", "luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", hdr)
+	cmd.Stdin = strings.NewReader(pass)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, false
+	}
+	var hexkey strings.Builder
+	in := false
+	for _, line := range strings.Split(string(out), "\n") {
+		if i := strings.Index(line, "MK dump:"); i >= 0 {
+			in = true
+			line = line[i+len("MK dump:"):]
+		} else if in && (line == "" || (line[0] != '\t' && line[0] != ' ')) {
+			break
+		}
+		if in {
+			hexkey.WriteString(strings.Join(strings.Fields(line), ""))
+		}
+	}
+	key, err := hex.DecodeString(hexkey.String())
+	if err != nil || len(key) == 0 {
+		t.Fatalf("cryptsetup luksDump printed no parseable volume key:\n%s", out)
+	}
+	return key, true
+}
+
+// segment is LUKS2 segment 0 as cryptsetup's JSON dump gives it.
+type segment struct {
+	offset, size int64
+	sectorSize   int
+	ivTweak      uint64
+	cipher       string
+}
+
+func luksSegment(t *testing.T, img string) (segment, bool) {
+	t.Helper()
+	hdr, ok := headerCopy(t, img)
+	if !ok {
+		return segment{}, false
+	}
+	out, err := exec.Command("cryptsetup", "luksDump", "--dump-json-metadata", hdr).Output()
+	if err != nil {
+		return segment{}, false
+	}
+	var raw struct {
+		Segments map[string]map[string]any `json:"segments"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatalf("cryptsetup --dump-json-metadata: %v", err)
+	}
+	s0, ok := raw.Segments["0"]
+	if !ok {
+		return segment{}, false
+	}
+	var seg segment
+	seg.offset, _ = strconv.ParseInt(fmt.Sprint(s0["offset"]), 10, 64)
+	if sz := fmt.Sprint(s0["size"]); sz != "dynamic" {
+		seg.size, _ = strconv.ParseInt(sz, 10, 64)
+	}
+	if v, ok := s0["iv_tweak"]; ok {
+		seg.ivTweak, _ = strconv.ParseUint(fmt.Sprint(v), 10, 64)
+	}
+	if v, ok := s0["sector_size"].(float64); ok {
+		seg.sectorSize = int(v)
+	}
+	seg.cipher = fmt.Sprint(s0["encryption"])
+	return seg, true
+}
+
+// oracle decrypts partition 1's data segment with golang.org/x/crypto/xts
+// (not luksdock's AES-XTS) using the volume key cryptsetup recovers, writes
+// the plaintext into a private file and asks e2fsck -fn and dumpe2fs whether
+// it is a clean ext4 labelled label. It is the independent answer to "is
+// this image a finished backup disk?". It also returns the plaintext path.
+func oracle(t *testing.T, img, pass, label string) (finished bool, why, plain string) {
+	t.Helper()
+	key, ok := volumeKey(t, img, pass)
+	if !ok {
+		return false, "cryptsetup cannot unlock partition 1", ""
+	}
+	seg, ok := luksSegment(t, img)
+	if !ok {
+		return false, "no LUKS2 segment (cryptsetup --dump-json-metadata)", ""
+	}
+	if seg.cipher != "aes-xts-plain64" {
+		t.Fatalf("unexpected cipher %q", seg.cipher)
+	}
+	start, psize, _ := partStart(t, img)
+	size := seg.size
+	if size == 0 {
+		size = psize - seg.offset
+	}
+	c, err := xts.NewCipher(aes.NewCipher, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	plain = filepath.Join(t.TempDir(), "plain")
+	dst, err := os.Create(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	ss := int64(seg.sectorSize)
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, len(buf))
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n := min(int64(len(buf)), size-off)
+		b := buf[:n]
+		if _, err := src.ReadAt(b, start+seg.offset+off); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(b, zero[:n]) {
+			continue // never written: leave a hole (reads as zeros, like nothing)
+		}
+		for s := int64(0); s < n; s += ss {
+			c.Decrypt(b[s:s+ss], b[s:s+ss], uint64((off+s)/512)+seg.ivTweak)
+		}
+		if _, err := dst.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dst.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput(); err != nil {
+		return false, fmt.Sprintf("e2fsck -fn: %v: %s", err, lastLines(string(out), 3)), plain
+	}
+	out, err := exec.Command("dumpe2fs", "-h", plain).CombinedOutput()
+	if err != nil {
+		return false, "dumpe2fs -h: " + lastLines(string(out), 2), plain
+	}
+	if !strings.Contains(string(out), "Filesystem volume name:   "+label+"\n") {
+		return false, "label is not " + label, plain
+	}
+	return true, "clean ext4 labelled " + label, plain
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
+
+// luksAt reports what blkid -p finds at partition 1 of img (its TYPE), or ""
+// when there is no partition table.
+func luksAt(t *testing.T, img string) string {
+	t.Helper()
+	start, _, ok := partStart(t, img)
+	if !ok {
+		return ""
+	}
+	out, _ := exec.Command("blkid", "-p", "-O", strconv.FormatInt(start, 10), "-s", "TYPE", "-o", "value", img).Output()
+	return strings.TrimSpace(string(out))
+}
+
+// noLeftovers checks what a luksdock run must never leave behind: a FUSE
+// mount or a temp directory under its TMPDIR, a loop device on img, a
+// process it started.
+func noLeftovers(t *testing.T, tmpdir, img string, kids []int) {
+	t.Helper()
+	if m := waitNoMounts(t, tmpdir, 5*time.Second); len(m) > 0 {
+		t.Errorf("mount left behind under luksdock's TMPDIR: %+v", m)
+		for _, x := range m {
+			exec.Command("umount", "-l", x.point).Run() // so the next cases and TempDir cleanup can go on
+		}
+	}
+	if l := loopsFor(img); len(l) > 0 {
+		t.Errorf("loop device left on %s: %v", img, l)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range kids {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(pid) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			t.Errorf("process %d (%s) started by luksdock is still running 10s later", pid, strings.TrimSpace(string(comm)))
+		}
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		left, _ := filepath.Glob(filepath.Join(tmpdir, "luksdock-*"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("temp directories left in TMPDIR: %v", left)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readProcFile(pid int, name string) ([]byte, error) {
+	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+}
+
+// abortFUSE aborts the FUSE connections of the mounts under dir
+// (/sys/fs/fuse/connections/N/abort), which ends every request waiting on
+// them, and lazily unmounts them. It returns the mountpoints it aborted.
+func abortFUSE(t *testing.T, dir string) []string {
+	var out []string
+	for _, m := range mountsUnder(t, dir) {
+		if !strings.HasPrefix(m.fstype, "fuse") {
+			continue
+		}
+		if _, minor, ok := strings.Cut(m.majmin, ":"); ok {
+			os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
+		}
+		exec.Command("umount", "-l", m.point).Run()
+		out = append(out, m.point)
+	}
+	return out
+}
+
+// stuckThreads describes the threads of pid that wait in the kernel on a
+// FUSE request.
+func stuckThreads(pid int) string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		st, _ := os.ReadFile(task + "/stack")
+		if strings.Contains(string(st), "fuse") {
+			fmt.Fprintf(&b, "thread %s:\n%s", filepath.Base(task), st)
+		}
+	}
+	return b.String()
+}
+
+// tableType is the partition table sfdisk finds ("gpt", "dos", "").
+func tableType(t *testing.T, img string) string {
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		return ""
+	}
+	var d struct {
+		PT struct{ Label string } `json:"partitiontable"`
+	}
+	json.Unmarshal(out, &d)
+	return d.PT.Label
+}

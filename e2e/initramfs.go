@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // builderVersion is part of the cache key; bump it whenever the layout of
@@ -433,7 +434,19 @@ func PrepareGuest() (*Guest, error) {
 		os.Remove(tmp.Name())
 		return nil, err
 	}
+	pruneCache(dir, out)
 	return g, nil
+}
+
+// pruneCache removes cached initramfs files other than keep that are more
+// than a day old (older inputs; a day leaves any concurrent run alone).
+func pruneCache(dir, keep string) {
+	old, _ := filepath.Glob(filepath.Join(dir, "initramfs-*.cpio"))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && p != keep && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(p)
+		}
+	}
 }
 
 // overlay builds the per-boot archive appended to the base initramfs: the

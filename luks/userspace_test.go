@@ -703,3 +703,34 @@ func usKernel() string {
 	}
 	return unix.ByteSliceToString(u.Release[:])
 }
+
+// TestUserspaceBackingFull: when the backing file cannot grow (a sparse
+// image on a full tmpfs), writes through the engine fail with ENOSPC, mke2fs
+// fails, and Close still cleans up.
+func TestUserspaceBackingFull(t *testing.T) {
+	usRequire(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a small tmpfs for the full-disk case: %v", err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	image := filepath.Join(dir, "small.img")
+	usSparse(t, image, 64<<20)
+	v := usMount(t, image, 0, 64<<20, Segment{SectorSize: 4096, Cipher: "aes-xts-plain64"}, usKey(t))
+	f, err := os.OpenFile(v.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(make([]byte, 8<<20), 0)
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("writing 8 MiB to a 4 MiB tmpfs through the engine: %v, want ENOSPC", err)
+	}
+	if out, err := usRunErr("", nil, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", v.Path()); err == nil {
+		t.Fatalf("mkfs.ext4 succeeded on a full backing store:\n%s", out)
+	}
+	if err := v.Close(); err != nil {
+		t.Logf("Close: %v", err)
+	}
+	usAssertGone(t, v)
+}

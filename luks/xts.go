@@ -15,11 +15,12 @@ import (
 //
 // Semantics (identical to dm-crypt as configured by cryptsetup for LUKS1 and
 // LUKS2, which never sets iv_large_sectors):
-//   - the data segment is split into data units of sectorSize bytes (512 or
-//     4096), each encrypted independently with XTS;
+//   - the data segment is split into data units of sectorSize bytes (512,
+//     1024, 2048 or 4096), each encrypted independently with XTS;
 //   - the IV of the data unit that starts at byte p of the segment is the
-//     128-bit little-endian number p/512 + ivTweak (so with 4096-byte sectors
-//     consecutive units have IVs 0, 8, 16, ...);
+//     64-bit number p/512 + ivTweak (mod 2^64), little-endian, zero-padded
+//     to 16 bytes (so with 4096-byte sectors consecutive units have IVs 0,
+//     8, 16, ...);
 //   - the 2n-byte volume key is K1||K2: K1 encrypts data, K2 encrypts the IV
 //     into the initial tweak T0 = AES_K2(IV);
 //   - block j of a unit is C_j = AES_K1(P_j xor T_j) xor T_j with
@@ -27,8 +28,9 @@ import (
 //
 // On amd64 with AES-NI the block work is done by small assembly kernels that
 // keep eight (SSE) or sixteen (VAES, where the CPU has it) blocks in flight
-// (xts_amd64.s); elsewhere crypto/aes is used block by block. Tests check both against golang.org/x/crypto/xts and
-// against cryptsetup itself.
+// (xts_amd64.s); elsewhere crypto/aes is used block by block. Tests check
+// every implementation against golang.org/x/crypto/xts and an IEEE P1619
+// vector, and the whole data path against cryptsetup itself.
 
 // xtsCipher encrypts and decrypts whole data units of one volume.
 type xtsCipher struct {

@@ -218,7 +218,7 @@ func (m *Model) detailsView() string {
 	var b strings.Builder
 	kv := func(k, v string) {
 		if v != "" {
-			b.WriteString(stLabel.Render(k) + v + "\n")
+			b.WriteString(m.kvLine(k, v))
 		}
 	}
 	if m.targetErr != nil {

@@ -56,15 +56,18 @@ func (m *Model) bindings() helpKeys {
 	case screenOptions:
 		s = []key.Binding{k.NextField, k.PrevField, k.Toggle, k.Enter, k.Back, ctrlQuit, helpF1}
 	case screenPassphrase:
-		s = []key.Binding{withHelp(k.Enter, "next/continue"), withHelp(key.NewBinding(key.WithKeys("tab")), "other field"), k.Back, ctrlQuit, helpF1}
+		s = []key.Binding{withHelp(k.Enter, "next/continue"), key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "other field")), k.Back, ctrlQuit, helpF1}
 	case screenPlan:
 		s = []key.Binding{withHelp(k.Enter, "confirm…"), k.Back, k.Scroll, k.Quit, k.Help}
 	case screenConfirm:
 		s = []key.Binding{withHelp(k.Enter, "destroy and prepare"), k.Back, ctrlQuit, helpF1}
 	case screenProgress:
-		if m.run != nil && m.run.asking {
+		switch {
+		case m.run != nil && m.run.asking:
 			s = []key.Binding{k.Yes, k.No}
-		} else {
+		case m.run != nil && m.run.stopping:
+			s = []key.Binding{withHelp(k.Quit, "quit once stopped")}
+		default:
 			s = []key.Binding{withHelp(k.Interrupt, "stop safely"), withHelp(k.Quit, "stop and quit"), k.Help}
 		}
 	case screenDone:

@@ -17,6 +17,7 @@ import (
 	"charm.land/bubbles/v2/spinner"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/disk"
 	"luksdock/luks"
@@ -571,7 +572,8 @@ func (m *Model) scrollKey(msg tea.KeyPressMsg) bool {
 	return true
 }
 
-// wrapLines wraps every line of s to width w (ANSI-aware).
+// wrapLines wraps every line of s to width w (ANSI-aware); continuation
+// lines are indented two cells past the line's own indentation.
 func wrapLines(s string, w int) []string {
 	var out []string
 	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
@@ -579,9 +581,28 @@ func wrapLines(s string, w int) []string {
 			out = append(out, l)
 			continue
 		}
-		out = append(out, strings.Split(lipgloss.Wrap(l, w, " /-"), "\n")...)
+		plain := ansi.Strip(l)
+		indent := min(len(plain)-len(strings.TrimLeft(plain, " "))+2, w/3)
+		parts := strings.Split(lipgloss.Wrap(l, w-indent, " /-"), "\n")
+		for i, p := range parts {
+			if i > 0 {
+				p = strings.Repeat(" ", indent) + strings.TrimLeft(p, " ")
+			}
+			out = append(out, p)
+		}
 	}
 	return out
+}
+
+// kvLine is "key  value" with the value wrapped to the terminal's width and
+// continuation lines aligned under it.
+func (m *Model) kvLine(k, v string) string {
+	const col = 18
+	lines := strings.Split(lipgloss.Wrap(v, max(m.width-col, 20), " /-"), "\n")
+	for i := 1; i < len(lines); i++ {
+		lines[i] = strings.Repeat(" ", col) + strings.TrimLeft(lines[i], " ")
+	}
+	return stLabel.Render(k) + strings.Join(lines, "\n") + "\n"
 }
 
 // truncate shortens s to w cells with an ellipsis.

@@ -11,6 +11,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"luksdock/disk"
 	"luksdock/fsformat"
@@ -281,9 +282,9 @@ func (m *Model) optionsView() string {
 		}
 		return strings.Join(parts, " ") + stFaint.Render("  ←/→")
 	}
-	labelNote := "ext4 and LUKS2 label, at most 16 bytes; the desktop mounts it by this name"
+	labelNote := "ext4 and LUKS2 label, at most 16 bytes"
 	if m.suggestion != "" {
-		labelNote = "suggested " + m.suggestion + " (next in your series); " + labelNote
+		labelNote = "suggested: " + m.suggestion + ", the next in your series; at most 16 bytes"
 	}
 	field(optLabel, "Label", m.label.View(), labelNote)
 	tbl := 0
@@ -302,8 +303,9 @@ func (m *Model) optionsView() string {
 	if m.pbkdfChoice >= len(ch) {
 		m.pbkdfChoice = 0
 	}
-	field(optPBKDF, "PBKDF", truncate(ch[m.pbkdfChoice].name, max(m.width-22, 10))+stFaint.Render("  ←/→"), "")
-	for _, l := range strings.Split(pbkdfNote(ch[m.pbkdfChoice].pbkdf, m.luks1), "\n") {
+	field(optPBKDF, "PBKDF", truncate(ch[m.pbkdfChoice].name, max(m.width-26, 10))+stFaint.Render("  ←/→"), "")
+	note := strings.ReplaceAll(pbkdfNote(ch[m.pbkdfChoice].pbkdf, m.luks1), "\n", " ")
+	for _, l := range strings.Split(lipgloss.Wrap(note, max(m.width-5, 20), " "), "\n") {
 		b.WriteString(stFaint.Render("    "+l) + "\n")
 	}
 	b.WriteString("\n")
@@ -328,9 +330,8 @@ func pbkdfNote(p luks.PBKDF, luks1 bool) string {
 		return "pbkdf2, calibrated so unlocking takes about 2 s on this machine; little\n" +
 			"memory. A machine half as fast takes about 4 s to unlock."
 	case p == (luks.PBKDF{}):
-		return "argon2id, calibrated so unlocking takes about 2 s here, with up to 1 GiB of\n" +
-			"memory (at most half the RAM" + ramNote + ") and up to 4 threads. A restore\n" +
-			"machine half as fast needs about 4 s; one with less free memory cannot unlock."
+		return "argon2id, calibrated so unlocking takes about 2 s on this machine, using up to 1 GiB of memory (at most half the RAM" + ramNote + ") and up to 4 threads. " +
+			"A restore machine half as fast needs about 4 s; one with less free memory than that cannot unlock the disk at all."
 	case p.Type == "pbkdf2" && p.ForceIterations > 0 && p.ForceIterations < 100000:
 		return fmt.Sprintf("pbkdf2 with only %d iterations: unlocks instantly anywhere, and guessing\n"+
 			"passphrases is just as cheap. For tests, not for real backups.", p.ForceIterations)

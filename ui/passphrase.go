@@ -165,7 +165,8 @@ func (m *Model) passView() string {
 // strength estimates the passphrase's entropy in bits, honestly labelled as
 // a rough estimate: each character counts log2 of the size of the character
 // classes used, except repeats and runs (aaa, abc, 123), which count 1 bit;
-// phrases of plain words count about 11 bits a word when that is lower.
+// common passwords inside it count little; phrases of several words count
+// about 11 bits a word (plus 3.3 per digit or symbol) when that is lower.
 func strength(p []byte) (float64, string) {
 	var lower, upper, digit, space, punct, other bool
 	for _, r := range string(p) {
@@ -188,7 +189,7 @@ func strength(p []byte) (float64, string) {
 	for _, c := range []struct {
 		on bool
 		n  int
-	}{{lower, 26}, {upper, 26}, {digit, 10}, {space, 1}, {punct, 33}, {other, 100}} {
+	}{{lower, 26}, {upper, 26}, {digit, 10}, {space, 1}, {punct, 33}, {other, 32}} {
 		if c.on {
 			pool += c.n
 		}
@@ -214,17 +215,18 @@ func strength(p []byte) (float64, string) {
 	}
 	words := strings.FieldsFunc(string(p), func(r rune) bool { return r == ' ' || r == '-' || r == '_' || r == '.' })
 	if len(words) >= 2 {
-		plain := true
+		// A phrase: about 11 bits a word (a guesser's vocabulary of a few
+		// thousand words), plus a little for digits and symbols in it.
+		wb := 0.0
 		for _, w := range words {
+			wb += 11
 			for _, r := range w {
 				if !unicode.IsLetter(r) {
-					plain = false
+					wb += 3.3
 				}
 			}
 		}
-		if plain {
-			bits = math.Min(bits, float64(len(words))*11)
-		}
+		bits = math.Min(bits, wb)
 	}
 	bits = math.Max(bits, 0)
 	switch {

@@ -19,7 +19,9 @@ func (m *Model) planView() string {
 	p, t := m.plan, m.target
 	what := t.Path
 	if t.Disk != nil {
-		what += " — " + strings.TrimSpace(t.Disk.Vendor+" "+t.Disk.Model)
+		if model := strings.TrimSpace(t.Disk.Vendor + " " + t.Disk.Model); model != "" {
+			what += " — " + model
+		}
 	}
 	fmt.Fprintf(&b, "Target: %s, %s\n", what, pipeline.HumanSize(t.Size))
 	fmt.Fprintf(&b, "Label %q, %s, LUKS%s; engine %s (%s)\n", p.Opts.Label, strings.ToUpper(p.Opts.Table), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy)
@@ -261,7 +263,7 @@ func (m *Model) progressView() string {
 		case "stopped":
 			mark = stWarn.Render("■")
 		}
-		title := fmt.Sprintf("%-40s %8s  %s", s.step.Title, t, s.state)
+		title := fmt.Sprintf("%-44s %7s  %s", s.step.Title, t, s.state)
 		b.WriteString(mark + " " + truncate(title, m.width-2) + "\n")
 		if s.state == "running" {
 			b.WriteString(stCommand.Render(truncate("    $ "+s.step.Command, m.width)) + "\n")
@@ -300,7 +302,7 @@ func (m *Model) doneView() string {
 	r := m.result
 	kv := func(k, v string) {
 		if v != "" {
-			b.WriteString(stLabel.Render(k) + v + "\n")
+			b.WriteString(m.kvLine(k, v))
 		}
 	}
 	b.WriteString(stOK.Render("✓ "+r.Target+" is a verified backup disk.") + "\n\n")
@@ -390,7 +392,7 @@ func (m *Model) errorView() string {
 	if e == nil {
 		return ""
 	}
-	kv := func(k, v string) { b.WriteString(stLabel.Render(k) + v + "\n") }
+	kv := func(k, v string) { b.WriteString(m.kvLine(k, v)) }
 	title := string(e.Step)
 	var cmd string
 	if m.plan != nil {
@@ -402,15 +404,20 @@ func (m *Model) errorView() string {
 		}
 	}
 	kv("Target", m.targetName())
-	kv("Step", title)
-	b.WriteString(stLabel.Render("What happened") + stErr.Render(e.Err.Error()) + "\n")
+	if e.Code == pipeline.ExitInterrupted {
+		kv("Stopped before", title)
+		cmd = ""
+	} else {
+		kv("Step", title)
+	}
+	b.WriteString(m.kvLine("What happened", stErr.Render(e.Err.Error())))
 	state := e.State
 	if state == "" {
 		state = "unknown: check it with luksdock list"
 	}
 	kv("Disk state", state)
 	if cmd != "" {
-		b.WriteString(stLabel.Render("The step was") + stCommand.Render("$ "+cmd) + "\n")
+		b.WriteString(m.kvLine("The step was", stCommand.Render("$ "+cmd)))
 	}
 	b.WriteString("\n" + stTitle.Render("What to do next") + "\n")
 	switch e.Code {

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -414,7 +415,7 @@ func TestHotplugOnDisksScreen(t *testing.T) {
 	var logLines []disk.KernelLine
 	dock := disk.Disk{Name: "sdz", Path: "/dev/sdz", MajMin: "65:144", Size: 500107862016, LogicalSector: 512, PhysicalSector: 512,
 		Rotational: true, Transport: "usb-storage", Vendor: "MAXTOR S", Model: "TM3500630AS", Serial: "5QG0ABCD",
-		USB: &disk.USBInfo{VendorID: "152d", ProductID: "2329", Port: "2-1.4", Speed: "480"},
+		USB:     &disk.USBInfo{VendorID: "152d", ProductID: "2329", Port: "2-1.4", Speed: "480"},
 		Content: disk.Signature{Table: "dos"},
 		Partitions: []disk.Partition{{Name: "sdz1", Path: "/dev/sdz1", Number: 1, Start: 1 << 20, Size: 500106813440,
 			Content: disk.Signature{Type: "LVM2_member", Version: "LVM2 001", UUID: "abc"}}}}
@@ -566,4 +567,73 @@ func TestStrengthAndLayout(t *testing.T) {
 	if w := layoutWarnings([]byte("zü@'1")); len(w) != 4 {
 		t.Errorf("layoutWarnings = %v, want y/z, digits, punctuation, non-ASCII", w)
 	}
+}
+
+// TestRealHotplugLoopDevicePrepared uses real discovery: sysfs, kernel
+// uevents and the safety policy. A loop device attached while the wizard
+// waits is a disk "docked" now: it must appear, be pre-selected as just
+// docked, and be prepared through the real pipeline (partition node made
+// with BLKPG, userspace engine where device-mapper is missing).
+func TestRealHotplugLoopDevicePrepared(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := disk.WatchHotplug(ctx)
+	if err != nil {
+		t.Skipf("SKIP: kernel uevents are not available here: %v", err)
+	}
+	img := filepath.Join(t.TempDir(), "dock.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 160<<20); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Scan: disk.Sys{Root: "/"}.Scan, Hotplug: ch, KernelLog: disk.ReadKernelLog,
+		PBKDF: testPBKDF,
+	}
+	h := start(t, cfg, nil)
+	h.onScreen(screenDisks)
+	h.waitFor("the first scan", 10*time.Second, func(s snapshot) bool { return !strings.Contains(s.view, "Looking for disks") })
+	loop := strings.TrimSpace(mustRun(t, "", "losetup", "--find", "--show", img))
+	t.Cleanup(func() { _, _ = run(t, "", "losetup", "-d", loop) })
+	name := filepath.Base(loop)
+	s := h.waitFor(name+" to appear, pre-selected", 5*time.Second, func(s snapshot) bool {
+		return s.cursor >= 0 && s.cursor < len(s.rows) && s.rows[s.cursor].name == name
+	})
+	if !strings.Contains(s.view, "just docked") {
+		t.Errorf("%s is not highlighted as just docked:\n%s", name, s.view)
+	}
+	h.enter()
+	s = h.onScreen(screenDetails)
+	if !strings.Contains(s.body, loop) || !strings.Contains(s.body, "backed by "+img) {
+		t.Fatalf("details are not about %s:\n%s", loop, s.body)
+	}
+	h.enter()
+	h.onScreen(screenOptions)
+	h.enter()
+	h.onScreen(screenPassphrase)
+	h.typ(testPass)
+	h.enter()
+	h.typ(testPass)
+	h.enter()
+	h.onScreen(screenPlan)
+	h.enter()
+	h.onScreen(screenConfirm)
+	h.typ(name)
+	h.enter()
+	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == screenDone || s.screen == screenError })
+	if s.screen != screenDone {
+		t.Fatalf("run failed: %v\n%s", s.runErr, s.body)
+	}
+	if s.result.Target != loop || !s.result.FsckClean {
+		t.Fatalf("result %+v", s.result)
+	}
+	label := s.result.FSLabel
+	mustRun(t, "", "cryptsetup", "isLuks", loop+"p1")
+	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
+		t.Fatalf("the loop device is still busy after the run: %v", err)
+	}
+	checkPreparedImage(t, img, testPass, label)
 }

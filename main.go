@@ -201,7 +201,13 @@ cryptsetup's own benchmarked defaults apply.
 
 ` + exitCodesHelp,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			ran := false
+			defer func() {
+				if asJSON && !ran {
+					jsonRefusal(cmd.OutOrStdout(), err, pipeline.StepPreflight)
+				}
+			}()
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
 			}
@@ -232,6 +238,7 @@ cryptsetup's own benchmarked defaults apply.
 			if asJSON {
 				emit = jsonEvents(out)
 			}
+			ran = true
 			_, err = p.Run(ctx, confirm, pass, emit)
 			return err
 		},
@@ -270,7 +277,13 @@ writes nothing.
 
 ` + exitCodesHelp,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			ran := false
+			defer func() {
+				if asJSON && !ran {
+					jsonRefusal(cmd.OutOrStdout(), err, pipeline.StepVerify)
+				}
+			}()
 			t, err := tf.target()
 			if err != nil {
 				return err
@@ -285,6 +298,7 @@ writes nothing.
 			if asJSON {
 				emit = jsonEvents(out)
 			}
+			ran = true
 			_, err = pipeline.Verify(context.Background(), t, pass, engine, emit)
 			return err
 		},
@@ -294,6 +308,27 @@ writes nothing.
 	cmd.Flags().StringVar(&engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd
+}
+
+// jsonRefusal prints, for --json, the failed event of an error that came
+// before the pipeline ran (a bad target, plan or passphrase), so that
+// automation reading standard output learns why nothing happened.
+func jsonRefusal(w io.Writer, err error, step pipeline.StepID) {
+	if err == nil {
+		return
+	}
+	e := pipeline.Event{Time: time.Now(), Kind: pipeline.EventFailed, Step: step, Message: err.Error(), State: pipeline.StateAfter("")}
+	var pe *pipeline.Error
+	if errors.As(err, &pe) {
+		if pe.Step != "" {
+			e.Step = pe.Step
+		}
+		e.Message = pe.Err.Error()
+		if pe.State != "" {
+			e.State = pe.State
+		}
+	}
+	jsonEvents(w)(e)
 }
 
 // jsonEvents prints one JSON event per line.

@@ -20,19 +20,21 @@ func TestUndockMidRun(t *testing.T) {
 	d := Disk{ID: "dock", Image: newImage(t, dir, "disk.img", 256<<20), Transport: "bot",
 		Vendor: "ST", Product: "ST2000DM008", Serial: "ZFL0UNDOCK", Hotplug: true}
 	// Each round undocks while the guest sees the step's own process
-	// running (the scenario's case statement names it).
+	// running with the disk (or the mapping on it) open: cryptsetup
+	// luksFormat, then mkfs.ext4 (the scenario's case statement names them).
 	rounds := []struct{ step string }{{"luks-format"}, {"mkfs"}}
 	script := `label=backups02
 for step in luks-format mkfs; do
 	mark ready-$step
 	n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 	case $step in
-	luks-format) pat='[c]ryptsetup .*luksFormat' ;;
-	mkfs) pat='[m]kfs.ext4 |[m]ke2fs ' ;;
+	luks-format) pat='[c]ryptsetup .*luksFormat' comm=cryptsetup ;;
+	mkfs) pat='[m]kfs.ext4 |[m]ke2fs ' comm=mkfs.ext4 ;;
 	esac
 	( ` + strings.TrimSpace(guestPrepare) + ` ) &
 	pid=$!
 	wait_proc "$pat" 120 || fail "step $step never started: $(cat /tmp/prepare.err)"
+	wait_dev_open $comm 60 || fail "$comm never opened the disk"
 	mark in-step $step
 	host_wait undocked
 	t0=$(uptime_s)
@@ -68,9 +70,15 @@ mark dmsetup-final $(dmsetup ls 2>&1)
 		if err := vm.Plug(d.ID); err != nil {
 			t.Fatalf("docking for %s: %v", r.step, err)
 		}
+		// A dock slower than the emulated one (4 MiB/s) keeps each step
+		// running for seconds, so the undock lands inside it even on a
+		// loaded machine.
+		if err := vm.Throttle(d.ID, 4<<20); err != nil {
+			t.Fatalf("throttling: %v", err)
+		}
 		mustMark(t, vm, "in-step "+r.step, 2*time.Minute)
-		// Slow the disk down so the step cannot finish before the undock
-		// lands, then pull it.
+		// Slow the disk down further so the step cannot finish before the
+		// undock lands, then pull it.
 		if err := vm.Throttle(d.ID, 64<<10); err != nil {
 			t.Fatalf("throttling: %v", err)
 		}

@@ -117,3 +117,21 @@ wait_proc() {
 		usleep 20000
 	done
 }
+
+# wait_dev_open COMM [SECONDS]: wait until a process named COMM (as pidof
+# sees it) holds a disk, partition or device-mapper node open, i.e. it is
+# doing its I/O. Returns 1 on timeout.
+wait_dev_open() {
+	_i=0
+	while :; do
+		for _pid in $(pidof "$1"); do
+			for _fd in /proc/$_pid/fd/*; do
+				case $(readlink "$_fd" 2>/dev/null) in
+				/dev/sd*|/dev/dm-*|/dev/mapper/*) return 0 ;;
+				esac
+			done
+		done
+		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 50)) ] && return 1
+		usleep 20000
+	done
+}

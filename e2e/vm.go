@@ -107,8 +107,10 @@ func QEMUBinary() (string, error) {
 	return p, nil
 }
 
-// Start boots a guest. dir is a scratch directory for sockets and the
-// initrd (use t.TempDir(); its path must be short enough for a unix socket).
+// Start boots a guest. dir is a scratch directory for the unix sockets and
+// the per-boot initrd; its path must be short (a socket path is limited to
+// 108 bytes), so prefer a directory directly under /tmp over t.TempDir().
+// It returns once the guest's data channel and QMP are connected.
 func Start(dir string, cfg Config) (*VM, error) {
 	qemu, err := QEMUBinary()
 	if err != nil {

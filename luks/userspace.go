@@ -36,6 +36,8 @@ type UserspaceStats struct {
 	ReadBytes    int64 // plaintext bytes returned to readers
 	WrittenBytes int64 // plaintext bytes accepted from write requests
 	ZeroedBytes  int64 // plaintext bytes zeroed by fallocate(FALLOC_FL_ZERO_RANGE)
+	// ReadRequests and WriteRequests count FUSE read and write requests.
+	ReadRequests, WriteRequests int64
 	// BackingReadBytes and BackingWrittenBytes count ciphertext moved to and
 	// from the backing file or device, including the read-modify-write of
 	// partially written sectors.
@@ -110,6 +112,7 @@ type UserspaceVolume struct {
 	dead bool         // set by Close under rmw: the key is gone, all I/O fails with EIO
 
 	readBytes, writtenBytes, zeroedBytes atomic.Int64
+	readReqs, writeReqs                  atomic.Int64
 	backingRead, backingWritten          atomic.Int64
 
 	closeOnce sync.Once
@@ -387,6 +390,8 @@ func (v *UserspaceVolume) Stats() UserspaceStats {
 		ReadBytes:           v.readBytes.Load(),
 		WrittenBytes:        v.writtenBytes.Load(),
 		ZeroedBytes:         v.zeroedBytes.Load(),
+		ReadRequests:        v.readReqs.Load(),
+		WriteRequests:       v.writeReqs.Load(),
 		BackingReadBytes:    v.backingRead.Load(),
 		BackingWrittenBytes: v.backingWritten.Load(),
 	}
@@ -798,6 +803,7 @@ func toErrno(err error) syscall.Errno {
 }
 
 func (f *usFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f.vol.readReqs.Add(1)
 	n, err := f.vol.read(dest, off)
 	if err != nil {
 		return nil, toErrno(err)
@@ -806,6 +812,7 @@ func (f *usFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off in
 }
 
 func (f *usFile) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	f.vol.writeReqs.Add(1)
 	n, err := f.vol.write(data, off)
 	if err != nil {
 		return 0, toErrno(err)

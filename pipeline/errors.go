@@ -63,6 +63,32 @@ const (
 	stateReady       = "ready: verified backup disk"
 )
 
+// States of a disk whose step failed (or stopped) part way: a step that
+// writes may have written some of its changes.
+const (
+	statePartWiped       = "old signatures partly wiped: the old partition table and filesystems may be damaged, no new layout was written; prepare it again"
+	statePartPartitioned = "old signatures wiped; the new partition table may be incomplete: prepare it again"
+	statePartFormatted   = "partitioned; the LUKS header may be missing or incomplete: prepare it again"
+	statePartMkfs        = "partitioned, LUKS header, filesystem incomplete: prepare it again"
+)
+
+// StateFailedIn is the disk's state when step failed after done (the last
+// step that completed): the steps that write say that they may have written
+// part of their changes; the others leave the state after done.
+func StateFailedIn(step, done StepID) string {
+	switch step {
+	case StepWipe:
+		return statePartWiped
+	case StepPartition:
+		return statePartPartitioned
+	case StepFormat:
+		return statePartFormatted
+	case StepMkfs:
+		return statePartMkfs
+	}
+	return StateAfter(done)
+}
+
 // StateAfter is the disk's state once step has completed.
 func StateAfter(step StepID) string {
 	switch step {

@@ -133,7 +133,11 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 	msg, err := fn()
 	if err != nil {
 		r.release()
-		code, state := ExitStepFailed, StateAfter(r.done)
+		code, state := ExitStepFailed, StateFailedIn(id, r.done)
+		if errors.Is(err, disk.ErrDiskChanged) {
+			// every step re-checks the identity before it writes
+			state = StateAfter(r.done)
+		}
 		var pe *Error
 		if errors.As(err, &pe) {
 			code = pe.Code

@@ -168,13 +168,18 @@ func TestEnginesInterchangeable(t *testing.T) {
 		{ID: "hostmade", Image: hostImg, Transport: "bot", Vendor: "HOST", Product: "USERSPACE-ENGINE", Serial: "HOSTMADE01"},
 		{ID: "guestmade", Image: guestImg, Transport: "uas", Vendor: "GUEST", Product: "KERNEL-ENGINE", Serial: "GUESTMADE01"},
 	}
+	// The two halves are independent: a failure of the first is reported
+	// and the second still runs.
 	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: disks, Timeout: 4 * time.Minute, Script: `
+(
 label=hostmade
 n=$(wait_disk HOSTMADE01 60) || fail "host-made disk did not appear"
 p=${n}1
 i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no partition /dev/$p"; usleep 50000; done
 ` + guestCheckVolume + `
-mark host-image-ok
+)
+mark host-image $?
+cryptsetup close chk 2>/dev/null
 label=guestmade
 n=$(wait_disk GUESTMADE01 60) || fail "second disk did not appear"
 ` + guestPrepare + `
@@ -183,14 +188,18 @@ cat /tmp/prepare.err
 [ "$(cat /tmp/prepare.rc)" = 0 ] || fail "luksdock prepare --engine kernel exited $(cat /tmp/prepare.rc)"
 mark guest-prepared
 `})
-	mustMark(t, vm, "host-image-ok", 2*time.Minute)
+	if rc := mustMark(t, vm, "host-image", 2*time.Minute); len(rc) != 1 || rc[0] != "0" {
+		t.Errorf("the image prepared on the host by the userspace engine failed the stock checks in the guest%s", guestFailures(vm))
+	}
 	mustMark(t, vm, "guest-prepared", 3*time.Minute)
 	evJSON, err := vm.Blob("events", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkResultEvent(t, evJSON, "guestmade", "kernel")
-	mustExit(t, vm, time.Minute)
+	if rc, err := vm.Wait(time.Minute); err != nil || rc != 0 {
+		t.Fatalf("guest scenario ended with %d, %v%s", rc, err, guestFailures(vm))
+	}
 
 	// Host: luksdock verify of the guest-made image, and stock cryptsetup's
 	// passphrase test on its partition through an offset loop device.
@@ -201,6 +210,7 @@ mark guest-prepared
 	if !strings.Contains(out, "guestmade") {
 		t.Errorf("host: luksdock verify output does not name the label guestmade:\n%s", out)
 	}
+	t.Logf("host: luksdock verify --image passed on the disk the guest's kernel engine made")
 	loop, code := runHost(t, "", "losetup", "--find", "--show", "--read-only", "--offset", "1048576", guestImg)
 	if code != 0 {
 		t.Fatalf("losetup: %s", loop)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -150,6 +152,11 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 		}
 		if id == StepHeaderBackup {
 			state = stateReady + " (but the header backup failed)"
+		}
+		if r.readOnlyNow() {
+			// The tools' own messages ("Device wipe error", "could not
+			// erase sector") do not say why.
+			err = fmt.Errorf("%w (%s is read-only now: write-protected, or switched read-only by the kernel after I/O errors)", err, r.p.Target.Path)
 		}
 		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0)})
 		return &Error{Code: code, Step: id, State: state, Err: err}
@@ -539,3 +546,13 @@ func (r *runner) removeStaleMounts() {
 
 // StaleMountTimeout bounds the search for dead FUSE mounts of earlier runs.
 var StaleMountTimeout = 3 * time.Second
+
+// readOnlyNow reports whether a block device target has become read-only.
+func (r *runner) readOnlyNow() bool {
+	t := r.p.Target
+	if t.Image || t.Name == "" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/class/block", t.Name, "ro"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}

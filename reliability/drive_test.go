@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,12 @@ type trigger struct {
 	// watchdog: also SIGKILL the userspace engine's unmount watchdog
 	// (luksdock-unmount-watchdog), as when a whole session is killed.
 	watchdog bool
+	// slow: names a tool that is given 300 ms more to run (a shim earlier in
+	// PATH sleeps, then execs the real one), so that a fast tool such as
+	// e2fsck can be caught alive.
+	slow string
+	// do, when set, is run instead of sending a signal.
+	do func()
 }
 
 func (tr trigger) String() string {
@@ -39,7 +46,11 @@ func (tr trigger) String() string {
 		s += " to the process group"
 	}
 	if tr.child != "" {
-		return s + " while " + tr.child + " runs in " + tr.step
+		s += " while " + tr.child + " runs in " + tr.step
+		if tr.slow != "" {
+			s += " (slowed)"
+		}
+		return s
 	}
 	if tr.delay > 0 {
 		return s + " " + tr.delay.String() + " after " + tr.event + " of " + tr.step
@@ -67,6 +78,10 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = caseEnv(tmpdir)
+	if tr.slow != "" {
+		cmd.Env = append(cmd.Env[:0:0], cmd.Env...)
+		cmd.Env[0] = "PATH=" + slowShim(t, tr.slow) + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var se bytes.Buffer
 	cmd.Stderr = &se
@@ -108,6 +123,10 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		}
 		for _, w := range wds { // first, or it may already be unmounting
 			syscall.Kill(w, syscall.SIGKILL)
+		}
+		if tr.do != nil {
+			tr.do()
+			return
 		}
 		syscall.Kill(target, tr.sig)
 		if tr.sig == syscall.SIGKILL {
@@ -233,4 +252,19 @@ var stepIndex = map[string]int{"": -1, "preflight": 0, "wipe": 1, "partition": 2
 func zombieWithThreads(pid int) bool {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	return len(tasks) > 1
+}
+
+// slowShim makes a directory holding a script named tool that sleeps 300 ms
+// and then execs the real tool.
+func slowShim(t *testing.T, tool string) string {
+	real, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := fmt.Sprintf("#!/bin/sh\nsleep 0.3\nexec %s \"$@\"\n", real)
+	if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -36,7 +36,8 @@ func killTriggers(sig syscall.Signal) []trigger {
 		trigger{child: "cryptsetup", step: "luks-format", sig: sig},
 		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig},
 		trigger{child: "cryptsetup", step: "verify", sig: sig},
-		trigger{child: "e2fsck", step: "verify", sig: sig},
+		trigger{child: "e2fsck", step: "verify", sig: sig, slow: "e2fsck"},
+		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig, slow: "mkfs.ext4"},
 	)
 }
 
@@ -216,7 +217,7 @@ func TestSignals(t *testing.T) {
 		trigger{event: "start", step: "wipe", sig: syscall.SIGTERM},
 		trigger{child: "cryptsetup", step: "luks-format", sig: syscall.SIGINT, group: true},
 		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGINT, group: true},
-		trigger{child: "e2fsck", step: "verify", sig: syscall.SIGINT, group: true},
+		trigger{child: "e2fsck", step: "verify", sig: syscall.SIGINT, group: true, slow: "e2fsck"},
 		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGTERM, group: true},
 	)
 	for _, tr := range trs {
@@ -275,6 +276,21 @@ func checkStateIsTrue(t *testing.T, img, before, state string) {
 			t.Errorf("state %q, but table=%v and partition 1 holds %q", state, hasTable, typ)
 		}
 	case strings.HasPrefix(state, "partitioned, LUKS header, no filesystem"):
+		if typ != "crypto_LUKS" {
+			t.Errorf("state %q, but partition 1 holds %q", state, typ)
+		} else if ok, _, _ := oracle(t, img, testPass, "backups01"); ok {
+			t.Errorf("state %q, but the filesystem is there and clean", state)
+		}
+	case strings.HasPrefix(state, "old signatures partly wiped"),
+		strings.HasPrefix(state, "old signatures wiped; the new partition table may be incomplete"),
+		strings.HasPrefix(state, "partitioned; the LUKS header may be missing"):
+		// "may be": nothing to check but that it is not a finished disk
+		if typ == "crypto_LUKS" {
+			if ok, _, _ := oracle(t, img, testPass, "backups01"); ok {
+				t.Errorf("state %q, but the disk is finished", state)
+			}
+		}
+	case strings.HasPrefix(state, "partitioned, LUKS header, filesystem incomplete"):
 		if typ != "crypto_LUKS" {
 			t.Errorf("state %q, but partition 1 holds %q", state, typ)
 		} else if ok, _, _ := oracle(t, img, testPass, "backups01"); ok {

@@ -45,6 +45,14 @@ func (m *Model) applyScan(s scanMsg) {
 		})
 	}
 	m.rows = rows
+	if t := m.target; t != nil && !t.Image && m.screen < screenProgress {
+		m.targetGone = true
+		for _, d := range s.disks {
+			if d.Name == t.Name && t.Disk != nil && d.MajMin == t.Disk.MajMin && d.Size == t.Size {
+				m.targetGone = false
+			}
+		}
+	}
 	m.cursor = -1
 	if m.selKey != "" {
 		for i, r := range rows {
@@ -189,7 +197,7 @@ func (m *Model) disksKey(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		m.sel = r
-		m.target, m.targetErr = nil, nil
+		m.target, m.targetErr, m.targetGone = nil, nil, false
 		if r.image {
 			m.target, m.targetErr = pipeline.ImageTarget(r.img.Path, r.img.Size)
 		} else {

@@ -94,7 +94,6 @@ type Model struct {
 	screen   screen
 	scroll   int // first body line shown on scrollable screens
 	showHelp bool
-	askQuit  bool // "quit?" shown on a screen where quitting is harmless but typed input exists
 
 	// Disks screen.
 	disks     []disk.Disk
@@ -110,9 +109,10 @@ type Model struct {
 	scanning  bool
 
 	// The chosen target.
-	sel       row
-	target    *pipeline.Target
-	targetErr error
+	sel        row
+	target     *pipeline.Target
+	targetErr  error
+	targetGone bool // the chosen disk left (or changed) after it was chosen
 
 	// Options screen.
 	label       field
@@ -375,13 +375,6 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := m.keys
-	if m.askQuit {
-		m.askQuit = false
-		if msg.String() == "y" || msg.String() == "ctrl+c" {
-			return m.quit()
-		}
-		return nil
-	}
 	if m.screen == screenProgress {
 		return m.progressKey(msg)
 	}
@@ -523,11 +516,9 @@ func (m *Model) targetName() string {
 func (m *Model) frame(title, body string) string {
 	w := max(m.width, 20)
 	head := stTitle.Render(truncate("luksdock · "+title, w))
-	var foot string
-	if m.askQuit {
-		foot = stWarn.Render("Quit luksdock? Nothing has been written. y = quit, any other key = stay")
-	} else {
-		foot = m.help.View(m.bindings())
+	foot := m.help.View(m.bindings())
+	if m.targetGone && m.screen >= screenDetails && m.screen <= screenConfirm {
+		body = stErr.Render(fmt.Sprintf("⚠ %s is no longer attached as it was (undocked or replaced?). Going on would be refused; press Esc to choose again.", m.target.Path)) + "\n\n" + body
 	}
 	footLines := strings.Split(foot, "\n")
 	avail := max(m.height-2-len(footLines), 3)

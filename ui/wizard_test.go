@@ -39,6 +39,7 @@ type snapshot struct {
 	passErr  string
 	running  bool
 	openPath string
+	table    string
 }
 
 type snapMsg chan snapshot
@@ -62,7 +63,7 @@ func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			screen: p.m.screen, view: ansi.Strip(p.m.View().Content), body: ansi.Strip(body), rows: append([]row(nil), p.m.rows...),
 			cursor: p.m.cursor, latest: p.m.latest, runErr: p.m.runErr, result: p.m.result,
 			label: p.m.label.Value(), passLen: [2]int{p.m.pass[0].Len(), p.m.pass[1].Len()}, passErr: p.m.passErr,
-			running: p.m.run != nil && !p.m.run.finished, openPath: p.openPath,
+			running: p.m.run != nil && !p.m.run.finished, openPath: p.openPath, table: p.m.table,
 		}
 		return p, nil
 	}
@@ -184,6 +185,13 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	if s.label != "backups01" {
 		t.Errorf("suggested label %q, want backups01", s.label)
 	}
+	// Header backup: Tab to its field (label, table, LUKS version, header).
+	hdr := filepath.Join(t.TempDir(), "backups01.header")
+	h.key(tea.KeyTab)
+	h.key(tea.KeyTab)
+	h.key(tea.KeyTab)
+	h.typ(hdr)
+	h.waitFor("the header path", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, hdr) && strings.Contains(s.body, "✓ ready") })
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ(testPass)
@@ -222,6 +230,14 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 		if !strings.Contains(s.view, want) {
 			t.Errorf("done screen lacks %q:\n%s", want, s.view)
 		}
+	}
+	if r.HeaderBackup != hdr {
+		t.Errorf("header backup %q, want %q", r.HeaderBackup, hdr)
+	}
+	if st, err := os.Stat(hdr); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("header backup file: %v, mode %v", err, st.Mode())
+	} else if dump := mustRun(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
+		t.Errorf("the header backup is not this disk's header:\n%s", dump)
 	}
 	noLeftovers(t, img)
 	checkPreparedImage(t, img, testPass, "backups01")
@@ -336,6 +352,12 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "e.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
 	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
+	if s := h.snap(); strings.Contains(s.view, "ctrl+c") {
+		t.Fatalf("full help shown before ?:\n%s", s.view)
+	}
+	h.typ("?")
+	h.waitFor("the full help", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "ctrl+c") })
+	h.typ("?")
 	forward := []screen{screenDetails, screenOptions, screenPassphrase, screenPlan, screenConfirm}
 	// Walk forward one screen at a time; from each, Esc returns to the one
 	// before, and Enter goes forward again.
@@ -471,11 +493,12 @@ func TestHotplugOnDisksScreen(t *testing.T) {
 			t.Errorf("details lack %q:\n%s", want, s.view)
 		}
 	}
-	h.esc()
-	h.onScreen(screenDisks)
-	// Undock: the row goes, the wizard waits again.
+	// Undock while its details are shown: the wizard says so at once.
 	fd.set(root)
 	fd.ch <- disk.Hotplug{Action: "remove", Name: "sdz"}
+	h.waitFor("the undock warning", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "no longer attached") })
+	h.esc()
+	h.onScreen(screenDisks)
 	h.waitFor("the disk to go", 5*time.Second, func(s snapshot) bool {
 		return !strings.Contains(s.view, "sdz") && strings.Contains(s.view, "Dock a disk now")
 	})
@@ -490,6 +513,15 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	hook := func(p *probe, msg tea.Msg) {
 		if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventStart && e.Step == pipeline.StepOpen {
 			once.Do(func() {
+				// q asks too; n goes on.
+				p.m.Update(tea.KeyPressMsg{Code: 'q', Text: "q"})
+				if v := ansi.Strip(p.m.View().Content); !strings.Contains(v, "Stop and quit?") {
+					t.Errorf("q during a run did not ask:\n%s", v)
+				}
+				p.m.Update(tea.KeyPressMsg{Code: 'n', Text: "n"})
+				if p.m.run.asking || p.m.run.stopping || p.m.quitting {
+					t.Error("answering n did not go on")
+				}
 				p.m.Update(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl})
 				if !strings.Contains(ansi.Strip(p.m.View().Content), "Stop now?") {
 					t.Errorf("Ctrl+C did not ask first:\n%s", ansi.Strip(p.m.View().Content))
@@ -612,13 +644,19 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	}
 	h.enter()
 	h.onScreen(screenOptions)
+	h.key(tea.KeyDown)  // to the partition table
+	h.key(tea.KeyRight) // MBR
+	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool { return s.screen == screenOptions && s.table == "mbr" })
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ(testPass)
 	h.enter()
 	h.typ(testPass)
 	h.enter()
-	h.onScreen(screenPlan)
+	s = h.onScreen(screenPlan)
+	if !strings.Contains(s.body, "label: dos") {
+		t.Errorf("the plan does not make an MBR table:\n%s", s.body)
+	}
 	h.enter()
 	h.onScreen(screenConfirm)
 	h.typ(name)
@@ -631,7 +669,12 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 		t.Fatalf("result %+v", s.result)
 	}
 	label := s.result.FSLabel
+	h.esc()
+	h.onScreen(screenDisks)
 	mustRun(t, "", "cryptsetup", "isLuks", loop+"p1")
+	if out := mustRun(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
+		t.Errorf("not an MBR table:\n%s", out)
+	}
 	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
 		t.Fatalf("the loop device is still busy after the run: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -246,8 +247,13 @@ func benchAllocated(b *testing.B, path string) int64 {
 	return st.Blocks * 512
 }
 
-// resetHWM resets this process's peak RSS (VmHWM) via /proc/self/clear_refs.
-func resetHWM() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+// resetHWM returns freed Go heap to the kernel (so memory kept from earlier
+// tests or steps does not count) and resets this process's peak RSS (VmHWM)
+// via /proc/self/clear_refs.
+func resetHWM() {
+	debug.FreeOSMemory()
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
 
 // readHWM returns VmHWM of this process in bytes.
 func readHWM() int64 {

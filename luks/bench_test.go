@@ -32,7 +32,8 @@ import (
 // BenchmarkXTSvsOpenSSL measures this package's AES-256-XTS on one core and
 // on all cores (1 MiB requests, 4096-byte sectors) and reports
 // `openssl speed -evp aes-256-xts` (16 KiB blocks, one process and one per
-// core) measured in the same run.
+// core) measured in the same run. Each figure is the best of several short
+// runs because the machine may be shared.
 func BenchmarkXTSvsOpenSSL(b *testing.B) {
 	key := make([]byte, 64)
 	rand.Read(key)
@@ -41,14 +42,20 @@ func BenchmarkXTSvsOpenSSL(b *testing.B) {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 1<<20)
+	// The machine may be shared: every figure is the best of several short
+	// windows, for this package and for openssl alike.
 	measure := func(f func()) float64 {
-		start := time.Now()
-		n := 0
-		for time.Since(start) < time.Second {
-			f()
-			n += len(buf)
+		best := 0.0
+		for range 5 {
+			start := time.Now()
+			n := 0
+			for time.Since(start) < 300*time.Millisecond {
+				f()
+				n += len(buf)
+			}
+			best = max(best, float64(n)/time.Since(start).Seconds()/1e6)
 		}
-		return float64(n) / time.Since(start).Seconds() / 1e6
+		return best
 	}
 	for b.Loop() {
 		one := measure(func() { c.cryptUnits(buf, buf, 0, false) })
@@ -63,9 +70,11 @@ func BenchmarkXTSvsOpenSSL(b *testing.B) {
 			b.ReportMetric(ossl1, "MB/s-openssl-1core")
 			b.ReportMetric(osslN, "MB/s-openssl-allcores")
 		}
-		fmt.Printf("aes-256-xts encrypt, MB/s (10^6 B/s): luksdock 1 core %.0f, %d cores %.0f (decrypt %.0f); "+
-			"openssl speed -evp aes-256-xts 1 core %.0f, -multi %d %.0f; AES-NI kernel in use: %v\n",
-			one, runtime.GOMAXPROCS(0), all, dec, ossl1, runtime.GOMAXPROCS(0), osslN, useXTSAsm)
+		load, _ := os.ReadFile("/proc/loadavg")
+		fmt.Printf("aes-256-xts encrypt, MB/s (10^6 B/s), best of 5: luksdock 1 core %.0f, %d cores %.0f (decrypt %.0f); "+
+			"openssl speed -evp aes-256-xts 1 core %.0f, -multi %d %.0f; kernels: AES-NI %v, VAES %v; load %s\n",
+			one, runtime.GOMAXPROCS(0), all, dec, ossl1, runtime.GOMAXPROCS(0), osslN, useXTSAsm, useVAES,
+			strings.Join(strings.Fields(string(load))[:3], " "))
 		if err1 != nil || errN != nil {
 			fmt.Printf("openssl speed failed: %v %v\n", err1, errN)
 		}
@@ -73,23 +82,28 @@ func BenchmarkXTSvsOpenSSL(b *testing.B) {
 }
 
 // opensslSpeed runs `openssl speed -evp aes-256-xts` on 16 KiB blocks with
-// the given number of processes and returns the total in MB/s.
+// the given number of processes three times for one second and returns the
+// best total in MB/s.
 func opensslSpeed(procs int) (float64, error) {
-	args := []string{"speed", "-elapsed", "-seconds", "2", "-bytes", "16384", "-evp", "aes-256-xts"}
+	args := []string{"speed", "-elapsed", "-seconds", "1", "-bytes", "16384", "-evp", "aes-256-xts"}
 	if procs > 1 {
 		args = append([]string{"speed", "-multi", strconv.Itoa(procs)}, args[1:]...)
 	}
-	out, err := exec.Command("openssl", args...).Output()
-	if err != nil {
-		return 0, err
+	best := 0.0
+	for range 3 {
+		out, err := exec.Command("openssl", args...).Output()
+		if err != nil {
+			return 0, err
+		}
+		// Last line: "AES-256-XTS   6429263.64k" (1000s of bytes per second).
+		m := regexp.MustCompile(`(?mi)^\s*(?:evp\s+)?aes-256-xts\s+([0-9.]+)k\s*$`).FindSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("cannot parse openssl speed output: %q", out)
+		}
+		k, _ := strconv.ParseFloat(string(m[1]), 64)
+		best = max(best, k/1000)
 	}
-	// Last line: "AES-256-XTS   6429263.64k" (1000s of bytes per second).
-	m := regexp.MustCompile(`(?mi)^\s*(?:evp\s+)?aes-256-xts\s+([0-9.]+)k\s*$`).FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("cannot parse openssl speed output: %q", out)
-	}
-	k, _ := strconv.ParseFloat(string(m[1]), 64)
-	return k / 1000, nil
+	return best, nil
 }
 
 // BenchmarkUserspaceMkfs formats sparse images with LUKS2 at 1 MiB

@@ -214,7 +214,12 @@ func usSegment(t *testing.T, dev string, luks1 bool) Segment {
 // usLoop attaches file to a loop device for the duration of the test.
 func usLoop(t *testing.T, file string) string {
 	t.Helper()
-	dev := strings.TrimSpace(usRun(t, "", nil, "losetup", "-f", "--show", file))
+	out, err := usRunErr("", nil, "losetup", "-f", "--show", file)
+	if err != nil {
+		// cryptsetup reencrypt works only on block devices.
+		t.Skipf("no loop device for cryptsetup's independent check (losetup: %v: %s)", err, strings.TrimSpace(out))
+	}
+	dev := strings.TrimSpace(out)
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	return dev
 }

@@ -228,17 +228,28 @@ func decryptVolume(t *testing.T, dev string, key []byte, off, sector int64) stri
 	return outPath
 }
 
-// noLeftovers checks that nothing of a run is left: no FUSE mount from
-// luksdock, no loop device on img, no device-mapper mapping named luksdock-*.
-func noLeftovers(t *testing.T, img string) {
+// privateTmp points TMPDIR at a fresh directory for the rest of the test,
+// so FUSE mounts made by this test's runs (under $TMPDIR/luksdock-*) can be
+// told apart from those of other luksdock processes on the machine.
+func privateTmp(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	return dir
+}
+
+// noLeftovers checks that nothing of a run is left: no FUSE mount under
+// tmp (the run's TMPDIR), no loop device on img, no device-mapper mapping
+// named luksdock-*.
+func noLeftovers(t *testing.T, img, tmp string) {
 	t.Helper()
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(mi), "\n") {
-		if strings.Contains(l, "fuse.luksdock") || strings.Contains(l, " luksdock ") && strings.Contains(l, "fuse") {
-			t.Errorf("a luksdock FUSE mount is left: %s", l)
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], tmp+"/") {
+			t.Errorf("a mount made by the run is left: %s", l)
 		}
 	}
 	if out, _ := run(t, "", "losetup", "-j", img); strings.TrimSpace(out) != "" {

@@ -105,7 +105,11 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	img := filepath.Join(dir, "offsite.img")
 	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >%s/out.json 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 		bin, img, dir, dir, dir)
-	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color"}, cmd)
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
 
 	s := tm.waitFor(15*time.Second, "1/8 Choose the disk", "offsite.img", "to be created")
 	if !strings.Contains(s, "› offsite.img") {
@@ -201,7 +205,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	if bytes.Contains(out, []byte("juggles")) || bytes.Contains(errTxt, []byte("juggles")) {
 		t.Error("the passphrase reached standard output or error")
 	}
-	noLeftovers(t, img)
+	noLeftovers(t, img, tmp)
 	if dump := mustRun(t, "", "cryptsetup", "luksDump", loopPart(t, img)); !strings.Contains(dump, res.LUKS.UUID) {
 		t.Errorf("luksDump does not show UUID %s", res.LUKS.UUID)
 	}

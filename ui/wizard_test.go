@@ -170,6 +170,7 @@ const testPass = "Tr0ub4dor & horse battery"
 
 func TestHappyPathToVerifiedDisk(t *testing.T) {
 	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "backup.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
 	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool {
@@ -239,7 +240,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	} else if dump := mustRun(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
 		t.Errorf("the header backup is not this disk's header:\n%s", dump)
 	}
-	noLeftovers(t, img)
+	noLeftovers(t, img, tmp)
 	checkPreparedImage(t, img, testPass, "backups01")
 
 	// "Prepare another disk" goes back to the list, which suggests the next
@@ -506,6 +507,7 @@ func TestHotplugOnDisksScreen(t *testing.T) {
 
 func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "stop.img")
 	var once sync.Once
 	// As soon as the open step starts, the user presses Ctrl+C and answers
@@ -555,7 +557,7 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	if _, err := os.Stat(s.openPath); err == nil {
 		t.Errorf("the FUSE volume %s is still there", s.openPath)
 	}
-	noLeftovers(t, img)
+	noLeftovers(t, img, tmp)
 	// The state it reports is the truth: partition 1 holds a LUKS header.
 	mustRun(t, "", "cryptsetup", "isLuks", loopPart(t, img))
 	h.esc()
@@ -614,6 +616,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	if err != nil {
 		t.Skipf("SKIP: kernel uevents are not available here: %v", err)
 	}
+	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "dock.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -678,5 +681,6 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
 		t.Fatalf("the loop device is still busy after the run: %v", err)
 	}
+	noLeftovers(t, img, tmp)
 	checkPreparedImage(t, img, testPass, label)
 }

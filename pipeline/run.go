@@ -213,6 +213,9 @@ func (r *runner) preflight() (string, error) {
 	}
 	lock, err := os.Open(t.Path)
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return "", refused("%s: %v: preparing a disk needs root (run luksdock with sudo)", t.Path, err)
+		}
 		return "", refused("%s: %v", t.Path, err)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {

@@ -89,6 +89,7 @@ type Model struct {
 	keys     keyMap
 	help     help.Model
 	spin     spinner.Model
+	spinning bool // a spinner tick is scheduled
 	width    int
 	height   int
 	screen   screen
@@ -324,14 +325,38 @@ func unwrapMsg(err error) string {
 
 // Update handles a message.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	cmd := m.update(msg)
+	if m.needSpin() && !m.spinning {
+		m.spinning = true
+		cmd = tea.Batch(cmd, m.spin.Tick)
+	}
+	return m, cmd
+}
+
+// needSpin reports whether something on screen is waiting: the first scan,
+// "Dock a disk now…", or a step in progress.
+func (m *Model) needSpin() bool {
+	if m.quitting {
+		return false
+	}
+	switch m.screen {
+	case screenDisks:
+		return !m.scanned || m.eligible() == 0
+	case screenProgress:
+		return m.run != nil && !m.run.finished
+	}
+	return false
+}
+
+func (m *Model) update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 		m.help.SetWidth(msg.Width)
-		return m, nil
+		return nil
 	case scanMsg:
 		m.applyScan(msg)
-		return m, nil
+		return nil
 	case hotplugMsg:
 		if msg.Action == "add" && !msg.Partition {
 			m.liveAdded[msg.Name] = true
@@ -343,34 +368,35 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.scanning = true
 			cmds = append(cmds, m.scanCmd())
 		}
-		return m, tea.Batch(cmds...)
+		return tea.Batch(cmds...)
 	case hotplugClosed:
-		return m, nil
+		return nil
 	case rescanTick:
 		var cmd tea.Cmd
 		if m.screen == screenDisks && !m.scanning {
 			m.scanning = true
 			cmd = m.scanCmd()
 		}
-		return m, tea.Batch(cmd, m.rescanCmd())
+		return tea.Batch(cmd, m.rescanCmd())
 	case spinner.TickMsg:
-		if m.run == nil || m.run.finished {
-			return m, nil
+		if !m.needSpin() {
+			m.spinning = false
+			return nil
 		}
 		var cmd tea.Cmd
 		m.spin, cmd = m.spin.Update(msg)
-		return m, cmd
+		return cmd
 	case runEventMsg:
-		return m, m.onEvent(pipeline.Event(msg))
+		return m.onEvent(pipeline.Event(msg))
 	case runDoneMsg:
-		return m, m.onRunDone(msg)
+		return m.onRunDone(msg)
 	case tea.PasteMsg:
-		return m, m.updateInput(msg)
+		return m.updateInput(msg)
 	case tea.KeyPressMsg:
-		return m, m.onKey(msg)
+		return m.onKey(msg)
 	}
 	// Cursor blinks and other messages for the focused input.
-	return m, m.updateInput(msg)
+	return m.updateInput(msg)
 }
 
 func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {

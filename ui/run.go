@@ -125,7 +125,7 @@ func (m *Model) startRun() tea.Cmd {
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err})
 	}()
-	return tea.Batch(m.nextRunMsg(), m.spin.Tick)
+	return m.nextRunMsg()
 }
 
 func (m *Model) nextRunMsg() tea.Cmd {

@@ -696,7 +696,10 @@ func TestUserspaceMkfs1TiBBounded(t *testing.T) {
 	default:
 		t.Errorf("the 1 GiB journal was neither zeroed (%d bytes) nor written (%d bytes) through the engine", stats.ZeroedBytes, stats.WrittenBytes)
 	}
-	if hwm <= 0 || hwm > 100<<20 {
+	switch {
+	case usRaceDetector:
+		t.Logf("built with -race: its shadow memory inflates RSS, so the 100 MiB bound is checked only without -race")
+	case hwm <= 0 || hwm > 100<<20:
 		t.Errorf("peak RSS %d bytes, want under 100 MiB", hwm)
 	}
 }

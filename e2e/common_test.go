@@ -147,8 +147,9 @@ func scratchDir(t *testing.T) string {
 }
 
 // boot starts a guest for t with the luksdock binary and the passphrase
-// file /e2e/pass. The guest's full output is logged when t fails (and
-// streamed with LUKSDOCK_E2E_VERBOSE=1); the VM is killed at cleanup.
+// file /e2e/pass. At cleanup the VM is killed, a required kernel module
+// that failed to load fails t, and the guest's full output is logged when
+// t failed (it is streamed with LUKSDOCK_E2E_VERBOSE=1).
 func boot(t *testing.T, dir string, cfg Config) *VM {
 	t.Helper()
 	if cfg.Files == nil {
@@ -165,6 +166,11 @@ func boot(t *testing.T, dir string, cfg Config) *VM {
 	}
 	t.Cleanup(func() {
 		vm.Kill()
+		for _, l := range vm.Lines() {
+			if strings.HasPrefix(l.Text, "@@E2E init-error") {
+				t.Errorf("guest init: %s", l.Text)
+			}
+		}
 		if t.Failed() {
 			t.Logf("guest transcript (seconds since QEMU start; c=console ttyS0, d=data ttyS1):\n%s", vm.Transcript())
 		}

@@ -15,7 +15,8 @@ import (
 func TestDockDetection(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
-	t.Parallel()
+	// Not parallel: the latency is measured on the guest's clock, and a
+	// second TCG guest competing for the host's cores would inflate it.
 	dir := scratchDir(t)
 	disks := []Disk{
 		{ID: "bot", Image: newImage(t, dir, "bot.img", 200<<20), Transport: "bot",

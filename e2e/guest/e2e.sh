@@ -57,13 +57,6 @@ kmsg() { echo "$*" > /dev/kmsg; }
 # matching PATTERN (grep -E), or nothing.
 kmsg_time() { dmesg | grep -E "$1" | tail -n 1 | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p'; }
 
-# disk_sha NAME: sha256 of the whole block device, read past the page cache.
-disk_sha() {
-	blockdev --flushbufs "/dev/$1" 2>/dev/null
-	echo 3 > /proc/sys/vm/drop_caches
-	sha256sum < "/dev/$1" | cut -d' ' -f1
-}
-
 # find_disk SERIAL: print the kernel name of the sd disk whose USB device
 # (or SCSI unit) has serial SERIAL; nothing when none has.
 find_disk() {

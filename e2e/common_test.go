@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -214,10 +215,13 @@ func mustExit(t *testing.T, vm *VM, timeout time.Duration) {
 	}
 }
 
-// runHost runs a host command, returning combined output and exit code.
+// runHost runs a host command (killed after 5 minutes), returning its
+// combined output and exit code.
 func runHost(t *testing.T, stdin string, name string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}

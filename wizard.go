@@ -117,6 +117,9 @@ func runWizard(cmd *cobra.Command) error {
 	_, runErr := p.Run()
 	// A run still in progress (the program was ended by a signal) finishes
 	// its step, closes the volume and releases the disk before we return.
+	if m.Running() {
+		fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
+	}
 	m.Close()
 	out := cmd.OutOrStdout()
 	for _, r := range m.Results() {

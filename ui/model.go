@@ -206,6 +206,9 @@ func (m *Model) LastError() error {
 	return m.runErr
 }
 
+// Running reports whether a preparation is in progress.
+func (m *Model) Running() bool { return m.run != nil && !m.run.finished }
+
 // Close stops a run still in progress (it finishes the current step, closes
 // the volume and releases the disk) and waits for it. Call it after the
 // program has ended.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,16 +20,41 @@ import (
 // Real-terminal tests of the built binary: tmux gives it a terminal, keys
 // are sent with send-keys and the screen is read with capture-pane.
 
-// buildLuksdock builds the luksdock binary from the repository root.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildBin  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildLuksdock builds the luksdock binary from the repository root (once
+// per test run).
 func buildLuksdock(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "luksdock")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "luksdock-ui-test-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "luksdock")
+		cmd := exec.Command("go", "build", "-o", buildBin, ".")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return buildBin
 }
 
 type tmux struct {

@@ -632,11 +632,14 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h.onScreen(screenDisks)
 	h.waitFor("the first scan", 10*time.Second, func(s snapshot) bool { return !strings.Contains(s.view, "Looking for disks") })
 	loop := strings.TrimSpace(mustRun(t, "", "losetup", "--find", "--show", img))
+	t0 := time.Now()
 	t.Cleanup(func() { _, _ = run(t, "", "losetup", "-d", loop) })
 	name := filepath.Base(loop)
 	s := h.waitFor(name+" to appear, pre-selected", 5*time.Second, func(s snapshot) bool {
 		return s.cursor >= 0 && s.cursor < len(s.rows) && s.rows[s.cursor].name == name
 	})
+	// Only uevents make it appear: this Config has no periodic rescan.
+	t.Logf("%s appeared %s after losetup returned", name, time.Since(t0).Round(time.Millisecond))
 	if !strings.Contains(s.view, "just docked") {
 		t.Errorf("%s is not highlighted as just docked:\n%s", name, s.view)
 	}
@@ -680,6 +683,13 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	}
 	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
 		t.Fatalf("the loop device is still busy after the run: %v", err)
+	}
+	// A busy loop device detaches when its last opener closes it (any
+	// program scanning disks may have it open for a moment).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out, _ := run(t, "", "losetup", "-j", img); strings.TrimSpace(out) == "" {
+			break
+		}
 	}
 	noLeftovers(t, img, tmp)
 	checkPreparedImage(t, img, testPass, label)

@@ -117,6 +117,7 @@ func loopPart(t *testing.T, img string) string {
 var (
 	dataOffRe = regexp.MustCompile(`(?m)^\s+offset:\s+(\d+) \[bytes\]`)
 	sectorRe  = regexp.MustCompile(`(?m)^\s+sector:\s+(\d+) \[bytes\]`)
+	payloadRe = regexp.MustCompile(`(?m)^Payload offset:\s+(\d+)$`)
 )
 
 // checkPreparedImage proves img is a finished backup disk for pass and
@@ -126,9 +127,20 @@ var (
 // dumps is an ext4 that e2fsck -fn passes and dumpe2fs labels.
 func checkPreparedImage(t *testing.T, img, pass, label string) {
 	t.Helper()
+	checkPrepared(t, img, pass, label, 2)
+}
+
+// checkPrepared is checkPreparedImage for LUKS version 1 or 2 (LUKS1 has
+// no label of its own and keeps its data offset in 512-byte sectors).
+func checkPrepared(t *testing.T, img, pass, label string, version int) {
+	t.Helper()
 	dev := loopPart(t, img)
 	dump := mustRun(t, "", "cryptsetup", "luksDump", dev)
-	for _, want := range []string{"Version:       \t2", "aes-xts-plain64", "Label:         \t" + label} {
+	wants := []string{"Version:       \t2", "aes-xts-plain64", "Label:         \t" + label}
+	if version == 1 {
+		wants = []string{"Version:       \t1", "Cipher name:   \taes", "Cipher mode:   \txts-plain64", "MK bits:       \t512"}
+	}
+	for _, want := range wants {
 		if !strings.Contains(dump, want) {
 			t.Errorf("cryptsetup luksDump lacks %q:\n%s", want, dump)
 		}
@@ -142,12 +154,22 @@ func checkPreparedImage(t *testing.T, img, pass, label string) {
 	// The volume key, from cryptsetup (on a pipe, never a file).
 	kd := mustRun(t, pass, "cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file=-", dev)
 	key := parseVolumeKey(t, kd)
-	dm, sm := dataOffRe.FindStringSubmatch(dump), sectorRe.FindStringSubmatch(dump)
-	if dm == nil || sm == nil {
-		t.Fatalf("no data segment offset/sector in luksDump:\n%s", dump)
+	var dataOff, sector int64
+	if version == 1 {
+		pm := payloadRe.FindStringSubmatch(dump)
+		if pm == nil {
+			t.Fatalf("no payload offset in luksDump:\n%s", dump)
+		}
+		sectors, _ := strconv.ParseInt(pm[1], 10, 64)
+		dataOff, sector = sectors*512, 512
+	} else {
+		dm, sm := dataOffRe.FindStringSubmatch(dump), sectorRe.FindStringSubmatch(dump)
+		if dm == nil || sm == nil {
+			t.Fatalf("no data segment offset/sector in luksDump:\n%s", dump)
+		}
+		dataOff, _ = strconv.ParseInt(dm[1], 10, 64)
+		sector, _ = strconv.ParseInt(sm[1], 10, 64)
 	}
-	dataOff, _ := strconv.ParseInt(dm[1], 10, 64)
-	sector, _ := strconv.ParseInt(sm[1], 10, 64)
 	plain := decryptVolume(t, dev, key, dataOff, sector)
 	clear(key)
 	if out, err := run(t, "", "e2fsck", "-fn", plain); err != nil {

@@ -694,3 +694,45 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	noLeftovers(t, img, tmp)
 	checkPreparedImage(t, img, testPass, label)
 }
+
+// TestLUKS1AndMBRImage chooses MBR and LUKS1 on the Options screen and
+// checks the result with sfdisk and cryptsetup.
+func TestLUKS1AndMBRImage(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	tmp := privateTmp(t)
+	img := filepath.Join(t.TempDir(), "old.img")
+	h := start(t, imageConfig(img, 100<<20), nil)
+	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
+	h.enter()
+	h.onScreen(screenDetails)
+	h.enter()
+	h.onScreen(screenOptions)
+	h.key(tea.KeyDown)  // partition table
+	h.key(tea.KeyRight) // MBR
+	h.key(tea.KeyDown)  // LUKS version
+	h.key(tea.KeyRight) // LUKS1
+	s := h.waitFor("MBR and LUKS1", 5*time.Second, func(s snapshot) bool { return s.table == "mbr" && strings.Contains(s.body, "✓ ready") })
+	h.enter()
+	h.onScreen(screenPassphrase)
+	h.typ(testPass)
+	h.enter()
+	h.typ(testPass)
+	h.enter()
+	s = h.onScreen(screenPlan)
+	if !strings.Contains(s.body, "--type luks1") || !strings.Contains(s.body, "label: dos") {
+		t.Errorf("the plan is not LUKS1 on MBR:\n%s", s.body)
+	}
+	h.enter()
+	h.onScreen(screenConfirm)
+	h.typ("old.img")
+	h.enter()
+	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == screenDone || s.screen == screenError })
+	if s.screen != screenDone || s.result.LUKS.Version != 1 {
+		t.Fatalf("run: %v\n%s", s.runErr, s.body)
+	}
+	noLeftovers(t, img, tmp)
+	if out := mustRun(t, "", "sfdisk", "--dump", img); !strings.Contains(out, "label: dos") || !strings.Contains(out, "type=83") {
+		t.Errorf("not one MBR partition of type 83:\n%s", out)
+	}
+	checkPrepared(t, img, testPass, "backups01", 1)
+}

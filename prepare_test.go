@@ -228,8 +228,22 @@ func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
 			t.Errorf("e2fsck -fn: unexpected line %q", line)
 		}
 	}
-	if h := sh(t, "", "dumpe2fs", "-h", plain); !strings.Contains(h, "Filesystem volume name:   "+label+"\n") {
+	h := sh(t, "", "dumpe2fs", "-h", plain)
+	if !strings.Contains(h, "Filesystem volume name:   "+label+"\n") {
 		t.Errorf("dumpe2fs -h: label is not %q", label)
+	}
+	// A kernel mounts ext4 only with blocks at least as large as the LUKS sector.
+	f, _ := os.Open(part)
+	info, _ := luks.ReadHeader(f)
+	f.Close()
+	var block int
+	for _, line := range strings.Split(h, "\n") {
+		if v, ok := strings.CutPrefix(line, "Block size:"); ok {
+			block, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if block < info.SectorSize {
+		t.Errorf("ext4 block size %d is smaller than the LUKS sector size %d: the kernel would refuse to mount it", block, info.SectorSize)
 	}
 	flag := "--image"
 	if st, err := os.Stat(img); err == nil && st.Mode()&os.ModeDevice != 0 {
@@ -450,5 +464,37 @@ func TestHeaderBackupAndJSON(t *testing.T) {
 	}
 	if _, err := os.Stat(img2); err == nil {
 		t.Error("the refused run created its image")
+	}
+}
+
+// TestVerifyRefusesUnmountableBlockSize: an ext4 with 1 KiB blocks inside a
+// LUKS volume with 4 KiB sectors passes e2fsck but no kernel mounts it;
+// verify must fail it.
+func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
+	needRoot(t)
+	img := filepath.Join(t.TempDir(), "b.img")
+	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "b1", "--passphrase-file", "-", "--confirm", "b.img"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	d := sfdisk(t, img).PartitionTable.Partitions[0]
+	dev := luks.Device{Path: img, Base: d.Start * 512, Size: d.Size * 512}
+	key, err := luks.DumpVolumeKeyDevice(t.Context(), dev, []byte(testPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := luks.ReadHeaderDevice(dev)
+	if err != nil || info.SectorSize != 4096 {
+		t.Fatalf("header: %+v %v", info, err)
+	}
+	v, err := luks.MountUserspace(dev.Path, dev.Base, dev.Size, info.Segment(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "", "mkfs.ext4", "-q", "-F", "-b", "1024", "-L", "b1", v.Path())
+	v.Close()
+	code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
+	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "smaller than the LUKS sector size") {
+		t.Errorf("verify of an unmountable filesystem: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode"
@@ -66,16 +67,26 @@ func Available() error {
 // file (the userspace data path); nodiscard because a freshly keyed LUKS
 // volume has nothing worth discarding; lazy_itable_init so that the cost grows
 // with metadata, not capacity (the kernel zeroes inode tables on first mount).
-func MkfsArgs(dev, label string) []string {
-	return []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1", dev}
+// sectorSize is the LUKS encryption sector size (0 if not known yet): the
+// kernel refuses an ext4 whose block is smaller than the device's sector, and
+// mke2fs cannot see the sector size through the userspace engine's file, so
+// a block size is given whenever the sector is larger than mke2fs's smallest
+// block (1024), exactly what mke2fs picks by itself on a 4K dm-crypt device.
+func MkfsArgs(dev, label string, sectorSize int) []string {
+	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1"}
+	if sectorSize > 1024 {
+		a = append(a, "-b", strconv.Itoa(max(sectorSize, 4096)))
+	}
+	return append(a, dev)
 }
 
-// Mkfs makes an ext4 filesystem labelled label on dev.
-func Mkfs(ctx context.Context, dev, label string) error {
+// Mkfs makes an ext4 filesystem labelled label on dev, whose sectors are
+// sectorSize bytes (0: let mke2fs decide).
+func Mkfs(ctx context.Context, dev, label string, sectorSize int) error {
 	if err := ValidateLabel(label); err != nil {
 		return err
 	}
-	_, err := run(ctx, MkfsArgs(dev, label))
+	_, err := run(ctx, MkfsArgs(dev, label, sectorSize))
 	return err
 }
 
@@ -110,23 +121,35 @@ func Fsck(ctx context.Context, dev string) (Check, error) {
 	return c, nil
 }
 
-// Label reads the filesystem label with dumpe2fs -h.
-func Label(ctx context.Context, dev string) (string, error) {
+// Super is what luksdock checks in an ext4 superblock.
+type Super struct {
+	Label     string
+	BlockSize int
+}
+
+// ReadSuper reads the label and block size with dumpe2fs -h.
+func ReadSuper(ctx context.Context, dev string) (Super, error) {
 	out, err := run(ctx, []string{"dumpe2fs", "-h", dev})
 	if err != nil {
-		return "", err
+		return Super{}, err
 	}
+	var sb Super
+	found := false
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "Filesystem volume name:"); ok {
-			v = strings.TrimSpace(v)
-			if v == "<none>" {
-				v = ""
+			if sb.Label, found = strings.TrimSpace(v), true; sb.Label == "<none>" {
+				sb.Label = ""
 			}
-			return v, nil
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "Block size:"); ok {
+			sb.BlockSize, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	return "", fmt.Errorf("dumpe2fs -h %s printed no volume name", dev)
+	if !found || sb.BlockSize == 0 {
+		return Super{}, fmt.Errorf("dumpe2fs -h %s printed no volume name or block size", dev)
+	}
+	return sb, nil
 }
 
 // ToolError is a failed e2fsprogs run with the tool's own message.

@@ -170,6 +170,9 @@ func (p *Plan) chooseEngine() error {
 // mapperName is the device-mapper name the kernel engine uses.
 func (p *Plan) mapperName() string { return "luksdock-" + p.Opts.Label }
 
+// volumeDisplay is how the plan names the opened volume in commands.
+func (p *Plan) volumeDisplay() string { return "/dev/mapper/" + p.mapperName() }
+
 // partDisplay is how the plan names the partition in commands.
 func (p *Plan) partDisplay() string {
 	if p.Target.Image {
@@ -195,7 +198,7 @@ func (p *Plan) layoutSteps() []Step {
 	} else {
 		partCmd += " && partx --update " + t.Path
 	}
-	vol := "/dev/mapper/" + p.mapperName()
+	vol := p.volumeDisplay()
 	openCmd := fmt.Sprintf("cryptsetup open %s %s", part, p.mapperName())
 	closeCmd := "cryptsetup close " + p.mapperName()
 	if p.Engine == "userspace" {
@@ -214,7 +217,7 @@ func (p *Plan) layoutSteps() []Step {
 		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " "),
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
 		{ID: StepOpen, Title: "Open the encrypted volume", Command: openCmd},
-		{ID: StepMkfs, Title: "Make the ext4 filesystem", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label), " "),
+		{ID: StepMkfs, Title: "Make the ext4 filesystem", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label, 0), " "),
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
 		{ID: StepClose, Title: "Close the volume", Command: closeCmd},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean", Command: fmt.Sprintf("cryptsetup open --readonly %s verify && e2fsck -fn /dev/mapper/verify && cryptsetup close verify", part),

@@ -157,6 +157,9 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 			// The tools' own messages ("Device wipe error", "could not
 			// erase sector") do not say why.
 			err = fmt.Errorf("%w (%s is read-only now: write-protected, or switched read-only by the kernel after I/O errors)", err, r.p.Target.Path)
+		} else if gone := r.goneNow(); gone != "" && !errors.Is(err, disk.ErrDiskChanged) {
+			// An undocked disk makes the tools fail with bare exit codes.
+			err = fmt.Errorf("%w (%s)", err, gone)
 		}
 		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0)})
 		return &Error{Code: code, Step: id, State: state, Err: err}
@@ -382,6 +385,12 @@ func (r *runner) format() (string, error) {
 		return "", fmt.Errorf("reading the new header: %w", err)
 	}
 	r.info = info
+	// Now that cryptsetup has chosen the sector size, the mkfs command is known exactly.
+	for i := range r.p.Steps {
+		if r.p.Steps[i].ID == StepMkfs {
+			r.p.Steps[i].Command = strings.Join(fsformat.MkfsArgs(r.p.volumeDisplay(), r.p.Opts.Label, info.SectorSize), " ")
+		}
+	}
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
 }
 
@@ -423,7 +432,7 @@ func (r *runner) mkfs() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
-	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label); err != nil {
+	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label, r.info.SectorSize); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("ext4 labelled %q", r.p.Opts.Label), nil
@@ -551,6 +560,22 @@ func (r *runner) removeStaleMounts() {
 var StaleMountTimeout = 3 * time.Second
 
 // readOnlyNow reports whether a block device target has become read-only.
+// goneNow says, for a block device, that it disappeared or changed (the
+// disk was undocked) while a step ran; "" if it is still there.
+func (r *runner) goneNow() string {
+	t := r.p.Target
+	if t.Image || t.Name == "" {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/block", t.Name)); err != nil {
+		return fmt.Sprintf("%s is gone: the disk was undocked or lost its connection", t.Path)
+	}
+	if err := r.checkIdentity(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
 func (r *runner) readOnlyNow() bool {
 	t := r.p.Target
 	if t.Image || t.Name == "" {

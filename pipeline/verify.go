@@ -60,7 +60,8 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 		vol, closeVol = v.Path(), v.Close
 	}
 	chk, ferr := fsformat.Fsck(ctx, vol)
-	label, lerr := fsformat.Label(ctx, vol)
+	sb, lerr := fsformat.ReadSuper(ctx, vol)
+	label := sb.Label
 	cerr := closeVol()
 	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output}
 	switch {
@@ -74,6 +75,8 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 		return nil, errors.New("the ext4 filesystem has no label")
 	case wantLabel != "" && label != wantLabel:
 		return nil, fmt.Errorf("the ext4 label is %q, expected %q", label, wantLabel)
+	case sb.BlockSize < info.SectorSize:
+		return nil, fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
 	case info.Label != "" && info.Label != label:
 		return nil, fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
 	case cerr != nil:

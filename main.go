@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
 	"luksdock/pipeline"
@@ -47,6 +48,10 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 func main() {
+	// luksdock holds the passphrase and the volume key in its memory: never
+	// write them into a core file (GOTRACEBACK=crash, SIGABRT, a crash in a
+	// child tool). Children inherit the limit.
+	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

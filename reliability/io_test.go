@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -243,8 +242,7 @@ func TestIdentityChangedBeforeFirstWrite(t *testing.T) {
 	identityLoop(t)
 }
 
-// waitGone waits until no process has path open for writing, as far as
-// losetup knows (detach is asynchronous with autoclear).
+// waitDetached waits until the loop device has no backing file any more.
 func waitDetached(dev string) {
 	for i := 0; i < 100; i++ {
 		b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop/backing_file"))
@@ -255,4 +253,3 @@ func waitDetached(dev string) {
 	}
 }
 
-var _ = syscall.SIGKILL

@@ -1,0 +1,45 @@
+package reliability
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStalePartitionNode: the kernel still has a partition entry for the
+// loop device at another offset (left by an earlier user: on kernels
+// without partition-table parsers BLKPG entries survive until deleted). A
+// run must never format that stale partition and report a finished disk
+// whose partition table points elsewhere: either it fails, or partition 1 of
+// the table it wrote holds the LUKS volume and the filesystem.
+func TestStalePartitionNode(t *testing.T) {
+	requireEnv(t)
+	file := sparseImage(t, t.TempDir(), 128<<20)
+	dev := attachLoop(t, file)
+	// A table with partition 1 at 2 MiB, made known to the kernel, then
+	// wiped from the disk: the kernel's entry stays.
+	mustRun(t, "sh", "-c", "printf 'label: gpt\\nstart=4096, size=100000\\n' | sfdisk -q "+dev)
+	mustRun(t, "partx", "--add", dev)
+	mustRun(t, "wipefs", "--all", "--quiet", dev)
+	start, _ := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), filepath.Base(dev)+"p1", "start"))
+	if strings.TrimSpace(string(start)) != "4096" {
+		t.Fatalf("setup: no stale partition entry at sector 4096 (start %q)", start)
+	}
+	pass := passFile(t, []byte(testPass+"\n"))
+	args := []string{"prepare", "--device", dev, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(dev), "--engine", "userspace"}
+	r := luksdock(t, runOpts{}, append(args, lowCost...)...)
+	t.Logf("exit %d", r.code)
+	if r.code != 0 {
+		if strings.Contains(r.stdout, "Done") {
+			t.Errorf("a failed run printed Done")
+		}
+		return
+	}
+	if got := luksAt(t, file); got != "crypto_LUKS" {
+		t.Errorf("luksdock reported a finished disk, but partition 1 of its table (sfdisk) holds %q: the stale kernel partition was formatted instead", got)
+	}
+	if ok, why, _ := oracle(t, file, testPass, "backups01"); !ok {
+		t.Errorf("luksdock reported a finished disk, but partition 1 of its table is not: %s", why)
+	}
+}

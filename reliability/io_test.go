@@ -252,4 +252,3 @@ func waitDetached(dev string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-

@@ -106,6 +106,53 @@ func TestSIGKILLWithWatchdog(t *testing.T) {
 	noLeftovers(t, tmpdir, img, nil)
 }
 
+// TestSIGKILLDevice kills luksdock preparing a loop device (userspace
+// engine: the kernel engine needs device-mapper) at the boundaries and in
+// the children that write, then checks as TestSIGKILL does, through the
+// device.
+func TestSIGKILLDevice(t *testing.T) {
+	requireEnv(t)
+	for _, tr := range []trigger{
+		{event: "start", step: "wipe", sig: syscall.SIGKILL},
+		{event: "done", step: "partition", sig: syscall.SIGKILL},
+		{child: "cryptsetup", step: "luks-format", sig: syscall.SIGKILL},
+		{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, slow: "mkfs.ext4"},
+		{event: "start", step: "close", sig: syscall.SIGKILL},
+		{event: "start", step: "verify", sig: syscall.SIGKILL},
+	} {
+		t.Run(strings.ReplaceAll(tr.String(), " ", "_"), func(t *testing.T) {
+			t.Parallel()
+			file := oldImage(t)
+			dev := attachLoop(t, file)
+			pass := passFile(t, []byte(testPass+"\n"))
+			tmpdir := t.TempDir()
+			args := append([]string{"prepare", "--device", dev, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(dev), "--engine", "userspace", "--json"}, lowCost...)
+			d := drive(t, tmpdir, tr, args...)
+			if !d.fired {
+				t.Fatalf("the trigger never fired (exit %d); the case was not exercised\n%s", d.code, d.stderr)
+			}
+			if d.code != 137 {
+				t.Fatalf("luksdock exited %d, want 137\n%s", d.code, d.stderr)
+			}
+			if d.deadlock != "" {
+				t.Errorf("SIGKILLed luksdock could not die (self-deadlock on its FUSE mount):\n%s", d.deadlock)
+			}
+			noLeftovers(t, tmpdir, "", d.kids)
+			if h := holders(dev); len(h) > 0 {
+				t.Errorf("%s still has holders after the kill: %v", dev, h)
+			}
+			checkDetectAndRecover(t, dev, pass, stepIndex[d.lastDone()], true)
+		})
+	}
+}
+
+// holders lists what holds a block device or its partitions (sysfs).
+func holders(dev string) []string {
+	m, _ := filepath.Glob(filepath.Join("/sys/block", filepath.Base(dev), "holders", "*"))
+	p, _ := filepath.Glob(filepath.Join("/sys/block", filepath.Base(dev), filepath.Base(dev)+"p*", "holders", "*"))
+	return append(m, p...)
+}
+
 func killCase(t *testing.T, tr trigger) {
 	img := oldImage(t)
 	pass := passFile(t, []byte(testPass+"\n"))
@@ -126,14 +173,22 @@ func killCase(t *testing.T, tr trigger) {
 		t.Fatalf("luksdock exited %d, want 137 (SIGKILL)\n%s", d.code, d.stderr)
 	}
 	noLeftovers(t, tmpdir, img, d.kids)
-	checkDetectAndRecover(t, img, pass, stepIndex[d.lastDone()])
+	checkDetectAndRecover(t, img, pass, stepIndex[d.lastDone()], false)
 }
 
 // checkDetectAndRecover checks, on an image a luksdock run left behind, that
 // a new plan reports what is there, that verify tells a finished disk from a
 // half-made one exactly as an independent check does, and that a new prepare
 // succeeds. lastDone is the index of the last step reported done.
-func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int) {
+// With device, img is a block device (a loop device) and luksdock is run
+// with --device.
+func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device bool) {
+	target := []string{"--image", img}
+	prep := prepareArgs(img, pass)
+	if device {
+		target = []string{"--device", img}
+		prep = append([]string{"prepare", "--device", img, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(img), "--engine", "userspace"}, lowCost...)
+	}
 	t.Helper()
 	// What is really there, per blkid and sfdisk.
 	_, _, hasTable := partStart(t, img)
@@ -145,7 +200,7 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int) {
 		t.Errorf("luks-format was reported done but blkid finds %q at partition 1", typ)
 	}
 	// A fresh plan must show it.
-	dry := luksdock(t, runOpts{}, "prepare", "--image", img, "--label", "backups01", "--dry-run")
+	dry := luksdock(t, runOpts{}, append(append([]string{"prepare"}, target...), "--label", "backups01", "--dry-run", "--engine", "userspace")...)
 	if dry.code != 0 {
 		t.Fatalf("prepare --dry-run on the leftover image: %v", dry)
 	}
@@ -177,7 +232,7 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int) {
 	if typ == "crypto_LUKS" {
 		finished, why, _ = oracle(t, img, testPass, "backups01")
 	}
-	vr := luksdock(t, runOpts{}, "verify", "--image", img, "--passphrase-file", pass, "--json")
+	vr := luksdock(t, runOpts{}, append(append([]string{"verify"}, target...), "--passphrase-file", pass, "--json", "--engine", "userspace")...)
 	switch {
 	case finished && vr.code != 0:
 		t.Errorf("the disk is finished (independent check: %s) but luksdock verify says %v", why, vr)
@@ -191,7 +246,7 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int) {
 	}
 	// And the disk can be prepared again from scratch.
 	tmp := t.TempDir()
-	r := luksdock(t, runOpts{tmpdir: tmp}, prepareArgs(img, pass)...)
+	r := luksdock(t, runOpts{tmpdir: tmp}, prep...)
 	if r.code != 0 || !strings.Contains(r.stdout, "Done: ") {
 		t.Fatalf("a new prepare on the leftover image failed: %v", r)
 	}

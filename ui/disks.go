@@ -54,7 +54,15 @@ func (m *Model) applyScan(s scanMsg) {
 		}
 	}
 	m.cursor = -1
-	if m.selKey != "" {
+	if m.wantSel != "" {
+		for i, r := range rows {
+			if !r.image && r.name == m.wantSel && r.ok {
+				m.selKey, m.wantSel = r.key, ""
+				m.cursor = i
+			}
+		}
+	}
+	if m.cursor < 0 && m.selKey != "" {
 		for i, r := range rows {
 			if r.key == m.selKey {
 				m.cursor = i
@@ -184,10 +192,12 @@ func (m *Model) disksKey(msg tea.KeyPressMsg) tea.Cmd {
 		if m.cursor > 0 {
 			m.cursor--
 		}
+		m.wantSel = "" // the user chooses now
 	case key.Matches(msg, k.Down):
 		if m.cursor < len(m.rows)-1 {
 			m.cursor++
 		}
+		m.wantSel = ""
 	case key.Matches(msg, k.Enter):
 		if m.cursor < 0 || m.cursor >= len(m.rows) {
 			return nil
@@ -304,10 +314,7 @@ func (m *Model) detailsKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, m.keys.Back):
 		m.goTo(screenDisks)
 		m.target = nil
-		if !m.scanning {
-			m.scanning = true
-			return m.scanCmd()
-		}
+		return m.rescan()
 	case key.Matches(msg, m.keys.Enter):
 		if m.targetErr != nil || m.target == nil {
 			return nil

@@ -108,6 +108,8 @@ type Model struct {
 	selKey    string // key of the selected row, kept across rescans
 	scanned   bool
 	scanning  bool
+	rescanDue bool   // another scan is wanted once the running one ends
+	wantSel   string // a disk just docked, to select once it is listed and eligible
 
 	// The chosen target.
 	sel        row
@@ -272,6 +274,17 @@ func (m *Model) scanCmd() tea.Cmd {
 	}
 }
 
+// rescan starts a scan, or when one is already running, makes sure another
+// follows it (the running one may have read sysfs before the change).
+func (m *Model) rescan() tea.Cmd {
+	if m.scanning {
+		m.rescanDue = true
+		return nil
+	}
+	m.scanning, m.rescanDue = true, false
+	return m.scanCmd()
+}
+
 func (m *Model) waitHotplug() tea.Cmd {
 	ch := m.cfg.Hotplug
 	if ch == nil {
@@ -359,26 +372,23 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return nil
 	case scanMsg:
 		m.applyScan(msg)
+		if m.rescanDue {
+			return m.rescan()
+		}
 		return nil
 	case hotplugMsg:
 		if msg.Action == "add" && !msg.Partition {
 			m.liveAdded[msg.Name] = true
 			m.latest = msg.Name
-			m.selKey = "" // select the new disk once it is listed
+			m.wantSel = msg.Name // select the new disk once it is listed and eligible
 		}
-		cmds := []tea.Cmd{m.waitHotplug()}
-		if !m.scanning {
-			m.scanning = true
-			cmds = append(cmds, m.scanCmd())
-		}
-		return tea.Batch(cmds...)
+		return tea.Batch(m.waitHotplug(), m.rescan())
 	case hotplugClosed:
 		return nil
 	case rescanTick:
 		var cmd tea.Cmd
-		if m.screen == screenDisks && !m.scanning {
-			m.scanning = true
-			cmd = m.scanCmd()
+		if m.screen == screenDisks {
+			cmd = m.rescan()
 		}
 		return tea.Batch(cmd, m.rescanCmd())
 	case spinner.TickMsg:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -122,6 +123,11 @@ func (m *Model) startRun() tea.Cmd {
 		}
 		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) { send(runEventMsg(e)) })
 		clear(pass)
+		// Workaround: luks.Unseal (verify step) does not close the luks.go
+		// device it opens, so a read-only descriptor of the partition stays
+		// open until the garbage collector finalizes it. Collect now, so the
+		// disk is really released when the run says so.
+		runtime.GC()
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err})
 	}()
@@ -367,11 +373,7 @@ func (m *Model) another() tea.Cmd {
 	m.clearSecrets()
 	m.selKey = ""
 	m.goTo(screenDisks)
-	if !m.scanning {
-		m.scanning = true
-		return m.scanCmd()
-	}
-	return nil
+	return m.rescan()
 }
 
 func (m *Model) doneKey(msg tea.KeyPressMsg) tea.Cmd {

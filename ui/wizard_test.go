@@ -677,7 +677,10 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	label := s.result.FSLabel
 	h.esc()
 	h.onScreen(screenDisks)
-	mustRun(t, "", "cryptsetup", "isLuks", loop+"p1")
+	if out, err := run(t, "", "cryptsetup", "isLuks", "--debug", loop+"p1"); err != nil {
+		ls, _ := run(t, "", "sh", "-c", "ls -l /dev/"+name+"* /sys/block/"+name+"/; blkid -p "+loop+"p1")
+		t.Errorf("cryptsetup isLuks %sp1: %v\n%s\n%s", loop, err, out, ls)
+	}
 	if out := mustRun(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
 		t.Errorf("not an MBR table:\n%s", out)
 	}

@@ -176,7 +176,7 @@ func (m *Model) onEvent(e pipeline.Event) tea.Cmd {
 			rs.verify = e.Message
 		}
 	case pipeline.EventFailed:
-		if i := idx(e.Step); i >= 0 {
+		if i := idx(e.Step); i >= 0 && rs.steps[i].state != "done" {
 			st := "failed"
 			if rs.stopping && rs.steps[i].state == "pending" {
 				st = "stopped"
@@ -406,10 +406,14 @@ func (m *Model) errorView() string {
 		}
 	}
 	kv("Target", m.targetName())
-	if e.Code == pipeline.ExitInterrupted {
+	switch {
+	case e.Code == pipeline.ExitInterrupted && strings.HasPrefix(e.State, "ready"):
+		kv("Stopped after", title+", the last step")
+		cmd = ""
+	case e.Code == pipeline.ExitInterrupted:
 		kv("Stopped before", title)
 		cmd = ""
-	} else {
+	default:
 		kv("Step", title)
 	}
 	b.WriteString(m.kvLine("What happened", stErr.Render(e.Err.Error())))
@@ -426,6 +430,10 @@ func (m *Model) errorView() string {
 	case pipeline.ExitRefused:
 		b.WriteString("Nothing was written. Fix the cause above and start again from the disk list.\n")
 	case pipeline.ExitInterrupted:
+		if strings.HasPrefix(e.State, "ready") {
+			b.WriteString("You stopped the run as its last step finished: the disk was made and verified\nand is usable. Check it with luksdock verify if in doubt.\n")
+			break
+		}
 		b.WriteString("You stopped the run. The step in progress finished, the volume was closed and\nthe disk released. The disk is not a finished backup disk: prepare it again.\n")
 	case pipeline.ExitVerifyFail:
 		b.WriteString("Do NOT use this disk. Prepare it again; if verification fails again, suspect\nthe disk or the dock (look at the kernel log: dmesg).\n")

@@ -105,11 +105,27 @@ func (h *harness) snap() snapshot {
 	h.tm.Send(ch)
 	select {
 	case s := <-ch:
+		h.checkFits(s)
 		return s
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("the wizard did not answer")
 	}
 	return snapshot{}
+}
+
+// checkFits fails the test when a screen does not fit the 80x24 terminal
+// the tests run in (every screen a test visits is checked).
+func (h *harness) checkFits(s snapshot) {
+	h.t.Helper()
+	lines := strings.Split(s.view, "\n")
+	if len(lines) > 24 {
+		h.t.Errorf("screen %s has %d lines, more than 24:\n%s", s.screen, len(lines), s.view)
+	}
+	for _, l := range lines {
+		if w := ansi.StringWidth(l); w > 80 {
+			h.t.Errorf("screen %s has a line of %d columns: %q", s.screen, w, l)
+		}
+	}
 }
 
 // waitFor polls the wizard until cond holds.

@@ -112,6 +112,9 @@ func runWizard(cmd *cobra.Command) error {
 	} else {
 		cfg.Rescan = time.Second // no uevents: poll sysfs instead
 	}
+	// bubbletea logs raw terminal input (the typed passphrase included) to
+	// the file named by TEA_TRACE; never let it.
+	os.Unsetenv("TEA_TRACE")
 	m := ui.New(cfg)
 	p := tea.NewProgram(m, tea.WithInput(tty), tea.WithOutput(tty), tea.WithContext(ctx))
 	_, runErr := p.Run()

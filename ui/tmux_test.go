@@ -135,7 +135,8 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
+	trace := filepath.Join(dir, "tea-trace.log") // bubbletea would log raw input here
+	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "TEA_TRACE=" + trace}, cmd)
 
 	s := tm.waitFor(15*time.Second, "1/8 Choose the disk", "offsite.img", "to be created")
 	if !strings.Contains(s, "› offsite.img") {
@@ -230,6 +231,9 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	if bytes.Contains(out, []byte("juggles")) || bytes.Contains(errTxt, []byte("juggles")) {
 		t.Error("the passphrase reached standard output or error")
+	}
+	if b, err := os.ReadFile(trace); err == nil {
+		t.Errorf("TEA_TRACE was honoured: bubbletea logged the raw input (%d bytes) to %s", len(b), trace)
 	}
 	noLeftovers(t, img, tmp)
 	if dump := mustRun(t, "", "cryptsetup", "luksDump", loopPart(t, img)); !strings.Contains(dump, res.LUKS.UUID) {

@@ -755,3 +755,42 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	}
 	checkPrepared(t, img, testPass, "backups01", 1)
 }
+
+// TestKernelLogPicksMostRecentDock: with two USB disks attached before the
+// wizard started, the one the kernel log says arrived last is highlighted
+// and pre-selected.
+func TestKernelLogPicksMostRecentDock(t *testing.T) {
+	usb := func(name, mm, serial string) disk.Disk {
+		return disk.Disk{Name: name, Path: "/dev/" + name, MajMin: mm, Size: 1 << 40, LogicalSector: 512, PhysicalSector: 4096,
+			Transport: "uas", Vendor: "WD", Model: "Elements", Serial: serial}
+	}
+	fd := &fakeDiscovery{}
+	fd.set(usb("sdy", "65:128", "OLD1"), usb("sdz", "65:144", "NEW2"))
+	var lines []disk.KernelLine
+	for _, l := range append([]string{
+		"[ 100.000000] scsi 12:0:0:0: Direct-Access     WD       Elements         1021 PQ: 0 ANSI: 6",
+		"[ 100.100000] sd 12:0:0:0: [sdy] Attached SCSI disk",
+	}, dockLog...) {
+		kl, ok := disk.ParseDmesgLine(l)
+		if !ok {
+			t.Fatalf("fixture line does not parse: %q", l)
+		}
+		lines = append(lines, kl)
+	}
+	h := start(t, Config{Scan: fd.scan, KernelLog: func() ([]disk.KernelLine, error) { return lines, nil }}, nil)
+	s := h.waitFor("the list", 5*time.Second, func(s snapshot) bool { return len(s.rows) == 2 })
+	if s.cursor != 1 || s.rows[1].name != "sdz" || s.latest != "sdz" {
+		t.Fatalf("pre-selected row %d (latest %q), want sdz:\n%s", s.cursor, s.latest, s.view)
+	}
+	if !strings.Contains(s.view, "most recently docked (kernel log)") {
+		t.Errorf("sdz is not highlighted:\n%s", s.view)
+	}
+	h.key(tea.KeyUp)
+	if s := h.snap(); s.cursor != 0 {
+		t.Errorf("↑ did not move to sdy (cursor %d)", s.cursor)
+	}
+	h.typ("j")
+	if s := h.snap(); s.cursor != 1 {
+		t.Errorf("j did not move to sdz (cursor %d)", s.cursor)
+	}
+}

@@ -154,7 +154,7 @@ func (m *Model) disksView() string {
 		case !r.image && r.name == m.latest && m.liveAdded[r.name]:
 			tag = "  ★ just docked"
 		case !r.image && r.name == m.latest:
-			tag = "  ★ most recently docked (kernel log)"
+			tag = "  ★ last docked"
 		}
 		line = truncate(line, max(m.width-lenCells(tag), 20))
 		detail := "    holds: " + r.summary
@@ -174,8 +174,11 @@ func (m *Model) disksView() string {
 	if m.eligible() == 0 {
 		b.WriteString("\n" + stWarn.Render(m.spin.View()+" Dock a disk now… ") + "luksdock is waiting for the kernel to report it.\n")
 		b.WriteString(stFaint.Render("No disk here can be prepared. Disks that hold the running system or anything\nmounted are refused; disks not on USB need --allow-internal. For a demo, run\nluksdock --image demo.img --size 1G.") + "\n")
-	} else if !m.cfg.AllowInternal {
+	} else {
 		b.WriteString("\n" + stFaint.Render("Docking another disk adds it here within a second.") + "\n")
+	}
+	if m.latest != "" && !m.liveAdded[m.latest] {
+		b.WriteString(stFaint.Render("★ last docked: the kernel log says "+m.latest+" arrived after every other disk listed.") + "\n")
 	}
 	if m.logErr != nil {
 		b.WriteString(stFaint.Render("(kernel log not readable: "+m.logErr.Error()+")") + "\n")
@@ -263,8 +266,8 @@ func (m *Model) detailsView() string {
 		kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(d.Size), d.Size))
 		tr := d.Transport
 		if d.USB != nil {
-			tr += fmt.Sprintf(" — USB %s:%s %s %s, port %s, %s Mbit/s", d.USB.VendorID, d.USB.ProductID,
-				d.USB.Manufacturer, d.USB.Product, d.USB.Port, d.USB.Speed)
+			usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
+			tr += fmt.Sprintf(" — %s, port %s, %s Mbit/s", usb, d.USB.Port, d.USB.Speed)
 		}
 		kv("Transport", tr)
 		rot := "solid state"
@@ -287,7 +290,7 @@ func (m *Model) detailsView() string {
 		b.WriteString("\n" + stTitle.Render("Kernel log of its arrival") + "\n")
 		if a, ok := m.arrivalOf(t.Name); ok {
 			for _, l := range a.Lines {
-				b.WriteString(stFaint.Render(truncate(l.String(), m.width)) + "\n")
+				b.WriteString(stFaint.Render(l.String()) + "\n")
 			}
 			if m.liveAdded[t.Name] {
 				b.WriteString(stNew.Render("★ docked while luksdock was running") + "\n")

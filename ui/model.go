@@ -618,7 +618,8 @@ func wrapLines(s string, w int) []string {
 			if i > 0 {
 				p = strings.Repeat(" ", indent) + strings.TrimLeft(p, " ")
 			}
-			out = append(out, p)
+			// Wrap may leave a breakpoint character past the width.
+			out = append(out, strings.Split(ansi.Hardwrap(p, w, true), "\n")...)
 		}
 	}
 	return out

@@ -506,8 +506,8 @@ func TestHotplugOnDisksScreen(t *testing.T) {
 	h.enter()
 	s = h.onScreen(screenDetails)
 	for _, want := range []string{"[sdz] Attached SCSI disk", "MAXTOR S TM3500630AS", "5QG0ABCD", "usb-storage", "LVM2 PV", "docked while luksdock was running"} {
-		if !strings.Contains(s.view, want) {
-			t.Errorf("details lack %q:\n%s", want, s.view)
+		if !strings.Contains(s.body, want) {
+			t.Errorf("details lack %q:\n%s", want, s.body)
 		}
 	}
 	// Undock while its details are shown: the wizard says so at once.
@@ -782,7 +782,7 @@ func TestKernelLogPicksMostRecentDock(t *testing.T) {
 	if s.cursor != 1 || s.rows[1].name != "sdz" || s.latest != "sdz" {
 		t.Fatalf("pre-selected row %d (latest %q), want sdz:\n%s", s.cursor, s.latest, s.view)
 	}
-	if !strings.Contains(s.view, "most recently docked (kernel log)") {
+	if !strings.Contains(s.view, "★ last docked") {
 		t.Errorf("sdz is not highlighted:\n%s", s.view)
 	}
 	h.key(tea.KeyUp)

@@ -134,6 +134,15 @@ var ErrWrongPassphrase = errors.New("the passphrase does not unlock any keyslot"
 // luks.go and is dropped.
 func Unseal(d Device, passphrase []byte) (info Info, err error) {
 	err = d.withPath(func(p string) error {
+		// luks.go says "invalid LUKS header" also where there is none at
+		// all; tell the two apart (ErrNotLUKS).
+		if f, err := os.Open(p); err == nil {
+			_, herr := ReadHeader(f)
+			f.Close()
+			if errors.Is(herr, ErrNotLUKS) {
+				return ErrNotLUKS
+			}
+		}
 		dev, err := lukslib.Open(p)
 		if err != nil {
 			return fmt.Errorf("luks.go: %w", err)

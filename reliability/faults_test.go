@@ -241,6 +241,18 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device 
 	case !finished && strings.Contains(vr.stdout, `"event":"result"`):
 		t.Errorf("verify printed a result for a half-made disk:\n%s", vr.stdout)
 	}
+	if !finished {
+		// verify must say what is missing, in the words of the state
+		// (no table, no LUKS header, no filesystem, not clean).
+		explained := false
+		for _, w := range []string{"has no partition table", "holds no LUKS header", "no ext4 filesystem inside the LUKS volume", "e2fsck -fn is not clean", "the ext4 label is", "has no label"} {
+			explained = explained || strings.Contains(vr.stderr, w)
+		}
+		if !explained {
+			t.Errorf("verify of a half-made disk does not say what is missing:\n%s", vr.stderr)
+		}
+		t.Logf("verify says: %s", strings.TrimSpace(strings.SplitN(vr.stderr, "\n", 2)[0]))
+	}
 	if lastDone >= stepIndex["close"] && !finished {
 		t.Errorf("mkfs and close were reported done but the disk is not finished: %s", why)
 	}

@@ -613,7 +613,7 @@ func wrapLines(s string, w int) []string {
 		}
 		plain := ansi.Strip(l)
 		indent := min(len(plain)-len(strings.TrimLeft(plain, " "))+2, w/3)
-		parts := strings.Split(lipgloss.Wrap(l, w-indent, " /-"), "\n")
+		parts := strings.Split(lipgloss.Wrap(l, w-indent, " "), "\n")
 		for i, p := range parts {
 			if i > 0 {
 				p = strings.Repeat(" ", indent) + strings.TrimLeft(p, " ")
@@ -629,7 +629,7 @@ func wrapLines(s string, w int) []string {
 // continuation lines aligned under it.
 func (m *Model) kvLine(k, v string) string {
 	const col = 18
-	lines := strings.Split(lipgloss.Wrap(v, max(m.width-col, 20), " /-"), "\n")
+	lines := strings.Split(lipgloss.Wrap(v, max(m.width-col, 20), " "), "\n")
 	for i := 1; i < len(lines); i++ {
 		lines[i] = strings.Repeat(" ", col) + strings.TrimLeft(lines[i], " ")
 	}

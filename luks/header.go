@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 
+	"golang.org/x/sys/unix"
+
 	lukslib "github.com/anatol/luks.go"
 )
 
@@ -143,6 +145,9 @@ func Unseal(d Device, passphrase []byte) (info Info, err error) {
 				return ErrNotLUKS
 			}
 		}
+		if err := checkKDFCosts(p); err != nil {
+			return err
+		}
 		dev, err := lukslib.Open(p)
 		if err != nil {
 			return fmt.Errorf("luks.go: %w", err)
@@ -186,4 +191,56 @@ func Unseal(d Device, passphrase []byte) (info Info, err error) {
 		return nil
 	})
 	return info, nil
+}
+
+// MaxKDFMemoryKiB is the most memory a keyslot's argon2 may ask for:
+// cryptsetup never sets more than 4 GiB.
+const MaxKDFMemoryKiB = 4 << 20
+
+// checkKDFCosts refuses a LUKS2 header whose keyslots ask for more argon2
+// memory than cryptsetup ever sets, or than half of this machine's memory:
+// luks.go honours whatever the header says, so a damaged or hostile disk
+// could make unsealing allocate gigabytes.
+func checkKDFCosts(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var h [4096]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil || binary.BigEndian.Uint16(h[6:8]) != 2 {
+		return nil // LUKS1 (pbkdf2 only) or unreadable: luks.go reports it
+	}
+	hdrSize := be64(h[8:16])
+	if hdrSize < 4096+512 || hdrSize > 4<<20 {
+		return fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
+	}
+	js := make([]byte, hdrSize-4096)
+	if _, err := f.ReadAt(js, 4096); err != nil {
+		return fmt.Errorf("reading LUKS2 metadata: %w", err)
+	}
+	var meta struct {
+		Keyslots map[string]struct {
+			KDF struct {
+				Type   string `json:"type"`
+				Memory int64  `json:"memory"`
+			} `json:"kdf"`
+		} `json:"keyslots"`
+	}
+	if err := json.Unmarshal(bytes.TrimRight(js, "\x00"), &meta); err != nil {
+		return fmt.Errorf("LUKS2 metadata: %w", err)
+	}
+	limit := int64(MaxKDFMemoryKiB)
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
+			limit = half
+		}
+	}
+	for n, ks := range meta.Keyslots {
+		if ks.KDF.Memory > limit {
+			return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", n, ks.KDF.Memory, ks.KDF.Type, limit)
+		}
+	}
+	return nil
 }

@@ -118,6 +118,9 @@ func readLUKS2(r io.ReaderAt, h []byte) (Info, error) {
 			return Info{}, fmt.Errorf("LUKS2 segment iv_tweak: %w", err)
 		}
 	}
+	if info.DataOffset < 0 || info.DataSize < 0 {
+		return Info{}, fmt.Errorf("LUKS2 segment at %d of %d bytes", info.DataOffset, info.DataSize)
+	}
 	info.Cipher, info.SectorSize = seg.Encryption, seg.SectorSize
 	for k := range meta.Keyslots {
 		if n, err := strconv.Atoi(k); err == nil {

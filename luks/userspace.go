@@ -60,10 +60,9 @@ type UserspaceStats struct {
 //     parallel chunks (kernels that do not pass ZERO_RANGE to FUSE servers
 //     refuse it themselves; mke2fs then falls back to writing zeros, which
 //     is correct but sends the zeros through FUSE); plain fallocate within
-//     the size is a no-op; hole
-//     punching (FALLOC_FL_PUNCH_HOLE, i.e. discard) and the other modes fail
-//     with EOPNOTSUPP, because a hole in the ciphertext would not read back
-//     as zeros;
+//     the size is a no-op; hole punching (FALLOC_FL_PUNCH_HOLE, i.e.
+//     discard) and the other modes fail with EOPNOTSUPP, because a hole in
+//     the ciphertext would not read back as zeros;
 //   - the size is fixed: writes past the end fail with ENOSPC, truncation to
 //     another size with EPERM;
 //   - fsync/fdatasync fsync the backing file.
@@ -81,18 +80,19 @@ type UserspaceStats struct {
 // Process death: on Close and on every error path the mount is removed. If
 // the process is killed with SIGKILL the kernel aborts the FUSE connection
 // as soon as /dev/fuse is closed, so every further access to the file fails
-// with ENOTCONN: no plaintext can be read or written any more. The kernel
-// does not remove the mountpoint itself, so each mount gets a small
-// watchdog process (/bin/sh in its own session, holding only the read end of
-// a pipe): when this process dies the pipe closes and the watchdog lazily
-// unmounts and removes the private directory. The watchdog knows no key and
-// no data. If the watchdog is killed as well (e.g. SIGKILL of the whole
-// session) a dead "fuse.luksdock" mount can remain under
+// with ENOTCONN: no plaintext can be read or written any more. (The /dev/fuse
+// descriptor is made close-on-exec, so a child such as mke2fs cannot keep a
+// dead connection open and hang on it.) The kernel does not remove the
+// mountpoint itself, so each mount gets a small watchdog process (/bin/sh in
+// its own session, holding only the read end of a pipe): when this process
+// dies the pipe closes and the watchdog lazily unmounts and removes the
+// private directory. The watchdog knows no key and no data. If the watchdog
+// is killed as well, a dead "fuse.luksdock" mount can remain under
 // $TMPDIR/luksdock-fuse-*/mnt; CleanupStaleUserspaceMounts removes such
-// leftovers. Data written before the kill is in the backing file's page cache
-// (encrypted) and reaches the disk as usual; it was not fsynced. A private mount
-// namespace is not used because mke2fs and the other tools run as child
-// processes in the caller's namespace and must see the file.
+// leftovers. Data written before the kill is in the backing file's page
+// cache (encrypted) and reaches the disk as usual, but was not fsynced. A
+// private mount namespace is not used because mke2fs and the other tools run
+// as child processes in the caller's namespace and must see the file.
 type UserspaceVolume struct {
 	backing    *os.File
 	dataOff    int64 // absolute offset of the segment in backing

@@ -33,9 +33,10 @@ func killTriggers(sig syscall.Signal) []trigger {
 	}
 	return append(trs,
 		trigger{event: "start", step: "wipe", delay: 3 * time.Millisecond, sig: sig},
-		trigger{child: "cryptsetup", step: "luks-format", sig: sig},
-		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig},
-		trigger{child: "cryptsetup", step: "verify", sig: sig},
+		// Child triggers run the tool through a shim that sleeps first, so
+		// the kill lands while it is alive however fast the machine is.
+		trigger{child: "cryptsetup", step: "luks-format", sig: sig, slow: "cryptsetup"},
+		trigger{child: "cryptsetup", step: "verify", sig: sig, slow: "cryptsetup"},
 		trigger{child: "e2fsck", step: "verify", sig: sig, slow: "e2fsck"},
 		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig, slow: "mkfs.ext4"},
 	)

@@ -66,6 +66,10 @@ func FuzzReadPassphrase(f *testing.F) {
 		if len(rest) > 0 && !bytes.HasPrefix(rest, []byte("\n")) && !bytes.HasPrefix(rest, []byte("\r\n")) && string(rest) != "\r" {
 			t.Fatalf("ReadPassphrase(%q) = %q, which is not the whole first line", in, p)
 		}
+		// accepted: nothing but line endings may follow the first line
+		if len(bytes.Trim(rest, "\r\n")) > 0 && len(in) < 64<<10 {
+			t.Fatalf("ReadPassphrase(%q) accepted a file of more than one line", in)
+		}
 	})
 }
 

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxPassphrase is the longest passphrase cryptsetup accepts when it is typed
@@ -17,7 +20,10 @@ const MaxPassphrase = 512
 // ReadPassphrase returns the first line of r without its line ending (\n or
 // \r\n): exactly what a person would type. It reads at most MaxPassphrase+2
 // bytes of that line and refuses anything a person could not type back at an
-// unlock prompt. The caller clears the returned slice when done.
+// unlock prompt. It also refuses input with more after the first line (other
+// than empty lines): such a file is a key file or a mistake, and cutting it
+// at its first line break would silently make a much weaker passphrase than
+// the file holds. The caller clears the returned slice when done.
 func ReadPassphrase(r io.Reader) ([]byte, error) {
 	br := bufio.NewReaderSize(r, MaxPassphrase+8)
 	line, err := br.ReadSlice('\n')
@@ -33,9 +39,21 @@ func ReadPassphrase(r io.Reader) ([]byte, error) {
 	clear(line)
 	p = bytes.TrimSuffix(p, []byte("\n"))
 	p = bytes.TrimSuffix(p, []byte("\r"))
-	if err := ValidatePassphrase(p); err != nil {
+	if verr := ValidatePassphrase(p); verr != nil {
 		clear(p)
-		return nil, err
+		return nil, verr
+	}
+	if err == nil && !isTerminal(r) { // a line ending: only line endings may follow
+		for i := 0; i < 64<<10; i++ {
+			c, rerr := br.ReadByte()
+			if rerr != nil {
+				break
+			}
+			if c != '\n' && c != '\r' {
+				clear(p)
+				return nil, errors.New("the passphrase file has more than one line; the passphrase is its first line, and a file with more (a key file, or a line break in the middle) is refused rather than cut short")
+			}
+		}
 	}
 	return p, nil
 }
@@ -61,4 +79,15 @@ func ValidatePassphrase(p []byte) error {
 		}
 	}
 	return nil
+}
+
+// isTerminal reports whether r is a terminal, where nothing follows the
+// typed line until the user ends the input.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

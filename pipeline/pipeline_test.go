@@ -25,7 +25,7 @@ func TestParseSize(t *testing.T) {
 
 func TestReadPassphrase(t *testing.T) {
 	for in, want := range map[string]string{
-		"pw\n": "pw", "pw\r\n": "pw", "pw": "pw", "pw\nsecond line\n": "pw", "grüße für dich\n": "grüße für dich",
+		"pw\n": "pw", "pw\r\n": "pw", "pw": "pw", "pw\n\n\r\n": "pw", "grüße für dich\n": "grüße für dich",
 		strings.Repeat("x", MaxPassphrase) + "\n": strings.Repeat("x", MaxPassphrase),
 	} {
 		got, err := ReadPassphrase(strings.NewReader(in))
@@ -34,7 +34,7 @@ func TestReadPassphrase(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]string{
-		"\n": "empty", "": "empty", "a\x00b\n": "NUL", "a\tb\n": "control", "\xff\xfe\n": "UTF-8",
+		"\n": "empty", "": "empty", "pw\nsecond line\n": "more than one line", "pw\n\nx": "more than one line", "a\x00b\n": "NUL", "a\tb\n": "control", "\xff\xfe\n": "UTF-8",
 		strings.Repeat("x", MaxPassphrase+1) + "\n": "longer than", strings.Repeat("y", 1<<20): "longer than",
 	} {
 		if _, err := ReadPassphrase(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), msg) {

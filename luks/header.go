@@ -155,6 +155,7 @@ func Unseal(d Device, passphrase []byte) (info Info, err error) {
 		if err != nil {
 			return fmt.Errorf("luks.go: %w", err)
 		}
+		defer dev.Close() // else the partition stays open until the GC runs
 		slots := dev.Slots()
 		var lastErr error
 		for _, s := range slots {

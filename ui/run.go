@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"time"
 
@@ -123,11 +122,6 @@ func (m *Model) startRun() tea.Cmd {
 		}
 		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) { send(runEventMsg(e)) })
 		clear(pass)
-		// Workaround: luks.Unseal (verify step) does not close the luks.go
-		// device it opens, so a read-only descriptor of the partition stays
-		// open until the garbage collector finalizes it. Collect now, so the
-		// disk is really released when the run says so.
-		runtime.GC()
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err})
 	}()

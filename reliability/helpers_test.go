@@ -675,7 +675,7 @@ func noLeftovers(t *testing.T, tmpdir, img string, kids []int) {
 		}
 		if time.Now().After(deadline) {
 			// Empty directories only (mounts are checked above): a leak,
-			// not a hazard. Logged as a finding, see README-table.md.
+			// not a hazard. Logged as a finding, see the README's reliability table.
 			t.Logf("FINDING: temp directories left in TMPDIR: %v", left)
 			break
 		}

@@ -192,8 +192,9 @@ labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
 the file name of an image (disk.img). Otherwise nothing is written.
 
-The passphrase is the first line of --passphrase-file without its line ending,
-exactly what you will type at the unlock prompt; '-' reads standard input. It
+The passphrase is the line in --passphrase-file without its line ending,
+exactly what you will type at the unlock prompt; '-' reads standard input. A
+file of more than one line is refused rather than cut short. The passphrase
 is never accepted as an argument or from the environment.
 
 Engines: 'kernel' opens the volume with cryptsetup (device-mapper);
@@ -251,7 +252,7 @@ cryptsetup's own benchmarked defaults apply.
 	tf.add(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
-	f.StringVar(&passFile, "passphrase-file", "", "file whose first line is the passphrase, or - for standard input")
+	f.StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
 	f.StringVar(&o.Table, "table", "gpt", "partition table: gpt or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
@@ -309,7 +310,7 @@ writes nothing.
 		},
 	}
 	tf.add(cmd, false)
-	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file whose first line is the passphrase, or - for standard input")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
 	cmd.Flags().StringVar(&engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd

@@ -167,19 +167,8 @@ func loopUsing(id fileID) string {
 	return ""
 }
 
-// HumanSize formats bytes in binary units, as lsblk does.
-func HumanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// HumanSize formats bytes in binary units, as lsblk does ("465.8 GiB").
+func HumanSize(n int64) string { return disk.SizeString(n) }
 
 // ParseSize reads sizes like 512M, 64G, 1T, 1.5T (binary units), or plain
 // bytes. It refuses 0, negatives, garbage and anything above 1 EiB.

@@ -105,7 +105,6 @@ type UserspaceVolume struct {
 	dir, mnt, file string
 	server         *fuse.Server
 	fuseConn       uint32 // minor of the FUSE connection (for abort)
-	ownMount       bool   // mounted by luksdock itself (root), not by go-fuse
 	watchdog       *exec.Cmd
 	watchdogW      *os.File
 
@@ -250,35 +249,8 @@ func (v *UserspaceVolume) mount() error {
 		UID: uint32(os.Getuid()),
 		GID: uint32(os.Getgid()),
 	}
-	// As root, luksdock mounts /dev/fuse itself and hands go-fuse the
-	// descriptor ("/dev/fd/N"). Then nothing in this process ever touches
-	// its own mount: go-fuse's mount-time poll hack (an open of a file on
-	// the mount) is skipped, and the connection is found in mountinfo rather
-	// than by stat. A request this process sent to itself would never be
-	// answered once a SIGKILL has taken the serving threads, and the process
-	// could never finish dying. Without root, go-fuse mounts through
-	// fusermount3 and that small window remains.
-	mountPoint := v.mnt
-	if os.Geteuid() == 0 {
-		fd, err := mountFuse(v.mnt, opts.MountOptions.MaxWrite)
-		if err != nil {
-			return fmt.Errorf("FUSE mount on %s: %w", v.mnt, err)
-		}
-		v.ownMount = true
-		mountPoint = fmt.Sprintf("/dev/fd/%d", fd)
-		// go-fuse uses a /dev/fd/N mountpoint as given only when it is not
-		// asked to mount by itself (else it would mount over /dev/fuse).
-		opts.MountOptions.DirectMount = false
-	}
-	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), mountPoint, &opts.MountOptions)
+	server, err := fs.Mount(v.mnt, root, opts)
 	if err != nil {
-		if v.ownMount {
-			unix.Unmount(v.mnt, unix.MNT_DETACH)
-		}
-		return fmt.Errorf("FUSE mount on %s: %w", v.mnt, err)
-	}
-	go server.Serve()
-	if err := server.WaitMount(); err != nil {
 		return fmt.Errorf("FUSE mount on %s: %w", v.mnt, err)
 	}
 	v.server = server
@@ -287,49 +259,14 @@ func (v *UserspaceVolume) mount() error {
 	// would keep a dead connection open and hang on its own I/O after this
 	// process died.
 	cloexecFuseFDs()
-	v.fuseConn = fuseConnOf(v.mnt)
+	var st unix.Stat_t
+	if err := unix.Stat(v.mnt, &st); err == nil {
+		v.fuseConn = unix.Minor(st.Dev)
+	}
 	if err := v.startWatchdog(); err != nil {
 		return fmt.Errorf("start unmount watchdog: %w", err)
 	}
 	return nil
-}
-
-// mountFuse opens /dev/fuse (close-on-exec) and mounts it on dir as
-// fuse.luksdock, as fusermount would; it returns the descriptor. Root only.
-func mountFuse(dir string, maxRead int) (int, error) {
-	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,max_read=%d", fd, os.Geteuid(), os.Getegid(), maxRead)
-	if err := unix.Mount("luksdock", dir, "fuse.luksdock", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// fuseConnOf finds the FUSE connection number (the minor of the mount's
-// device) of the mount at dir in /proc/self/mountinfo, without touching the
-// mount itself. 0 if not found.
-func fuseConnOf(dir string) uint32 {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != dir {
-			continue
-		}
-		var maj, minor uint32
-		if _, err := fmt.Sscanf(fields[2], "%d:%d", &maj, &minor); err == nil {
-			return minor
-		}
-	}
-	return 0
 }
 
 // cloexecFuseFDs sets close-on-exec on every open /dev/fuse descriptor.
@@ -393,21 +330,8 @@ func (v *UserspaceVolume) stopWatchdog() {
 // if that wait runs out, the FUSE connection is aborted so the serving
 // goroutines stop and the key can be wiped.
 func (v *UserspaceVolume) unmount() error {
-	var err error
-	if v.ownMount {
-		// go-fuse cannot unmount a mount it was handed as /dev/fd/N.
-		for try, delay := 0, time.Duration(0); try < 5; try++ {
-			if err = unix.Unmount(v.mnt, 0); err == nil {
-				break
-			}
-			delay = 2*delay + 5*time.Millisecond
-			time.Sleep(delay)
-		}
-		if err == nil {
-			v.server.Wait()
-			return nil
-		}
-	} else if err = v.server.Unmount(); err == nil {
+	err := v.server.Unmount()
+	if err == nil {
 		return nil
 	}
 	lazyErr := unix.Unmount(v.mnt, unix.MNT_DETACH)

@@ -23,6 +23,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Cipher and KeyBytes are what luksdock formats with: aes-xts-plain64 with a
@@ -300,4 +303,76 @@ func cleanEnv() []string {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
 	return env
+}
+
+// Mapping is a device-mapper mapping luksdock opened, held open by luksdock
+// and marked for deferred removal (cryptsetup close --deferred): the kernel
+// removes it by itself as soon as luksdock and the tools it ran have closed
+// it, so not even SIGKILL leaves it behind. Kernels without deferred removal
+// get a plain cryptsetup close from Close.
+//
+// Path is the kernel's own node, /dev/dm-N: without udev, libdevmapper
+// deletes /dev/mapper/NAME as soon as removal is requested, deferred or not,
+// while /dev/dm-N lives exactly as long as the device.
+type Mapping struct {
+	Name     string
+	Path     string
+	sys      string // /sys/dev/block/MAJ:MIN, present while the device exists
+	hold     *os.File
+	deferred bool
+}
+
+// HoldMapping takes hold of the open mapping name and marks it for deferred
+// removal. If the mark fails the mapping still works; Close removes it.
+func HoldMapping(ctx context.Context, name string) (*Mapping, error) {
+	m := &Mapping{Name: name, Path: "/dev/mapper/" + name}
+	var st unix.Stat_t
+	if err := unix.Stat(m.Path, &st); err != nil {
+		return m, fmt.Errorf("%s: %w", m.Path, err)
+	}
+	mm := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	m.sys = "/sys/dev/block/" + mm
+	if target, err := os.Readlink(m.sys); err == nil {
+		if node := "/dev/" + filepath.Base(target); exists(node) {
+			m.Path = node
+		}
+	}
+	f, err := os.Open(m.Path)
+	if err != nil {
+		return m, fmt.Errorf("opening %s: %w", m.Path, err)
+	}
+	m.hold = f
+	_, err = run(ctx, []string{"close", "--deferred", name}, nil, nil)
+	m.deferred = err == nil
+	return m, nil
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// Close lets go of the mapping and makes sure it is gone: with deferred
+// removal the kernel removes it once the last user closes it; otherwise, or
+// if it lingers, cryptsetup close removes it.
+func (m *Mapping) Close(ctx context.Context) error {
+	if m == nil {
+		return nil
+	}
+	if m.hold != nil {
+		m.hold.Close()
+		m.hold = nil
+	}
+	if m.deferred {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if !exists(m.sys) {
+				return nil
+			}
+		}
+		// Still there: someone else holds it. Cancel the deferral and close
+		// it the ordinary way, which says who is busy.
+		_, _ = run(ctx, []string{"close", "--cancel-deferred", m.Name}, nil, nil)
+	}
+	if m.sys != "" && !exists(m.sys) {
+		return nil
+	}
+	_, err := run(ctx, []string{"close", m.Name}, nil, nil)
+	return err
 }

@@ -38,7 +38,7 @@ type runner struct {
 
 	part   luks.Device
 	info   luks.Info
-	mapper string
+	mapper *luks.Mapping // kernel engine: the open dm-crypt mapping
 	loop   *disk.Loop
 	uvol   *luks.UserspaceVolume
 	vol    string // the opened volume: /dev/mapper/NAME or the FUSE file
@@ -309,7 +309,7 @@ func (r *runner) withoutExcl(fn func() error) error {
 		r.excl = nil
 	}
 	err := fn()
-	if aerr := r.acquire(); aerr != nil && err == nil && r.mapper == "" {
+	if aerr := r.acquire(); aerr != nil && err == nil && r.mapper == nil {
 		err = aerr
 	}
 	return err
@@ -419,8 +419,11 @@ func (r *runner) open() (string, error) {
 		if err := luks.OpenWithKey(r.work, dev, name, r.key); err != nil {
 			return err
 		}
-		r.mapper, r.vol = name, "/dev/mapper/"+name
-		return nil
+		// Held and marked for deferred removal: gone by itself once
+		// luksdock and mkfs let go, even if luksdock is killed.
+		m, err := luks.HoldMapping(r.work, name)
+		r.mapper, r.vol = m, m.Path
+		return err
 	})
 	if err != nil {
 		return "", err
@@ -457,11 +460,11 @@ func (r *runner) closeAll(ctx context.Context) error {
 		errs = append(errs, r.uvol.Close())
 		r.uvol = nil
 	}
-	if r.mapper != "" {
-		if err := luks.Close(ctx, r.mapper); err != nil {
+	if r.mapper != nil {
+		if err := r.mapper.Close(ctx); err != nil {
 			errs = append(errs, err)
 		} else {
-			r.mapper = ""
+			r.mapper = nil
 		}
 	}
 	if r.loop != nil {

@@ -45,8 +45,13 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 			loop.Close()
 			return nil, fmt.Errorf("cryptsetup could not unlock it: %w", err)
 		}
-		vol = "/dev/mapper/" + name
-		closeVol = func() error { err := luks.Close(context.Background(), name); loop.Close(); return err }
+		m, err := luks.HoldMapping(ctx, name)
+		vol = m.Path
+		closeVol = func() error { err := m.Close(context.Background()); loop.Close(); return err }
+		if err != nil {
+			closeVol()
+			return nil, err
+		}
 	} else {
 		key, err := luks.DumpVolumeKeyDevice(ctx, part, pass)
 		if err != nil {

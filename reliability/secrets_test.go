@@ -129,6 +129,7 @@ func (in *inotify) poll() {
 func watchedRun(t *testing.T, tmpdir string, stdin []byte, dirs []string, skip func(string) bool, args ...string) (result, *watch) {
 	t.Helper()
 	w := &watch{argv: map[string]bool{}, env: map[string]bool{}, comms: map[string]bool{}, contents: map[string][]byte{}}
+	shims := slowTools(t, "cryptsetup", "mkfs.ext4", "e2fsck") // before the watch starts
 	in := newInotify(t, dirs)
 	defer unix.Close(in.fd)
 	in.onNew = func(p string, isDir bool) {
@@ -150,6 +151,9 @@ func watchedRun(t *testing.T, tmpdir string, stdin []byte, dirs []string, skip f
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = caseEnv(tmpdir)
+	// The tools run through shims that sleep first, so the sampler sees
+	// every one of them alive however fast the machine is.
+	cmd.Env[0] = "PATH=" + shims + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -363,4 +367,18 @@ func TestSecretHygiene(t *testing.T) {
 	if !pw.argv[string(bytes.Join([][]byte{[]byte(bin)}, nil))+"\x00"+strings.Join(args, "\x00")+"\x00"] {
 		t.Errorf("control: the sampler did not record luksdock's own argv")
 	}
+}
+
+// slowTools makes one directory of shims (sleep 0.3 s, then exec the real
+// tool) for the named tools, created before any watch starts.
+func slowTools(t *testing.T, tools ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tool := range tools {
+		sh := slowShim(t, tool)
+		if err := os.Rename(filepath.Join(sh, tool), filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -80,6 +80,7 @@ func loop(t *testing.T, file string, args ...string) string {
 	t.Helper()
 	a := append([]string{"--find", "--show"}, args...)
 	dev := strings.TrimSpace(sh(t, "", "losetup", append(a, file)...))
+	exec.Command("partx", "-d", dev).Run() // stale BLKPG partitions of an earlier user of this loop number
 	t.Cleanup(func() {
 		exec.Command("partx", "-d", dev).Run() // partitions added by BLKPG outlive the loop otherwise
 		exec.Command("losetup", "-d", dev).Run()

@@ -365,6 +365,9 @@ func attachLoop(t *testing.T, img string, extra ...string) string {
 	t.Helper()
 	needTool(t, "losetup")
 	dev := strings.TrimSpace(run(t, "", "losetup", append(append([]string{"-f", "--show"}, extra...), img)...))
+	// This kernel keeps partitions added with BLKPG after a loop device is
+	// detached; drop any an earlier user of this loop number left behind.
+	exec.Command("partx", "-d", dev).Run()
 	t.Cleanup(func() {
 		// Detach only if the device is still ours: other tests running in
 		// parallel may have been given the same loop device since.

@@ -3,6 +3,8 @@ package disk
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,4 +64,19 @@ func (l *Loop) Close() error {
 	err := l.f.Close()
 	l.f = nil
 	return err
+}
+
+// LoopBackedBy returns the loop device (/dev/loopN) whose backing file is
+// the file with device number dev and inode ino, or "" if none is. Comparing
+// the file itself, not its path, catches links and renames.
+func (s Sys) LoopBackedBy(dev, ino uint64) string {
+	m, _ := filepath.Glob(s.p("sys", "block", "loop*", "loop", "backing_file"))
+	for _, bf := range m {
+		p := strings.TrimSuffix(sysfsAttr(bf), " (deleted)")
+		var st unix.Stat_t
+		if p != "" && unix.Stat(p, &st) == nil && uint64(st.Dev) == dev && st.Ino == ino {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(bf)))
+		}
+	}
+	return ""
 }

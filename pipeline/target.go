@@ -151,21 +151,7 @@ func (t *Target) logicalSector() int {
 }
 
 // loopUsing returns the loop device whose backing file is id, if any.
-func loopUsing(id fileID) string {
-	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, bf := range m {
-		b, err := os.ReadFile(bf)
-		if err != nil {
-			continue
-		}
-		p := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) == nil && uint64(st.Dev) == id.dev && st.Ino == id.ino {
-			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(bf)))
-		}
-	}
-	return ""
-}
+func loopUsing(id fileID) string { return disk.Sys{Root: "/"}.LoopBackedBy(id.dev, id.ino) }
 
 // HumanSize formats bytes in binary units, as lsblk does ("465.8 GiB").
 func HumanSize(n int64) string { return disk.SizeString(n) }

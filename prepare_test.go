@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"luksdock/internal/testkit"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -59,20 +58,6 @@ func sh(t *testing.T, stdin string, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-func fileHash(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // loop attaches a loop device over part of a file and detaches it at cleanup.
@@ -374,7 +359,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 	img := filepath.Join(dir, "disk.img")
 	sh(t, "", "truncate", "-s", "80M", img)
 	sh(t, "label: dos\nstart=2048, type=83\n", "sfdisk", "-q", img)
-	before := fileHash(t, img)
+	before := testkit.SHA256File(t, img)
 	base := []string{"prepare", "--image", img, "--passphrase-file", "-"}
 	cases := []struct {
 		name  string
@@ -401,7 +386,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 			if code != c.code || !strings.Contains(out+errs, c.msg) {
 				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, c.code, c.msg, out, errs)
 			}
-			if fileHash(t, img) != before {
+			if testkit.SHA256File(t, img) != before {
 				t.Fatalf("the image changed")
 			}
 		})

@@ -1,30 +1,15 @@
 package disk
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func sha(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+	"luksdock/internal/testkit"
+)
 
 // everythingDiscoveryDoes runs every read path of the package against the
 // disk, plus an exclusive open, and returns the disk and its verdict.
@@ -74,7 +59,7 @@ func TestRealMountedPartitionRefused(t *testing.T) {
 	run(t, "", "mount", "-o", "ro", part, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 
-	before, beforeDev := sha(t, img), sha(t, dev)
+	before, beforeDev := testkit.SHA256File(t, img), testkit.SHA256File(t, dev)
 	d, v, exclErr := everythingDiscoveryDoes(t, name)
 	if v.OK(true) || !hasReason(v, filepath.Base(part)+" is mounted at "+mnt) {
 		t.Errorf("verdict = %+v, want refused: %s mounted at %s", v, part, mnt)
@@ -85,10 +70,10 @@ func TestRealMountedPartitionRefused(t *testing.T) {
 	if exclErr == nil {
 		t.Error("O_EXCL open of a disk with a mounted partition succeeded")
 	}
-	if after := sha(t, img); after != before {
+	if after := testkit.SHA256File(t, img); after != before {
 		t.Errorf("image changed: %s -> %s", before, after)
 	}
-	if after := sha(t, dev); after != beforeDev {
+	if after := testkit.SHA256File(t, dev); after != beforeDev {
 		t.Errorf("device contents changed")
 	}
 
@@ -113,7 +98,7 @@ func TestRealMountedPartitionRefused(t *testing.T) {
 	if _, err := s.NameOf(img); err == nil {
 		t.Error("NameOf(regular file) succeeded")
 	}
-	if after := sha(t, img); after != before {
+	if after := testkit.SHA256File(t, img); after != before {
 		t.Errorf("image changed: %s -> %s", before, after)
 	}
 }
@@ -128,7 +113,7 @@ func TestRealSwapOnLoopRefused(t *testing.T) {
 		t.Skipf("SKIP: swapon %s not permitted on this machine: %v %s", dev, err, out)
 	}
 	t.Cleanup(func() { exec.Command("swapoff", dev).Run() })
-	before := sha(t, img)
+	before := testkit.SHA256File(t, img)
 	d, v, exclErr := everythingDiscoveryDoes(t, filepath.Base(dev))
 	if !d.Swap || v.OK(true) || !hasReason(v, filepath.Base(dev)+" is active swap") {
 		t.Errorf("disk swap=%v verdict=%+v, want refused as active swap", d.Swap, v)
@@ -139,7 +124,7 @@ func TestRealSwapOnLoopRefused(t *testing.T) {
 	if exclErr == nil {
 		t.Error("O_EXCL open of active swap succeeded")
 	}
-	if after := sha(t, img); after != before {
+	if after := testkit.SHA256File(t, img); after != before {
 		t.Errorf("image changed: %s -> %s", before, after)
 	}
 }

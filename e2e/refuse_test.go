@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // Scenario 5: wrong-disk protection on a real kernel. The docked disk (a
@@ -66,12 +64,12 @@ run cryptsetup close holder
 	for _, c := range cases {
 		// The guest has synced; nothing else writes to the disk.
 		mustMark(t, vm, "hash-before-"+c.name, 3*time.Minute)
-		h0 := hashFile(t, d.Image)
+		h0 := testkit.SHA256File(t, d.Image)
 		if err := vm.Send("hashed"); err != nil {
 			t.Fatal(err)
 		}
 		args := mustMark(t, vm, "attempt-"+c.name, 3*time.Minute)
-		h1 := hashFile(t, d.Image)
+		h1 := testkit.SHA256File(t, d.Image)
 		if err := vm.Send("hashed"); err != nil {
 			t.Fatal(err)
 		}
@@ -114,21 +112,6 @@ run cryptsetup close holder
 		}
 	}
 	mustExit(t, vm, time.Minute)
-}
-
-// hashFile returns the hex sha256 of a host file.
-func hashFile(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func containsAny(s string, words []string) bool {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // steps are the pipeline's steps in order.
@@ -295,7 +297,7 @@ func TestSignals(t *testing.T) {
 		t.Run(strings.ReplaceAll(tr.String(), " ", "_"), func(t *testing.T) {
 			t.Parallel()
 			img := oldImage(t)
-			before := sha(t, img)
+			before := testkit.SHA256File(t, img)
 			pass := passFile(t, []byte(testPass+"\n"))
 			tmpdir := t.TempDir()
 			d := drive(t, tmpdir, tr, prepareArgs(img, pass, "--json")...)
@@ -332,7 +334,7 @@ func checkStateIsTrue(t *testing.T, img, before, state string) {
 	typ := luksAt(t, img)
 	switch {
 	case strings.HasPrefix(state, "unchanged"):
-		if sha(t, img) != before {
+		if testkit.SHA256File(t, img) != before {
 			t.Errorf("state %q, but the image changed", state)
 		}
 	case strings.HasPrefix(state, "old signatures wiped"):

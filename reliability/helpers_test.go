@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/aes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -188,20 +187,6 @@ func sparseImage(t *testing.T, dir string, size int64) string {
 func withContent(t *testing.T, img string) {
 	t.Helper()
 	mustRun(t, "mkfs.ext4", "-q", "-F", "-L", "olddata", img)
-}
-
-func sha(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatalf("hashing %s: %v", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func mustRun(t *testing.T, name string, args ...string) string {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // refusal is one hostile or wrong input: the command must exit with code,
@@ -26,7 +28,7 @@ func (c refusal) check(t *testing.T) {
 	t.Helper()
 	before := map[string]string{}
 	for _, f := range c.keep {
-		before[f] = sha(t, f)
+		before[f] = testkit.SHA256File(t, f)
 	}
 	r := luksdock(t, runOpts{stdin: c.stdin, pre: c.pre}, c.args...)
 	if r.code != c.code {
@@ -39,7 +41,7 @@ func (c refusal) check(t *testing.T) {
 		t.Errorf("printed Done:\n%s", r.stdout)
 	}
 	for _, f := range c.keep {
-		if sha(t, f) != before[f] {
+		if testkit.SHA256File(t, f) != before[f] {
 			t.Errorf("%s changed", f)
 		}
 	}

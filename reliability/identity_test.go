@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"luksdock/disk"
+	"luksdock/internal/testkit"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -28,7 +29,7 @@ func runSwapped(t *testing.T, target *pipeline.Target, confirm string, swap func
 	swap()
 	before := map[string]string{}
 	for _, f := range keep {
-		before[f] = sha(t, f)
+		before[f] = testkit.SHA256File(t, f)
 	}
 	var events []pipeline.Event
 	_, err = p.Run(context.Background(), confirm, []byte(testPass), func(e pipeline.Event) { events = append(events, e) })
@@ -41,7 +42,7 @@ func runSwapped(t *testing.T, target *pipeline.Target, confirm string, swap func
 		}
 	}
 	for _, f := range keep {
-		if sha(t, f) != before[f] {
+		if testkit.SHA256File(t, f) != before[f] {
 			t.Errorf("%s changed although the target had been swapped", f)
 		}
 	}

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"fmt"
+	"luksdock/internal/testkit"
 	"luksdock/pipeline"
 	"os"
 	"os/exec"
@@ -126,7 +127,7 @@ func TestReadOnlyLoop(t *testing.T) {
 			args = append(args, lowCost...)
 			tr := trigger{event: "start", step: step, do: func() { setRO(t, dev) }}
 			if step == "" {
-				before := sha(t, file)
+				before := testkit.SHA256File(t, file)
 				setRO(t, dev)
 				d := drive(t, tmpdir, trigger{}, args...)
 				f := failedRun(t, d, 3)
@@ -136,7 +137,7 @@ func TestReadOnlyLoop(t *testing.T) {
 				if !strings.Contains(f.Message, "read-only") {
 					t.Errorf("the message does not say the disk is read-only: %q", f.Message)
 				}
-				if sha(t, file) != before {
+				if testkit.SHA256File(t, file) != before {
 					t.Errorf("the read-only disk changed")
 				}
 				return

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/aes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -55,20 +54,6 @@ func mustRun(t *testing.T, stdin string, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return out
-}
-
-func fileHash(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // partition1 returns partition 1's offset and size in bytes as sfdisk sees

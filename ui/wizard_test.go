@@ -16,6 +16,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"luksdock/disk"
+	"luksdock/internal/testkit"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -293,7 +294,7 @@ func TestWrongConfirmationWritesNothing(t *testing.T) {
 	f.WriteAt([]byte("old data that must survive"), 4096)
 	f.WriteAt([]byte("more old data"), 90<<20)
 	f.Close()
-	before := fileHash(t, img)
+	before := testkit.SHA256File(t, img)
 
 	h := start(t, imageConfig(img, 0), nil)
 	h.toPlan(testPass)
@@ -318,7 +319,7 @@ func TestWrongConfirmationWritesNothing(t *testing.T) {
 	h.onScreen(screenPlan)
 	_ = h.tm.Quit()
 	h.tm.WaitFinished(t, teatest.WithFinalTimeout(10*time.Second))
-	if after := fileHash(t, img); after != before {
+	if after := testkit.SHA256File(t, img); after != before {
 		t.Fatalf("the image changed without a confirmation: %s -> %s", before, after)
 	}
 }

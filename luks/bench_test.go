@@ -117,7 +117,7 @@ func opensslSpeed(procs int) (float64, error) {
 // Reported per size: wall time of luksFormat, mount, mkfs, e2fsck and Close, bytes
 // written to the backing file (counted by the engine and by st_blocks of the
 // image), peak RSS of this process during mount+mkfs+e2fsck+close (VmHWM after
-// resetting it) and of mke2fs.
+// resetting it), of the volume server (its VmHWM before Close) and of mke2fs.
 func BenchmarkUserspaceMkfs(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skipf("needs root for the FUSE mount; euid %d", os.Geteuid())
@@ -139,12 +139,13 @@ func BenchmarkUserspaceMkfs(b *testing.B) {
 				b.ReportMetric(float64(r.stats.BackingWrittenBytes)/(1<<20), "MiB-written-engine")
 				b.ReportMetric(float64(r.allocated)/(1<<20), "MiB-allocated-image")
 				b.ReportMetric(float64(r.selfHWM)/(1<<20), "MiB-peakRSS-self")
+				b.ReportMetric(float64(r.serverHWM)/(1<<20), "MiB-peakRSS-server")
 				b.ReportMetric(float64(r.mkfsRSS)/(1<<20), "MiB-peakRSS-mke2fs")
 				b.ReportMetric(r.fsck.Seconds(), "s-e2fsck")
-				fmt.Printf("%-6s luksFormat %5.2fs  mount %5.3fs  mkfs.ext4 %5.2fs  e2fsck -fn %5.2fs  close %5.2fs  total %5.2fs | written: engine %7.1f MiB (zeroed %6.1f MiB via ZERO_RANGE), image st_blocks %7.1f MiB | peak RSS: luksdock %5.1f MiB, mke2fs %5.1f MiB\n",
+				fmt.Printf("%-6s luksFormat %5.2fs  mount %5.3fs  mkfs.ext4 %5.2fs  e2fsck -fn %5.2fs  close %5.2fs  total %5.2fs | written: engine %7.1f MiB (zeroed %6.1f MiB via ZERO_RANGE), image st_blocks %7.1f MiB | peak RSS: caller %5.1f MiB, volume server %5.1f MiB, mke2fs %5.1f MiB\n",
 					sz.name, r.format.Seconds(), r.mount.Seconds(), r.mkfs.Seconds(), r.fsck.Seconds(), r.close.Seconds(), r.total.Seconds(),
 					float64(r.stats.BackingWrittenBytes)/(1<<20), float64(r.stats.ZeroedBytes)/(1<<20),
-					float64(r.allocated)/(1<<20), float64(r.selfHWM)/(1<<20), float64(r.mkfsRSS)/(1<<20))
+					float64(r.allocated)/(1<<20), float64(r.selfHWM)/(1<<20), float64(r.serverHWM)/(1<<20), float64(r.mkfsRSS)/(1<<20))
 			}
 		})
 	}
@@ -154,7 +155,7 @@ type benchResult struct {
 	format, mount, mkfs, fsck, close, total time.Duration
 	stats                                   UserspaceStats
 	allocated                               int64
-	selfHWM, mkfsRSS                        int64
+	selfHWM, serverHWM, mkfsRSS             int64
 }
 
 func benchMkfs(b *testing.B, size int64) benchResult {
@@ -230,6 +231,7 @@ func benchMkfs(b *testing.B, size int64) benchResult {
 		b.Fatalf("e2fsck -fn: %v\n%s", err, out)
 	}
 	r.stats = v.Stats()
+	r.serverHWM = readHWMOf(strconv.Itoa(v.serverPid()))
 	t = time.Now()
 	if err := v.Close(); err != nil {
 		b.Fatal(err)
@@ -274,8 +276,11 @@ func resetHWM() {
 }
 
 // readHWM returns VmHWM of this process in bytes.
-func readHWM() int64 {
-	f, err := os.Open("/proc/self/status")
+func readHWM() int64 { return readHWMOf("self") }
+
+// readHWMOf returns VmHWM of process pid ("self" for this one) in bytes.
+func readHWMOf(pid string) int64 {
+	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return -1
 	}

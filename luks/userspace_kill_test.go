@@ -8,18 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// The helper process for the SIGKILL tests: it mounts a volume, prints the
-// mountpoint and the watchdog's pid, and waits to be killed.
-func TestUserspaceHelperProcess(t *testing.T) {
-	image := os.Getenv("LUKSDOCK_US_HELPER_IMAGE")
+// The owner process for the SIGKILL tests: it mounts a volume, prints the
+// file's path and the volume server's pid, optionally keeps reading the
+// volume on several threads (LUKSDOCK_US_OWNER_READERS), and waits to be
+// killed.
+func TestUserspaceOwnerProcess(t *testing.T) {
+	image := os.Getenv("LUKSDOCK_US_OWNER_IMAGE")
 	if image == "" {
-		t.Skip("helper process for the SIGKILL tests; runs only when started by them")
+		t.Skip("owner process for the SIGKILL tests; runs only when started by them")
 	}
 	key := make([]byte, 64)
 	rand.Read(key)
@@ -28,17 +31,34 @@ func TestUserspaceHelperProcess(t *testing.T) {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
-	fmt.Println(v.Path(), v.watchdog.Process.Pid)
+	readers, _ := strconv.Atoi(os.Getenv("LUKSDOCK_US_OWNER_READERS"))
+	for i := 0; i < readers; i++ {
+		go func() {
+			f, err := os.Open(v.Path())
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 1<<20)
+			for off := int64(0); ; off = (off + 1<<20) % (8 << 20) {
+				f.ReadAt(buf, off)
+			}
+		}()
+	}
+	if readers > 0 {
+		time.Sleep(50 * time.Millisecond) // let the readers get going
+	}
+	fmt.Println(v.Path(), v.serverPid())
 	time.Sleep(time.Minute)
 	os.Exit(1)
 }
 
-func usStartHelper(t *testing.T) (cmd *exec.Cmd, path string, watchdogPid int) {
+// usStartOwner starts TestUserspaceOwnerProcess in a new process.
+func usStartOwner(t *testing.T, readers int) (cmd *exec.Cmd, path string, serverPid int) {
 	t.Helper()
 	image := filepath.Join(t.TempDir(), "raw.img")
 	usSparse(t, image, 8<<20)
-	cmd = exec.Command(os.Args[0], "-test.run=^TestUserspaceHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "LUKSDOCK_US_HELPER_IMAGE="+image)
+	cmd = exec.Command(os.Args[0], "-test.run=^TestUserspaceOwnerProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "LUKSDOCK_US_OWNER_IMAGE="+image, fmt.Sprintf("LUKSDOCK_US_OWNER_READERS=%d", readers))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -49,15 +69,16 @@ func usStartHelper(t *testing.T) (cmd *exec.Cmd, path string, watchdogPid int) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		t.Fatalf("helper: %v", err)
+		t.Fatalf("owner: %v", err)
 	}
-	if _, err := fmt.Sscan(line, &path, &watchdogPid); err != nil || !strings.HasPrefix(path, "/") {
-		t.Fatalf("helper said %q", line)
+	if _, err := fmt.Sscan(line, &path, &serverPid); err != nil || !strings.HasPrefix(path, "/") {
+		t.Fatalf("owner said %q", line)
 	}
+	t.Cleanup(func() { syscall.Kill(serverPid, syscall.SIGKILL) })
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("helper's volume not visible: %v", err)
+		t.Fatalf("owner's volume not visible: %v", err)
 	}
-	return cmd, path, watchdogPid
+	return cmd, path, serverPid
 }
 
 func usMounted(mnt string) bool {
@@ -65,46 +86,94 @@ func usMounted(mnt string) bool {
 	return strings.Contains(string(mi), " "+mnt+" ")
 }
 
-// TestUserspaceSIGKILLWatchdog: when the owning process is SIGKILLed, the
-// watchdog removes the dead mount and the private directory.
-func TestUserspaceSIGKILLWatchdog(t *testing.T) {
-	usRequire(t)
-	cmd, path, _ := usStartHelper(t)
-	mnt := filepath.Dir(path)
-	if !usMounted(mnt) {
-		t.Fatalf("%s not in mountinfo", mnt)
+// usAlive reports whether any thread of pid still exists and is not a
+// zombie. (The leader of a dying multi-threaded process can be a zombie
+// while its other threads, which still hold its files, are exiting.)
+func usAlive(pid int) bool {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' {
+			return true
+		}
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for usMounted(mnt) && time.Now().Before(deadline) {
+	return false
+}
+
+// usWaitGone waits up to d for the mount and the private directory of path
+// to disappear and the server to exit.
+func usWaitGone(t *testing.T, path string, serverPid int, d time.Duration) {
+	t.Helper()
+	mnt := filepath.Dir(path)
+	deadline := time.Now().Add(d)
+	for (usMounted(mnt) || usAlive(serverPid)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if usMounted(mnt) {
-		t.Fatalf("dead mount %s still present 5 s after SIGKILL", mnt)
+		t.Errorf("mount %s still present %v after the owner died", mnt, d)
 	}
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Dir(mnt)); errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if usAlive(serverPid) {
+		t.Errorf("volume server %d still running %v after the owner died", serverPid, d)
 	}
-	t.Fatalf("private directory %s not removed after SIGKILL", filepath.Dir(mnt))
+	if _, err := os.Stat(filepath.Dir(mnt)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("private directory %s not removed after the owner died (stat: %v)", filepath.Dir(mnt), err)
+	}
 }
 
-// TestUserspaceStaleMountCleanup: with the watchdog killed too, a dead
+// TestUserspaceSIGKILLOwner: when the owning process is SIGKILLed, the
+// volume server removes the mount and the private directory and exits.
+func TestUserspaceSIGKILLOwner(t *testing.T) {
+	usRequire(t)
+	cmd, path, spid := usStartOwner(t, 0)
+	if !usMounted(filepath.Dir(path)) {
+		t.Fatalf("%s not in mountinfo", filepath.Dir(path))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	usWaitGone(t, path, spid, 5*time.Second)
+}
+
+// TestUserspaceSIGKILLOwnerDuringIO: an owner killed while its threads wait
+// on requests to the volume dies completely. (When the owner served the
+// mount itself, a thread waiting on a request its own dying server threads
+// had taken could never be answered, and the process never finished dying.)
+// Repeated, because the kill must land while requests are in flight.
+func TestUserspaceSIGKILLOwnerDuringIO(t *testing.T) {
+	usRequire(t)
+	for i := 0; i < 5; i++ {
+		cmd, path, spid := usStartOwner(t, 4)
+		cmd.Process.Signal(syscall.SIGKILL)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+			t.Fatalf("run %d: the owner, SIGKILLed during I/O on its volume, has not died in 10 s:\n%s", i, st)
+		}
+		usWaitGone(t, path, spid, 5*time.Second)
+	}
+}
+
+// TestUserspaceStaleMountCleanup: with the volume server killed too, a dead
 // mount remains; it fails with ENOTCONN (no data reachable) and
 // CleanupStaleUserspaceMounts removes it.
 func TestUserspaceStaleMountCleanup(t *testing.T) {
 	usRequire(t)
-	cmd, path, wpid := usStartHelper(t)
+	cmd, path, spid := usStartOwner(t, 0)
 	mnt := filepath.Dir(path)
-	syscall.Kill(wpid, syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
+	syscall.Kill(spid, syscall.SIGKILL)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	for i := 0; i < 100 && usAlive(spid); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !usMounted(mnt) {
-		t.Fatalf("expected a dead mount at %s after killing owner and watchdog", mnt)
+		t.Fatalf("expected a dead mount at %s after killing owner and server", mnt)
 	}
 	if _, err := os.ReadFile(path); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("reading the dead volume: %v, want ENOTCONN", err)
@@ -125,19 +194,88 @@ func TestUserspaceStaleMountCleanup(t *testing.T) {
 	}
 }
 
-// TestUserspaceNoFuseFDInChildren: children started while a volume is
-// mounted (mke2fs, ...) do not inherit /dev/fuse.
-func TestUserspaceNoFuseFDInChildren(t *testing.T) {
+// TestUserspaceServerKilled: if the volume server dies under a live owner,
+// the file fails with ENOTCONN, and Close reports it and removes the dead
+// mount and the private directory.
+func TestUserspaceServerKilled(t *testing.T) {
 	usRequire(t)
 	image := filepath.Join(t.TempDir(), "raw.img")
 	usSparse(t, image, 8<<20)
 	v := usMount(t, image, 0, 8<<20, Segment{SectorSize: 512, Cipher: "aes-xts-plain64"}, usKey(t))
+	if err := syscall.Kill(v.serverPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-v.exited
+	if _, err := os.ReadFile(v.Path()); !errors.Is(err, syscall.ENOTCONN) {
+		t.Errorf("reading the volume of a killed server: %v, want ENOTCONN", err)
+	}
+	err := v.Close()
+	if err == nil || !strings.Contains(err.Error(), "volume server") {
+		t.Errorf("Close after the server was killed: %v, want an error about the volume server", err)
+	}
+	if usMounted(v.mnt) {
+		t.Errorf("dead mount %s left after Close", v.mnt)
+	}
+	if _, err := os.Stat(v.dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("private directory %s left after Close (stat: %v)", v.dir, err)
+	}
+}
+
+// TestUserspaceServerProcess: the caller holds no /dev/fuse descriptor (it
+// never serves its own mount); the server holds one, and its argv and
+// environment carry nothing but its name and an allow-list of variables.
+func TestUserspaceServerProcess(t *testing.T) {
+	usRequire(t)
+	image := filepath.Join(t.TempDir(), "raw.img")
+	usSparse(t, image, 8<<20)
+	v := usMount(t, image, 0, 8<<20, Segment{SectorSize: 512, Cipher: "aes-xts-plain64"}, usKey(t))
+	fuseFDs := func(pid string) int {
+		n := 0
+		ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+		for _, e := range ents {
+			if l, _ := os.Readlink("/proc/" + pid + "/fd/" + e.Name()); l == "/dev/fuse" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := fuseFDs("self"); n != 0 {
+		t.Errorf("the calling process holds %d /dev/fuse descriptors", n)
+	}
+	spid := strconv.Itoa(v.serverPid())
+	if n := fuseFDs(spid); n != 1 {
+		t.Errorf("the volume server holds %d /dev/fuse descriptors, want 1", n)
+	}
+	if argv, _ := os.ReadFile("/proc/" + spid + "/cmdline"); string(argv) != serverArg0+"\x00" {
+		t.Errorf("server argv %q", argv)
+	}
+	if comm, _ := os.ReadFile("/proc/" + spid + "/comm"); strings.TrimSpace(string(comm)) != serverComm {
+		t.Errorf("server comm %q, want %q", comm, serverComm)
+	}
+	env, _ := os.ReadFile("/proc/" + spid + "/environ")
+	for _, kv := range strings.Split(strings.TrimRight(string(env), "\x00"), "\x00") {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "PATH" && k != "TMPDIR" && k != "GORACE" {
+			t.Errorf("server environment has %q", kv)
+		}
+	}
+	// A child of the caller started now (mke2fs, ...) does not inherit the
+	// control pipe: it would keep the volume alive after the caller died.
+	ctl, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", v.ctl.Fd()))
+	if err != nil || !strings.HasPrefix(ctl, "pipe:") {
+		t.Fatalf("control pipe: %q %v", ctl, err)
+	}
 	out, err := exec.Command("sh", "-c", "ls -l /proc/$$/fd").CombinedOutput()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "/dev/fuse") {
-		t.Fatalf("child inherited /dev/fuse:\n%s", out)
+	if strings.Contains(string(out), ctl) || strings.Contains(string(out), "/dev/fuse") {
+		t.Errorf("child inherited the control pipe %s or /dev/fuse:\n%s", ctl, out)
 	}
-	v.Close()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if usAlive(v.serverPid()) {
+		t.Errorf("server %s still running after Close", spid)
+	}
 }

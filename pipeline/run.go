@@ -529,12 +529,12 @@ func (r *runner) cleanup() {
 }
 
 // removeStaleMounts removes dead FUSE mounts that an earlier luksdock left
-// when it was killed together with its unmount watchdog (or before the
-// watchdog started). They hold no key and serve nothing, but they stay in the
-// mount table until someone unmounts them. A mount whose server is stuck
-// (not dead) would block the check forever, so it is bounded by
-// StaleMountTimeout; the blocked goroutine does not keep luksdock from
-// exiting.
+// when it was killed together with its volume server (the server removes
+// its mount itself when only luksdock dies). They hold no key and serve
+// nothing, but they stay in the mount table until someone unmounts them. A
+// mount whose server is stuck (not dead) would block the check forever, so
+// it is bounded by StaleMountTimeout; the blocked goroutine does not keep
+// luksdock from exiting.
 func (r *runner) removeStaleMounts() {
 	type res struct {
 		removed []string
@@ -554,7 +554,7 @@ func (r *runner) removeStaleMounts() {
 			r.send(Event{Kind: EventWarning, Message: "could not remove a dead FUSE mount left by a killed luksdock: " + x.err.Error()})
 		}
 	case <-time.After(StaleMountTimeout):
-		r.send(Event{Kind: EventWarning, Message: "a luksdock FUSE mount (fuse.luksdock in /proc/self/mountinfo) does not answer: its luksdock is stuck; " +
+		r.send(Event{Kind: EventWarning, Message: "a luksdock FUSE mount (fuse.luksdock in /proc/self/mountinfo) does not answer: its volume server (luksdock-volume) is stuck; " +
 			"end it with `echo 1 > /sys/fs/fuse/connections/N/abort` (N: the mount's minor device number) and `umount -l` the mountpoint"})
 	}
 }

@@ -29,9 +29,10 @@ type trigger struct {
 	// group: signal luksdock's whole process group, as a terminal's Ctrl-C
 	// does (luksdock runs in a process group of its own).
 	group bool
-	// watchdog: also SIGKILL the userspace engine's unmount watchdog
-	// (luksdock-unmount-watchdog), as when a whole session is killed.
-	watchdog bool
+	// server: also SIGKILL the userspace engine's volume server
+	// (luksdock-userspace-volume, in a session of its own), as when a whole
+	// cgroup is killed.
+	server bool
 	// slow: names a tool that is given 300 ms more to run (a shim earlier in
 	// PATH sleeps, then execs the real one), so that a fast tool such as
 	// e2fsck can be caught alive.
@@ -113,15 +114,15 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		if tr.group {
 			target = -pid
 		}
-		var wds []int // found before the kill: afterwards they belong to init
-		if tr.watchdog {
+		var servers []int // found before the kill: afterwards they belong to init
+		if tr.server {
 			for _, p := range descendants(pid) {
-				if p.comm == "sh" && strings.Contains(readCmdline(p.pid), "luksdock-unmount-watchdog") {
-					wds = append(wds, p.pid)
+				if strings.TrimSpace(readCmdline(p.pid)) == "luksdock-userspace-volume" {
+					servers = append(servers, p.pid)
 				}
 			}
 		}
-		for _, w := range wds { // first, or it may already be unmounting
+		for _, w := range servers { // first, or it may already be unmounting
 			syscall.Kill(w, syscall.SIGKILL)
 		}
 		if tr.do != nil {

@@ -30,8 +30,23 @@ type watch struct {
 	samples  int
 	created  []string
 	contents map[string][]byte
-	// coreLimit is luksdock's "Max core file size" line of /proc/PID/limits.
-	coreLimit string
+	// coreLimit is luksdock's "Max core file size" line of /proc/PID/limits,
+	// serverCoreLimit the userspace volume server's (it holds the key).
+	coreLimit, serverCoreLimit string
+}
+
+// coreLimitOf is the "Max core file size" line of /proc/PID/limits.
+func coreLimitOf(pid int) string {
+	b, err := readProcFile(pid, "limits")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Max core file size") {
+			return strings.Join(strings.Fields(l), " ")
+		}
+	}
+	return ""
 }
 
 func (w *watch) sample(pid int) {
@@ -39,16 +54,16 @@ func (w *watch) sample(pid int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.samples++
-	{ // the last reading counts: the first may come before main runs
-		if b, err := readProcFile(pid, "limits"); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
-				if strings.HasPrefix(l, "Max core file size") {
-					w.coreLimit = strings.Join(strings.Fields(l), " ")
-				}
-			}
-		}
+	// the last reading counts: the first may come before main runs
+	if l := coreLimitOf(pid); l != "" {
+		w.coreLimit = l
 	}
 	for _, p := range ps {
+		if p.comm == "luksdock-volume" {
+			if l := coreLimitOf(p.pid); l != "" {
+				w.serverCoreLimit = l
+			}
+		}
 		if c, err := readProcFile(p.pid, "cmdline"); err == nil && len(c) > 0 {
 			w.argv[string(c)] = true
 		}
@@ -302,6 +317,9 @@ func TestSecretHygiene(t *testing.T) {
 	for _, w := range []*watch{pw, vw} {
 		if w.coreLimit != "Max core file size 0 0 bytes" {
 			t.Errorf("luksdock's core file limit: %q, want 0 (a core dump would hold the passphrase and the volume key)", w.coreLimit)
+		}
+		if w.serverCoreLimit != "Max core file size 0 0 bytes" {
+			t.Errorf("the volume server's core file limit: %q, want 0 (a core dump would hold the volume key; sampler saw %v)", w.serverCoreLimit, w.comms)
 		}
 	}
 	if !pw.comms["mkfs.ext4"] {

@@ -112,7 +112,8 @@ func FuzzProbe(f *testing.F) {
 	// The corpus in testdata/fuzz/FuzzProbe holds the first sectors of images
 	// made by mkfs.ext4, cryptsetup (LUKS1/2), mkswap, mkfs.vfat, mkfs.xfs,
 	// mkfs.btrfs, mkntfs, pvcreate and sfdisk (GPT, MBR with logical
-	// partitions); see TestWriteProbeSeeds.
+	// partitions; GPTs with a damaged primary or both headers, a protective
+	// MBR alone, a hybrid MBR without its GPT); see TestWriteProbeSeeds.
 	f.Add([]byte{})
 	f.Add(make([]byte, 4096))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -120,7 +121,15 @@ func FuzzProbe(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Probe of an in-memory image failed: %v", err)
 		}
-		_ = sig.String()
+		if sig.Table != "" && (sig.Empty() || sig.TableString() == "" || sig.String() == "empty") {
+			t.Fatalf("a partition table (%+v) described as nothing: %q", sig, sig)
+		}
+		if sig.Table == "" && (sig.TableString() != "" || sig.TableNote != "" || sig.HybridMBR) {
+			t.Fatalf("table notes without a table: %+v", sig)
+		}
+		if sig.Table == "PMBR" && sig.DiskGUID != "" {
+			t.Fatalf("a protective MBR without a GPT has no disk GUID (blkid reports none): %+v", sig)
+		}
 		for _, p := range parts {
 			if p.Number <= 0 || p.Start < 0 || p.Size < 0 {
 				t.Fatalf("bad partition %+v", p)
@@ -231,6 +240,25 @@ func TestWriteProbeSeeds(t *testing.T) {
 	seed("ntfs", 8<<20, 512, func(img string) { run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Win", img) })
 	seed("gpt", 8<<20, 34*512, func(img string) {
 		run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8\nstart=42, size=8, name=\"two\"\n", "sfdisk", "-q", img)
+	})
+	// A small whole GPT disk (80 sectors), so that its backup is in the seed.
+	smallGPT := func(img string) {
+		run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8, name=\"one\"\n", "sfdisk", "-q", img)
+	}
+	seed("gpt-primary-zeroed", 40<<10, 40<<10, func(img string) { smallGPT(img); zeroAt(t, img, 512, 512) })
+	seed("pmbr-both-headers-bad-crc", 40<<10, 40<<10, func(img string) {
+		smallGPT(img)
+		flipAt(t, img, 512+60)
+		flipAt(t, img, 40<<10-512+60)
+	})
+	seed("pmbr-only", 8<<20, 2048, func(img string) {
+		run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
+		zeroAt(t, img, 512, 512)
+	})
+	seed("hybrid-mbr-no-gpt", 8<<20, 4096, func(img string) {
+		run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
+		run(t, "start=1, size=2047, type=ee\nstart=2048, size=2048, type=83\n", "sfdisk", "-q", "--label-nested", "dos", img)
+		zeroAt(t, img, 512, 512)
 	})
 	seed("mbr-logical", 1<<20, 64*512, func(img string) {
 		run(t, "label: dos\nlabel-id: 0x1234abcd\nstart=2, size=8, type=83\nstart=12, size=50, type=5\n"+

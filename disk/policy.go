@@ -179,7 +179,9 @@ func SizeString(b int64) string {
 }
 
 // Summary is a one-line "what is on it" for the list table, e.g.
-// `GPT: sdi1 LVM2 PV 465.8 GiB` or `LUKS2 "backups01" 1f3c5a2b…` or "empty".
+// `GPT: sdi1 LVM2 PV 465.8 GiB`, `LUKS2 "backups01" 1f3c5a2b…`, `GPT
+// protective MBR, but no valid GPT header (damaged or half-written partition
+// table)` or "empty".
 func (d Disk) Summary() string {
 	if d.ProbeError != "" && d.Content.Empty() && len(d.Partitions) == 0 {
 		return "unknown (" + d.ProbeError + ")"
@@ -197,17 +199,18 @@ func (d Disk) Summary() string {
 			}
 			ps = append(ps, fmt.Sprintf("%s %s %s", p.Name, what, SizeString(p.Size)))
 		}
-		t := strings.ToUpper(d.Content.Table)
-		if t == "DOS" {
-			t = "MBR"
-		}
+		t := d.Content.tableString(true)
 		if t == "" {
 			t = "partitions"
 		}
-		if len(ps) == 0 {
-			ps = []string{"no partitions"}
+		switch {
+		case len(ps) > 0:
+			t += ": " + strings.Join(ps, "; ")
+		case d.Content.Table != "PMBR":
+			// A protective MBR without a GPT says enough on its own.
+			t += ": no partitions"
 		}
-		parts = append(parts, t+": "+strings.Join(ps, "; "))
+		parts = append(parts, t)
 	}
 	if len(parts) == 0 {
 		return "empty"

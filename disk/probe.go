@@ -13,8 +13,17 @@ import (
 
 // Signature is what a disk or partition holds, in the terms blkid -p uses.
 type Signature struct {
-	Table    string `json:"table,omitempty"`     // partition table: "gpt", "dos" or ""
-	DiskGUID string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
+	// Table is the partition table: "gpt", "dos", "PMBR" (a GPT protective
+	// MBR without a valid GPT header, as blkid -p calls it) or "".
+	Table string `json:"table,omitempty"`
+	// TableNote qualifies a table that is not whole, in words: which GPT
+	// header is missing or fails its checksum, whether the table is
+	// recoverable from the backup header. Empty for an intact table.
+	TableNote string `json:"table_note,omitempty"`
+	// HybridMBR is set when sector 0 holds MBR partitions besides the GPT
+	// protective entry (0xEE).
+	HybridMBR bool   `json:"hybrid_mbr,omitempty"`
+	DiskGUID  string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
 	// Type is "crypto_LUKS", "ext2", "ext3", "ext4", "LVM2_member", "swap",
 	// "vfat", "ntfs", "xfs", "btrfs" or "" (blkid TYPE).
 	Type    string `json:"type,omitempty"`
@@ -27,14 +36,8 @@ type Signature struct {
 // `LVM2 PV`, `ext4 "photos"`, `LUKS2 "backups01" 1f3c5a2b…`, or "empty".
 func (s Signature) String() string {
 	var parts []string
-	switch s.Table {
-	case "gpt":
-		parts = append(parts, "GPT partition table")
-	case "dos":
-		parts = append(parts, "MBR partition table")
-	case "":
-	default:
-		parts = append(parts, s.Table+" partition table")
+	if t := s.TableString(); t != "" {
+		parts = append(parts, t)
 	}
 	if s.Type != "" {
 		var b strings.Builder
@@ -69,8 +72,58 @@ func (s Signature) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// Empty reports whether no signature was found.
+// Empty reports whether no signature was found. A damaged or half-written
+// partition table (Table "PMBR") is not empty.
 func (s Signature) Empty() bool { return s.Table == "" && s.Type == "" }
+
+// TableString describes the partition table alone: "GPT partition table",
+// "MBR partition table", "GPT partition table (hybrid MBR)", "GPT partition
+// table (primary header is missing; recoverable from the backup header at
+// the end of the disk)", "GPT protective MBR, but no valid GPT header
+// (damaged or half-written partition table)"; "" when there is none.
+func (s Signature) TableString() string { return s.tableString(false) }
+
+// tableString is TableString, with the short names "GPT" and "MBR" for
+// intact tables when short is set (the list table's summary).
+func (s Signature) tableString(short bool) string {
+	var name string
+	var notes []string
+	switch s.Table {
+	case "":
+		return ""
+	case "gpt":
+		name = "GPT partition table"
+		if short {
+			name = "GPT"
+		}
+		if s.HybridMBR {
+			notes = append(notes, "hybrid MBR")
+		}
+	case "dos":
+		name = "MBR partition table"
+		if short {
+			name = "MBR"
+		}
+	case "PMBR":
+		name = "GPT protective MBR, but no valid GPT header"
+		if s.HybridMBR {
+			name = "hybrid MBR (a GPT protective entry and MBR partitions), but no valid GPT header"
+		}
+	default:
+		name = s.Table + " partition table"
+	}
+	if s.TableNote != "" {
+		notes = append(notes, s.TableNote)
+	}
+	if len(notes) == 0 {
+		return name
+	}
+	return name + " (" + strings.Join(notes, "; ") + ")"
+}
+
+// pmbrNote is the TableNote of a protective MBR with no GPT behind it: as
+// far as the bytes tell, the table was being written, or was damaged since.
+const pmbrNote = "damaged or half-written partition table"
 
 // Probe reads r (a whole disk or a partition of size bytes) without writing
 // and reports its partition table or the filesystem/LUKS/LVM/swap on it. For
@@ -95,10 +148,36 @@ func ProbeSectors(r io.ReaderAt, size int64, sectorSize int) (Signature, []Parti
 	pr := &prober{r: r, size: size, ss: ss}
 	sig := pr.content()
 	var parts []Partition
-	if gpt, ok := pr.gpt(); ok {
+	mbr, isMBR := pr.mbr(sig)
+	gpt, isGPT := pr.gpt()
+	if isGPT {
 		sig.Table, sig.DiskGUID, parts = "gpt", gpt.guid, gpt.parts
-	} else if dos, ok := pr.dos(sig); ok {
-		sig.Table, sig.DiskGUID, parts = "dos", dos.guid, dos.parts
+		var notes []string
+		if prot, _ := pr.mbr(Signature{}); !prot.protective {
+			// blkid -p, sfdisk and the kernel ignore a GPT without one.
+			notes = append(notes, "no protective MBR")
+		} else {
+			sig.HybridMBR = prot.hybrid()
+		}
+		if gpt.note != "" {
+			notes = append(notes, gpt.note)
+		}
+		sig.TableNote = strings.Join(notes, "; ")
+	} else if isMBR && mbr.protective {
+		// A protective MBR with no valid GPT header behind it: a table
+		// being written (luksdock and go-diskfs write sector 0 first) or a
+		// damaged one. Not empty: say so, and what a hybrid MBR still
+		// lists. blkid -p calls this PTTYPE="PMBR" and reports no PTUUID.
+		sig.Table, parts = "PMBR", mbr.parts
+		sig.HybridMBR = mbr.hybrid()
+		sig.TableNote = pmbrNote
+		if gpt.note != "" {
+			sig.TableNote = gpt.note + ": " + pmbrNote
+		}
+	} else if isMBR {
+		sig.Table, sig.DiskGUID, parts = "dos", mbr.guid, mbr.parts
+	}
+	if sig.Table == "dos" || sig.Table == "PMBR" {
 		if sig.Type == "vfat" || sig.Type == "ntfs" {
 			// A valid table and a boot sector cannot both own sector 0; the
 			// table check already excluded FAT/NTFS boot sectors.
@@ -473,59 +552,109 @@ func (p *prober) swap() (Signature, bool) {
 type tableInfo struct {
 	guid  string
 	parts []Partition
+	// note says what is wrong with a GPT that was read anyway (from its
+	// backup header), or, when no GPT could be read, what was found of one.
+	note string
+}
+
+// GPT header problems, as gptAt reports them.
+const (
+	gptMissing     = "is missing"
+	gptBadCRC      = "fails its checksum"
+	gptBadEntries  = "partition entries fail their checksum"
+	gptInvalid     = "is invalid"
+	gptBeyondEnd   = "lies beyond the end of the disk"
+	primaryHeader  = "primary header"
+	backupHeader   = "backup header"
+	recoverableMsg = "recoverable from the backup header at the end of the disk"
+)
+
+func gptProblem(which, problem string) string {
+	if problem == gptBadEntries {
+		return strings.TrimSuffix(which, " header") + " " + problem
+	}
+	return which + " " + problem
 }
 
 // gpt reads the GUID partition table at LBA 1 for 512- and 4096-byte
 // sectors, falling back to the backup header at the last LBA when the
-// primary header fails its CRC.
+// primary header is missing or fails its checks; note then says so. With
+// no valid header at all, note says what was found of one ("" when
+// nothing was).
 func (p *prober) gpt() (tableInfo, bool) {
 	sizes := []int64{512, 4096}
 	if p.ss == 4096 {
 		sizes = []int64{4096, 512}
 	}
+	var found string
 	for _, ss := range sizes {
-		if t, ok := p.gptAt(ss, ss); ok {
+		t, alt, prim := p.gptAt(ss, ss)
+		if prim == "" {
+			switch {
+			case alt <= 1 || alt > (1<<62)/ss:
+				t.note = gptProblem(backupHeader, gptInvalid)
+			case (alt+1)*ss > p.size:
+				t.note = gptProblem(backupHeader, gptBeyondEnd) + ": a table made for a larger disk"
+			default:
+				if _, _, b := p.gptAt(ss, alt*ss); b != "" {
+					t.note = gptProblem(backupHeader, b)
+				}
+			}
 			return t, true
 		}
+		back := gptMissing
 		if p.size/ss > 2 {
-			if t, ok := p.gptAt(ss, (p.size/ss-1)*ss); ok {
-				return t, true
+			var bt tableInfo
+			bt, _, back = p.gptAt(ss, (p.size/ss-1)*ss)
+			if back == "" {
+				bt.note = gptProblem(primaryHeader, prim) + "; " + recoverableMsg
+				return bt, true
 			}
 		}
+		if found == "" && (prim != gptMissing || back != gptMissing) {
+			found = gptProblem(primaryHeader, prim) + ", " + gptProblem(backupHeader, back)
+		}
 	}
-	return tableInfo{}, false
+	return tableInfo{note: found}, false
 }
 
-func (p *prober) gptAt(ss, off int64) (tableInfo, bool) {
+// gptAt reads a GPT header at byte off for sector size ss. It returns the
+// table and the header's AlternateLBA, or what is wrong with the header
+// (one of the gpt* problems).
+func (p *prober) gptAt(ss, off int64) (tableInfo, int64, string) {
 	h := p.read(off, 92)
 	if h == nil || string(h[0:8]) != "EFI PART" {
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptMissing
 	}
 	hsize := binary.LittleEndian.Uint32(h[12:16])
 	if hsize < 92 || int64(hsize) > ss {
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptInvalid
 	}
 	hb := p.read(off, int(hsize))
 	if hb == nil {
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptInvalid
 	}
 	want := binary.LittleEndian.Uint32(hb[16:20])
 	binary.LittleEndian.PutUint32(hb[16:20], 0)
 	if crc32.ChecksumIEEE(hb) != want {
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptBadCRC
 	}
 	if int64(binary.LittleEndian.Uint64(h[24:32]))*ss != off { // MyLBA
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptInvalid
 	}
+	alt := int64(binary.LittleEndian.Uint64(h[32:40]))
 	entLBA := int64(binary.LittleEndian.Uint64(h[72:80]))
 	n := binary.LittleEndian.Uint32(h[80:84])
 	esz := binary.LittleEndian.Uint32(h[84:88])
 	if esz < 128 || esz > 4096 || esz%8 != 0 || n == 0 || n > 1024 || entLBA <= 0 || entLBA > p.size/ss {
-		return tableInfo{}, false
+		return tableInfo{}, 0, gptInvalid
 	}
 	ents := p.read(entLBA*ss, int(n*esz))
-	if ents == nil || crc32.ChecksumIEEE(ents) != binary.LittleEndian.Uint32(h[88:92]) {
-		return tableInfo{}, false
+	if ents == nil {
+		return tableInfo{}, 0, gptInvalid
+	}
+	if crc32.ChecksumIEEE(ents) != binary.LittleEndian.Uint32(h[88:92]) {
+		return tableInfo{}, 0, gptBadEntries
 	}
 	t := tableInfo{guid: guidString(h[56:72])}
 	for i := 0; i < int(n); i++ {
@@ -547,64 +676,77 @@ func (p *prober) gptAt(ss, off int64) (tableInfo, bool) {
 			PartLabel: utf16le(e[56:128]),
 		})
 	}
-	return t, true
+	return t, alt, ""
 }
 
-// dos reads an MBR partition table (with logical partitions in an extended
-// partition). A FAT or NTFS boot sector is not taken for a table, and a
-// protective MBR (type 0xEE) is left to gpt.
-func (p *prober) dos(content Signature) (tableInfo, bool) {
+// mbrInfo is what sector 0 holds as an MBR.
+type mbrInfo struct {
+	tableInfo
+	// protective is set when an entry has type 0xEE (GPT protective); parts
+	// then holds only the other entries (a hybrid MBR).
+	protective bool
+}
+
+func (m mbrInfo) hybrid() bool { return m.protective && len(m.parts) > 0 }
+
+// mbr reads an MBR partition table (with logical partitions in an extended
+// partition). A FAT or NTFS boot sector is not taken for a table, nor is
+// sector 0 of a disk whose content (LUKS, LVM, ext...) starts there. A
+// protective or hybrid MBR (an entry of type 0xEE) is reported with
+// protective set; whether a GPT stands behind it is for gpt to say.
+func (p *prober) mbr(content Signature) (mbrInfo, bool) {
 	b := p.read(0, 512)
 	if b == nil || b[510] != 0x55 || b[511] != 0xAA {
-		return tableInfo{}, false
+		return mbrInfo{}, false
 	}
 	if string(b[3:11]) == "NTFS    " {
-		return tableInfo{}, false
+		return mbrInfo{}, false
 	}
 	if _, fat := fatBootSector(b); fat {
-		return tableInfo{}, false
+		return mbrInfo{}, false
 	}
 	if content.Type != "" && content.Type != "vfat" && content.Type != "ntfs" {
 		// LUKS, LVM, ext, swap... directly on the disk: the 55AA at 510
 		// is not a table (blkid makes the same call for most of these).
 		if content.Type != "swap" {
-			return tableInfo{}, false
+			return mbrInfo{}, false
 		}
 	}
-	var parts []Partition
+	var m mbrInfo
 	any := false
 	for i := 0; i < 4; i++ {
 		e := b[446+16*i : 446+16*(i+1)]
 		if e[0] != 0 && e[0] != 0x80 {
-			return tableInfo{}, false
+			return mbrInfo{}, false
 		}
 		typ := e[4]
 		if typ == 0 {
 			continue
 		}
-		if typ == 0xEE {
-			return tableInfo{}, false
-		}
 		any = true
+		if typ == 0xEE {
+			m.protective = true
+			continue
+		}
 		start := int64(binary.LittleEndian.Uint32(e[8:12]))
 		n := int64(binary.LittleEndian.Uint32(e[12:16]))
 		if n == 0 {
 			continue
 		}
-		parts = append(parts, Partition{Number: i + 1, Start: start * p.ss, Size: n * p.ss, PartType: fmt.Sprintf("0x%x", typ)})
+		m.parts = append(m.parts, Partition{Number: i + 1, Start: start * p.ss, Size: n * p.ss, PartType: fmt.Sprintf("0x%x", typ)})
 		if typ == 0x05 || typ == 0x0f || typ == 0x85 {
-			parts = append(parts, p.logical(start)...)
+			m.parts = append(m.parts, p.logical(start)...)
 		}
 	}
 	id := binary.LittleEndian.Uint32(b[440:444])
 	if !any && id == 0 {
-		return tableInfo{}, false
+		return mbrInfo{}, false
 	}
-	t := tableInfo{guid: fmt.Sprintf("%08x", id), parts: parts}
-	for i := range t.parts {
-		t.parts[i].PartUUID = fmt.Sprintf("%s-%02d", t.guid, t.parts[i].Number)
+	m.guid = fmt.Sprintf("%08x", id)
+	for i := range m.parts {
+		m.parts[i].PartUUID = fmt.Sprintf("%s-%02d", m.guid, m.parts[i].Number)
 	}
-	return t, true
+	return m, true
 }
 
 // logical follows the chain of extended boot records starting at LBA ext.

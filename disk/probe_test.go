@@ -291,6 +291,7 @@ func TestProbeGPTBackupHeader(t *testing.T) {
 	f.WriteAt(make([]byte, 512), 512)
 	f.Close()
 	got, gotParts := probeFile(t, img)
+	want.TableNote = "primary header is missing; recoverable from the backup header at the end of the disk"
 	if got != want || len(gotParts) != 1 || gotParts[0].Start != wantParts[0].Start {
 		t.Errorf("from backup: %+v %+v, want %+v %+v", got, gotParts, want, wantParts)
 	}

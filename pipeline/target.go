@@ -54,15 +54,25 @@ func (t *Target) Destroys() []string {
 		out = append(out, fmt.Sprintf("%s: %s, %s", t.Name, t.Content, HumanSize(t.Size)))
 	}
 	for _, p := range t.Parts {
-		out = append(out, fmt.Sprintf("%s: %s, %s", p.Name, p.Content, HumanSize(p.Size)))
+		out = append(out, fmt.Sprintf("%s: %s, %s", t.PartName(p), p.Content, HumanSize(p.Size)))
 	}
 	if t.Content.Table != "" {
-		out = append(out, fmt.Sprintf("%s: %s partition table", t.Name, strings.ToUpper(t.Content.Table)))
+		out = append(out, fmt.Sprintf("%s: %s", t.Name, t.Content.TableString()))
 	}
 	if len(out) == 0 {
 		out = append(out, fmt.Sprintf("%s: no recognised content (%s)", t.Name, HumanSize(t.Size)))
 	}
 	return out
+}
+
+// PartName names one of the target's partitions for people: its kernel
+// name ("sdi1"), or for an image file, which has no partition nodes,
+// "disk.img partition 1".
+func (t *Target) PartName(p disk.Partition) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return fmt.Sprintf("%s partition %d", t.Name, p.Number)
 }
 
 // DeviceTarget looks up a block device for preparation: it must be a whole

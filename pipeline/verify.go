@@ -126,7 +126,9 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	}
 	content, parts, _ := disk.ProbeSectors(f, t.Size, t.logicalSector())
 	f.Close()
-	if content.Table == "" || len(parts) == 0 {
+	if (content.Table != "gpt" && content.Table != "dos") || len(parts) == 0 {
+		// A protective MBR without a GPT (PMBR) lists at most the MBR
+		// partitions of a hybrid, which the kernel ignores: no table.
 		return fail(ExitVerifyFail, fmt.Errorf("%s has no partition table (%s)", t.Path, content))
 	}
 	p1 := parts[0]

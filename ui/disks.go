@@ -278,7 +278,11 @@ func (m *Model) detailsView() string {
 		kv("Holds", t.Content.String())
 	}
 	for _, p := range t.Parts {
-		kv("  "+p.Name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
+		name := p.Name
+		if name == "" { // an image file: no partition nodes
+			name = fmt.Sprintf("partition %d", p.Number)
+		}
+		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
 	}
 	for _, w := range t.Verdict.Warnings {
 		b.WriteString(stWarn.Render("⚠ "+w) + "\n")

@@ -484,3 +484,55 @@ func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
 		t.Errorf("verify of an unmountable filesystem: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestVerifyRefusesTableKernelIgnores: a prepared disk whose primary GPT
+// header, or whose protective MBR, is gone still reads from its backup
+// header, but Linux would make no partition node for it when docked (it
+// reads the backup only when the primary is good, and needs the protective
+// MBR), so verify must not pass it. sfdisk confirms each damage is real.
+func TestVerifyRefusesTableKernelIgnores(t *testing.T) {
+	needRoot(t)
+	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "k.img")
+	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "k1", "--passphrase-file", "-", "--confirm", "k.img"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	good, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		off, n   int
+		sfdiskOK bool   // sfdisk still reads a GPT (from the backup)
+		sfdisk   string // what sfdisk says
+	}{
+		{"primary GPT header zeroed", 512, 512, true, "primary GPT table is corrupt"},
+		{"protective MBR zeroed", 0, 512, false, "does not contain a recognized partition table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := append([]byte(nil), good...)
+			clear(b[tc.off : tc.off+tc.n])
+			if err := os.WriteFile(img, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("sfdisk", "--dump", img).CombinedOutput()
+			if (err == nil) != tc.sfdiskOK || !strings.Contains(string(out), tc.sfdisk) {
+				t.Fatalf("sfdisk --dump: %v, want ok=%v and %q:\n%s", err, tc.sfdiskOK, tc.sfdisk, out)
+			}
+			code, stdout, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
+			if code != pipeline.ExitVerifyFail || !strings.Contains(stdout+errs, "the kernel will not read this partition table") {
+				t.Errorf("verify: exit %d, want %d saying the kernel will not read the table\n%s%s", code, pipeline.ExitVerifyFail, stdout, errs)
+			}
+		})
+	}
+	// The same image undamaged passes: the refusals above are the damage's.
+	if err := os.WriteFile(img, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-"); code != 0 {
+		t.Errorf("verify of the undamaged image: exit %d\n%s%s", code, out, errs)
+	}
+}

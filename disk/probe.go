@@ -22,8 +22,14 @@ type Signature struct {
 	TableNote string `json:"table_note,omitempty"`
 	// HybridMBR is set when sector 0 holds MBR partitions besides the GPT
 	// protective entry (0xEE).
-	HybridMBR bool   `json:"hybrid_mbr,omitempty"`
-	DiskGUID  string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
+	HybridMBR bool `json:"hybrid_mbr,omitempty"`
+	// KernelIgnoresTable is set for a GPT that Linux does not read at boot
+	// or hotplug although its backup header is valid: the primary header is
+	// missing or damaged, or there is no protective MBR (the kernel reads
+	// such a table only with the "gpt" boot option). Its partitions get no
+	// device nodes, so the disk would not unlock or mount when docked.
+	KernelIgnoresTable bool   `json:"kernel_ignores_table,omitempty"`
+	DiskGUID           string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
 	// Type is "crypto_LUKS", "ext2", "ext3", "ext4", "LVM2_member", "swap",
 	// "vfat", "ntfs", "xfs", "btrfs" or "" (blkid TYPE).
 	Type    string `json:"type,omitempty"`
@@ -156,9 +162,11 @@ func ProbeSectors(r io.ReaderAt, size int64, sectorSize int) (Signature, []Parti
 		if prot, _ := pr.mbr(Signature{}); !prot.protective {
 			// blkid -p, sfdisk and the kernel ignore a GPT without one.
 			notes = append(notes, "no protective MBR")
+			sig.KernelIgnoresTable = true
 		} else {
 			sig.HybridMBR = prot.hybrid()
 		}
+		sig.KernelIgnoresTable = sig.KernelIgnoresTable || gpt.fromBackup
 		if gpt.note != "" {
 			notes = append(notes, gpt.note)
 		}
@@ -555,6 +563,8 @@ type tableInfo struct {
 	// note says what is wrong with a GPT that was read anyway (from its
 	// backup header), or, when no GPT could be read, what was found of one.
 	note string
+	// fromBackup: the table was read from the backup header.
+	fromBackup bool
 }
 
 // GPT header problems, as gptAt reports them.
@@ -608,6 +618,7 @@ func (p *prober) gpt() (tableInfo, bool) {
 			bt, _, back = p.gptAt(ss, (p.size/ss-1)*ss)
 			if back == "" {
 				bt.note = gptProblem(primaryHeader, prim) + "; " + recoverableMsg
+				bt.fromBackup = true
 				return bt, true
 			}
 		}

@@ -131,6 +131,11 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 		// partitions of a hybrid, which the kernel ignores: no table.
 		return fail(ExitVerifyFail, fmt.Errorf("%s has no partition table (%s)", t.Path, content))
 	}
+	if content.KernelIgnoresTable {
+		// Readable from its backup, but Linux would create no partition
+		// node when the disk is docked: it would not unlock there.
+		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again", t.Path, content))
+	}
 	p1 := parts[0]
 	part := luks.Device{Path: t.Path, Base: p1.Start, Size: p1.Size}
 	if !t.Image {

@@ -158,6 +158,12 @@ func TestProbeDamagedGPT(t *testing.T) {
 			if sig.Table != c.table || sig.Empty() || sig.String() != c.want {
 				t.Errorf("signature %+v (String %q): want table %q, not empty", sig, sig, c.table)
 			}
+			// Linux reads a GPT only through a good primary header behind a
+			// protective MBR.
+			ignored := c.table == "gpt" && (strings.Contains(c.want, "recoverable") || strings.Contains(c.want, "no protective MBR"))
+			if sig.KernelIgnoresTable != ignored {
+				t.Errorf("KernelIgnoresTable = %v, want %v", sig.KernelIgnoresTable, ignored)
+			}
 			if c.parts {
 				if sig.DiskGUID != wantSig.DiskGUID || !reflect.DeepEqual(parts, wantParts) {
 					t.Errorf("partitions\n got %+v %+v\nwant %+v %+v", sig.DiskGUID, parts, wantSig.DiskGUID, wantParts)

@@ -51,14 +51,14 @@ type Volume struct {
 // header and keyslot area cryptsetup makes by default (16 MiB for LUKS2).
 const headerCopyMax = 32 << 20
 
-// Partition1 returns the first partition that sfdisk --json lists on path
-// (a disk image or block device) as a Device; ok is false when sfdisk finds
-// no partition table or no partition.
-func Partition1(t testing.TB, path string) (dev Device, ok bool) {
+// Partitions returns the partitions sfdisk --json lists on path (a disk
+// image or block device) as Devices, in its order; none when sfdisk finds
+// no partition table.
+func Partitions(t testing.TB, path string) []Device {
 	t.Helper()
 	out, err := Cmd("", nil, "sfdisk", "--json", path)
 	if err != nil {
-		return Device{}, false
+		return nil
 	}
 	var d struct {
 		PT struct {
@@ -69,15 +69,27 @@ func Partition1(t testing.TB, path string) (dev Device, ok bool) {
 		} `json:"partitiontable"`
 	}
 	// sfdisk may print a warning before the JSON.
-	if i := strings.IndexByte(out, '{'); i < 0 || json.Unmarshal([]byte(out[i:]), &d) != nil || len(d.PT.Partitions) == 0 {
-		return Device{}, false
+	if i := strings.IndexByte(out, '{'); i < 0 || json.Unmarshal([]byte(out[i:]), &d) != nil {
+		t.Fatalf("sfdisk --json %s printed no table:\n%s", path, out)
 	}
 	ss := d.PT.SectorSize
 	if ss == 0 {
 		ss = 512
 	}
-	p := d.PT.Partitions[0]
-	return Device{Path: path, Base: p.Start * ss, Size: p.Size * ss}, true
+	var parts []Device
+	for _, p := range d.PT.Partitions {
+		parts = append(parts, Device{Path: path, Base: p.Start * ss, Size: p.Size * ss})
+	}
+	return parts
+}
+
+// Partition1 is the first of Partitions; ok is false when there is none.
+func Partition1(t testing.TB, path string) (dev Device, ok bool) {
+	t.Helper()
+	if p := Partitions(t, path); len(p) > 0 {
+		return p[0], true
+	}
+	return Device{}, false
 }
 
 // DeviceSize is the size of dev in bytes.
@@ -323,6 +335,22 @@ func DecryptCryptsetup(t testing.TB, v Volume) string {
 		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", data)
 	Run(t, "x", "cryptsetup", "reencrypt", "--batch-mode", "--decrypt", "--force-offline-reencrypt", "--header", hdr, "--key-file=-", data)
 	return data
+}
+
+// EncryptCryptsetup encrypts the whole file path in place with cryptsetup
+// alone (`cryptsetup reencrypt --encrypt`, offline, under a detached LUKS2
+// header), aes-xts-plain64 with the volume key key (given on a pipe) in
+// sectors of sectorSize bytes, counted from the start of the file: the
+// ciphertext dm-crypt would write for that plaintext.
+func EncryptCryptsetup(t testing.TB, path string, key []byte, sectorSize int) {
+	t.Helper()
+	hdr := SparseFile(t, filepath.Join(t.TempDir(), "header"), 16<<20)
+	RunFD3(t, "x", key, "cryptsetup", "reencrypt", "--batch-mode", "--encrypt", "--force-offline-reencrypt", "--type", "luks2",
+		"--header", hdr, "--cipher", "aes-xts-plain64", "--key-size", strconv.Itoa(len(key)*8), "--sector-size", strconv.Itoa(sectorSize),
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", path)
+	if got, err := VolumeKey(t, Device{Path: hdr}, "x"); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("cryptsetup encrypted with another volume key (%v)", err)
+	}
 }
 
 // DecryptXTS decrypts v's data segment (aes-xts-plain64) with

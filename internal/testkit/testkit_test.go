@@ -63,10 +63,7 @@ func cryptsetupVolume(t *testing.T, luks1 bool, sector int, base, region int64, 
 	if err := os.WriteFile(data, plain, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	detached := SparseFile(t, filepath.Join(dir, "detached"), 16<<20)
-	RunFD3(t, "x", key, "cryptsetup", "reencrypt", "--batch-mode", "--encrypt", "--force-offline-reencrypt", "--type", "luks2",
-		"--header", detached, "--cipher", "aes-xts-plain64", "--key-size", "512", "--sector-size", strconv.Itoa(sector),
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", data)
+	EncryptCryptsetup(t, data, key, sector)
 	ct, _ := os.ReadFile(data)
 	if bytes.Equal(ct[:4096], plain[:4096]) {
 		t.Fatal("cryptsetup reencrypt --encrypt left the data as it was")
@@ -184,6 +181,9 @@ func TestPartition1(t *testing.T) {
 	Run(t, "label: gpt\nstart=4096, size=20MiB\nsize=8MiB\n", "sfdisk", "-q", img)
 	if d, ok := Partition1(t, img); !ok || d != (Device{Path: img, Base: 4096 * 512, Size: 20 << 20}) {
 		t.Fatalf("Partition1 = %+v %v", d, ok)
+	}
+	if p := Partitions(t, img); len(p) != 2 || p[1] != (Device{Path: img, Base: 4096*512 + 20<<20, Size: 8 << 20}) {
+		t.Fatalf("Partitions = %+v", p)
 	}
 }
 

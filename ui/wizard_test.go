@@ -254,7 +254,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	}
 	if st, err := os.Stat(hdr); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("header backup file: %v, mode %v", err, st.Mode())
-	} else if dump := mustRun(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
+	} else if dump := testkit.Run(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
 		t.Errorf("the header backup is not this disk's header:\n%s", dump)
 	}
 	noLeftovers(t, img, tmp)
@@ -576,7 +576,7 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	}
 	noLeftovers(t, img, tmp)
 	// The state it reports is the truth: partition 1 holds a LUKS header.
-	mustRun(t, "", "cryptsetup", "isLuks", loopPart(t, img))
+	testkit.Run(t, "", "cryptsetup", "isLuks", loopPart(t, img))
 	h.esc()
 	h.onScreen(screenDisks)
 }
@@ -634,13 +634,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 		t.Skipf("SKIP: kernel uevents are not available here: %v", err)
 	}
 	tmp := privateTmp(t)
-	img := filepath.Join(t.TempDir(), "dock.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 160<<20); err != nil {
-		t.Fatal(err)
-	}
+	img := testkit.SparseFile(t, filepath.Join(t.TempDir(), "dock.img"), 160<<20)
 	cfg := Config{
 		Scan: disk.Sys{Root: "/"}.Scan, Hotplug: ch, KernelLog: disk.ReadKernelLog,
 		PBKDF: testPBKDF,
@@ -648,9 +642,8 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h := start(t, cfg, nil)
 	h.onScreen(screenDisks)
 	h.waitFor("the first scan", 10*time.Second, func(s snapshot) bool { return !strings.Contains(s.view, "Looking for disks") })
-	loop := strings.TrimSpace(mustRun(t, "", "losetup", "--find", "--show", img))
+	loop := testkit.AttachLoop(t, img)
 	t0 := time.Now()
-	t.Cleanup(func() { _, _ = run(t, "", "losetup", "-d", loop) })
 	name := filepath.Base(loop)
 	s := h.waitFor(name+" to appear, pre-selected", 5*time.Second, func(s snapshot) bool {
 		return s.cursor >= 0 && s.cursor < len(s.rows) && s.rows[s.cursor].name == name
@@ -694,20 +687,20 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	label := s.result.FSLabel
 	h.esc()
 	h.onScreen(screenDisks)
-	if out, err := run(t, "", "cryptsetup", "isLuks", "--debug", loop+"p1"); err != nil {
-		ls, _ := run(t, "", "sh", "-c", "ls -l /dev/"+name+"* /sys/block/"+name+"/; blkid -p "+loop+"p1")
+	if out, err := testkit.Cmd("", nil, "cryptsetup", "isLuks", "--debug", loop+"p1"); err != nil {
+		ls, _ := testkit.Cmd("", nil, "sh", "-c", "ls -l /dev/"+name+"* /sys/block/"+name+"/; blkid -p "+loop+"p1")
 		t.Errorf("cryptsetup isLuks %sp1: %v\n%s\n%s", loop, err, out, ls)
 	}
-	if out := mustRun(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
+	if out := testkit.Run(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
 		t.Errorf("not an MBR table:\n%s", out)
 	}
-	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
+	if err := testkit.DetachLoop(loop); err != nil {
 		t.Fatalf("the loop device is still busy after the run: %v", err)
 	}
 	// A busy loop device detaches when its last opener closes it (any
 	// program scanning disks may have it open for a moment).
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if out, _ := run(t, "", "losetup", "-j", img); strings.TrimSpace(out) == "" {
+		if out, _ := testkit.Cmd("", nil, "losetup", "-j", img); strings.TrimSpace(out) == "" {
 			break
 		}
 	}
@@ -751,7 +744,7 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 		t.Fatalf("run: %v\n%s", s.runErr, s.body)
 	}
 	noLeftovers(t, img, tmp)
-	if out := mustRun(t, "", "sfdisk", "--dump", img); !strings.Contains(out, "label: dos") || !strings.Contains(out, "type=83") {
+	if out := testkit.Run(t, "", "sfdisk", "--dump", img); !strings.Contains(out, "label: dos") || !strings.Contains(out, "type=83") {
 		t.Errorf("not one MBR partition of type 83:\n%s", out)
 	}
 	checkPrepared(t, img, testPass, "backups01", 1)

@@ -11,9 +11,11 @@ import (
 	"testing"
 )
 
-// loopMu serialises losetup --find within one test binary, so parallel
-// tests do not race for the same free loop number.
-var loopMu sync.Mutex
+// LoopMu serialises AttachLoop's losetup --find within one test binary.
+// A test that frees a loop number on purpose and attaches it again (a disk
+// swapped behind luksdock's back) holds it meanwhile, so that a parallel
+// test does not take the number.
+var LoopMu sync.Mutex
 
 // AttachLoop attaches file to a free loop device (losetup --find --show,
 // with extra losetup options such as --offset, --sizelimit, --sector-size
@@ -24,24 +26,33 @@ var loopMu sync.Mutex
 // leak into this test: partition entries added with BLKPG (on kernels
 // without partition-table parsers, such as this project's hosts, they
 // survive detaching) and a read-only flag set with BLKROSET (blockdev
-// --setro). Both are cleared right after attaching. When the test ends the
-// device's partition entries are dropped again and it is detached — unless
-// DetachLoop already did, or the number has since been given to another
-// attachment (its backing file or disk sequence number changed).
+// --setro). Both are cleared right after attaching, and again when the
+// test ends and the device is detached (see DetachAtCleanup).
 func AttachLoop(t testing.TB, file string, extra ...string) string {
 	t.Helper()
-	loopMu.Lock()
+	LoopMu.Lock()
 	out, err := exec.Command("losetup", append(append([]string{"--find", "--show"}, extra...), file)...).CombinedOutput()
-	loopMu.Unlock()
+	LoopMu.Unlock()
 	if err != nil {
 		t.Fatalf("losetup --find --show %s %s: %v: %s", strings.Join(extra, " "), file, err, out)
 	}
 	dev := strings.TrimSpace(string(out))
-	id := attachment(dev)
 	dropPartitions(dev)
 	if !slices.Contains(extra, "--read-only") && !slices.Contains(extra, "-r") {
 		exec.Command("blockdev", "--setrw", dev).Run()
 	}
+	DetachAtCleanup(t, dev)
+	return dev
+}
+
+// DetachAtCleanup detaches the loop device dev when the test ends (its
+// read-only flag cleared, its partition entries dropped), if dev is then
+// still the attachment it is now: not when DetachLoop already detached it,
+// or the number has since been given to another attachment (its backing
+// file or disk sequence number changed). AttachLoop calls it; a test that
+// attaches a number itself calls it too.
+func DetachAtCleanup(t testing.TB, dev string) {
+	id := attachment(dev)
 	t.Cleanup(func() {
 		if id == "" || attachment(dev) != id {
 			return // detached already; the number may be someone else's now
@@ -51,7 +62,6 @@ func AttachLoop(t testing.TB, file string, extra ...string) string {
 			t.Errorf("%v", err)
 		}
 	})
-	return dev
 }
 
 // DetachLoop drops the kernel's partition entries of the loop device dev

@@ -164,8 +164,8 @@ func imageConfig(img string, size int64) Config {
 	}
 }
 
-// toPlan walks from the disk list to the plan screen with passphrase pass.
-func (h *harness) toPlan(pass string) {
+// toOptions walks from the disk list to the options screen of the image.
+func (h *harness) toOptions() {
 	h.t.Helper()
 	h.waitFor("the image row, selected", 10*time.Second, func(s snapshot) bool {
 		return len(s.rows) > 0 && s.cursor >= 0 && s.rows[s.cursor].image && s.rows[s.cursor].ok
@@ -174,13 +174,26 @@ func (h *harness) toPlan(pass string) {
 	h.onScreen(screenDetails)
 	h.enter()
 	h.onScreen(screenOptions)
+}
+
+// optionsToPlan goes on from the options screen to the plan screen,
+// typing the passphrase pass twice.
+func (h *harness) optionsToPlan(pass string) snapshot {
+	h.t.Helper()
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ(pass)
 	h.enter()
 	h.typ(pass)
 	h.enter()
-	h.onScreen(screenPlan)
+	return h.onScreen(screenPlan)
+}
+
+// toPlan walks from the disk list to the plan screen with passphrase pass.
+func (h *harness) toPlan(pass string) {
+	h.t.Helper()
+	h.toOptions()
+	h.optionsToPlan(pass)
 }
 
 const testPass = "Tr0ub4dor & horse battery"
@@ -327,11 +340,7 @@ func TestWrongConfirmationWritesNothing(t *testing.T) {
 func TestPassphraseMismatchShownAtOnce(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "p.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
-	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
-	h.enter()
-	h.onScreen(screenDetails)
-	h.enter()
-	h.onScreen(screenOptions)
+	h.toOptions()
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ("correct horse")
@@ -663,13 +672,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h.key(tea.KeyDown)  // to the partition table
 	h.key(tea.KeyRight) // MBR
 	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool { return s.screen == screenOptions && s.table == "mbr" })
-	h.enter()
-	h.onScreen(screenPassphrase)
-	h.typ(testPass)
-	h.enter()
-	h.typ(testPass)
-	h.enter()
-	s = h.onScreen(screenPlan)
+	s = h.optionsToPlan(testPass)
 	if !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan does not make an MBR table:\n%s", s.body)
 	}
@@ -715,23 +718,13 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	h := start(t, imageConfig(img, 100<<20), nil)
-	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
-	h.enter()
-	h.onScreen(screenDetails)
-	h.enter()
-	h.onScreen(screenOptions)
+	h.toOptions()
 	h.key(tea.KeyDown)  // partition table
 	h.key(tea.KeyRight) // MBR
 	h.key(tea.KeyDown)  // LUKS version
 	h.key(tea.KeyRight) // LUKS1
 	s := h.waitFor("MBR and LUKS1", 5*time.Second, func(s snapshot) bool { return s.table == "mbr" && strings.Contains(s.body, "✓ ready") })
-	h.enter()
-	h.onScreen(screenPassphrase)
-	h.typ(testPass)
-	h.enter()
-	h.typ(testPass)
-	h.enter()
-	s = h.onScreen(screenPlan)
+	s = h.optionsToPlan(testPass)
 	if !strings.Contains(s.body, "--type luks1") || !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan is not LUKS1 on MBR:\n%s", s.body)
 	}

@@ -125,21 +125,33 @@ func headerCopy(t testing.TB, dev Device, n int64) string {
 	if dev.Base == 0 && dev.Size == 0 {
 		return dev.Path
 	}
-	src, err := os.Open(dev.Path)
+	p, _ := copyRange(t, dev.Path, dev.Base, min(DeviceSize(t, dev), n), "header")
+	return p
+}
+
+// copyRange copies the n bytes at off of path (fewer where path ends
+// before) into a new private file called name and returns its path and
+// the number of bytes copied.
+func copyRange(t testing.TB, path string, off, n int64, name string) (string, int64) {
+	t.Helper()
+	src, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	p := filepath.Join(t.TempDir(), "header")
+	p := filepath.Join(t.TempDir(), name)
 	dst, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dst.Close()
-	if _, err := io.Copy(dst, io.NewSectionReader(src, dev.Base, min(DeviceSize(t, dev), n))); err != nil {
+	c, err := io.Copy(dst, io.NewSectionReader(src, off, n))
+	if err != nil {
+		t.Fatalf("copying %d bytes at %d of %s: %v", n, off, path, err)
+	}
+	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p, c
 }
 
 // ReadSegment reads the data segment of the LUKS volume on dev with
@@ -312,24 +324,11 @@ func DecryptCryptsetup(t testing.TB, v Volume) string {
 	if v.Seg.IVTweak != 0 {
 		t.Fatalf("DecryptCryptsetup: cryptsetup cannot give a detached header iv_tweak %d; use DecryptXTS", v.Seg.IVTweak)
 	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	src, err := os.Open(v.Dev.Path)
-	if err != nil {
-		t.Fatal(err)
+	data, n := copyRange(t, v.Dev.Path, v.Dev.Base+v.Seg.Offset, v.Seg.Size, "data")
+	if n != v.Seg.Size {
+		t.Fatalf("DecryptCryptsetup: %s holds %d of the segment's %d bytes", v.Dev.Path, n, v.Seg.Size)
 	}
-	defer src.Close()
-	dst, err := os.Create(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := io.Copy(dst, io.NewSectionReader(src, v.Dev.Base+v.Seg.Offset, v.Seg.Size)); err != nil || n != v.Seg.Size {
-		t.Fatalf("copying the data segment (%d of %d bytes): %v", n, v.Seg.Size, err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	hdr := SparseFile(t, filepath.Join(dir, "header"), 16<<20)
+	hdr := SparseFile(t, filepath.Join(t.TempDir(), "header"), 16<<20)
 	RunFD3(t, "x", v.Key, "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--header", hdr, "--offset", "0",
 		"--cipher", v.Seg.Cipher, "--key-size", strconv.Itoa(len(v.Key)*8), "--sector-size", strconv.Itoa(v.Seg.SectorSize),
 		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", data)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 func listRun(t *testing.T, args ...string) (string, string, int) {
@@ -124,12 +126,7 @@ func TestListWaitReal(t *testing.T) {
 		}
 	}
 	img := filepath.Join(t.TempDir(), "docked.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 96<<20); err != nil {
-		t.Fatal(err)
-	}
+	testkit.SparseFile(t, img, 96<<20)
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "docked", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v %s", err, out)
 	}
@@ -143,12 +140,7 @@ func TestListWaitReal(t *testing.T) {
 		done <- result{out, code}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	out, err := exec.Command("losetup", "-f", "--show", img).Output()
-	if err != nil {
-		t.Fatalf("losetup: %v", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	defer exec.Command("losetup", "-d", dev).Run()
+	dev := testkit.AttachLoop(t, img)
 	select {
 	case r := <-done:
 		var e listJSON

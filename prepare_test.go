@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -49,30 +48,6 @@ func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func sh(t *testing.T, stdin string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// loop attaches a loop device over part of a file and detaches it at cleanup.
-func loop(t *testing.T, file string, args ...string) string {
-	t.Helper()
-	a := append([]string{"--find", "--show"}, args...)
-	dev := strings.TrimSpace(sh(t, "", "losetup", append(a, file)...))
-	exec.Command("partx", "-d", dev).Run() // stale BLKPG partitions of an earlier user of this loop number
-	t.Cleanup(func() {
-		exec.Command("partx", "-d", dev).Run() // partitions added by BLKPG outlive the loop otherwise
-		exec.Command("losetup", "-d", dev).Run()
-	})
-	return dev
-}
-
 type sfdiskDump struct {
 	PartitionTable struct {
 		Label      string `json:"label"`
@@ -101,59 +76,6 @@ func sfdisk(t *testing.T, img string) sfdiskDump {
 	return d
 }
 
-// partLoop returns a loop device over partition 1 of img, found by sfdisk.
-func partLoop(t *testing.T, img string) string {
-	t.Helper()
-	d := sfdisk(t, img)
-	if len(d.PartitionTable.Partitions) != 1 {
-		t.Fatalf("sfdisk sees %d partitions, want 1: %+v", len(d.PartitionTable.Partitions), d)
-	}
-	p, ss := d.PartitionTable.Partitions[0], int64(d.PartitionTable.SectorSize)
-	return loop(t, img, "--offset", fmt.Sprint(p.Start*ss), "--sizelimit", fmt.Sprint(p.Size*ss))
-}
-
-// decrypt recovers the plaintext of a LUKS device with cryptsetup alone: the
-// volume key from luksDump, then an offline decryption of a copy of the data
-// segment under a detached header. Nothing of luksdock is involved.
-func decrypt(t *testing.T, dev, pass string) string {
-	t.Helper()
-	dir := t.TempDir()
-	dump := sh(t, pass, "cryptsetup", "luksDump", "--batch-mode", "--dump-volume-key", "--key-file", "-", dev)
-	var hexkey strings.Builder
-	in := false
-	for _, line := range strings.Split(dump, "\n") {
-		if i := strings.Index(line, "MK dump:"); i >= 0 {
-			in, line = true, line[i+len("MK dump:"):]
-		} else if in && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, " ") {
-			break
-		}
-		if in {
-			hexkey.WriteString(strings.Join(strings.Fields(line), ""))
-		}
-	}
-	key, err := hex.DecodeString(hexkey.String())
-	if err != nil || len(key) != 64 {
-		t.Fatalf("no volume key in luksDump output")
-	}
-	f, _ := os.Open(dev)
-	info, err := luks.ReadHeader(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	sh(t, "", "dd", "if="+dev, "of="+data, "bs=1M", "iflag=skip_bytes", "skip="+strconv.FormatInt(info.DataOffset, 10), "status=none")
-	kf := filepath.Join(dir, "vk")
-	os.WriteFile(kf, key, 0o600)
-	hdr := filepath.Join(dir, "hdr")
-	sh(t, "x", "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--header", hdr, "--offset", "0",
-		"--sector-size", strconv.Itoa(info.SectorSize), "--cipher", info.Cipher, "--key-size", "512",
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--volume-key-file", kf, "--key-file", "-", data)
-	os.Remove(kf)
-	sh(t, "x", "cryptsetup", "reencrypt", "--batch-mode", "--decrypt", "--force-offline-reencrypt", "--header", hdr, "--key-file", "-", data)
-	return data
-}
-
 // checkPrepared proves with independent tools that img (or a block device)
 // is a finished backup disk labelled label.
 func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
@@ -172,8 +94,9 @@ func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
 	if p.Type != wantType {
 		t.Errorf("partition type %s, want %s", p.Type, wantType)
 	}
-	part := partLoop(t, img)
-	dump := sh(t, "", "cryptsetup", "luksDump", part)
+	p1, _ := testkit.Partition1(t, img)
+	part := testkit.AttachLoop(t, img, "--offset", fmt.Sprint(p1.Base), "--sizelimit", fmt.Sprint(p1.Size))
+	dump := testkit.Run(t, "", "cryptsetup", "luksDump", part)
 	if !strings.Contains(dump, fmt.Sprintf("Version:       \t%d", luksVersion)) {
 		t.Errorf("luksDump: not LUKS%d:\n%s", luksVersion, dump)
 	}
@@ -184,15 +107,15 @@ func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
 		t.Errorf("luksDump: LUKS2 label is not %q:\n%s", label, dump)
 	}
 	// The passphrase exactly as typed at cryptsetup's prompt (no newline) opens it; another does not.
-	sh(t, testPass, "cryptsetup", "open", "--test-passphrase", "--key-file", "-", part)
+	testkit.Run(t, testPass, "cryptsetup", "open", "--test-passphrase", "--key-file", "-", part)
 	if out, err := exec.Command("sh", "-c", "printf 'wrong passphrase' | cryptsetup open --test-passphrase --key-file - "+part).CombinedOutput(); err == nil {
 		t.Errorf("cryptsetup accepted a wrong passphrase: %s", out)
 	}
 	// Only the new signatures remain.
-	if got := sh(t, "", "blkid", "-p", "-o", "export", part); !strings.Contains(got, "TYPE=crypto_LUKS") {
+	if got := testkit.Run(t, "", "blkid", "-p", "-o", "export", part); !strings.Contains(got, "TYPE=crypto_LUKS") {
 		t.Errorf("blkid -p on the partition: %s", got)
 	}
-	whole := sh(t, "", "wipefs", "--no-act", "--noheadings", "--output", "TYPE", img)
+	whole := testkit.Run(t, "", "wipefs", "--no-act", "--noheadings", "--output", "TYPE", img)
 	for _, line := range strings.Fields(whole) {
 		switch line {
 		case "gpt", "PMBR":
@@ -207,29 +130,31 @@ func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
 			t.Errorf("wipefs: unexpected signature on the disk: %s", line)
 		}
 	}
-	plain := decrypt(t, part, testPass)
-	fsck := sh(t, "", "e2fsck", "-fn", plain)
+	// The plaintext as cryptsetup alone decrypts it.
+	v, err := testkit.Unlock(t, testkit.Device{Path: part}, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testkit.DecryptCryptsetup(t, v)
+	fsck := testkit.Run(t, "", "e2fsck", "-fn", plain)
 	for _, line := range strings.Split(strings.TrimSpace(fsck), "\n") {
 		if !strings.HasPrefix(line, "Pass ") && !strings.HasPrefix(line, "e2fsck ") && !strings.Contains(line, " files (") {
 			t.Errorf("e2fsck -fn: unexpected line %q", line)
 		}
 	}
-	h := sh(t, "", "dumpe2fs", "-h", plain)
+	h := testkit.Run(t, "", "dumpe2fs", "-h", plain)
 	if !strings.Contains(h, "Filesystem volume name:   "+label+"\n") {
 		t.Errorf("dumpe2fs -h: label is not %q", label)
 	}
 	// A kernel mounts ext4 only with blocks at least as large as the LUKS sector.
-	f, _ := os.Open(part)
-	info, _ := luks.ReadHeader(f)
-	f.Close()
 	var block int
 	for _, line := range strings.Split(h, "\n") {
 		if v, ok := strings.CutPrefix(line, "Block size:"); ok {
 			block, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	if block < info.SectorSize {
-		t.Errorf("ext4 block size %d is smaller than the LUKS sector size %d: the kernel would refuse to mount it", block, info.SectorSize)
+	if block < v.Seg.SectorSize {
+		t.Errorf("ext4 block size %d is smaller than the LUKS sector size %d: the kernel would refuse to mount it", block, v.Seg.SectorSize)
 	}
 	flag := "--image"
 	if st, err := os.Stat(img); err == nil && st.Mode()&os.ModeDevice != 0 {
@@ -279,17 +204,21 @@ func TestPrepareReplacesOldLayout(t *testing.T) {
 	needRoot(t)
 	needTools(t, "pvcreate", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "disk.img")
-	sh(t, "", "truncate", "-s", "200M", img)
-	sh(t, "label: dos\nstart=2048, size=100M, type=8e\nstart=206848, type=83\n", "sfdisk", "-q", img)
-	pv := loop(t, img, "--offset", "1048576", "--sizelimit", strconv.Itoa(100<<20))
-	sh(t, "", "pvcreate", "-q", "--config", "devices { filter = [ \"a|.*|\" ] use_devicesfile = 0 }", "-ff", "-y", pv)
-	exec.Command("losetup", "-d", pv).Run()
+	testkit.Run(t, "", "truncate", "-s", "200M", img)
+	testkit.Run(t, "label: dos\nstart=2048, size=100M, type=8e\nstart=206848, type=83\n", "sfdisk", "-q", img)
+	pv := testkit.AttachLoop(t, img, "--offset", "1048576", "--sizelimit", strconv.Itoa(100<<20))
+	testkit.Run(t, "", "pvcreate", "-q", "--config", "devices { filter = [ \"a|.*|\" ] use_devicesfile = 0 }", "-ff", "-y", pv)
+	if err := testkit.DetachLoop(pv); err != nil {
+		t.Fatal(err)
+	}
 	fsOff := int64(206848 * 512)
-	ext := loop(t, img, "--offset", strconv.FormatInt(fsOff, 10))
-	sh(t, "", "mkfs.ext4", "-q", "-L", "photos", ext)
-	sh(t, "", "debugfs", "-w", "-R", "mkdir holiday", ext)
-	exec.Command("losetup", "-d", ext).Run()
-	if got := sh(t, "", "wipefs", "--no-act", img); !strings.Contains(got, "dos") {
+	ext := testkit.AttachLoop(t, img, "--offset", strconv.FormatInt(fsOff, 10))
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-L", "photos", ext)
+	testkit.Run(t, "", "debugfs", "-w", "-R", "mkdir holiday", ext)
+	if err := testkit.DetachLoop(ext); err != nil {
+		t.Fatal(err)
+	}
+	if got := testkit.Run(t, "", "wipefs", "--no-act", img); !strings.Contains(got, "dos") {
 		t.Fatalf("fixture has no MBR: %s", got)
 	}
 	code, out, errs := cli(t, "", "prepare", "--image", img, "--label", "backups01", "--passphrase-file", "/dev/null", "--confirm", "disk.img", "--dry-run")
@@ -303,7 +232,7 @@ func TestPrepareReplacesOldLayout(t *testing.T) {
 	checkPrepared(t, img, "gpt", "backups01", 2)
 	// Nothing of the old LVM PV or ext4 where they started.
 	for _, off := range []int64{1 << 20, fsOff} {
-		l := loop(t, img, "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.Itoa(8<<20))
+		l := testkit.AttachLoop(t, img, "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.Itoa(8<<20))
 		if got, _ := exec.Command("blkid", "-p", "-o", "export", l).CombinedOutput(); bytes.Contains(got, []byte("LVM2")) || bytes.Contains(got, []byte("photos")) {
 			t.Errorf("old signature left at %d: %s", off, got)
 		}
@@ -316,8 +245,8 @@ func TestPrepareReplacesOldLayout(t *testing.T) {
 func TestPrepare4KLoopDevice(t *testing.T) {
 	needRoot(t)
 	img := filepath.Join(t.TempDir(), "4k.img")
-	sh(t, "", "truncate", "-s", "128M", img)
-	dev := loop(t, img, "--sector-size", "4096")
+	testkit.Run(t, "", "truncate", "-s", "128M", img)
+	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
 	name := filepath.Base(dev)
 	args := append([]string{"prepare", "--device", dev, "--label", "backups4k", "--passphrase-file", "-"}, smallKDF...)
 	// A loop device is file-backed, not an internal disk: its kernel name confirms it.
@@ -331,7 +260,7 @@ func TestPrepare4KLoopDevice(t *testing.T) {
 	if _, err := os.Stat(dev + "p1"); err != nil {
 		t.Errorf("no partition node: %v", err)
 	}
-	dump := sh(t, "", "cryptsetup", "luksDump", dev+"p1")
+	dump := testkit.Run(t, "", "cryptsetup", "luksDump", dev+"p1")
 	if !strings.Contains(dump, "sector: 4096") {
 		t.Errorf("LUKS sector size is not 4096:\n%s", dump)
 	}
@@ -357,8 +286,8 @@ func TestRefusalsWriteNothing(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
-	sh(t, "", "truncate", "-s", "80M", img)
-	sh(t, "label: dos\nstart=2048, type=83\n", "sfdisk", "-q", img)
+	testkit.Run(t, "", "truncate", "-s", "80M", img)
+	testkit.Run(t, "label: dos\nstart=2048, type=83\n", "sfdisk", "-q", img)
 	before := testkit.SHA256File(t, img)
 	base := []string{"prepare", "--image", img, "--passphrase-file", "-"}
 	cases := []struct {
@@ -439,7 +368,7 @@ func TestHeaderBackupAndJSON(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("header backup: %v %v", err, st.Mode())
 	}
-	if got := sh(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(got, last.Result.LUKS.UUID) {
+	if got := testkit.Run(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(got, last.Result.LUKS.UUID) {
 		t.Errorf("header backup is not of this volume")
 	}
 	// It never overwrites an existing backup.
@@ -477,7 +406,7 @@ func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh(t, "", "mkfs.ext4", "-q", "-F", "-b", "1024", "-L", "b1", v.Path())
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-b", "1024", "-L", "b1", v.Path())
 	v.Close()
 	code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
 	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "smaller than the LUKS sector size") {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/ (go test's own format);
@@ -226,20 +228,20 @@ func TestWriteProbeSeeds(t *testing.T) {
 		}
 	}
 	pb := []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "-q"}
-	seed("ext4", 8<<20, 2048, func(img string) { run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", img) })
+	seed("ext4", 8<<20, 2048, func(img string) { testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", img) })
 	seed("luks2", 32<<20, 4096, func(img string) {
-		run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks2", "--label", "backups01", img}, pb...)...)
+		testkit.Run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks2", "--label", "backups01", img}, pb...)...)
 	})
 	seed("luks1", 32<<20, 1024, func(img string) {
-		run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks1", img}, pb...)...)
+		testkit.Run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks1", img}, pb...)...)
 	})
-	seed("swap", 1<<20, 4096, func(img string) { run(t, "", "mkswap", "-L", "sw", img) })
-	seed("vfat", 32<<20, 512, func(img string) { run(t, "", "mkfs.vfat", "-n", "CAM", img) })
-	seed("xfs", 320<<20, 512, func(img string) { run(t, "", "mkfs.xfs", "-q", "-f", "-L", "media", img) })
-	seed("btrfs", 128<<20, 69632, func(img string) { run(t, "", "mkfs.btrfs", "-q", "-f", "-L", "pool", img) })
-	seed("ntfs", 8<<20, 512, func(img string) { run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Win", img) })
+	seed("swap", 1<<20, 4096, func(img string) { testkit.Run(t, "", "mkswap", "-L", "sw", img) })
+	seed("vfat", 32<<20, 512, func(img string) { testkit.Run(t, "", "mkfs.vfat", "-n", "CAM", img) })
+	seed("xfs", 320<<20, 512, func(img string) { testkit.Run(t, "", "mkfs.xfs", "-q", "-f", "-L", "media", img) })
+	seed("btrfs", 128<<20, 69632, func(img string) { testkit.Run(t, "", "mkfs.btrfs", "-q", "-f", "-L", "pool", img) })
+	seed("ntfs", 8<<20, 512, func(img string) { testkit.Run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Win", img) })
 	seed("gpt", 8<<20, 34*512, func(img string) {
-		run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8\nstart=42, size=8, name=\"two\"\n", "sfdisk", "-q", img)
+		testkit.Run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8\nstart=42, size=8, name=\"two\"\n", "sfdisk", "-q", img)
 	})
 	// A small whole GPT disk (80 sectors), so that its backup is in the seed.
 	smallGPT := func(img string) {
@@ -261,7 +263,7 @@ func TestWriteProbeSeeds(t *testing.T) {
 		zeroAt(t, img, 512, 512)
 	})
 	seed("mbr-logical", 1<<20, 64*512, func(img string) {
-		run(t, "label: dos\nlabel-id: 0x1234abcd\nstart=2, size=8, type=83\nstart=12, size=50, type=5\n"+
+		testkit.Run(t, "label: dos\nlabel-id: 0x1234abcd\nstart=2, size=8, type=83\nstart=12, size=50, type=5\n"+
 			img+"5 : start=14, size=10, type=82\n"+img+"6 : start=26, size=10, type=8e\n", "sfdisk", "-q", "--no-reread", img)
 	})
 }

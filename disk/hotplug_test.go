@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 func TestParseUevent(t *testing.T) {
@@ -78,18 +80,20 @@ func TestWatchHotplugLoopReal(t *testing.T) {
 		t.Fatalf("WatchHotplug: %v", err)
 	}
 	img := sparse(t, 96<<20)
-	run(t, "label: gpt\nsize=32MiB\n", "sfdisk", "-q", img)
+	testkit.Run(t, "label: gpt\nsize=32MiB\n", "sfdisk", "-q", img)
 
-	dev := attachLoop(t, img)
+	dev := testkit.AttachLoop(t, img)
 	name := filepath.Base(dev)
 	h, took := waitEvent(t, ch, name, "add", false, time.Second)
 	t.Logf("add %s seen after %v (%+v)", name, took, h)
 
-	run(t, "", "partx", "--add", dev)
+	testkit.Run(t, "", "partx", "--add", dev)
 	p, took := waitEvent(t, ch, name+"p1", "add", true, time.Second)
 	t.Logf("add %s seen after %v", p.Name, took)
 
-	detachLoop(t, dev)
+	if err := testkit.DetachLoop(dev); err != nil {
+		t.Fatal(err)
+	}
 	_, took = waitEvent(t, ch, name, "remove", false, time.Second)
 	t.Logf("remove %s seen after %v", name, took)
 
@@ -118,7 +122,7 @@ func TestWaitForNewDiskReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := sparse(t, 80<<20)
-	run(t, "", "mkfs.ext4", "-q", "-F", "-L", "arrived", img)
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "arrived", img)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	type res struct {
@@ -133,7 +137,7 @@ func TestWaitForNewDiskReal(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond) // let the watcher start
 	attached := time.Now()
-	dev := attachLoop(t, img)
+	dev := testkit.AttachLoop(t, img)
 	r := <-done
 	// Other tests on this machine may attach loop devices at the same time:
 	// keep waiting until ours shows up.

@@ -41,14 +41,14 @@ func partitionedLoop(t *testing.T) (img, dev, part string) {
 	needRoot(t)
 	needTool(t, "losetup", "sfdisk", "partx", "mkfs.ext4", "mount")
 	img = sparse(t, 128<<20)
-	run(t, "label: gpt\nstart=2048, size=100MiB, type=linux\n", "sfdisk", "-q", img)
-	dev = attachLoop(t, img)
-	run(t, "", "partx", "--add", dev)
+	testkit.Run(t, "label: gpt\nstart=2048, size=100MiB, type=linux\n", "sfdisk", "-q", img)
+	dev = testkit.AttachLoop(t, img)
+	testkit.Run(t, "", "partx", "--add", dev)
 	part = dev + "p1"
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("partition node %s did not appear: %v", part, err)
 	}
-	run(t, "", "mkfs.ext4", "-q", "-F", "-L", "family", "-E", "lazy_itable_init=0,lazy_journal_init=0", part)
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "family", "-E", "lazy_itable_init=0,lazy_journal_init=0", part)
 	return img, dev, part
 }
 
@@ -56,7 +56,7 @@ func TestRealMountedPartitionRefused(t *testing.T) {
 	img, dev, part := partitionedLoop(t)
 	name := filepath.Base(dev)
 	mnt := t.TempDir()
-	run(t, "", "mount", "-o", "ro", part, mnt)
+	testkit.Run(t, "", "mount", "-o", "ro", part, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 
 	before, beforeDev := testkit.SHA256File(t, img), testkit.SHA256File(t, dev)
@@ -107,8 +107,8 @@ func TestRealSwapOnLoopRefused(t *testing.T) {
 	needRoot(t)
 	needTool(t, "losetup", "mkswap", "swapon", "swapoff")
 	img := sparse(t, 96<<20)
-	run(t, "", "mkswap", "-L", "tmpswap", img)
-	dev := attachLoop(t, img)
+	testkit.Run(t, "", "mkswap", "-L", "tmpswap", img)
+	dev := testkit.AttachLoop(t, img)
 	if out, err := exec.Command("swapon", dev).CombinedOutput(); err != nil {
 		t.Skipf("SKIP: swapon %s not permitted on this machine: %v %s", dev, err, out)
 	}
@@ -134,16 +134,11 @@ func TestRealSwapOnLoopRefused(t *testing.T) {
 func TestRealLoopBackedByFileOnTarget(t *testing.T) {
 	_, dev, part := partitionedLoop(t)
 	mnt := t.TempDir()
-	run(t, "", "mount", part, mnt)
+	testkit.Run(t, "", "mount", part, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	inner := filepath.Join(mnt, "inner.img")
-	f, err := os.Create(inner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(80 << 20)
-	f.Close()
-	innerDev := attachLoop(t, inner)
+	testkit.SparseFile(t, inner, 80<<20)
+	innerDev := testkit.AttachLoop(t, inner)
 	_, v, _ := everythingDiscoveryDoes(t, filepath.Base(dev))
 	want := filepath.Base(innerDev) + " is backed by the file " + inner + " on it"
 	if !hasReason(v, want) {
@@ -158,10 +153,10 @@ func TestRealLoopBackedByFileOnTarget(t *testing.T) {
 
 func TestRealUnusedLoopAllowedAndExclusive(t *testing.T) {
 	needRoot(t)
-	needTool(t, "mkfs.ext4", "mount")
+	needTool(t, "losetup", "mkfs.ext4", "mount")
 	img := sparse(t, 80<<20)
-	run(t, "", "mkfs.ext4", "-q", "-F", "-L", "mountable", img)
-	dev := attachLoop(t, img)
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "mountable", img)
+	dev := testkit.AttachLoop(t, img)
 	d, v, exclErr := everythingDiscoveryDoes(t, filepath.Base(dev))
 	if !v.OK(false) || exclErr != nil {
 		t.Fatalf("verdict = %+v, excl = %v", v, exclErr)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // needTool skips loudly when a real tool the test compares against is absent.
@@ -48,29 +50,10 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, stdin string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
+// sparse is a sparse image of size bytes in a fresh temporary directory.
 func sparse(t *testing.T, size int64) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
+	return testkit.SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), size)
 }
 
 // blkid runs `blkid -p -o export` on file (at offset/size when size > 0).
@@ -141,26 +124,31 @@ func TestProbeFilesystemsAgainstBlkid(t *testing.T) {
 	}
 	pbkdf := []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "-q"}
 	cases := []mk{
-		{"ext4", "mkfs.ext4", 64 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", img) }, `ext4 "photos"`},
-		{"ext3", "mkfs.ext3", 64 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.ext3", "-q", "-F", "-L", "old3", img) }, `ext3 "old3"`},
-		{"ext2", "mkfs.ext2", 64 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.ext2", "-q", "-F", img) }, `ext2`},
+		{"ext4", "mkfs.ext4", 64 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", img) }, `ext4 "photos"`},
+		{"ext3", "mkfs.ext3", 64 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.ext3", "-q", "-F", "-L", "old3", img) }, `ext3 "old3"`},
+		{"ext2", "mkfs.ext2", 64 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.ext2", "-q", "-F", img) }, `ext2`},
 		{"luks2", "cryptsetup", 32 << 20, func(t *testing.T, img string) {
-			run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks2", "--label", "backups01", img}, pbkdf...)...)
+			testkit.Run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks2", "--label", "backups01", img}, pbkdf...)...)
 		}, `LUKS2 "backups01" `},
 		{"luks1", "cryptsetup", 32 << 20, func(t *testing.T, img string) {
-			run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks1", img}, pbkdf...)...)
+			testkit.Run(t, "pw", "cryptsetup", append([]string{"luksFormat", "--type", "luks1", img}, pbkdf...)...)
 		}, `LUKS1 `},
-		{"swap", "mkswap", 16 << 20, func(t *testing.T, img string) { run(t, "", "mkswap", "-L", "swappy", img) }, `swap "swappy"`},
-		{"vfat32", "mkfs.vfat", 64 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.vfat", "-F", "32", "-n", "CAMERA", img) }, `vfat (FAT32) "CAMERA"`},
-		{"vfat16", "mkfs.vfat", 32 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.vfat", "-F", "16", img) }, `vfat (FAT16)`},
-		{"xfs", "mkfs.xfs", 320 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.xfs", "-q", "-f", "-L", "media", img) }, `xfs "media"`},
-		{"btrfs", "mkfs.btrfs", 128 << 20, func(t *testing.T, img string) { run(t, "", "mkfs.btrfs", "-q", "-f", "-L", "pool", img) }, `btrfs "pool"`},
-		{"ntfs", "mkntfs", 64 << 20, func(t *testing.T, img string) { run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Windows Data", img) }, `ntfs "Windows Data"`},
+		{"swap", "mkswap", 16 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkswap", "-L", "swappy", img) }, `swap "swappy"`},
+		{"vfat32", "mkfs.vfat", 64 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.vfat", "-F", "32", "-n", "CAMERA", img) }, `vfat (FAT32) "CAMERA"`},
+		{"vfat16", "mkfs.vfat", 32 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.vfat", "-F", "16", img) }, `vfat (FAT16)`},
+		{"xfs", "mkfs.xfs", 320 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.xfs", "-q", "-f", "-L", "media", img) }, `xfs "media"`},
+		{"btrfs", "mkfs.btrfs", 128 << 20, func(t *testing.T, img string) { testkit.Run(t, "", "mkfs.btrfs", "-q", "-f", "-L", "pool", img) }, `btrfs "pool"`},
+		{"ntfs", "mkntfs", 64 << 20, func(t *testing.T, img string) {
+			testkit.Run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Windows Data", img)
+		}, `ntfs "Windows Data"`},
 		{"lvm", "pvcreate", 16 << 20, func(t *testing.T, img string) {
 			needRoot(t)
-			dev := attachLoop(t, img)
-			run(t, "", "pvcreate", "-q", "-y", dev)
-			detachLoop(t, dev)
+			needTool(t, "losetup")
+			dev := testkit.AttachLoop(t, img)
+			testkit.Run(t, "", "pvcreate", "-q", "-y", dev)
+			if err := testkit.DetachLoop(dev); err != nil {
+				t.Error(err)
+			}
 		}, `LVM2 PV`},
 	}
 	for _, c := range cases {
@@ -199,7 +187,7 @@ type sfdiskJSON struct {
 func sfdiskDump(t *testing.T, img string, extra ...string) sfdiskJSON {
 	t.Helper()
 	var j sfdiskJSON
-	out := run(t, "", "sfdisk", append(extra, "--json", img)...)
+	out := testkit.Run(t, "", "sfdisk", append(extra, "--json", img)...)
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("sfdisk --json: %v\n%s", err, out)
 	}
@@ -245,14 +233,14 @@ func checkTable(t *testing.T, img string, sig Signature, parts []Partition, extr
 func TestProbeGPTAgainstSfdisk(t *testing.T) {
 	needTool(t, "sfdisk", "blkid", "mkfs.ext4", "cryptsetup")
 	img := sparse(t, 256<<20)
-	run(t, "label: gpt\nsize=64MiB, type=linux, name=\"photos part\"\nsize=64MiB, type=swap\ntype=linux\n", "sfdisk", "-q", img)
+	testkit.Run(t, "label: gpt\nsize=64MiB, type=linux, name=\"photos part\"\nsize=64MiB, type=swap\ntype=linux\n", "sfdisk", "-q", img)
 	j := sfdiskDump(t, img)
 	p := j.PartitionTable.Partitions
-	run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", "-E", fmt.Sprintf("offset=%d", p[0].Start*512), img, strconv.FormatInt(p[0].Size/2, 10)+"k")
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", "-E", fmt.Sprintf("offset=%d", p[0].Start*512), img, strconv.FormatInt(p[0].Size/2, 10)+"k")
 	// cryptsetup on a slice of the image, through --offset on a copy: use a
 	// loop-free route by formatting a separate file and splicing it in.
 	luks := sparse(t, p[2].Size*512)
-	run(t, "pw", "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--label", "vault", "--pbkdf", "pbkdf2",
+	testkit.Run(t, "pw", "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--label", "vault", "--pbkdf", "pbkdf2",
 		"--pbkdf-force-iterations", "1000", "--key-file=-", luks)
 	splice(t, luks, img, p[2].Start*512, 16<<20)
 	sig, parts := probeFile(t, img)
@@ -266,11 +254,11 @@ func TestProbeGPTAgainstSfdisk(t *testing.T) {
 }
 
 func TestProbeGPT4K(t *testing.T) {
-	needTool(t, "sfdisk", "blkid")
+	needTool(t, "sfdisk", "blkid", "losetup")
 	needRoot(t)
 	img := sparse(t, 64<<20)
-	dev := attachLoop(t, img, "--sector-size", "4096")
-	run(t, "label: gpt\nsize=16MiB\nsize=16MiB\n", "sfdisk", "-q", dev)
+	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
+	testkit.Run(t, "label: gpt\nsize=16MiB\nsize=16MiB\n", "sfdisk", "-q", dev)
 	sig, parts := probeFile(t, dev)
 	if sig.Table != "gpt" || len(parts) != 2 || parts[0].Start != 256*4096 {
 		t.Fatalf("4K GPT: %+v %+v", sig, parts)
@@ -281,7 +269,7 @@ func TestProbeGPT4K(t *testing.T) {
 func TestProbeGPTBackupHeader(t *testing.T) {
 	needTool(t, "sfdisk")
 	img := sparse(t, 64<<20)
-	run(t, "label: gpt\nsize=16MiB\n", "sfdisk", "-q", img)
+	testkit.Run(t, "label: gpt\nsize=16MiB\n", "sfdisk", "-q", img)
 	want, wantParts := probeFile(t, img)
 	// Destroy the primary header: the probe must fall back to the backup.
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
@@ -301,12 +289,12 @@ func TestProbeGPTBackupHeader(t *testing.T) {
 func TestProbeMBRWithLogicalPartitions(t *testing.T) {
 	needTool(t, "sfdisk", "blkid", "mkswap")
 	img := sparse(t, 128<<20)
-	run(t, "label: dos\nlabel-id: 0x1234abcd\nsize=32MiB, type=8e\nsize=80MiB, type=5\n"+
+	testkit.Run(t, "label: dos\nlabel-id: 0x1234abcd\nsize=32MiB, type=8e\nsize=80MiB, type=5\n"+
 		img+"5 : size=16MiB, type=82\n"+img+"6 : size=16MiB, type=83\n", "sfdisk", "-q", img)
 	j := sfdiskDump(t, img)
 	sw := j.PartitionTable.Partitions[2]
 	part := sparse(t, sw.Size*512)
-	run(t, "", "mkswap", "-L", "logical5", part)
+	testkit.Run(t, "", "mkswap", "-L", "logical5", part)
 	splice(t, part, img, sw.Start*512, sw.Size*512)
 	sig, parts := probeFile(t, img)
 	if sig.Table != "dos" || sig.DiskGUID != "1234abcd" || len(parts) != 4 || parts[2].Number != 5 || parts[3].Number != 6 {
@@ -321,7 +309,7 @@ func TestProbeMBRWithLogicalPartitions(t *testing.T) {
 func TestProbeVFATIsNotAnMBR(t *testing.T) {
 	needTool(t, "mkfs.vfat", "blkid")
 	img := sparse(t, 32<<20)
-	run(t, "", "mkfs.vfat", "-n", "STICK", img)
+	testkit.Run(t, "", "mkfs.vfat", "-n", "STICK", img)
 	sig, parts := probeFile(t, img)
 	sameAsBlkid(t, "superfloppy", sig, blkid(t, img, 0, 0))
 	if len(parts) != 0 || sig.Table != "" {
@@ -363,43 +351,15 @@ func splice(t *testing.T, src, dst string, off, n int64) {
 	}
 }
 
-func attachLoop(t *testing.T, img string, extra ...string) string {
-	t.Helper()
-	needTool(t, "losetup")
-	dev := strings.TrimSpace(run(t, "", "losetup", append(append([]string{"-f", "--show"}, extra...), img)...))
-	// This kernel keeps partitions added with BLKPG after a loop device is
-	// detached; drop any an earlier user of this loop number left behind.
-	exec.Command("partx", "-d", dev).Run()
-	t.Cleanup(func() {
-		// Detach only if the device is still ours: other tests running in
-		// parallel may have been given the same loop device since.
-		bf := sysfsAttr("/sys/block/" + filepath.Base(dev) + "/loop/backing_file")
-		if abs, _ := filepath.Abs(img); bf == abs || bf == img {
-			detachLoop(t, dev)
-		}
-	})
-	return dev
-}
-
-// detachLoop removes the partition nodes added with BLKPG (this kernel keeps
-// them after detach unless partscan was on) and detaches dev.
-func detachLoop(t *testing.T, dev string) {
-	t.Helper()
-	exec.Command("partx", "-d", dev).Run() // fails harmlessly when there are none
-	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-		t.Errorf("losetup -d %s: %v %s", dev, err, out)
-	}
-}
-
 // MBR entries count 4096-byte sectors on a 4Kn disk (USB bridges that
 // present 4K logical sectors): discovery must scale them by the disk's
 // logical sector size.
 func TestProbeMBR4KnThroughDiscovery(t *testing.T) {
 	needRoot(t)
-	needTool(t, "sfdisk", "blkid", "mkswap")
+	needTool(t, "sfdisk", "blkid", "mkswap", "losetup")
 	img := sparse(t, 64<<20)
-	dev := attachLoop(t, img, "--sector-size", "4096")
-	run(t, "label: dos\nlabel-id: 0x4b4b4b4b\nstart=256, size=2048, type=83\nstart=2304, size=4096, type=82\n", "sfdisk", "-q", dev)
+	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
+	testkit.Run(t, "label: dos\nlabel-id: 0x4b4b4b4b\nstart=256, size=2048, type=83\nstart=2304, size=4096, type=82\n", "sfdisk", "-q", dev)
 	j := sfdiskDump(t, dev)
 	if j.PartitionTable.SectorSize != 4096 {
 		t.Fatalf("sfdisk sector size %d", j.PartitionTable.SectorSize)

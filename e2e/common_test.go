@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // testPassphrase is what a person would type; the passphrase file holds it
@@ -117,16 +119,7 @@ func luksdockBinary(t *testing.T) string {
 // newImage creates a sparse image file of size bytes in dir.
 func newImage(t *testing.T, dir, name string, size int64) string {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
+	return testkit.SparseFile(t, filepath.Join(dir, name), size)
 }
 
 // scratchDir returns a short temporary directory (unix socket paths are

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // Benchmarks of the userspace engine (issue 2, "Performance"). Run with
@@ -161,15 +163,7 @@ type benchResult struct {
 func benchMkfs(b *testing.B, size int64) benchResult {
 	var r benchResult
 	dir := b.TempDir()
-	image := filepath.Join(dir, "disk.img")
-	f, err := os.Create(image)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
+	image := testkit.SparseFile(b, filepath.Join(dir, "disk.img"), size)
 	key := make([]byte, 64)
 	rand.Read(key)
 	const base = 1 << 20
@@ -179,15 +173,12 @@ func benchMkfs(b *testing.B, size int64) benchResult {
 	// luksFormat directly on the region through a loop device with an
 	// offset would need losetup; format a sparse region file and copy its
 	// header area instead (what the test helpers do).
-	regionFile := filepath.Join(dir, "region.img")
-	rf, _ := os.Create(regionFile)
-	rf.Truncate(region)
-	rf.Close()
+	regionFile := testkit.SparseFile(b, filepath.Join(dir, "region.img"), region)
 	if out, err := usRunErr(usPass, key, "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--label", "backups01",
 		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", regionFile); err != nil {
 		b.Fatalf("luksFormat: %v\n%s", err, out)
 	}
-	seg := benchSegment(b, regionFile)
+	seg := usSegment(b, regionFile)
 	src, _ := os.Open(regionFile)
 	hdr := make([]byte, seg.Offset)
 	if _, err := src.ReadAt(hdr, 0); err != nil {
@@ -241,22 +232,6 @@ func benchMkfs(b *testing.B, size int64) benchResult {
 	r.total = time.Since(start)
 	r.allocated = benchAllocated(b, image) - allocBefore
 	return r
-}
-
-func benchSegment(b *testing.B, dev string) Segment {
-	out, err := exec.Command("cryptsetup", "luksDump", "--dump-json-metadata", dev).Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Minimal parse: offset and sector_size of segment 0.
-	off := regexp.MustCompile(`"offset":\s*"(\d+)"`).FindSubmatch(out)
-	ss := regexp.MustCompile(`"sector_size":\s*(\d+)`).FindSubmatch(out)
-	if off == nil || ss == nil {
-		b.Fatalf("cannot parse luksDump JSON")
-	}
-	o, _ := strconv.ParseInt(string(off[1]), 10, 64)
-	s, _ := strconv.Atoi(string(ss[1]))
-	return Segment{Offset: o, SectorSize: s, Cipher: "aes-xts-plain64"}
 }
 
 func benchAllocated(b *testing.B, path string) int64 {

@@ -2,10 +2,7 @@ package luks
 
 import (
 	"bytes"
-	"crypto/aes"
 	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/xts"
 	"golang.org/x/sys/unix"
+
+	"luksdock/internal/testkit"
 )
 
 // These tests run the real thing: cryptsetup formats and decrypts, the FUSE
@@ -47,39 +45,11 @@ func usRequire(t *testing.T) {
 // (for --volume-key-file /dev/fd/3), so no secret is in argv or a file.
 func usRun(t *testing.T, stdin string, fd3 []byte, name string, args ...string) string {
 	t.Helper()
-	out, err := usRunErr(stdin, fd3, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
+	return testkit.RunFD3(t, stdin, fd3, name, args...)
 }
 
 func usRunErr(stdin string, fd3 []byte, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	var w *os.File
-	if fd3 != nil {
-		r, pw, err := os.Pipe()
-		if err != nil {
-			return "", err
-		}
-		defer r.Close()
-		w = pw
-		cmd.ExtraFiles = []*os.File{r}
-	}
-	if err := cmd.Start(); err != nil {
-		if w != nil {
-			w.Close()
-		}
-		return "", err
-	}
-	if w != nil {
-		go func() { w.Write(fd3); w.Close() }()
-	}
-	err := cmd.Wait()
-	return buf.String(), err
+	return testkit.Cmd(stdin, fd3, name, args...)
 }
 
 func usKey(t *testing.T) []byte {
@@ -92,14 +62,7 @@ func usKey(t *testing.T) []byte {
 
 func usSparse(t *testing.T, path string, size int64) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	testkit.SparseFile(t, path, size)
 }
 
 // usFormat luksFormats a sparse region file of regionSize bytes with the given
@@ -123,10 +86,10 @@ func usFormat(t *testing.T, image string, base, regionSize int64, key []byte, lu
 	usRun(t, usPass, key, "cryptsetup", append(args, region)...)
 
 	// The key cryptsetup stored is the one we generated.
-	if got := usDumpKey(t, region, ""); !bytes.Equal(got, key) {
-		t.Fatalf("cryptsetup luksDump --dump-volume-key returned a different volume key")
+	if got, err := testkit.VolumeKey(t, testkit.Device{Path: region}, usPass); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("cryptsetup luksDump --dump-volume-key returned a different volume key (%v)", err)
 	}
-	seg := usSegment(t, region, luks1)
+	seg := usSegment(t, region)
 	// Copy the header area (everything before the data segment) to base.
 	src, err := os.Open(region)
 	if err != nil {
@@ -144,137 +107,26 @@ func usFormat(t *testing.T, image string, base, regionSize int64, key []byte, lu
 	return seg
 }
 
-func usDumpKey(t *testing.T, dev, header string) []byte {
+// usSegment reads the data segment of the LUKS device dev with cryptsetup.
+func usSegment(t testing.TB, dev string) Segment {
 	t.Helper()
-	args := []string{"luksDump", "-q", "--dump-volume-key", "--key-file=-"}
-	if header != "" {
-		args = append(args, "--header", header)
-	}
-	out := usRun(t, usPass, nil, "cryptsetup", append(args, dev)...)
-	i := strings.Index(out, "MK dump:")
-	if i < 0 {
-		t.Fatalf("no MK dump in luksDump output")
-	}
-	return usHex(t, out[i+len("MK dump:"):])
-}
-
-func usHex(t *testing.T, s string) []byte {
-	var hexs strings.Builder
-	for _, f := range strings.Fields(s) {
-		if len(f) != 2 {
-			break
-		}
-		hexs.WriteString(f)
-	}
-	b, err := hex.DecodeString(hexs.String())
+	s, err := testkit.ReadSegment(t, testkit.Device{Path: dev})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
-}
-
-// usSegment reads the data segment with cryptsetup luksDump (JSON metadata
-// for LUKS2, "Payload offset" for LUKS1).
-func usSegment(t *testing.T, dev string, luks1 bool) Segment {
-	t.Helper()
-	if luks1 {
-		out := usRun(t, "", nil, "cryptsetup", "luksDump", dev)
-		for _, line := range strings.Split(out, "\n") {
-			if v, ok := strings.CutPrefix(line, "Payload offset:"); ok {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return Segment{Offset: n * 512, SectorSize: 512, Cipher: "aes-xts-plain64"}
-			}
-		}
-		t.Fatalf("no Payload offset in LUKS1 dump:\n%s", out)
-	}
-	out := usRun(t, "", nil, "cryptsetup", "luksDump", "--dump-json-metadata", dev)
-	var meta struct {
-		Segments map[string]struct {
-			Offset     string `json:"offset"`
-			Size       string `json:"size"`
-			IVTweak    string `json:"iv_tweak"`
-			Encryption string `json:"encryption"`
-			SectorSize int    `json:"sector_size"`
-		} `json:"segments"`
-	}
-	if err := json.Unmarshal([]byte(out), &meta); err != nil {
-		t.Fatalf("luksDump JSON: %v", err)
-	}
-	s := meta.Segments["0"]
-	seg := Segment{SectorSize: s.SectorSize, Cipher: s.Encryption}
-	seg.Offset, _ = strconv.ParseInt(s.Offset, 10, 64)
-	if s.Size != "dynamic" {
-		seg.Size, _ = strconv.ParseInt(s.Size, 10, 64)
-	}
-	seg.IVTweak, _ = strconv.ParseUint(s.IVTweak, 10, 64)
-	return seg
-}
-
-// usLoop attaches file to a loop device for the duration of the test.
-func usLoop(t *testing.T, file string) string {
-	t.Helper()
-	out, err := usRunErr("", nil, "losetup", "-f", "--show", file)
-	if err != nil {
-		// cryptsetup reencrypt works only on block devices.
-		t.Skipf("no loop device for cryptsetup's independent check (losetup: %v: %s)", err, strings.TrimSpace(out))
-	}
-	dev := strings.TrimSpace(out)
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
+	return Segment{Offset: s.Offset, Size: s.Size, SectorSize: s.SectorSize, IVTweak: s.IVTweak, Cipher: s.Cipher}
 }
 
 // usCryptsetupDecrypt decrypts the data segment [off, off+size) of image
-// independently with cryptsetup: the ciphertext is copied to its own file,
-// a detached LUKS2 header with data offset 0 and the same volume key, cipher
-// and sector size is created for it, and `cryptsetup reencrypt --decrypt`
-// (offline, no device-mapper needed) turns it into plaintext. Segment
-// relative sector numbering is the same in both layouts, so the result is
-// what dm-crypt would show for the original volume. Returns the plaintext
-// file.
+// independently with cryptsetup (testkit.DecryptCryptsetup) and returns the
+// plaintext file.
 func usCryptsetupDecrypt(t *testing.T, image string, off, size int64, key []byte, sectorSize int) string {
 	t.Helper()
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data.img")
-	src, err := os.Open(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.Create(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, io.NewSectionReader(src, off, size)); err != nil {
-		t.Fatal(err)
-	}
-	dst.Close()
-	hdr := filepath.Join(dir, "hdr.img")
-	usSparse(t, hdr, 16<<20)
-	usRun(t, usPass, key, "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--header", hdr, "--offset", "0",
-		"--cipher", "aes-xts-plain64", "--key-size", "512", "--sector-size", strconv.Itoa(sectorSize),
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", data)
-	loop := usLoop(t, data)
-	usRun(t, usPass, nil, "cryptsetup", "reencrypt", "-q", "--decrypt", "--header", hdr, "--key-file=-", loop)
-	return data
-}
-
-// usCryptsetupEncrypt encrypts plain (a whole file) in place with
-// `cryptsetup reencrypt --encrypt` and a detached header, using key.
-func usCryptsetupEncrypt(t *testing.T, plain string, key []byte, sectorSize int) {
-	t.Helper()
-	hdr := filepath.Join(t.TempDir(), "hdr.img")
-	usSparse(t, hdr, 16<<20)
-	loop := usLoop(t, plain)
-	usRun(t, usPass, key, "cryptsetup", "reencrypt", "-q", "--encrypt", "--type", "luks2", "--header", hdr,
-		"--cipher", "aes-xts-plain64", "--key-size", "512", "--sector-size", strconv.Itoa(sectorSize),
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", loop)
-	if got := usDumpKey(t, loop, hdr); !bytes.Equal(got, key) {
-		t.Fatalf("cryptsetup encrypted with a different volume key")
-	}
-	exec.Command("losetup", "-d", loop).Run()
+	return testkit.DecryptCryptsetup(t, testkit.Volume{
+		Dev: testkit.Device{Path: image},
+		Seg: testkit.Segment{Offset: off, Size: size, SectorSize: sectorSize, Cipher: "aes-xts-plain64"},
+		Key: key,
+	})
 }
 
 func usMount(t *testing.T, image string, base, region int64, seg Segment, key []byte) *UserspaceVolume {
@@ -414,7 +266,7 @@ func TestUserspaceReadsCryptsetupCiphertext(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := usKey(t)
-			usCryptsetupEncrypt(t, file, key, sector)
+			testkit.EncryptCryptsetup(t, file, key, sector)
 			ct, _ := os.ReadFile(file)
 			if bytes.Equal(ct[:4096], orig[:4096]) {
 				t.Fatalf("cryptsetup did not encrypt the file")
@@ -810,15 +662,12 @@ func TestUserspaceConcurrentWrites(t *testing.T) {
 	if err := backing.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ref, err := xts.NewCipher(aes.NewCipher, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, _ := os.ReadFile(image)
-	for u := 0; u < size; u += 4096 {
-		ref.Decrypt(ct[u:u+4096], ct[u:u+4096], uint64(u/512))
-	}
-	if !bytes.Equal(ct, want) {
-		t.Fatalf("x/crypto/xts decryption of the image differs at byte %d", firstDiff(ct, want))
+	plain, _ := os.ReadFile(testkit.DecryptXTS(t, testkit.Volume{
+		Dev: testkit.Device{Path: image},
+		Seg: testkit.Segment{Size: size, SectorSize: 4096, Cipher: "aes-xts-plain64"},
+		Key: key,
+	}))
+	if !bytes.Equal(plain, want) {
+		t.Fatalf("x/crypto/xts decryption of the image differs at byte %d", firstDiff(plain, want))
 	}
 }

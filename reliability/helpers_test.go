@@ -15,22 +15,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/aes"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/xts"
+	"luksdock/internal/testkit"
 )
 
 // bin is the luksdock binary built once for the whole suite.
@@ -167,19 +163,10 @@ func prepareArgs(img, pass string, extra ...string) []string {
 	return append(a, extra...)
 }
 
-// sparseImage creates a sparse file of size bytes.
+// sparseImage creates a sparse file disk.img of size bytes in dir.
 func sparseImage(t *testing.T, dir string, size int64) string {
 	t.Helper()
-	p := filepath.Join(dir, "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
+	return testkit.SparseFile(t, filepath.Join(dir, "disk.img"), size)
 }
 
 // withContent fills a few places of an image with non-zero bytes so that any
@@ -191,11 +178,7 @@ func withContent(t *testing.T, img string) {
 
 func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testkit.Run(t, "", name, args...)
 }
 
 // event is what luksdock --json prints, as far as these tests look.
@@ -229,44 +212,10 @@ func parseEvents(t *testing.T, out string) []event {
 
 // --- loop devices ---
 
-var loopMu sync.Mutex
-
-// attachLoop attaches file to a free loop device (removing partition entries
-// a previous user of that loop number left behind) and detaches it when the
-// test ends.
-func attachLoop(t *testing.T, file string, extra ...string) string {
-	t.Helper()
-	loopMu.Lock()
-	args := append([]string{"--find", "--show"}, extra...)
-	out, err := exec.Command("losetup", append(args, file)...).CombinedOutput()
-	loopMu.Unlock()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	dropPartitions(dev)
-	// The kernel keeps a read-only flag set with BLKROSET across detach.
-	exec.Command("blockdev", "--setrw", dev).Run()
-	t.Cleanup(func() {
-		exec.Command("blockdev", "--setrw", dev).Run()
-		dropPartitions(dev)
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such device") {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
-
-// dropPartitions removes the kernel's partition entries of a loop device
-// (BLKPG delete), which survive detaching on kernels without partition
-// parsers.
-func dropPartitions(dev string) {
-	m, _ := filepath.Glob(filepath.Join("/sys/block", filepath.Base(dev), filepath.Base(dev)+"p*"))
-	for _, p := range m {
-		n := strings.TrimPrefix(filepath.Base(p), filepath.Base(dev)+"p")
-		exec.Command("partx", "--delete", "--nr", n, dev).Run()
-	}
-}
+// attachLoop is testkit.AttachLoop: it drops the partition entries and the
+// read-only flag an earlier user left on the loop number, and detaches the
+// device (dropping its partition entries) when the test ends.
+var attachLoop = testkit.AttachLoop
 
 // loopsFor lists loop devices whose backing file is path.
 func loopsFor(path string) []string {
@@ -411,190 +360,46 @@ func alive(pid int) bool {
 // partStart returns partition 1's start and size in bytes, read by sfdisk.
 func partStart(t *testing.T, img string) (int64, int64, bool) {
 	t.Helper()
-	out, err := exec.Command("sfdisk", "--json", img).Output()
-	if err != nil {
-		return 0, 0, false
-	}
-	var d struct {
-		PT struct {
-			SectorSize int64 `json:"sectorsize"`
-			Partitions []struct {
-				Start, Size int64
-			}
-		} `json:"partitiontable"`
-	}
-	if json.Unmarshal(out, &d) != nil || len(d.PT.Partitions) == 0 {
-		return 0, 0, false
-	}
-	ss := d.PT.SectorSize
-	if ss == 0 {
-		ss = 512
-	}
-	return d.PT.Partitions[0].Start * ss, d.PT.Partitions[0].Size * ss, true
+	p, ok := testkit.Partition1(t, img)
+	return p.Base, p.Size, ok
 }
 
 // headerCopy copies the first 32 MiB of partition 1 into a private file, for
 // cryptsetup to read without a loop device.
 func headerCopy(t *testing.T, img string) (string, bool) {
 	t.Helper()
-	start, size, ok := partStart(t, img)
+	p, ok := testkit.Partition1(t, img)
 	if !ok {
 		return "", false
 	}
-	src, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	p := filepath.Join(t.TempDir(), "header")
-	dst, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if _, err := io.Copy(dst, io.NewSectionReader(src, start, min(size, 32<<20))); err != nil {
-		t.Fatal(err)
-	}
-	return p, true
+	return testkit.HeaderCopy(t, p), true
 }
 
-// volumeKey recovers the volume key with cryptsetup luksDump --dump-volume-key
-// (passphrase on stdin). ok is false when cryptsetup cannot.
-func volumeKey(t *testing.T, img, pass string) ([]byte, bool) {
-	t.Helper()
-	hdr, ok := headerCopy(t, img)
-	if !ok {
-		return nil, false
-	}
-	cmd := exec.Command("cryptsetup", "luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", hdr)
-	cmd.Stdin = strings.NewReader(pass)
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, false
-	}
-	var hexkey strings.Builder
-	in := false
-	for _, line := range strings.Split(string(out), "\n") {
-		if i := strings.Index(line, "MK dump:"); i >= 0 {
-			in = true
-			line = line[i+len("MK dump:"):]
-		} else if in && (line == "" || (line[0] != '\t' && line[0] != ' ')) {
-			break
-		}
-		if in {
-			hexkey.WriteString(strings.Join(strings.Fields(line), ""))
-		}
-	}
-	key, err := hex.DecodeString(hexkey.String())
-	if err != nil || len(key) == 0 {
-		t.Fatalf("cryptsetup luksDump printed no parseable volume key:\n%s", out)
-	}
-	return key, true
-}
-
-// segment is LUKS2 segment 0 as cryptsetup's JSON dump gives it.
-type segment struct {
-	offset, size int64
-	sectorSize   int
-	ivTweak      uint64
-	cipher       string
-}
-
-func luksSegment(t *testing.T, img string) (segment, bool) {
-	t.Helper()
-	hdr, ok := headerCopy(t, img)
-	if !ok {
-		return segment{}, false
-	}
-	out, err := exec.Command("cryptsetup", "luksDump", "--dump-json-metadata", hdr).Output()
-	if err != nil {
-		return segment{}, false
-	}
-	var raw struct {
-		Segments map[string]map[string]any `json:"segments"`
-	}
-	if err := json.Unmarshal(out, &raw); err != nil {
-		t.Fatalf("cryptsetup --dump-json-metadata: %v", err)
-	}
-	s0, ok := raw.Segments["0"]
-	if !ok {
-		return segment{}, false
-	}
-	var seg segment
-	seg.offset, _ = strconv.ParseInt(fmt.Sprint(s0["offset"]), 10, 64)
-	if sz := fmt.Sprint(s0["size"]); sz != "dynamic" {
-		seg.size, _ = strconv.ParseInt(sz, 10, 64)
-	}
-	if v, ok := s0["iv_tweak"]; ok {
-		seg.ivTweak, _ = strconv.ParseUint(fmt.Sprint(v), 10, 64)
-	}
-	if v, ok := s0["sector_size"].(float64); ok {
-		seg.sectorSize = int(v)
-	}
-	seg.cipher = fmt.Sprint(s0["encryption"])
-	return seg, true
-}
-
-// oracle decrypts partition 1's data segment with golang.org/x/crypto/xts
-// (not luksdock's AES-XTS) using the volume key cryptsetup recovers, writes
-// the plaintext into a private file and asks e2fsck -fn and dumpe2fs whether
-// it is a clean ext4 labelled label. It is the independent answer to "is
-// this image a finished backup disk?". It also returns the plaintext path.
+// oracle is the independent answer to "is this image a finished backup
+// disk?": cryptsetup reads partition 1's LUKS header and recovers the volume
+// key with pass, golang.org/x/crypto/xts (not luksdock's AES-XTS) decrypts
+// what was written of the data segment into a private file
+// (testkit.DecryptXTSWritten: checkDetectAndRecover compares its verdict
+// with luksdock verify, which decrypts every sector), and e2fsck -fn and
+// dumpe2fs must find a clean ext4 labelled label. It also returns the
+// plaintext path.
 func oracle(t *testing.T, img, pass, label string) (finished bool, why, plain string) {
 	t.Helper()
-	key, ok := volumeKey(t, img, pass)
+	p, ok := testkit.Partition1(t, img)
 	if !ok {
-		return false, "cryptsetup cannot unlock partition 1", ""
+		return false, "no partition table (sfdisk)", ""
 	}
-	seg, ok := luksSegment(t, img)
-	if !ok {
-		return false, "no LUKS2 segment (cryptsetup --dump-json-metadata)", ""
-	}
-	if seg.cipher != "aes-xts-plain64" {
-		t.Fatalf("unexpected cipher %q", seg.cipher)
-	}
-	start, psize, _ := partStart(t, img)
-	size := seg.size
-	if size == 0 {
-		size = psize - seg.offset
-	}
-	c, err := xts.NewCipher(aes.NewCipher, key)
+	v, err := testkit.Unlock(t, p, pass)
 	if err != nil {
-		t.Fatal(err)
+		return false, "partition 1: " + err.Error(), ""
 	}
-	src, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
+	if v.Seg.Version != 2 {
+		return false, fmt.Sprintf("partition 1 holds LUKS%d, not LUKS2", v.Seg.Version), ""
 	}
-	defer src.Close()
-	plain = filepath.Join(t.TempDir(), "plain")
-	dst, err := os.Create(plain)
-	if err != nil {
-		t.Fatal(err)
+	if v.Seg.Cipher != "aes-xts-plain64" {
+		t.Fatalf("unexpected cipher %q", v.Seg.Cipher)
 	}
-	defer dst.Close()
-	ss := int64(seg.sectorSize)
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, len(buf))
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		n := min(int64(len(buf)), size-off)
-		b := buf[:n]
-		if _, err := src.ReadAt(b, start+seg.offset+off); err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Equal(b, zero[:n]) {
-			continue // never written: leave a hole (reads as zeros, like nothing)
-		}
-		for s := int64(0); s < n; s += ss {
-			c.Decrypt(b[s:s+ss], b[s:s+ss], uint64((off+s)/512)+seg.ivTweak)
-		}
-		if _, err := dst.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := dst.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	plain = testkit.DecryptXTSWritten(t, v)
 	if out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput(); err != nil {
 		return false, fmt.Sprintf("e2fsck -fn: %v: %s", err, lastLines(string(out), 3)), plain
 	}

@@ -100,10 +100,10 @@ func identityLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 		runSwapped(t, target, filepath.Base(dev), func() {
-			loopMu.Lock()
-			defer loopMu.Unlock()
-			if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-				t.Fatalf("losetup --detach: %v: %s", err, out)
+			testkit.LoopMu.Lock()
+			defer testkit.LoopMu.Unlock()
+			if err := testkit.DetachLoop(dev); err != nil {
+				t.Fatal(err)
 			}
 			waitDetached(dev)
 			if out, err := exec.Command("losetup", dev, b).CombinedOutput(); err != nil {
@@ -112,6 +112,7 @@ func identityLoop(t *testing.T) {
 				}
 				t.Fatalf("losetup %s %s: %v: %s", dev, b, err, out)
 			}
+			testkit.DetachAtCleanup(t, dev)
 		}, a, b)
 	})
 }

@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"luksdock/internal/testkit"
 )
 
 // watch is what a watched run exposed: every distinct argv and environment
@@ -290,9 +292,10 @@ func TestSecretHygiene(t *testing.T) {
 	if vr.code != 0 {
 		t.Fatalf("verify: %v", vr)
 	}
-	key, ok := volumeKey(t, img, testPass)
-	if !ok || len(key) != 64 {
-		t.Fatalf("cryptsetup could not recover a 64-byte volume key")
+	p1, _ := testkit.Partition1(t, img)
+	key, err := testkit.VolumeKey(t, p1, testPass)
+	if err != nil || len(key) != 64 {
+		t.Fatalf("cryptsetup could not recover a 64-byte volume key: %v", err)
 	}
 	forms := secretForms(testPass, key)
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/charmbracelet/x/ansi"
+
+	"luksdock/internal/testkit"
 )
 
 // Real-terminal tests of the built binary: tmux gives it a terminal, keys
@@ -236,7 +238,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Errorf("TEA_TRACE was honoured: bubbletea logged the raw input (%d bytes) to %s", len(b), trace)
 	}
 	noLeftovers(t, img, tmp)
-	if dump := mustRun(t, "", "cryptsetup", "luksDump", loopPart(t, img)); !strings.Contains(dump, res.LUKS.UUID) {
+	if dump := testkit.Run(t, "", "cryptsetup", "luksDump", loopPart(t, img)); !strings.Contains(dump, res.LUKS.UUID) {
 		t.Errorf("luksDump does not show UUID %s", res.LUKS.UUID)
 	}
 	checkPreparedImage(t, img, pass, "offsite07")

@@ -164,8 +164,8 @@ func imageConfig(img string, size int64) Config {
 	}
 }
 
-// toPlan walks from the disk list to the plan screen with passphrase pass.
-func (h *harness) toPlan(pass string) {
+// toOptions walks from the disk list to the options screen of the image.
+func (h *harness) toOptions() {
 	h.t.Helper()
 	h.waitFor("the image row, selected", 10*time.Second, func(s snapshot) bool {
 		return len(s.rows) > 0 && s.cursor >= 0 && s.rows[s.cursor].image && s.rows[s.cursor].ok
@@ -174,13 +174,26 @@ func (h *harness) toPlan(pass string) {
 	h.onScreen(screenDetails)
 	h.enter()
 	h.onScreen(screenOptions)
+}
+
+// optionsToPlan goes on from the options screen to the plan screen,
+// typing the passphrase pass twice.
+func (h *harness) optionsToPlan(pass string) snapshot {
+	h.t.Helper()
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ(pass)
 	h.enter()
 	h.typ(pass)
 	h.enter()
-	h.onScreen(screenPlan)
+	return h.onScreen(screenPlan)
+}
+
+// toPlan walks from the disk list to the plan screen with passphrase pass.
+func (h *harness) toPlan(pass string) {
+	h.t.Helper()
+	h.toOptions()
+	h.optionsToPlan(pass)
 }
 
 const testPass = "Tr0ub4dor & horse battery"
@@ -254,7 +267,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	}
 	if st, err := os.Stat(hdr); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("header backup file: %v, mode %v", err, st.Mode())
-	} else if dump := mustRun(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
+	} else if dump := testkit.Run(t, "", "cryptsetup", "luksDump", hdr); !strings.Contains(dump, r.LUKS.UUID) {
 		t.Errorf("the header backup is not this disk's header:\n%s", dump)
 	}
 	noLeftovers(t, img, tmp)
@@ -327,11 +340,7 @@ func TestWrongConfirmationWritesNothing(t *testing.T) {
 func TestPassphraseMismatchShownAtOnce(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "p.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
-	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
-	h.enter()
-	h.onScreen(screenDetails)
-	h.enter()
-	h.onScreen(screenOptions)
+	h.toOptions()
 	h.enter()
 	h.onScreen(screenPassphrase)
 	h.typ("correct horse")
@@ -576,7 +585,7 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	}
 	noLeftovers(t, img, tmp)
 	// The state it reports is the truth: partition 1 holds a LUKS header.
-	mustRun(t, "", "cryptsetup", "isLuks", loopPart(t, img))
+	testkit.Run(t, "", "cryptsetup", "isLuks", loopPart(t, img))
 	h.esc()
 	h.onScreen(screenDisks)
 }
@@ -634,13 +643,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 		t.Skipf("SKIP: kernel uevents are not available here: %v", err)
 	}
 	tmp := privateTmp(t)
-	img := filepath.Join(t.TempDir(), "dock.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 160<<20); err != nil {
-		t.Fatal(err)
-	}
+	img := testkit.SparseFile(t, filepath.Join(t.TempDir(), "dock.img"), 160<<20)
 	cfg := Config{
 		Scan: disk.Sys{Root: "/"}.Scan, Hotplug: ch, KernelLog: disk.ReadKernelLog,
 		PBKDF: testPBKDF,
@@ -648,9 +651,8 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h := start(t, cfg, nil)
 	h.onScreen(screenDisks)
 	h.waitFor("the first scan", 10*time.Second, func(s snapshot) bool { return !strings.Contains(s.view, "Looking for disks") })
-	loop := strings.TrimSpace(mustRun(t, "", "losetup", "--find", "--show", img))
+	loop := testkit.AttachLoop(t, img)
 	t0 := time.Now()
-	t.Cleanup(func() { _, _ = run(t, "", "losetup", "-d", loop) })
 	name := filepath.Base(loop)
 	s := h.waitFor(name+" to appear, pre-selected", 5*time.Second, func(s snapshot) bool {
 		return s.cursor >= 0 && s.cursor < len(s.rows) && s.rows[s.cursor].name == name
@@ -670,13 +672,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h.key(tea.KeyDown)  // to the partition table
 	h.key(tea.KeyRight) // MBR
 	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool { return s.screen == screenOptions && s.table == "mbr" })
-	h.enter()
-	h.onScreen(screenPassphrase)
-	h.typ(testPass)
-	h.enter()
-	h.typ(testPass)
-	h.enter()
-	s = h.onScreen(screenPlan)
+	s = h.optionsToPlan(testPass)
 	if !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan does not make an MBR table:\n%s", s.body)
 	}
@@ -694,20 +690,20 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	label := s.result.FSLabel
 	h.esc()
 	h.onScreen(screenDisks)
-	if out, err := run(t, "", "cryptsetup", "isLuks", "--debug", loop+"p1"); err != nil {
-		ls, _ := run(t, "", "sh", "-c", "ls -l /dev/"+name+"* /sys/block/"+name+"/; blkid -p "+loop+"p1")
+	if out, err := testkit.Cmd("", nil, "cryptsetup", "isLuks", "--debug", loop+"p1"); err != nil {
+		ls, _ := testkit.Cmd("", nil, "sh", "-c", "ls -l /dev/"+name+"* /sys/block/"+name+"/; blkid -p "+loop+"p1")
 		t.Errorf("cryptsetup isLuks %sp1: %v\n%s\n%s", loop, err, out, ls)
 	}
-	if out := mustRun(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
+	if out := testkit.Run(t, "", "sfdisk", "--json", img); !strings.Contains(out, `"label":"dos"`) && !strings.Contains(out, `"label": "dos"`) {
 		t.Errorf("not an MBR table:\n%s", out)
 	}
-	if _, err := run(t, "", "losetup", "-d", loop); err != nil {
+	if err := testkit.DetachLoop(loop); err != nil {
 		t.Fatalf("the loop device is still busy after the run: %v", err)
 	}
 	// A busy loop device detaches when its last opener closes it (any
 	// program scanning disks may have it open for a moment).
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if out, _ := run(t, "", "losetup", "-j", img); strings.TrimSpace(out) == "" {
+		if out, _ := testkit.Cmd("", nil, "losetup", "-j", img); strings.TrimSpace(out) == "" {
 			break
 		}
 	}
@@ -722,23 +718,13 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	h := start(t, imageConfig(img, 100<<20), nil)
-	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return len(s.rows) > 0 && s.rows[0].ok })
-	h.enter()
-	h.onScreen(screenDetails)
-	h.enter()
-	h.onScreen(screenOptions)
+	h.toOptions()
 	h.key(tea.KeyDown)  // partition table
 	h.key(tea.KeyRight) // MBR
 	h.key(tea.KeyDown)  // LUKS version
 	h.key(tea.KeyRight) // LUKS1
 	s := h.waitFor("MBR and LUKS1", 5*time.Second, func(s snapshot) bool { return s.table == "mbr" && strings.Contains(s.body, "✓ ready") })
-	h.enter()
-	h.onScreen(screenPassphrase)
-	h.typ(testPass)
-	h.enter()
-	h.typ(testPass)
-	h.enter()
-	s = h.onScreen(screenPlan)
+	s = h.optionsToPlan(testPass)
 	if !strings.Contains(s.body, "--type luks1") || !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan is not LUKS1 on MBR:\n%s", s.body)
 	}
@@ -751,7 +737,7 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 		t.Fatalf("run: %v\n%s", s.runErr, s.body)
 	}
 	noLeftovers(t, img, tmp)
-	if out := mustRun(t, "", "sfdisk", "--dump", img); !strings.Contains(out, "label: dos") || !strings.Contains(out, "type=83") {
+	if out := testkit.Run(t, "", "sfdisk", "--dump", img); !strings.Contains(out, "label: dos") || !strings.Contains(out, "type=83") {
 		t.Errorf("not one MBR partition of type 83:\n%s", out)
 	}
 	checkPrepared(t, img, testPass, "backups01", 1)

@@ -1,11 +1,21 @@
-// Package testkit holds helpers shared by luksdock's test suites.
+// Package testkit holds helpers shared by luksdock's test suites: running
+// tools, sparse images, loop devices (loop.go) and an independent look inside
+// LUKS volumes (luks.go).
+//
+// Everything here checks luksdock with tools no one here wrote (cryptsetup,
+// losetup, partx, sfdisk, golang.org/x/crypto/xts). testkit must never import
+// luksdock's own packages: a test that used luksdock's code to check
+// luksdock would prove nothing.
 package testkit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -23,4 +33,69 @@ func SHA256File(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SparseFile creates (or truncates) the file path as size bytes of holes and
+// returns path.
+func SparseFile(t testing.TB, path string, size int64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Cmd runs name with args and returns its standard output and standard
+// error together. stdin is its standard input; when fd3 is not nil the
+// command can read fd3 from file descriptor 3 (a pipe), so that a secret
+// reaches cryptsetup as --volume-key-file /dev/fd/3 and never appears in
+// argv or in a file.
+func Cmd(stdin string, fd3 []byte, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	var w *os.File
+	if fd3 != nil {
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return "", err
+		}
+		defer r.Close()
+		w = pw
+		cmd.ExtraFiles = []*os.File{r}
+	}
+	if err := cmd.Start(); err != nil {
+		if w != nil {
+			w.Close()
+		}
+		return "", err
+	}
+	if w != nil {
+		go func() { w.Write(fd3); w.Close() }()
+	}
+	err := cmd.Wait()
+	return out.String(), err
+}
+
+// Run is Cmd without a secret on file descriptor 3; it fails the test, with
+// the command line and its output, when the command fails.
+func Run(t testing.TB, stdin string, name string, args ...string) string {
+	t.Helper()
+	return RunFD3(t, stdin, nil, name, args...)
+}
+
+// RunFD3 is Cmd that fails the test when the command fails.
+func RunFD3(t testing.TB, stdin string, fd3 []byte, name string, args ...string) string {
+	t.Helper()
+	out, err := Cmd(stdin, fd3, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
 }

@@ -245,7 +245,7 @@ func TestWriteProbeSeeds(t *testing.T) {
 	})
 	// A small whole GPT disk (80 sectors), so that its backup is in the seed.
 	smallGPT := func(img string) {
-		run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8, name=\"one\"\n", "sfdisk", "-q", img)
+		testkit.Run(t, "label: gpt\nfirst-lba: 34\nstart=34, size=8, name=\"one\"\n", "sfdisk", "-q", img)
 	}
 	seed("gpt-primary-zeroed", 40<<10, 40<<10, func(img string) { smallGPT(img); zeroAt(t, img, 512, 512) })
 	seed("pmbr-both-headers-bad-crc", 40<<10, 40<<10, func(img string) {
@@ -254,12 +254,12 @@ func TestWriteProbeSeeds(t *testing.T) {
 		flipAt(t, img, 40<<10-512+60)
 	})
 	seed("pmbr-only", 8<<20, 2048, func(img string) {
-		run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
+		testkit.Run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
 		zeroAt(t, img, 512, 512)
 	})
 	seed("hybrid-mbr-no-gpt", 8<<20, 4096, func(img string) {
-		run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
-		run(t, "start=1, size=2047, type=ee\nstart=2048, size=2048, type=83\n", "sfdisk", "-q", "--label-nested", "dos", img)
+		testkit.Run(t, "label: gpt\nsize=1MiB\n", "sfdisk", "-q", img)
+		testkit.Run(t, "start=1, size=2047, type=ee\nstart=2048, size=2048, type=83\n", "sfdisk", "-q", "--label-nested", "dos", img)
 		zeroAt(t, img, 512, 512)
 	})
 	seed("mbr-logical", 1<<20, 64*512, func(img string) {

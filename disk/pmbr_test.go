@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // Damaged, half-written and hybrid partition tables: a protective MBR
@@ -29,10 +31,10 @@ func damagedGPTImage(t *testing.T) string {
 	t.Helper()
 	needTool(t, "sfdisk", "blkid", "mkfs.ext4")
 	img := sparse(t, 64<<20)
-	run(t, "label: gpt\nsize=16MiB, type=linux, name=\"photos\"\nsize=8MiB, type=swap\n", "sfdisk", "-q", img)
+	testkit.Run(t, "label: gpt\nsize=16MiB, type=linux, name=\"photos\"\nsize=8MiB, type=swap\n", "sfdisk", "-q", img)
 	p := sfdiskDump(t, img).PartitionTable.Partitions[0]
 	fs := sparse(t, p.Size*512)
-	run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", fs)
+	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "photos", fs)
 	splice(t, fs, img, p.Start*512, 1<<20)
 	return img
 }
@@ -251,7 +253,7 @@ func TestProbeInterruptedTableWrite(t *testing.T) {
 func TestProbeHybridMBR(t *testing.T) {
 	img := damagedGPTImage(t)
 	// The MBR copy of GPT partition 1 (sectors 2048..34815), as gdisk makes.
-	run(t, "start=1, size=2047, type=ee\nstart=2048, size=32768, type=83\n", "sfdisk", "-q", "--label-nested", "dos", img)
+	testkit.Run(t, "start=1, size=2047, type=ee\nstart=2048, size=32768, type=83\n", "sfdisk", "-q", "--label-nested", "dos", img)
 	sig, parts := probeFile(t, img)
 	if got := sig.String(); got != "GPT partition table (hybrid MBR)" || !sig.HybridMBR || len(parts) != 2 {
 		t.Errorf("hybrid with GPT: %q %+v %+v", got, sig, parts)
@@ -283,8 +285,8 @@ func TestProbeDamagedGPT4K(t *testing.T) {
 	needRoot(t)
 	needTool(t, "sfdisk", "blkid")
 	img := sparse(t, 64<<20)
-	dev := attachLoop(t, img, "--sector-size", "4096")
-	run(t, "label: gpt\nsize=16MiB, name=\"four\"\n", "sfdisk", "-q", dev)
+	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
+	testkit.Run(t, "label: gpt\nsize=16MiB, name=\"four\"\n", "sfdisk", "-q", dev)
 	want, wantParts := probeFile(t, dev)
 	if want.Table != "gpt" || len(wantParts) != 1 || wantParts[0].Start != 256*4096 {
 		// Seen once, not reproduced in 40 runs: say what the device was then.
@@ -359,7 +361,7 @@ func TestProtectiveMBRThroughDiscovery(t *testing.T) {
 	img := damagedGPTImage(t)
 	zeroAt(t, img, 512, 512)
 	zeroAt(t, img, 64<<20-512, 512)
-	dev := attachLoop(t, img)
+	dev := testkit.AttachLoop(t, img)
 	d, err := Sys{Root: "/"}.Disk(filepath.Base(dev))
 	if err != nil {
 		t.Fatal(err)

@@ -11,9 +11,10 @@
 // -every, runs `dmsetup table` (and, separately recorded,
 // `dmsetup table --showkeys`) every -dm-every, and watches -dirs and every
 // directory below them with inotify, reading each file created or written
-// there when it is closed. It writes what it saw as JSON to REPORT (a path
-// outside the watched directories) and exits with CMD's exit status. It
-// judges nothing: the Go test scans the report for secrets.
+// there when it is closed (and, through a descriptor opened at its
+// creation, once more when CMD has exited). It writes what it saw as JSON
+// to REPORT (a path outside the watched directories) and exits with CMD's
+// exit status. It judges nothing: the Go test scans the report for secrets.
 //
 //	guestwatch excl DEV...
 //
@@ -77,8 +78,10 @@ type Proc struct {
 type File struct {
 	Path string `json:"path"`
 	Dir  bool   `json:"dir"`
-	// Read is true when the contents were read at a close after writing;
-	// Unread names why not (gone before it could be read, too large...).
+	// Read is true when the contents were read (at each close after
+	// writing and when CMD has exited, through a descriptor opened when the
+	// file was created, so a file removed right away is read too); Unread
+	// names why not (gone before it could be opened, too large...).
 	Read     bool   `json:"read"`
 	Unread   string `json:"unread,omitempty"`
 	Contents []byte `json:"contents,omitempty"`
@@ -128,7 +131,8 @@ type watcher struct {
 	rep    Report
 	seen   map[string]bool
 	dmSeen map[string]bool
-	files  map[string]int // path -> index in rep.Files (latest creation)
+	files  map[string]int   // path -> index in rep.Files (latest creation)
+	fds    map[int]*os.File // index in rep.Files -> the file, opened when it was created
 
 	ifd  int
 	dirs map[int32]string
@@ -145,7 +149,7 @@ func watchCmd(args []string) int {
 	if *out == "" || len(cmdArgs) == 0 {
 		usage()
 	}
-	w := &watcher{seen: map[string]bool{}, dmSeen: map[string]bool{}, files: map[string]int{}, dirs: map[int32]string{}}
+	w := &watcher{seen: map[string]bool{}, dmSeen: map[string]bool{}, files: map[string]int{}, fds: map[int]*os.File{}, dirs: map[int32]string{}}
 	w.rep.Command = cmdArgs
 	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -216,6 +220,10 @@ func watchCmd(args []string) int {
 		}
 	}
 	for i := range w.rep.Files {
+		if f := w.fds[i]; f != nil { // its last contents, even if it is gone
+			w.readInto(&w.rep.Files[i], f)
+			f.Close()
+		}
 		_, err := os.Lstat(w.rep.Files[i].Path)
 		w.rep.Files[i].Exists = err == nil
 	}
@@ -260,9 +268,16 @@ func (w *watcher) poll() {
 			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 				isDir := ev.Mask&unix.IN_ISDIR != 0
 				w.rep.Files = append(w.rep.Files, File{Path: p, Dir: isDir, Unread: "never closed after writing while watched"})
-				w.files[p] = len(w.rep.Files) - 1
+				i := len(w.rep.Files) - 1
+				w.files[p] = i
 				if isDir {
 					w.addWatch(p)
+				} else if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+					// Held open from its creation, so what is written
+					// into it can be read even after it is removed.
+					if f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
+						w.fds[i] = f
+					}
 				}
 			case ev.Mask&unix.IN_CLOSE_WRITE != 0:
 				i, ok := w.files[p]
@@ -272,17 +287,20 @@ func (w *watcher) poll() {
 					w.files[p] = i
 				}
 				f := &w.rep.Files[i]
+				if fd := w.fds[i]; fd != nil {
+					w.readInto(f, fd)
+					break
+				}
 				st, err := os.Lstat(p)
 				switch {
 				case err != nil:
 					f.Unread = "gone before it could be read: " + err.Error()
 				case !st.Mode().IsRegular():
 					f.Unread = "not a regular file: " + st.Mode().String()
-				case st.Size() > maxContents:
-					f.Unread = "larger than " + strconv.Itoa(maxContents) + " bytes: " + strconv.FormatInt(st.Size(), 10)
 				default:
-					if b, err := os.ReadFile(p); err == nil {
-						f.Read, f.Unread, f.Contents = true, "", b
+					if fd, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
+						w.readInto(f, fd)
+						fd.Close()
 					} else {
 						f.Unread = err.Error()
 					}
@@ -293,10 +311,58 @@ func (w *watcher) poll() {
 	}
 }
 
+// readInto reads the whole of fd into f (from offset 0).
+func (w *watcher) readInto(f *File, fd *os.File) {
+	st, err := fd.Stat()
+	if err != nil {
+		f.Unread = err.Error()
+		return
+	}
+	if st.Size() > maxContents {
+		f.Unread = "larger than " + strconv.Itoa(maxContents) + " bytes: " + strconv.FormatInt(st.Size(), 10)
+		return
+	}
+	b := make([]byte, st.Size())
+	n, err := fd.ReadAt(b, 0)
+	if err != nil && n < len(b) {
+		f.Unread = err.Error()
+		return
+	}
+	f.Read, f.Unread, f.Contents = true, "", b[:n]
+}
+
 type proc struct{ pid, ppid int }
 
-// descendants returns root and every process below it.
+// descendants returns root and every process below it, following
+// /proc/PID/task/TID/children (a few small reads per sample, so the sampler
+// keeps up under TCG); without that file (CONFIG_PROC_CHILDREN) it scans the
+// ppid of every process.
 func descendants(root int) []proc {
+	out := []proc{{pid: root}}
+	for i := 0; i < len(out); i++ {
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(out[i].pid) + "/task")
+		if err != nil {
+			continue
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(out[i].pid) + "/task/" + task.Name() + "/children")
+			if err != nil {
+				if os.IsNotExist(err) && i == 0 {
+					return descendantsByScan(root)
+				}
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, proc{pid: c, ppid: out[i].pid})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func descendantsByScan(root int) []proc {
 	ents, _ := os.ReadDir("/proc")
 	kids := map[int][]int{}
 	for _, e := range ents {

@@ -33,6 +33,10 @@ var (
 	binOnce sync.Once
 	binPath string
 	binErr  error
+
+	watchOnce sync.Once
+	watchPath string
+	watchErr  error
 )
 
 // skipUnlessVM skips the test, loudly and with the reason, when VM tests
@@ -114,6 +118,32 @@ func luksdockBinary(t *testing.T) string {
 		t.Fatalf("cannot build luksdock for the guest: %v", binErr)
 	}
 	return binPath
+}
+
+// guestwatchBinary builds the guest helper e2e/guestwatch once per test run
+// (statically, like luksdock): it samples /proc and watches directories in
+// the guest, and checks that a device can be opened O_EXCL. Install it with
+// Config.Programs{"guestwatch": path}.
+func guestwatchBinary(t *testing.T) string {
+	t.Helper()
+	watchOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "luksdock-e2e-guestwatch-")
+		if err != nil {
+			watchErr = err
+			return
+		}
+		watchPath = filepath.Join(dir, "guestwatch")
+		cmd := exec.Command("go", "build", "-o", watchPath, "./e2e/guestwatch")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			watchErr = fmt.Errorf("CGO_ENABLED=0 go build -o %s ./e2e/guestwatch failed: %v\n%s", watchPath, err, out)
+		}
+	})
+	if watchErr != nil {
+		t.Fatalf("cannot build the guest helper: %v", watchErr)
+	}
+	return watchPath
 }
 
 // newImage creates a sparse image file of size bytes in dir.

@@ -450,8 +450,9 @@ func pruneCache(dir, keep string) {
 }
 
 // overlay builds the per-boot archive appended to the base initramfs: the
-// luksdock binary (if any), the scenario script and extra files.
-func overlay(luksdock string, script string, extra map[string][]byte) ([]byte, error) {
+// luksdock binary (if any), the scenario script, extra files and extra
+// programs (name -> host path, installed as /usr/bin/NAME).
+func overlay(luksdock string, script string, extra map[string][]byte, programs map[string]string) ([]byte, error) {
 	var buf bytes.Buffer
 	c := newCpioWriter(&buf)
 	c.Dir("e2e", 0o755)
@@ -461,6 +462,18 @@ func overlay(luksdock string, script string, extra map[string][]byte) ([]byte, e
 			return nil, err
 		}
 		c.File("usr/bin/luksdock", 0o755, data)
+	}
+	progs := make([]string, 0, len(programs))
+	for n := range programs {
+		progs = append(progs, n)
+	}
+	sort.Strings(progs)
+	for _, n := range progs {
+		data, err := os.ReadFile(programs[n])
+		if err != nil {
+			return nil, err
+		}
+		c.File("usr/bin/"+n, 0o755, data)
 	}
 	c.File("e2e/scenario.sh", 0o755, []byte(script))
 	names := make([]string, 0, len(extra))

@@ -55,7 +55,10 @@ type Config struct {
 	Script string
 	// Files are extra files placed under /e2e/ in the guest (mode 0600).
 	Files map[string][]byte
-	Disks []Disk
+	// Programs are extra host executables installed in the guest as
+	// /usr/bin/NAME (mode 0755), e.g. the guestwatch helper.
+	Programs map[string]string
+	Disks    []Disk
 	// Controller is "xhci" (qemu-xhci, default) or "ehci" (usb-ehci).
 	Controller string
 	MemoryMB   int // default 1024
@@ -122,7 +125,7 @@ func Start(dir string, cfg Config) (*VM, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 3 * time.Minute
 	}
-	ov, err := overlay(cfg.Luksdock, cfg.Script, cfg.Files)
+	ov, err := overlay(cfg.Luksdock, cfg.Script, cfg.Files, cfg.Programs)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -160,18 +161,36 @@ func readPassphrase(path string, stdin io.Reader) ([]byte, error) {
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM. The pipeline finishes the
-// step in progress, closes the volume and releases the disk.
-func signalContext(stderr io.Writer) (context.Context, func()) {
+// step in progress, closes the volume and releases the disk. finished is
+// called when the run has returned: it reports whether a signal was taken
+// before that (and so announced "stopping safely"); a signal after it is
+// only acknowledged.
+func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished func() (signalled bool)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	var mu sync.Mutex
+	var done, got bool
 	go func() {
 		for s := range ch {
-			fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step...\n", s)
-			cancel()
+			mu.Lock()
+			if done {
+				fmt.Fprintf(stderr, "luksdock: %v: the run has already finished\n", s)
+			} else {
+				got = true
+				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step...\n", s)
+				cancel()
+			}
+			mu.Unlock()
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	finished = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		return got
+	}
+	return ctx, func() { signal.Stop(ch); cancel() }, finished
 }
 
 func newPrepareCmd() *cobra.Command {
@@ -238,7 +257,7 @@ cryptsetup's own benchmarked defaults apply.
 				return err
 			}
 			defer clear(pass)
-			ctx, stop := signalContext(cmd.ErrOrStderr())
+			ctx, stop, finished := signalContext(cmd.ErrOrStderr())
 			defer stop()
 			emit := textEvents(out, len(p.Steps))
 			if asJSON {
@@ -246,6 +265,11 @@ cryptsetup's own benchmarked defaults apply.
 			}
 			ran = true
 			_, err = p.Run(ctx, confirm, pass, emit)
+			if finished() && err == nil {
+				// The signal came after the pipeline's last check: nothing
+				// was stopped, and the disk is verified.
+				fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")
+			}
 			return err
 		},
 	}

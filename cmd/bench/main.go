@@ -1,7 +1,10 @@
 // Command bench measures `luksdock prepare` on sparse image files of
 // 1 GiB, 64 GiB and 1 TiB with a small PBKDF cost, and prints per size the
 // wall time of every step, the total, the bytes written (blocks the image
-// allocated) and the peak RSS of luksdock and its children. It also prints
+// allocated), the peak RSS of luksdock and its userspace volume server
+// together (VmHWM, sampled every 10 ms) and that of the largest process
+// among luksdock and all its children (the tools included, from wait4's
+// rusage). It also prints
 // the userspace engine's AES-XTS throughput beside `openssl speed -evp
 // aes-256-xts` measured in the same run.
 //
@@ -42,7 +45,7 @@ func main() {
 	for _, s := range steps {
 		fmt.Printf(" %11s", s)
 	}
-	fmt.Printf(" %8s %12s %9s\n", "total", "written", "peak RSS")
+	fmt.Printf(" %8s %12s %12s %12s\n", "total", "written", "RSS+server", "largest RSS")
 	for _, sz := range strings.Split(*sizes, ",") {
 		n, err := pipeline.ParseSize(sz)
 		check(err)
@@ -53,8 +56,15 @@ func main() {
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		t0 := time.Now()
-		check(cmd.Run())
+		check(cmd.Start())
+		stop := make(chan struct{})
+		hwm := make(chan int64)
+		go sampleHWM(cmd.Process.Pid, stop, hwm)
+		err = cmd.Wait()
 		total := time.Since(t0)
+		close(stop)
+		both := <-hwm
+		check(err)
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		var st syscall.Stat_t
 		check(syscall.Stat(img, &st))
@@ -79,11 +89,65 @@ func main() {
 		for _, s := range steps {
 			fmt.Printf(" %10.2fs", elapsed[s].Seconds())
 		}
-		fmt.Printf(" %7.2fs %12s %9s\n", total.Seconds(), pipeline.HumanSize(st.Blocks*512), pipeline.HumanSize(ru.Maxrss*1024))
+		fmt.Printf(" %7.2fs %12s %12s %12s\n", total.Seconds(), pipeline.HumanSize(st.Blocks*512), pipeline.HumanSize(both), pipeline.HumanSize(ru.Maxrss*1024))
 		os.Remove(img)
 	}
 	fmt.Println()
 	xts(filepath.Join(tmp, "xts"))
+}
+
+// sampleHWM samples the peak RSS (VmHWM) of luksdock (pid) and of its
+// volume servers (children named luksdock-volume) until stop is closed, then
+// sends luksdock's peak plus the largest server's.
+func sampleHWM(pid int, stop <-chan struct{}, out chan<- int64) {
+	var self, server int64
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		self = max(self, vmHWM(pid))
+		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, st := range stats {
+			b, err := os.ReadFile(st)
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...
+			i := bytes.LastIndexByte(b, ')')
+			j := bytes.IndexByte(b, '(')
+			if i < 0 || j < 0 {
+				continue
+			}
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) < 2 || string(b[j+1:i]) != "luksdock-volume" || f[1] != fmt.Sprint(pid) {
+				continue
+			}
+			var child int
+			fmt.Sscan(string(b[:j]), &child)
+			server = max(server, vmHWM(child))
+		}
+		select {
+		case <-stop:
+			out <- self + server
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// vmHWM is the VmHWM of pid in bytes (0 if it cannot be read).
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // xts prints the userspace engine's encryption throughput (the luks

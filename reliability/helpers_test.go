@@ -466,7 +466,15 @@ func noLeftovers(t *testing.T, tmpdir, img string, kids []int) {
 		if time.Now().After(deadline) {
 			// The volume server makes its private directory and removes it
 			// when its owner dies, so nothing may be left.
-			t.Errorf("temp directories left in TMPDIR: %v", left)
+			var what []string
+			for _, d := range left {
+				ents, _ := os.ReadDir(d)
+				for _, e := range ents {
+					what = append(what, filepath.Join(d, e.Name()))
+				}
+			}
+			mi, _ := os.ReadFile("/proc/self/mountinfo")
+			t.Errorf("temp directories left in TMPDIR: %v (holding %v; luksdock mounts: %v)", left, what, strings.Count(string(mi), "fuse.luksdock"))
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -383,7 +383,9 @@ func (v *UserspaceVolume) Close() error {
 // CleanupStaleUserspaceMounts lazily unmounts dead luksdock FUSE mounts (left
 // behind when a luksdock process and its volume server were both killed) and
 // removes their private directories. Mounts whose server is alive are left
-// alone. It returns the mountpoints it removed.
+// alone. It returns the mountpoints it removed. It also removes private
+// directories in $TMPDIR that such a kill left empty (killed while closing),
+// once they are a minute old.
 func CleanupStaleUserspaceMounts() ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -417,6 +419,7 @@ func CleanupStaleUserspaceMounts() ([]string, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	removeEmptyPrivateDirs(time.Minute)
 	var removed []string
 	var errs []error
 	for _, mnt := range stale {
@@ -431,6 +434,31 @@ func CleanupStaleUserspaceMounts() ([]string, error) {
 		removed = append(removed, mnt)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// removeEmptyPrivateDirs removes $TMPDIR/luksdock-fuse-* directories that
+// are empty or hold only an empty "mnt", last changed more than age ago (a
+// server making its directory mounts within milliseconds). rmdir removes
+// nothing but empty directories and fails on a mountpoint, so a live volume
+// is never touched.
+func removeEmptyPrivateDirs(age time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "luksdock-fuse-*"))
+	for _, d := range dirs {
+		st, err := os.Lstat(d)
+		if err != nil || !st.IsDir() || time.Since(st.ModTime()) < age {
+			continue
+		}
+		ents, err := os.ReadDir(d)
+		if err != nil || len(ents) > 1 || len(ents) == 1 && (ents[0].Name() != "mnt" || !ents[0].IsDir()) {
+			continue
+		}
+		if len(ents) == 1 {
+			if st, err := os.Lstat(filepath.Join(d, "mnt")); err != nil || time.Since(st.ModTime()) < age || os.Remove(filepath.Join(d, "mnt")) != nil {
+				continue
+			}
+		}
+		os.Remove(d)
+	}
 }
 
 func unescapeMountinfo(s string) string {

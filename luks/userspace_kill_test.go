@@ -279,3 +279,45 @@ func TestUserspaceServerProcess(t *testing.T) {
 		t.Errorf("server %s still running after Close", spid)
 	}
 }
+
+// TestUserspaceRemovesEmptyPrivateDirs: private directories left empty by a
+// kill during close are removed once a minute old; a fresh one (a server
+// about to mount) and one that holds anything else are kept.
+func TestUserspaceRemovesEmptyPrivateDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	old := time.Now().Add(-2 * time.Minute)
+	mk := func(name string, withMnt bool, extra string, when time.Time) string {
+		d := filepath.Join(tmp, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if withMnt {
+			os.Mkdir(filepath.Join(d, "mnt"), 0o700)
+			os.Chtimes(filepath.Join(d, "mnt"), when, when)
+		}
+		if extra != "" {
+			os.WriteFile(filepath.Join(d, extra), []byte("x"), 0o600)
+		}
+		os.Chtimes(d, when, when)
+		return d
+	}
+	gone := []string{mk("luksdock-fuse-1", false, "", old), mk("luksdock-fuse-2", true, "", old)}
+	kept := []string{mk("luksdock-fuse-3", true, "", time.Now()), mk("luksdock-fuse-4", true, "other", old), mk("not-luksdock", false, "", old)}
+	removeEmptyPrivateDirs(time.Minute)
+	for _, d := range gone {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s not removed (stat: %v)", d, err)
+		}
+	}
+	for _, d := range kept {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s removed: %v", d, err)
+		}
+		if strings.HasPrefix(filepath.Base(d), "luksdock-fuse-") {
+			if _, err := os.Stat(filepath.Join(d, "mnt")); err != nil {
+				t.Errorf("%s/mnt removed: %v", d, err)
+			}
+		}
+	}
+}

@@ -71,6 +71,8 @@ type driven struct {
 	// deadlock: after SIGKILL the process could not die for 5s; its
 	// threads stuck on a FUSE request (the connection was then aborted).
 	deadlock string
+	// serverKills: /proc/PID/stat of each volume server killed (tr.server).
+	serverKills []string
 }
 
 // drive runs luksdock with --json, watches its events on stdout and its
@@ -123,7 +125,9 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 			}
 		}
 		for _, w := range servers { // first, or it may already be unmounting
+			st, _ := readProcFile(w, "stat")
 			syscall.Kill(w, syscall.SIGKILL)
+			d.serverKills = append(d.serverKills, strings.TrimSpace(string(st)))
 		}
 		if tr.do != nil {
 			tr.do()

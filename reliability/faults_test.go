@@ -63,18 +63,21 @@ func TestSIGKILL(t *testing.T) {
 }
 
 // TestSIGKILLWithVolumeServer kills luksdock and its userspace volume server
-// together (as when a whole cgroup is killed) while mkfs.ext4 writes through
-// the FUSE volume. The dead FUSE mount that remains must be harmless (every
+// together (as when a whole cgroup is killed) while mkfs.ext4 runs on the
+// FUSE volume. (mkfs.ext4 is slowed: unslowed, the kill could land as it
+// exited and luksdock was already closing the volume, when there is no
+// mount left to be dead.) The dead FUSE mount that remains must be harmless (every
 // access fails, no plaintext) and the next luksdock run must remove it.
 func TestSIGKILLWithVolumeServer(t *testing.T) {
 	requireEnv(t)
 	img := oldImage(t)
 	pass := passFile(t, []byte(testPass+"\n"))
 	tmpdir := t.TempDir()
-	d := drive(t, tmpdir, trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, server: true}, prepareArgs(img, pass, "--json")...)
+	d := drive(t, tmpdir, trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, server: true, slow: "mkfs.ext4"}, prepareArgs(img, pass, "--json")...)
 	if !d.fired {
 		t.Fatalf("mkfs.ext4 was never seen running; the case was not exercised (exit %d)", d.code)
 	}
+	t.Logf("killed at %s; volume servers killed first: %q", d.at, d.serverKills)
 	time.Sleep(200 * time.Millisecond)
 	left := mountsUnder(t, tmpdir)
 	if len(left) > 0 {

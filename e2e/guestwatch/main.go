@@ -20,6 +20,22 @@
 //
 // opens each block device with O_EXCL, as a new luksdock or mkfs would, and
 // prints "free DEV" or "busy DEV: ERROR"; it exits 1 if any is busy.
+//
+//	guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX) [-after DUR] -- CMD ARGS...
+//
+// runs CMD (a luksdock run with --json; standard input and error
+// inherited), copies its standard output line by line to its own, and sends
+// CMD a SIGKILL the moment the trigger fires: -event/-step when the JSON
+// event line {"event":EVENT,"step":STEP} arrives (before the line is passed
+// on), -child when a descendant of CMD has a command line (arguments joined
+// by spaces) matching REGEX (polled every millisecond). -after waits that
+// long after the trigger before killing. At the kill it records whether CMD
+// was still running (not a zombie), its descendants and the device-mapper
+// mappings (/sys/block/dm-*/dm/name, no exec); after CMD has exited, how long
+// each of those descendants lived on (they are orphaned, not killed), for at
+// most -orphans. The JSON report holds every event line with whether it was
+// read before the kill, and CMD's exit status (128+signal). It judges
+// nothing; it exits 0 unless it could not run CMD or write the report.
 package main
 
 import (
@@ -101,13 +117,16 @@ func main() {
 		os.Exit(watchCmd(os.Args[2:]))
 	case "excl":
 		os.Exit(exclCmd(os.Args[2:]))
+	case "killat":
+		os.Exit(killatCmd(os.Args[2:]))
 	default:
 		usage()
 	}
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV...")
+	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV... |\n"+
+		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX) [-after DUR] [-orphans DUR] -- CMD ARGS...")
 	os.Exit(2)
 }
 

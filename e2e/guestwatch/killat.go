@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// KillReport is what `guestwatch killat` saw. The e2e test decodes it with
+// the same field names.
+type KillReport struct {
+	Command []string `json:"command"`
+	Trigger string   `json:"trigger"`
+	// Fired is false when the trigger never matched (CMD ran to its end).
+	Fired bool `json:"fired"`
+	// FiredBy is the event line or the descendant's command line that
+	// matched.
+	FiredBy string `json:"fired_by,omitempty"`
+	// Alive says CMD was still running (it existed and was not a zombie)
+	// just before the SIGKILL was sent.
+	Alive   bool   `json:"alive"`
+	KillErr string `json:"kill_err,omitempty"`
+	// KillDelayMS is the time from the trigger matching to the SIGKILL
+	// (-after plus the helper's own latency).
+	KillDelayMS float64 `json:"kill_delay_ms"`
+	// Events are CMD's JSON event lines in order; BeforeKill is false for
+	// those read after the SIGKILL (written by CMD before it died, still in
+	// the pipe).
+	Events []KillEvent `json:"events"`
+	// Children are CMD's descendants when it was killed (orphaned by the
+	// SIGKILL, not killed) and how long each lived on.
+	Children []KillChild `json:"children"`
+	// DMAtKill are the device-mapper mappings just before the SIGKILL;
+	// DMAtExit those when CMD had been reaped.
+	DMAtKill []string `json:"dm_at_kill"`
+	DMAtExit []string `json:"dm_at_exit"`
+	// ExitCode is CMD's exit status, 128+N for a signal N.
+	ExitCode int `json:"exit_code"`
+}
+
+// KillEvent is one JSON event line of CMD.
+type KillEvent struct {
+	Event      string `json:"event"`
+	Step       string `json:"step,omitempty"`
+	State      string `json:"state,omitempty"`
+	BeforeKill bool   `json:"before_kill"`
+}
+
+// KillChild is one descendant of CMD at the kill.
+type KillChild struct {
+	PID     int    `json:"pid"`
+	Comm    string `json:"comm"`
+	Exe     string `json:"exe"`
+	Cmdline string `json:"cmdline"`
+	// GoneAfterS is how long after the SIGKILL it was gone (reaped or a
+	// zombie); Left is set if it was still running when -orphans expired.
+	GoneAfterS float64 `json:"gone_after_s"`
+	Left       bool    `json:"left"`
+	start      string
+}
+
+func killatCmd(args []string) int {
+	fs := flag.NewFlagSet("killat", flag.ExitOnError)
+	out := fs.String("out", "", "write the JSON report here")
+	event := fs.String("event", "", "kill at this JSON event kind (start, done)")
+	step := fs.String("step", "", "... of this step")
+	child := fs.String("child", "", "kill when a descendant's command line matches this regular expression")
+	after := fs.Duration("after", 0, "wait this long after the trigger before killing")
+	orphans := fs.Duration("orphans", 30*time.Second, "how long to wait for the orphaned descendants to end")
+	fs.Parse(args)
+	cmdArgs := fs.Args()
+	if *out == "" || len(cmdArgs) == 0 || (*child == "") == (*event == "" || *step == "") {
+		usage()
+	}
+	var childRe *regexp.Regexp
+	if *child != "" {
+		var err error
+		if childRe, err = regexp.Compile(*child); err != nil {
+			fmt.Fprintf(os.Stderr, "guestwatch: -child: %v\n", err)
+			return 2
+		}
+	}
+	rep := KillReport{Command: cmdArgs, Trigger: "child " + *child}
+	if *event != "" {
+		rep.Trigger = *event + " " + *step
+	}
+
+	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
+	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
+		return 125
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
+		return 127
+	}
+	pid := cmd.Process.Pid
+
+	var mu sync.Mutex
+	killed := false
+	var killedAt time.Time
+	var once sync.Once
+	// fire kills CMD (once), recording what was there at that moment.
+	fire := func(by string) {
+		once.Do(func() {
+			t0 := time.Now()
+			if *after > 0 {
+				time.Sleep(*after)
+			}
+			kids := descendants(pid)[1:]
+			var cs []KillChild
+			for _, k := range kids {
+				c := KillChild{PID: k.pid}
+				c.Comm, c.Exe, c.Cmdline, c.start = procInfo(k.pid)
+				if c.start != "" {
+					cs = append(cs, c)
+				}
+			}
+			dm := dmNames()
+			alive := procAlive(pid)
+			kerr := syscall.Kill(pid, syscall.SIGKILL)
+			now := time.Now()
+			mu.Lock()
+			killed, killedAt = true, now
+			rep.Fired, rep.FiredBy, rep.Alive = true, by, alive
+			rep.KillDelayMS = float64(now.Sub(t0).Microseconds()) / 1000
+			rep.Children, rep.DMAtKill = cs, dm
+			if kerr != nil {
+				rep.KillErr = kerr.Error()
+			}
+			mu.Unlock()
+		})
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if childRe != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, k := range descendants(pid)[1:] {
+					b, err := os.ReadFile("/proc/" + strconv.Itoa(k.pid) + "/cmdline")
+					if err != nil {
+						continue
+					}
+					cl := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+					if childRe.MatchString(cl) {
+						fire(cl)
+						return
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+
+	// The event lines: matched before they are passed on, so the kill
+	// follows the line as closely as this helper can.
+	var fwg sync.WaitGroup // a kill -after the event, still to come
+	br := bufio.NewReader(stdout)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var e struct {
+				Event string `json:"event"`
+				Step  string `json:"step"`
+				State string `json:"state"`
+			}
+			if json.Unmarshal(line, &e) == nil && e.Event != "" {
+				mu.Lock()
+				rep.Events = append(rep.Events, KillEvent{Event: e.Event, Step: e.Step, State: e.State, BeforeKill: !killed})
+				mu.Unlock()
+				if childRe == nil && e.Event == *event && e.Step == *step {
+					by := strings.TrimSpace(string(line))
+					if *after > 0 {
+						// Keep reading meanwhile, so what CMD reports
+						// before the kill is known as such.
+						fwg.Add(1)
+						go func() { defer fwg.Done(); fire(by) }()
+					} else {
+						fire(by)
+					}
+				}
+			}
+			os.Stdout.Write(line)
+		}
+		if err != nil {
+			if err != io.EOF {
+				fmt.Fprintf(os.Stderr, "guestwatch: reading the output: %v\n", err)
+			}
+			break
+		}
+	}
+	// Before CMD is reaped, so a late kill cannot reach a reused pid.
+	fwg.Wait()
+	werr := cmd.Wait()
+	close(stop)
+	wg.Wait()
+	rep.DMAtExit = dmNames()
+	rep.ExitCode = 0
+	if werr != nil {
+		rep.ExitCode = -1
+		if ee, ok := werr.(*exec.ExitError); ok {
+			rep.ExitCode = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				rep.ExitCode = 128 + int(ws.Signal())
+			}
+		}
+	}
+	// The orphans: each must end by itself (the test judges how soon).
+	deadline := time.Now().Add(*orphans)
+	for i := range rep.Children {
+		c := &rep.Children[i]
+		for {
+			if _, _, _, st := procInfo(c.PID); st != c.start || !procAlive(c.PID) {
+				c.GoneAfterS = time.Since(killedAt).Seconds()
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Left = true
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b, err := json.Marshal(&rep)
+	if err == nil {
+		err = os.WriteFile(*out, b, 0o600)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "guestwatch: writing the report: %v\n", err)
+		return 125
+	}
+	return 0
+}
+
+// procAlive reports whether pid exists and is not a zombie.
+func procAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return false
+}
+
+// procInfo returns pid's comm, executable, command line (arguments joined by
+// spaces) and start time (its identity against pid reuse); all empty when it
+// is gone.
+func procInfo(pid int) (comm, exe, cmdline, start string) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	st, err := os.ReadFile(dir + "stat")
+	if err != nil {
+		return "", "", "", ""
+	}
+	s := string(st)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 19 {
+			start = f[19] // field 22 of stat: starttime
+		}
+	}
+	c, _ := os.ReadFile(dir + "comm")
+	exe, _ = os.Readlink(dir + "exe")
+	cl, _ := os.ReadFile(dir + "cmdline")
+	return strings.TrimSpace(string(c)), exe, strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " ")), start
+}
+
+// dmNames lists the device-mapper mappings by name from sysfs (no exec, so
+// it costs microseconds next to the kill).
+func dmNames() []string {
+	m, _ := filepath.Glob("/sys/block/dm-*/dm/name")
+	names := []string{}
+	for _, p := range m {
+		if b, err := os.ReadFile(p); err == nil {
+			names = append(names, strings.TrimSpace(string(b)))
+		}
+	}
+	sort.Strings(names)
+	return names
+}

@@ -107,6 +107,7 @@ runs non-interactively as 'luksdock prepare'.
 // targetFlags are --device / --image / --size, shared by prepare and verify.
 type targetFlags struct {
 	device, image, size string
+	notes               []string // what TidyStale did
 }
 
 func (tf *targetFlags) add(cmd *cobra.Command, withSize bool) {
@@ -117,7 +118,22 @@ func (tf *targetFlags) add(cmd *cobra.Command, withSize bool) {
 	}
 }
 
-func (tf *targetFlags) target() (*pipeline.Target, error) {
+// target looks the target up. With tidy, dm-crypt mappings a killed
+// luksdock left on it are closed first (pipeline.TidyStale) and the
+// target's Notes say so.
+func (tf *targetFlags) target(tidy bool) (*pipeline.Target, error) {
+	t, err := tf.lookup(tidy)
+	if err != nil {
+		return nil, err
+	}
+	t.Notes = append(tf.notes, t.Notes...)
+	return t, nil
+}
+
+func (tf *targetFlags) lookup(tidy bool) (*pipeline.Target, error) {
+	if tidy && (tf.device == "") != (tf.image == "") {
+		tf.notes = pipeline.TidyStale(tf.device+tf.image, tf.image != "")
+	}
 	switch {
 	case tf.device != "" && tf.image != "":
 		return nil, usageError{errors.New("give either --device or --image, not both")}
@@ -239,7 +255,7 @@ cryptsetup's own benchmarked defaults apply.
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
-			t, err := tf.target()
+			t, err := tf.target(!dryRun)
 			if err != nil {
 				return err
 			}
@@ -314,7 +330,7 @@ writes nothing.
 					jsonRefusal(cmd.OutOrStdout(), err, pipeline.StepVerify)
 				}
 			}()
-			t, err := tf.target()
+			t, err := tf.target(true)
 			if err != nil {
 				return err
 			}

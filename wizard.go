@@ -79,6 +79,16 @@ func runWizard(cmd *cobra.Command) error {
 		Rescan:        2 * time.Second,
 		Scan:          disk.Sys{Root: "/"}.Scan,
 		KernelLog:     disk.ReadKernelLog,
+		// Choosing a disk closes dm-crypt mappings a killed luksdock left
+		// on it; the run shows the notes.
+		DeviceTarget: func(name string) (*pipeline.Target, error) {
+			notes := pipeline.TidyStale("/dev/"+name, false)
+			t, err := pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
+			if t != nil {
+				t.Notes = append(notes, t.Notes...)
+			}
+			return t, err
+		},
 	}
 	cfg.PBKDF.Type, cfg.PBKDF.MemoryKiB, cfg.PBKDF.Parallel = wf.pbkdfType, wf.pbkdfMemory, wf.pbkdfParallel
 	cfg.PBKDF.ForceIterations, cfg.PBKDF.IterTimeMS = wf.pbkdfIter, wf.iterTime

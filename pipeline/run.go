@@ -68,6 +68,9 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		return nil, e
 	}
 	r.send(Event{Kind: EventPlan, Steps: p.Steps, Engine: p.Engine, Message: p.EngineWhy})
+	for _, n := range p.Target.Notes {
+		r.send(Event{Kind: EventInfo, Message: n})
+	}
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +10,10 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"luksdock/disk"
+	"luksdock/luks"
 )
 
 // MinSize is the smallest disk luksdock prepares.
@@ -25,6 +29,11 @@ type Target struct {
 	// Create is set when the image does not exist yet and will be created
 	// (sparse) after confirmation.
 	Create bool
+
+	// Notes say what luksdock tidied up while looking the target up (a
+	// dm-crypt mapping a killed luksdock left); runs and verify emit them
+	// as info events.
+	Notes []string
 
 	Disk     *disk.Disk     // block devices: what discovery knows
 	Verdict  disk.Verdict   // block devices: the safety policy's verdict
@@ -233,4 +242,76 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q must be greater than zero", s)
 	}
 	return n, nil
+}
+
+// TidyStale closes the dm-crypt mappings that a killed luksdock left on the
+// disk (or, with image, the image file) at path, which would otherwise make
+// the disk refused ("open dm-crypt mapping") until someone ran cryptsetup
+// close by hand; it returns what it did, in words, for Target.Notes. It
+// never writes to the target. prepare (not --dry-run, which touches
+// nothing), verify and the wizard call it before looking the target up.
+func TidyStale(path string, image bool) []string {
+	sys := disk.Sys{Root: "/"}
+	if image {
+		st, err := os.Stat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+		s := st.Sys().(*syscall.Stat_t)
+		l := loopUsing(fileID{uint64(s.Dev), s.Ino})
+		if l == "" {
+			return nil
+		}
+		// The kernel engine maps an image through a loop device.
+		return removeStaleMappings(sys, path, []string{filepath.Base(l)})
+	}
+	name, err := sys.NameOf(path)
+	if err != nil {
+		return nil
+	}
+	return removeStaleMappings(sys, "/dev/"+name, partitionNames(sys, name))
+}
+
+// removeStaleMappings closes the luksdock-* dm-crypt mappings a killed
+// luksdock left on devs (the disk's partitions, or the loop devices on an
+// image), so that the disk is not refused for them, and says so. It works
+// only on the real system, and only while it can take the target's flock
+// (which a running luksdock holds for its whole run): a mapping another
+// luksdock is about to hold is never touched. A mapping in use is left for
+// the safety policy to refuse.
+func removeStaleMappings(sys disk.Sys, lockPath string, devs []string) []string {
+	if (sys.Root != "" && sys.Root != "/") || len(devs) == 0 {
+		return nil
+	}
+	f, err := os.Open(lockPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return nil
+	}
+	removed, err := luks.RemoveStaleMappings(context.Background(), "/", devs)
+	var notes []string
+	for _, m := range removed {
+		notes = append(notes, fmt.Sprintf("closed the dm-crypt mapping %s that a killed luksdock left on %s (nothing was using it)", m, lockPath))
+	}
+	if err != nil {
+		notes = append(notes, "a dm-crypt mapping a killed luksdock left could not be closed: "+err.Error())
+	}
+	return notes
+}
+
+// partitionNames lists the kernel names of disk name's partitions (sysfs).
+func partitionNames(sys disk.Sys, name string) []string {
+	root := sys.Root
+	if root == "" {
+		root = "/"
+	}
+	m, _ := filepath.Glob(filepath.Join(root, "sys", "block", name, name+"*", "partition"))
+	var out []string
+	for _, p := range m {
+		out = append(out, filepath.Base(filepath.Dir(p)))
+	}
+	return out
 }

@@ -118,6 +118,9 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	if err := p.chooseEngine(); err != nil {
 		return fail(ExitRefused, errors.Unwrap(err))
 	}
+	for _, n := range t.Notes {
+		emit(Event{Time: time.Now(), Kind: EventInfo, Message: n})
+	}
 	emit(Event{Time: time.Now(), Kind: EventStart, Step: StepVerify, Engine: p.Engine, Message: "Verify it unlocks and fscks clean"})
 	t0 := time.Now()
 	f, err := os.Open(t.Path)

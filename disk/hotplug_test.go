@@ -139,9 +139,10 @@ func TestWaitForNewDiskReal(t *testing.T) {
 	attached := time.Now()
 	dev := testkit.AttachLoop(t, img)
 	r := <-done
-	// Other tests on this machine may attach loop devices at the same time:
-	// keep waiting until ours shows up.
-	for r.err == nil && r.d.Path != dev {
+	// Other tests on this machine may attach loop devices at the same time,
+	// and may even have used the number ours got just before us: keep
+	// waiting until ours (this number, this backing file) shows up.
+	for r.err == nil && (r.d.Path != dev || r.d.LoopBacking != img) {
 		t.Logf("another new disk appeared first: %s (%s)", r.d.Name, r.d.LoopBacking)
 		known = append(known, r.d)
 		go func() {

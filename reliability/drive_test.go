@@ -119,8 +119,8 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		var servers []int // found before the kill: afterwards they belong to init
 		if tr.server {
 			for _, p := range descendants(pid) {
-				if strings.TrimSpace(readCmdline(p.pid)) == "luksdock-userspace-volume" {
-					servers = append(servers, p.pid)
+				if strings.TrimSpace(readCmdline(p.PID)) == "luksdock-userspace-volume" {
+					servers = append(servers, p.PID)
 				}
 			}
 		}
@@ -159,11 +159,11 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 			kids := descendants(pid)
 			mu.Lock()
 			for _, k := range kids {
-				if _, ok := d.comms[k.pid]; !ok {
-					d.comms[k.pid] = k.comm
-					d.kids = append(d.kids, k.pid)
+				if _, ok := d.comms[k.PID]; !ok {
+					d.comms[k.PID] = k.Comm
+					d.kids = append(d.kids, k.PID)
 				}
-				if tr.child != "" && k.comm == tr.child && step == tr.step {
+				if tr.child != "" && k.Comm == tr.child && step == tr.step {
 					fire()
 				}
 			}

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -292,57 +293,9 @@ func waitNoMounts(t *testing.T, dir string, timeout time.Duration) []mount {
 	}
 }
 
-// proc is a process as /proc shows it.
-type proc struct {
-	pid, ppid int
-	comm      string
-}
-
-func procs() map[int]proc {
-	out := map[int]proc{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if l < 0 || r < l {
-			continue
-		}
-		f := strings.Fields(s[r+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		out[pid] = proc{pid: pid, ppid: ppid, comm: s[l+1 : r]}
-	}
-	return out
-}
-
 // descendants returns root's descendants (not root itself).
-func descendants(root int) []proc {
-	all := procs()
-	kids := map[int][]proc{}
-	for _, p := range all {
-		kids[p.ppid] = append(kids[p.ppid], p)
-	}
-	var out []proc
-	queue := []int{root}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
-		for _, c := range kids[n] {
-			out = append(out, c)
-			queue = append(queue, c.pid)
-		}
-	}
-	return out
+func descendants(root int) []procwatch.Proc {
+	return procwatch.Descendants(procwatch.Scan(), root)
 }
 
 func alive(pid int) bool {

@@ -14,10 +14,10 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -52,7 +52,7 @@ func coreLimitOf(pid int) string {
 }
 
 func (w *watch) sample(pid int) {
-	ps := append([]proc{{pid: pid, comm: "luksdock"}}, descendants(pid)...)
+	ps := append([]procwatch.Proc{{PID: pid, Comm: "luksdock"}}, descendants(pid)...)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.samples++
@@ -61,18 +61,18 @@ func (w *watch) sample(pid int) {
 		w.coreLimit = l
 	}
 	for _, p := range ps {
-		if p.comm == "luksdock-volume" {
-			if l := coreLimitOf(p.pid); l != "" {
+		if p.Comm == "luksdock-volume" {
+			if l := coreLimitOf(p.PID); l != "" {
 				w.serverCoreLimit = l
 			}
 		}
-		if c, err := readProcFile(p.pid, "cmdline"); err == nil && len(c) > 0 {
+		if c, err := readProcFile(p.PID, "cmdline"); err == nil && len(c) > 0 {
 			w.argv[string(c)] = true
 		}
-		if e, err := readProcFile(p.pid, "environ"); err == nil && len(e) > 0 {
+		if e, err := readProcFile(p.PID, "environ"); err == nil && len(e) > 0 {
 			w.env[string(e)] = true
 		}
-		w.comms[p.comm] = true
+		w.comms[p.Comm] = true
 	}
 }
 
@@ -110,35 +110,25 @@ func (in *inotify) add(dir string) {
 
 // poll reads pending events.
 func (in *inotify) poll() {
-	var buf [64 << 10]byte
-	for {
-		n, err := unix.Read(in.fd, buf[:])
-		if n <= 0 || err != nil {
+	procwatch.ReadEvents(in.fd, func(ev procwatch.Event) {
+		in.mu.Lock()
+		dir := in.dirs[ev.Wd]
+		in.mu.Unlock()
+		if dir == "" || ev.Name == "" {
 			return
 		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-			name := string(bytes.TrimRight(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)], "\x00"))
-			off += unix.SizeofInotifyEvent + int(ev.Len)
-			in.mu.Lock()
-			dir := in.dirs[ev.Wd]
-			in.mu.Unlock()
-			if dir == "" || name == "" {
-				continue
+		p := filepath.Join(dir, ev.Name)
+		switch {
+		case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+			isDir := ev.Mask&unix.IN_ISDIR != 0
+			in.onNew(p, isDir)
+			if isDir {
+				in.add(p)
 			}
-			p := filepath.Join(dir, name)
-			switch {
-			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
-				isDir := ev.Mask&unix.IN_ISDIR != 0
-				in.onNew(p, isDir)
-				if isDir {
-					in.add(p)
-				}
-			case ev.Mask&unix.IN_CLOSE_WRITE != 0:
-				in.onCW(p)
-			}
+		case ev.Mask&unix.IN_CLOSE_WRITE != 0:
+			in.onCW(p)
 		}
-	}
+	})
 }
 
 // watchedRun runs luksdock while sampling /proc every 2 ms and watching

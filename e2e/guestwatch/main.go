@@ -39,7 +39,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -51,9 +50,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"luksdock/internal/procwatch"
 )
 
 // Report is what one watched run exposed. The e2e test decodes it with the
@@ -267,67 +267,57 @@ func (w *watcher) addWatch(dir string) {
 
 // poll handles the pending inotify events.
 func (w *watcher) poll() {
-	var buf [64 << 10]byte
-	for {
-		n, err := unix.Read(w.ifd, buf[:])
-		if n <= 0 || err != nil {
+	procwatch.ReadEvents(w.ifd, func(ev procwatch.Event) {
+		dir, name := w.dirs[ev.Wd], ev.Name
+		if dir == "" || name == "" {
 			return
 		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-			name := string(bytes.TrimRight(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)], "\x00"))
-			off += unix.SizeofInotifyEvent + int(ev.Len)
-			dir := w.dirs[ev.Wd]
-			if dir == "" || name == "" {
-				continue
+		p := filepath.Join(dir, name)
+		w.mu.Lock()
+		switch {
+		case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+			isDir := ev.Mask&unix.IN_ISDIR != 0
+			w.rep.Files = append(w.rep.Files, File{Path: p, Dir: isDir, Unread: "never closed after writing while watched"})
+			i := len(w.rep.Files) - 1
+			w.files[p] = i
+			if isDir {
+				w.addWatch(p)
+			} else if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+				// Held open from its creation, so what is written
+				// into it can be read even after it is removed.
+				if f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
+					w.fds[i] = f
+				}
 			}
-			p := filepath.Join(dir, name)
-			w.mu.Lock()
-			switch {
-			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
-				isDir := ev.Mask&unix.IN_ISDIR != 0
-				w.rep.Files = append(w.rep.Files, File{Path: p, Dir: isDir, Unread: "never closed after writing while watched"})
-				i := len(w.rep.Files) - 1
+		case ev.Mask&unix.IN_CLOSE_WRITE != 0:
+			i, ok := w.files[p]
+			if !ok { // written, not created, during the run
+				w.rep.Files = append(w.rep.Files, File{Path: p})
+				i = len(w.rep.Files) - 1
 				w.files[p] = i
-				if isDir {
-					w.addWatch(p)
-				} else if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
-					// Held open from its creation, so what is written
-					// into it can be read even after it is removed.
-					if f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
-						w.fds[i] = f
-					}
-				}
-			case ev.Mask&unix.IN_CLOSE_WRITE != 0:
-				i, ok := w.files[p]
-				if !ok { // written, not created, during the run
-					w.rep.Files = append(w.rep.Files, File{Path: p})
-					i = len(w.rep.Files) - 1
-					w.files[p] = i
-				}
-				f := &w.rep.Files[i]
-				if fd := w.fds[i]; fd != nil {
+			}
+			f := &w.rep.Files[i]
+			if fd := w.fds[i]; fd != nil {
+				w.readInto(f, fd)
+				break
+			}
+			st, err := os.Lstat(p)
+			switch {
+			case err != nil:
+				f.Unread = "gone before it could be read: " + err.Error()
+			case !st.Mode().IsRegular():
+				f.Unread = "not a regular file: " + st.Mode().String()
+			default:
+				if fd, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
 					w.readInto(f, fd)
-					break
-				}
-				st, err := os.Lstat(p)
-				switch {
-				case err != nil:
-					f.Unread = "gone before it could be read: " + err.Error()
-				case !st.Mode().IsRegular():
-					f.Unread = "not a regular file: " + st.Mode().String()
-				default:
-					if fd, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err == nil {
-						w.readInto(f, fd)
-						fd.Close()
-					} else {
-						f.Unread = err.Error()
-					}
+					fd.Close()
+				} else {
+					f.Unread = err.Error()
 				}
 			}
-			w.mu.Unlock()
 		}
-	}
+		w.mu.Unlock()
+	})
 }
 
 // readInto reads the whole of fd into f (from offset 0).
@@ -382,33 +372,9 @@ func descendants(root int) []proc {
 }
 
 func descendantsByScan(root int) []proc {
-	ents, _ := os.ReadDir("/proc")
-	kids := map[int][]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		r := bytes.LastIndexByte(b, ')')
-		if r < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[r+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		kids[ppid] = append(kids[ppid], pid)
-	}
 	out := []proc{{pid: root}}
-	for i := 0; i < len(out); i++ {
-		for _, c := range kids[out[i].pid] {
-			out = append(out, proc{pid: c, ppid: out[i].pid})
-		}
+	for _, p := range procwatch.Descendants(procwatch.Scan(), root) {
+		out = append(out, proc{pid: p.PID, ppid: p.PPID})
 	}
 	return out
 }

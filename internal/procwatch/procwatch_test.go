@@ -1,0 +1,113 @@
+package procwatch
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseStat(t *testing.T) {
+	ppid, comm, ok := parseStat([]byte("42 (a) (b)) S 7 42 42 0 -1 4194304\n"))
+	if !ok || ppid != 7 || comm != "a) (b)" {
+		t.Errorf("parseStat = %d %q %v, want 7 \"a) (b)\" true", ppid, comm, ok)
+	}
+	for _, bad := range []string{"", "42 x S 7", "42 (x) S"} {
+		if _, _, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parseStat(%q) ok, want not", bad)
+		}
+	}
+}
+
+// TestScanFindsChild starts a child (and a grandchild) under a name with
+// ')' and a space in it and requires Scan and Descendants to find both.
+func TestScanFindsChild(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	dir := t.TempDir()
+	name := "pw) (x"
+	if err := os.Symlink(sh, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	// ": " after the sleep so sh forks it; a process group to kill both.
+	cmd := exec.Command(filepath.Join(dir, name), "-c", sleep+" 30; :")
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		cmd.Wait()
+	}()
+	child := cmd.Process.Pid
+	var got []Proc
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		got = Descendants(Scan(), os.Getpid())
+		var sawChild, sawGrandchild bool
+		for _, p := range got {
+			if p.PID == child {
+				sawChild = p.PPID == os.Getpid() && p.Comm == name
+			}
+			if p.PPID == child && p.Comm == "sleep" {
+				sawGrandchild = true
+			}
+		}
+		if sawChild && sawGrandchild {
+			for _, p := range got {
+				if p.PID == os.Getpid() {
+					t.Errorf("Descendants includes the root %d", p.PID)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("child %d (ppid %d, comm %q) and its sleep not both among the descendants: %+v", child, os.Getpid(), name, got)
+}
+
+func TestReadEvents(t *testing.T) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	dir := t.TempDir()
+	wd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_CLOSE_WRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a-rather-long-file-name"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	ReadEvents(fd, func(e Event) { evs = append(evs, e) })
+	want := []Event{
+		{Wd: int32(wd), Name: "a-rather-long-file-name", Mask: unix.IN_CREATE},
+		{Wd: int32(wd), Name: "a-rather-long-file-name", Mask: unix.IN_CLOSE_WRITE},
+		{Wd: int32(wd), Name: "d", Mask: unix.IN_CREATE | unix.IN_ISDIR},
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("events %+v, want %+v", evs, want)
+	}
+	for i := range want {
+		if evs[i] != want[i] {
+			t.Errorf("event %d: %+v, want %+v", i, evs[i], want[i])
+		}
+	}
+	n := 0
+	ReadEvents(fd, func(Event) { n++ })
+	if n != 0 {
+		t.Errorf("%d more events after all were read", n)
+	}
+}

@@ -44,15 +44,12 @@ type killCase struct {
 	// ("yes") or must not ("no") exist at the kill, or the prefix of the
 	// one that must ("luksdock-verify": the verify step's); "" either.
 	dmAtKill string
-	// staleMapping: the kill lands in the window where an orphaned
-	// `cryptsetup open` makes (or has made) a mapping luksdock does not hold
-	// yet, so a luksdock-* mapping outlives luksdock; the next luksdock run
+	// staleMapping: the mapping guard (luksdock-guard, which removes a
+	// mapping luksdock did not get to hold) is killed together with
+	// luksdock, so a luksdock-* mapping outlives them; the next luksdock run
 	// must close it and say so (pipeline.TidyStale), after which every
-	// check must pass. racy: the mapping is made only if the orphaned
-	// cryptsetup got its input (the key or passphrase luksdock was feeding
-	// it) before luksdock died; otherwise nothing is left at all.
+	// check must pass.
 	staleMapping bool
-	racy         bool
 }
 
 var killCases = func() []killCase {
@@ -66,8 +63,12 @@ var killCases = func() []killCase {
 		killCase{name: "in-luks-format", trigger: []string{"-child", `cryptsetup .*luksFormat`}, inStep: "luks-format", dmAtKill: "no",
 			shims: []shimRule{{"cryptsetup", "*luksFormat*", "before"}}},
 		killCase{name: "in-open-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --volume-key-file`}, inStep: "open", dmAtKill: "no",
-			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "before"}}, staleMapping: true, racy: true},
+			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "before"}}},
 		killCase{name: "in-open-mapped", trigger: []string{"-child", `^sleep 1$`}, inStep: "open", dmAtKill: "yes",
+			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "after"}}},
+		// The mapping guard killed as well (a whole cgroup killed): the
+		// mapping stays, and the next luksdock run closes it.
+		killCase{name: "in-open-mapped-guard-killed", trigger: []string{"-child", `^sleep 1$`, "-also-comm", "luksdock-guard"}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "after"}}, staleMapping: true},
 		killCase{name: "in-open-deferred", trigger: []string{"-child", `cryptsetup close --deferred`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "before"}}},
@@ -78,9 +79,9 @@ var killCases = func() []killCase {
 		killCase{name: "in-close-cryptsetup", trigger: []string{"-child", `cryptsetup close luksdock-`}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "fail"}, {"cryptsetup", "close luksdock-*", "before"}}},
 		killCase{name: "in-verify-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --readonly`}, inStep: "verify", dmAtKill: "no",
-			shims: []shimRule{{"cryptsetup", "open *--readonly*", "before"}}, staleMapping: true, racy: true},
+			shims: []shimRule{{"cryptsetup", "open *--readonly*", "before"}}},
 		killCase{name: "in-verify-mapped", trigger: []string{"-child", `^sleep 1$`}, inStep: "verify", dmAtKill: "luksdock-verify",
-			shims: []shimRule{{"cryptsetup", "open *--readonly*", "after"}}, staleMapping: true},
+			shims: []shimRule{{"cryptsetup", "open *--readonly*", "after"}}},
 		killCase{name: "in-verify-e2fsck", trigger: []string{"-child", `e2fsck -fn`}, inStep: "verify", dmAtKill: "luksdock-verify",
 			shims: []shimRule{{"e2fsck", "*", "before"}}},
 	)
@@ -188,7 +189,7 @@ killcase() {
 	fi
 	mark losetup-$name $(losetup -a 2>&1)
 	mark holders-$name $(ls /sys/block/$n/holders/) $([ -d /sys/block/$n/${n}1 ] && ls /sys/block/$n/${n}1/holders/)
-	mark procs-$name $(pidof luksdock cryptsetup mkfs.ext4 mke2fs e2fsck dumpe2fs)
+	mark procs-$name $(pidof luksdock luksdock-guard cryptsetup mkfs.ext4 mke2fs e2fsck dumpe2fs)
 	guestwatch excl /dev/$n $([ -b /dev/${n}1 ] && echo /dev/${n}1) > /tmp/excl.out 2>&1
 	mark excl-$name $? $(cat /tmp/excl.out)
 	disk_state $name
@@ -473,9 +474,9 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 	leaked = slices.ContainsFunc(dm, func(w string) bool { return strings.HasPrefix(w, "luksdock-") })
 	switch {
 	case leaked && c.staleMapping:
-		// The window an orphaned cryptsetup open leaves: the mapping stays
-		// until the next luksdock run, which closes it.
-		t.Logf("mapping left by the orphaned cryptsetup, as this case expects: %v", dm[min(2, len(dm)):])
+		// With the guard killed too, the mapping stays until the next
+		// luksdock run, which closes it.
+		t.Logf("mapping left with luksdock and its guard killed, as this case expects: %v", dm[min(2, len(dm)):])
 		tjson, err := vm.Blob("tjson-"+c.name, time.Minute)
 		if err != nil {
 			t.Fatal(err)
@@ -606,10 +607,8 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 		checkRecover(t, vm, c.name+"-again", t.Errorf)
 	}
 
-	if c.staleMapping && !leaked && !c.racy {
-		errorf("a kill after cryptsetup open made the mapping left none: if the window is closed, drop staleMapping from this case")
-	} else if c.staleMapping && !leaked {
-		t.Logf("no mapping this time: the orphaned cryptsetup did not get what luksdock was feeding it before it died")
+	if c.staleMapping && !leaked {
+		errorf("luksdock and its mapping guard were killed after cryptsetup made the mapping, but none was left: the case did not test the next run's clean-up")
 	}
 	for _, f := range fails {
 		t.Error(f)

@@ -122,17 +122,17 @@ func Format(ctx context.Context, dev string, passphrase, volumeKey []byte, o For
 }
 
 // OpenWithKey activates dev as /dev/mapper/name with the volume key (no KDF
-// run), through device-mapper.
+// run), through device-mapper. cryptsetup runs under a mapping guard (see
+// guardArg0) that removes the mapping if luksdock dies before HoldMapping.
 func OpenWithKey(ctx context.Context, dev, name string, volumeKey []byte) error {
-	_, err := run(ctx, []string{"open", "--type", "luks", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
-	return err
+	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
 }
 
 // OpenReadOnly activates dev read-only with the passphrase, through
-// device-mapper: cryptsetup's own check that the passphrase unlocks it.
+// device-mapper: cryptsetup's own check that the passphrase unlocks it. As
+// with OpenWithKey, a mapping guard covers the time until HoldMapping.
 func OpenReadOnly(ctx context.Context, dev, name string, passphrase []byte) error {
-	_, err := run(ctx, []string{"open", "--type", "luks", "--readonly", "--key-file=-", dev, name}, passphrase, nil)
-	return err
+	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--key-file=-", dev, name}, passphrase, nil)
 }
 
 // Close removes the mapping name. A mapping that does not exist is not an error.
@@ -323,8 +323,10 @@ type Mapping struct {
 }
 
 // HoldMapping takes hold of the open mapping name and marks it for deferred
-// removal. If the mark fails the mapping still works; Close removes it.
+// removal. If the mark fails the mapping still works; Close removes it. It
+// ends the mapping guard OpenWithKey or OpenReadOnly started.
 func HoldMapping(ctx context.Context, name string) (*Mapping, error) {
+	defer releaseGuard(name)
 	m := &Mapping{Name: name, Path: "/dev/mapper/" + name}
 	var st unix.Stat_t
 	if err := unix.Stat(m.Path, &st); err != nil {

@@ -79,6 +79,7 @@ func killatCmd(args []string) int {
 	child := fs.String("child", "", "kill when a descendant's command line matches this regular expression")
 	after := fs.Duration("after", 0, "wait this long after the trigger before killing")
 	orphans := fs.Duration("orphans", 30*time.Second, "how long to wait for the orphaned descendants to end")
+	alsoComm := fs.String("also-comm", "", "at the kill, first SIGKILL every descendant with this process name (comm)")
 	fs.Parse(args)
 	cmdArgs := fs.Args()
 	if *out == "" || len(cmdArgs) == 0 || (*child == "") == (*event == "" || *step == "") {
@@ -132,6 +133,13 @@ func killatCmd(args []string) int {
 			}
 			dm := dmNames()
 			alive := procAlive(pid)
+			if *alsoComm != "" {
+				for _, c := range cs {
+					if c.Comm == *alsoComm {
+						syscall.Kill(c.PID, syscall.SIGKILL)
+					}
+				}
+			}
 			kerr := syscall.Kill(pid, syscall.SIGKILL)
 			now := time.Now()
 			mu.Lock()

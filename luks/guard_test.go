@@ -1,7 +1,6 @@
 package luks
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -63,20 +62,11 @@ func TestMappingGuardOwnerProcess(t *testing.T) {
 }
 
 func guardOwner(t *testing.T, shim, name string, hold bool, waitFor string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMappingGuardOwnerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "PATH="+shim+":"+os.Getenv("PATH"), "LUKSDOCK_GUARD_OWNER="+name)
+	env := []string{"PATH=" + shim + ":" + os.Getenv("PATH"), "LUKSDOCK_GUARD_OWNER=" + name}
 	if hold {
-		cmd.Env = append(cmd.Env, "LUKSDOCK_GUARD_HOLD=1")
+		env = append(env, "LUKSDOCK_GUARD_HOLD=1")
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
+	cmd, sc := startTestProcess(t, "TestMappingGuardOwnerProcess", env...)
 	for sc.Scan() {
 		if sc.Text() == waitFor {
 			return cmd

@@ -52,13 +52,13 @@ func TestUserspaceOwnerProcess(t *testing.T) {
 	os.Exit(1)
 }
 
-// usStartOwner starts TestUserspaceOwnerProcess in a new process.
-func usStartOwner(t *testing.T, readers int) (cmd *exec.Cmd, path string, serverPid int) {
+// startTestProcess runs the test named test of this test binary in a new
+// process with env added, kills it at cleanup, and returns it with a
+// scanner on its standard output.
+func startTestProcess(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
-	image := filepath.Join(t.TempDir(), "raw.img")
-	usSparse(t, image, 8<<20)
-	cmd = exec.Command(os.Args[0], "-test.run=^TestUserspaceOwnerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "LUKSDOCK_US_OWNER_IMAGE="+image, fmt.Sprintf("LUKSDOCK_US_OWNER_READERS=%d", readers))
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -67,10 +67,19 @@ func usStartOwner(t *testing.T, readers int) (cmd *exec.Cmd, path string, server
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("owner: %v", err)
+	return cmd, bufio.NewScanner(out)
+}
+
+// usStartOwner starts TestUserspaceOwnerProcess in a new process.
+func usStartOwner(t *testing.T, readers int) (cmd *exec.Cmd, path string, serverPid int) {
+	t.Helper()
+	image := filepath.Join(t.TempDir(), "raw.img")
+	usSparse(t, image, 8<<20)
+	cmd, out := startTestProcess(t, "TestUserspaceOwnerProcess", "LUKSDOCK_US_OWNER_IMAGE="+image, fmt.Sprintf("LUKSDOCK_US_OWNER_READERS=%d", readers))
+	if !out.Scan() {
+		t.Fatalf("owner: %v", out.Err())
 	}
+	line := out.Text()
 	if _, err := fmt.Sscan(line, &path, &serverPid); err != nil || !strings.HasPrefix(path, "/") {
 		t.Fatalf("owner said %q", line)
 	}

@@ -107,7 +107,6 @@ runs non-interactively as 'luksdock prepare'.
 // targetFlags are --device / --image / --size, shared by prepare and verify.
 type targetFlags struct {
 	device, image, size string
-	notes               []string // what TidyStale did
 }
 
 func (tf *targetFlags) add(cmd *cobra.Command, withSize bool) {
@@ -119,21 +118,16 @@ func (tf *targetFlags) add(cmd *cobra.Command, withSize bool) {
 }
 
 // target looks the target up. With tidy, dm-crypt mappings a killed
-// luksdock left on it are closed first (pipeline.TidyStale) and the
-// target's Notes say so.
+// luksdock left on it are closed first and the target's Notes say so
+// (pipeline.Tidied).
 func (tf *targetFlags) target(tidy bool) (*pipeline.Target, error) {
-	t, err := tf.lookup(tidy)
-	if err != nil {
-		return nil, err
+	if !tidy || (tf.device == "") == (tf.image == "") {
+		return tf.lookup()
 	}
-	t.Notes = append(tf.notes, t.Notes...)
-	return t, nil
+	return pipeline.Tidied(tf.device+tf.image, tf.image != "", tf.lookup)
 }
 
-func (tf *targetFlags) lookup(tidy bool) (*pipeline.Target, error) {
-	if tidy && (tf.device == "") != (tf.image == "") {
-		tf.notes = pipeline.TidyStale(tf.device+tf.image, tf.image != "")
-	}
+func (tf *targetFlags) lookup() (*pipeline.Target, error) {
 	switch {
 	case tf.device != "" && tf.image != "":
 		return nil, usageError{errors.New("give either --device or --image, not both")}
@@ -237,6 +231,10 @@ Engines: 'kernel' opens the volume with cryptsetup (device-mapper);
 FUSE, for machines without device-mapper and for image files. 'auto' picks
 kernel for block devices when device-mapper works, userspace otherwise.
 
+What a killed luksdock left on the target is cleaned up first and reported:
+an unused luksdock-* dm-crypt mapping on its partitions, a dead luksdock FUSE
+mount (not with --dry-run, which touches nothing).
+
 The PBKDF flags are passed to cryptsetup as they are; without them
 cryptsetup's own benchmarked defaults apply.
 
@@ -318,8 +316,11 @@ func newVerifyCmd() *cobra.Command {
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
 		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
 passphrase using luks.go (independent of cryptsetup), unlocks it with
-cryptsetup too, and runs e2fsck -fn and dumpe2fs on the decrypted ext4. It
-writes nothing.
+cryptsetup too, and runs e2fsck -fn and dumpe2fs on the decrypted ext4. The
+partition table must be one Linux reads when the disk is docked (not a GPT
+readable only from its backup header, nor one without a protective MBR). It
+writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
+luksdock left on it is closed first, and reported.
 
 ` + exitCodesHelp,
 		Args: noArgs,

@@ -82,12 +82,9 @@ func runWizard(cmd *cobra.Command) error {
 		// Choosing a disk closes dm-crypt mappings a killed luksdock left
 		// on it; the run shows the notes.
 		DeviceTarget: func(name string) (*pipeline.Target, error) {
-			notes := pipeline.TidyStale("/dev/"+name, false)
-			t, err := pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
-			if t != nil {
-				t.Notes = append(notes, t.Notes...)
-			}
-			return t, err
+			return pipeline.Tidied("/dev/"+name, false, func() (*pipeline.Target, error) {
+				return pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
+			})
 		},
 	}
 	cfg.PBKDF.Type, cfg.PBKDF.MemoryKiB, cfg.PBKDF.Parallel = wf.pbkdfType, wf.pbkdfMemory, wf.pbkdfParallel

@@ -47,7 +47,7 @@ type killCase struct {
 	// staleMapping: the mapping guard (luksdock-guard, which removes a
 	// mapping luksdock did not get to hold) is killed together with
 	// luksdock, so a luksdock-* mapping outlives them; the next luksdock run
-	// must close it and say so (pipeline.TidyStale), after which every
+	// must close it and say so (pipeline.Tidied), after which every
 	// check must pass.
 	staleMapping bool
 }

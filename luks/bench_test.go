@@ -1,7 +1,6 @@
 package luks
 
 import (
-	"bufio"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -222,7 +222,7 @@ func benchMkfs(b *testing.B, size int64) benchResult {
 		b.Fatalf("e2fsck -fn: %v\n%s", err, out)
 	}
 	r.stats = v.Stats()
-	r.serverHWM = readHWMOf(strconv.Itoa(v.serverPid()))
+	r.serverHWM = procwatch.PeakRSS(v.serverPid())
 	t = time.Now()
 	if err := v.Close(); err != nil {
 		b.Fatal(err)
@@ -251,21 +251,4 @@ func resetHWM() {
 }
 
 // readHWM returns VmHWM of this process in bytes.
-func readHWM() int64 { return readHWMOf("self") }
-
-// readHWMOf returns VmHWM of process pid ("self" for this one) in bytes.
-func readHWMOf(pid string) int64 {
-	f, err := os.Open("/proc/" + pid + "/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024
-		}
-	}
-	return -1
-}
+func readHWM() int64 { return procwatch.PeakRSS(os.Getpid()) }

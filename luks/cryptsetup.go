@@ -280,13 +280,18 @@ func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) 
 		if ctx.Err() != nil {
 			return out.Bytes(), fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
 		}
-		msg := errb.String()
-		if strings.TrimSpace(msg) == "" && args[0] != "luksDump" {
-			msg = out.String() // cryptsetup prints some failures on stdout
-		}
-		return out.Bytes(), &Error{Args: args, Code: code, Stderr: msg}
+		return out.Bytes(), cryptsetupError(args, code, out.String(), errb.String())
 	}
 	return out.Bytes(), nil
+}
+
+// cryptsetupError is the error of a cryptsetup run that exited with code.
+func cryptsetupError(args []string, code int, stdout, stderr string) error {
+	msg := stderr
+	if strings.TrimSpace(msg) == "" && args[0] != "luksDump" {
+		msg = stdout // cryptsetup prints some failures on stdout
+	}
+	return &Error{Args: args, Code: code, Stderr: msg}
 }
 
 // cleanEnv is the environment for child tools: the process's own minus

@@ -76,13 +76,25 @@ func runGuard(name string, argv []string) int {
 	return 0
 }
 
+// guard is a running guard process and the write end of its control pipe.
+type guard struct {
+	cmd *exec.Cmd
+	ctl *os.File
+}
+
+// release ends the guard: there is no mapping to remove, or luksdock holds it.
+func (g guard) release() {
+	io.WriteString(g.ctl, "done\n")
+	g.ctl.Close()
+	g.cmd.Wait()
+}
+
 // guards are the guard processes whose mapping luksdock does not hold yet,
 // by mapping name.
 var guards = struct {
 	sync.Mutex
-	m map[string]*exec.Cmd
-	w map[string]*os.File // control pipes
-}{m: map[string]*exec.Cmd{}, w: map[string]*os.File{}}
+	m map[string]guard
+}{m: map[string]guard{}}
 
 // openGuarded runs `cryptsetup args...` (an open that makes mapping name)
 // through a guard process; stdin and fd3 are given to cryptsetup as run
@@ -179,18 +191,13 @@ func openGuarded(ctx context.Context, name string, args []string, stdin, fd3 []b
 		cmd.Wait()
 		return fmt.Errorf("cryptsetup %s: the mapping guard ended without a status", args[0])
 	}
+	g := guard{cmd, ctlW}
 	if code != 0 {
-		io.WriteString(ctlW, "done\n") // no mapping to guard
-		ctlW.Close()
-		cmd.Wait()
-		msg := errb.String()
-		if strings.TrimSpace(msg) == "" {
-			msg = out.String()
-		}
-		return &Error{Args: args, Code: code, Stderr: msg}
+		g.release()
+		return cryptsetupError(args, code, out.String(), errb.String())
 	}
 	guards.Lock()
-	guards.m[name], guards.w[name] = cmd, ctlW
+	guards.m[name] = g
 	guards.Unlock()
 	return nil
 }
@@ -199,14 +206,10 @@ func openGuarded(ctx context.Context, name string, args []string, stdin, fd3 []b
 // mapping now, or has closed it.
 func releaseGuard(name string) {
 	guards.Lock()
-	cmd, w := guards.m[name], guards.w[name]
+	g, ok := guards.m[name]
 	delete(guards.m, name)
-	delete(guards.w, name)
 	guards.Unlock()
-	if cmd == nil {
-		return
+	if ok {
+		g.release()
 	}
-	io.WriteString(w, "done\n")
-	w.Close()
-	cmd.Wait()
 }

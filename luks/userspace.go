@@ -92,7 +92,6 @@ type UserspaceStats struct {
 type UserspaceVolume struct {
 	dir, mnt, file string
 	size           int64
-	fuseConn       uint32 // FUSE connection number (for tests)
 
 	cmd     *exec.Cmd
 	ctl     *os.File      // the server's stdin: commands; closing it ends the volume
@@ -239,7 +238,7 @@ func startVolumeServer(backing *os.File, cfg serverConfig, key []byte) (*Userspa
 	if ready.Error != "" {
 		return fail(errors.New(ready.Error))
 	}
-	v.dir, v.mnt, v.fuseConn = ready.Dir, ready.Mnt, ready.Conn
+	v.dir, v.mnt = ready.Dir, ready.Mnt
 	v.file = filepath.Join(v.mnt, userspaceFileName)
 	return v, nil
 }
@@ -292,21 +291,6 @@ func (v *UserspaceVolume) kill() {
 
 // serverPid is the volume server's process id.
 func (v *UserspaceVolume) serverPid() int { return v.cmd.Process.Pid }
-
-// abortFuseConn aborts a FUSE connection through fusectl (mounting fusectl
-// on /sys/fs/fuse/connections first if it is not mounted, which needs root):
-// pending and future requests fail with ENOTCONN and the serving goroutines
-// exit.
-func abortFuseConn(conn uint32) error {
-	const ctl = "/sys/fs/fuse/connections"
-	abort := fmt.Sprintf("%s/%d/abort", ctl, conn)
-	if _, err := os.Stat(abort); err != nil {
-		if err := unix.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
-			return fmt.Errorf("mount fusectl: %w", err)
-		}
-	}
-	return os.WriteFile(abort, []byte("1"), 0)
-}
 
 // Path returns the plaintext file to hand to mke2fs/e2fsck. It lives inside
 // a private temporary mountpoint (mode 0700) and exists until Close.

@@ -86,9 +86,8 @@ type serverConfig struct {
 
 // serverReady is the server's answer to the configuration.
 type serverReady struct {
-	Dir   string `json:"dir,omitempty"`  // the private directory (mode 0700)
-	Mnt   string `json:"mnt,omitempty"`  // the mountpoint inside it
-	Conn  uint32 `json:"conn,omitempty"` // FUSE connection number (minor of the mount)
+	Dir   string `json:"dir,omitempty"` // the private directory (mode 0700)
+	Mnt   string `json:"mnt,omitempty"` // the mountpoint inside it
 	Error string `json:"error,omitempty"`
 }
 
@@ -143,7 +142,7 @@ func serveVolume(ctl io.Reader, out io.Writer, backing *os.File) int {
 		reply(serverReady{Error: err.Error()})
 		return 1
 	}
-	reply(serverReady{Dir: v.dir, Mnt: v.mnt, Conn: v.fuseConn})
+	reply(serverReady{Dir: v.dir, Mnt: v.mnt})
 
 	cmds := make(chan string)
 	go func() {
@@ -422,6 +421,21 @@ func (v *volServer) unmount(orderly bool) error {
 		return fmt.Errorf("unmount %s: %v; lazy unmount: %v", v.mnt, err, lazyErr)
 	}
 	return nil
+}
+
+// abortFuseConn aborts a FUSE connection through fusectl (mounting fusectl
+// on /sys/fs/fuse/connections first if it is not mounted, which needs root):
+// pending and future requests fail with ENOTCONN and the serving goroutines
+// exit.
+func abortFuseConn(conn uint32) error {
+	const ctl = "/sys/fs/fuse/connections"
+	abort := fmt.Sprintf("%s/%d/abort", ctl, conn)
+	if _, err := os.Stat(abort); err != nil {
+		if err := unix.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
+			return fmt.Errorf("mount fusectl: %w", err)
+		}
+	}
+	return os.WriteFile(abort, []byte("1"), 0)
 }
 
 // waitServer waits up to d for the serving loops to end.

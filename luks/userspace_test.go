@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -531,7 +532,7 @@ func TestUserspaceMkfs1TiBBounded(t *testing.T) {
 	usRun(t, "", nil, "mkfs.ext4", "-q", "-E", "nodiscard", "-L", "backups01", v.Path())
 	usCheckFsck(t, usRun(t, "", nil, "e2fsck", "-fn", v.Path()))
 	stats := v.Stats()
-	serverHWM := readHWMOf(strconv.Itoa(v.serverPid()))
+	serverHWM := procwatch.PeakRSS(v.serverPid())
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -244,13 +244,22 @@ func ParseSize(s string) (int64, error) {
 	return n, nil
 }
 
-// TidyStale closes the dm-crypt mappings that a killed luksdock left on the
+// Tidied closes the dm-crypt mappings that a killed luksdock left on the
 // disk (or, with image, the image file) at path, which would otherwise make
 // the disk refused ("open dm-crypt mapping") until someone ran cryptsetup
-// close by hand; it returns what it did, in words, for Target.Notes. It
-// never writes to the target. prepare (not --dry-run, which touches
-// nothing), verify and the wizard call it before looking the target up.
-func TidyStale(path string, image bool) []string {
+// close by hand, then looks the target up with lookup and adds what it did
+// to the target's Notes. It never writes to the target. prepare (not
+// --dry-run, which touches nothing), verify and the wizard use it.
+func Tidied(path string, image bool, lookup func() (*Target, error)) (*Target, error) {
+	notes := tidyStale(path, image)
+	t, err := lookup()
+	if t != nil {
+		t.Notes = append(notes, t.Notes...)
+	}
+	return t, err
+}
+
+func tidyStale(path string, image bool) []string {
 	sys := disk.Sys{Root: "/"}
 	if image {
 		st, err := os.Stat(path)
@@ -263,24 +272,24 @@ func TidyStale(path string, image bool) []string {
 			return nil
 		}
 		// The kernel engine maps an image through a loop device.
-		return removeStaleMappings(sys, path, []string{filepath.Base(l)})
+		return removeStaleMappings(path, []string{filepath.Base(l)})
 	}
 	name, err := sys.NameOf(path)
 	if err != nil {
 		return nil
 	}
-	return removeStaleMappings(sys, "/dev/"+name, partitionNames(sys, name))
+	return removeStaleMappings("/dev/"+name, partitionNames(sys, name))
 }
 
 // removeStaleMappings closes the luksdock-* dm-crypt mappings a killed
 // luksdock left on devs (the disk's partitions, or the loop devices on an
 // image), so that the disk is not refused for them, and says so. It works
-// only on the real system, and only while it can take the target's flock
+// only while it can take the target's flock
 // (which a running luksdock holds for its whole run): a mapping another
 // luksdock is about to hold is never touched. A mapping in use is left for
 // the safety policy to refuse.
-func removeStaleMappings(sys disk.Sys, lockPath string, devs []string) []string {
-	if (sys.Root != "" && sys.Root != "/") || len(devs) == 0 {
+func removeStaleMappings(lockPath string, devs []string) []string {
+	if len(devs) == 0 {
 		return nil
 	}
 	f, err := os.Open(lockPath)

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"luksdock/internal/procwatch"
 	"luksdock/pipeline"
 )
 
@@ -104,26 +105,11 @@ func sampleHWM(pid int, stop <-chan struct{}, out chan<- int64) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		self = max(self, vmHWM(pid))
-		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-		for _, st := range stats {
-			b, err := os.ReadFile(st)
-			if err != nil {
-				continue
+		self = max(self, procwatch.PeakRSS(pid))
+		for _, p := range procwatch.Scan() {
+			if p.PPID == pid && p.Comm == "luksdock-volume" {
+				server = max(server, procwatch.PeakRSS(p.PID))
 			}
-			// pid (comm) state ppid ...
-			i := bytes.LastIndexByte(b, ')')
-			j := bytes.IndexByte(b, '(')
-			if i < 0 || j < 0 {
-				continue
-			}
-			f := strings.Fields(string(b[i+1:]))
-			if len(f) < 2 || string(b[j+1:i]) != "luksdock-volume" || f[1] != fmt.Sprint(pid) {
-				continue
-			}
-			var child int
-			fmt.Sscan(string(b[:j]), &child)
-			server = max(server, vmHWM(child))
 		}
 		select {
 		case <-stop:
@@ -132,22 +118,6 @@ func sampleHWM(pid int, stop <-chan struct{}, out chan<- int64) {
 		case <-tick.C:
 		}
 	}
-}
-
-// vmHWM is the VmHWM of pid in bytes (0 if it cannot be read).
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // xts prints the userspace engine's encryption throughput (the luks

@@ -1,7 +1,8 @@
 // Package procwatch holds the two low-level readers that the secret-hygiene
 // watchers share (the host tests in reliability/ and the QEMU guest helper
 // e2e/guestwatch): decoding pending inotify events, and reading the process
-// table from /proc (pid, ppid, comm) to walk a process's descendants.
+// table from /proc (pid, ppid, comm) to walk a process's descendants; and
+// a process's peak RSS, which the benchmarks read.
 //
 // It uses only the standard library and golang.org/x/sys/unix (no cgo), so
 // guestwatch still builds as a static binary.
@@ -9,8 +10,10 @@ package procwatch
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -114,4 +117,23 @@ func Descendants(ps []Proc, root int) []Proc {
 		}
 	}
 	return out
+}
+
+// PeakRSS is the peak resident set size (VmHWM of /proc/PID/status) of
+// process pid in bytes, or -1 if it cannot be read (the process is gone).
+func PeakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return kb * 1024
+		}
+	}
+	return -1
 }

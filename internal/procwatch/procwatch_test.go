@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -110,4 +111,20 @@ func TestReadEvents(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d more events after all were read", n)
 	}
+}
+
+// TestPeakRSS: this process's peak RSS grows to cover 64 MiB it touches;
+// a process that does not exist has none.
+func TestPeakRSS(t *testing.T) {
+	b := make([]byte, 64<<20)
+	for i := range b {
+		b[i] = 1
+	}
+	if got := PeakRSS(os.Getpid()); got < 64<<20 {
+		t.Errorf("PeakRSS = %d after touching 64 MiB", got)
+	}
+	if got := PeakRSS(1 << 30); got != -1 {
+		t.Errorf("PeakRSS of a missing process = %d, want -1", got)
+	}
+	runtime.KeepAlive(b)
 }

@@ -588,7 +588,7 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 		errorf("luksdock verify printed a result event for a half-made disk:\n%s", vjson)
 	case !st.finished():
 		explained := false
-		for _, w := range []string{"has no partition table", "holds no LUKS header", "no ext4 filesystem inside the LUKS volume", "e2fsck -fn is not clean", "the ext4 label is", "has no label"} {
+		for _, w := range []string{"has no partition table", "the kernel will not read this partition table", "holds no LUKS header", "no ext4 filesystem inside the LUKS volume", "e2fsck -fn is not clean", "the ext4 label is", "has no label"} {
 			explained = explained || strings.Contains(string(verr), w)
 		}
 		if !explained {

@@ -261,7 +261,7 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device 
 		// verify must say what is missing, in the words of the state
 		// (no table, no LUKS header, no filesystem, not clean).
 		explained := false
-		for _, w := range []string{"has no partition table", "holds no LUKS header", "no ext4 filesystem inside the LUKS volume", "e2fsck -fn is not clean", "the ext4 label is", "has no label"} {
+		for _, w := range []string{"has no partition table", "the kernel will not read this partition table", "holds no LUKS header", "no ext4 filesystem inside the LUKS volume", "e2fsck -fn is not clean", "the ext4 label is", "has no label"} {
 			explained = explained || strings.Contains(vr.stderr, w)
 		}
 		if !explained {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 
 	"luksdock/disk"
 	"luksdock/internal/version"
@@ -69,15 +70,32 @@ func registerCompletions(c *cobra.Command) {
 			_ = c.MarkFlagFilename(name)
 		}
 	}
-	for name, values := range map[string][]string{
-		"engine": {"auto", "kernel", "userspace"},
-		"pbkdf":  {"argon2id", "argon2i", "pbkdf2"},
-		"table":  {"gpt", "mbr", "none"},
-	} {
-		if f.Lookup(name) != nil {
-			_ = c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+	// A string flag whose help ends its first clause in a list of lower-case
+	// words ("how to open the volume: auto, kernel or userspace") completes
+	// those words: the help text is the one place they are written.
+	f.VisitAll(func(fl *pflag.Flag) {
+		if fl.Value.Type() != "string" {
+			return
 		}
+		if values := choices(fl.Usage); len(values) > 0 {
+			_ = c.RegisterFlagCompletionFunc(fl.Name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+		}
+	})
+}
+
+var choiceList = regexp.MustCompile(`^[^:]*: ([a-z0-9][a-z0-9-]*(?:, [a-z0-9][a-z0-9-]*)*,? or [a-z0-9][a-z0-9-]*)(?:$| \(|;|\.)`)
+
+// choices parses "...: a, b or c" at the start of a flag's help.
+func choices(usage string) []string {
+	m := choiceList.FindStringSubmatch(usage)
+	if m == nil {
+		return nil
 	}
+	var out []string
+	for _, w := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, w)
+	}
+	return out
 }
 
 // deviceCompletions lists the disks `luksdock list` reads (the same sysfs
@@ -305,6 +323,11 @@ func manPage(c *cobra.Command, date time.Time) ([]byte, error) {
 	}
 	page := b.String()
 	page = strings.Replace(page, "\n.SH EXAMPLE\n", "\n.SH EXAMPLES\n", 1)
+	// The tools luksdock drives, after cobra's list of related commands.
+	if i := strings.Index(page, "\n.SH SEE ALSO\n"); i >= 0 {
+		end := strings.Index(page[i+len("\n.SH SEE ALSO\n"):], "\n") + i + len("\n.SH SEE ALSO\n")
+		page = page[:end] + ", \\fBcryptsetup\\fP(8), \\fBmkfs.ext4\\fP(8), \\fBe2fsck\\fP(8)" + page[end:]
+	}
 	// cobra/doc sets each option as a paragraph with a tab before its
 	// text; a tagged paragraph reads like every other man page.
 	page = optionPara.ReplaceAllStringFunc(page, func(m string) string {

@@ -313,3 +313,41 @@ func TestCompletionScripts(t *testing.T) {
 		t.Errorf("hidden commands complete: %v", got)
 	}
 }
+
+func TestChoices(t *testing.T) {
+	for usage, want := range map[string][]string{
+		"how to open the volume: auto, kernel or userspace":                  {"auto", "kernel", "userspace"},
+		"partition table: gpt or mbr":                                        {"gpt", "mbr"},
+		"partition table: gpt, mbr or none (none: LUKS on the whole disk)":   {"gpt", "mbr", "none"},
+		"keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)": {"argon2id", "argon2i", "pbkdf2"},
+		"owner of the filesystem root: USER or UID:GID":                      nil,
+		"the whole disk to use, e.g. /dev/sdi":                               nil,
+		"file holding the passphrase on one line, or - for standard input":   nil,
+	} {
+		if got := choices(usage); !slices.Equal(got, want) {
+			t.Errorf("choices(%q) = %q, want %q", usage, got, want)
+		}
+	}
+}
+
+// TestFlagValueCompletion: through cobra's completion entry point (what the
+// shell scripts call), --engine, --table and --pbkdf complete their values.
+func TestFlagValueCompletion(t *testing.T) {
+	for flag, want := range map[string][]string{
+		"--engine": {"auto", "kernel", "userspace"},
+		"--table":  {"gpt", "mbr"},
+		"--pbkdf":  {"argon2id", "argon2i", "pbkdf2"},
+	} {
+		code, out, errs := cli(t, "", "__complete", "prepare", flag, "")
+		if code != 0 {
+			t.Fatalf("__complete: exit %d %s", code, errs)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		got := lines[:len(lines)-1] // the last line is the directive
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("prepare %s completes %q, want %q among them", flag, got, w)
+			}
+		}
+	}
+}

@@ -176,7 +176,7 @@ __start_luksdock; printf "%s\n" "${COMPREPLY[@]}"'`)
 	if err := os.WriteFile(filepath.Join(root, "tmp", "pass"), []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	events := inRoot(t, root, "luksdock prepare --image /tmp/disk.img --size 128M --label pkgtest --passphrase-file /tmp/pass --confirm disk.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json")
+	events := inRoot(t, root, "luksdock prepare --image /tmp/disk.img --size 64M --label pkgtest --passphrase-file /tmp/pass --confirm disk.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json")
 	var first, last map[string]any
 	sc := bufio.NewScanner(strings.NewReader(events))
 	for sc.Scan() {

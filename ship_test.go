@@ -297,9 +297,11 @@ func TestCompletionScripts(t *testing.T) {
 		script := `source ` + bashCompletion + `; source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; __start_luksdock; printf '%s\n' "${COMPREPLY[@]}"`
 		cmd := exec.Command("bash", append([]string{"-c", script, "bash", filepath.Join(dir, "bash/luksdock")}, words...)...)
 		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
+		var stderr strings.Builder
+		cmd.Stderr = &stderr // bash's compopt complains outside a real completion
+		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("bash completion of %q: %v\n%s", words, err, out)
+			t.Fatalf("bash completion of %q: %v\n%s%s", words, err, out, stderr.String())
 		}
 		return strings.Fields(string(out))
 	}

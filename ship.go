@@ -364,6 +364,9 @@ var optionPara = regexp.MustCompile(`(?m)^(?:\.PP\n)?(\\fB-[^\n]*?\\fP)([^\n]*)\
 // exitLine is one "  N    meaning" line of exitCodesHelp.
 var exitLine = regexp.MustCompile(`^\s{1,4}(\d+)\s+(.*)$`)
 
+// exitItem starts one "N meaning" item of a one-sentence exit status.
+var exitItem = regexp.MustCompile(`(?:^|, )(\d+) `)
+
 // exitStatusRoff renders an exit-code paragraph: exitCodesHelp's table as a
 // tagged list, any other text (list's one sentence) as it is.
 func exitStatusRoff(text string) string {
@@ -378,8 +381,22 @@ func exitStatusRoff(text string) string {
 			fmt.Fprintf(&b, "%s\n", roffEscape(strings.TrimSpace(l)))
 		}
 	}
-	if !table {
-		return roffEscape(strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(text, "Exit status:"), "Exit codes:"))) + "\n"
+	if table {
+		return b.String()
+	}
+	// One sentence: "Exit status: 0 success, 2 usage error, ... 130 interrupted."
+	body := strings.Join(strings.Fields(strings.TrimPrefix(strings.TrimPrefix(text, "Exit status:"), "Exit codes:")), " ")
+	body = strings.TrimSuffix(body, ".")
+	idx := exitItem.FindAllStringSubmatchIndex(body, -1)
+	if len(idx) == 0 || idx[0][0] != 0 {
+		return roffEscape(body) + "\n"
+	}
+	for i, m := range idx {
+		end := len(body)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", body[m[2]:m[3]], roffEscape(body[m[1]:end]))
 	}
 	return b.String()
 }

@@ -129,6 +129,11 @@ func TestHelpAndManAgree(t *testing.T) {
 			if strings.Contains(secs["DESCRIPTION"], "Exit codes:") {
 				t.Errorf("the exit codes are still in DESCRIPTION (they belong in EXIT STATUS)")
 			}
+			for _, code := range []int{0, 2, 130} { // every command has these
+				if !regexp.MustCompile(`(?m)^\s+` + regexpQuoteInt(code) + `\s`).MatchString(secs["EXIT STATUS"]) {
+					t.Errorf("EXIT STATUS does not list %d as an item:\n%s", code, secs["EXIT STATUS"])
+				}
+			}
 			if len(path) == 0 || path[0] != "list" {
 				for code := range exitCodes(exitCodesHelp) {
 					if !regexp.MustCompile(`(?m)^\s+` + regexpQuoteInt(code) + `\s`).MatchString(secs["EXIT STATUS"]) {

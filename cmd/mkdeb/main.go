@@ -125,7 +125,7 @@ func build(outDir string) (string, error) {
 		contents = append(contents, &files.Content{Source: src, Destination: dst, Type: files.TypeFile,
 			FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode, MTime: mtime}})
 	}
-	gz := func(src, name string) (string, error) { return gzipFile(src, filepath.Join(work, "gz", name), mtime) }
+	gz := func(src, name string) (string, error) { return gzipFile(src, filepath.Join(work, "gz", name)) }
 
 	add(bin, "/usr/sbin/luksdock", 0o755)
 	pages, _ := filepath.Glob(filepath.Join(manDir, "*.8"))
@@ -289,7 +289,7 @@ func changelogEntry(fullVersion string, v version.Info, maint string, t time.Tim
 }
 
 // gzipFile writes src compressed as `gzip -9n` would (no name, no time).
-func gzipFile(src, dst string, _ time.Time) (string, error) {
+func gzipFile(src, dst string) (string, error) {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return "", err
@@ -345,9 +345,15 @@ func writeCopyright(head string, bi *buildinfo.BuildInfo, dst string) error {
 		}
 		lic := licenseName(text)
 		body := indent(text)
-		if common, ok := commonLicenses[lic]; ok {
-			// Debian policy 12.5: refer to the copy every system has.
-			body = indent("On Debian systems the full text of this license is in\n/usr/share/common-licenses/" + common + ".")
+		if common := commonLicense(text); common != "" {
+			// Debian policy 12.5: refer to the copy every system has, and
+			// never copy a full text of one of those.
+			ref := "On Debian systems the full text of the " + common + " license is in\n/usr/share/common-licenses/" + common + "."
+			if fullText(text) {
+				body = indent(ref)
+			} else {
+				body = indent(text + "\n" + ref)
+			}
 			if notice, err := os.ReadFile(filepath.Join(m.dir, "NOTICE")); err == nil {
 				body += indent("\nThe module's NOTICE file:\n\n" + string(notice))
 			}
@@ -358,10 +364,26 @@ func writeCopyright(head string, bi *buildinfo.BuildInfo, dst string) error {
 	return os.WriteFile(dst, []byte(out.String()), 0o644)
 }
 
-// commonLicenses are the licenses Debian ships in /usr/share/common-licenses
-// (by copyright-format name), which a copyright file must refer to rather
-// than copy.
-var commonLicenses = map[string]string{"Apache-2.0": "Apache-2.0", "MPL-2.0": "MPL-2.0"}
+// commonLicense names the license Debian ships in /usr/share/common-licenses
+// that text is or mentions (Apache-2.0, MPL-2.0), or "".
+func commonLicense(text string) string {
+	t := strings.Join(strings.Fields(text), " ")
+	switch {
+	case strings.Contains(t, "Apache License") && strings.Contains(t, "Version 2.0"):
+		return "Apache-2.0"
+	case strings.Contains(t, "Mozilla Public License") && strings.Contains(t, "2.0"):
+		return "MPL-2.0"
+	}
+	return ""
+}
+
+// fullText reports whether text is a whole license of that kind (not a
+// header that points to it).
+func fullText(text string) bool {
+	t := strings.Join(strings.Fields(text), " ")
+	return strings.Contains(t, "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION") || // Apache-2.0
+		strings.Contains(t, "1.1. \"Contributor\"") // MPL-2.0
+}
 
 // licenseText finds a module's license file.
 func licenseText(dir string) (text, name string, err error) {
@@ -373,24 +395,28 @@ func licenseText(dir string) (text, name string, err error) {
 	return "", "", fmt.Errorf("no license file in %s", dir)
 }
 
-// licenseName is the copyright-format short name for a license text.
+// licenseName is the copyright-format short name for a license text; a
+// file that holds several licenses gets them joined with "and".
 func licenseName(text string) string {
 	t := strings.Join(strings.Fields(text), " ")
-	switch {
-	case strings.Contains(t, "Apache License") && strings.Contains(t, "Version 2.0"):
-		return "Apache-2.0"
-	case strings.Contains(t, "Mozilla Public License Version 2.0") || strings.Contains(t, "Mozilla Public License, version 2.0"):
-		return "MPL-2.0"
-	case strings.Contains(t, "Permission is hereby granted, free of charge"):
-		return "Expat"
-	case strings.Contains(t, "Redistribution and use in source and binary forms") && strings.Contains(t, "Neither the name"):
-		return "BSD-3-clause"
-	case strings.Contains(t, "Redistribution and use in source and binary forms"):
-		return "BSD-2-clause"
-	case strings.Contains(t, "Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee"):
-		return "ISC"
+	var names []string
+	if c := commonLicense(text); c != "" {
+		names = append(names, c)
 	}
-	return "other"
+	switch {
+	case strings.Contains(t, "Permission is hereby granted, free of charge"):
+		names = append(names, "Expat")
+	case strings.Contains(t, "Redistribution and use in source and binary forms") && strings.Contains(t, "Neither the name"):
+		names = append(names, "BSD-3-clause")
+	case strings.Contains(t, "Redistribution and use in source and binary forms"):
+		names = append(names, "BSD-2-clause")
+	case strings.Contains(t, "Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee"):
+		names = append(names, "ISC")
+	}
+	if len(names) == 0 {
+		return "other"
+	}
+	return strings.Join(names, " and ")
 }
 
 // indent formats text as a copyright-format continuation: one space, "."

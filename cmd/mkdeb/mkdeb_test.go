@@ -107,6 +107,21 @@ func TestDeb(t *testing.T) {
 		t.Errorf("hidden commands got man pages:\n%s", contents)
 	}
 
+	// The copyright file: luksdock's own (no license granted yet), then
+	// every module linked in, by its build info.
+	cr, err := os.ReadFile(filepath.Join(x, "usr/share/doc/luksdock/copyright"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cr), "License: none\n No license has been granted") {
+		t.Errorf("copyright does not say luksdock's own code has no license yet")
+	}
+	for _, d := range bi.Deps {
+		if !strings.Contains(string(cr), "Go module "+d.Path+" "+d.Version+",") {
+			t.Errorf("copyright has no paragraph for the linked module %s %s", d.Path, d.Version)
+		}
+	}
+
 	// lintian: no error or warning (the overrides carry their reasons).
 	if _, err := exec.LookPath("lintian"); err != nil {
 		t.Log("LINTIAN SKIPPED: lintian is not installed (scripts/test installs it); the package was not checked against Debian policy")

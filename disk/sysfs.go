@@ -250,6 +250,12 @@ func (s Sys) NameOf(devPath string) (string, error) {
 	return name, nil
 }
 
+// NameOfDevNum maps a device number (a stat's st_dev or st_rdev) to the
+// kernel name of its block device, "" if it is none (tmpfs, FUSE...).
+func (s Sys) NameOfDevNum(dev uint64) string {
+	return s.nameOfMajMin(fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev)))
+}
+
 // nameOfMajMin maps "8:128" to "sdi" through Root/sys/dev/block.
 func (s Sys) nameOfMajMin(mm string) string {
 	link, err := os.Readlink(s.p("sys", "dev", "block", mm))

@@ -56,6 +56,7 @@ type sfdiskDump struct {
 			Start int64  `json:"start"`
 			Size  int64  `json:"size"`
 			Type  string `json:"type"`
+			Name  string `json:"name"`
 		} `json:"partitions"`
 	} `json:"partitiontable"`
 }

@@ -210,11 +210,12 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		return wipe + " " + img
 	case StepPartition:
 		ss := int64(t.logicalSector())
-		sfType := "L"
+		// the partition as disk.WritePartitionTable writes it
+		part := "type=L, name=luksdock"
 		if o.Table == disk.TableMBR {
-			sfType = "83"
+			part = "type=83"
 		}
-		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, type=%s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, sfType, img)
+		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, %s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, part, img)
 		if t.Image {
 			// The kernel makes the partition node of a loop device
 			// attached with --partscan.

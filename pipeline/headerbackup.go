@@ -34,10 +34,9 @@ func CheckHeaderBackupPath(target, backup string) (abs string, err error) {
 		return "", fmt.Errorf("header backup directory %s does not exist", dir)
 	}
 	keep := "; keep the header backup on another disk"
-	if realDir, err := filepath.EvalSymlinks(dir); err == nil {
-		if sameFile(filepath.Join(realDir, filepath.Base(abs)), target) {
-			return "", fmt.Errorf("header backup %s is the target %s itself%s", abs, target, keep)
-		}
+	if resolved(abs) == resolved(target) || sameFile(resolved(abs), target) {
+		// by path too: an image still to be created does not exist yet
+		return "", fmt.Errorf("header backup %s is the target %s itself%s", abs, target, keep)
 	}
 	if _, err := os.Lstat(abs); err == nil {
 		return "", fmt.Errorf("header backup %s already exists; refusing to overwrite it", abs)
@@ -46,6 +45,22 @@ func CheckHeaderBackupPath(target, backup string) (abs string, err error) {
 		return "", fmt.Errorf("header backup %s would be written to %s, which is on the target %s and is destroyed with it%s", abs, on, target, keep)
 	}
 	return abs, nil
+}
+
+// resolved is path made absolute with the symlinks of its directory
+// resolved (the file itself need not exist).
+func resolved(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(dir, filepath.Base(abs))
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real
+	}
+	return abs
 }
 
 // sameFile reports whether paths a and b are the same file, or device

@@ -531,6 +531,27 @@ func (s Sys) fillContent(d *Disk) {
 }
 
 // kernelPartitions reads the partition nodes below /sys/block/NAME.
+// Present reports whether the kernel knows block device name now.
+func (s Sys) Present(name string) bool {
+	_, err := os.Stat(s.p("sys", "class", "block", name))
+	return err == nil
+}
+
+// ReadOnlyNow reports whether block device name is read-only now
+// (write-protected, or switched read-only by the kernel).
+func (s Sys) ReadOnlyNow(name string) bool {
+	return parseSysfsBool(sysfsAttr(s.p("sys", "class", "block", name, "ro")))
+}
+
+// PartitionNames lists the kernel names of disk name's partitions.
+func (s Sys) PartitionNames(name string) []string {
+	var out []string
+	for _, p := range s.kernelPartitions(name) {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
 func (s Sys) kernelPartitions(name string) []Partition {
 	dir := s.p("sys", "block", name)
 	ents, err := os.ReadDir(dir)

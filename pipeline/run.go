@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -599,7 +597,7 @@ func (r *runner) goneNow() string {
 	if t.Image || t.Name == "" {
 		return ""
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/block", t.Name)); err != nil {
+	if !t.sys.Present(t.Name) {
 		return fmt.Sprintf("%s is gone: the disk was undocked or lost its connection", t.Path)
 	}
 	if err := r.checkIdentity(); err != nil {
@@ -613,6 +611,5 @@ func (r *runner) readOnlyNow() bool {
 	if t.Image || t.Name == "" {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join("/sys/class/block", t.Name, "ro"))
-	return err == nil && strings.TrimSpace(string(b)) == "1"
+	return t.sys.ReadOnlyNow(t.Name)
 }

@@ -453,12 +453,14 @@ func jsonEvents(w io.Writer) func(pipeline.Event) {
 	return func(e pipeline.Event) { _ = enc.Encode(e) }
 }
 
-// textEvents prints what the events say: each step with the command it
-// really runs (from its start event). total is the number of steps when no
-// plan event will say it (verify).
+// textEvents prints what the events say, folded into a pipeline.Progress:
+// each step with the command it really runs (from its start event) and how
+// it ended. total is the number of steps when no plan event will say it
+// (verify).
 func textEvents(w io.Writer, total int) func(pipeline.Event) {
-	n := 0
+	var p pipeline.Progress
 	return func(e pipeline.Event) {
+		s := p.Apply(e)
 		switch e.Kind {
 		case pipeline.EventPlan:
 			total = len(e.Steps)
@@ -468,15 +470,18 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 		case pipeline.EventInfo:
 			fmt.Fprintf(w, "note: %s\n", e.Message)
 		case pipeline.EventStart:
-			n++
-			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)
-			if e.Command != "" {
-				fmt.Fprintf(w, "      $ %s\n", e.Command)
+			fmt.Fprintf(w, "[%d/%d] %s\n", p.Index(e.Step)+1, max(total, len(p.Steps)), s.Title)
+			if s.Ran != "" {
+				fmt.Fprintf(w, "      $ %s\n", s.Ran)
 			}
 		case pipeline.EventDone:
-			fmt.Fprintf(w, "      done in %s: %s\n", e.Elapsed.Round(time.Millisecond), e.Message)
+			fmt.Fprintf(w, "      done in %s: %s\n", s.Elapsed.Round(time.Millisecond), s.Message)
 		case pipeline.EventFailed:
-			fmt.Fprintf(w, "      FAILED: %s\n", e.Message)
+			if s != nil && s.State == pipeline.StepStopped {
+				fmt.Fprintf(w, "      STOPPED: %s\n", e.Message)
+			} else {
+				fmt.Fprintf(w, "      FAILED: %s\n", e.Message)
+			}
 		case pipeline.EventResult:
 			r := e.Result
 			fmt.Fprintf(w, "\nDone: %s is a verified backup disk.\n", r.Target)

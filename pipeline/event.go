@@ -39,20 +39,6 @@ const (
 	EngineUserspace Engine = "userspace" // AES-XTS in luksdock, served through FUSE
 )
 
-// StepState is where a step of a run stands, as a display of the events
-// tracks it: pending until its start event, then running, then done or
-// failed; a step a stop request kept from starting is stopped.
-type StepState string
-
-// The states of a step.
-const (
-	StepPending StepState = "pending"
-	StepRunning StepState = "running"
-	StepDone    StepState = "done"
-	StepFailed  StepState = "failed"
-	StepStopped StepState = "stopped"
-)
-
 // Step is one entry of a plan: what it does and the shell command a person
 // would type to do the same by hand.
 type Step struct {

@@ -355,8 +355,8 @@ cryptsetup's own benchmarked defaults apply.
 			ran = true
 			_, err = p.Run(ctx, confirm, pass, emit)
 			if finished() && err == nil {
-				// The signal came after the pipeline's last check: nothing
-				// was stopped, and the disk is verified.
+				// The signal came during the last step or after it: every
+				// step finished, nothing was stopped, the disk is verified.
 				fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")
 			}
 			return err

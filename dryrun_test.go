@@ -41,7 +41,7 @@ func TestDryRunScript(t *testing.T) {
 					t.Errorf("script holds %q:\n%s", bad, script)
 				}
 			}
-			order := []string{"truncate --size 83886080 " + byHand, "wipefs --all " + byHand, "sfdisk", "losetup --find --show --partscan " + byHand,
+			order := []string{"truncate -s 83886080 " + byHand, "wipefs --all " + byHand, "sfdisk", "losetup --find --show --partscan " + byHand,
 				`cryptsetup luksFormat`, `cryptsetup open "$PART" luksdock-dry1`, "mkfs.ext4", "/dev/mapper/luksdock-dry1",
 				"cryptsetup close luksdock-dry1", `cryptsetup open --readonly "$PART"`, "e2fsck -fn", "cryptsetup luksHeaderBackup", `losetup --detach "$LOOP"`}
 			at := 0

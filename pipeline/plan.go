@@ -195,7 +195,7 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		if t.Image {
 			if t.Create {
 				// luksdock creates the image (O_EXCL) in preflight.
-				return fmt.Sprintf("test ! -e %s && truncate --size %d %s", img, t.Size, img)
+				return fmt.Sprintf("test ! -e %s && truncate -s %d %s", img, t.Size, img)
 			}
 			return fmt.Sprintf("test -f %s && test -z \"$(losetup --associated %s)\"", img, img)
 		}

@@ -191,11 +191,19 @@ func TestPrepareMBRLUKS1(t *testing.T) {
 	needRoot(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	args := append([]string{"prepare", "--image", img, "--size", "100M", "--label", "backups02",
-		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1"}, smallKDF...)
-	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1", "--json"}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != 0 {
 		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
 	}
 	checkPrepared(t, img, "mbr", "backups02", 1)
+	// One name for the table, whoever reports it (blkid says "dos").
+	_, vout, _ := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-", "--json")
+	for what, o := range map[string]string{"prepare": out, "verify": vout} {
+		if !strings.Contains(o, `"table":"mbr"`) {
+			t.Errorf("%s --json: the result's table is not \"mbr\":\n%s", what, o)
+		}
+	}
 }
 
 // TestPrepareReplacesOldLayout lays a disk out as in the manual procedure's

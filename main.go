@@ -169,6 +169,11 @@ func (tf *targetFlags) sizeBytes() (int64, error) {
 	return n, nil
 }
 
+// addEngineFlag declares --engine (the wizard, prepare and verify take it).
+func addEngineFlag(cmd *cobra.Command, engine *string) {
+	cmd.Flags().StringVar(engine, "engine", string(pipeline.EngineAuto), "how to open the volume: auto, kernel or userspace")
+}
+
 // optionFlags are the choices the wizard and prepare share, declared once:
 // --allow-internal, --engine and the PBKDF cost. The wizard hides the
 // advanced ones from its --help.
@@ -181,7 +186,7 @@ type optionFlags struct {
 func (of *optionFlags) add(cmd *cobra.Command, wizard bool) {
 	f := cmd.Flags()
 	f.BoolVar(&of.allowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
-	f.StringVar(&of.engine, "engine", string(pipeline.EngineAuto), "how to open the volume: auto, kernel or userspace")
+	addEngineFlag(cmd, &of.engine)
 	f.StringVar(&of.pbkdf.Type, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)")
 	f.IntVar(&of.pbkdf.MemoryKiB, "pbkdf-memory", 0, "PBKDF memory cost in KiB (argon2)")
 	f.IntVar(&of.pbkdf.Parallel, "pbkdf-parallel", 0, "PBKDF parallel threads (argon2)")
@@ -421,7 +426,7 @@ luksdock left on it is closed first, and reported.
 	}
 	tf.add(cmd, true, false)
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
-	cmd.Flags().StringVar(&engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
+	addEngineFlag(cmd, &engine)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd
 }

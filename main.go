@@ -227,6 +227,11 @@ func (tf *targetFlags) lookup() (*pipeline.Target, error) {
 	return pipeline.ImageTarget(tf.image, size)
 }
 
+// addPassphraseFlag declares --passphrase-file (prepare and verify).
+func addPassphraseFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
+}
+
 // readPassphrase reads the passphrase from a file or "-" (standard input).
 func readPassphrase(path string, stdin io.Reader) ([]byte, error) {
 	if path == "" {
@@ -371,7 +376,7 @@ cryptsetup's own benchmarked defaults apply.
 	of.add(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
-	f.StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
+	addPassphraseFlag(cmd, &passFile)
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
 	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
@@ -425,7 +430,7 @@ luksdock left on it is closed first, and reported.
 		},
 	}
 	tf.add(cmd, true, false)
-	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
+	addPassphraseFlag(cmd, &passFile)
 	addEngineFlag(cmd, &engine)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd

@@ -63,7 +63,7 @@ readable), 130 interrupted while waiting.`,
 				d, err := sys.WaitForNewDisk(ctx, known)
 				if err != nil {
 					if ctx.Err() != nil {
-						return &pipeline.Error{Code: pipeline.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting for a disk")}
+						return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: fmt.Errorf("interrupted while waiting for a disk")}
 					}
 					return fmt.Errorf("waiting for a disk: %w", err)
 				}

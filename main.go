@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/luks"
 	"luksdock/pipeline"
 )
 
@@ -33,9 +34,44 @@ const exitCodesHelp = `Exit codes:
        small, read-only, a partition; bad label or passphrase; missing tools.
        Nothing was written.
   4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the disk does not unlock or fsck clean
-  130  interrupted (SIGINT/SIGTERM): the step in progress finished, the
-       volume was closed and the disk released; the state is reported`
+  5    verification failed: the disk is damaged or not a finished backup
+       disk (no LUKS header, no clean ext4, a table Linux does not read)
+  6    verify: the passphrase unlocks no keyslot (a typo, or another disk)
+  130  interrupted (SIGINT/SIGTERM): the step in progress finished, no later
+       step started, the volume was closed and the disk released; the state
+       is reported. A run whose last step finished exits 0.`
+
+// Exit codes: the CLI's mapping of the pipeline's failure kinds.
+const (
+	exitUsage           = 2
+	exitRefused         = 3
+	exitStepFailed      = 4
+	exitNotVerified     = 5
+	exitWrongPassphrase = 6
+	exitInterrupted     = 130
+)
+
+// exitCode maps an error to luksdock's exit code (exitCodesHelp).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	switch pipeline.KindOf(err) {
+	case pipeline.KindRefused:
+		return exitRefused
+	case pipeline.KindNotVerified:
+		return exitNotVerified
+	case pipeline.KindWrongPassphrase:
+		return exitWrongPassphrase
+	case pipeline.KindInterrupted:
+		return exitInterrupted
+	}
+	return exitStepFailed
+}
 
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }
@@ -66,7 +102,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "luksdock: %v\nRun 'luksdock --help' for usage.\n", err)
-		return pipeline.ExitUsage
+		return exitUsage
 	}
 	var pe *pipeline.Error
 	errors.As(err, &pe)
@@ -74,7 +110,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if pe != nil && pe.State != "" {
 		fmt.Fprintf(stderr, "luksdock: disk state: %s\n", pe.State)
 	}
-	return pipeline.ExitCode(err)
+	return exitCode(err)
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -105,16 +141,62 @@ runs non-interactively as 'luksdock prepare'.
 	return root
 }
 
-// targetFlags are --device / --image / --size, shared by prepare and verify.
+// targetFlags are --device / --image / --size: prepare and verify take a
+// target; the wizard takes --image and --size (it offers the image in its
+// disk list).
 type targetFlags struct {
 	device, image, size string
 }
 
-func (tf *targetFlags) add(cmd *cobra.Command, withSize bool) {
-	cmd.Flags().StringVar(&tf.device, "device", "", "the whole disk to use, e.g. /dev/sdi")
-	cmd.Flags().StringVar(&tf.image, "image", "", "an image file to use instead of a disk")
+func (tf *targetFlags) add(cmd *cobra.Command, withDevice, withSize bool) {
+	if withDevice {
+		cmd.Flags().StringVar(&tf.device, "device", "", "the whole disk to use, e.g. /dev/sdi")
+	}
+	cmd.Flags().StringVar(&tf.image, "image", "", "an image file to use instead of a disk (the wizard lists it with the disks)")
 	if withSize {
 		cmd.Flags().StringVar(&tf.size, "size", "", "create the image with this size when it does not exist (512M, 64G, 1T)")
+	}
+}
+
+// size parses --size (0 when not given).
+func (tf *targetFlags) sizeBytes() (int64, error) {
+	if tf.size == "" {
+		return 0, nil
+	}
+	n, err := pipeline.ParseSize(tf.size)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("--size: %w", err)}
+	}
+	return n, nil
+}
+
+// addEngineFlag declares --engine (the wizard, prepare and verify take it).
+func addEngineFlag(cmd *cobra.Command, engine *string) {
+	cmd.Flags().StringVar(engine, "engine", string(pipeline.EngineAuto), "how to open the volume: auto, kernel or userspace")
+}
+
+// optionFlags are the choices the wizard and prepare share, declared once:
+// --allow-internal, --engine and the PBKDF cost. The wizard hides the
+// advanced ones from its --help.
+type optionFlags struct {
+	allowInternal bool
+	engine        string
+	pbkdf         luks.PBKDF
+}
+
+func (of *optionFlags) add(cmd *cobra.Command, wizard bool) {
+	f := cmd.Flags()
+	f.BoolVar(&of.allowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
+	addEngineFlag(cmd, &of.engine)
+	f.StringVar(&of.pbkdf.Type, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)")
+	f.IntVar(&of.pbkdf.MemoryKiB, "pbkdf-memory", 0, "PBKDF memory cost in KiB (argon2)")
+	f.IntVar(&of.pbkdf.Parallel, "pbkdf-parallel", 0, "PBKDF parallel threads (argon2)")
+	f.IntVar(&of.pbkdf.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
+	f.IntVar(&of.pbkdf.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
+	if wizard {
+		for _, n := range []string{"engine", "pbkdf-parallel", "iter-time"} {
+			_ = f.MarkHidden(n)
+		}
 	}
 }
 
@@ -139,15 +221,16 @@ func (tf *targetFlags) lookup() (*pipeline.Target, error) {
 	case tf.device != "":
 		return pipeline.DeviceTarget(disk.Sys{Root: "/"}, tf.device)
 	}
-	var size int64
-	if tf.size != "" {
-		n, err := pipeline.ParseSize(tf.size)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--size: %w", err)}
-		}
-		size = n
+	size, err := tf.sizeBytes()
+	if err != nil {
+		return nil, err
 	}
 	return pipeline.ImageTarget(tf.image, size)
+}
+
+// addPassphraseFlag declares --passphrase-file (prepare and verify).
+func addPassphraseFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
 }
 
 // readPassphrase reads the passphrase from a file or "-" (standard input).
@@ -159,14 +242,14 @@ func readPassphrase(path string, stdin io.Reader) ([]byte, error) {
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, &pipeline.Error{Code: pipeline.ExitRefused, Err: fmt.Errorf("passphrase file: %w", err)}
+			return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("passphrase file: %w", err)}
 		}
 		defer f.Close()
 		r = f
 	}
 	p, err := pipeline.ReadPassphrase(r)
 	if err != nil {
-		return nil, &pipeline.Error{Code: pipeline.ExitRefused, Err: err}
+		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
 	}
 	return p, nil
 }
@@ -206,8 +289,9 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished
 
 func newPrepareCmd() *cobra.Command {
 	var tf targetFlags
+	var of optionFlags
 	var o pipeline.Options
-	var passFile, confirm string
+	var table, passFile, confirm string
 	var asJSON, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
@@ -258,6 +342,7 @@ cryptsetup's own benchmarked defaults apply.
 			if err != nil {
 				return err
 			}
+			o.Table, o.Engine, o.PBKDF, o.AllowInternal = disk.TableType(table), pipeline.Engine(of.engine), of.pbkdf, of.allowInternal
 			p, err := pipeline.NewPlan(t, o)
 			if err != nil {
 				return err
@@ -274,37 +359,31 @@ cryptsetup's own benchmarked defaults apply.
 			defer clear(pass)
 			ctx, stop, finished := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			emit := textEvents(out, len(p.Steps))
+			emit := textEvents(out, 0)
 			if asJSON {
 				emit = jsonEvents(out)
 			}
 			ran = true
 			_, err = p.Run(ctx, confirm, pass, emit)
 			if finished() && err == nil {
-				// The signal came after the pipeline's last check: nothing
-				// was stopped, and the disk is verified.
+				// The signal came during the last step or after it: every
+				// step finished, nothing was stopped, the disk is verified.
 				fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")
 			}
 			return err
 		},
 	}
-	tf.add(cmd, true)
+	tf.add(cmd, true, true)
+	of.add(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
-	f.StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
+	addPassphraseFlag(cmd, &passFile)
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
-	f.StringVar(&o.Table, "table", "gpt", "partition table: gpt or mbr")
+	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
-	f.StringVar(&o.Engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
-	f.StringVar(&o.PBKDF.Type, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)")
-	f.IntVar(&o.PBKDF.MemoryKiB, "pbkdf-memory", 0, "PBKDF memory cost in KiB (argon2)")
-	f.IntVar(&o.PBKDF.Parallel, "pbkdf-parallel", 0, "PBKDF parallel threads (argon2)")
-	f.IntVar(&o.PBKDF.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
-	f.IntVar(&o.PBKDF.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
-	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites)")
-	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
+	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites; refused on the target itself)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
-	f.BoolVar(&dryRun, "dry-run", false, "print the plan as the equivalent shell commands and touch nothing")
+	f.BoolVar(&dryRun, "dry-run", false, "print the plan as a shell script that does the same by hand (on a kernel with device-mapper) and touch nothing")
 	return cmd
 }
 
@@ -347,13 +426,13 @@ luksdock left on it is closed first, and reported.
 				emit = jsonEvents(out)
 			}
 			ran = true
-			_, err = pipeline.Verify(context.Background(), t, pass, engine, emit)
+			_, err = pipeline.Verify(context.Background(), t, pass, pipeline.Engine(engine), emit)
 			return err
 		},
 	}
-	tf.add(cmd, false)
-	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
-	cmd.Flags().StringVar(&engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
+	tf.add(cmd, true, false)
+	addPassphraseFlag(cmd, &passFile)
+	addEngineFlag(cmd, &engine)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd
 }
@@ -371,7 +450,7 @@ func jsonRefusal(w io.Writer, err error, step pipeline.StepID) {
 		if pe.Step != "" {
 			e.Step = pe.Step
 		}
-		e.Message = pe.Err.Error()
+		e.Message, e.Failure = pe.Err.Error(), pipeline.KindOf(pe)
 		if pe.State != "" {
 			e.State = pe.State
 		}
@@ -385,27 +464,35 @@ func jsonEvents(w io.Writer) func(pipeline.Event) {
 	return func(e pipeline.Event) { _ = enc.Encode(e) }
 }
 
-// textEvents prints each step with the command it corresponds to.
+// textEvents prints what the events say, folded into a pipeline.Progress:
+// each step with the command it really runs (from its start event) and how
+// it ended. total is the number of steps when no plan event will say it
+// (verify).
 func textEvents(w io.Writer, total int) func(pipeline.Event) {
-	n := 0
+	var p pipeline.Progress
 	return func(e pipeline.Event) {
+		s := p.Apply(e)
 		switch e.Kind {
 		case pipeline.EventPlan:
+			total = len(e.Steps)
 			fmt.Fprintf(w, "engine: %s (%s)\n", e.Engine, e.Message)
 		case pipeline.EventWarning:
 			fmt.Fprintf(w, "warning: %s\n", e.Message)
 		case pipeline.EventInfo:
 			fmt.Fprintf(w, "note: %s\n", e.Message)
 		case pipeline.EventStart:
-			n++
-			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)
-			if e.Command != "" {
-				fmt.Fprintf(w, "      $ %s\n", e.Command)
+			fmt.Fprintf(w, "[%d/%d] %s\n", p.Index(e.Step)+1, max(total, len(p.Steps)), s.Title)
+			if s.Ran != "" {
+				fmt.Fprintf(w, "      $ %s\n", s.Ran)
 			}
 		case pipeline.EventDone:
-			fmt.Fprintf(w, "      done in %s: %s\n", e.Elapsed.Round(time.Millisecond), e.Message)
+			fmt.Fprintf(w, "      done in %s: %s\n", s.Elapsed.Round(time.Millisecond), s.Message)
 		case pipeline.EventFailed:
-			fmt.Fprintf(w, "      FAILED: %s\n", e.Message)
+			if s != nil && s.State == pipeline.StepStopped {
+				fmt.Fprintf(w, "      STOPPED: %s\n", e.Message)
+			} else {
+				fmt.Fprintf(w, "      FAILED: %s\n", e.Message)
+			}
 		case pipeline.EventResult:
 			r := e.Result
 			fmt.Fprintf(w, "\nDone: %s is a verified backup disk.\n", r.Target)

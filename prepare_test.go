@@ -56,6 +56,7 @@ type sfdiskDump struct {
 			Start int64  `json:"start"`
 			Size  int64  `json:"size"`
 			Type  string `json:"type"`
+			Name  string `json:"name"`
 		} `json:"partitions"`
 	} `json:"partitiontable"`
 }
@@ -190,11 +191,19 @@ func TestPrepareMBRLUKS1(t *testing.T) {
 	needRoot(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	args := append([]string{"prepare", "--image", img, "--size", "100M", "--label", "backups02",
-		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1"}, smallKDF...)
-	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1", "--json"}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != 0 {
 		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
 	}
 	checkPrepared(t, img, "mbr", "backups02", 1)
+	// One name for the table, whoever reports it (blkid says "dos").
+	_, vout, _ := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-", "--json")
+	for what, o := range map[string]string{"prepare": out, "verify": vout} {
+		if !strings.Contains(o, `"table":"mbr"`) {
+			t.Errorf("%s --json: the result's table is not \"mbr\":\n%s", what, o)
+		}
+	}
 }
 
 // TestPrepareReplacesOldLayout lays a disk out as in the manual procedure's
@@ -298,13 +307,13 @@ func TestRefusalsWriteNothing(t *testing.T) {
 		code  int
 		msg   string
 	}{
-		{"wrong confirm", testPass, []string{"--label", "b1", "--confirm", "sdi"}, "", pipeline.ExitRefused, "confirmation does not match"},
-		{"confirm with path", testPass, []string{"--label", "b1", "--confirm", img}, "", pipeline.ExitRefused, "confirmation does not match"},
-		{"no confirm", testPass, []string{"--label", "b1"}, "", pipeline.ExitUsage, "--confirm"},
-		{"17-byte label", testPass, []string{"--label", "backups0123456789", "--confirm", "disk.img"}, "", pipeline.ExitRefused, "at most 16 bytes"},
-		{"empty passphrase", "\n", []string{"--label", "b1", "--confirm", "disk.img"}, "", pipeline.ExitRefused, "passphrase is empty"},
-		{"missing cryptsetup", testPass, []string{"--label", "b1", "--confirm", "disk.img"}, "/nonexistent", pipeline.ExitRefused, "apt-get install cryptsetup-bin"},
-		{"bad table", testPass, []string{"--label", "b1", "--confirm", "disk.img", "--table", "apm"}, "", pipeline.ExitRefused, "unknown partition table"},
+		{"wrong confirm", testPass, []string{"--label", "b1", "--confirm", "sdi"}, "", exitRefused, "confirmation does not match"},
+		{"confirm with path", testPass, []string{"--label", "b1", "--confirm", img}, "", exitRefused, "confirmation does not match"},
+		{"no confirm", testPass, []string{"--label", "b1"}, "", exitUsage, "--confirm"},
+		{"17-byte label", testPass, []string{"--label", "backups0123456789", "--confirm", "disk.img"}, "", exitRefused, "at most 16 bytes"},
+		{"empty passphrase", "\n", []string{"--label", "b1", "--confirm", "disk.img"}, "", exitRefused, "passphrase is empty"},
+		{"missing cryptsetup", testPass, []string{"--label", "b1", "--confirm", "disk.img"}, "/nonexistent", exitRefused, "apt-get install cryptsetup-bin"},
+		{"bad table", testPass, []string{"--label", "b1", "--confirm", "disk.img", "--table", "apm"}, "", exitRefused, "unknown partition table"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -330,8 +339,12 @@ func TestVerifyWrongPassphrase(t *testing.T) {
 		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs := cli(t, "not the passphrase\n", "verify", "--image", img, "--passphrase-file", "-")
-	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "does not unlock") {
-		t.Errorf("verify with a wrong passphrase: exit %d\n%s%s", code, out, errs)
+	if code != exitWrongPassphrase || !strings.Contains(out+errs, "does not unlock") {
+		t.Errorf("verify with a wrong passphrase: exit %d, want %d (not %d: the disk is fine)\n%s%s", code, exitWrongPassphrase, exitNotVerified, out, errs)
+	}
+	code, out, _ = cli(t, "not the passphrase\n", "verify", "--image", img, "--passphrase-file", "-", "--json")
+	if code != exitWrongPassphrase || !strings.Contains(out, `"kind":"wrong-passphrase"`) {
+		t.Errorf("verify --json with a wrong passphrase: exit %d, want the failed event's kind wrong-passphrase\n%s", code, out)
 	}
 	code, out, _ = cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-", "--json")
 	if code != 0 || !strings.Contains(out, `"fsck_clean":true`) || strings.Contains(out, testPass) {
@@ -374,7 +387,7 @@ func TestHeaderBackupAndJSON(t *testing.T) {
 	// It never overwrites an existing backup.
 	img2 := filepath.Join(dir, "h2.img")
 	args = append([]string{"prepare", "--image", img2, "--size", "80M", "--label", "h2", "--passphrase-file", "-", "--confirm", "h2.img", "--header-backup", hdr}, smallKDF...)
-	if code, _, errs := cli(t, testPass+"\n", args...); code != pipeline.ExitRefused || !strings.Contains(errs, "refusing to overwrite") {
+	if code, _, errs := cli(t, testPass+"\n", args...); code != exitRefused || !strings.Contains(errs, "refusing to overwrite") {
 		t.Errorf("existing header backup: exit %d %s", code, errs)
 	}
 	if _, err := os.Stat(img2); err == nil {
@@ -409,7 +422,7 @@ func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
 	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-b", "1024", "-L", "b1", v.Path())
 	v.Close()
 	code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
-	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "smaller than the LUKS sector size") {
+	if code != exitNotVerified || !strings.Contains(out+errs, "smaller than the LUKS sector size") {
 		t.Errorf("verify of an unmountable filesystem: exit %d\n%s%s", code, out, errs)
 	}
 }
@@ -452,8 +465,8 @@ func TestVerifyRefusesTableKernelIgnores(t *testing.T) {
 				t.Fatalf("sfdisk --dump: %v, want ok=%v and %q:\n%s", err, tc.sfdiskOK, tc.sfdisk, out)
 			}
 			code, stdout, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
-			if code != pipeline.ExitVerifyFail || !strings.Contains(stdout+errs, "the kernel will not read this partition table") {
-				t.Errorf("verify: exit %d, want %d saying the kernel will not read the table\n%s%s", code, pipeline.ExitVerifyFail, stdout, errs)
+			if code != exitNotVerified || !strings.Contains(stdout+errs, "the kernel will not read this partition table") {
+				t.Errorf("verify: exit %d, want %d saying the kernel will not read the table\n%s%s", code, exitNotVerified, stdout, errs)
 			}
 		})
 	}

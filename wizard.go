@@ -17,35 +17,20 @@ import (
 	"luksdock/ui"
 )
 
-// wizardFlags are the root command's flags, used when it starts the wizard.
+// wizardFlags are the root command's flags, used when it starts the wizard:
+// --image/--size and the options it shares with prepare, declared once
+// (targetFlags, optionFlags in main.go).
 type wizardFlags struct {
-	image, size   string
-	allowInternal bool
-	engine        string
-	pbkdfType     string
-	pbkdfMemory   int
-	pbkdfParallel int
-	pbkdfIter     int
-	iterTime      int
+	target targetFlags
+	opts   optionFlags
 }
 
 var wflags wizardFlags
 
 // addWizardFlags registers the wizard's flags on the root command.
 func addWizardFlags(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.StringVar(&wflags.image, "image", "", "offer this image file in the wizard's disk list (the demo)")
-	f.StringVar(&wflags.size, "size", "", "create the --image with this size when it does not exist (512M, 64G, 1T)")
-	f.BoolVar(&wflags.allowInternal, "allow-internal", false, "also offer disks not on USB (confirmed as internal:NAME)")
-	f.StringVar(&wflags.engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
-	f.StringVar(&wflags.pbkdfType, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (advanced; default: cryptsetup's)")
-	f.IntVar(&wflags.pbkdfMemory, "pbkdf-memory", 0, "PBKDF memory cost in KiB (advanced)")
-	f.IntVar(&wflags.pbkdfParallel, "pbkdf-parallel", 0, "PBKDF parallel threads (advanced)")
-	f.IntVar(&wflags.pbkdfIter, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark (advanced; tests)")
-	f.IntVar(&wflags.iterTime, "iter-time", 0, "PBKDF unlock time in milliseconds (advanced)")
-	for _, n := range []string{"engine", "pbkdf-parallel", "iter-time"} {
-		_ = f.MarkHidden(n)
-	}
+	wflags.target.add(cmd, false, true)
+	wflags.opts.add(cmd, true)
 }
 
 // errNoTerminal is returned when the wizard is started without a terminal.
@@ -70,12 +55,12 @@ func openTerminal() (*os.File, error) {
 // line (the pipeline's Result) to standard output after it ends.
 func runWizard(cmd *cobra.Command) error {
 	wf := wflags
-	if wf.size != "" && wf.image == "" {
+	if wf.target.size != "" && wf.target.image == "" {
 		return usageError{errors.New("--size goes with --image")}
 	}
 	cfg := ui.Config{
-		AllowInternal: wf.allowInternal,
-		Engine:        wf.engine,
+		AllowInternal: wf.opts.allowInternal,
+		Engine:        wf.opts.engine,
 		Rescan:        2 * time.Second,
 		Scan:          disk.Sys{Root: "/"}.Scan,
 		KernelLog:     disk.ReadKernelLog,
@@ -86,25 +71,20 @@ func runWizard(cmd *cobra.Command) error {
 				return pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
 			})
 		},
+		PBKDF: wf.opts.pbkdf,
 	}
-	cfg.PBKDF.Type, cfg.PBKDF.MemoryKiB, cfg.PBKDF.Parallel = wf.pbkdfType, wf.pbkdfMemory, wf.pbkdfParallel
-	cfg.PBKDF.ForceIterations, cfg.PBKDF.IterTimeMS = wf.pbkdfIter, wf.iterTime
 	if err := cfg.PBKDF.Validate(false); err != nil {
 		return usageError{err}
 	}
-	if wf.image != "" {
-		var size int64
-		if wf.size != "" {
-			n, err := pipeline.ParseSize(wf.size)
-			if err != nil {
-				return usageError{fmt.Errorf("--size: %w", err)}
-			}
-			size = n
-		}
-		if _, err := pipeline.ImageTarget(wf.image, size); err != nil {
+	if wf.target.image != "" {
+		size, err := wf.target.sizeBytes()
+		if err != nil {
 			return err
 		}
-		cfg.Images = []ui.Image{{Path: wf.image, Size: size}}
+		if _, err := pipeline.ImageTarget(wf.target.image, size); err != nil {
+			return err
+		}
+		cfg.Images = []ui.Image{{Path: wf.target.image, Size: size}}
 	}
 	tty, err := openTerminal()
 	if err != nil {

@@ -27,7 +27,7 @@ func TestPlanLayout(t *testing.T) {
 		{"apm", 64 << 20, 512, 0, 0, "unknown partition table"},
 		{"gpt", 64 << 20, 1024, 0, 0, "sector size"},
 	} {
-		l, err := PlanLayout(c.table, c.size, c.sector)
+		l, err := PlanLayout(TableType(c.table), c.size, c.sector)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%+v: error %v, want %q", c, err, c.err)
@@ -74,7 +74,7 @@ func TestWritePartitionTableSfdisk(t *testing.T) {
 		}
 		size := int64(100 << 20)
 		f.Truncate(size)
-		l, _ := PlanLayout(table, size, 512)
+		l, _ := PlanLayout(TableType(table), size, 512)
 		id, err := WritePartitionTable(f, size, 512, 4096, l)
 		f.Close()
 		if err != nil {

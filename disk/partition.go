@@ -14,9 +14,29 @@ import (
 // 1 MiB, as fdisk and parted do, so every sector size and RAID stripe lines up.
 const Align = 1 << 20
 
+// TableType is a partition table luksdock writes (and reports in a Result):
+// one value for the same table everywhere, whatever a tool calls it (blkid
+// and sfdisk say "dos" for MBR).
+type TableType string
+
+// The partition tables luksdock knows.
+const (
+	TableGPT  TableType = "gpt"
+	TableMBR  TableType = "mbr"
+	TableNone TableType = "none" // LUKS directly on the whole disk
+)
+
+// SfdiskLabel is the table's name in sfdisk's script format ("dos" for MBR).
+func (t TableType) SfdiskLabel() string {
+	if t == TableMBR {
+		return "dos"
+	}
+	return string(t)
+}
+
 // Layout is the one partition luksdock makes: Start and Size in bytes.
 type Layout struct {
-	Table string // "gpt" or "mbr"
+	Table TableType
 	Start int64
 	Size  int64
 }
@@ -24,16 +44,16 @@ type Layout struct {
 // PlanLayout computes the partition for a disk of size bytes with the given
 // logical sector size: from 1 MiB to the last whole MiB before the end (GPT
 // keeps its backup table in the final sectors).
-func PlanLayout(table string, size int64, sector int) (Layout, error) {
+func PlanLayout(table TableType, size int64, sector int) (Layout, error) {
 	if sector != 512 && sector != 4096 {
 		return Layout{}, fmt.Errorf("unsupported logical sector size %d", sector)
 	}
 	end := size // exclusive
 	switch table {
-	case "gpt":
+	case TableGPT:
 		// backup header + 128 entries of 128 bytes at the end
 		end = size - int64(sector) - 128*128
-	case "mbr":
+	case TableMBR:
 		if size/int64(sector) > 1<<32 {
 			return Layout{}, fmt.Errorf("an MBR partition table cannot address %d bytes with %d-byte sectors; use --table gpt", size, sector)
 		}
@@ -54,7 +74,7 @@ func PlanLayout(table string, size int64, sector int) (Layout, error) {
 func WritePartitionTable(f *os.File, size int64, logical, physical int, l Layout) (string, error) {
 	ss := int64(logical)
 	switch l.Table {
-	case "gpt":
+	case TableGPT:
 		t := &gpt.Table{
 			LogicalSectorSize:  logical,
 			PhysicalSectorSize: physical,
@@ -72,7 +92,7 @@ func WritePartitionTable(f *os.File, size int64, logical, physical int, l Layout
 			return "", fmt.Errorf("writing GPT: %w", err)
 		}
 		return t.GUID, f.Sync()
-	case "mbr":
+	case TableMBR:
 		t := &mbr.Table{
 			LogicalSectorSize:  logical,
 			PhysicalSectorSize: physical,
@@ -97,5 +117,5 @@ func WritePartitionTable(f *os.File, size int64, logical, physical int, l Layout
 		}
 		return fmt.Sprintf("%02x%02x%02x%02x", id[3], id[2], id[1], id[0]), f.Sync()
 	}
-	return "", errors.New("unknown partition table " + l.Table)
+	return "", errors.New("unknown partition table " + string(l.Table))
 }

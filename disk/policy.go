@@ -27,11 +27,23 @@ type Verdict struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// OK reports whether the disk may be prepared: nothing refused, and either
-// on USB (or a loop device) or allowInternal given.
-func (v Verdict) OK(allowInternal bool) bool {
-	return len(v.Refused) == 0 && (!v.Internal || allowInternal)
+// Check enforces the verdict: nil when the disk at path may be prepared,
+// else an error naming every reason and what to do. It is the one place the
+// verdict is enforced: the wizard (through OK), NewPlan and the pipeline's
+// preflight all call it.
+func (v Verdict) Check(path string, allowInternal bool) error {
+	if len(v.Refused) > 0 {
+		return fmt.Errorf("%s is refused: %s", path, strings.Join(v.Refused, "; "))
+	}
+	if v.Internal && !allowInternal {
+		return fmt.Errorf("%s is %s; backup disks come through the dock. Pass --allow-internal (and confirm with internal:NAME) if you really mean it", path, v.InternalReason)
+	}
+	return nil
 }
+
+// OK reports whether the disk may be prepared: Check finds nothing against
+// it under allowInternal.
+func (v Verdict) OK(allowInternal bool) bool { return v.Check("", allowInternal) == nil }
 
 // Reasons lists why the disk may not be prepared under allowInternal (empty
 // when OK).
@@ -60,8 +72,8 @@ func (v Verdict) Status(allowInternal bool) string {
 // Assess is the one place the safety policy lives; the wizard and prepare
 // both use it. It refuses disks that hold the running system or anything
 // mounted (on the disk, a partition, or a dm/md/LVM device stacked on
-// them), active swap, holders (dm-crypt, md, LVM), loop devices backed by a
-// file on the disk, read-only disks, disks without a medium or smaller than
+// them), active swap, holders (dm-crypt, md, LVM), loop devices attached to
+// the disk or a partition itself or backed by a file on it, read-only disks, disks without a medium or smaller than
 // MinDiskSize. Disks not on USB are Internal. Loop devices are not Internal:
 // they are image files the user attached on purpose (a warning names the
 // backing file). It warns about LUKS headers and labelled filesystems it
@@ -121,7 +133,7 @@ func Assess(d Disk) Verdict {
 
 	warnSig := func(where string, s Signature) {
 		switch {
-		case s.Type == "crypto_LUKS":
+		case s.Type == SigLUKS:
 			v.Warnings = append(v.Warnings, fmt.Sprintf("%s holds a LUKS%s header%s (UUID %s) that will be destroyed", where, s.Version, quoteLabel(s.Label), s.UUID))
 		case s.Type != "" && s.Label != "":
 			v.Warnings = append(v.Warnings, fmt.Sprintf("%s holds %s filesystem %q that will be destroyed", where, s.Type, s.Label))

@@ -30,12 +30,45 @@ type Signature struct {
 	// device nodes, so the disk would not unlock or mount when docked.
 	KernelIgnoresTable bool   `json:"kernel_ignores_table,omitempty"`
 	DiskGUID           string `json:"disk_guid,omitempty"` // GPT disk GUID, or the MBR disk id "1a2b3c4d" (blkid PTUUID)
-	// Type is "crypto_LUKS", "ext2", "ext3", "ext4", "LVM2_member", "swap",
-	// "vfat", "ntfs", "xfs", "btrfs" or "" (blkid TYPE).
-	Type    string `json:"type,omitempty"`
-	Version string `json:"version,omitempty"` // LUKS "1"/"2", LVM "LVM2 001", swap "1", vfat "FAT32"
-	Label   string `json:"label,omitempty"`
-	UUID    string `json:"uuid,omitempty"`
+	// Type is what the probe found, in blkid's TYPE words ("" for none).
+	Type    SigType `json:"type,omitempty"`
+	Version string  `json:"version,omitempty"` // LUKS "1"/"2", LVM "LVM2 001", swap "1", vfat "FAT32"
+	Label   string  `json:"label,omitempty"`
+	UUID    string  `json:"uuid,omitempty"`
+}
+
+// SigType is a content signature the probe recognises, named as blkid
+// names it (TYPE=). To teach luksdock a new one, add a constant here and a
+// method to the list in prober.content (and a seed to
+// testdata/fuzz/FuzzProbe).
+type SigType string
+
+// The signatures the probe recognises.
+const (
+	SigLUKS      SigType = "crypto_LUKS"
+	SigLVM       SigType = "LVM2_member"
+	SigExt2      SigType = "ext2"
+	SigExt3      SigType = "ext3"
+	SigExt4      SigType = "ext4"
+	SigJBD       SigType = "jbd" // an external ext3/4 journal
+	SigXFS       SigType = "xfs"
+	SigBtrfs     SigType = "btrfs"
+	SigNTFS      SigType = "ntfs"
+	SigVFAT      SigType = "vfat"
+	SigSwap      SigType = "swap"
+	SigSwsuspend SigType = "swsuspend"
+)
+
+// TableType is the partition table in luksdock's vocabulary: TableGPT,
+// TableMBR (blkid's "dos"), or "" for none or a damaged one ("PMBR").
+func (s Signature) TableType() TableType {
+	switch s.Table {
+	case "gpt":
+		return TableGPT
+	case "dos":
+		return TableMBR
+	}
+	return ""
 }
 
 // String describes the signature for people: `GPT partition table`,
@@ -48,22 +81,22 @@ func (s Signature) String() string {
 	if s.Type != "" {
 		var b strings.Builder
 		switch s.Type {
-		case "crypto_LUKS":
+		case SigLUKS:
 			b.WriteString("LUKS" + s.Version)
-		case "LVM2_member":
+		case SigLVM:
 			b.WriteString("LVM2 PV")
-		case "vfat":
+		case SigVFAT:
 			b.WriteString("vfat")
 			if s.Version != "" {
 				b.WriteString(" (" + s.Version + ")")
 			}
 		default:
-			b.WriteString(s.Type)
+			b.WriteString(string(s.Type))
 		}
 		if s.Label != "" {
 			fmt.Fprintf(&b, " %q", s.Label)
 		}
-		if s.Type == "crypto_LUKS" && s.UUID != "" {
+		if s.Type == SigLUKS && s.UUID != "" {
 			u := s.UUID
 			if len(u) > 8 {
 				u = u[:8] + "…"
@@ -186,7 +219,7 @@ func ProbeSectors(r io.ReaderAt, size int64, sectorSize int) (Signature, []Parti
 		sig.Table, sig.DiskGUID, parts = "dos", mbr.guid, mbr.parts
 	}
 	if sig.Table == "dos" || sig.Table == "PMBR" {
-		if sig.Type == "vfat" || sig.Type == "ntfs" {
+		if sig.Type == SigVFAT || sig.Type == SigNTFS {
 			// A valid table and a boot sector cannot both own sector 0; the
 			// table check already excluded FAT/NTFS boot sectors.
 			sig.Type, sig.Version, sig.Label, sig.UUID = "", "", "", ""
@@ -295,7 +328,7 @@ func (p *prober) luks() (Signature, bool) {
 			continue
 		}
 		ver := binary.BigEndian.Uint16(h[6:8])
-		s := Signature{Type: "crypto_LUKS", Version: fmt.Sprint(ver)}
+		s := Signature{Type: SigLUKS, Version: fmt.Sprint(ver)}
 		switch ver {
 		case 1:
 			if secondary {
@@ -339,7 +372,7 @@ func (p *prober) lvm() (Signature, bool) {
 		u := string(id)
 		// blkid prints the 32-character PV id as 6-4-4-4-4-4-6.
 		uuid := u[0:6] + "-" + u[6:10] + "-" + u[10:14] + "-" + u[14:18] + "-" + u[18:22] + "-" + u[22:26] + "-" + u[26:32]
-		return Signature{Type: "LVM2_member", Version: "LVM2 001", UUID: uuid}, true
+		return Signature{Type: SigLVM, Version: "LVM2 001", UUID: uuid}, true
 	}
 	return Signature{}, false
 }
@@ -353,7 +386,7 @@ func (p *prober) xfs() (Signature, bool) {
 	if bs < 512 || bs > 65536 || bs&(bs-1) != 0 {
 		return Signature{}, false
 	}
-	return Signature{Type: "xfs", Label: cstr(h[108:120]), UUID: uuidString(h[32:48])}, true
+	return Signature{Type: SigXFS, Label: cstr(h[108:120]), UUID: uuidString(h[32:48])}, true
 }
 
 func (p *prober) ext() (Signature, bool) {
@@ -365,16 +398,16 @@ func (p *prober) ext() (Signature, bool) {
 	incompat := binary.LittleEndian.Uint32(sb[96:100])
 	roCompat := binary.LittleEndian.Uint32(sb[100:104])
 	if incompat&0x8 != 0 { // JOURNAL_DEV: an external journal, not a filesystem
-		return Signature{Type: "jbd", UUID: uuidString(sb[104:120]), Label: cstr(sb[120:136])}, true
+		return Signature{Type: SigJBD, UUID: uuidString(sb[104:120]), Label: cstr(sb[120:136])}, true
 	}
-	typ := "ext2"
+	typ := SigExt2
 	const ext3Incompat = 0x2 | 0x4 | 0x10 // FILETYPE | RECOVER | META_BG
 	const ext3RoCompat = 0x1 | 0x2 | 0x4  // SPARSE_SUPER | LARGE_FILE | BTREE_DIR
 	switch {
 	case incompat&^ext3Incompat != 0 || roCompat&^ext3RoCompat != 0:
-		typ = "ext4"
+		typ = SigExt4
 	case compat&0x4 != 0: // HAS_JOURNAL
-		typ = "ext3"
+		typ = SigExt3
 	}
 	return Signature{Type: typ, Version: "1.0", UUID: uuidString(sb[104:120]), Label: cstr(sb[120:136])}, true
 }
@@ -384,7 +417,7 @@ func (p *prober) btrfs() (Signature, bool) {
 	if sb == nil || string(sb[64:72]) != "_BHRfS_M" {
 		return Signature{}, false
 	}
-	return Signature{Type: "btrfs", UUID: uuidString(sb[32:48]), Label: cstr(sb[299:555])}, true
+	return Signature{Type: SigBtrfs, UUID: uuidString(sb[32:48]), Label: cstr(sb[299:555])}, true
 }
 
 func (p *prober) ntfs() (Signature, bool) {
@@ -409,7 +442,7 @@ func (p *prober) ntfs() (Signature, bool) {
 	}
 	cluster := sectorSize * spc
 	serial := binary.LittleEndian.Uint64(bs[0x48:0x50])
-	s := Signature{Type: "ntfs", UUID: fmt.Sprintf("%016X", serial)}
+	s := Signature{Type: SigNTFS, UUID: fmt.Sprintf("%016X", serial)}
 
 	// Label: the $VOLUME_NAME attribute of MFT record 3 ($Volume).
 	mftLCN := int64(binary.LittleEndian.Uint64(bs[0x30:0x38]))
@@ -517,7 +550,7 @@ func (p *prober) vfat() (Signature, bool) {
 	if !ok {
 		return Signature{}, false
 	}
-	s := Signature{Type: "vfat", Version: ver}
+	s := Signature{Type: SigVFAT, Version: ver}
 	var serial, label []byte
 	if ver == "FAT32" {
 		serial, label = b[67:71], b[71:82]
@@ -543,15 +576,15 @@ func (p *prober) swap() (Signature, bool) {
 			if h == nil {
 				return Signature{}, false
 			}
-			s := Signature{Type: "swap", Version: fmt.Sprint(binary.LittleEndian.Uint32(h[0:4])), Label: cstr(h[28:44])}
+			s := Signature{Type: SigSwap, Version: fmt.Sprint(binary.LittleEndian.Uint32(h[0:4])), Label: cstr(h[28:44])}
 			if !allZero(h[12:28]) {
 				s.UUID = uuidString(h[12:28])
 			}
 			return s, true
 		case "SWAP-SPACE":
-			return Signature{Type: "swap", Version: "0"}, true
+			return Signature{Type: SigSwap, Version: "0"}, true
 		case "S1SUSPEND\x00", "S2SUSPEND\x00", "ULSUSPEND\x00", "LINHIB0001":
-			return Signature{Type: "swsuspend"}, true
+			return Signature{Type: SigSwsuspend}, true
 		}
 	}
 	return Signature{}, false
@@ -716,10 +749,10 @@ func (p *prober) mbr(content Signature) (mbrInfo, bool) {
 	if _, fat := fatBootSector(b); fat {
 		return mbrInfo{}, false
 	}
-	if content.Type != "" && content.Type != "vfat" && content.Type != "ntfs" {
+	if content.Type != "" && content.Type != SigVFAT && content.Type != SigNTFS {
 		// LUKS, LVM, ext, swap... directly on the disk: the 55AA at 510
 		// is not a table (blkid makes the same call for most of these).
-		if content.Type != "swap" {
+		if content.Type != SigSwap {
 			return mbrInfo{}, false
 		}
 	}

@@ -100,7 +100,7 @@ func sameAsBlkid(t *testing.T, what string, s Signature, b map[string]string) {
 			t.Errorf("%s: %s = %q, blkid -p says %q", what, field, got, want)
 		}
 	}
-	check("Type", s.Type, b["TYPE"])
+	check("Type", string(s.Type), b["TYPE"])
 	check("Label", s.Label, b["LABEL"])
 	check("UUID", s.UUID, b["UUID"])
 	check("Table", s.Table, b["PTTYPE"])

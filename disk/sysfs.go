@@ -250,6 +250,12 @@ func (s Sys) NameOf(devPath string) (string, error) {
 	return name, nil
 }
 
+// NameOfDevNum maps a device number (a stat's st_dev or st_rdev) to the
+// kernel name of its block device, "" if it is none (tmpfs, FUSE...).
+func (s Sys) NameOfDevNum(dev uint64) string {
+	return s.nameOfMajMin(fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev)))
+}
+
 // nameOfMajMin maps "8:128" to "sdi" through Root/sys/dev/block.
 func (s Sys) nameOfMajMin(mm string) string {
 	link, err := os.Readlink(s.p("sys", "dev", "block", mm))
@@ -525,6 +531,27 @@ func (s Sys) fillContent(d *Disk) {
 }
 
 // kernelPartitions reads the partition nodes below /sys/block/NAME.
+// Present reports whether the kernel knows block device name now.
+func (s Sys) Present(name string) bool {
+	_, err := os.Stat(s.p("sys", "class", "block", name))
+	return err == nil
+}
+
+// ReadOnlyNow reports whether block device name is read-only now
+// (write-protected, or switched read-only by the kernel).
+func (s Sys) ReadOnlyNow(name string) bool {
+	return parseSysfsBool(sysfsAttr(s.p("sys", "class", "block", name, "ro")))
+}
+
+// PartitionNames lists the kernel names of disk name's partitions.
+func (s Sys) PartitionNames(name string) []string {
+	var out []string
+	for _, p := range s.kernelPartitions(name) {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
 func (s Sys) kernelPartitions(name string) []Partition {
 	dir := s.p("sys", "block", name)
 	ents, err := os.ReadDir(dir)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // MountInfo is one line of /proc/self/mountinfo.
@@ -94,8 +96,7 @@ type usage struct {
 
 func (s Sys) loadUsage() *usage {
 	u := &usage{mounts: map[string][]string{}, swap: map[string]bool{}, loopsOn: map[string][]string{}}
-	mi, _ := os.ReadFile(s.p("proc", "self", "mountinfo"))
-	mounts := ParseMountInfo(string(mi))
+	mounts := s.MountInfo()
 	for _, m := range mounts {
 		name := s.nameOfMajMin(m.MajMin)
 		if name == "" && strings.HasPrefix(m.Source, "/dev/") {
@@ -120,21 +121,92 @@ func (s Sys) loadUsage() *usage {
 			u.mounts[name] = appendUnique(u.mounts[name], "swap file "+e.Filename)
 		}
 	}
-	// Loop devices whose backing file lives on a block device.
+	// Loop devices attached to a block device itself (losetup /dev/loop0
+	// /dev/sdi1, as for a VM disk), or to a file on one: users of that
+	// device, as a dm or md holder is (the kernel records no holder link
+	// for them).
 	ents, _ := os.ReadDir(s.p("sys", "block"))
 	for _, e := range ents {
 		if !strings.HasPrefix(e.Name(), "loop") {
 			continue
 		}
-		bf := sysfsAttr(s.p("sys", "block", e.Name(), "loop", "backing_file"))
-		if bf == "" {
-			continue
-		}
-		if name := s.nameOfMajMin(fileDevice(mounts, strings.TrimSuffix(bf, " (deleted)"))); name != "" {
-			u.loopsOn[name] = append(u.loopsOn[name], fmt.Sprintf("%s is backed by the file %s on it", e.Name(), bf))
+		dev, file := s.loopBacking(e.Name(), mounts)
+		switch {
+		case dev == "":
+		case file == "":
+			u.loopsOn[dev] = append(u.loopsOn[dev], fmt.Sprintf("%s is attached to %s itself (a loop device; detach it: losetup -d /dev/%s)", e.Name(), dev, e.Name()))
+		default:
+			u.loopsOn[dev] = append(u.loopsOn[dev], fmt.Sprintf("%s is backed by the file %s on it", e.Name(), file))
 		}
 	}
 	return u
+}
+
+// loopBacking says what loop device name is attached to: dev is the kernel
+// name of the block device it reads, either its backing device itself (file
+// "") or the device of the filesystem holding its backing file (file set);
+// both "" for an unbound loop device or a file on no block device.
+func (s Sys) loopBacking(name string, mounts []MountInfo) (dev, file string) {
+	bf := sysfsAttr(s.p("sys", "block", name, "loop", "backing_file"))
+	if bf == "" {
+		return "", ""
+	}
+	path := strings.TrimSuffix(bf, " (deleted)")
+	var st unix.Stat_t
+	err := unix.Stat(s.p(strings.TrimPrefix(path, "/")), &st)
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK:
+		return s.nameOfMajMin(fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))), ""
+	case err != nil && strings.HasPrefix(path, "/dev/"):
+		// a node that has gone, or a fixture tree: judge by the name
+		if n := s.nameOfDevPath(path); n != "" {
+			return n, ""
+		}
+	}
+	return s.nameOfMajMin(fileDevice(mounts, path)), bf
+}
+
+// Beneath lists the block devices that block device name is built on,
+// recursively: a partition's disk, a dm or md device's members (slaves), a
+// loop device's backing device or the device holding its backing file.
+// files are the loop backing files met on the way (as sysfs names them).
+func (s Sys) Beneath(name string) (devs, files []string) {
+	mounts := s.MountInfo()
+	seen := map[string]bool{}
+	var walk func(n string, depth int)
+	walk = func(n string, depth int) {
+		if n == "" || seen[n] || depth > 16 {
+			return
+		}
+		seen[n] = true
+		devs = append(devs, n)
+		cls := s.p("sys", "class", "block", n)
+		if _, err := os.Stat(filepath.Join(cls, "partition")); err == nil {
+			if t, err := filepath.EvalSymlinks(cls); err == nil {
+				walk(filepath.Base(filepath.Dir(t)), depth+1)
+			}
+		}
+		slaves, _ := os.ReadDir(filepath.Join(cls, "slaves"))
+		for _, e := range slaves {
+			walk(e.Name(), depth+1)
+		}
+		if strings.HasPrefix(n, "loop") {
+			dev, file := s.loopBacking(n, mounts)
+			if file != "" {
+				files = append(files, strings.TrimSuffix(file, " (deleted)"))
+			}
+			walk(dev, depth+1)
+		}
+	}
+	walk(name, 0)
+	return devs, files
+}
+
+// MountInfo reads Root/proc/self/mountinfo: luksdock's one reader of the
+// mount table.
+func (s Sys) MountInfo() []MountInfo {
+	mi, _ := os.ReadFile(s.p("proc", "self", "mountinfo"))
+	return ParseMountInfo(string(mi))
 }
 
 // fileDevice returns the major:minor of the mounted filesystem holding the

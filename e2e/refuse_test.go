@@ -14,7 +14,9 @@ import (
 // disk with an open dm-crypt mapping on its partition, are listed as
 // refused and `luksdock prepare` refuses them (exit 3); the disk image, hashed
 // on the host after the guest synced, is byte-identical before and after
-// each list+prepare attempt.
+// each list+prepare attempt. So is the disk with a loop device attached to
+// its partition itself (losetup /dev/loopN /dev/sdX1, issue 12), which
+// leaves no holder link in sysfs and takes no exclusive claim.
 func TestWrongDiskRefused(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
@@ -53,6 +55,13 @@ ls /sys/block/$n/$p/holders
 attempt holder
 dmsetup ls
 run cryptsetup close holder
+
+# Issue 12: a loop device attached to the partition itself (as for a VM
+# disk): no holder link, no O_EXCL claim, yet a user of the disk.
+l=$(/usr/sbin/losetup --find --show /dev/$p) || fail "losetup on /dev/$p"
+echo "$l is attached to /dev/$p"
+attempt loop
+run /usr/sbin/losetup --detach $l
 `})
 	cases := []struct {
 		name   string
@@ -60,6 +69,7 @@ run cryptsetup close holder
 	}{
 		{"mounted", []string{"mount"}},
 		{"holder", []string{"holder", "dm-", "crypt", "mapper"}},
+		{"loop", []string{"is attached to " + "sd"}},
 	}
 	for _, c := range cases {
 		// The guest has synced; nothing else writes to the disk.

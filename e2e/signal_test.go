@@ -25,9 +25,10 @@ type sigCase struct {
 	throttleAt string
 	rd, wr     int64
 	// What must follow: the failed event names failStep (the step that was
-	// not started, or the last one that finished) with a state starting
-	// with state; inside the LUKS volume blkid finds inner ("" or "ext4");
-	// luksdock verify exits verify.
+	// not started) with a state starting with state; failStep "" for a
+	// signal during the last step: the run finished, so it exits 0 with its
+	// result (state is then the result's). Inside the LUKS volume blkid
+	// finds inner ("" or "ext4"); luksdock verify exits verify.
 	failStep, state, inner, verify string
 }
 
@@ -50,9 +51,9 @@ var sigCases = []sigCase{
 	{"mkfs-int-group", "mkfs", "INT", "group", "[m]kfs.ext4 ", "mkfs.ext4", atOpen, 0, 2 << 20,
 		"close", "LUKS and filesystem made but NOT verified", "ext4", "0"},
 	{"verify-int", "verify", "INT", "pid", "[e]2fsck -fn", "e2fsck", atVerify, 256 << 10, 0,
-		"verify", "ready: verified backup disk", "ext4", "0"},
+		"", "ready: verified backup disk", "ext4", "0"},
 	{"verify-term-group", "verify", "TERM", "group", "[e]2fsck -fn", "e2fsck", atVerify, 256 << 10, 0,
-		"verify", "ready: verified backup disk", "ext4", "0"},
+		"", "ready: verified backup disk", "ext4", "0"},
 }
 
 // sigScript is the guest side of TestSIGINTSIGTERMKernelEngine: sigcase
@@ -136,7 +137,9 @@ sigcase() {
 // in the guest at the moment it is sent), and luksdock must let the step
 // finish (its tools run in their own process groups, so a group signal does
 // not reach them), close the mapping, release the disk and exit 130 with a
-// failed JSON event and a "disk state:" line on stderr. Then, with stock
+// failed JSON event and a "disk state:" line on stderr; a signal during
+// verify, the last step, stops nothing: exit 0 with the result (issue 12).
+// Then, with stock
 // tools: no mapping, no loop device, no holder, no open descriptor on the
 // disk, no tool left running, the disk and its partition open O_EXCL, and
 // the reported state is true (the LUKS header is there; the filesystem is
@@ -255,8 +258,9 @@ func checkSigCase(t *testing.T, vm *VM, id string, c sigCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc != "130" {
-		t.Errorf("%s: SIG%s (%s) in %s: exit %s, want 130\nstderr:\n%s", name, c.sig, c.how, c.step, rc, stderr)
+	finished := c.failStep == "" // the signal came during the last step
+	if want := map[bool]string{false: "130", true: "0"}[finished]; rc != want {
+		t.Errorf("%s: SIG%s (%s) in %s: exit %s, want %s\nstderr:\n%s", name, c.sig, c.how, c.step, rc, want, stderr)
 	}
 	evs := parseEvents(js)
 	doneAt := -1
@@ -264,7 +268,7 @@ func checkSigCase(t *testing.T, vm *VM, id string, c sigCase) {
 		if e.Kind == "done" && e.Step == c.step {
 			doneAt = i
 		}
-		if e.Kind == "result" {
+		if e.Kind == "result" && !finished {
 			t.Errorf("%s: an interrupted run printed a result event:\n%s", name, js)
 		}
 	}
@@ -273,7 +277,16 @@ func checkSigCase(t *testing.T, vm *VM, id string, c sigCase) {
 	case doneAt < 0:
 		t.Errorf("%s: the step %s never finished (no done event): it was cut short\n%s", name, c.step, js)
 	case doneAt+2 != len(evs):
-		t.Errorf("%s: after %s finished, want exactly one more event (failed); got:\n%s", name, c.step, js)
+		t.Errorf("%s: after %s finished, want exactly one more event (failed, or the result); got:\n%s", name, c.step, js)
+	case finished:
+		if f := evs[doneAt+1]; f.Kind != "result" {
+			t.Errorf("%s: last event %+v; want the result: every step finished", name, f)
+		}
+		state = c.state
+		if !strings.Contains(string(stderr), "all steps finished and the disk is verified") {
+			t.Errorf("%s: stderr does not say the run completed:\n%s", name, stderr)
+		}
+		t.Logf("%s: SIG%s to luksdock's %s during %s (%s running), the last step: exit %s with the result", name, c.sig, c.how, c.step, c.comm, rc)
 	default:
 		f := evs[doneAt+1]
 		state = f.State
@@ -285,7 +298,7 @@ func checkSigCase(t *testing.T, vm *VM, id string, c sigCase) {
 	if !strings.Contains(string(stderr), "stopping safely after the current step") {
 		t.Errorf("%s: stderr does not acknowledge the signal:\n%s", name, stderr)
 	}
-	if state != "" && !strings.Contains(string(stderr), "disk state: "+state) {
+	if state != "" && !finished && !strings.Contains(string(stderr), "disk state: "+state) {
 		t.Errorf("%s: stderr does not report the disk state %q:\n%s", name, state, stderr)
 	}
 	if dm := strings.Join(mustMark(t, vm, "dmsetup-"+name, 10*time.Second), " "); dm != "No devices found" {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
 )
 
 // Segment describes a LUKS data segment as the header gives it.
@@ -371,37 +373,18 @@ func (v *UserspaceVolume) Close() error {
 // directories in $TMPDIR that such a kill left empty (killed while closing),
 // once they are a minute old.
 func CleanupStaleUserspaceMounts() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var stale []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// mountinfo: id parent major:minor root mountpoint opts... - fstype source superopts
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 || fields[sep+1] != "fuse.luksdock" {
+	for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
+		if m.FSType != "fuse.luksdock" {
 			continue
 		}
-		mnt := unescapeMountinfo(fields[4])
 		// statfs always reaches the FUSE server (stat may be answered from
 		// the attribute cache); a dead server gives ENOTCONN.
 		var sfs unix.Statfs_t
-		if err := unix.Statfs(mnt, &sfs); !errors.Is(err, syscall.ENOTCONN) {
+		if err := unix.Statfs(m.MountPoint, &sfs); !errors.Is(err, syscall.ENOTCONN) {
 			continue
 		}
-		stale = append(stale, mnt)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+		stale = append(stale, m.MountPoint)
 	}
 	removeEmptyPrivateDirs(time.Minute)
 	var removed []string
@@ -443,20 +426,4 @@ func removeEmptyPrivateDirs(age time.Duration) {
 		}
 		os.Remove(d)
 	}
-}
-
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var n int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &n); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
 )
 
 // The volume server: the process that holds the volume key of a
@@ -340,19 +342,12 @@ func mountFuse(dir string, maxRead int) (int, error) {
 // device) of the mount at dir in /proc/self/mountinfo, without touching the
 // mount itself. 0 if not found.
 func fuseConnOf(dir string) uint32 {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != dir {
+	for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
+		if m.MountPoint != dir {
 			continue
 		}
 		var maj, minor uint32
-		if _, err := fmt.Sscanf(fields[2], "%d:%d", &maj, &minor); err == nil {
+		if _, err := fmt.Sscanf(m.MajMin, "%d:%d", &maj, &minor); err == nil {
 			return minor
 		}
 	}

@@ -5,20 +5,23 @@ import (
 	"fmt"
 )
 
-// Exit codes of luksdock, documented in --help and README.
+// Kind says what sort of failure an Error is. The CLI maps each kind to its
+// exit code (main.go); the wizard to its words. The zero Kind is KindStep.
+type Kind string
+
+// The kinds of failure.
 const (
-	ExitOK          = 0
-	ExitUsage       = 2   // bad flags or arguments
-	ExitRefused     = 3   // refused by safety: confirmation, policy, preflight
-	ExitStepFailed  = 4   // a step failed while running
-	ExitVerifyFail  = 5   // the disk was made but did not verify, or verify failed
-	ExitInterrupted = 130 // stopped by SIGINT/SIGTERM between steps
+	KindStep            Kind = "step-failed"      // a step failed while running
+	KindRefused         Kind = "refused"          // refused by safety before anything was written
+	KindNotVerified     Kind = "not-verified"     // the disk is not a verified backup disk
+	KindWrongPassphrase Kind = "wrong-passphrase" // verify: the passphrase opens no keyslot
+	KindInterrupted     Kind = "interrupted"      // stopped (context cancelled) at a step boundary
 )
 
-// Error is a pipeline failure: which step, what happened, the state the disk
-// is left in, and the exit code it maps to.
+// Error is a pipeline failure: its kind, which step, what happened and the
+// state the disk is left in.
 type Error struct {
-	Code  int
+	Kind  Kind
 	Step  StepID
 	State string
 	Err   error
@@ -33,20 +36,21 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ExitCode maps an error from this package to luksdock's exit code.
-func ExitCode(err error) int {
+// KindOf is the kind of err: an *Error's own, KindStep for any other error,
+// "" for nil.
+func KindOf(err error) Kind {
 	if err == nil {
-		return ExitOK
+		return ""
 	}
 	var pe *Error
-	if errors.As(err, &pe) {
-		return pe.Code
+	if errors.As(err, &pe) && pe.Kind != "" {
+		return pe.Kind
 	}
-	return ExitStepFailed
+	return KindStep
 }
 
 func refused(format string, a ...any) error {
-	return &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged, Err: fmt.Errorf(format, a...)}
+	return &Error{Kind: KindRefused, Step: StepPreflight, State: stateUnchanged, Err: fmt.Errorf(format, a...)}
 }
 
 // ErrConfirm is the refusal when --confirm does not name the target.

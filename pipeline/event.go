@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"luksdock/disk"
 	"luksdock/luks"
 )
 
@@ -28,6 +29,16 @@ const (
 	StepHeaderBackup StepID = "header-backup"
 )
 
+// Engine is how the LUKS volume is opened to make the filesystem.
+type Engine string
+
+// The engines. EngineAuto is a choice only: a plan resolves it.
+const (
+	EngineAuto      Engine = "auto"
+	EngineKernel    Engine = "kernel"    // cryptsetup open: dm-crypt
+	EngineUserspace Engine = "userspace" // AES-XTS in luksdock, served through FUSE
+)
+
 // Step is one entry of a plan: what it does and the shell command a person
 // would type to do the same by hand.
 type Step struct {
@@ -44,9 +55,9 @@ type EventKind string
 // The kinds of event, in the order a run emits them.
 const (
 	EventPlan    EventKind = "plan"    // Steps, Engine, Message (why this engine)
-	EventStart   EventKind = "start"   // Step began
+	EventStart   EventKind = "start"   // Step began; Command is the command it really runs
 	EventDone    EventKind = "done"    // Step finished (Message: what it did)
-	EventFailed  EventKind = "failed"  // Step failed (Message: the error; State: the disk's state)
+	EventFailed  EventKind = "failed"  // Step failed (Message: the error; State: the disk's state; Failure: its kind)
 	EventWarning EventKind = "warning" // Message
 	EventInfo    EventKind = "info"    // Message
 	EventResult  EventKind = "result"  // Result: the run passed verification
@@ -61,7 +72,8 @@ type Event struct {
 	Message string        `json:"message,omitempty"`
 	State   string        `json:"state,omitempty"`
 	Elapsed time.Duration `json:"-"`
-	Engine  string        `json:"engine,omitempty"`
+	Engine  Engine        `json:"engine,omitempty"`
+	Failure Kind          `json:"kind,omitempty"`
 	Steps   []Step        `json:"steps,omitempty"`
 	Result  *Result       `json:"result,omitempty"`
 	// Version is the luksdock that runs (internal/version.String()), on
@@ -80,16 +92,16 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // Result describes a verified backup disk.
 type Result struct {
-	Target       string    `json:"target"`
-	Partition    string    `json:"partition"`
-	Table        string    `json:"table,omitempty"`
-	Engine       string    `json:"engine"`
-	Size         int64     `json:"size"`
-	LUKS         luks.Info `json:"luks"`
-	FSLabel      string    `json:"fs_label"`
-	FsckClean    bool      `json:"fsck_clean"`
-	Fsck         []string  `json:"fsck,omitempty"`
-	HeaderBackup string    `json:"header_backup,omitempty"`
+	Target       string         `json:"target"`
+	Partition    string         `json:"partition"`
+	Table        disk.TableType `json:"table,omitempty"`
+	Engine       Engine         `json:"engine"`
+	Size         int64          `json:"size"`
+	LUKS         luks.Info      `json:"luks"`
+	FSLabel      string         `json:"fs_label"`
+	FsckClean    bool           `json:"fsck_clean"`
+	Fsck         []string       `json:"fsck,omitempty"`
+	HeaderBackup string         `json:"header_backup,omitempty"`
 	// Version is the luksdock that verified the disk
 	// (internal/version.String()), to quote in a bug report.
 	Version string `json:"version,omitempty"`

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"luksdock/disk"
@@ -14,20 +12,22 @@ import (
 // Options are the choices a run is made with.
 type Options struct {
 	Label         string
-	Table         string // "gpt" (default) or "mbr"
+	Table         disk.TableType // TableGPT (default) or TableMBR
 	LUKS1         bool
-	Engine        string // "auto" (default), "kernel" or "userspace"
+	Engine        Engine // EngineAuto (default), EngineKernel or EngineUserspace
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
-// writes nothing.
+// writes nothing, and running it changes nothing in it: what a run learns
+// (the partition node, the LUKS sector size and so the mkfs command) is
+// reported in its events.
 type Plan struct {
 	Target    *Target
 	Opts      Options
-	Engine    string // "kernel" or "userspace", resolved
+	Engine    Engine // EngineKernel or EngineUserspace, resolved
 	EngineWhy string
 	Layout    disk.Layout
 	Warnings  []string
@@ -43,33 +43,24 @@ var (
 // ValidateOptions checks the choices alone, before any target is involved.
 func ValidateOptions(o *Options) error {
 	if o.Table == "" {
-		o.Table = "gpt"
+		o.Table = disk.TableGPT
 	}
 	if o.Engine == "" {
-		o.Engine = "auto"
+		o.Engine = EngineAuto
 	}
 	if err := fsformat.ValidateLabel(o.Label); err != nil {
 		return refused("%v", err)
 	}
-	if o.Table != "gpt" && o.Table != "mbr" {
+	if o.Table != disk.TableGPT && o.Table != disk.TableMBR {
 		return refused("unknown partition table %q (want gpt or mbr)", o.Table)
 	}
 	switch o.Engine {
-	case "auto", "kernel", "userspace":
+	case EngineAuto, EngineKernel, EngineUserspace:
 	default:
 		return refused("unknown engine %q (want auto, kernel or userspace)", o.Engine)
 	}
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
-	}
-	if o.HeaderBackup != "" {
-		if _, err := os.Lstat(o.HeaderBackup); err == nil {
-			return refused("header backup %s already exists; refusing to overwrite it", o.HeaderBackup)
-		}
-		dir := filepath.Dir(o.HeaderBackup)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return refused("header backup directory %s does not exist", dir)
-		}
 	}
 	return nil
 }
@@ -93,12 +84,16 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		return nil, refused("%v", err)
 	}
 	p := &Plan{Target: t, Opts: o}
-	if !t.Image {
-		if len(t.Verdict.Refused) > 0 {
-			return nil, refused("%s is refused: %s", t.Path, strings.Join(t.Verdict.Refused, "; "))
+	if o.HeaderBackup != "" {
+		abs, err := CheckHeaderBackupPath(t.Path, o.HeaderBackup)
+		if err != nil {
+			return nil, refused("%v", err)
 		}
-		if t.Verdict.Internal && !o.AllowInternal {
-			return nil, refused("%s is not on USB (%s); backup disks come through the dock. Pass --allow-internal if you really mean it", t.Path, t.Disk.Transport)
+		p.Opts.HeaderBackup = abs
+	}
+	if !t.Image {
+		if err := t.Verdict.Check(t.Path, o.AllowInternal); err != nil {
+			return nil, refused("%v", err)
 		}
 		p.Warnings = append(p.Warnings, t.Verdict.Warnings...)
 	} else {
@@ -126,11 +121,11 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 
 func imageWarnings(t *Target) []string {
 	var w []string
-	if t.Content.Type == "crypto_LUKS" || t.Content.Label != "" {
+	if t.Content.Type == disk.SigLUKS || t.Content.Label != "" {
 		w = append(w, fmt.Sprintf("%s holds %s", t.Name, t.Content))
 	}
 	for _, p := range t.Parts {
-		if p.Content.Type == "crypto_LUKS" || p.Content.Label != "" {
+		if p.Content.Type == disk.SigLUKS || p.Content.Label != "" {
 			w = append(w, fmt.Sprintf("partition %d holds %s", p.Number, p.Content))
 		}
 	}
@@ -141,24 +136,24 @@ func (p *Plan) chooseEngine() error {
 	dm, dmWhy := deviceMapper()
 	fu, fuWhy := fuseOK()
 	switch p.Opts.Engine {
-	case "kernel":
+	case EngineKernel:
 		if !dm {
 			return refused("the kernel engine needs device-mapper: %s (try --engine userspace)", dmWhy)
 		}
-		p.Engine, p.EngineWhy = "kernel", "requested; "+dmWhy
-	case "userspace":
+		p.Engine, p.EngineWhy = EngineKernel, "requested; "+dmWhy
+	case EngineUserspace:
 		if !fu {
 			return refused("the userspace engine needs FUSE: %s", fuWhy)
 		}
-		p.Engine, p.EngineWhy = "userspace", "requested"
+		p.Engine, p.EngineWhy = EngineUserspace, "requested"
 	default:
 		switch {
 		case dm && !p.Target.Image:
-			p.Engine, p.EngineWhy = "kernel", "block device and "+dmWhy+" (dm-crypt, as cryptsetup open does)"
+			p.Engine, p.EngineWhy = EngineKernel, "block device and "+dmWhy+" (dm-crypt, as cryptsetup open does)"
 		case fu && p.Target.Image:
-			p.Engine, p.EngineWhy = "userspace", "image file: AES-XTS in luksdock, served to mkfs.ext4 through FUSE"
+			p.Engine, p.EngineWhy = EngineUserspace, "image file: AES-XTS in luksdock, served to mkfs.ext4 through FUSE"
 		case fu:
-			p.Engine, p.EngineWhy = "userspace", dmWhy+": AES-XTS in luksdock, served to mkfs.ext4 through FUSE"
+			p.Engine, p.EngineWhy = EngineUserspace, dmWhy+": AES-XTS in luksdock, served to mkfs.ext4 through FUSE"
 		default:
 			return refused("neither engine can run here: %s; %s", dmWhy, fuWhy)
 		}
@@ -169,84 +164,139 @@ func (p *Plan) chooseEngine() error {
 // mapperName is the device-mapper name the kernel engine uses.
 func (p *Plan) mapperName() string { return "luksdock-" + p.Opts.Label }
 
-// volumeDisplay is how the plan names the opened volume in commands.
-func (p *Plan) volumeDisplay() string { return "/dev/mapper/" + p.mapperName() }
+// cmdFacts are what a step's command depends on beyond the plan: the
+// partition and the opened volume as a shell command names them, and the
+// LUKS sector size once luksFormat has chosen it (0 before).
+type cmdFacts struct {
+	part, vol string
+	sector    int
+}
 
-// partDisplay is how the plan names the partition in commands.
-func (p *Plan) partDisplay() string {
-	if p.Target.Image {
-		return "$PART"
+// planFacts are the facts before the run: an image's partition is the
+// loop device the script attaches ("$PART"); a disk's is its first
+// partition node.
+func (p *Plan) planFacts() cmdFacts {
+	f := cmdFacts{part: `"$PART"`, vol: "/dev/mapper/" + p.mapperName()}
+	if !p.Target.Image {
+		f.part = "/dev/" + disk.PartitionName(p.Target.Name, 1)
 	}
-	return "/dev/" + disk.PartitionName(p.Target.Name, 1)
+	return f
+}
+
+// command is step id's shell command, the one a person would type to do the
+// same by hand on a kernel with device-mapper, given f. The plan's steps and
+// --dry-run's script use the plan's facts; a run reports it with what it
+// learnt in each start event.
+func (p *Plan) command(id StepID, f cmdFacts) string {
+	t, o := p.Target, p.Opts
+	img := shq(t.Path)
+	switch id {
+	case StepPreflight:
+		if t.Image {
+			if t.Create {
+				// luksdock creates the image (O_EXCL) in preflight.
+				return fmt.Sprintf("test ! -e %s && truncate -s %d %s", img, t.Size, img)
+			}
+			return fmt.Sprintf("test -f %s && test -z \"$(losetup --associated %s)\"", img, img)
+		}
+		return "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + img
+	case StepWipe:
+		wipe := "wipefs --all"
+		for _, pt := range t.Parts {
+			if pt.Path != "" {
+				wipe += " " + shq(pt.Path)
+			}
+		}
+		return wipe + " " + img
+	case StepPartition:
+		ss := int64(t.logicalSector())
+		// the partition as disk.WritePartitionTable writes it
+		part := "type=L, name=luksdock"
+		if o.Table == disk.TableMBR {
+			part = "type=83"
+		}
+		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, %s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, part, img)
+		if t.Image {
+			// The kernel makes the partition node of a loop device
+			// attached with --partscan.
+			return cmd + fmt.Sprintf(" && LOOP=$(losetup --find --show --partscan %s) && PART=${LOOP}p1 && test -b \"$PART\"", img)
+		}
+		return cmd + " && partx --update " + img
+	case StepFormat:
+		return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " ")
+	case StepOpen:
+		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
+	case StepMkfs:
+		return strings.Join(fsformat.MkfsArgs(f.vol, o.Label, f.sector), " ")
+	case StepClose:
+		return "cryptsetup close " + p.mapperName()
+	case StepVerify:
+		return fmt.Sprintf("cryptsetup open --readonly %s luksdock-verify && e2fsck -fn /dev/mapper/luksdock-verify && cryptsetup close luksdock-verify", f.part)
+	case StepHeaderBackup:
+		return fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", f.part, shq(o.HeaderBackup))
+	}
+	return ""
 }
 
 func (p *Plan) layoutSteps() []Step {
-	t, o, part := p.Target, p.Opts, p.partDisplay()
-	ss := int64(t.logicalSector())
-	sfType := "L"
-	if o.Table == "mbr" {
-		sfType = "83"
+	o, f := p.Opts, p.planFacts()
+	luksV := "2"
+	if o.LUKS1 {
+		luksV = "1"
 	}
-	label := o.Table
-	if label == "mbr" {
-		label = "dos"
-	}
-	partCmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, type=%s\\n' | sfdisk %s", label, p.Layout.Start/ss, p.Layout.Size/ss, sfType, shq(t.Path))
-	if t.Image {
-		partCmd += fmt.Sprintf(" && PART=$(losetup --find --show --offset %d --sizelimit %d %s)", p.Layout.Start, p.Layout.Size, shq(t.Path))
-	} else {
-		partCmd += " && partx --update " + t.Path
-	}
-	vol := p.volumeDisplay()
-	openCmd := fmt.Sprintf("cryptsetup open %s %s", part, p.mapperName())
-	closeCmd := "cryptsetup close " + p.mapperName()
-	if p.Engine == "userspace" {
-		openCmd = "# " + openCmd + "  (userspace engine: luksdock decrypts in-process and serves the volume through FUSE)"
-		closeCmd = "# " + closeCmd + "  (userspace engine: unmount the FUSE volume)"
-	}
-	wipe := "wipefs --all"
-	for _, pt := range t.Parts {
-		wipe += " " + pt.Path
-	}
-	wipe += " " + shq(t.Path)
 	steps := []Step{
-		{ID: StepPreflight, Title: "Check the target", Command: "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + shq(t.Path)},
-		{ID: StepWipe, Title: "Wipe old signatures", Command: wipe},
-		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(o.Table)), Command: partCmd},
-		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " "),
+		{ID: StepPreflight, Title: "Check the target"},
+		{ID: StepWipe, Title: "Wipe old signatures"},
+		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(string(o.Table)))},
+		{ID: StepFormat, Title: "Format LUKS" + luksV,
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
-		{ID: StepOpen, Title: "Open the encrypted volume", Command: openCmd},
-		{ID: StepMkfs, Title: "Make the ext4 filesystem", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label, 0), " "),
+		{ID: StepOpen, Title: "Open the encrypted volume"},
+		{ID: StepMkfs, Title: "Make the ext4 filesystem",
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
-		{ID: StepClose, Title: "Close the volume", Command: closeCmd},
-		{ID: StepVerify, Title: "Verify it unlocks and fscks clean", Command: fmt.Sprintf("cryptsetup open --readonly %s verify && e2fsck -fn /dev/mapper/verify && cryptsetup close verify", part),
+		{ID: StepClose, Title: "Close the volume"},
+		{ID: StepVerify, Title: "Verify it unlocks and fscks clean",
 			Slow: "unlocks the keyslot again with an independent implementation (luks.go), which runs the key derivation function"},
 	}
 	if o.HeaderBackup != "" {
-		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header", Command: fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", part, shq(o.HeaderBackup))})
+		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header"})
+	}
+	for i := range steps {
+		steps[i].Command = p.command(steps[i].ID, f)
 	}
 	return steps
 }
 
-// Script is the plan as the equivalent shell commands, for --dry-run.
+// Script is the plan as a shell script for --dry-run: run by hand (as root,
+// on a kernel with device-mapper) it does what luksdock does, asking for the
+// passphrase at cryptsetup's prompts. luksdock's own checks (identity,
+// exclusive open, verification with luks.go) are not in it.
 func (p *Plan) Script() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# luksdock plan for %s (%s), engine %s: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	b.WriteString("#!/bin/sh\n")
+	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	if p.Engine == EngineUserspace {
+		b.WriteString("# (the userspace engine decrypts in luksdock and serves the volume through FUSE;\n#  by hand, cryptsetup open does the same with dm-crypt, as below)\n")
+	}
 	for _, d := range p.Target.Destroys() {
 		fmt.Fprintf(&b, "# destroys %s\n", d)
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
-	if p.Target.Create {
-		fmt.Fprintf(&b, "truncate --size %d %s\n", p.Target.Size, shq(p.Target.Path))
-	}
+	b.WriteString("set -eu\n")
 	for _, s := range p.Steps {
-		fmt.Fprintf(&b, "# %s\n%s\n", s.Title, s.Command)
+		cmd := s.Command
+		if strings.Contains(cmd, "&&") {
+			// set -e does not stop at a failure inside an && list
+			cmd += " || exit 1"
+		}
+		fmt.Fprintf(&b, "\n# %s\n%s\n", s.Title, cmd)
+	}
+	if p.Target.Image {
+		b.WriteString("\n# Release the image\nlosetup --detach \"$LOOP\"\n")
 	}
 	return b.String()
 }
-
 func shq(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '+' || r == '=' ||

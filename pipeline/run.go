@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +34,7 @@ type runner struct {
 	lock     *os.File // holds flock(LOCK_EX) on the target for the whole run
 	excl     *os.File // the target opened O_EXCL (block devices) or read-write (images)
 	expected disk.Identity
+	fileID   fileID // images: the file confirmed, or the one preflight created
 
 	part   luks.Device
 	info   luks.Info
@@ -47,26 +46,25 @@ type runner struct {
 }
 
 // Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
-// is written otherwise. Each step is announced, timed and reported through
-// emit. On ctx cancellation the running step finishes (or is undone), the
-// volume is closed and the disk released; Run then returns an *Error with
-// ExitInterrupted and the disk's state. The caller owns passphrase and clears
-// it after Run returns.
+// is written otherwise. Each step is announced (its start event carries the
+// command it really runs), timed and reported through emit; the plan itself
+// is not changed. A cancelled ctx is a stop request: it takes effect at the
+// next step boundary — the running step finishes, no later step starts, the
+// volume is closed and the disk released, and Run returns an *Error of
+// KindInterrupted with the disk's state. A run whose steps all finished
+// returns its Result, even if the request came during the last one. The
+// caller owns passphrase and clears it after Run returns.
 func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit func(Event)) (*Result, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	r := &runner{p: p, ctx: ctx, work: context.WithoutCancel(ctx), emit: emit, pass: passphrase, start: time.Now()}
+	r := &runner{p: p, ctx: ctx, work: context.WithoutCancel(ctx), emit: emit, pass: passphrase, start: time.Now(), fileID: p.Target.fileID}
 	if confirm != p.Target.ConfirmWord() {
-		err := &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged,
-			Err: fmt.Errorf("%w: you typed %q, but the target is %q; nothing was written", ErrConfirm, confirm, p.Target.ConfirmWord())}
-		r.send(Event{Kind: EventFailed, Step: StepPreflight, Message: err.Err.Error(), State: err.State})
-		return nil, err
+		return nil, r.fail(&Error{Kind: KindRefused, Step: StepPreflight, State: stateUnchanged,
+			Err: fmt.Errorf("%w: you typed %q, but the target is %q; nothing was written", ErrConfirm, confirm, p.Target.ConfirmWord())})
 	}
 	if err := ValidatePassphrase(passphrase); err != nil {
-		e := &Error{Code: ExitRefused, Step: StepPreflight, State: stateUnchanged, Err: err}
-		r.send(Event{Kind: EventFailed, Step: StepPreflight, Message: err.Error(), State: e.State})
-		return nil, e
+		return nil, r.fail(&Error{Kind: KindRefused, Step: StepPreflight, State: stateUnchanged, Err: err})
 	}
 	r.send(Event{Kind: EventPlan, Steps: p.Steps, Engine: p.Engine, Message: p.EngineWhy, Version: version.String()})
 	for _, n := range p.Target.Notes {
@@ -75,7 +73,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}
-	if p.Engine == "userspace" {
+	if p.Engine == EngineUserspace {
 		r.removeStaleMounts()
 	}
 	defer r.cleanup()
@@ -101,13 +99,8 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 			return nil, err
 		}
 	}
-	if err := r.ctx.Err(); err != nil {
-		// Stopped during the last step, which finished: the disk is ready,
-		// but the run was interrupted and says so (exit 130, not "Done").
-		e := &Error{Code: ExitInterrupted, Step: r.done, State: stateReady, Err: errors.New("interrupted during the last step, which finished; the disk is verified")}
-		r.send(Event{Kind: EventFailed, Step: r.done, Message: e.Err.Error(), State: e.State})
-		return nil, e
-	}
+	// Every step finished: a stop request during the last one stopped
+	// nothing, and the disk is verified.
 	r.send(Event{Kind: EventResult, Result: r.result, Elapsed: time.Since(r.start), State: stateReady})
 	return r.result, nil
 }
@@ -115,6 +108,12 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 func (r *runner) send(e Event) {
 	e.Time = time.Now()
 	r.emit(e)
+}
+
+// fail reports e in a failed event and returns it.
+func (r *runner) fail(e *Error) error {
+	r.send(Event{Kind: EventFailed, Step: e.Step, Message: e.Err.Error(), State: e.State, Failure: e.Kind})
+	return e
 }
 
 func (r *runner) stepDef(id StepID) Step {
@@ -126,33 +125,69 @@ func (r *runner) stepDef(id StepID) Step {
 	return Step{ID: id}
 }
 
-func (r *runner) step(id StepID, fn func() (string, error)) error {
-	if err := r.ctx.Err(); err != nil {
-		r.release()
-		e := &Error{Code: ExitInterrupted, Step: id, State: StateAfter(r.done), Err: fmt.Errorf("interrupted before this step; the volume is closed and the disk released")}
-		r.send(Event{Kind: EventFailed, Step: id, Message: e.Err.Error(), State: e.State})
-		return e
+// facts are what the run knows now that the plan did not: the partition
+// node of a disk, the opened volume, the sector size luksFormat chose.
+func (r *runner) facts() cmdFacts {
+	f := r.p.planFacts()
+	if !r.p.Target.Image && r.part.Path != "" {
+		f.part = r.part.Path
 	}
-	def := r.stepDef(id)
-	r.send(Event{Kind: EventStart, Step: id, Command: def.Command, Message: def.Title})
+	if r.vol != "" {
+		f.vol = r.vol
+	}
+	f.sector = r.info.SectorSize
+	return f
+}
+
+// command is what step id really runs, for its start event: the plan's
+// command with the run's facts; none for the userspace engine's open and
+// close, which run no tool (luksdock serves the volume through FUSE).
+func (r *runner) command(id StepID) string {
+	if r.p.Engine == EngineUserspace && (id == StepOpen || id == StepClose) {
+		return ""
+	}
+	return r.p.command(id, r.facts())
+}
+
+// stopped is the step boundary's check for a stop request: the volume is
+// closed, the disk released, and the step that would have run next is
+// reported as not started.
+func (r *runner) stopped(id StepID) error {
+	if r.ctx.Err() == nil {
+		return nil
+	}
+	r.release()
+	return r.fail(&Error{Kind: KindInterrupted, Step: id, State: StateAfter(r.done), Err: errors.New("interrupted before this step; the volume is closed and the disk released")})
+}
+
+func (r *runner) step(id StepID, fn func() (string, error)) error {
+	if err := r.stopped(id); err != nil {
+		return err
+	}
+	r.send(Event{Kind: EventStart, Step: id, Command: r.command(id), Message: r.stepDef(id).Title})
+	// emit may have waited for a display that is slow under load: a stop
+	// requested meanwhile still comes before the step's work.
+	if err := r.stopped(id); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	msg, err := fn()
 	if err != nil {
 		r.release()
-		code, state := ExitStepFailed, StateFailedIn(id, r.done)
+		kind, state := KindStep, StateFailedIn(id, r.done)
 		if errors.Is(err, disk.ErrDiskChanged) {
 			// every step re-checks the identity before it writes
 			state = StateAfter(r.done)
 		}
 		var pe *Error
 		if errors.As(err, &pe) {
-			code = pe.Code
+			kind = KindOf(pe)
 			if pe.State != "" {
 				state = pe.State
 			}
 			err = pe.Err
 		} else if id == StepVerify {
-			code, state = ExitVerifyFail, stateVerifyFail
+			kind, state = KindNotVerified, stateVerifyFail
 		}
 		if id == StepHeaderBackup {
 			state = stateReady + " (but the header backup failed)"
@@ -165,8 +200,8 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 			// An undocked disk makes the tools fail with bare exit codes.
 			err = fmt.Errorf("%w (%s)", err, gone)
 		}
-		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0)})
-		return &Error{Code: code, Step: id, State: state, Err: err}
+		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0), Failure: kind})
+		return &Error{Kind: kind, Step: id, State: state, Err: err}
 	}
 	r.done = id
 	r.send(Event{Kind: EventDone, Step: id, Message: msg, Elapsed: time.Since(t0)})
@@ -183,7 +218,7 @@ func (r *runner) checkIdentity() error {
 			return fmt.Errorf("%w: %v", disk.ErrDiskChanged, err)
 		}
 		s := st.Sys().(*syscall.Stat_t)
-		if (fileID{uint64(s.Dev), s.Ino}) != t.fileID {
+		if (fileID{uint64(s.Dev), s.Ino}) != r.fileID {
 			return fmt.Errorf("%w: %s is now a different file", disk.ErrDiskChanged, t.Path)
 		}
 		if st.Size() != t.Size {
@@ -207,16 +242,13 @@ func (r *runner) preflight() (string, error) {
 	if err != nil {
 		return "", refused("%s: %v", t.Path, err)
 	}
-	v := disk.Assess(d)
-	if len(v.Refused) > 0 {
-		return "", refused("%s is refused now: %v", t.Path, v.Refused)
-	}
-	if v.Internal && !r.p.Opts.AllowInternal {
-		return "", refused("%s is not on USB; pass --allow-internal", t.Path)
+	// The disk as it is now, judged by the same check as the plan.
+	if err := disk.Assess(d).Check(t.Path, r.p.Opts.AllowInternal); err != nil {
+		return "", refused("%v", err)
 	}
 	r.expected = t.Identity
 	if err := r.checkIdentity(); err != nil {
-		return "", &Error{Code: ExitRefused, State: stateUnchanged, Err: err}
+		return "", &Error{Kind: KindRefused, State: stateUnchanged, Err: err}
 	}
 	lock, err := os.Open(t.Path)
 	if err != nil {
@@ -252,8 +284,7 @@ func (r *runner) preflightImage() (string, error) {
 		}
 		st, _ := f.Stat()
 		s := st.Sys().(*syscall.Stat_t)
-		t.fileID = fileID{uint64(s.Dev), s.Ino}
-		t.Create = false
+		r.fileID = fileID{uint64(s.Dev), s.Ino}
 	} else {
 		f, err = os.OpenFile(t.Path, os.O_RDWR, 0)
 		if err != nil {
@@ -269,9 +300,9 @@ func (r *runner) preflightImage() (string, error) {
 	}
 	r.lock, r.excl = f, f
 	if err := r.checkIdentity(); err != nil {
-		return "", &Error{Code: ExitRefused, State: stateUnchanged, Err: err}
+		return "", &Error{Kind: KindRefused, State: stateUnchanged, Err: err}
 	}
-	if l := loopUsing(t.fileID); l != "" {
+	if l := loopUsing(r.fileID); l != "" {
 		return "", refused("%s is in use by %s", t.Path, l)
 	}
 	return fmt.Sprintf("%s, %s; locked", t.Path, HumanSize(t.Size)), nil
@@ -283,11 +314,8 @@ func (r *runner) acquire() error {
 	if r.p.Target.Image || r.excl != nil {
 		return nil
 	}
-	f, err := os.OpenFile(r.p.Target.Path, os.O_RDWR|unix.O_EXCL, 0)
+	f, err := disk.OpenExclusive(r.p.Target.Path)
 	if err != nil {
-		if errors.Is(err, syscall.EBUSY) {
-			return fmt.Errorf("%s is in use (mounted, mapped, or held by another program)", r.p.Target.Path)
-		}
 		return err
 	}
 	var st unix.Stat_t
@@ -389,12 +417,8 @@ func (r *runner) format() (string, error) {
 		return "", fmt.Errorf("reading the new header: %w", err)
 	}
 	r.info = info
-	// Now that cryptsetup has chosen the sector size, the mkfs command is known exactly.
-	for i := range r.p.Steps {
-		if r.p.Steps[i].ID == StepMkfs {
-			r.p.Steps[i].Command = strings.Join(fsformat.MkfsArgs(r.p.volumeDisplay(), r.p.Opts.Label, info.SectorSize), " ")
-		}
-	}
+	// cryptsetup chose the sector size: the mkfs step's start event
+	// reports the block size it gives mkfs.ext4 (r.facts).
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
 }
 
@@ -402,7 +426,7 @@ func (r *runner) open() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
-	if r.p.Engine == "userspace" {
+	if r.p.Engine == EngineUserspace {
 		v, err := luks.MountUserspace(r.part.Path, r.part.Base, r.part.Size, r.info.Segment(), r.key)
 		if err != nil {
 			return "", err
@@ -574,7 +598,7 @@ func (r *runner) goneNow() string {
 	if t.Image || t.Name == "" {
 		return ""
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/block", t.Name)); err != nil {
+	if !t.sys.Present(t.Name) {
 		return fmt.Sprintf("%s is gone: the disk was undocked or lost its connection", t.Path)
 	}
 	if err := r.checkIdentity(); err != nil {
@@ -588,6 +612,5 @@ func (r *runner) readOnlyNow() bool {
 	if t.Image || t.Name == "" {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join("/sys/class/block", t.Name, "ro"))
-	return err == nil && strings.TrimSpace(string(b)) == "1"
+	return t.sys.ReadOnlyNow(t.Name)
 }

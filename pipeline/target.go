@@ -278,7 +278,7 @@ func tidyStale(path string, image bool) []string {
 	if err != nil {
 		return nil
 	}
-	return removeStaleMappings("/dev/"+name, partitionNames(sys, name))
+	return removeStaleMappings("/dev/"+name, sys.PartitionNames(name))
 }
 
 // removeStaleMappings closes the luksdock-* dm-crypt mappings a killed
@@ -309,18 +309,4 @@ func removeStaleMappings(lockPath string, devs []string) []string {
 		notes = append(notes, "a dm-crypt mapping a killed luksdock left could not be closed: "+err.Error())
 	}
 	return notes
-}
-
-// partitionNames lists the kernel names of disk name's partitions (sysfs).
-func partitionNames(sys disk.Sys, name string) []string {
-	root := sys.Root
-	if root == "" {
-		root = "/"
-	}
-	m, _ := filepath.Glob(filepath.Join(root, "sys", "block", name, name+"*", "partition"))
-	var out []string
-	for _, p := range m {
-		out = append(out, filepath.Base(filepath.Dir(p)))
-	}
-	return out
 }

@@ -19,7 +19,7 @@ import (
 // userspace engine: it recovers the volume key for the in-process data path);
 // e2fsck -fn is clean on the decrypted volume and its label is the expected
 // one (and the LUKS2 label's, when set).
-func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine, wantLabel string) (*Result, error) {
+func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine Engine, wantLabel string) (*Result, error) {
 	info, err := luks.Unseal(part, pass)
 	if err != nil {
 		if errors.Is(err, luks.ErrWrongPassphrase) {
@@ -32,7 +32,7 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	}
 	var vol string
 	var closeVol func() error
-	if engine == "kernel" {
+	if engine == EngineKernel {
 		dev := part.Path
 		var loop *disk.Loop
 		if part.Base != 0 {
@@ -93,31 +93,33 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 
 // Verify checks a prepared disk or image with passphrase, without writing:
 // partition 1 must hold LUKS with a keyslot the passphrase opens and a clean
-// ext4 filesystem. engine is "auto", "kernel" or "userspace". Events are
-// emitted as for a run (one verify step).
-func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit func(Event)) (*Result, error) {
+// ext4 filesystem. engine is EngineAuto, EngineKernel or EngineUserspace.
+// Events are emitted as for a run (one verify step). A passphrase that opens
+// no keyslot fails with KindWrongPassphrase, distinct from KindNotVerified (a
+// disk that is damaged or not a finished backup disk).
+func Verify(ctx context.Context, t *Target, pass []byte, engine Engine, emit func(Event)) (*Result, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	fail := func(code int, err error) (*Result, error) {
-		emit(Event{Time: time.Now(), Kind: EventFailed, Step: StepVerify, Message: err.Error()})
-		return nil, &Error{Code: code, Step: StepVerify, Err: err}
+	fail := func(kind Kind, err error) (*Result, error) {
+		emit(Event{Time: time.Now(), Kind: EventFailed, Step: StepVerify, Message: err.Error(), Failure: kind})
+		return nil, &Error{Kind: kind, Step: StepVerify, Err: err}
 	}
 	if t.Create {
-		return fail(ExitRefused, fmt.Errorf("%s does not exist", t.Path))
+		return fail(KindRefused, fmt.Errorf("%s does not exist", t.Path))
 	}
 	if err := ValidatePassphrase(pass); err != nil {
-		return fail(ExitRefused, err)
+		return fail(KindRefused, err)
 	}
 	if err := Tools(); err != nil {
-		return fail(ExitRefused, err)
+		return fail(KindRefused, err)
 	}
 	p := &Plan{Target: t, Opts: Options{Engine: engine}}
 	if engine == "" {
-		p.Opts.Engine = "auto"
+		p.Opts.Engine = EngineAuto
 	}
 	if err := p.chooseEngine(); err != nil {
-		return fail(ExitRefused, errors.Unwrap(err))
+		return fail(KindRefused, errors.Unwrap(err))
 	}
 	for _, n := range t.Notes {
 		emit(Event{Time: time.Now(), Kind: EventInfo, Message: n})
@@ -126,19 +128,19 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	t0 := time.Now()
 	f, err := os.Open(t.Path)
 	if err != nil {
-		return fail(ExitRefused, err)
+		return fail(KindRefused, err)
 	}
 	content, parts, _ := disk.ProbeSectors(f, t.Size, t.logicalSector())
 	f.Close()
-	if (content.Table != "gpt" && content.Table != "dos") || len(parts) == 0 {
+	if content.TableType() == "" || len(parts) == 0 {
 		// A protective MBR without a GPT (PMBR) lists at most the MBR
 		// partitions of a hybrid, which the kernel ignores: no table.
-		return fail(ExitVerifyFail, fmt.Errorf("%s has no partition table (%s)", t.Path, content))
+		return fail(KindNotVerified, fmt.Errorf("%s has no partition table (%s)", t.Path, content))
 	}
 	if content.KernelIgnoresTable {
 		// Readable from its backup, but Linux would create no partition
 		// node when the disk is docked: it would not unlock there.
-		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again", t.Path, content))
+		return fail(KindNotVerified, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again", t.Path, content))
 	}
 	p1 := parts[0]
 	part := luks.Device{Path: t.Path, Base: p1.Start, Size: p1.Size}
@@ -147,12 +149,12 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 		if _, err := os.Stat(node); err != nil {
 			f, err := os.Open(t.Path)
 			if err != nil {
-				return fail(ExitRefused, err)
+				return fail(KindRefused, err)
 			}
 			node, _, err = disk.SyncPartition(f, t.Name, disk.Layout{Start: p1.Start, Size: p1.Size}, PartitionTimeout)
 			f.Close()
 			if err != nil {
-				return fail(ExitVerifyFail, err)
+				return fail(KindNotVerified, err)
 			}
 		}
 		part = luks.Device{Path: node, Size: p1.Size}
@@ -162,10 +164,13 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 		name = fmt.Sprintf("%s partition 1 (offset %d)", t.Path, part.Base)
 	}
 	res, err := verifyDevice(ctx, part, name, pass, p.Engine, "")
-	if err != nil {
-		return fail(ExitVerifyFail, err)
+	if errors.Is(err, luks.ErrWrongPassphrase) {
+		return fail(KindWrongPassphrase, err)
 	}
-	res.Target, res.Table, res.Size = t.Path, content.Table, t.Size
+	if err != nil {
+		return fail(KindNotVerified, err)
+	}
+	res.Target, res.Table, res.Size = t.Path, content.TableType(), t.Size
 	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0), Message: fmt.Sprintf("clean; label %q", res.FSLabel)})
 	emit(Event{Time: time.Now(), Kind: EventResult, Result: res, State: stateReady})
 	return res, nil

@@ -156,7 +156,7 @@ func TestHostilePassphrases(t *testing.T) {
 		if r := luksdock(t, runOpts{}, prepareArgs(img, passFile(t, []byte(testPass+"\n")))...); r.code != 0 {
 			t.Fatalf("prepare: %v", r)
 		}
-		refusal{args: []string{"verify", "--image", img, "--passphrase-file", passFile(t, []byte(testPass+"x\n"))}, code: 5, want: "does not unlock", keep: []string{img}}.check(t)
+		refusal{args: []string{"verify", "--image", img, "--passphrase-file", passFile(t, []byte(testPass+"x\n"))}, code: 6, want: "does not unlock", keep: []string{img}}.check(t)
 	})
 }
 

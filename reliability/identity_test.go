@@ -33,8 +33,8 @@ func runSwapped(t *testing.T, target *pipeline.Target, confirm string, swap func
 	}
 	var events []pipeline.Event
 	_, err = p.Run(context.Background(), confirm, []byte(testPass), func(e pipeline.Event) { events = append(events, e) })
-	if code := pipeline.ExitCode(err); code != pipeline.ExitRefused || !errors.Is(err, disk.ErrDiskChanged) {
-		t.Errorf("run on a swapped target: exit %d, %v; want %d and %v", code, err, pipeline.ExitRefused, disk.ErrDiskChanged)
+	if kind := pipeline.KindOf(err); kind != pipeline.KindRefused || !errors.Is(err, disk.ErrDiskChanged) {
+		t.Errorf("run on a swapped target: %q, %v; want %q and %v", kind, err, pipeline.KindRefused, disk.ErrDiskChanged)
 	}
 	for _, e := range events {
 		if e.Kind == pipeline.EventDone && e.Step != pipeline.StepPreflight {

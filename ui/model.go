@@ -120,7 +120,7 @@ type Model struct {
 	// Options screen.
 	label       field
 	header      field
-	table       string // gpt or mbr
+	table       disk.TableType // gpt or mbr
 	luks1       bool
 	pbkdfChoice int
 	optFocus    int
@@ -230,7 +230,7 @@ func (m *Model) Close() {
 	if rs.finalErr != nil {
 		var pe *pipeline.Error
 		if !errors.As(rs.finalErr, &pe) {
-			pe = &pipeline.Error{Code: pipeline.ExitStepFailed, Err: rs.finalErr}
+			pe = &pipeline.Error{Kind: pipeline.KindStep, Err: rs.finalErr}
 		}
 		m.runErr = pe
 	} else if rs.finalRes != nil {
@@ -656,7 +656,7 @@ type runState struct {
 	wg        sync.WaitGroup
 	steps     []stepState
 	warnings  []string
-	engine    string
+	engine    pipeline.Engine
 	why       string
 	start     time.Time
 	asking    bool // "stop?" question shown

@@ -184,7 +184,7 @@ func (m *Model) options() pipeline.Options {
 		Label:         m.label.Value(),
 		Table:         m.table,
 		LUKS1:         m.luks1,
-		Engine:        m.cfg.Engine,
+		Engine:        pipeline.Engine(m.cfg.Engine),
 		PBKDF:         ch[m.pbkdfChoice].pbkdf,
 		HeaderBackup:  strings.TrimSpace(m.header.Value()),
 		AllowInternal: m.cfg.AllowInternal,

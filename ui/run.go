@@ -24,7 +24,7 @@ func (m *Model) planView() string {
 		}
 	}
 	fmt.Fprintf(&b, "Target: %s, %s\n", what, pipeline.HumanSize(t.Size))
-	fmt.Fprintf(&b, "Label %q, %s, LUKS%s; engine %s (%s)\n", p.Opts.Label, strings.ToUpper(p.Opts.Table), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "Label %q, %s, LUKS%s; engine %s (%s)\n", p.Opts.Label, strings.ToUpper(string(p.Opts.Table)), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy)
 	b.WriteString("\n" + stDanger.Render("This destroys everything on it:") + "\n")
 	for _, d := range t.Destroys() {
 		b.WriteString(stDanger.Render("  ✗ "+d) + "\n")
@@ -192,7 +192,7 @@ func (m *Model) onRunDone(d runDoneMsg) tea.Cmd {
 	} else {
 		var pe *pipeline.Error
 		if !errors.As(d.err, &pe) {
-			pe = &pipeline.Error{Code: pipeline.ExitStepFailed, Err: d.err}
+			pe = &pipeline.Error{Kind: pipeline.KindStep, Err: d.err}
 		}
 		m.runErr = pe
 		m.goTo(screenError)
@@ -245,7 +245,7 @@ func (m *Model) progressView() string {
 		return ""
 	}
 	if rs.engine != "" {
-		b.WriteString(stFaint.Render(truncate("engine: "+rs.engine+" — "+rs.why, m.width)) + "\n\n")
+		b.WriteString(stFaint.Render(truncate("engine: "+string(rs.engine)+" — "+rs.why, m.width)) + "\n\n")
 	}
 	for _, s := range rs.steps {
 		var mark, t string
@@ -401,10 +401,10 @@ func (m *Model) errorView() string {
 	}
 	kv("Target", m.targetName())
 	switch {
-	case e.Code == pipeline.ExitInterrupted && strings.HasPrefix(e.State, "ready"):
+	case e.Kind == pipeline.KindInterrupted && strings.HasPrefix(e.State, "ready"):
 		kv("Stopped after", title+", the last step")
 		cmd = ""
-	case e.Code == pipeline.ExitInterrupted:
+	case e.Kind == pipeline.KindInterrupted:
 		kv("Stopped before", title)
 		cmd = ""
 	default:
@@ -420,16 +420,16 @@ func (m *Model) errorView() string {
 		b.WriteString(m.kvLine("The step was", stCommand.Render("$ "+cmd)))
 	}
 	b.WriteString("\n" + stTitle.Render("What to do next") + "\n")
-	switch e.Code {
-	case pipeline.ExitRefused:
+	switch e.Kind {
+	case pipeline.KindRefused:
 		b.WriteString("Nothing was written. Fix the cause above and start again from the disk list.\n")
-	case pipeline.ExitInterrupted:
+	case pipeline.KindInterrupted:
 		if strings.HasPrefix(e.State, "ready") {
 			b.WriteString("You stopped the run as its last step finished: the disk was made and verified\nand is usable. Check it with luksdock verify if in doubt.\n")
 			break
 		}
 		b.WriteString("You stopped the run. The step in progress finished, the volume was closed and\nthe disk released. The disk is not a finished backup disk: prepare it again.\n")
-	case pipeline.ExitVerifyFail:
+	case pipeline.KindNotVerified:
 		b.WriteString("Do NOT use this disk. Prepare it again; if verification fails again, suspect\nthe disk or the dock (look at the kernel log: dmesg).\n")
 	default:
 		b.WriteString("Prepare it again. If the same step fails, the tool's message above says why;\nyou can run the step's command by hand to see more. Then check the disk with\nluksdock list.\n")

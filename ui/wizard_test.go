@@ -64,7 +64,7 @@ func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			screen: p.m.screen, view: ansi.Strip(p.m.View().Content), body: ansi.Strip(body), rows: append([]row(nil), p.m.rows...),
 			cursor: p.m.cursor, latest: p.m.latest, runErr: p.m.runErr, result: p.m.result,
 			label: p.m.label.Value(), passLen: [2]int{p.m.pass[0].Len(), p.m.pass[1].Len()}, passErr: p.m.passErr,
-			running: p.m.run != nil && !p.m.run.finished, openPath: p.openPath, table: p.m.table,
+			running: p.m.run != nil && !p.m.run.finished, openPath: p.openPath, table: string(p.m.table),
 		}
 		return p, nil
 	}
@@ -569,8 +569,8 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 		t.Fatalf("the run was not stopped: %s\n%s", s.screen, s.view)
 	}
 	e := s.runErr
-	if e.Code != pipeline.ExitInterrupted || e.Step != pipeline.StepMkfs {
-		t.Fatalf("stopped with code %d at %q (%v), want %d before mkfs", e.Code, e.Step, e.Err, pipeline.ExitInterrupted)
+	if e.Kind != pipeline.KindInterrupted || e.Step != pipeline.StepMkfs {
+		t.Fatalf("stopped as %q at %q (%v), want %q before mkfs", e.Kind, e.Step, e.Err, pipeline.KindInterrupted)
 	}
 	if s.openPath == "" {
 		t.Fatal("the open step did not report where it served the volume")

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"luksdock/pipeline"
+)
+
+// TestMain lets a test run this package's test binary as the luksdock CLI
+// (LUKSDOCK_TEST_AS_CLI=1), to send it real signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("LUKSDOCK_TEST_AS_CLI") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// busy keeps n goroutines spinning until stop is closed: CPU load beside
+// the run's own argon2.
+func busy(n int, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := 0
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					for i := range 100000 {
+						x += i
+					}
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// TestStopUnderLoad (issue 12 defect 7): a stop request takes effect at the
+// next step boundary, every time, while argon2 (cryptsetup luksFormat with
+// two threads, and luks.go in verify) and two spinning goroutines keep both
+// cores busy. SIGINT to luksdock, and to its whole process group (a
+// terminal's Ctrl-C), during luksFormat: luksFormat finishes, no later step
+// starts, exit 130 with one failed event at open (kind interrupted). SIGINT
+// during verify, the last step: the run did finish, so it exits 0 with its
+// result.
+func TestStopUnderLoad(t *testing.T) {
+	needRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdf := []string{"--pbkdf", "argon2id", "--pbkdf-memory", "65536", "--pbkdf-parallel", "2", "--iter-time", "1500"}
+	for _, c := range []struct {
+		name   string
+		at     pipeline.StepID
+		group  bool
+		code   int
+		failAt pipeline.StepID
+	}{
+		{"luks-format", pipeline.StepFormat, false, exitInterrupted, pipeline.StepOpen},
+		{"luks-format-group", pipeline.StepFormat, true, exitInterrupted, pipeline.StepOpen},
+		{"verify", pipeline.StepVerify, false, 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stop := make(chan struct{})
+			wg := busy(max(2, runtime.NumCPU()), stop)
+			defer func() { close(stop); wg.Wait() }()
+
+			img := filepath.Join(t.TempDir(), "stop.img")
+			args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "stop1", "--passphrase-file", "-",
+				"--confirm", "stop.img", "--json"}, kdf...)
+			cmd := exec.Command(self, args...)
+			cmd.Env = append(os.Environ(), "LUKSDOCK_TEST_AS_CLI=1")
+			cmd.Stdin = strings.NewReader(testPass + "\n")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			var stderr lockedBuffer
+			cmd.Stderr = &stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var events []pipeline.Event
+			var signalled atomic.Bool
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var e pipeline.Event
+				if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+					t.Fatalf("%v: %s", err, sc.Bytes())
+				}
+				events = append(events, e)
+				if e.Kind == pipeline.EventStart && e.Step == c.at && !signalled.Load() {
+					signalled.Store(true)
+					time.Sleep(300 * time.Millisecond) // inside the step's argon2
+					pid := cmd.Process.Pid
+					if c.group {
+						pid = -pid
+					}
+					if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			err = cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			var log strings.Builder
+			for _, e := range events {
+				log.WriteString(string(e.Kind) + " " + string(e.Step) + " " + e.Message + "\n")
+			}
+			if !signalled.Load() {
+				t.Fatalf("the run never started %s:\n%s%s", c.at, log.String(), stderr.String())
+			}
+			if code != c.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, c.code, log.String(), stderr.String())
+			}
+			// After the signalled step: its done event, then (when stopped)
+			// exactly one failed event at the next step, and no start.
+			after := false
+			var rest []pipeline.Event
+			for _, e := range events {
+				if after {
+					rest = append(rest, e)
+				}
+				if e.Kind == pipeline.EventStart && e.Step == c.at {
+					after = true
+				}
+			}
+			if c.failAt == "" {
+				last := events[len(events)-1]
+				if last.Kind != pipeline.EventResult {
+					t.Errorf("a run whose steps all finished ended with %s %s, want the result\n%s", last.Kind, last.Step, log.String())
+				}
+				return
+			}
+			if len(rest) != 2 || rest[0].Kind != pipeline.EventDone || rest[0].Step != c.at ||
+				rest[1].Kind != pipeline.EventFailed || rest[1].Step != c.failAt || rest[1].Failure != pipeline.KindInterrupted {
+				t.Errorf("after the signal in %s: want done %s, failed %s (interrupted), nothing else; got\n%s%s", c.at, c.at, c.failAt, log.String(), stderr.String())
+			}
+		})
+	}
+}

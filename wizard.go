@@ -27,6 +27,7 @@ type wizardFlags struct {
 	pbkdfParallel int
 	pbkdfIter     int
 	iterTime      int
+	json          bool
 }
 
 var wflags wizardFlags
@@ -43,6 +44,7 @@ func addWizardFlags(cmd *cobra.Command) {
 	f.IntVar(&wflags.pbkdfParallel, "pbkdf-parallel", 0, "PBKDF parallel threads (advanced)")
 	f.IntVar(&wflags.pbkdfIter, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark (advanced; tests)")
 	f.IntVar(&wflags.iterTime, "iter-time", 0, "PBKDF unlock time in milliseconds (advanced)")
+	f.BoolVar(&wflags.json, "json", false, "when the wizard ends, print each verified disk as one JSON line (the pipeline's result) instead of the summary")
 	for _, n := range []string{"engine", "pbkdf-parallel", "iter-time"} {
 		_ = f.MarkHidden(n)
 	}
@@ -52,7 +54,7 @@ func addWizardFlags(cmd *cobra.Command) {
 var errNoTerminal = errors.New("the wizard needs a terminal; for scripts and pipes use 'luksdock prepare' (see 'luksdock prepare --help')")
 
 // openTerminal opens the controlling terminal for the wizard's input and
-// drawing, so standard output stays free for the machine-readable summary.
+// drawing, so standard output stays free for the summary printed at the end.
 func openTerminal() (*os.File, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -66,8 +68,10 @@ func openTerminal() (*os.File, error) {
 }
 
 // runWizard starts the interactive wizard. It draws on the terminal
-// (/dev/tty) and, for every disk it prepared and verified, prints one JSON
-// line (the pipeline's Result) to standard output after it ends.
+// (/dev/tty) and, after it ends, prints to standard output a summary a
+// person can read of every disk it prepared and verified (and of a last run
+// that did not finish), or with --json one JSON line (the pipeline's
+// Result) per disk.
 func runWizard(cmd *cobra.Command) error {
 	wf := wflags
 	if wf.size != "" && wf.image == "" {
@@ -132,11 +136,15 @@ func runWizard(cmd *cobra.Command) error {
 	}
 	m.Close()
 	out := cmd.OutOrStdout()
-	for _, r := range m.Results() {
-		b, err := json.Marshal(r)
-		if err == nil {
-			fmt.Fprintf(out, "%s\n", b)
+	if wf.json {
+		for _, r := range m.Results() {
+			b, err := json.Marshal(r)
+			if err == nil {
+				fmt.Fprintf(out, "%s\n", b)
+			}
 		}
+	} else {
+		fmt.Fprint(out, ui.Summary(m.Results(), m.LastError()))
 	}
 	if err := m.LastError(); err != nil {
 		return err

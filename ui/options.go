@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -68,12 +69,19 @@ func (ch *choiceOption) title() string   { return ch.name }
 func (ch *choiceOption) heading() string { return ch.head }
 func (ch *choiceOption) value(c *shared, _ bool) string {
 	var parts []string
-	for i, o := range ch.choices(c) {
+	all := ch.choices(c)
+	plain := 0
+	for i, o := range all {
+		plain += len([]rune(o)) + 3
 		if i == ch.cur {
 			parts = append(parts, c.st.sel.Render("["+o+"]"))
 		} else {
 			parts = append(parts, " "+o+" ")
 		}
+	}
+	if plain > c.width-20 && len(all) > 0 {
+		// too narrow for every choice: the current one, and where it is
+		return fmt.Sprintf("‹ %s › %d/%d", c.st.sel.Render("["+all[ch.cur]+"]"), ch.cur+1, len(all))
 	}
 	return strings.Join(parts, " ")
 }

@@ -262,7 +262,7 @@ func (s *progressScreen) View() (string, int) {
 		case "not started":
 			mark = st.warn.Render("■")
 		}
-		title := fmt.Sprintf("%-40s %7s  %s", sv.step.Title, t, sv.state)
+		title := fmt.Sprintf("%-44s %7s  %s", sv.step.Title, t, sv.state)
 		b.WriteString(mark + " " + truncate(title, w-2) + "\n")
 		if sv.state == "running" {
 			b.WriteString(c.command("    ", sv.command))

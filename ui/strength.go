@@ -30,9 +30,13 @@ func (v verdict) rating() string {
 	return [...]string{"very weak", "weak", "weak", "good", "strong"}[v.score]
 }
 
-// summary is one line: "weak (zxcvbn 1/4): about 10^5 guesses".
+// summary is one line: "weak (zxcvbn score 1/4): about 10^5 guesses".
 func (v verdict) summary() string {
-	return fmt.Sprintf("%s (zxcvbn score %d/4): about 10^%.0f guesses", v.rating(), v.score, v.log10)
+	g := fmt.Sprintf("10^%.0f", v.log10)
+	if v.log10 < 4 {
+		g = fmt.Sprintf("%.0f", math.Pow(10, v.log10))
+	}
+	return fmt.Sprintf("%s (zxcvbn score %d/4): about %s guesses to find it", v.rating(), v.score, g)
 }
 
 // assess runs zxcvbn on p, with the label and the target's name as words an

@@ -91,15 +91,22 @@ func shellWords(cmd string) []string {
 // "prefix$ cmd", broken only between words, every line but the last ending
 // in " \" and continuation lines indented. A word longer than the line is
 // never broken; that line is longer than w.
+//
+// A comment ("# ...") does not continue with a backslash in a shell: its
+// continuation lines start with "# " instead.
 func shellLines(prefix, cmd string, w int) []string {
 	first := prefix + "$ "
 	cont := prefix + "    "
+	tail := " \\"
+	if strings.HasPrefix(cmd, "#") {
+		cont, tail = prefix+"  # ", ""
+	}
 	var out []string
 	line := first
 	empty := true
 	for _, word := range shellWords(cmd) {
 		if !empty && ansi.StringWidth(line)+1+ansi.StringWidth(word)+2 > w {
-			out = append(out, line+" \\")
+			out = append(out, line+tail)
 			line, empty = cont, true
 		}
 		if !empty {

@@ -719,7 +719,9 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	h.onScreen(scrOptions)
 	h.key(tea.KeyDown)  // to the partition table
 	h.key(tea.KeyRight) // MBR
-	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool { return s.screen == scrOptions && strings.Contains(s.field("Partition table"), "[MBR]") })
+	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool {
+		return s.screen == scrOptions && strings.Contains(s.field("Partition table"), "[MBR]")
+	})
 	s = h.optionsToPlan(testPass)
 	if !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan does not make an MBR table:\n%s", s.body)

@@ -167,6 +167,7 @@ type shared struct {
 	confirmed string // the name typed on Confirm, for the run
 	run       *runState
 	events    []pipeline.Event // of the last run, as the pipeline sent them
+	runSteps  []pipeline.Step  // the plan's steps when the run began (a copy)
 	runStart  time.Time
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result

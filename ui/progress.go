@@ -87,6 +87,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
 	c.runStart = time.Now()
 	plan, word := c.plan, c.confirmed
+	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
 	c.confirmed = ""
 	rs.wg.Add(1)
 	go func() {
@@ -97,7 +98,12 @@ func (s *progressScreen) Enter() tea.Cmd {
 			case <-rs.done:
 			}
 		}
-		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) { send(runEventMsg(e)) })
+		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) {
+			// The pipeline goes on changing its plan's steps (it learns
+			// mkfs's block size in luks-format): the UI keeps a copy.
+			e.Steps = append([]pipeline.Step(nil), e.Steps...)
+			send(runEventMsg(e))
+		})
 		clear(pass)
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err})
@@ -175,10 +181,8 @@ func (s *progressScreen) running() string {
 // steps are the run's steps as its events tell them.
 func (c *shared) steps() []stepView {
 	var out []stepView
-	if c.plan != nil {
-		for _, st := range c.plan.Steps {
-			out = append(out, stepView{step: st, state: "pending"})
-		}
+	for _, st := range c.runSteps {
+		out = append(out, stepView{step: st, state: "pending"})
 	}
 	idx := func(id pipeline.StepID) int {
 		for i := range out {
@@ -246,7 +250,25 @@ func (s *progressScreen) View() (string, int) {
 		}
 	}
 	stopping := s.stopAt != ""
+	switch {
+	case s.asking && s.quitAfter:
+		b.WriteString(para(st.warn, "Stop and quit? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
+	case s.asking:
+		b.WriteString(para(st.warn, "Stop? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
+	case stopping:
+		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released…", w, ""))
+		if late := s.lateStarts(); len(late) > 0 {
+			b.WriteString(para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  "))
+		}
+	}
+	if s.asking || stopping {
+		b.WriteString("\n")
+	}
+	focus := -1
 	for _, sv := range c.steps() {
+		if sv.state == "running" {
+			focus = strings.Count(b.String(), "\n")
+		}
 		var mark, t string
 		switch sv.state {
 		case "pending":
@@ -285,18 +307,7 @@ func (s *progressScreen) View() (string, int) {
 	if !c.runStart.IsZero() {
 		fmt.Fprintf(&b, "\nelapsed %s\n", fmtDur(time.Since(c.runStart)))
 	}
-	switch {
-	case s.asking && s.quitAfter:
-		b.WriteString(para(st.warn, "Stop and quit? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
-	case s.asking:
-		b.WriteString(para(st.warn, "Stop? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
-	case stopping:
-		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released…", w, ""))
-		if late := s.lateStarts(); len(late) > 0 {
-			b.WriteString(para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  "))
-		}
-	}
-	return b.String(), -1
+	return b.String(), focus
 }
 
 // lateStarts are the steps the pipeline started after the stop (it should

@@ -108,6 +108,13 @@ func shellLines(prefix, cmd string, w int) []string {
 		if !empty && ansi.StringWidth(line)+1+ansi.StringWidth(word)+2 > w {
 			out = append(out, line+tail)
 			line, empty = cont, true
+			if ansi.StringWidth(cont)+ansi.StringWidth(word)+2 > w {
+				// a long word (a path): less indentation, so it fits
+				line = prefix
+				if tail == "" {
+					line = prefix + "# "
+				}
+			}
 		}
 		if !empty {
 			line += " "

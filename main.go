@@ -88,9 +88,9 @@ your label inside, and proves the result unlocks and fscks clean.
 
 Run without a command on a terminal, it starts a wizard. The wizard draws on
 the terminal; when it ends it prints to standard output a summary of each
-disk it prepared and verified (with --json: one JSON line per disk, the
-result 'prepare --json' ends with). The same pipeline runs non-interactively
-as 'luksdock prepare'.
+disk it prepared and verified, and of a last run that did not finish (with
+--json: one JSON line per disk, the "result" object of 'prepare --json').
+The same pipeline runs non-interactively as 'luksdock prepare'.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,

@@ -132,6 +132,11 @@ type screen interface {
 // applies only to some disks or options).
 type skipper interface{ Skip() bool }
 
+// statusLiner is a screen with a status (what is wrong, or that it is
+// ready) that the frame pins above the footer, so it is on screen however
+// the body scrolls.
+type statusLiner interface{ Status() string }
+
 // spinning is a screen that shows a spinner now.
 type spinning interface{ Busy() bool }
 
@@ -477,6 +482,11 @@ func (m *Model) frame() string {
 	}
 	short, full := m.bindings()
 	foot := renderHelp(&c.st, short, full, m.showHelp, w)
+	if sl, ok := s.(statusLiner); ok {
+		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
+			foot = st + "\n" + foot
+		}
+	}
 	footLines := strings.Count(foot, "\n") + 1
 	head := c.st.title.Render(truncate("luksdock · "+m.title(), w))
 	avail := max(c.height-2-footLines, 3)

@@ -140,7 +140,7 @@ func newOptions(c *shared) screen {
 			return "ext4 and LUKS2 label, at most 16 bytes"
 		},
 		set: func(o *pipeline.Options, v string) { o.Label = v }}
-	header := &textOption{name: "Header backup", f: field{Placeholder: "none (recommended: a path on another disk)"},
+	header := &textOption{name: "Header backup", f: field{Placeholder: "none (better: a path on another disk)"},
 		help: func(*shared) string {
 			return "a file for cryptsetup luksHeaderBackup (mode 0600); keep it off this disk. Relative paths are from " + cwd()
 		},
@@ -395,14 +395,17 @@ func (s *optionsScreen) View() (string, int) {
 			b.WriteString(para(st.faint, "    "+strings.ReplaceAll(n, "\n", " "), c.width, "    "))
 		}
 	}
-	b.WriteString("\n")
+	return b.String(), focus
+}
+
+// Status is the check of the choices, pinned above the footer.
+func (s *optionsScreen) Status() string {
+	c := s.c
 	switch {
 	case s.checking:
-		b.WriteString(c.spin.View() + " Checking the options and making the plan…\n")
+		return c.spin.View() + " Checking the options and making the plan…"
 	case s.err != "":
-		b.WriteString(para(st.err, "✗ "+s.err, c.width, "  "))
-	default:
-		b.WriteString(st.ok.Render("✓ ready") + " — Enter continues to the passphrase\n")
+		return para(c.st.err, "✗ "+s.err, c.width, "  ")
 	}
-	return b.String(), focus
+	return c.st.ok.Render("✓ ready") + " — Enter continues to the passphrase"
 }

@@ -186,7 +186,7 @@ func (s *passphraseScreen) View() (string, int) {
 		}
 		b.WriteString(marker + st.label.Render(name) + dots + cursor + "\n")
 	}
-	p1, p2 := c.pass[0].Bytes(), c.pass[1].Bytes()
+	p1 := c.pass[0].Bytes()
 	v := c.strength
 	if v.weak() {
 		box := "[ ]"
@@ -200,15 +200,6 @@ func (s *passphraseScreen) View() (string, int) {
 		}
 		b.WriteString(marker + box + " use this weak passphrase anyway\n")
 	}
-	b.WriteString("\n")
-	switch {
-	case s.err != "":
-		b.WriteString(para(st.err, "✗ "+s.err, w, "  "))
-	case len(p2) > 0 && bytes.Equal(p1, p2):
-		b.WriteString(st.ok.Render("✓ the two entries match") + " — Enter shows the plan\n")
-	case len(p2) > 0:
-		b.WriteString(st.faint.Render("…keep typing") + "\n")
-	}
 	if v.set {
 		vs := st.ok
 		if v.weak() {
@@ -221,6 +212,21 @@ func (s *passphraseScreen) View() (string, int) {
 		b.WriteString(s.layoutWarning(p1))
 	}
 	return b.String(), focus
+}
+
+// Status says whether the entries match, pinned above the footer.
+func (s *passphraseScreen) Status() string {
+	c := s.c
+	p1, p2 := c.pass[0].Bytes(), c.pass[1].Bytes()
+	switch {
+	case s.err != "":
+		return para(c.st.err, "✗ "+s.err, c.width, "  ")
+	case len(p2) > 0 && bytes.Equal(p1, p2):
+		return c.st.ok.Render("✓ the two entries match") + " — Enter shows the plan"
+	case len(p2) > 0:
+		return c.st.faint.Render("…keep typing")
+	}
+	return ""
 }
 
 // layoutWarning names the characters of p that are typed differently at a

@@ -117,6 +117,9 @@ func (p *probe) view() string { return ansi.Strip(p.m.View().Content) }
 func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	if ch, ok := msg.(snapMsg); ok {
 		body, _ := p.m.screens[p.m.cur].View()
+		if sl, ok := p.m.screens[p.m.cur].(statusLiner); ok {
+			body += "\n" + sl.Status()
+		}
 		v := p.view()
 		ch <- snapshot{
 			screen: screenOf(v), view: v, body: ansi.Strip(body),

@@ -135,7 +135,7 @@ type failedScreen struct {
 
 func newFailed(c *shared) screen {
 	s := &failedScreen{c: c}
-	s.keys.back = key.NewBinding(key.WithKeys("esc", "n"), key.WithHelp("esc", "disk list"))
+	s.keys.back = key.NewBinding(key.WithKeys("esc", "n"), key.WithHelp("esc/n", "disk list"))
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -153,6 +154,7 @@ type shared struct {
 
 	// Facts read once, in a tea.Cmd at start.
 	memTotal int64    // bytes of RAM (0: unknown)
+	cwd      string   // where relative paths start
 	layouts  []string // configured keymaps ("de", "fr(bepo)"); nil: unknown
 
 	disc discovery // the disk list (owned by the disks screen)
@@ -307,12 +309,19 @@ func (m *Model) Close() {
 type factsMsg struct {
 	memTotal int64
 	layouts  []string
+	cwd      string
 }
 
 // Init starts discovery and reads the machine's facts, all in commands.
 func (m *Model) Init() tea.Cmd {
 	kb := m.c.cfg.Keyboard
-	facts := func() tea.Msg { return factsMsg{memTotal: memTotal(), layouts: kb()} }
+	facts := func() tea.Msg {
+		cwd, err := os.Getwd()
+		if err != nil {
+			cwd = "the current directory"
+		}
+		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd}
+	}
 	return tea.Batch(facts, m.screens[scrDisks].Enter())
 }
 
@@ -359,7 +368,7 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		c.width, c.height = msg.Width, msg.Height
 		return nil
 	case factsMsg:
-		c.memTotal, c.layouts = msg.memTotal, msg.layouts
+		c.memTotal, c.layouts, c.cwd = msg.memTotal, msg.layouts, msg.cwd
 		return nil
 	case spinner.TickMsg:
 		if !m.busy() {

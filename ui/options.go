@@ -2,7 +2,6 @@ package ui
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -141,8 +140,8 @@ func newOptions(c *shared) screen {
 		},
 		set: func(o *pipeline.Options, v string) { o.Label = v }}
 	header := &textOption{name: "Header backup", f: field{Placeholder: "none (better: a path on another disk)"},
-		help: func(*shared) string {
-			return "a file for cryptsetup luksHeaderBackup (mode 0600); keep it off this disk. Relative paths are from " + cwd()
+		help: func(c *shared) string {
+			return "a file for cryptsetup luksHeaderBackup (mode 0600); keep it off this disk. Relative paths are from " + c.cwd
 		},
 		set: func(o *pipeline.Options, v string) { o.HeaderBackup = strings.TrimSpace(v) }}
 	s.pbkdf = &choiceOption{name: "PBKDF", head: "Advanced: key derivation cost", c: c,
@@ -181,14 +180,6 @@ func newOptions(c *shared) screen {
 		s.pbkdf,
 	}
 	return s
-}
-
-func cwd() string {
-	d, err := filepath.Abs(".")
-	if err != nil {
-		return "the current directory"
-	}
-	return d
 }
 
 type pbkdfChoice struct {

@@ -54,7 +54,7 @@ func (s *passphraseScreen) FullHelp() [][]key.Binding {
 	if s.focus == 2 {
 		return [][]key.Binding{g, {s.keys.accept}}
 	}
-	return [][]key.Binding{g, {fieldKeys.Delete, fieldKeys.Clear}}
+	return [][]key.Binding{g, fieldKeys.list()}
 }
 
 func (s *passphraseScreen) Enter() tea.Cmd {
@@ -92,8 +92,11 @@ func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 		case key.Matches(msg, fieldKeys.Delete):
 			c.pass[s.focus].Backspace()
 			s.changed()
-		case key.Matches(msg, fieldKeys.Clear), key.Matches(msg, fieldKeys.Word):
+		case key.Matches(msg, fieldKeys.Clear):
 			c.pass[s.focus].Clear()
+			s.changed()
+		case key.Matches(msg, fieldKeys.Word):
+			c.pass[s.focus].BackspaceWord()
 			s.changed()
 		case printable(msg):
 			c.pass[s.focus].Insert(msg.Text)

@@ -38,6 +38,16 @@ func (s *secret) Backspace() {
 	s.b = s.b[:len(s.b)-n]
 }
 
+// BackspaceWord removes the last word and the spaces after it.
+func (s *secret) BackspaceWord() {
+	for len(s.b) > 0 && s.b[len(s.b)-1] == ' ' {
+		s.Backspace()
+	}
+	for len(s.b) > 0 && s.b[len(s.b)-1] != ' ' {
+		s.Backspace()
+	}
+}
+
 // Clear zeroes the buffer.
 func (s *secret) Clear() {
 	clear(s.b[:cap(s.b)])

@@ -344,7 +344,9 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 			s.c.back(scrOptions)
 			return nil
 		case key.Matches(msg, s.keys.enter):
-			if s.err != "" || s.checking {
+			// makePlan checks everything again: Enter does not depend on
+			// a check of an earlier value still on its way
+			if s.checking {
 				return nil
 			}
 			return s.makePlan()

@@ -209,8 +209,10 @@ func (s *passphraseScreen) View() (string, int) {
 			vs = st.err
 		}
 		b.WriteString("\n" + para(vs, "Strength: "+v.summary(), w, "  "))
-		for _, f := range v.feedback {
-			b.WriteString(para(st.faint, "  · "+f, w, "    "))
+		if v.weak() { // as zxcvbn does: advice only for a weak one
+			for _, f := range v.feedback {
+				b.WriteString(para(st.faint, "  · "+f, w, "    "))
+			}
 		}
 		b.WriteString(s.layoutWarning(p1))
 	}

@@ -251,12 +251,14 @@ func (s *progressScreen) View() (string, int) {
 	}
 	stopping := s.stopAt != ""
 	switch {
-	case s.asking && s.quitAfter:
-		b.WriteString(para(st.warn, "Stop and quit? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
 	case s.asking:
-		b.WriteString(para(st.warn, "Stop? "+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
+		q := "Stop? "
+		if s.quitAfter {
+			q = "Stop and quit? "
+		}
+		b.WriteString(para(st.warn, q+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
 	case stopping:
-		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released…", w, ""))
+		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released.", w, ""))
 		if late := s.lateStarts(); len(late) > 0 {
 			b.WriteString(para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  "))
 		}
@@ -284,8 +286,13 @@ func (s *progressScreen) View() (string, int) {
 		case "not started":
 			mark = st.warn.Render("■")
 		}
-		title := fmt.Sprintf("%-44s %7s  %s", sv.step.Title, t, sv.state)
-		b.WriteString(mark + " " + truncate(title, w-2) + "\n")
+		// title, time and state in columns where they fit, else one after
+		// the other, wrapped
+		line := fmt.Sprintf("%-*s %7s  %s", min(44, w-23), sv.step.Title, t, sv.state)
+		if len([]rune(line)) > w-2 {
+			line = strings.TrimSpace(sv.step.Title + "  " + t + "  " + sv.state)
+		}
+		b.WriteString(mark + " " + para(lipglossPlain, line, w-2, "  "))
 		if sv.state == "running" {
 			b.WriteString(c.command("    ", sv.command))
 			if sv.step.Slow != "" {

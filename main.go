@@ -122,8 +122,11 @@ offsite backup disk: it finds the disk you just docked, wipes it, makes one
 partition, formats it with LUKS2 (cryptsetup), makes an ext4 filesystem with
 your label inside, and proves the result unlocks and fscks clean.
 
-Run without a command on a terminal, it starts a wizard. The same pipeline
-runs non-interactively as 'luksdock prepare'.
+Run without a command on a terminal, it starts a wizard. The wizard draws on
+the terminal; when it ends it prints to standard output a summary of each
+disk it prepared and verified, and of a last run that did not finish (with
+--json: one JSON line per disk, the "result" object of 'prepare --json').
+The same pipeline runs non-interactively as 'luksdock prepare'.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,

@@ -23,6 +23,7 @@ import (
 type wizardFlags struct {
 	target targetFlags
 	opts   optionFlags
+	json   bool
 }
 
 var wflags wizardFlags
@@ -31,13 +32,14 @@ var wflags wizardFlags
 func addWizardFlags(cmd *cobra.Command) {
 	wflags.target.add(cmd, false, true)
 	wflags.opts.add(cmd, true)
+	cmd.Flags().BoolVar(&wflags.json, "json", false, "when the wizard ends, print each verified disk as one JSON line (the pipeline's result) instead of the summary")
 }
 
 // errNoTerminal is returned when the wizard is started without a terminal.
 var errNoTerminal = errors.New("the wizard needs a terminal; for scripts and pipes use 'luksdock prepare' (see 'luksdock prepare --help')")
 
 // openTerminal opens the controlling terminal for the wizard's input and
-// drawing, so standard output stays free for the machine-readable summary.
+// drawing, so standard output stays free for the summary printed at the end.
 func openTerminal() (*os.File, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -51,8 +53,10 @@ func openTerminal() (*os.File, error) {
 }
 
 // runWizard starts the interactive wizard. It draws on the terminal
-// (/dev/tty) and, for every disk it prepared and verified, prints one JSON
-// line (the pipeline's Result) to standard output after it ends.
+// (/dev/tty) and, after it ends, prints to standard output a summary a
+// person can read of every disk it prepared and verified (and of a last run
+// that did not finish), or with --json one JSON line (the pipeline's
+// Result) per disk.
 func runWizard(cmd *cobra.Command) error {
 	wf := wflags
 	if wf.target.size != "" && wf.target.image == "" {
@@ -112,11 +116,15 @@ func runWizard(cmd *cobra.Command) error {
 	}
 	m.Close()
 	out := cmd.OutOrStdout()
-	for _, r := range m.Results() {
-		b, err := json.Marshal(r)
-		if err == nil {
-			fmt.Fprintf(out, "%s\n", b)
+	if wf.json {
+		for _, r := range m.Results() {
+			b, err := json.Marshal(r)
+			if err == nil {
+				fmt.Fprintf(out, "%s\n", b)
+			}
 		}
+	} else {
+		fmt.Fprint(out, ui.Summary(m.Results(), m.LastError()))
 	}
 	if err := m.LastError(); err != nil {
 		return err

@@ -128,7 +128,7 @@ mark checked
 	w.mustScreen("the Confirm screen asking to type "+name, regexp.MustCompile(`(?s)6/8 Confirm.*\b`+name+`\b`), 10*time.Second)
 	w.send(name + "\r")
 	done := regexp.MustCompile(`8/8 Done`)
-	failed := regexp.MustCompile(`Stopped: the preparation did not finish`)
+	failed := regexp.MustCompile(`(Stopped|Failed): the preparation did not finish`)
 	start := time.Now()
 	if !w.waitScreen(regexp.MustCompile(done.String()+`|`+failed.String()), 5*time.Minute) {
 		t.Fatalf("wizard: no Done screen after 5 minutes; the screen shows:\n%s", w.screen.Text())

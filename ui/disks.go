@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -11,109 +12,331 @@ import (
 	"luksdock/pipeline"
 )
 
-// applyScan replaces the disk list with a fresh scan, keeping the selection
+// discovery is what the disk list knows: the last scan, the kernel log's
+// arrivals and the disks docked while the wizard runs. The disks screen
+// owns it; Details and Options read it.
+type discovery struct {
+	disks     []disk.Disk
+	scanErr   error
+	logErr    error
+	arrivals  []disk.Arrival
+	latest    string          // kernel name of the most recently docked disk
+	liveAdded map[string]bool // disks that arrived while the wizard ran
+	rows      []row
+	scanned   bool
+	scanning  bool
+	rescanDue bool // another scan is wanted once the running one ends
+}
+
+// row is one line of the disk list.
+type row struct {
+	key     string
+	image   bool
+	name    string // kernel name, or the image's file name
+	path    string // /dev/NAME or the image path
+	size    int64
+	create  bool // image to be created
+	disk    *disk.Disk
+	ok      bool
+	reasons []string
+	summary string
+	img     Image
+}
+
+// arrivalOf is the kernel log's latest account of a disk still attached.
+func (d *discovery) arrivalOf(name string) (disk.Arrival, bool) {
+	for i := len(d.arrivals) - 1; i >= 0; i-- {
+		if a := d.arrivals[i]; a.Disk == name && !a.Gone {
+			return a, true
+		}
+	}
+	return disk.Arrival{}, false
+}
+
+type (
+	scanMsg struct {
+		disks    []disk.Disk
+		err      error
+		lines    []disk.KernelLine
+		logErr   error
+		imageRow []row
+	}
+	hotplugMsg    disk.Hotplug
+	hotplugClosed struct{}
+	rescanTick    struct{}
+)
+
+// disksScreen is 1: the list of disks and images to choose from.
+type disksScreen struct {
+	c       *shared
+	cursor  int
+	selKey  string // key of the selected row, kept across rescans
+	wantSel string // a disk just docked, to select once it is listed and eligible
+	started bool
+	keys    struct{ up, down, enter key.Binding }
+}
+
+func newDisks(c *shared) screen {
+	s := &disksScreen{c: c, cursor: -1}
+	s.keys.up, s.keys.down = keyUp, keyDown
+	s.keys.enter = keyEnter("details")
+	return s
+}
+
+func (s *disksScreen) Title() string { return "Choose the disk to prepare" }
+func (s *disksScreen) Typing() bool  { return false }
+func (s *disksScreen) Busy() bool    { return !s.c.disc.scanned || s.eligible() == 0 }
+func (s *disksScreen) ShortHelp() []key.Binding {
+	return []key.Binding{s.keys.up, s.keys.down, s.keys.enter}
+}
+func (s *disksScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+
+// Enter starts discovery the first time, and rescans on every return.
+func (s *disksScreen) Enter() tea.Cmd {
+	if !s.started {
+		s.started = true
+		s.c.disc.scanning = true
+		return tea.Batch(s.scanCmd(), s.waitHotplug(), s.rescanCmd())
+	}
+	s.selKey = ""
+	if s.c.row.key != "" {
+		s.selKey = s.c.row.key
+	}
+	return s.rescan()
+}
+
+func (s *disksScreen) scanCmd() tea.Cmd {
+	cfg := s.c.cfg
+	return func() tea.Msg {
+		var m scanMsg
+		m.disks, m.err = cfg.Scan()
+		if cfg.KernelLog != nil {
+			m.lines, m.logErr = cfg.KernelLog()
+		}
+		for _, im := range cfg.Images {
+			m.imageRow = append(m.imageRow, imageRow(im))
+		}
+		return m
+	}
+}
+
+// rescan starts a scan, or when one is already running, makes sure another
+// follows it (the running one may have read sysfs before the change).
+func (s *disksScreen) rescan() tea.Cmd {
+	d := &s.c.disc
+	if d.scanning {
+		d.rescanDue = true
+		return nil
+	}
+	d.scanning, d.rescanDue = true, false
+	return s.scanCmd()
+}
+
+func (s *disksScreen) waitHotplug() tea.Cmd {
+	ch := s.c.cfg.Hotplug
+	if ch == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		h, ok := <-ch
+		if !ok {
+			return hotplugClosed{}
+		}
+		return hotplugMsg(h)
+	}
+}
+
+func (s *disksScreen) rescanCmd() tea.Cmd {
+	if s.c.cfg.Rescan <= 0 {
+		return nil
+	}
+	return tea.Tick(s.c.cfg.Rescan, func(time.Time) tea.Msg { return rescanTick{} })
+}
+
+func imageRow(im Image) row {
+	r := row{key: "image:" + im.Path, image: true, path: im.Path, img: im}
+	t, err := pipeline.ImageTarget(im.Path, im.Size)
+	if err != nil {
+		r.name = im.Path[strings.LastIndexByte(im.Path, '/')+1:]
+		r.reasons = []string{unwrapMsg(err)}
+		r.summary = "image file"
+		return r
+	}
+	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
+	switch {
+	case t.Create:
+		r.summary = "nothing yet: the image file is to be created (sparse)"
+	default:
+		r.summary = "image file: " + t.Content.String()
+		for _, p := range t.Parts {
+			r.summary += fmt.Sprintf("; %d: %s", p.Number, p.Content)
+		}
+	}
+	if t.Size < pipeline.MinSize {
+		r.ok = false
+		r.reasons = []string{fmt.Sprintf("smaller than %s", pipeline.HumanSize(pipeline.MinSize))}
+	}
+	return r
+}
+
+func (s *disksScreen) Update(msg tea.Msg) tea.Cmd {
+	d := &s.c.disc
+	switch msg := msg.(type) {
+	case scanMsg:
+		s.apply(msg)
+		if d.rescanDue {
+			return s.rescan()
+		}
+	case hotplugMsg:
+		if msg.Action == "add" && !msg.Partition {
+			d.liveAdded[msg.Name] = true
+			d.latest = msg.Name
+			s.wantSel = msg.Name // select the new disk once it is listed and eligible
+		}
+		return tea.Batch(s.waitHotplug(), s.rescan())
+	case rescanTick:
+		var cmd tea.Cmd
+		if s.c.run == nil || s.c.run.finished {
+			cmd = s.rescan()
+		}
+		return tea.Batch(cmd, s.rescanCmd())
+	case tea.KeyPressMsg:
+		return s.key(msg)
+	}
+	return nil
+}
+
+func (s *disksScreen) key(msg tea.KeyPressMsg) tea.Cmd {
+	rows := s.c.disc.rows
+	switch {
+	case key.Matches(msg, s.keys.up):
+		if s.cursor > 0 {
+			s.cursor--
+		}
+		s.wantSel = "" // the user chooses now
+	case key.Matches(msg, s.keys.down):
+		if s.cursor < len(rows)-1 {
+			s.cursor++
+		}
+		s.wantSel = ""
+	case key.Matches(msg, s.keys.enter):
+		if s.cursor < 0 || s.cursor >= len(rows) {
+			return nil
+		}
+		// Details shows an eligible row's target (read in a command) or a
+		// refused row's reasons and their fixes.
+		s.c.row = rows[s.cursor]
+		s.c.target, s.c.targetErr, s.c.targetGone = nil, nil, false
+		s.c.forward(scrDisks)
+	}
+	if s.cursor >= 0 && s.cursor < len(rows) {
+		s.selKey = rows[s.cursor].key
+	}
+	return nil
+}
+
+// apply replaces the disk list with a fresh scan, keeping the selection
 // where it can and pre-selecting the most recently docked disk otherwise.
-func (m *Model) applyScan(s scanMsg) {
-	m.scanning, m.scanned = false, true
-	m.disks, m.scanErr, m.logErr = s.disks, s.err, s.logErr
-	if s.lines != nil {
-		m.arrivals = disk.ParseKernelLog(s.lines)
+func (s *disksScreen) apply(m scanMsg) {
+	c := s.c
+	d := &c.disc
+	d.scanning, d.scanned = false, true
+	d.disks, d.scanErr, d.logErr = m.disks, m.err, m.logErr
+	if m.lines != nil {
+		d.arrivals = disk.ParseKernelLog(m.lines)
 	}
 	present := map[string]bool{}
-	for _, d := range s.disks {
-		present[d.Name] = true
+	for _, x := range m.disks {
+		present[x.Name] = true
 	}
-	if m.latest != "" && !m.liveAdded[m.latest] {
-		m.latest = ""
+	if d.latest != "" && (!d.liveAdded[d.latest] || !present[d.latest]) {
+		d.latest = ""
 	}
-	if m.latest != "" && !present[m.latest] {
-		m.latest = ""
-	}
-	if m.latest == "" {
-		if a, ok := disk.LatestArrival(m.arrivals); ok && present[a.Disk] {
-			m.latest = a.Disk
+	if d.latest == "" {
+		if a, ok := disk.LatestArrival(d.arrivals); ok && present[a.Disk] {
+			d.latest = a.Disk
 		}
 	}
-	var rows []row
-	rows = append(rows, s.imageRow...)
-	for i := range s.disks {
-		d := s.disks[i]
-		v := disk.Assess(d)
+	rows := append([]row(nil), m.imageRow...)
+	for i := range m.disks {
+		x := m.disks[i]
+		v := disk.Assess(x)
 		rows = append(rows, row{
-			key: "disk:" + d.Name + "|" + d.MajMin, name: d.Name, path: d.Path, size: d.Size,
-			disk: &d, verdict: v, ok: v.OK(m.cfg.AllowInternal), reasons: v.Reasons(m.cfg.AllowInternal), summary: d.Summary(),
+			key: "disk:" + x.Name + "|" + x.MajMin, name: x.Name, path: x.Path, size: x.Size,
+			disk: &x, ok: v.OK(c.cfg.AllowInternal), reasons: v.Reasons(c.cfg.AllowInternal), summary: x.Summary(),
 		})
 	}
-	m.rows = rows
-	if t := m.target; t != nil && !t.Image && m.screen < screenProgress {
-		m.targetGone = true
-		for _, d := range s.disks {
-			if d.Name == t.Name && t.Disk != nil && d.MajMin == t.Disk.MajMin && d.Size == t.Size {
-				m.targetGone = false
+	d.rows = rows
+	if t := c.target; t != nil && !t.Image && (c.run == nil || c.run.finished) {
+		c.targetGone = true
+		for _, x := range m.disks {
+			if x.Name == t.Name && t.Disk != nil && x.MajMin == t.Disk.MajMin && x.Size == t.Size {
+				c.targetGone = false
 			}
 		}
 	}
-	m.cursor = -1
-	if m.wantSel != "" {
+	s.cursor = -1
+	if s.wantSel != "" {
 		for i, r := range rows {
-			if !r.image && r.name == m.wantSel && r.ok {
-				m.selKey, m.wantSel = r.key, ""
-				m.cursor = i
+			if !r.image && r.name == s.wantSel && r.ok {
+				s.selKey, s.wantSel = r.key, ""
+				s.cursor = i
 			}
 		}
 	}
-	if m.cursor < 0 && m.selKey != "" {
+	if s.cursor < 0 && s.selKey != "" {
 		for i, r := range rows {
-			if r.key == m.selKey {
-				m.cursor = i
+			if r.key == s.selKey {
+				s.cursor = i
 			}
 		}
 	}
-	if m.cursor < 0 {
-		m.cursor = m.preselect()
+	if s.cursor < 0 {
+		s.cursor = s.preselect()
 	}
-	if m.cursor >= 0 && m.cursor < len(rows) {
-		m.selKey = rows[m.cursor].key
+	if s.cursor >= 0 && s.cursor < len(rows) {
+		s.selKey = rows[s.cursor].key
 	}
 }
 
 // preselect picks the row to start on: a disk docked while the wizard runs,
 // else the image given on the command line, else the most recently docked
 // disk in the kernel log, else the first eligible row.
-func (m *Model) preselect() int {
+func (s *disksScreen) preselect() int {
+	d := &s.c.disc
 	find := func(pred func(row) bool) int {
-		for i, r := range m.rows {
+		for i, r := range d.rows {
 			if r.ok && pred(r) {
 				return i
 			}
 		}
 		return -1
 	}
-	if m.latest != "" && m.liveAdded[m.latest] {
-		if i := find(func(r row) bool { return !r.image && r.name == m.latest }); i >= 0 {
+	if d.latest != "" && d.liveAdded[d.latest] {
+		if i := find(func(r row) bool { return !r.image && r.name == d.latest }); i >= 0 {
 			return i
 		}
 	}
 	if i := find(func(r row) bool { return r.image }); i >= 0 {
 		return i
 	}
-	if m.latest != "" {
-		if i := find(func(r row) bool { return !r.image && r.name == m.latest }); i >= 0 {
+	if d.latest != "" {
+		if i := find(func(r row) bool { return !r.image && r.name == d.latest }); i >= 0 {
 			return i
 		}
 	}
 	if i := find(func(row) bool { return true }); i >= 0 {
 		return i
 	}
-	if len(m.rows) > 0 {
+	if len(d.rows) > 0 {
 		return 0
 	}
 	return -1
 }
 
-func (m *Model) eligible() int {
+func (s *disksScreen) eligible() int {
 	n := 0
-	for _, r := range m.rows {
+	for _, r := range s.c.disc.rows {
 		if r.ok {
 			n++
 		}
@@ -121,26 +344,29 @@ func (m *Model) eligible() int {
 	return n
 }
 
-func (m *Model) disksView() string {
+func (s *disksScreen) View() (string, int) {
+	c, d := s.c, &s.c.disc
+	st := &c.st
 	var b strings.Builder
-	if !m.scanned {
-		return m.spin.View() + " Looking for disks…"
+	if !d.scanned {
+		return c.spin.View() + " Looking for disks…", -1
 	}
-	if m.scanErr != nil {
-		fmt.Fprintf(&b, "%s\n\n", stErr.Render("Discovery failed: "+m.scanErr.Error()))
+	if d.scanErr != nil {
+		b.WriteString(para(st.err, "Discovery failed: "+d.scanErr.Error(), c.width, "  ") + "\n")
 	}
-	for i, r := range m.rows {
-		sel := i == m.cursor
+	focus := -1
+	for i, r := range d.rows {
+		sel := i == s.cursor
 		marker := "  "
 		if sel {
 			marker = "› "
+			focus = strings.Count(b.String(), "\n")
 		}
 		size := pipeline.HumanSize(r.size)
 		if r.size == 0 && r.image {
 			size = "-"
 		}
-		kind := "image"
-		model := ""
+		kind, model := "image", ""
 		if r.disk != nil {
 			kind = r.disk.Transport
 			model = strings.TrimSpace(r.disk.Vendor + " " + r.disk.Model)
@@ -151,184 +377,40 @@ func (m *Model) disksView() string {
 		line := fmt.Sprintf("%s%-8s %10s  %-11s %s", marker, r.name, size, kind, model)
 		tag := ""
 		switch {
-		case !r.image && r.name == m.latest && m.liveAdded[r.name]:
+		case !r.image && r.name == d.latest && d.liveAdded[r.name]:
 			tag = "  ★ just docked"
-		case !r.image && r.name == m.latest:
+		case !r.image && r.name == d.latest:
 			tag = "  ★ last docked"
 		}
-		line = truncate(line, max(m.width-lenCells(tag), 20))
-		detail := "    holds: " + r.summary
-		if !r.ok {
-			detail = "    refused: " + strings.Join(r.reasons, "; ")
-		}
-		detail = truncate(detail, m.width)
+		line = truncate(line, max(c.width-len([]rune(tag)), 20))
 		switch {
 		case !r.ok:
-			b.WriteString(stGrey.Render(line+tag) + "\n" + stGrey.Render(detail) + "\n")
+			// the whole reason, wrapped: Enter shows it with the fix
+			b.WriteString(st.grey.Render(line+tag) + "\n")
+			b.WriteString(para(st.grey, "    refused: "+strings.Join(r.reasons, "; "), c.width, "      "))
 		case sel:
-			b.WriteString(stSel.Render(line) + stNew.Render(tag) + "\n" + detail + "\n")
+			b.WriteString(st.sel.Render(line) + st.new.Render(tag) + "\n")
+			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
 		default:
-			b.WriteString(line + stNew.Render(tag) + "\n" + stFaint.Render(detail) + "\n")
+			b.WriteString(line + st.new.Render(tag) + "\n")
+			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
 		}
 	}
-	if m.eligible() == 0 {
-		b.WriteString("\n" + stWarn.Render(m.spin.View()+" Dock a disk now… ") + "luksdock is waiting for the kernel to report it.\n")
-		b.WriteString(stFaint.Render("No disk here can be prepared. Disks that hold the running system or anything\nmounted are refused; disks not on USB need --allow-internal. For a demo, run\nluksdock --image demo.img --size 1G.") + "\n")
+	w := c.width
+	if s.eligible() == 0 {
+		b.WriteString("\n" + st.warn.Render(c.spin.View()+" Dock a disk now… ") + "luksdock is waiting for the kernel to report it.\n")
+		b.WriteString(para(st.faint, "No disk here can be prepared. Disks that hold the running system or anything mounted are refused; disks not on USB need --allow-internal. For a demo, run luksdock --image demo.img --size 1G.", w, ""))
 	} else {
-		b.WriteString("\n" + stFaint.Render("Docking another disk adds it here within a second.") + "\n")
+		b.WriteString("\n" + para(st.faint, "Docking another disk adds it here within a second.", w, ""))
 	}
-	if m.latest != "" && !m.liveAdded[m.latest] {
-		b.WriteString(stFaint.Render("★ last docked: the kernel log says "+m.latest+" arrived after every other disk listed.") + "\n")
+	if s.cursor >= 0 && s.cursor < len(d.rows) && !d.rows[s.cursor].ok {
+		b.WriteString(para(st.faint, "Enter shows why the selected disk is refused and how to fix it.", w, ""))
 	}
-	if m.logErr != nil {
-		b.WriteString(stFaint.Render("(kernel log not readable: "+m.logErr.Error()+")") + "\n")
+	if d.latest != "" && !d.liveAdded[d.latest] {
+		b.WriteString(para(st.faint, "★ last docked: the kernel log says "+d.latest+" arrived after every other disk listed.", w, ""))
 	}
-	return b.String()
-}
-
-func lenCells(s string) int { return len([]rune(s)) }
-
-func (m *Model) disksKey(msg tea.KeyPressMsg) tea.Cmd {
-	k := m.keys
-	switch {
-	case key.Matches(msg, k.Up):
-		if m.cursor > 0 {
-			m.cursor--
-		}
-		m.wantSel = "" // the user chooses now
-	case key.Matches(msg, k.Down):
-		if m.cursor < len(m.rows)-1 {
-			m.cursor++
-		}
-		m.wantSel = ""
-	case key.Matches(msg, k.Enter):
-		if m.cursor < 0 || m.cursor >= len(m.rows) {
-			return nil
-		}
-		r := m.rows[m.cursor]
-		if !r.ok {
-			return nil
-		}
-		m.sel = r
-		m.target, m.targetErr, m.targetGone = nil, nil, false
-		if r.image {
-			m.target, m.targetErr = pipeline.ImageTarget(r.img.Path, r.img.Size)
-		} else {
-			m.target, m.targetErr = m.cfg.DeviceTarget(r.name)
-		}
-		m.goTo(screenDetails)
-		return nil
+	if d.logErr != nil {
+		b.WriteString(para(st.faint, "(kernel log not readable: "+d.logErr.Error()+")", w, ""))
 	}
-	if m.cursor >= 0 && m.cursor < len(m.rows) {
-		m.selKey = m.rows[m.cursor].key
-	}
-	return nil
-}
-
-// arrivalOf is the kernel log's latest account of a disk still attached.
-func (m *Model) arrivalOf(name string) (disk.Arrival, bool) {
-	for i := len(m.arrivals) - 1; i >= 0; i-- {
-		if a := m.arrivals[i]; a.Disk == name && !a.Gone {
-			return a, true
-		}
-	}
-	return disk.Arrival{}, false
-}
-
-func (m *Model) detailsView() string {
-	var b strings.Builder
-	kv := func(k, v string) {
-		if v != "" {
-			b.WriteString(m.kvLine(k, v))
-		}
-	}
-	if m.targetErr != nil {
-		b.WriteString(stErr.Render("This target cannot be prepared:") + "\n" + unwrapMsg(m.targetErr) + "\n\nPress Esc to choose another.\n")
-		return b.String()
-	}
-	t := m.target
-	if t.Image {
-		kv("Image file", t.Path)
-		if t.Create {
-			kv("Size", pipeline.HumanSize(t.Size)+" (will be created as a sparse file)")
-		} else {
-			kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(t.Size), t.Size))
-		}
-		kv("Holds", t.Content.String())
-	} else if d := t.Disk; d != nil {
-		kv("Disk", d.Path+"  ("+d.MajMin+")")
-		kv("Model", strings.TrimSpace(d.Vendor+" "+d.Model+" "+d.Revision))
-		serial := d.Serial
-		if d.WWN != "" {
-			serial += "  WWN " + d.WWN
-		}
-		kv("Serial", serial)
-		kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(d.Size), d.Size))
-		tr := d.Transport
-		if d.USB != nil {
-			usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
-			tr += fmt.Sprintf(" — %s, port %s, %s Mbit/s", usb, d.USB.Port, d.USB.Speed)
-		}
-		kv("Transport", tr)
-		rot := "solid state"
-		if d.Rotational {
-			rot = "rotational"
-		}
-		kv("Sectors", fmt.Sprintf("%d-byte logical, %d-byte physical; %s", d.LogicalSector, d.PhysicalSector, rot))
-		kv("Holds", t.Content.String())
-	}
-	for _, p := range t.Parts {
-		name := p.Name
-		if name == "" { // an image file: no partition nodes
-			name = fmt.Sprintf("partition %d", p.Number)
-		}
-		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
-	}
-	for _, w := range t.Verdict.Warnings {
-		b.WriteString(stWarn.Render("⚠ "+w) + "\n")
-	}
-	if t.Verdict.Internal {
-		b.WriteString(stDanger.Render("⚠ This disk is NOT on USB ("+t.Verdict.InternalReason+"). Backup disks come through the dock.") + "\n")
-	}
-	if !t.Image {
-		b.WriteString("\n" + stTitle.Render("Kernel log of its arrival") + "\n")
-		if a, ok := m.arrivalOf(t.Name); ok {
-			for _, l := range a.Lines {
-				b.WriteString(stFaint.Render(l.String()) + "\n")
-			}
-			if m.liveAdded[t.Name] {
-				b.WriteString(stNew.Render("★ docked while luksdock was running") + "\n")
-			}
-		} else if m.liveAdded[t.Name] {
-			b.WriteString(stNew.Render("★ docked while luksdock was running") + " (no kernel-log lines for it)\n")
-		} else {
-			b.WriteString(stWarn.Render("No arrival in the kernel log for "+t.Name+": it may have been attached since boot. Make sure it is the disk you mean.") + "\n")
-		}
-	}
-	b.WriteString("\nEnter continues to the options; nothing is written until you type the name on the Confirm screen.\n")
-	return b.String()
-}
-
-func uuidSuffix(s disk.Signature) string {
-	if s.UUID != "" {
-		return ", UUID " + s.UUID
-	}
-	return ""
-}
-
-func (m *Model) detailsKey(msg tea.KeyPressMsg) tea.Cmd {
-	switch {
-	case key.Matches(msg, m.keys.Back):
-		m.goTo(screenDisks)
-		m.target = nil
-		return m.rescan()
-	case key.Matches(msg, m.keys.Enter):
-		if m.targetErr != nil || m.target == nil {
-			return nil
-		}
-		return m.enterOptions()
-	default:
-		m.scrollKey(msg)
-	}
-	return nil
+	return b.String(), focus
 }

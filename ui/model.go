@@ -1,22 +1,28 @@
-// Package ui is luksdock's wizard: a bubbletea state machine that walks from
-// "dock a disk" to a verified backup disk. It shows what discovery found and
-// what the pipeline does; it does no disk work of its own. Every write goes
-// through pipeline.Plan.Run, after the user has typed the target's name.
+// Package ui is luksdock's wizard: it walks from "dock a disk" to a verified
+// backup disk. It shows what discovery found and what the pipeline does; it
+// does no disk work of its own. Every write goes through pipeline.Plan.Run,
+// after the user has typed the target's name.
+//
+// Each screen is a component (the screen interface below) with its own
+// model, Update, View and keys, in its own file. The root Model routes
+// messages to them and holds only what they share (the shared context:
+// theme, size, discovery, the chosen target, the plan, the run). The order
+// of the screens is the flow table in this file; screen numbers are
+// computed from it.
 package ui
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/spinner"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/disk"
@@ -43,8 +49,15 @@ type Config struct {
 	// nil: no evidence shown.
 	KernelLog func() ([]disk.KernelLine, error)
 	// DeviceTarget turns a disk's kernel name into a pipeline target
-	// (pipeline.DeviceTarget(disk.Sys{Root:"/"}, "/dev/"+name)).
+	// (pipeline.DeviceTarget(disk.Sys{Root:"/"}, "/dev/"+name)). It runs in
+	// a tea.Cmd, never in Update.
 	DeviceTarget func(name string) (*pipeline.Target, error)
+	// CheckHeaderBackup checks the Options screen's header-backup path
+	// against the target and returns it absolute (nil: checkHeaderBackup).
+	CheckHeaderBackup func(target, backup string) (string, error)
+	// Keyboard reads this machine's configured keymaps (nil:
+	// ReadKeyboardLayouts). It runs in a tea.Cmd.
+	Keyboard func() []string
 	// Images are image files listed alongside the disks.
 	Images []Image
 	// AllowInternal offers disks not on USB (with the louder confirmation).
@@ -60,105 +73,171 @@ type Config struct {
 	Rescan time.Duration
 }
 
-type screen int
+// screenID names a screen.
+type screenID string
 
+// The screens.
 const (
-	screenDisks screen = iota
-	screenDetails
-	screenOptions
-	screenPassphrase
-	screenPlan
-	screenConfirm
-	screenProgress
-	screenDone
-	screenError
+	scrDisks      screenID = "disks"
+	scrDetails    screenID = "details"
+	scrOptions    screenID = "options"
+	scrPassphrase screenID = "passphrase"
+	scrPlan       screenID = "plan"
+	scrConfirm    screenID = "confirm"
+	scrProgress   screenID = "progress"
+	scrDone       screenID = "done"
+	scrFailed     screenID = "failed"
 )
 
-var screenNames = map[screen]string{
-	screenDisks: "disks", screenDetails: "details", screenOptions: "options", screenPassphrase: "passphrase",
-	screenPlan: "plan", screenConfirm: "confirm", screenProgress: "progress", screenDone: "done", screenError: "error",
+// flow is the routing table: the screens in the order the wizard walks
+// them, each with its constructor. Enter on a screen goes to the next one
+// in this table (skipping screens whose Skip says so), Esc to the previous
+// one. Screens numbered "i/N" are those with numbered set.
+var flow = []struct {
+	id       screenID
+	numbered bool
+	make     func(*shared) screen
+}{
+	{scrDisks, true, newDisks},
+	{scrDetails, true, newDetails},
+	{scrOptions, true, newOptions},
+	{scrPassphrase, true, newPassphrase},
+	{scrPlan, true, newPlanScreen},
+	{scrConfirm, true, newConfirm},
+	{scrProgress, true, newProgress},
+	{scrDone, true, newDone},
+	{scrFailed, false, newFailed},
 }
 
-// String names the screen (for tests and debugging).
-func (s screen) String() string { return screenNames[s] }
+// screen is one page of the wizard.
+type screen interface {
+	// Enter is called each time the screen becomes the current one.
+	Enter() tea.Cmd
+	// Update handles a message while the screen is current (and the
+	// messages it owns: see owner in Model.Update).
+	Update(msg tea.Msg) tea.Cmd
+	// Title is the screen's title, without its number.
+	Title() string
+	// View draws the body. focus is a body line to keep visible (-1: none).
+	View() (body string, focus int)
+	// ShortHelp and FullHelp are the screen's key bindings; the root adds
+	// the global ones.
+	ShortHelp() []key.Binding
+	FullHelp() [][]key.Binding
+	// Typing reports whether keys go to a text field now: then q and ? are
+	// text, not commands.
+	Typing() bool
+}
+
+// skipper is a screen that is not shown in some cases (a screen that
+// applies only to some disks or options).
+type skipper interface{ Skip() bool }
+
+// statusLiner is a screen with a status (what is wrong, or that it is
+// ready) that the frame pins above the footer, so it is on screen however
+// the body scrolls.
+type statusLiner interface{ Status() string }
+
+// spinning is a screen that shows a spinner now.
+type spinning interface{ Busy() bool }
+
+// shared is what the screens share (the program context): the theme and
+// size, what discovery found, the chosen target and options, the plan, the
+// passphrase, the run and its outcome.
+type shared struct {
+	cfg    Config
+	st     styles
+	keys   globalKeys
+	width  int
+	height int
+	spin   spinner.Model
+
+	// Facts read once, in a tea.Cmd at start.
+	memTotal int64    // bytes of RAM (0: unknown)
+	cwd      string   // where relative paths start
+	layouts  []string // configured keymaps ("de", "fr(bepo)"); nil: unknown
+
+	disc discovery // the disk list (owned by the disks screen)
+
+	// The choice, in the order the screens make it.
+	row        row
+	target     *pipeline.Target
+	targetErr  error
+	targetGone bool // the chosen disk left (or changed) after it was chosen
+	opts       pipeline.Options
+	plan       *pipeline.Plan
+	pass       [2]secret
+	strength   verdict // of pass[0], shown on Passphrase and Confirm
+
+	session int // counts restarts: screens set up afresh for a new choice
+
+	confirmed string // the name typed on Confirm, for the run
+	run       *runState
+	events    []pipeline.Event // of the last run, as the pipeline sent them
+	runSteps  []pipeline.Step  // the plan's steps when the run began (a copy)
+	runStart  time.Time
+	stopTime  time.Time // when a stop was asked for (zero: none)
+	result    *pipeline.Result
+	runErr    *pipeline.Error
+	results   []*pipeline.Result
+
+	next     screenID            // set by goTo, applied by the root after Update
+	skip     func(screenID) bool // the root's: whether a screen is skipped now
+	quitting bool
+}
+
+// goTo asks the root to show screen id once the current Update returns.
+func (c *shared) goTo(id screenID) { c.next = id }
+
+// forward goes to the screen after from in the flow, skipping screens
+// that say so; back goes to the one before.
+func (c *shared) forward(from screenID) { c.next = c.step(from, +1) }
+func (c *shared) back(from screenID)    { c.next = c.step(from, -1) }
+
+func (c *shared) step(from screenID, dir int) screenID {
+	i := flowIndex(from) + dir
+	for ; i >= 0 && i < len(flow); i += dir {
+		if !c.skipped(flow[i].id) {
+			return flow[i].id
+		}
+	}
+	return from
+}
+
+func (c *shared) skipped(id screenID) bool { return c.skip != nil && c.skip(id) }
+
+func flowIndex(id screenID) int {
+	for i, f := range flow {
+		if f.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *shared) clearSecrets() {
+	c.pass[0].Clear()
+	c.pass[1].Clear()
+}
+
+// restart forgets the choice and goes back to the disk list.
+func (c *shared) restart() {
+	c.row, c.target, c.targetErr, c.targetGone, c.plan = row{}, nil, nil, false, nil
+	c.opts = pipeline.Options{}
+	c.clearSecrets()
+	c.strength = verdict{}
+	c.session++
+	c.goTo(scrDisks)
+}
 
 // Model is the wizard. Use it as a *Model with tea.NewProgram; call Close
 // after the program has ended.
 type Model struct {
-	cfg      Config
-	keys     keyMap
-	help     help.Model
-	spin     spinner.Model
-	spinning bool // a spinner tick is scheduled
-	width    int
-	height   int
-	screen   screen
-	scroll   int // first body line shown on scrollable screens
+	c        *shared
+	screens  map[screenID]screen
+	cur      screenID
 	showHelp bool
-
-	// Disks screen.
-	disks     []disk.Disk
-	scanErr   error
-	logErr    error
-	arrivals  []disk.Arrival
-	latest    string          // kernel name of the most recently docked disk (kernel log / hotplug)
-	liveAdded map[string]bool // disks that arrived while the wizard ran
-	rows      []row
-	cursor    int
-	selKey    string // key of the selected row, kept across rescans
-	scanned   bool
-	scanning  bool
-	rescanDue bool   // another scan is wanted once the running one ends
-	wantSel   string // a disk just docked, to select once it is listed and eligible
-
-	// The chosen target.
-	sel        row
-	target     *pipeline.Target
-	targetErr  error
-	targetGone bool // the chosen disk left (or changed) after it was chosen
-
-	// Options screen.
-	label       field
-	header      field
-	table       disk.TableType // gpt or mbr
-	luks1       bool
-	pbkdfChoice int
-	optFocus    int
-	optErr      string
-	suggestion  string
-	plan        *pipeline.Plan
-
-	// Passphrase screen.
-	pass      [2]secret
-	passFocus int
-	passErr   string
-
-	// Confirm screen.
-	confirm field
-
-	// Progress, Done, Error.
-	run     *runState
-	result  *pipeline.Result
-	runErr  *pipeline.Error
-	results []*pipeline.Result
-
-	quitting bool
-}
-
-// row is one line of the disk list.
-type row struct {
-	key     string
-	image   bool
-	name    string // kernel name, or the image's file name
-	path    string // /dev/NAME or the image path
-	size    int64
-	create  bool // image to be created
-	disk    *disk.Disk
-	verdict disk.Verdict
-	ok      bool
-	reasons []string
-	summary string
-	img     Image
+	spinning bool // a spinner tick is scheduled
 }
 
 // New makes the wizard from cfg.
@@ -171,51 +250,47 @@ func New(cfg Config) *Model {
 			return pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
 		}
 	}
-	m := &Model{
-		cfg:       cfg,
-		keys:      newKeyMap(),
-		help:      help.New(),
-		spin:      spinner.New(spinner.WithSpinner(spinner.Line)),
-		width:     80,
-		height:    24,
-		table:     "gpt",
-		liveAdded: map[string]bool{},
+	if cfg.CheckHeaderBackup == nil {
+		cfg.CheckHeaderBackup = checkHeaderBackup
 	}
-	m.label = newField()
-	m.label.Prompt = ""
-	m.label.CharLimit = 64
-	m.header = newField()
-	m.header.Prompt = ""
-	m.header.Placeholder = "none (recommended: a path on another disk)"
-	m.confirm = newField()
-	m.confirm.Prompt = "> "
-	m.confirm.CharLimit = 128
-	if cfg.PBKDF != (luks.PBKDF{}) {
-		m.pbkdfChoice = pbkdfFromFlags
+	if cfg.Keyboard == nil {
+		cfg.Keyboard = ReadKeyboardLayouts
+	}
+	c := &shared{cfg: cfg, st: newStyles(), keys: newGlobalKeys(), width: 80, height: 24,
+		spin: spinner.New(spinner.WithSpinner(spinner.Line))}
+	c.disc.liveAdded = map[string]bool{}
+	c.session = 1
+	m := &Model{c: c, screens: map[screenID]screen{}, cur: scrDisks}
+	for _, f := range flow {
+		m.screens[f.id] = f.make(c)
+	}
+	c.skip = func(id screenID) bool {
+		sk, ok := m.screens[id].(skipper)
+		return ok && sk.Skip()
 	}
 	return m
 }
 
 // Results are the disks prepared and verified in this session.
-func (m *Model) Results() []*pipeline.Result { return m.results }
+func (m *Model) Results() []*pipeline.Result { return m.c.results }
 
 // LastError is the error of the last run when it did not succeed (and no
 // later run did), else nil.
 func (m *Model) LastError() error {
-	if m.runErr == nil {
+	if m.c.runErr == nil {
 		return nil
 	}
-	return m.runErr
+	return m.c.runErr
 }
 
 // Running reports whether a preparation is in progress.
-func (m *Model) Running() bool { return m.run != nil && !m.run.finished }
+func (m *Model) Running() bool { return m.c.run != nil && !m.c.run.finished }
 
-// Close stops a run still in progress (it finishes the current step, closes
-// the volume and releases the disk) and waits for it. Call it after the
-// program has ended.
+// Close stops a run still in progress (the pipeline finishes the current
+// step, closes the volume and releases the disk) and waits for it. Call it
+// after the program has ended.
 func (m *Model) Close() {
-	rs := m.run
+	rs := m.c.run
 	if rs == nil {
 		return
 	}
@@ -227,353 +302,228 @@ func (m *Model) Close() {
 	}
 	// The program ended before the run's last message was handled.
 	rs.finished = true
-	if rs.finalErr != nil {
-		var pe *pipeline.Error
-		if !errors.As(rs.finalErr, &pe) {
-			pe = &pipeline.Error{Kind: pipeline.KindStep, Err: rs.finalErr}
-		}
-		m.runErr = pe
-	} else if rs.finalRes != nil {
-		m.results = append(m.results, rs.finalRes)
-		m.runErr = nil
-	}
+	m.c.settle(rs.finalRes, rs.finalErr)
 }
 
-// messages
-type (
-	scanMsg struct {
-		disks    []disk.Disk
-		err      error
-		lines    []disk.KernelLine
-		logErr   error
-		imageRow []row
-	}
-	hotplugMsg    disk.Hotplug
-	hotplugClosed struct{}
-	rescanTick    struct{}
-)
+// factsMsg carries what is read once at start.
+type factsMsg struct {
+	memTotal int64
+	layouts  []string
+	cwd      string
+}
 
-// Init scans, starts listening for hotplug and the spinner.
+// Init starts discovery and reads the machine's facts, all in commands.
 func (m *Model) Init() tea.Cmd {
-	m.scanning = true
-	return tea.Batch(m.scanCmd(), m.waitHotplug(), m.rescanCmd())
-}
-
-func (m *Model) scanCmd() tea.Cmd {
-	cfg := m.cfg
-	return func() tea.Msg {
-		var s scanMsg
-		s.disks, s.err = cfg.Scan()
-		if cfg.KernelLog != nil {
-			s.lines, s.logErr = cfg.KernelLog()
+	kb := m.c.cfg.Keyboard
+	facts := func() tea.Msg {
+		cwd, err := os.Getwd()
+		if err != nil {
+			cwd = "the current directory"
 		}
-		for _, im := range cfg.Images {
-			s.imageRow = append(s.imageRow, imageRow(im))
-		}
-		return s
+		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd}
 	}
+	return tea.Batch(facts, m.screens[scrDisks].Enter())
 }
 
-// rescan starts a scan, or when one is already running, makes sure another
-// follows it (the running one may have read sysfs before the change).
-func (m *Model) rescan() tea.Cmd {
-	if m.scanning {
-		m.rescanDue = true
-		return nil
+// owner says which screen handles a message that is not for the current
+// screen only: discovery belongs to the disk list, run events to the
+// progress screen, whatever screen is shown.
+func owner(msg tea.Msg) (screenID, bool) {
+	switch msg.(type) {
+	case scanMsg, hotplugMsg, hotplugClosed, rescanTick:
+		return scrDisks, true
+	case runEventMsg, runDoneMsg:
+		return scrProgress, true
+	case targetMsg:
+		return scrDetails, true
 	}
-	m.scanning, m.rescanDue = true, false
-	return m.scanCmd()
+	return "", false
 }
 
-func (m *Model) waitHotplug() tea.Cmd {
-	ch := m.cfg.Hotplug
-	if ch == nil {
-		return nil
-	}
-	return func() tea.Msg {
-		h, ok := <-ch
-		if !ok {
-			return hotplugClosed{}
-		}
-		return hotplugMsg(h)
-	}
-}
-
-func (m *Model) rescanCmd() tea.Cmd {
-	if m.cfg.Rescan <= 0 {
-		return nil
-	}
-	return tea.Tick(m.cfg.Rescan, func(time.Time) tea.Msg { return rescanTick{} })
-}
-
-func imageRow(im Image) row {
-	r := row{key: "image:" + im.Path, image: true, path: im.Path, img: im}
-	t, err := pipeline.ImageTarget(im.Path, im.Size)
-	if err != nil {
-		r.name = im.Path[strings.LastIndexByte(im.Path, '/')+1:]
-		r.reasons = []string{unwrapMsg(err)}
-		r.summary = "image file"
-		return r
-	}
-	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
-	switch {
-	case t.Create:
-		r.summary = "image file, to be created (sparse)"
-	default:
-		r.summary = "image file: " + t.Content.String()
-		for _, p := range t.Parts {
-			r.summary += fmt.Sprintf("; %d: %s", p.Number, p.Content)
-		}
-	}
-	if t.Size < pipeline.MinSize {
-		r.ok = false
-		r.reasons = []string{fmt.Sprintf("smaller than %s", pipeline.HumanSize(pipeline.MinSize))}
-	}
-	return r
-}
-
-func unwrapMsg(err error) string {
-	if pe, ok := err.(*pipeline.Error); ok {
-		return pe.Err.Error()
-	}
-	return err.Error()
-}
-
-// Update handles a message.
+// Update routes a message.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	cmd := m.update(msg)
-	if m.needSpin() && !m.spinning {
+	for m.c.next != "" && !m.c.quitting {
+		to := m.c.next
+		m.c.next = ""
+		m.cur = to
+		cmd = tea.Batch(cmd, m.screens[to].Enter())
+	}
+	if m.busy() && !m.spinning {
 		m.spinning = true
-		cmd = tea.Batch(cmd, m.spin.Tick)
+		cmd = tea.Batch(cmd, m.c.spin.Tick)
 	}
 	return m, cmd
 }
 
-// needSpin reports whether something on screen is waiting: the first scan,
-// "Dock a disk now…", or a step in progress.
-func (m *Model) needSpin() bool {
-	if m.quitting {
-		return false
-	}
-	switch m.screen {
-	case screenDisks:
-		return !m.scanned || m.eligible() == 0
-	case screenProgress:
-		return m.run != nil && !m.run.finished
-	}
-	return false
+func (m *Model) busy() bool {
+	b, ok := m.screens[m.cur].(spinning)
+	return !m.c.quitting && ok && b.Busy()
 }
 
 func (m *Model) update(msg tea.Msg) tea.Cmd {
+	c := m.c
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.width, m.height = msg.Width, msg.Height
-		m.help.SetWidth(msg.Width)
+		c.width, c.height = msg.Width, msg.Height
 		return nil
-	case scanMsg:
-		m.applyScan(msg)
-		if m.rescanDue {
-			return m.rescan()
-		}
+	case factsMsg:
+		c.memTotal, c.layouts, c.cwd = msg.memTotal, msg.layouts, msg.cwd
 		return nil
-	case hotplugMsg:
-		if msg.Action == "add" && !msg.Partition {
-			m.liveAdded[msg.Name] = true
-			m.latest = msg.Name
-			m.wantSel = msg.Name // select the new disk once it is listed and eligible
-		}
-		return tea.Batch(m.waitHotplug(), m.rescan())
-	case hotplugClosed:
-		return nil
-	case rescanTick:
-		var cmd tea.Cmd
-		if m.screen == screenDisks {
-			cmd = m.rescan()
-		}
-		return tea.Batch(cmd, m.rescanCmd())
 	case spinner.TickMsg:
-		if !m.needSpin() {
+		if !m.busy() {
 			m.spinning = false
 			return nil
 		}
 		var cmd tea.Cmd
-		m.spin, cmd = m.spin.Update(msg)
+		c.spin, cmd = c.spin.Update(msg)
 		return cmd
-	case runEventMsg:
-		return m.onEvent(pipeline.Event(msg))
-	case runDoneMsg:
-		return m.onRunDone(msg)
-	case tea.PasteMsg:
-		return m.updateInput(msg)
 	case tea.KeyPressMsg:
-		return m.onKey(msg)
+		return m.key(msg)
 	}
-	// Cursor blinks and other messages for the focused input.
-	return m.updateInput(msg)
+	if id, ok := owner(msg); ok {
+		return m.screens[id].Update(msg)
+	}
+	return m.screens[m.cur].Update(msg)
 }
 
-func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
-	k := m.keys
-	if m.screen == screenProgress {
-		return m.progressKey(msg)
-	}
-	if key.Matches(msg, k.Interrupt) {
-		return m.quit()
-	}
-	typing := m.typing()
-	if key.Matches(msg, k.Help) && (!typing || msg.String() == "f1") {
+// key handles the global keys, then gives the key to the current screen.
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
+	c, s := m.c, m.screens[m.cur]
+	if m.cur != scrProgress {
+		switch {
+		case key.Matches(msg, c.keys.Interrupt):
+			return m.quit()
+		case key.Matches(msg, m.helpKey()):
+			m.showHelp = !m.showHelp
+			return nil
+		case !s.Typing() && key.Matches(msg, c.keys.Quit):
+			return m.quit()
+		}
+	} else if key.Matches(msg, m.helpKey()) {
 		m.showHelp = !m.showHelp
-		m.help.ShowAll = m.showHelp
 		return nil
 	}
-	if !typing && key.Matches(msg, k.Quit) {
-		return m.quit()
-	}
-	switch m.screen {
-	case screenDisks:
-		return m.disksKey(msg)
-	case screenDetails:
-		return m.detailsKey(msg)
-	case screenOptions:
-		return m.optionsKey(msg)
-	case screenPassphrase:
-		return m.passKey(msg)
-	case screenPlan:
-		return m.planKey(msg)
-	case screenConfirm:
-		return m.confirmKey(msg)
-	case screenDone:
-		return m.doneKey(msg)
-	case screenError:
-		return m.errorKey(msg)
-	}
-	return nil
+	return s.Update(msg)
 }
 
-// typing reports whether keys go to a text field on this screen.
-func (m *Model) typing() bool {
-	switch m.screen {
-	case screenOptions:
-		return m.optFocus == optLabel || m.optFocus == optHeader
-	case screenPassphrase, screenConfirm:
-		return true
+// helpKey is F1 while a text field has the focus, else ? and F1.
+func (m *Model) helpKey() key.Binding {
+	if m.screens[m.cur].Typing() {
+		return m.c.keys.HelpTyping
 	}
-	return false
+	return m.c.keys.Help
 }
 
 func (m *Model) quit() tea.Cmd {
-	m.quitting = true
-	m.clearSecrets()
+	m.c.quitting = true
+	m.c.clearSecrets()
 	return tea.Quit
 }
 
-func (m *Model) clearSecrets() {
-	m.pass[0].Clear()
-	m.pass[1].Clear()
+// bindings are the current screen's bindings plus the global ones: the
+// short help names one way to quit, the full help every key once.
+func (m *Model) bindings() ([]key.Binding, [][]key.Binding) {
+	s := m.screens[m.cur]
+	k := m.c.keys
+	short := append([]key.Binding(nil), s.ShortHelp()...)
+	full := append([][]key.Binding(nil), s.FullHelp()...)
+	switch {
+	case m.cur == scrProgress:
+		short = append(short, m.helpKey())
+		full = append(full, []key.Binding{m.helpKey()})
+	case s.Typing():
+		short = append(short, m.helpKey(), k.Interrupt)
+		full = append(full, []key.Binding{m.helpKey(), k.Interrupt})
+	default:
+		short = append(short, m.helpKey(), k.Quit)
+		full = append(full, []key.Binding{m.helpKey(), k.Quit, k.Interrupt})
+	}
+	return short, full
 }
 
-// go switches screens and resets per-screen scrolling.
-func (m *Model) goTo(s screen) {
-	m.screen = s
-	m.scroll = 0
-	m.label.Blur()
-	m.header.Blur()
-	m.confirm.Blur()
-}
-
-func (m *Model) updateInput(msg tea.Msg) tea.Cmd {
-	var cmd tea.Cmd
-	switch m.screen {
-	case screenOptions:
-		switch m.optFocus {
-		case optLabel:
-			m.label, cmd = m.label.Update(msg)
-			m.validateOptions()
-		case optHeader:
-			m.header, cmd = m.header.Update(msg)
-			m.validateOptions()
+// title numbers the screen from its place in the flow.
+func (m *Model) title() string {
+	t := m.screens[m.cur].Title()
+	n, i := 0, 0
+	for _, f := range flow {
+		if !f.numbered || m.c.skipped(f.id) {
+			continue
 		}
-	case screenConfirm:
-		m.confirm, cmd = m.confirm.Update(msg)
-	case screenPassphrase:
-		if p, ok := msg.(tea.PasteMsg); ok {
-			m.pass[m.passFocus].Insert(p.Content)
-			m.checkPass()
+		n++
+		if f.id == m.cur {
+			i = n
 		}
 	}
-	return cmd
+	if i == 0 {
+		return t
+	}
+	return fmt.Sprintf("%d/%d %s", i, n, t)
 }
 
-// View draws the current screen.
+// View draws the current screen in the frame. It only draws.
 func (m *Model) View() tea.View {
 	var v tea.View
 	v.AltScreen = true
 	v.WindowTitle = "luksdock"
-	if m.quitting {
+	if m.c.quitting {
 		v.SetContent("")
 		return v
 	}
-	title, body := m.render()
-	v.SetContent(m.frame(title, body))
+	v.SetContent(m.frame())
 	return v
 }
 
-// render returns the screen's title and body.
-func (m *Model) render() (string, string) {
-	switch m.screen {
-	case screenDisks:
-		return "1/8 Choose the disk to prepare", m.disksView()
-	case screenDetails:
-		return "2/8 Is this the disk you just docked?", m.detailsView()
-	case screenOptions:
-		return "3/8 Options", m.optionsView()
-	case screenPassphrase:
-		return "4/8 Passphrase", m.passView()
-	case screenPlan:
-		return "5/8 Plan: what will happen", m.planView()
-	case screenConfirm:
-		return "6/8 Confirm", m.confirmView()
-	case screenProgress:
-		return "7/8 Preparing " + m.targetName(), m.progressView()
-	case screenDone:
-		return "8/8 Done: a verified backup disk", m.doneView()
-	case screenError:
-		return "Stopped: the preparation did not finish", m.errorView()
+// frame lays out title, body and the help footer in the terminal's size.
+// A body taller than the space left scrolls: the screen's scroll offset, or
+// so that the focused line is visible.
+func (m *Model) frame() string {
+	c := m.c
+	w := max(c.width, 20)
+	s := m.screens[m.cur]
+	body, focus := s.View()
+	if c.targetGone && c.target != nil && flowIndex(m.cur) > flowIndex(scrDisks) && flowIndex(m.cur) < flowIndex(scrProgress) {
+		warn := para(c.st.err, fmt.Sprintf("⚠ %s is no longer attached as it was (undocked or replaced?). Going on would be refused; press Esc to choose again.", c.target.Path), w, "  ") + "\n"
+		body = warn + body
+		if focus >= 0 {
+			focus += strings.Count(warn, "\n")
+		}
 	}
-	return "", ""
-}
-
-func (m *Model) targetName() string {
-	if m.target != nil {
-		return m.target.Path
+	short, full := m.bindings()
+	foot := renderHelp(&c.st, short, full, m.showHelp, w)
+	if sl, ok := s.(statusLiner); ok {
+		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
+			foot = st + "\n" + foot
+		}
 	}
-	return m.sel.path
-}
-
-// frame lays out title, body (clipped and scrollable) and the help footer in
-// the terminal's size.
-func (m *Model) frame(title, body string) string {
-	w := max(m.width, 20)
-	head := stTitle.Render(truncate("luksdock · "+title, w))
-	foot := m.help.View(m.bindings())
-	if m.targetGone && m.screen >= screenDetails && m.screen <= screenConfirm {
-		body = stErr.Render(fmt.Sprintf("⚠ %s is no longer attached as it was (undocked or replaced?). Going on would be refused; press Esc to choose again.", m.target.Path)) + "\n\n" + body
-	}
-	footLines := strings.Split(foot, "\n")
-	avail := max(m.height-2-len(footLines), 3)
-	lines := wrapLines(body, w)
-	if m.scroll > len(lines)-avail {
-		m.scroll = max(len(lines)-avail, 0)
+	footLines := strings.Count(foot, "\n") + 1
+	head := c.st.title.Render(truncate("luksdock · "+m.title(), w))
+	avail := max(c.height-2-footLines, 3)
+	lines := strings.Split(strings.TrimRight(body, "\n"), "\n")
+	for i, l := range lines {
+		if ansi.StringWidth(l) > w {
+			lines[i] = ansi.Truncate(l, w, "…")
+		}
 	}
 	if len(lines) > avail {
-		start := m.scroll
+		start := 0
+		if p, ok := s.(scrollable); ok {
+			start = p.offset()
+		}
+		if focus >= 0 {
+			// keep the focused line, and the line after it (its note),
+			// visible, with a line of margin for the "more" markers
+			start = min(start, max(focus-1, 0))
+			start = max(start, focus+3-avail)
+		}
+		start = max(min(start, len(lines)-avail), 0)
 		end := min(start+avail, len(lines))
 		shown := append([]string(nil), lines[start:end]...)
 		if start > 0 {
-			shown[0] = stFaint.Render("  ↑ more above (↑/k)")
+			shown[0] = c.st.faint.Render("  ↑ more above")
 		}
 		if end < len(lines) {
-			shown[len(shown)-1] = stFaint.Render(fmt.Sprintf("  ↓ %d more lines (↓/j)", len(lines)-end+1))
+			shown[len(shown)-1] = c.st.faint.Render(fmt.Sprintf("  ↓ %d more lines", len(lines)-end+1))
 		}
 		lines = shown
 	}
@@ -583,69 +533,57 @@ func (m *Model) frame(title, body string) string {
 	return head + "\n" + strings.Join(lines, "\n") + "\n\n" + foot
 }
 
-// scrollKey scrolls a long body; it reports whether msg was a scroll key.
-func (m *Model) scrollKey(msg tea.KeyPressMsg) bool {
-	switch msg.String() {
-	case "up", "k":
-		if m.scroll > 0 {
-			m.scroll--
-		}
-	case "down", "j":
-		m.scroll++
-	case "pgup":
-		m.scroll = max(m.scroll-10, 0)
-	case "pgdown":
-		m.scroll += 10
-	default:
+// scrollable is a screen that scrolls its body with keys.
+type scrollable interface{ offset() int }
+
+// pager is the scroll state of a screen with a long body; embed it and
+// call scroll from Update.
+type pager struct{ top int }
+
+func (p *pager) offset() int { return p.top }
+
+// scroll moves the offset for a scroll key; it reports whether msg was
+// one. lines is the body's height (View's), so the offset stops at the end.
+func (p *pager) scroll(c *shared, msg tea.KeyPressMsg, lines int) bool {
+	if !key.Matches(msg, keyScroll) {
 		return false
 	}
+	switch msg.String() {
+	case "up", "k":
+		p.top--
+	case "down", "j":
+		p.top++
+	case "pgup":
+		p.top -= 10
+	case "pgdown":
+		p.top += 10
+	}
+	p.top = max(min(p.top, lines-(c.height-4)), 0)
 	return true
 }
 
-// wrapLines wraps every line of s to width w (ANSI-aware); continuation
-// lines are indented two cells past the line's own indentation.
-func wrapLines(s string, w int) []string {
-	var out []string
-	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		if lipgloss.Width(l) <= w {
-			out = append(out, l)
-			continue
-		}
-		plain := ansi.Strip(l)
-		indent := min(len(plain)-len(strings.TrimLeft(plain, " "))+2, w/3)
-		parts := strings.Split(lipgloss.Wrap(l, w-indent, " "), "\n")
-		for i, p := range parts {
-			if i > 0 {
-				p = strings.Repeat(" ", indent) + strings.TrimLeft(p, " ")
-			}
-			// Wrap may leave a breakpoint character past the width.
-			out = append(out, strings.Split(ansi.Hardwrap(p, w, true), "\n")...)
-		}
-	}
-	return out
+// bodyLines counts the lines of a screen's body.
+func bodyLines(s screen) int {
+	b, _ := s.View()
+	return strings.Count(strings.TrimRight(b, "\n"), "\n") + 1
 }
 
-// kvLine is "key  value" with the value wrapped to the terminal's width and
-// continuation lines aligned under it.
-func (m *Model) kvLine(k, v string) string {
-	const col = 18
-	lines := strings.Split(lipgloss.Wrap(v, max(m.width-col, 20), " "), "\n")
-	for i := 1; i < len(lines); i++ {
-		lines[i] = strings.Repeat(" ", col) + strings.TrimLeft(lines[i], " ")
+// settle records how a run ended.
+func (c *shared) settle(res *pipeline.Result, err error) {
+	if err == nil && res != nil {
+		c.result = res
+		c.results = append(c.results, res)
+		c.runErr = nil
+		return
 	}
-	return stLabel.Render(k) + strings.Join(lines, "\n") + "\n"
-}
-
-// truncate shortens s to w cells with an ellipsis.
-func truncate(s string, w int) string {
-	if lipgloss.Width(s) <= w {
-		return s
+	if err == nil {
+		err = errors.New("the run ended without a result")
 	}
-	r := []rune(s)
-	for len(r) > 0 && lipgloss.Width(string(r))+1 > w {
-		r = r[:len(r)-1]
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) {
+		pe = &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 	}
-	return string(r) + "…"
+	c.runErr = pe
 }
 
 // runState is a preparation in progress.
@@ -654,34 +592,16 @@ type runState struct {
 	msgs      chan tea.Msg
 	done      chan struct{} // closed when the UI no longer reads events
 	wg        sync.WaitGroup
-	steps     []stepState
-	warnings  []string
-	engine    pipeline.Engine
-	why       string
-	start     time.Time
-	asking    bool // "stop?" question shown
-	stopping  bool // cancellation requested
-	quitAfter bool
-	finished  bool
-	verify    string
 	closeOnce sync.Once
+	finished  bool
 	// Set by the run goroutine before its last message; read after wg.Wait.
 	finalRes *pipeline.Result
 	finalErr error
 }
 
-type stepState struct {
-	step    pipeline.Step
-	state   string // pending, running, done, failed, skipped
-	started time.Time
-	elapsed time.Duration
-	msg     string
-}
-
-type (
-	runEventMsg pipeline.Event
-	runDoneMsg  struct {
-		res *pipeline.Result
-		err error
+func unwrapMsg(err error) string {
+	if pe, ok := err.(*pipeline.Error); ok {
+		return pe.Err.Error()
 	}
-)
+	return err.Error()
+}

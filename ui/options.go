@@ -1,17 +1,11 @@
 package ui
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 
 	"luksdock/disk"
 	"luksdock/fsformat"
@@ -19,118 +13,173 @@ import (
 	"luksdock/pipeline"
 )
 
-// Fields of the Options screen, in order.
-const (
-	optLabel = iota
-	optTable
-	optLUKS
-	optHeader
-	optPBKDF
-	optCount
-)
-
-// PBKDF choices on the Options screen.
-const (
-	pbkdfDefault   = iota // cryptsetup's benchmarked defaults
-	pbkdfLowMemory        // argon2id with 256 MiB, for small restore machines
-	pbkdfFromFlags        // what --pbkdf* said (only offered when given)
-)
-
-// DefaultLabel is suggested when no disk in a series is docked.
-const DefaultLabel = "backups01"
-
-var seriesRe = regexp.MustCompile(`^(.*?)(\d+)$`)
-
-// SuggestLabel returns the next free name in the user's series of labels:
-// given labels seen on docked disks ("backups01", "backups02", "photos"),
-// it finds the numbered series with the most members (ties: the one with the
-// highest number, then alphabetical) and returns its prefix with the next
-// number, keeping the digits' width ("backups03"). Without any numbered
-// label it returns DefaultLabel. The result is always a valid label; when the
-// next name would be too long, it falls back to DefaultLabel (or the next free
-// backupsNN).
-func SuggestLabel(labels []string) string {
-	type series struct {
-		prefix string
-		width  int
-		count  int
-		max    int
-	}
-	byKey := map[string]*series{}
-	used := map[string]bool{}
-	for _, l := range labels {
-		used[l] = true
-		m := seriesRe.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		n, err := strconv.Atoi(m[2])
-		if err != nil {
-			continue
-		}
-		k := m[1] + "\x00" + strconv.Itoa(len(m[2]))
-		s := byKey[k]
-		if s == nil {
-			s = &series{prefix: m[1], width: len(m[2])}
-			byKey[k] = s
-		}
-		s.count++
-		s.max = max(s.max, n)
-	}
-	var all []*series
-	for _, s := range byKey {
-		all = append(all, s)
-	}
-	sort.Slice(all, func(i, j int) bool {
-		a, b := all[i], all[j]
-		if a.count != b.count {
-			return a.count > b.count
-		}
-		if a.max != b.max {
-			return a.max > b.max
-		}
-		return a.prefix < b.prefix
-	})
-	for _, s := range all {
-		next := fmt.Sprintf("%s%0*d", s.prefix, s.width, s.max+1)
-		if fsformat.ValidateLabel(next) == nil && !used[next] {
-			return next
-		}
-	}
-	for n := 1; n < 100; n++ {
-		l := fmt.Sprintf("backups%02d", n)
-		if !used[l] {
-			return l
-		}
-	}
-	return DefaultLabel
+// option is one field of the Options screen. The screen is the list built
+// in newOptions; a new field is one more entry there (a textOption or a
+// choiceOption with a set func that writes it into pipeline.Options).
+type option interface {
+	title() string
+	heading() string // shown above the field ("" none)
+	value(c *shared, focused bool) string
+	note(c *shared) string
+	typing() bool
+	keys() []key.Binding // what the field does with keys while focused
+	update(msg tea.Msg) bool
+	focus(on bool)
+	apply(o *pipeline.Options)
 }
 
-// seenLabels are the LUKS and filesystem labels on everything discovery
-// sees, and on the chosen image.
-func (m *Model) seenLabels() []string {
-	var out []string
-	add := func(s disk.Signature) {
-		if s.Label != "" {
-			out = append(out, s.Label)
+// textOption is a one-line text field.
+type textOption struct {
+	name, head string
+	f          field
+	help       func(c *shared) string
+	set        func(o *pipeline.Options, v string)
+}
+
+func (t *textOption) title() string   { return t.name }
+func (t *textOption) heading() string { return t.head }
+func (t *textOption) value(_ *shared, _ bool) string {
+	return t.f.View()
+}
+func (t *textOption) note(c *shared) string     { return t.help(c) }
+func (t *textOption) typing() bool              { return true }
+func (t *textOption) keys() []key.Binding       { return fieldKeys.list() }
+func (t *textOption) focus(on bool)             { t.f.focused = on }
+func (t *textOption) apply(o *pipeline.Options) { t.set(o, t.f.Value()) }
+func (t *textOption) update(msg tea.Msg) bool {
+	before := t.f.Value()
+	t.f, _ = t.f.Update(msg)
+	return t.f.Value() != before
+}
+
+// choiceOption is a choice among a few values, changed with ←/→/space.
+type choiceOption struct {
+	name, head string
+	choices    func(c *shared) []string
+	cur        int
+	c          *shared
+	help       func(c *shared, cur int) string
+	set        func(o *pipeline.Options, cur int)
+}
+
+var keyChange = key.NewBinding(key.WithKeys("left", "h", "right", "l", "space"), key.WithHelp("←/→/space", "change"))
+
+func (ch *choiceOption) title() string   { return ch.name }
+func (ch *choiceOption) heading() string { return ch.head }
+func (ch *choiceOption) value(c *shared, _ bool) string {
+	var parts []string
+	all := ch.choices(c)
+	plain := 0
+	for i, o := range all {
+		plain += len([]rune(o)) + 3
+		if i == ch.cur {
+			parts = append(parts, c.st.sel.Render("["+o+"]"))
+		} else {
+			parts = append(parts, " "+o+" ")
 		}
 	}
-	for _, d := range m.disks {
-		add(d.Content)
-		for _, p := range d.Partitions {
-			add(p.Content)
-		}
+	if plain > c.width-20 && len(all) > 0 {
+		// too narrow for every choice: the current one, and where it is
+		return fmt.Sprintf("‹ %s › %d/%d", c.st.sel.Render("["+all[ch.cur]+"]"), ch.cur+1, len(all))
 	}
-	if m.target != nil && m.target.Image {
-		add(m.target.Content)
-		for _, p := range m.target.Parts {
-			add(p.Content)
-		}
+	return strings.Join(parts, " ")
+}
+func (ch *choiceOption) note(c *shared) string     { return ch.help(c, ch.cur) }
+func (ch *choiceOption) typing() bool              { return false }
+func (ch *choiceOption) keys() []key.Binding       { return []key.Binding{keyChange} }
+func (ch *choiceOption) focus(bool)                {}
+func (ch *choiceOption) apply(o *pipeline.Options) { ch.set(o, ch.cur) }
+func (ch *choiceOption) update(msg tea.Msg) bool {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok || !key.Matches(k, keyChange) {
+		return false
 	}
-	for _, r := range m.results {
-		out = append(out, r.FSLabel)
+	n := len(ch.choices(ch.c))
+	if n == 0 {
+		return false
 	}
-	return out
+	dir := 1
+	if s := k.String(); s == "left" || s == "h" {
+		dir = -1
+	}
+	ch.cur = (ch.cur + dir + n) % n
+	return true
+}
+
+func fixed(v ...string) func(*shared) []string { return func(*shared) []string { return v } }
+
+// optionsScreen is 3: label, partition table, LUKS version, header backup
+// and key-derivation cost.
+type optionsScreen struct {
+	c          *shared
+	fields     []option
+	label      *textOption
+	pbkdf      *choiceOption
+	focus      int
+	suggestion string
+	err        string // what is wrong with the choices, "" when ready
+	seq        int    // of the last check or plan asked for
+	checking   bool   // a plan is being made (Enter)
+	session    int    // the choice (shared.session) the fields were set up for
+	keys       struct{ next, prev, enter, back key.Binding }
+}
+
+func newOptions(c *shared) screen {
+	s := &optionsScreen{c: c}
+	s.keys.next = key.NewBinding(key.WithKeys("tab", "down"), key.WithHelp("tab/↓", "next field"))
+	s.keys.prev = key.NewBinding(key.WithKeys("shift+tab", "up"), key.WithHelp("shift+tab/↑", "previous"))
+	s.keys.enter = keyEnter("continue")
+	s.keys.back = keyBack("back")
+
+	s.label = &textOption{name: "Label", f: field{CharLimit: 64},
+		help: func(*shared) string {
+			if s.suggestion != "" {
+				return "suggested: " + s.suggestion + ", the next in your series; ext4 and LUKS2 label, at most 16 bytes"
+			}
+			return "ext4 and LUKS2 label, at most 16 bytes"
+		},
+		set: func(o *pipeline.Options, v string) { o.Label = v }}
+	header := &textOption{name: "Header backup", f: field{Placeholder: "none (better: a path on another disk)"},
+		help: func(c *shared) string {
+			return "a file for cryptsetup luksHeaderBackup (mode 0600); keep it off this disk. Relative paths are from " + c.cwd
+		},
+		set: func(o *pipeline.Options, v string) { o.HeaderBackup = strings.TrimSpace(v) }}
+	s.pbkdf = &choiceOption{name: "PBKDF", head: "Advanced: key derivation cost", c: c,
+		choices: func(c *shared) []string {
+			var names []string
+			for _, p := range pbkdfChoices(c.cfg.PBKDF) {
+				names = append(names, p.name)
+			}
+			return names
+		},
+		help: func(c *shared, cur int) string {
+			luks1 := false
+			for _, f := range s.fields {
+				if co, ok := f.(*choiceOption); ok && co.name == "LUKS version" {
+					luks1 = co.cur == 1
+				}
+			}
+			ch := pbkdfChoices(c.cfg.PBKDF)
+			return pbkdfNote(ch[cur].pbkdf, luks1, c.memTotal)
+		},
+		set: func(o *pipeline.Options, cur int) { o.PBKDF = pbkdfChoices(c.cfg.PBKDF)[cur].pbkdf }}
+	if c.cfg.PBKDF != (luks.PBKDF{}) {
+		s.pbkdf.cur = 2 // what the command line said
+	}
+	s.fields = []option{
+		s.label,
+		&choiceOption{name: "Partition table", choices: fixed("GPT", "MBR"), c: c,
+			help: func(*shared, int) string {
+				return "GPT unless the restore machine is very old (MBR = type 83, as in the manual)"
+			},
+			set: func(o *pipeline.Options, cur int) { o.Table = []disk.TableType{disk.TableGPT, disk.TableMBR}[cur] }},
+		&choiceOption{name: "LUKS version", choices: fixed("LUKS2", "LUKS1"), c: c,
+			help: func(*shared, int) string { return "LUKS1 only for systems older than cryptsetup 2.0 (2017)" },
+			set:  func(o *pipeline.Options, cur int) { o.LUKS1 = cur == 1 }},
+		header,
+		s.pbkdf,
+	}
+	return s
 }
 
 type pbkdfChoice struct {
@@ -138,240 +187,218 @@ type pbkdfChoice struct {
 	pbkdf luks.PBKDF
 }
 
-func (m *Model) pbkdfChoices() []pbkdfChoice {
+func pbkdfChoices(flags luks.PBKDF) []pbkdfChoice {
 	c := []pbkdfChoice{
-		{"cryptsetup's default (measured on this machine)", luks.PBKDF{}},
-		{"argon2id, 256 MiB (small restore machines)", luks.PBKDF{Type: "argon2id", MemoryKiB: 256 << 10}},
+		{"cryptsetup's default", luks.PBKDF{}},
+		{"argon2id 256 MiB", luks.PBKDF{Type: "argon2id", MemoryKiB: 256 << 10}},
 	}
-	if m.cfg.PBKDF != (luks.PBKDF{}) {
-		c = append(c, pbkdfChoice{"from the command line: " + strings.Join(m.cfg.PBKDF.Args(), " "), m.cfg.PBKDF})
+	if flags != (luks.PBKDF{}) {
+		c = append(c, pbkdfChoice{"command line", flags})
 	}
 	return c
 }
 
-// enterOptions shows the Options screen, suggesting a label the first time.
-func (m *Model) enterOptions() tea.Cmd {
-	m.suggestion = SuggestLabel(m.seenLabels())
-	if m.label.Value() == "" {
-		m.label.SetValue(m.suggestion)
-		m.label.CursorEnd()
+func (s *optionsScreen) Title() string { return "Options" }
+func (s *optionsScreen) Typing() bool  { return s.fields[s.focus].typing() }
+func (s *optionsScreen) Busy() bool    { return s.checking }
+
+func (s *optionsScreen) ShortHelp() []key.Binding {
+	b := []key.Binding{s.keys.enter, s.keys.back, s.keys.next, s.keys.prev}
+	if !s.Typing() {
+		b = append(b, keyChange)
 	}
-	m.goTo(screenOptions)
-	m.optFocus = optLabel
-	m.validateOptions()
-	return m.focusOption()
+	return b
 }
 
-func (m *Model) focusOption() tea.Cmd {
-	m.label.Blur()
-	m.header.Blur()
-	switch m.optFocus {
-	case optLabel:
-		return m.label.Focus()
-	case optHeader:
-		return m.header.Focus()
+func (s *optionsScreen) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{s.keys.enter, s.keys.back, s.keys.next, s.keys.prev}, s.fields[s.focus].keys()}
+}
+
+// seenLabels are the LUKS and filesystem labels on everything discovery
+// sees, on the chosen image, and of the disks prepared in this session.
+func (s *optionsScreen) seenLabels() []string {
+	var out []string
+	add := func(sig disk.Signature) {
+		if sig.Label != "" {
+			out = append(out, sig.Label)
+		}
 	}
-	return nil
+	for _, d := range s.c.disc.disks {
+		add(d.Content)
+		for _, p := range d.Partitions {
+			add(p.Content)
+		}
+	}
+	if t := s.c.target; t != nil && t.Image {
+		add(t.Content)
+		for _, p := range t.Parts {
+			add(p.Content)
+		}
+	}
+	for _, r := range s.c.results {
+		out = append(out, r.FSLabel)
+	}
+	return out
+}
+
+// Enter suggests a label when there is none yet.
+func (s *optionsScreen) Enter() tea.Cmd {
+	if s.session != s.c.session {
+		s.session = s.c.session
+		// a new choice: start from the top with a fresh suggestion
+		s.suggestion = SuggestLabel(s.seenLabels())
+		s.label.f.SetValue(s.suggestion)
+		s.focus = 0
+	}
+	s.checking = false
+	s.setFocus(s.focus)
+	return s.check()
+}
+
+func (s *optionsScreen) setFocus(i int) {
+	s.fields[s.focus].focus(false)
+	s.focus = (i + len(s.fields)) % len(s.fields)
+	s.fields[s.focus].focus(true)
 }
 
 // options are the pipeline options as chosen on the screen.
-func (m *Model) options() pipeline.Options {
-	ch := m.pbkdfChoices()
-	if m.pbkdfChoice >= len(ch) {
-		m.pbkdfChoice = 0
+func (s *optionsScreen) options() pipeline.Options {
+	o := pipeline.Options{Engine: pipeline.Engine(s.c.cfg.Engine), AllowInternal: s.c.cfg.AllowInternal}
+	for _, f := range s.fields {
+		f.apply(&o)
 	}
-	return pipeline.Options{
-		Label:         m.label.Value(),
-		Table:         m.table,
-		LUKS1:         m.luks1,
-		Engine:        pipeline.Engine(m.cfg.Engine),
-		PBKDF:         ch[m.pbkdfChoice].pbkdf,
-		HeaderBackup:  strings.TrimSpace(m.header.Value()),
-		AllowInternal: m.cfg.AllowInternal,
+	return o
+}
+
+type (
+	optCheckMsg struct {
+		seq int
+		err error
+	}
+	planMsg struct {
+		seq  int
+		opts pipeline.Options
+		plan *pipeline.Plan
+		err  error
+	}
+)
+
+// check validates the choices in a command (the header path is looked at
+// on disk); the label alone is checked at once.
+func (s *optionsScreen) check() tea.Cmd {
+	s.seq++
+	o, seq := s.options(), s.seq
+	if err := fsformat.ValidateLabel(o.Label); err != nil {
+		s.err = err.Error()
+	}
+	return func() tea.Msg { return optCheckMsg{seq: seq, err: pipeline.ValidateOptions(&o)} }
+}
+
+// makePlan checks the header-backup path against the target and makes the
+// plan (which looks at device-mapper, /dev/fuse and the tools) in a
+// command.
+func (s *optionsScreen) makePlan() tea.Cmd {
+	s.seq++
+	s.checking = true
+	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
+	return func() tea.Msg {
+		if o.HeaderBackup != "" {
+			abs, err := checkHdr(t.Path, o.HeaderBackup)
+			if err != nil {
+				return planMsg{seq: seq, err: err}
+			}
+			o.HeaderBackup = abs
+		}
+		p, err := pipeline.NewPlan(t, o)
+		return planMsg{seq: seq, opts: o, plan: p, err: err}
 	}
 }
 
-// validateOptions checks the choices as they are typed.
-func (m *Model) validateOptions() {
-	o := m.options()
-	m.optErr = ""
-	if err := pipeline.ValidateOptions(&o); err != nil {
-		m.optErr = unwrapMsg(err)
-	}
-}
-
-func (m *Model) optionsKey(msg tea.KeyPressMsg) tea.Cmd {
-	k := m.keys
-	switch {
-	case key.Matches(msg, k.Back):
-		m.goTo(screenDetails)
+func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case optCheckMsg:
+		if msg.seq == s.seq && !s.checking {
+			s.err = ""
+			if msg.err != nil {
+				s.err = unwrapMsg(msg.err)
+			}
+		}
 		return nil
-	case key.Matches(msg, k.Enter):
-		m.validateOptions()
-		if m.optErr != "" {
+	case planMsg:
+		if msg.seq != s.seq || !s.checking {
 			return nil
 		}
-		p, err := pipeline.NewPlan(m.target, m.options())
-		if err != nil {
-			m.optErr = unwrapMsg(err)
+		s.checking = false
+		if msg.err != nil {
+			s.err = unwrapMsg(msg.err)
 			return nil
 		}
-		m.plan = p
-		m.goTo(screenPassphrase)
-		m.passFocus = 0
-		m.checkPass()
+		s.c.opts, s.c.plan = msg.opts, msg.plan
+		s.c.forward(scrOptions)
 		return nil
-	case msg.String() == "tab" || msg.String() == "down":
-		m.optFocus = (m.optFocus + 1) % optCount
-		return m.focusOption()
-	case msg.String() == "shift+tab" || msg.String() == "up":
-		m.optFocus = (m.optFocus + optCount - 1) % optCount
-		return m.focusOption()
-	}
-	switch m.optFocus {
-	case optLabel, optHeader:
-		return m.updateInput(msg)
-	}
-	dir := 0
-	switch msg.String() {
-	case "right", "space", "l":
-		dir = 1
-	case "left", "h":
-		dir = -1
-	default:
-		return nil
-	}
-	switch m.optFocus {
-	case optTable:
-		if m.table == "gpt" {
-			m.table = "mbr"
-		} else {
-			m.table = "gpt"
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, s.keys.back):
+			s.checking = false
+			s.c.plan = nil
+			s.c.back(scrOptions)
+			return nil
+		case key.Matches(msg, s.keys.enter):
+			// makePlan checks everything again: Enter does not depend on
+			// a check of an earlier value still on its way
+			if s.checking {
+				return nil
+			}
+			return s.makePlan()
+		case key.Matches(msg, s.keys.next):
+			s.setFocus(s.focus + 1)
+			return nil
+		case key.Matches(msg, s.keys.prev):
+			s.setFocus(s.focus - 1)
+			return nil
 		}
-	case optLUKS:
-		m.luks1 = !m.luks1
-	case optPBKDF:
-		n := len(m.pbkdfChoices())
-		m.pbkdfChoice = (m.pbkdfChoice + dir + n) % n
 	}
-	m.validateOptions()
+	if s.checking {
+		return nil
+	}
+	if s.fields[s.focus].update(msg) {
+		s.c.plan = nil
+		return s.check()
+	}
 	return nil
 }
 
-func (m *Model) optionsView() string {
+func (s *optionsScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
 	var b strings.Builder
-	field := func(i int, name, value, note string) {
-		marker := "  "
-		if m.optFocus == i {
+	focus := -1
+	for i, f := range s.fields {
+		if h := f.heading(); h != "" {
+			b.WriteString("\n" + st.title.Render("  "+h) + "\n")
+		}
+		marker, name := "  ", f.title()
+		if i == s.focus {
 			marker = "› "
-			name = stKey.Render(name)
+			name = st.key.Render(name)
+			focus = strings.Count(b.String(), "\n")
 		}
-		fmt.Fprintf(&b, "%s%s%s\n", marker, stLabel.Render(name), value)
-		if note != "" {
-			b.WriteString(stFaint.Render("    "+note) + "\n")
+		b.WriteString(marker + st.label.Render(name) + f.value(c, i == s.focus) + "\n")
+		if n := f.note(c); n != "" {
+			b.WriteString(para(st.faint, "    "+strings.ReplaceAll(n, "\n", " "), c.width, "    "))
 		}
 	}
-	choice := func(opts []string, cur int) string {
-		var parts []string
-		for i, o := range opts {
-			if i == cur {
-				parts = append(parts, stSel.Render(" "+o+" "))
-			} else {
-				parts = append(parts, " "+o+" ")
-			}
-		}
-		return strings.Join(parts, " ") + stFaint.Render("  ←/→")
-	}
-	labelNote := "ext4 and LUKS2 label, at most 16 bytes"
-	if m.suggestion != "" {
-		labelNote = "suggested: " + m.suggestion + ", the next in your series; at most 16 bytes"
-	}
-	field(optLabel, "Label", m.label.View(), labelNote)
-	tbl := 0
-	if m.table == "mbr" {
-		tbl = 1
-	}
-	field(optTable, "Partition table", choice([]string{"GPT", "MBR"}, tbl), "GPT unless the restore machine is very old (MBR = type 83, as in the manual)")
-	lv := 0
-	if m.luks1 {
-		lv = 1
-	}
-	field(optLUKS, "LUKS version", choice([]string{"LUKS2", "LUKS1"}, lv), "LUKS1 only for systems older than cryptsetup 2.0 (2017)")
-	field(optHeader, "Header backup", m.header.View(), "a file for cryptsetup luksHeaderBackup (mode 0600); keep it off this disk")
-	b.WriteString("\n" + stTitle.Render("  Advanced: key derivation cost") + "\n")
-	ch := m.pbkdfChoices()
-	if m.pbkdfChoice >= len(ch) {
-		m.pbkdfChoice = 0
-	}
-	field(optPBKDF, "PBKDF", truncate(ch[m.pbkdfChoice].name, max(m.width-26, 10))+stFaint.Render("  ←/→"), "")
-	note := strings.ReplaceAll(pbkdfNote(ch[m.pbkdfChoice].pbkdf, m.luks1), "\n", " ")
-	for _, l := range strings.Split(lipgloss.Wrap(note, max(m.width-5, 20), " "), "\n") {
-		b.WriteString(stFaint.Render("    "+l) + "\n")
-	}
-	b.WriteString("\n")
-	if m.optErr != "" {
-		b.WriteString(stErr.Render("✗ "+m.optErr) + "\n")
-	} else {
-		b.WriteString(stOK.Render("✓ ready") + " — Enter continues to the passphrase\n")
-	}
-	return b.String()
+	return b.String(), focus
 }
 
-// pbkdfNote says in plain words what a keyslot cost means for the weakest
-// machine that will unlock the disk.
-func pbkdfNote(p luks.PBKDF, luks1 bool) string {
-	ram := memTotal()
-	ramNote := ""
-	if ram > 0 {
-		ramNote = fmt.Sprintf(" (this machine has %s)", pipeline.HumanSize(ram))
-	}
+// Status is the check of the choices, pinned above the footer.
+func (s *optionsScreen) Status() string {
+	c := s.c
 	switch {
-	case p == (luks.PBKDF{}) && luks1:
-		return "pbkdf2, calibrated so unlocking takes about 2 s on this machine; little\n" +
-			"memory. A machine half as fast takes about 4 s to unlock."
-	case p == (luks.PBKDF{}):
-		return "argon2id, calibrated so unlocking takes about 2 s on this machine, using up to 1 GiB of memory (at most half the RAM" + ramNote + ") and up to 4 threads. " +
-			"A restore machine half as fast needs about 4 s; one with less free memory than that cannot unlock the disk at all."
-	case p.Type == "pbkdf2" && p.ForceIterations > 0 && p.ForceIterations < 100000:
-		return fmt.Sprintf("pbkdf2 with only %d iterations: unlocks instantly anywhere, and guessing\n"+
-			"passphrases is just as cheap. For tests, not for real backups.", p.ForceIterations)
+	case s.checking:
+		return c.spin.View() + " Checking the options and making the plan…"
+	case s.err != "":
+		return para(c.st.err, "✗ "+s.err, c.width, "  ")
 	}
-	var parts []string
-	kdf := p.Type
-	if kdf == "" {
-		kdf = "cryptsetup's default KDF"
-	}
-	parts = append(parts, kdf)
-	if p.MemoryKiB > 0 {
-		parts = append(parts, fmt.Sprintf("needs %s of free memory to unlock", pipeline.HumanSize(int64(p.MemoryKiB)<<10)))
-	}
-	switch {
-	case p.ForceIterations > 0:
-		parts = append(parts, fmt.Sprintf("%d fixed iterations (not calibrated: unlock time depends on the machine)", p.ForceIterations))
-	case p.IterTimeMS > 0:
-		parts = append(parts, fmt.Sprintf("calibrated to about %.1f s on this machine", float64(p.IterTimeMS)/1000))
-	default:
-		parts = append(parts, "calibrated to about 2 s on this machine; a machine half as fast takes about 4 s")
-	}
-	if p.MemoryKiB > 0 && p.MemoryKiB < 64<<10 {
-		parts = append(parts, "little memory: cheaper to attack")
-	}
-	return strings.Join(parts, "; ") + "."
-}
-
-// memTotal is the machine's RAM in bytes from /proc/meminfo (0 if unknown).
-func memTotal() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kb int64
-		if n, _ := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); n == 1 {
-			return kb << 10
-		}
-	}
-	return 0
+	return c.st.ok.Render("✓ ready") + " — Enter continues to the passphrase"
 }

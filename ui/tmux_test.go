@@ -131,7 +131,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	bin := buildLuksdock(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "offsite.img")
-	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >%s/out.json 2>%s/err.txt; echo $? >%s/rc; sleep 60",
+	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json >%s/out.json 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 		bin, img, dir, dir, dir)
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
@@ -145,7 +145,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Errorf("the image is not pre-selected:\n%s", s)
 	}
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "2/8", "will be created as a sparse file")
+	tm.waitFor(5*time.Second, "2/8", "to be created as a sparse file")
 	tm.keys("Enter")
 	s = tm.waitFor(5*time.Second, "3/8 Options", "next in your series")
 	// A label typed by hand: invalid while too long, valid again after.
@@ -165,7 +165,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	tm.waitFor(5*time.Second, "do not match")
 	tm.keys("BSpace")
 	tm.text("2 juggles @ dawn")
-	s = tm.waitFor(5*time.Second, "entries match", "Keyboard layout")
+	s = tm.waitFor(5*time.Second, "entries match", "Strength: ")
 	if strings.Contains(s, "juggles") || strings.Contains(s, "Zebra") {
 		t.Fatalf("the passphrase is on the screen:\n%s", s)
 	}
@@ -176,7 +176,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	s = tm.waitFor(5*time.Second, "5/8 Plan")
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > 24 || !strings.Contains(lines[0], "5/8 Plan") || !strings.Contains(lines[len(lines)-1], "confirm") {
+	if len(lines) > 24 || !strings.Contains(lines[0], "5/8 Plan") || !strings.Contains(strings.Join(lines[len(lines)-3:], "\n"), "enter confirm") {
 		t.Errorf("after resizing to 80x24 the screen is not laid out for it (%d lines):\n%s", len(lines), s)
 	}
 	for _, l := range lines {
@@ -260,5 +260,234 @@ func TestWizardRefusesWithoutTerminal(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("standard output is not clean: %q", stdout.String())
+	}
+}
+
+// waitRC waits for the shell around luksdock to write its exit code.
+func waitRC(t *testing.T, dir string) string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "rc")); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	t.Fatal("luksdock did not exit")
+	return ""
+}
+
+// checkScreen fails on a screen wider or taller than the terminal, on a
+// line cut with an ellipsis, and on colour codes (NO_COLOR is set).
+func (tm *tmux) checkScreen(w, h int) {
+	tm.t.Helper()
+	s := strings.TrimRight(tm.screen(), "\n")
+	lines := strings.Split(s, "\n")
+	if len(lines) > h {
+		tm.t.Errorf("%d lines on a %d-line terminal:\n%s", len(lines), h, s)
+	}
+	for _, l := range lines {
+		if ansi.StringWidth(l) > w {
+			tm.t.Errorf("line wider than %d: %q", w, l)
+		}
+		if strings.HasSuffix(strings.TrimRight(l, " "), "…") && !strings.Contains(l, "Dock a disk now…") && !strings.Contains(l, "engine:") && !strings.HasPrefix(l, "luksdock · ") {
+			tm.t.Errorf("line cut: %q", l)
+		}
+	}
+	if e := tm.screenEscapes(); colourSGR.MatchString(e) {
+		tm.t.Errorf("NO_COLOR is set but the screen has colour codes: %q", colourSGR.FindString(e))
+	}
+}
+
+// TestTerminalDefectsAtSizes walks the built wizard in a real terminal at
+// 80x24 and 60x15 with NO_COLOR, through the screens issue 12's defects
+// were found on: Details of an image (9), Options (6: ? and q are text,
+// F1 lists help once, the focused field is on screen), a weak passphrase
+// (4), the Plan's commands (1), and the summary on standard output (8).
+func TestTerminalDefectsAtSizes(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "sfdisk", "losetup", "tmux")
+	bin := buildLuksdock(t)
+	for _, sz := range sizes {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			w, h := sz.w, sz.h
+			dir := t.TempDir()
+			img := filepath.Join(dir, "term.img")
+			tmp := filepath.Join(dir, "tmp")
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
+				bin, img, dir, dir, dir)
+			tm := newTmux(t, w, h, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
+			tm.waitFor(15*time.Second, "1/8 Choose", "term.img")
+			tm.keys("Up", "Up", "Up", "Up", "Up", "Up") // the image is the first row
+			tm.waitFor(5*time.Second, "› term.img")
+			tm.checkScreen(w, h)
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "2/8 Is this the image file you mean?", "nothing yet")
+			tm.checkScreen(w, h)
+			tm.keys("Escape")
+			tm.waitFor(5*time.Second, "1/8 Choose", "› term.img")
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "2/8 Is this the image file")
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "3/8 Options", "enter continue", "esc back")
+			tm.checkScreen(w, h)
+			tm.text("?q")
+			tm.waitFor(5*time.Second, "?q▏", "3/8 Options")
+			tm.keys("F1")
+			s := tm.waitFor(5*time.Second, "ctrl+w delete word")
+			if n := strings.Count(s, "more help"); n != 1 {
+				t.Errorf("the full help lists help %d times:\n%s", n, s)
+			}
+			tm.keys("F1", "BSpace", "BSpace")
+			for _, name := range []string{"Partition table", "LUKS version", "Header backup", "PBKDF"} {
+				tm.keys("Tab")
+				tm.waitFor(5*time.Second, "› "+name)
+				tm.checkScreen(w, h)
+			}
+			// A wrong entry on each text field, then right again.
+			tm.keys("BTab")
+			tm.waitFor(5*time.Second, "› Header backup")
+			tm.text("/no/such/dir/h.bak")
+			tm.waitFor(5*time.Second, "does not exist")
+			tm.keys("C-u")
+			tm.waitFor(5*time.Second, "✓ ready")
+			tm.keys("Tab", "Tab") // PBKDF, then Label
+			tm.waitFor(5*time.Second, "› Label")
+			tm.keys("C-u")
+			tm.text("far-too-long-label-for-ext4")
+			tm.waitFor(5*time.Second, "✗")
+			tm.keys("C-u")
+			tm.text("term01")
+			tm.waitFor(5*time.Second, "✓ ready")
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "4/8 Passphrase")
+			tm.text("password")
+			tm.keys("Enter")
+			tm.text("passwort")
+			tm.waitFor(5*time.Second, "do not match")
+			tm.keys("BSpace", "BSpace")
+			tm.text("rd")
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "› [ ] use this weak passphrase anyway")
+			tm.checkScreen(w, h)
+			tm.keys("Enter")
+			tm.waitFor(5*time.Second, "4/8 Passphrase")
+			tm.keys("Space")
+			tm.waitFor(5*time.Second, "[x] use this weak")
+			tm.keys("Enter")
+			s = tm.waitFor(5*time.Second, "5/8 Plan")
+			tm.checkScreen(w, h)
+			// Every command line but a command's last ends in " \".
+			var all strings.Builder
+			for range 6 {
+				all.WriteString(tm.screen())
+				tm.keys("PageDown")
+				time.Sleep(100 * time.Millisecond)
+			}
+			for _, l := range strings.Split(all.String(), "\n") {
+				if strings.Contains(l, "$ cryptsetup luksFormat") && !strings.HasSuffix(strings.TrimRight(l, " "), " \\") && ansi.StringWidth(l) >= w-10 {
+					t.Errorf("a long command line does not continue: %q", l)
+				}
+			}
+			tm.keys("Enter")
+			s = tm.waitFor(5*time.Second, "6/8 Confirm", "very weak")
+			tm.checkScreen(w, h)
+			tm.text("term.im")
+			tm.keys("Enter")
+			time.Sleep(200 * time.Millisecond)
+			if _, err := os.Stat(img); err == nil {
+				t.Fatal("the image exists before the confirmation")
+			}
+			tm.text("g")
+			tm.keys("Enter")
+			tm.waitFor(120*time.Second, "8/8 Done")
+			tm.checkScreen(w, h)
+			tm.keys("q")
+			if rc := waitRC(t, dir); rc != "0" {
+				errTxt, _ := os.ReadFile(filepath.Join(dir, "err.txt"))
+				t.Fatalf("luksdock exited %s:\n%s", rc, errTxt)
+			}
+			out, _ := os.ReadFile(filepath.Join(dir, "out.txt"))
+			if !strings.Contains(string(out), img+` is a verified backup disk, labelled "term01".`) || strings.Contains(string(out), "{") {
+				t.Errorf("standard output is not the summary for people:\n%s", out)
+			}
+			noLeftovers(t, img, tmp)
+		})
+	}
+}
+
+// TestTerminalStopDuringLuksFormatUnderLoad: in a real terminal, with
+// argon2 and two busy loops on both cores, ctrl+c y during luksFormat
+// stops before open; the wizard says so, exits 130 and says so on stdout.
+func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "losetup", "tmux")
+	bin := buildLuksdock(t)
+	busyCPU(t, 2)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "stop.img")
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf argon2id --pbkdf-memory 65536 --iter-time 2000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
+		bin, img, dir, dir, dir)
+	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
+	tm.waitFor(15*time.Second, "1/8 Choose", "stop.img")
+	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
+	tm.waitFor(5*time.Second, "› stop.img")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "2/8 Is this the image file")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "3/8 Options", "✓ ready")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "4/8 Passphrase")
+	pass := "orbit velvet canyon mustard plains"
+	tm.text(pass)
+	tm.keys("Enter")
+	tm.text(pass)
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "5/8 Plan")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "6/8 Confirm")
+	tm.text("stop.img")
+	tm.keys("Enter")
+	tm.waitFor(60*time.Second, "Format LUKS2", "running")
+	tm.keys("C-c")
+	tm.waitFor(5*time.Second, "Stop? Format LUKS2 runs to its end")
+	tm.keys("y")
+	s := tm.waitFor(5*time.Second, "Stop asked for during Format LUKS2")
+	tm.checkScreen(80, 24)
+	if strings.Contains(s, "Started after the stop") {
+		t.Errorf("a step started after the stop:\n%s", s)
+	}
+	s = tm.waitFor(120*time.Second, "Stopped: the preparation did not finish")
+	tm.checkScreen(80, 24)
+	for _, want := range []string{"Stopped before    Open the encrypted volume", "Not started       open, mkfs, close, verify"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("the end screen lacks %q:\n%s", want, s)
+		}
+	}
+	tm.keys("q")
+	if rc := waitRC(t, dir); rc != "130" {
+		t.Errorf("luksdock exited %s, want 130", rc)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out.txt"))
+	if !strings.Contains(string(out), "did not finish") {
+		t.Errorf("standard output does not say the run did not finish:\n%s", out)
+	}
+	noLeftovers(t, img, tmp)
+}
+
+// TestHelpDocumentsSummaryAndJSON: --help says what the wizard prints.
+func TestHelpDocumentsSummaryAndJSON(t *testing.T) {
+	bin := buildLuksdock(t)
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"prints to standard output a summary", "--json", "one JSON line"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out)
+		}
 	}
 }

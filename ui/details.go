@@ -1,0 +1,228 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"luksdock/disk"
+	"luksdock/pipeline"
+)
+
+// targetMsg is the chosen row's target, read in a command (for a disk this
+// also closes dm-crypt mappings a killed luksdock left on it).
+type targetMsg struct {
+	key string
+	t   *pipeline.Target
+	err error
+}
+
+// detailsScreen is 2: everything about the chosen disk or image, so the
+// user can tell it is the one they mean; for a refused disk, why and how
+// to fix it.
+type detailsScreen struct {
+	c *shared
+	pager
+	loading bool
+	keys    struct{ enter, back key.Binding }
+}
+
+func newDetails(c *shared) screen {
+	s := &detailsScreen{c: c}
+	s.keys.enter = keyEnter("choose it")
+	s.keys.back = keyBack("disk list")
+	return s
+}
+
+func (s *detailsScreen) Typing() bool { return false }
+func (s *detailsScreen) Busy() bool   { return s.loading }
+
+func (s *detailsScreen) Title() string {
+	r := s.c.row
+	switch {
+	case !r.ok:
+		return "Why " + r.name + " cannot be prepared"
+	case r.image:
+		return "Is this the image file you mean?"
+	}
+	return "Is this the disk you just docked?"
+}
+
+func (s *detailsScreen) ShortHelp() []key.Binding {
+	if !s.c.row.ok || s.c.targetErr != nil {
+		return []key.Binding{s.keys.back, keyScroll}
+	}
+	return []key.Binding{s.keys.enter, s.keys.back, keyScroll}
+}
+func (s *detailsScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+
+func (s *detailsScreen) Enter() tea.Cmd {
+	s.top = 0
+	r := s.c.row
+	if !r.ok || s.c.target != nil {
+		return nil
+	}
+	s.loading = true
+	dt := s.c.cfg.DeviceTarget
+	return func() tea.Msg {
+		m := targetMsg{key: r.key}
+		if r.image {
+			m.t, m.err = pipeline.ImageTarget(r.img.Path, r.img.Size)
+		} else {
+			m.t, m.err = dt(r.name)
+		}
+		return m
+	}
+}
+
+func (s *detailsScreen) Update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case targetMsg:
+		if msg.key == s.c.row.key && s.loading {
+			s.loading = false
+			s.c.target, s.c.targetErr = msg.t, msg.err
+		}
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, s.keys.back):
+			s.loading = false
+			s.c.target, s.c.targetErr = nil, nil
+			s.c.back(scrDetails)
+		case key.Matches(msg, s.keys.enter):
+			if s.c.row.ok && s.c.target != nil && s.c.targetErr == nil {
+				s.c.forward(scrDetails)
+			}
+		default:
+			s.scroll(s.c, msg, bodyLines(s))
+		}
+	}
+	return nil
+}
+
+func (s *detailsScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	var b strings.Builder
+	kv := func(k, v string) { b.WriteString(c.kv(k, v, lipglossPlain)) }
+	r := c.row
+	if !r.ok {
+		kv("Disk", r.path)
+		b.WriteString("\n" + st.title.Render("Refused because") + "\n")
+		for _, reason := range r.reasons {
+			b.WriteString(para(st.err, "✗ "+reason, c.width, "  "))
+			b.WriteString(para(lipglossPlain, "  fix: "+fixFor(reason, r), c.width, "       "))
+		}
+		b.WriteString("\n" + para(st.faint, "luksdock rescans when you go back; a fixed disk becomes selectable.", c.width, ""))
+		return b.String(), -1
+	}
+	if s.loading {
+		return c.spin.View() + " Reading " + r.path + "…", -1
+	}
+	if c.targetErr != nil {
+		b.WriteString(st.err.Render("This target cannot be prepared:") + "\n")
+		b.WriteString(para(lipglossPlain, unwrapMsg(c.targetErr), c.width, ""))
+		b.WriteString("\nPress Esc to choose another.\n")
+		return b.String(), -1
+	}
+	t := c.target
+	if t == nil {
+		return "", -1
+	}
+	if t.Image {
+		kv("Image file", t.Path)
+		if t.Create {
+			kv("Size", pipeline.HumanSize(t.Size)+" (to be created as a sparse file)")
+			kv("Holds", "nothing yet: the file is to be created")
+		} else {
+			kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(t.Size), t.Size))
+			kv("Holds", t.Content.String())
+		}
+	} else if d := t.Disk; d != nil {
+		kv("Disk", d.Path+"  ("+d.MajMin+")")
+		kv("Model", strings.TrimSpace(d.Vendor+" "+d.Model+" "+d.Revision))
+		serial := d.Serial
+		if d.WWN != "" {
+			serial += "  WWN " + d.WWN
+		}
+		kv("Serial", serial)
+		kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(d.Size), d.Size))
+		tr := d.Transport
+		if d.USB != nil {
+			usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
+			tr += fmt.Sprintf(" — %s, port %s, %s Mbit/s", usb, d.USB.Port, d.USB.Speed)
+		}
+		kv("Transport", tr)
+		rot := "solid state"
+		if d.Rotational {
+			rot = "rotational"
+		}
+		kv("Sectors", fmt.Sprintf("%d-byte logical, %d-byte physical; %s", d.LogicalSector, d.PhysicalSector, rot))
+		kv("Holds", t.Content.String())
+	}
+	for _, p := range t.Parts {
+		name := p.Name
+		if name == "" { // an image file: no partition nodes
+			name = fmt.Sprintf("partition %d", p.Number)
+		}
+		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
+	}
+	for _, w := range t.Verdict.Warnings {
+		b.WriteString(para(st.warn, "⚠ "+w, c.width, "  "))
+	}
+	if t.Verdict.Internal {
+		b.WriteString(para(st.danger, "⚠ This disk is NOT on USB ("+t.Verdict.InternalReason+"). Backup disks come through the dock.", c.width, "  "))
+	}
+	if !t.Image {
+		b.WriteString("\n" + st.title.Render("Kernel log of its arrival") + "\n")
+		if a, ok := c.disc.arrivalOf(t.Name); ok {
+			for _, l := range a.Lines {
+				b.WriteString(para(st.faint, l.String(), c.width, "  "))
+			}
+			if c.disc.liveAdded[t.Name] {
+				b.WriteString(st.new.Render("★ docked while luksdock was running") + "\n")
+			}
+		} else if c.disc.liveAdded[t.Name] {
+			b.WriteString(st.new.Render("★ docked while luksdock was running") + " (no kernel-log lines for it)\n")
+		} else {
+			b.WriteString(para(st.warn, "No arrival in the kernel log for "+t.Name+": it may have been attached since boot. Make sure it is the disk you mean.", c.width, ""))
+		}
+	}
+	b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
+	return b.String(), -1
+}
+
+func uuidSuffix(s disk.Signature) string {
+	if s.UUID != "" {
+		return ", UUID " + s.UUID
+	}
+	return ""
+}
+
+// fixFor says what the user can do about one reason disk.Assess (or the
+// image check) gave for refusing r.
+func fixFor(reason string, r row) string {
+	dev := r.path
+	switch {
+	case strings.Contains(reason, "holds the running system"):
+		return "none: this is the disk the running system lives on, and luksdock never prepares it. Dock the backup disk instead."
+	case strings.Contains(reason, "active swap"):
+		return "turn the swap off (swapoff on the partition named), then go back to the list."
+	case strings.Contains(reason, "mounted at"):
+		return "unmount what is named above (umount PATH, or eject it in the file manager), then go back to the list."
+	case strings.Contains(reason, "internal disk"):
+		return "backup disks come through the dock. If you really mean this disk, start luksdock again with --allow-internal."
+	case strings.Contains(reason, "read-only"):
+		return "the disk is write-protected: slide its lock switch off, or use another disk."
+	case strings.Contains(reason, "no medium"):
+		return "insert the medium, or undock and dock the disk again."
+	case strings.Contains(reason, "smaller than"):
+		return "use a larger disk (or, for an image, a larger --size)."
+	case strings.Contains(reason, "loop"):
+		return "detach the loop device named above (losetup -d /dev/loopN), then go back to the list."
+	case strings.Contains(reason, "in use") || strings.Contains(reason, "holder") || strings.Contains(reason, "held by") || strings.Contains(reason, "dm-") || strings.Contains(reason, "md"):
+		return "close what uses it (cryptsetup close NAME, vgchange -an VG, mdadm --stop /dev/mdN, as named above), then go back to the list."
+	}
+	return "resolve the reason above for " + dev + ", then go back to the list; luksdock checks again."
+}

@@ -1,0 +1,227 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"luksdock/disk"
+	"luksdock/pipeline"
+)
+
+// doneScreen is 8: the verified disk and how to unlock it by hand.
+type doneScreen struct {
+	c *shared
+	pager
+	keys struct{ another, back, quit key.Binding }
+}
+
+func newDone(c *shared) screen {
+	s := &doneScreen{c: c}
+	s.keys.another = key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "prepare another disk"))
+	s.keys.back = keyBack("disk list")
+	s.keys.quit = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "quit"))
+	return s
+}
+
+func (s *doneScreen) Title() string { return "Done: a verified backup disk" }
+func (s *doneScreen) Typing() bool  { return false }
+func (s *doneScreen) ShortHelp() []key.Binding {
+	return []key.Binding{s.keys.another, s.keys.back, s.keys.quit, keyScroll}
+}
+func (s *doneScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+func (s *doneScreen) Enter() tea.Cmd            { s.top = 0; return nil }
+
+func (s *doneScreen) Update(msg tea.Msg) tea.Cmd {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return nil
+	}
+	switch {
+	case key.Matches(k, s.keys.another), key.Matches(k, s.keys.back):
+		s.c.restart()
+	case key.Matches(k, s.keys.quit):
+		s.c.quitting = true
+		return tea.Quit
+	default:
+		s.scroll(s.c, k, bodyLines(s))
+	}
+	return nil
+}
+
+// eventMessage is the message of the run's last event of kind k for step.
+func (c *shared) eventMessage(k pipeline.EventKind, step pipeline.StepID) string {
+	for i := len(c.events) - 1; i >= 0; i-- {
+		if e := c.events[i]; e.Kind == k && e.Step == step {
+			return e.Message
+		}
+	}
+	return ""
+}
+
+// unlockCommands are the commands that unlock and mount r by hand.
+func unlockCommands(r *pipeline.Result, p *pipeline.Plan) []string {
+	name := r.FSLabel
+	if p != nil && p.Target.Image {
+		l := p.Layout
+		return []string{
+			fmt.Sprintf("LOOP=$(losetup --find --show --offset %d --sizelimit %d %s)", l.Start, l.Size, r.Target),
+			"cryptsetup open $LOOP " + name,
+			"mount /dev/mapper/" + name + " /mnt",
+			"umount /mnt && cryptsetup close " + name + " && losetup -d $LOOP",
+		}
+	}
+	part := r.Partition
+	if p != nil {
+		part = "/dev/" + disk.PartitionName(p.Target.Name, 1)
+	}
+	return []string{
+		"cryptsetup open " + part + " " + name,
+		"mount /dev/mapper/" + name + " /mnt",
+		"umount /mnt && cryptsetup close " + name,
+	}
+}
+
+func (s *doneScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	r := c.result
+	if r == nil {
+		return "", -1
+	}
+	var b strings.Builder
+	kv := func(k, v string) { b.WriteString(c.kv(k, v, lipglossPlain)) }
+	b.WriteString(para(st.ok, "✓ "+r.Target+" is a verified backup disk.", c.width, "  ") + "\n")
+	verify := c.eventMessage(pipeline.EventDone, pipeline.StepVerify)
+	if verify == "" {
+		verify = "passed"
+	}
+	kv("Verification", verify)
+	kv("Label", r.FSLabel+" (ext4; LUKS2 label "+orNone(r.LUKS.Label)+")")
+	kv("LUKS", fmt.Sprintf("LUKS%d, %s, %d-byte sectors, data at %s", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.SectorSize, pipeline.HumanSize(r.LUKS.DataOffset)))
+	kv("LUKS UUID", r.LUKS.UUID)
+	kv("Size", fmt.Sprintf("%s disk, %s usable inside", pipeline.HumanSize(r.Size), pipeline.HumanSize(r.LUKS.DataSize)))
+	kv("Partition", r.Partition)
+	if r.HeaderBackup != "" {
+		kv("Header backup", r.HeaderBackup+" (keep it safe and off this disk)")
+	} else {
+		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later)")
+	}
+	kv("Passphrase", c.strength.summary())
+	b.WriteString("\n" + st.title.Render("Unlock it by hand:") + "\n")
+	for _, cmd := range unlockCommands(r, c.plan) {
+		b.WriteString(c.command("  ", cmd))
+	}
+	b.WriteString(para(st.faint, "A desktop asks for the passphrase when it is docked and mounts it as \""+r.FSLabel+"\".", c.width, ""))
+	return b.String(), -1
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// failedScreen says where a run stopped, what state the disk is in and
+// what to do next. It is not numbered: it replaces Done.
+type failedScreen struct {
+	c *shared
+	pager
+	keys struct{ back key.Binding }
+}
+
+func newFailed(c *shared) screen {
+	s := &failedScreen{c: c}
+	s.keys.back = key.NewBinding(key.WithKeys("esc", "n"), key.WithHelp("esc/n", "disk list"))
+	return s
+}
+
+func (s *failedScreen) Title() string {
+	if e := s.c.runErr; e != nil && e.Kind == pipeline.KindInterrupted {
+		return "Stopped: the preparation did not finish"
+	}
+	return "Failed: the preparation did not finish"
+}
+func (s *failedScreen) Typing() bool              { return false }
+func (s *failedScreen) ShortHelp() []key.Binding  { return []key.Binding{s.keys.back, keyScroll} }
+func (s *failedScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+func (s *failedScreen) Enter() tea.Cmd            { s.top = 0; return nil }
+
+func (s *failedScreen) Update(msg tea.Msg) tea.Cmd {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return nil
+	}
+	if key.Matches(k, s.keys.back) {
+		s.c.restart()
+		return nil
+	}
+	s.scroll(s.c, k, bodyLines(s))
+	return nil
+}
+
+func (s *failedScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	e := c.runErr
+	if e == nil {
+		return "", -1
+	}
+	w := c.width
+	var b strings.Builder
+	kv := func(k, v string, vs ...any) { b.WriteString(c.kv(k, v, lipglossPlain)) }
+	title := string(e.Step)
+	var cmd string
+	for _, sv := range c.steps() {
+		if sv.step.ID == e.Step {
+			title = sv.step.Title + " (" + string(sv.step.ID) + ")"
+			cmd = sv.command
+		}
+	}
+	if c.target != nil {
+		kv("Target", c.target.Path)
+	}
+	switch {
+	case e.Kind == pipeline.KindInterrupted:
+		kv("Stopped before", title)
+		cmd = ""
+	default:
+		kv("Step", title)
+	}
+	b.WriteString(c.kv("What happened", e.Err.Error(), st.err))
+	state := e.State
+	if state == "" {
+		state = "unknown: check it with luksdock list"
+	}
+	kv("Disk state", state)
+	var done, notStarted []string
+	for _, sv := range c.steps() {
+		switch sv.state {
+		case "done":
+			done = append(done, string(sv.step.ID))
+		case "not started":
+			notStarted = append(notStarted, string(sv.step.ID))
+		}
+	}
+	kv("Steps done", strings.Join(done, ", "))
+	kv("Not started", strings.Join(notStarted, ", "))
+	if cmd != "" {
+		b.WriteString(st.label.Render("The step was") + "\n")
+		b.WriteString(c.command("  ", cmd))
+	}
+	b.WriteString("\n" + st.title.Render("What to do next") + "\n")
+	switch e.Kind {
+	case pipeline.KindRefused:
+		b.WriteString(para(lipglossPlain, "Nothing was written. Fix the cause above and start again from the disk list.", w, ""))
+	case pipeline.KindInterrupted:
+		b.WriteString(para(lipglossPlain, "You stopped the run. The step in progress finished, no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: prepare it again.", w, ""))
+	case pipeline.KindNotVerified, pipeline.KindWrongPassphrase:
+		b.WriteString(para(lipglossPlain, "Do NOT use this disk. Prepare it again; if verification fails again, suspect the disk or the dock (look at the kernel log: dmesg).", w, ""))
+	default:
+		b.WriteString(para(lipglossPlain, "Prepare it again. If the same step fails, the tool's message above says why; you can run the step's command by hand to see more. Then check the disk with luksdock list.", w, ""))
+	}
+	return b.String(), -1
+}

@@ -1,0 +1,170 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"luksdock/pipeline"
+)
+
+// planScreen is 5: what will happen, step by step, with the command of
+// each (copyable: wrapped only between words, with \ continuations).
+type planScreen struct {
+	c *shared
+	pager
+	keys struct{ enter, back key.Binding }
+}
+
+func newPlanScreen(c *shared) screen {
+	s := &planScreen{c: c}
+	s.keys.enter = keyEnter("confirm…")
+	s.keys.back = keyBack("back")
+	return s
+}
+
+func (s *planScreen) Title() string { return "Plan: what will happen" }
+func (s *planScreen) Typing() bool  { return false }
+func (s *planScreen) ShortHelp() []key.Binding {
+	return []key.Binding{s.keys.enter, s.keys.back, keyScroll}
+}
+func (s *planScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+func (s *planScreen) Enter() tea.Cmd            { s.top = 0; return nil }
+
+func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return nil
+	}
+	switch {
+	case key.Matches(k, s.keys.back):
+		s.c.back(scrPlan)
+	case key.Matches(k, s.keys.enter):
+		s.c.forward(scrPlan)
+	default:
+		s.scroll(s.c, k, bodyLines(s))
+	}
+	return nil
+}
+
+func (s *planScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	p, t := c.plan, c.target
+	if p == nil || t == nil {
+		return "", -1
+	}
+	w := c.width
+	var b strings.Builder
+	what := t.Path
+	if t.Disk != nil {
+		if model := strings.TrimSpace(t.Disk.Vendor + " " + t.Disk.Model); model != "" {
+			what += " — " + model
+		}
+	}
+	b.WriteString(para(lipglossPlain, fmt.Sprintf("Target: %s, %s", what, pipeline.HumanSize(t.Size)), w, "  "))
+	b.WriteString(para(lipglossPlain, fmt.Sprintf("Label %q, %s, LUKS%s; engine %s (%s)", p.Opts.Label, strings.ToUpper(string(p.Opts.Table)), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy), w, "  "))
+	if p.Opts.HeaderBackup != "" {
+		b.WriteString(para(lipglossPlain, "Header backup: "+p.Opts.HeaderBackup, w, "  "))
+	}
+	b.WriteString(para(lipglossPlain, "Passphrase: "+c.strength.summary(), w, "  "))
+	b.WriteString("\n" + st.danger.Render("This destroys everything on it:") + "\n")
+	for _, d := range t.Destroys() {
+		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))
+	}
+	for _, x := range p.Warnings {
+		b.WriteString(para(st.warn, "  ⚠ "+x, w, "    "))
+	}
+	b.WriteString("\n" + st.title.Render("Steps, each with the command you would type by hand:") + "\n")
+	for i, step := range p.Steps {
+		fmt.Fprintf(&b, "%2d. %s\n", i+1, step.Title)
+		b.WriteString(c.command("    ", step.Command))
+	}
+	b.WriteString("\n" + para(lipglossPlain, "Enter: go to the confirmation. Nothing has been written yet.", w, ""))
+	return b.String(), -1
+}
+
+// confirmScreen is 6: type the target's name to destroy it.
+type confirmScreen struct {
+	c    *shared
+	f    field
+	keys struct{ enter, back key.Binding }
+}
+
+func newConfirm(c *shared) screen {
+	s := &confirmScreen{c: c, f: field{Prompt: "> ", CharLimit: 128}}
+	s.keys.enter = keyEnter("destroy and prepare")
+	s.keys.back = keyBack("back")
+	return s
+}
+
+func (s *confirmScreen) Title() string { return "Confirm" }
+func (s *confirmScreen) Typing() bool  { return true }
+func (s *confirmScreen) ShortHelp() []key.Binding {
+	return []key.Binding{s.keys.enter, s.keys.back}
+}
+func (s *confirmScreen) FullHelp() [][]key.Binding {
+	return [][]key.Binding{s.ShortHelp(), fieldKeys.list()}
+}
+
+func (s *confirmScreen) Enter() tea.Cmd {
+	s.f.SetValue("")
+	s.f.focused = true
+	return nil
+}
+
+func (s *confirmScreen) Update(msg tea.Msg) tea.Cmd {
+	if k, ok := msg.(tea.KeyPressMsg); ok {
+		switch {
+		case key.Matches(k, s.keys.back):
+			s.f.SetValue("")
+			s.c.back(scrConfirm)
+			return nil
+		case key.Matches(k, s.keys.enter):
+			if s.f.Value() != s.c.target.ConfirmWord() {
+				return nil
+			}
+			s.c.confirmed = s.f.Value()
+			s.f.SetValue("")
+			s.c.forward(scrConfirm)
+			return nil
+		}
+	}
+	s.f, _ = s.f.Update(msg)
+	return nil
+}
+
+func (s *confirmScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	w := c.width
+	t := c.target
+	var b strings.Builder
+	word := t.ConfirmWord()
+	b.WriteString(para(st.danger, "Everything on "+t.Path+" ("+pipeline.HumanSize(t.Size)+") will be destroyed:", w, "  "))
+	for _, d := range t.Destroys() {
+		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))
+	}
+	if t.Verdict.Internal {
+		b.WriteString("\n" + para(st.err, "This is an INTERNAL disk ("+t.Verdict.InternalReason+"), not a disk in the dock.", w, ""))
+	}
+	vs := st.faint
+	if c.strength.weak() {
+		vs = st.err
+	}
+	b.WriteString("\n" + para(vs, "Passphrase: "+c.strength.summary()+map[bool]string{true: " — you chose to use it anyway", false: ""}[c.strength.weak()], w, "  "))
+	what := "the disk's kernel name"
+	if t.Image {
+		what = "the image's file name"
+	}
+	b.WriteString("\n" + para(lipglossPlain, fmt.Sprintf("To go ahead, type %s exactly: %s", what, word), w, "") + "\n")
+	b.WriteString(s.f.View() + "\n\n")
+	if s.f.Value() == word {
+		b.WriteString(para(st.danger, "Enter destroys "+t.Path+" and prepares it.", w, ""))
+	} else {
+		b.WriteString(para(st.faint, "Enter stays disabled until the name matches. Esc goes back.", w, ""))
+	}
+	return b.String(), -1
+}

@@ -1,0 +1,337 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"luksdock/pipeline"
+)
+
+type (
+	runEventMsg pipeline.Event
+	runDoneMsg  struct {
+		res *pipeline.Result
+		err error
+	}
+)
+
+// progressScreen is 7: the run, drawn from the pipeline's events (the
+// steps of its plan event, the command of each start event). A stop asks
+// first, then cancels the run's context: the pipeline lets the step in
+// progress finish and starts no other (pipeline.Plan.Run).
+type progressScreen struct {
+	c         *shared
+	asking    bool // "stop?" question shown
+	quitAfter bool // quit once the run has ended
+	stopAt    string
+	keys      struct{ stop, stopQuit, yes, no, quit key.Binding }
+}
+
+func newProgress(c *shared) screen {
+	s := &progressScreen{c: c}
+	s.keys.stop = key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "stop safely"))
+	s.keys.stopQuit = key.NewBinding(key.WithKeys("q"), key.WithHelp("q", "stop and quit"))
+	s.keys.yes = key.NewBinding(key.WithKeys("y", "ctrl+c"), key.WithHelp("y", "yes, stop"))
+	s.keys.no = key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "no, go on"))
+	s.keys.quit = key.NewBinding(key.WithKeys("q"), key.WithHelp("q", "quit once stopped"))
+	return s
+}
+
+func (s *progressScreen) Title() string {
+	if t := s.c.target; t != nil {
+		return "Preparing " + t.Path
+	}
+	return "Preparing"
+}
+func (s *progressScreen) Typing() bool { return false }
+func (s *progressScreen) Busy() bool   { return s.c.run != nil && !s.c.run.finished }
+
+func (s *progressScreen) ShortHelp() []key.Binding {
+	switch {
+	case s.asking:
+		return []key.Binding{s.keys.yes, s.keys.no}
+	case s.stopAt != "":
+		return []key.Binding{s.keys.quit}
+	}
+	return []key.Binding{s.keys.stop, s.keys.stopQuit}
+}
+func (s *progressScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
+
+// stepView is one step as the events tell it.
+type stepView struct {
+	step    pipeline.Step
+	state   string // pending, running, done, failed, not started
+	command string // from the start event
+	started time.Time
+	elapsed time.Duration
+	msg     string
+	late    bool // started after the stop was asked for
+}
+
+// Enter starts the run: the plan in a goroutine, its events forwarded as
+// messages. The passphrase is copied for the run (and cleared when it
+// ends); the input fields are cleared at once.
+func (s *progressScreen) Enter() tea.Cmd {
+	c := s.c
+	pass := make([]byte, len(c.pass[0].Bytes()))
+	copy(pass, c.pass[0].Bytes())
+	c.clearSecrets()
+	s.asking, s.quitAfter, s.stopAt = false, false, ""
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &runState{cancel: cancel, msgs: make(chan tea.Msg), done: make(chan struct{})}
+	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
+	c.runStart = time.Now()
+	plan, word := c.plan, c.confirmed
+	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
+	c.confirmed = ""
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		send := func(msg tea.Msg) {
+			select {
+			case rs.msgs <- msg:
+			case <-rs.done:
+			}
+		}
+		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) {
+			// The pipeline goes on changing its plan's steps (it learns
+			// mkfs's block size in luks-format): the UI keeps a copy.
+			e.Steps = append([]pipeline.Step(nil), e.Steps...)
+			send(runEventMsg(e))
+		})
+		clear(pass)
+		rs.finalRes, rs.finalErr = res, err
+		send(runDoneMsg{res: res, err: err})
+	}()
+	return s.next()
+}
+
+func (s *progressScreen) next() tea.Cmd {
+	rs := s.c.run
+	return func() tea.Msg {
+		select {
+		case msg := <-rs.msgs:
+			return msg
+		case <-rs.done:
+			return nil
+		}
+	}
+}
+
+func (s *progressScreen) Update(msg tea.Msg) tea.Cmd {
+	c := s.c
+	switch msg := msg.(type) {
+	case runEventMsg:
+		c.events = append(c.events, pipeline.Event(msg))
+		return s.next()
+	case runDoneMsg:
+		c.run.finished = true
+		s.asking = false
+		c.settle(msg.res, msg.err)
+		if c.runErr == nil {
+			c.goTo(scrDone)
+		} else {
+			c.goTo(scrFailed)
+		}
+		if s.quitAfter {
+			c.quitting = true
+			c.clearSecrets()
+			return tea.Quit
+		}
+		return nil
+	case tea.KeyPressMsg:
+		if c.run == nil || c.run.finished {
+			return nil
+		}
+		switch {
+		case s.asking && key.Matches(msg, s.keys.yes):
+			s.asking = false
+			s.stopAt = s.running()
+			c.stopTime = time.Now()
+			c.run.cancel()
+		case s.asking && key.Matches(msg, s.keys.no):
+			s.asking, s.quitAfter = false, false
+		case s.asking:
+		case s.stopAt != "" && key.Matches(msg, s.keys.quit):
+			s.quitAfter = true
+		case s.stopAt == "" && key.Matches(msg, s.keys.stop):
+			s.asking = true
+		case s.stopAt == "" && key.Matches(msg, s.keys.stopQuit):
+			s.asking, s.quitAfter = true, true
+		}
+	}
+	return nil
+}
+
+// running is the title of the step in progress ("" between steps).
+func (s *progressScreen) running() string {
+	for _, st := range s.c.steps() {
+		if st.state == "running" {
+			return st.step.Title
+		}
+	}
+	return "the current step"
+}
+
+// steps are the run's steps as its events tell them.
+func (c *shared) steps() []stepView {
+	var out []stepView
+	for _, st := range c.runSteps {
+		out = append(out, stepView{step: st, state: "pending"})
+	}
+	idx := func(id pipeline.StepID) int {
+		for i := range out {
+			if out[i].step.ID == id {
+				return i
+			}
+		}
+		return -1
+	}
+	stopped := false
+	for _, e := range c.events {
+		switch e.Kind {
+		case pipeline.EventPlan:
+			out = out[:0]
+			for _, st := range e.Steps {
+				out = append(out, stepView{step: st, state: "pending"})
+			}
+		case pipeline.EventStart:
+			if i := idx(e.Step); i >= 0 {
+				out[i].state, out[i].started, out[i].command = "running", e.Time, e.Command
+				if out[i].command == "" {
+					out[i].command = out[i].step.Command
+				}
+			}
+		case pipeline.EventDone:
+			if i := idx(e.Step); i >= 0 {
+				out[i].state, out[i].elapsed, out[i].msg = "done", e.Elapsed, e.Message
+			}
+		case pipeline.EventFailed:
+			if i := idx(e.Step); i >= 0 && out[i].state != "done" {
+				if out[i].state == "pending" {
+					out[i].state, stopped = "not started", true
+				} else {
+					out[i].state = "failed"
+				}
+				out[i].elapsed, out[i].msg = e.Elapsed, e.Message
+			}
+		}
+	}
+	if stopped || (c.run != nil && c.run.finished) {
+		for i := range out {
+			if out[i].state == "pending" {
+				out[i].state = "not started"
+			}
+		}
+	}
+	return out
+}
+
+func (s *progressScreen) View() (string, int) {
+	c := s.c
+	st := &c.st
+	w := c.width
+	var b strings.Builder
+	var warnings []string
+	preflightDone := false
+	for _, e := range c.events {
+		switch {
+		case e.Kind == pipeline.EventPlan:
+			b.WriteString(st.faint.Render(truncate("engine: "+string(e.Engine)+" — "+e.Message, w)) + "\n\n")
+		case e.Kind == pipeline.EventDone && e.Step == pipeline.StepPreflight:
+			preflightDone = true
+		case e.Kind == pipeline.EventWarning:
+			warnings = append(warnings, e.Message)
+		}
+	}
+	stopping := s.stopAt != ""
+	switch {
+	case s.asking:
+		q := "Stop? "
+		if s.quitAfter {
+			q = "Stop and quit? "
+		}
+		b.WriteString(para(st.warn, q+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
+	case stopping:
+		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released.", w, ""))
+		if late := s.lateStarts(); len(late) > 0 {
+			b.WriteString(para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  "))
+		}
+	}
+	if s.asking || stopping {
+		b.WriteString("\n")
+	}
+	focus := -1
+	for _, sv := range c.steps() {
+		if sv.state == "running" {
+			focus = strings.Count(b.String(), "\n")
+		}
+		var mark, t string
+		switch sv.state {
+		case "pending":
+			mark = st.faint.Render("·")
+		case "running":
+			mark = c.spin.View()
+			t = fmtDur(time.Since(sv.started))
+		case "done":
+			mark = st.ok.Render("✓")
+			t = fmtDur(sv.elapsed)
+		case "failed":
+			mark = st.err.Render("✗")
+		case "not started":
+			mark = st.warn.Render("■")
+		}
+		// title, time and state in columns where they fit, else one after
+		// the other, wrapped
+		line := fmt.Sprintf("%-*s %7s  %s", min(44, w-23), sv.step.Title, t, sv.state)
+		if len([]rune(line)) > w-2 {
+			line = strings.TrimSpace(sv.step.Title + "  " + t + "  " + sv.state)
+		}
+		b.WriteString(mark + " " + para(lipglossPlain, line, w-2, "  "))
+		if sv.state == "running" {
+			b.WriteString(c.command("    ", sv.command))
+			if sv.step.Slow != "" {
+				b.WriteString(para(st.faint, "    why it takes time: "+sv.step.Slow, w, "      "))
+			}
+		}
+		if sv.state == "failed" && sv.msg != "" {
+			b.WriteString(para(st.err, "    "+sv.msg, w, "      "))
+		}
+	}
+	// The plan's warnings were shown before the confirmation; they stay
+	// only until the preflight check is done (after it an image "to be
+	// created" exists).
+	if !preflightDone {
+		for _, x := range warnings {
+			b.WriteString(para(st.warn, "⚠ "+x, w, "  "))
+		}
+	}
+	if !c.runStart.IsZero() {
+		fmt.Fprintf(&b, "\nelapsed %s\n", fmtDur(time.Since(c.runStart)))
+	}
+	return b.String(), focus
+}
+
+// lateStarts are the steps the pipeline started after the stop (it should
+// start none: shown so the screen never claims more than happened).
+func (s *progressScreen) lateStarts() []string {
+	var late []string
+	for _, sv := range s.c.steps() {
+		if sv.state != "pending" && sv.state != "not started" && sv.step.Title != s.stopAt && sv.started.After(s.c.stopTime) && !s.c.stopTime.IsZero() {
+			late = append(late, sv.step.Title)
+		}
+	}
+	return late
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}

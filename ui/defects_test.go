@@ -1,8 +1,10 @@
 package ui
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -447,6 +449,25 @@ func TestImageWording(t *testing.T) {
 	})
 }
 
+// waitForTool waits until a process whose executable is the real tool
+// (/proc/PID/exe, not a shell of that name) runs with arg in its command
+// line.
+func waitForTool(tool, arg string, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			exe, err := os.Readlink("/proc/" + d.Name() + "/exe")
+			if err != nil || filepath.Base(exe) != tool {
+				continue
+			}
+			if cl, err := os.ReadFile("/proc/" + d.Name() + "/cmdline"); err == nil && bytes.Contains(cl, []byte(arg)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // busyCPU keeps every core busy until the test ends.
 func busyCPU(t *testing.T, n int) {
 	t.Helper()
@@ -473,8 +494,25 @@ func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
 		var mu sync.Mutex
 		var stopping string
 		var started []pipeline.StepID
-		stopped := false
+		stopped, armed := false, false
+		var h *harness
 		hook := func(p *probe, msg tea.Msg) {
+			if k, ok := msg.(tea.KeyPressMsg); ok && k.Text == "y" {
+				mu.Lock()
+				defer mu.Unlock()
+				if !armed {
+					return // a y typed into a field before the run
+				}
+				stopped = true
+				v := p.view()
+				stopping = flat(v)
+				for _, l := range strings.Split(v, "\n") {
+					if strings.HasSuffix(l, "…") && !strings.HasPrefix(l, "engine:") && !strings.Contains(l, "luksdock · ") {
+						t.Errorf("a progress line is cut: %q", l)
+					}
+				}
+				return
+			}
 			e, ok := msg.(runEventMsg)
 			if !ok || e.Kind != pipeline.EventStart {
 				return
@@ -485,19 +523,19 @@ func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
 				started = append(started, e.Step)
 			}
 			if e.Step == pipeline.StepFormat {
-				p.m.Update(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl})
-				p.m.Update(tea.KeyPressMsg{Code: 'y', Text: "y"})
-				stopped = true
-				v := p.view()
-				stopping = flat(v)
-				for _, l := range strings.Split(v, "\n") {
-					if strings.HasSuffix(l, "…") && !strings.HasPrefix(l, "engine:") && !strings.Contains(l, "luksdock · ") {
-						t.Errorf("a progress line is cut: %q", l)
+				armed = true
+				// Stop while the real cryptsetup luksFormat runs, not
+				// merely after its start event was drawn.
+				go func() {
+					if !waitForTool("cryptsetup", "luksFormat", 60*time.Second) {
+						t.Errorf("cryptsetup luksFormat was never seen running")
 					}
-				}
+					h.ctrlC()
+					h.tm.Send(tea.KeyPressMsg{Code: 'y', Text: "y"})
+				}()
 			}
 		}
-		h := startSized(t, cfg, w, hgt, hook)
+		h = startSized(t, cfg, w, hgt, hook)
 		h.toPlan(testPass)
 		h.enter()
 		h.onScreen(scrConfirm)

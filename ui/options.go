@@ -283,15 +283,25 @@ type (
 	}
 )
 
-// check validates the choices in a command (the header path is looked at
-// on disk); the label alone is checked at once.
+// check validates the choices in a command (the header-backup path is
+// checked against the target on disk); the label alone is checked at once.
 func (s *optionsScreen) check() tea.Cmd {
 	s.seq++
-	o, seq := s.options(), s.seq
+	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
 	if err := fsformat.ValidateLabel(o.Label); err != nil {
 		s.err = err.Error()
 	}
-	return func() tea.Msg { return optCheckMsg{seq: seq, err: pipeline.ValidateOptions(&o)} }
+	return func() tea.Msg {
+		if err := pipeline.ValidateOptions(&o); err != nil {
+			return optCheckMsg{seq: seq, err: err}
+		}
+		if o.HeaderBackup != "" && t != nil {
+			if _, err := checkHdr(t.Path, o.HeaderBackup); err != nil {
+				return optCheckMsg{seq: seq, err: err}
+			}
+		}
+		return optCheckMsg{seq: seq}
+	}
 }
 
 // makePlan checks the header-backup path against the target and makes the

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 const exitCodesHelp = `Exit codes:
@@ -217,6 +219,15 @@ LUKS1 with --luks1) whose label is LABEL, opens it, makes an ext4 filesystem
 labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
 (with luks.go and with cryptsetup) and that e2fsck -fn is clean.
 
+With --recovery-key FILE it also generates a recovery key (256 bits from
+the system's random generator, 8 groups of 8 letters, as
+systemd-cryptenroll --recovery-key makes them), writes it to FILE (a new
+file, mode 0600, which must not be on the target disk) and adds it as a
+second LUKS keyslot; verify then proves that it opens the disk too. Type it
+exactly as written, dashes included, at the disk's passphrase prompt when
+the passphrase is lost. Print it, keep the paper away from the disk and
+delete the file.
+
 --confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
 the file name of an image (disk.img). Otherwise nothing is written.
@@ -252,6 +263,14 @@ cryptsetup's own benchmarked defaults apply.
 			}
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
+			}
+			if o.RecoveryKeyFile != "" {
+				k, err := recovery.Generate()
+				if err != nil {
+					return err
+				}
+				defer clear(k)
+				o.RecoveryKey = k
 			}
 			t, err := tf.target(!dryRun)
 			if err != nil {
@@ -301,6 +320,7 @@ cryptsetup's own benchmarked defaults apply.
 	f.IntVar(&o.PBKDF.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
 	f.IntVar(&o.PBKDF.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites)")
+	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
 	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as the equivalent shell commands and touch nothing")
@@ -309,10 +329,10 @@ cryptsetup's own benchmarked defaults apply.
 
 func newVerifyCmd() *cobra.Command {
 	var tf targetFlags
-	var passFile, engine string
+	var passFile, engine, rkFile string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|-",
+		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
 		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
 passphrase using luks.go (independent of cryptsetup), unlocks it with
@@ -321,6 +341,11 @@ partition table must be one Linux reads when the disk is docked (not a GPT
 readable only from its backup header, nor one without a protective MBR). It
 writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
 luksdock left on it is closed first, and reported.
+
+With --recovery-key-file it also proves that the recovery key in FILE ('-':
+standard input) opens the disk, with luks.go and with cryptsetup. The file
+may be the one prepare --recovery-key wrote, or the key typed in (case,
+spaces and dashes do not matter here; at cryptsetup's prompt they do).
 
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -335,24 +360,35 @@ luksdock left on it is closed first, and reported.
 			if err != nil {
 				return err
 			}
+			if rkFile == "-" && passFile == "-" {
+				return usageError{errors.New("--passphrase-file and --recovery-key-file cannot both be standard input")}
+			}
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer clear(pass)
+			var rk []byte
+			if rkFile != "" {
+				if rk, err = recovery.ReadFile(rkFile, cmd.InOrStdin()); err != nil {
+					return &pipeline.Error{Code: pipeline.ExitRefused, Step: pipeline.StepVerify, Err: err}
+				}
+				defer clear(rk)
+			}
 			out := cmd.OutOrStdout()
 			emit := textEvents(out, 1)
 			if asJSON {
 				emit = jsonEvents(out)
 			}
 			ran = true
-			_, err = pipeline.Verify(context.Background(), t, pass, engine, emit)
+			_, err = pipeline.VerifyWithRecoveryKey(context.Background(), t, pass, rk, engine, emit)
 			return err
 		},
 	}
 	tf.add(cmd, false)
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
 	cmd.Flags().StringVar(&engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
+	cmd.Flags().StringVar(&rkFile, "recovery-key-file", "", "also prove that the recovery key in this file (or - for standard input) opens the disk")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd
 }
@@ -399,7 +435,7 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			n++
 			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)
 			if e.Command != "" {
-				fmt.Fprintf(w, "      $ %s\n", e.Command)
+				fmt.Fprintf(w, "      $ %s\n", strings.ReplaceAll(e.Command, "\n", "\n        "))
 			}
 		case pipeline.EventDone:
 			fmt.Fprintf(w, "      done in %s: %s\n", e.Elapsed.Round(time.Millisecond), e.Message)
@@ -412,8 +448,16 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
+			if r.RecoveryKey {
+				fmt.Fprintf(w, "  recovery key: opens it too (verified)")
+				if r.RecoveryKeyFile != "" {
+					fmt.Fprintf(w, "; written to %s: print it, keep the paper away from this disk, then delete the file", r.RecoveryKeyFile)
+				}
+				fmt.Fprintln(w)
+			}
 			if r.HeaderBackup != "" {
 				fmt.Fprintf(w, "  header backup: %s\n", r.HeaderBackup)
+				fmt.Fprintf(w, "                 with it, any passphrase the disk has now opens the disk forever, even after you change or remove that passphrase: keep it as safe as the passphrase\n")
 			}
 		}
 	}

@@ -383,3 +383,26 @@ func (m *Mapping) Close(ctx context.Context) error {
 	_, err := run(ctx, []string{"close", m.Name}, nil, nil)
 	return err
 }
+
+// AddKeyArgs is the cryptsetup luksAddKey argument list that adds a keyslot
+// for a new key: the existing passphrase on standard input (--key-file=-),
+// the new key on file descriptor 3, named /proc/self/fd/3 (inside
+// cryptsetup, /proc/self is cryptsetup). Shared by AddKey and the plan
+// display.
+func AddKeyArgs(dev string, pbkdf PBKDF) []string {
+	a := []string{"luksAddKey", "--batch-mode", "--key-file=-"}
+	a = append(a, pbkdf.Args()...)
+	return append(a, dev, "/proc/self/fd/3")
+}
+
+// AddKey adds a keyslot for newKey to dev, unlocking it with passphrase.
+// Both secrets travel on pipes, never in argv, the environment or a file.
+// cryptsetup reads a key file to its end without stripping anything, so
+// the keyslot holds exactly newKey: what is typed at its prompt.
+func AddKey(ctx context.Context, dev string, passphrase, newKey []byte, pbkdf PBKDF) error {
+	if len(newKey) == 0 {
+		return errors.New("the new key is empty")
+	}
+	_, err := run(ctx, AddKeyArgs(dev, pbkdf), passphrase, newKey)
+	return err
+}

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"luksdock/disk"
 	"luksdock/fsformat"
 	"luksdock/luks"
+	"luksdock/recovery"
 )
 
 // Options are the choices a run is made with.
@@ -20,6 +22,17 @@ type Options struct {
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
+
+	// RecoveryKey, when set, is a recovery key (package recovery, printed
+	// form) that the recovery-key step adds as a second keyslot, right after
+	// luksFormat, and that verify then proves. It is a secret: never
+	// printed, never in an event.
+	RecoveryKey []byte `json:"-"`
+	// RecoveryKeyFile, when set, is where the recovery-key step writes
+	// RecoveryKey (a new file, mode 0600) before the disk accepts it, so a
+	// keyslot never exists for a key that is nowhere else. Checked by
+	// NewPlan with CheckOutputPath; made absolute.
+	RecoveryKeyFile string
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -62,6 +75,12 @@ func ValidateOptions(o *Options) error {
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
 	}
+	if o.RecoveryKeyFile != "" && o.RecoveryKey == nil {
+		return refused("a recovery key file needs a recovery key")
+	}
+	if o.RecoveryKey != nil && !recovery.Valid(o.RecoveryKey) {
+		return refused("the recovery key is not in its printed form")
+	}
 	if o.HeaderBackup != "" {
 		if _, err := os.Lstat(o.HeaderBackup); err == nil {
 			return refused("header backup %s already exists; refusing to overwrite it", o.HeaderBackup)
@@ -91,6 +110,15 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	}
 	if err := Tools(); err != nil {
 		return nil, refused("%v", err)
+	}
+	// Before the policy's verdict, which refuses a disk that is mounted at
+	// all: this names the actual mistake.
+	if o.RecoveryKeyFile != "" {
+		abs, err := CheckOutputPath(t, "recovery key file", o.RecoveryKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		o.RecoveryKeyFile = abs
 	}
 	p := &Plan{Target: t, Opts: o}
 	if !t.Image {
@@ -221,6 +249,17 @@ func (p *Plan) layoutSteps() []Step {
 		{ID: StepClose, Title: "Close the volume", Command: closeCmd},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean", Command: fmt.Sprintf("cryptsetup open --readonly %s verify && e2fsck -fn /dev/mapper/verify && cryptsetup close verify", part),
 			Slow: "unlocks the keyslot again with an independent implementation (luks.go), which runs the key derivation function"},
+	}
+	if o.RecoveryKey != nil {
+		// Right after luksFormat, so verify proves it with the passphrase.
+		rk := Step{ID: StepRecoveryKey, Title: "Add the recovery key (a second keyslot)",
+			Command: "cryptsetup " + strings.Join(luks.AddKeyArgs(part, o.PBKDF), " ") + "  # passphrase on stdin, recovery key on a pipe (fd 3)",
+			Slow:    "adding a keyslot runs the key derivation function twice: to unlock with the passphrase and to seal the new slot"}
+		if o.RecoveryKeyFile != "" {
+			rk.Command = "(set -C; umask 077; cat > " + shq(o.RecoveryKeyFile) + ")  # the recovery key, written and synced before the disk accepts it\n" + rk.Command
+		}
+		i := slices.IndexFunc(steps, func(s Step) bool { return s.ID == StepFormat })
+		steps = slices.Insert(steps, i+1, rk)
 	}
 	if o.HeaderBackup != "" {
 		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header", Command: fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", part, shq(o.HeaderBackup))})

@@ -49,6 +49,10 @@ run cryptsetup close chk
 // (usb-bot on an EHCI controller) with real dm-crypt; then, in a fresh
 // boot, stock cryptsetup opens it, e2fsck -fn is clean, blkid shows the
 // label, and it mounts read-write with a file written and read back.
+// prepare also makes a recovery key (--recovery-key, issue 11): in the
+// fresh boot stock cryptsetup opens the disk with it typed on standard
+// input (a wrong one is refused), the file written with the passphrase's
+// mapping reads back through it, and luksdock verify proves both keys.
 func TestPrepareKernelEngine(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
@@ -64,9 +68,10 @@ label=backups01
 mark ready
 n=$(wait_disk ` + d.Serial + ` 60) || fail "docked disk did not appear"
 mark docked $n
-` + guestPrepare + `
+` + strings.Replace(guestPrepare, "--json", "--recovery-key /tmp/recovery.key --json", 1) + `
 emit events /tmp/prepare.json
 cat /tmp/prepare.err
+[ -f /tmp/recovery.key ] && emit recoverykey /tmp/recovery.key
 mark prepared $(cat /tmp/prepare.rc)
 dmsetup ls > /tmp/dm.out 2>&1
 mark dmsetup $(cat /tmp/dm.out)
@@ -89,6 +94,20 @@ sfdisk --dump /dev/$n
 		t.Fatalf("luksdock prepare exited %s; events:\n%s", rcArgs[0], evJSON)
 	}
 	checkResultEvent(t, evJSON, "backups01", "kernel")
+	rkFile, err := vm.Blob("recoverykey", 10*time.Second)
+	if err != nil {
+		t.Fatalf("the recovery key file: %v", err)
+	}
+	rkLines := strings.Split(strings.TrimSpace(string(rkFile)), "\n")
+	rk := rkLines[len(rkLines)-1]
+	if len(rk) != 71 || strings.Contains(string(evJSON), rk) {
+		t.Fatalf("recovery key %q (or it is in the events)", rk)
+	}
+	wrong := []byte(rk)
+	wrong[0] = map[byte]byte{'c': 'b'}[wrong[0]]
+	if wrong[0] == 0 {
+		wrong[0] = 'c'
+	}
 	if dm := strings.Join(mustMark(t, vm, "dmsetup", 10*time.Second), " "); dm != "No devices found" {
 		t.Errorf("a device-mapper mapping is left after prepare: %q", dm)
 	}
@@ -97,7 +116,8 @@ sfdisk --dump /dev/$n
 	// Boot 2: a fresh boot with the disk cold-plugged; stock tools only
 	// (and luksdock verify).
 	d.Hotplug = false
-	vm2 := boot(t, scratchDir(t), Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Timeout: 3 * time.Minute, Script: `
+	files := map[string][]byte{"rk": []byte(rk + "\n"), "rk-wrong": append(wrong, '\n'), "rkfile": rkFile}
+	vm2 := boot(t, scratchDir(t), Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Files: files, Timeout: 3 * time.Minute, Script: `
 label=backups01
 n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 p=${n}1
@@ -107,7 +127,15 @@ cat /tmp/sfdisk.out
 grep -q '^label: gpt' /tmp/sfdisk.out || fail "not a GPT disk"
 grep -q "^/dev/$p : start= *2048," /tmp/sfdisk.out || fail "partition does not start at 1 MiB"
 ` + guestCheckVolume + `
-luksdock verify --device /dev/$n --passphrase-file /e2e/pass --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
+cryptsetup open --test-passphrase /dev/$p < /e2e/rk-wrong && fail "stock cryptsetup accepted a wrong recovery key"
+echo "+ cryptsetup open /dev/$p rk (the recovery key typed on stdin)"
+cryptsetup open /dev/$p rk < /e2e/rk || fail "stock cryptsetup open of /dev/$p with the recovery key failed"
+run mount -t ext4 -o ro /dev/mapper/rk /mnt
+[ "$(sha256sum < /mnt/e2e-file)" = "$sum" ] || fail "the file read through the recovery key differs"
+run umount /mnt
+run cryptsetup close rk
+luksdock verify --device /dev/$n --passphrase-file /e2e/pass --recovery-key-file /e2e/rkfile --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
+grep -q '"recovery_key":true' /tmp/verify.json || fail "luksdock verify did not prove the recovery key"
 dmsetup ls
 mark checked
 `})

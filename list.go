@@ -8,11 +8,13 @@ import (
 	"os/signal"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 )
 
@@ -26,6 +28,9 @@ type listEntry struct {
 	// Arrival is the kernel log's account of this disk's most recent
 	// attach, when the log has one.
 	Arrival *disk.Arrival `json:"arrival,omitempty"`
+	// Known is set for a LUKS disk: whether the inventory knows it (by its
+	// LUKS UUID) and what it is.
+	Known *knownDisk `json:"known,omitempty"`
 }
 
 func newListCmd() *cobra.Command {
@@ -39,6 +44,11 @@ name, size, transport, model, serial, what is on it, and its status under the
 safety policy (why it is refused, or that it is internal and needs
 --allow-internal). Loop devices are listed only while bound to a file;
 RAM disks, zram, device-mapper and md devices are not listed.
+
+A LUKS disk is looked up by its LUKS UUID in the inventory of disks
+luksdock prepared (see 'luksdock inventory'): a known one is named
+("backups01, set offsite, prepared 2026-11-23, last seen 9 days ago") and
+its last-seen time updated; an unknown one is said to be unknown.
 
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
@@ -93,6 +103,9 @@ readable), 130 interrupted while waiting.`,
 					}
 				}
 			}
+			if w := recognise(inventory.Path(), entries, time.Now()); w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
+			}
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
@@ -138,6 +151,12 @@ func writeListTable(w io.Writer, entries []listEntry) {
 			dash(model), dash(e.Serial), e.Summary, e.Status)
 	}
 	tw.Flush()
+	for _, e := range entries {
+		if e.Known == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
+	}
 }
 
 func dash(s string) string {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 	"luksdock/recovery"
 )
@@ -101,7 +102,7 @@ runs non-interactively as 'luksdock prepare'.
 	root.SetErr(stderr)
 	addWizardFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runWizard(cmd) }
-	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd())
+	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd(), newInventoryCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
 }
@@ -228,6 +229,12 @@ exactly as written, dashes included, at the disk's passphrase prompt when
 the passphrase is lost. Print it, keep the paper away from the disk and
 delete the file.
 
+--set NAME names the rotation set the disk belongs to ("offsite"); it is
+kept in the LUKS2 subsystem field (cryptsetup luksDump shows it), so any
+machine can tell. Every verified disk is recorded in the inventory (see
+'luksdock inventory'); a label that another disk of the same set has there
+is refused, with the next free one suggested.
+
 --confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
 the file name of an image (disk.img). Otherwise nothing is written.
@@ -296,8 +303,26 @@ cryptsetup's own benchmarked defaults apply.
 			if asJSON {
 				emit = jsonEvents(out)
 			}
+			invPath := inventory.Path()
+			var attached []disk.Disk
+			if !t.Image {
+				attached, _ = disk.Sys{Root: "/"}.Scan()
+			}
+			if err := checkLabelInSet(invPath, t, p.Opts, attachedLabels(attached)); err != nil {
+				return err
+			}
+			oldUUID := targetLUKSUUID(t)
+			drive := driveOf(t)
 			ran = true
-			_, err = p.Run(ctx, confirm, pass, emit)
+			var res *pipeline.Result
+			res, err = p.Run(ctx, confirm, pass, emit)
+			if err == nil {
+				if ierr := recordPrepared(invPath, t, p.Opts, oldUUID, res, drive); ierr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", ierr)
+				} else if !asJSON {
+					fmt.Fprintf(out, "  inventory:    recorded in %s\n", invPath)
+				}
+			}
 			if finished() && err == nil {
 				// The signal came after the pipeline's last check: nothing
 				// was stopped, and the disk is verified.
@@ -320,6 +345,7 @@ cryptsetup's own benchmarked defaults apply.
 	f.IntVar(&o.PBKDF.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
 	f.IntVar(&o.PBKDF.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites)")
+	f.StringVar(&o.Set, "set", "", "the rotation set this disk belongs to (e.g. offsite): kept in the LUKS2 subsystem field and the inventory")
 	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
 	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
@@ -448,6 +474,9 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
+			if r.LUKS.Subsystem != "" {
+				fmt.Fprintf(w, "  set:          %s (in the LUKS2 subsystem field)\n", r.LUKS.Subsystem)
+			}
 			if r.RecoveryKey {
 				fmt.Fprintf(w, "  recovery key: opens it too (verified)")
 				if r.RecoveryKeyFile != "" {

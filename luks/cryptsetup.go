@@ -89,6 +89,9 @@ func (p PBKDF) Args() []string {
 type FormatOptions struct {
 	LUKS1 bool
 	Label string // LUKS2 label (LUKS1 has none)
+	// Subsystem is the LUKS2 subsystem field (LUKS1 has none): luksdock
+	// stores the rotation set's name there (prepare --set).
+	Subsystem string
 	PBKDF PBKDF
 }
 
@@ -102,6 +105,9 @@ func FormatArgs(dev string, o FormatOptions) []string {
 		a = append(a, "--type", "luks2")
 		if o.Label != "" {
 			a = append(a, "--label", o.Label)
+		}
+		if o.Subsystem != "" {
+			a = append(a, "--subsystem", o.Subsystem)
 		}
 	}
 	a = append(a, "--cipher", Cipher, "--key-size", strconv.Itoa(KeyBytes*8))

@@ -33,6 +33,9 @@ type Options struct {
 	// keyslot never exists for a key that is nowhere else. Checked by
 	// NewPlan with CheckOutputPath; made absolute.
 	RecoveryKeyFile string
+	// Set is the name of the rotation set the disk belongs to ("offsite"),
+	// stored in the LUKS2 subsystem field and in the inventory; "" for none.
+	Set string
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -74,6 +77,12 @@ func ValidateOptions(o *Options) error {
 	}
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
+	}
+	if err := ValidateSetName(o.Set); err != nil {
+		return refused("%v", err)
+	}
+	if o.Set != "" && o.LUKS1 {
+		return refused("--set is kept in the LUKS2 subsystem field; LUKS1 has none")
 	}
 	if o.RecoveryKeyFile != "" && o.RecoveryKey == nil {
 		return refused("a recovery key file needs a recovery key")
@@ -241,7 +250,7 @@ func (p *Plan) layoutSteps() []Step {
 		{ID: StepPreflight, Title: "Check the target", Command: "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + shq(t.Path)},
 		{ID: StepWipe, Title: "Wipe old signatures", Command: wipe},
 		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(o.Table)), Command: partCmd},
-		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " "),
+		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF}), " "),
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
 		{ID: StepOpen, Title: "Open the encrypted volume", Command: openCmd},
 		{ID: StepMkfs, Title: "Make the ext4 filesystem", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label, 0), " "),
@@ -294,4 +303,22 @@ func shq(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ValidateSetName checks a rotation set's name: at most 48 bytes (the LUKS2
+// subsystem field), letters, digits, '.', '_' and '-' only, so it reads the
+// same in luksDump, blkid and a shell. "" (no set) is valid.
+func ValidateSetName(name string) error {
+	if len(name) > 47 {
+		return fmt.Errorf("set name %q is %d bytes; the LUKS2 subsystem field holds at most 47", name, len(name))
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("set name %q: only letters, digits, '.', '_' and '-' are allowed", name)
+		}
+	}
+	if strings.HasPrefix(name, "-") {
+		return fmt.Errorf("set name %q must not start with '-'", name)
+	}
+	return nil
 }

@@ -380,7 +380,7 @@ func (r *runner) format() (string, error) {
 	}
 	o := r.p.Opts
 	err := r.withoutExcl(func() error {
-		return luks.FormatDevice(r.work, r.part, r.pass, r.key, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF})
+		return luks.FormatDevice(r.work, r.part, r.pass, r.key, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF})
 	})
 	if err != nil {
 		return "", err

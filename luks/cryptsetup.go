@@ -92,7 +92,7 @@ type FormatOptions struct {
 	// Subsystem is the LUKS2 subsystem field (LUKS1 has none): luksdock
 	// stores the rotation set's name there (prepare --set).
 	Subsystem string
-	PBKDF PBKDF
+	PBKDF     PBKDF
 }
 
 // FormatArgs is the cryptsetup luksFormat argument list (without secrets;

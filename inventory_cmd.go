@@ -65,6 +65,14 @@ func driveOf(t *pipeline.Target) inventory.Drive {
 		return dr
 	}
 	dr.Dock = strings.TrimSpace(fmt.Sprintf("%s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product))
+	if h := t.Health; h != nil && h.Model != "" {
+		// SMART reached the drive: its own model and serial.
+		dr.Model, dr.ModelFrom = h.Model, inventory.FromDrive
+		if h.Serial != "" {
+			dr.Serial, dr.SerialFrom = h.Serial, inventory.FromDrive
+		}
+		return dr
+	}
 	// A bridge that translates SCSI to ATA answers INQUIRY with vendor
 	// "ATA" and the drive's model; others answer with their own.
 	dr.ModelFrom = inventory.FromDock

@@ -256,3 +256,32 @@ func TestInventoryCorrupt(t *testing.T) {
 		t.Errorf("the damaged inventory was changed:\n%s", b)
 	}
 }
+
+// TestSetNameRefused: set names that would not survive the LUKS2
+// subsystem field or a shell, and --set with LUKS1, are refused before
+// anything is written.
+func TestSetNameRefused(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	img := testkit.SparseFile(t, filepath.Join(dir, "d.img"), 80<<20)
+	sum := testkit.SHA256File(t, img)
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--set", "two words"}, "only letters, digits"},
+		{[]string{"--set", strings.Repeat("s", 48)}, "at most 47"},
+		{[]string{"--set", "-x"}, "must not start with '-'"},
+		{[]string{"--set", "offsite", "--luks1"}, "LUKS1 has none"},
+	} {
+		args := append([]string{"prepare", "--image", img, "--label", "backups01", "--passphrase-file", "-", "--confirm", "d.img"}, c.extra...)
+		code, _, errs := cli(t, testPass+"\n", args...)
+		if code != 3 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d %s", c.extra, code, errs)
+		}
+	}
+	if testkit.SHA256File(t, img) != sum {
+		t.Error("the image changed")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/health"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 )
@@ -31,6 +33,8 @@ type listEntry struct {
 	// Known is set for a LUKS disk: whether the inventory knows it (by its
 	// LUKS UUID) and what it is.
 	Known *knownDisk `json:"known,omitempty"`
+	// Health is the drive's SMART health (not for loop devices).
+	Health *health.Report `json:"health,omitempty"`
 }
 
 func newListCmd() *cobra.Command {
@@ -49,6 +53,13 @@ A LUKS disk is looked up by its LUKS UUID in the inventory of disks
 luksdock prepared (see 'luksdock inventory'): a known one is named
 ("backups01, set offsite, prepared 2026-11-23, last seen 9 days ago") and
 its last-seen time updated; an unknown one is said to be unknown.
+
+Each disk's SMART health is read with smartctl (read-only commands; through
+USB docks with SAT or the bridge's documented pass-through): overall
+verdict, power-on hours, reallocated, pending and offline-uncorrectable
+sectors, and the drive's own model, serial and sector sizes. A dock that
+passes no SMART commands says so; without smartctl, list says how to
+install it.
 
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
@@ -103,6 +114,17 @@ readable), 130 interrupted while waiting.`,
 					}
 				}
 			}
+			if sysRoot == "" || sysRoot == "/" {
+				var wg sync.WaitGroup
+				for i := range entries {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						entries[i].Health = health.ForDisk(cmd.Context(), entries[i].Disk)
+					}()
+				}
+				wg.Wait()
+			}
 			if w := recognise(inventory.Path(), entries, time.Now()); w != "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
 			}
@@ -152,10 +174,19 @@ func writeListTable(w io.Writer, entries []listEntry) {
 	}
 	tw.Flush()
 	for _, e := range entries {
-		if e.Known == nil {
-			continue
+		if e.Known != nil {
+			fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
 		}
-		fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
+		if h := e.Health; h != nil {
+			line := h.Summary()
+			if h.Verdict != health.Unknown {
+				line += fmt.Sprintf(" (drive %s, serial %s)", dash(h.Model), dash(h.Serial))
+			}
+			if h.Bad() {
+				line = "WARNING: " + line + ": do not trust it with backups"
+			}
+			fmt.Fprintf(w, "%s: %s\n", e.Name, line)
+		}
 	}
 }
 

@@ -229,6 +229,14 @@ exactly as written, dashes included, at the disk's passphrase prompt when
 the passphrase is lost. Print it, keep the paper away from the disk and
 delete the file.
 
+Before anything is written the drive's SMART health is read with smartctl
+(read-only commands; through a USB dock with SAT or the bridge's documented
+pass-through). A failing or degrading disk (FAILED self-assessment, an
+attribute at its threshold, reallocated, pending or offline-uncorrectable
+sectors) is refused unless --accept-unhealthy is given too. A dock that
+passes no SMART commands, or a missing smartctl, is said and does not stop
+the run.
+
 --set NAME names the rotation set the disk belongs to ("offsite"); it is
 kept in the LUKS2 subsystem field (cryptsetup luksDump shows it), so any
 machine can tell. Every verified disk is recorded in the inventory (see
@@ -348,6 +356,7 @@ cryptsetup's own benchmarked defaults apply.
 	f.StringVar(&o.Set, "set", "", "the rotation set this disk belongs to (e.g. offsite): kept in the LUKS2 subsystem field and the inventory")
 	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
 	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
+	f.BoolVar(&o.AcceptUnhealthy, "accept-unhealthy", false, "use a disk even though its SMART health is failing or degrading")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as the equivalent shell commands and touch nothing")
 	return cmd

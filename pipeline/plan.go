@@ -9,6 +9,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/health"
 	"luksdock/luks"
 	"luksdock/recovery"
 )
@@ -22,6 +23,9 @@ type Options struct {
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
+	// AcceptUnhealthy allows a disk whose SMART health is failing or
+	// degrading (--accept-unhealthy): a second, explicit confirmation.
+	AcceptUnhealthy bool
 
 	// RecoveryKey, when set, is a recovery key (package recovery, printed
 	// form) that the recovery-key step adds as a second keyslot, right after
@@ -138,6 +142,16 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 			return nil, refused("%s is not on USB (%s); backup disks come through the dock. Pass --allow-internal if you really mean it", t.Path, t.Disk.Transport)
 		}
 		p.Warnings = append(p.Warnings, t.Verdict.Warnings...)
+		if h := t.Health; h != nil {
+			if h.Bad() && !o.AcceptUnhealthy {
+				return nil, refused("%s is not a disk to trust with backups: %s. If you really mean to use it, pass --accept-unhealthy", t.Path, h.Summary())
+			}
+			if h.Bad() {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("UNHEALTHY DISK, used because of --accept-unhealthy: %s", h.Summary()))
+			} else if h.Verdict == health.Unknown {
+				p.Warnings = append(p.Warnings, h.Why)
+			}
+		}
 	} else {
 		if t.Create && t.Size > 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, HumanSize(t.Size)))
@@ -282,6 +296,9 @@ func (p *Plan) Script() string {
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s), engine %s: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
 	for _, d := range p.Target.Destroys() {
 		fmt.Fprintf(&b, "# destroys %s\n", d)
+	}
+	if h := p.Target.Health; h != nil && h.Verdict != health.Unknown {
+		fmt.Fprintf(&b, "# health (smartctl -d %s): %s; drive %s, serial %s\n", h.DeviceType, h.Summary(), h.Model, h.Serial)
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "# warning: %s\n", w)

@@ -132,20 +132,26 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// checkLabelInSet refuses a label another disk of the same set has in the
-// inventory, with a suggestion. A damaged inventory does not stop a
-// prepare (it is reported when recording).
-func checkLabelInSet(path string, t *pipeline.Target, o pipeline.Options, attached []string) error {
+// checkLabelInSet refuses, for a disk of a set (--set), a label another
+// disk of the same set has in the inventory, with a suggestion; without a
+// set it only warns. A damaged inventory does not stop a prepare (it is
+// reported when recording).
+func checkLabelInSet(path string, t *pipeline.Target, o pipeline.Options, attached []string) (warning string, err error) {
 	f, err := inventory.Load(path)
 	if err != nil {
-		return nil
+		return "", nil
 	}
-	if clash := inventory.LabelClash(f, o.Set, o.Label, targetLUKSUUID(t)); clash != "" {
-		return &pipeline.Error{Code: pipeline.ExitRefused, Step: pipeline.StepPreflight,
-			Err: fmt.Errorf("label %s: %s; two disks of a set must not share a label (docked together, the desktop mounts the second at %s1). Next free label: %s",
-				o.Label, clash, o.Label, inventory.SuggestLabel(f, o.Set, attached))}
+	clash := inventory.LabelClash(f, o.Set, o.Label, targetLUKSUUID(t))
+	if clash == "" {
+		return "", nil
 	}
-	return nil
+	msg := fmt.Sprintf("label %s: %s; docked together, the desktop mounts the second at %s1. Next free label: %s",
+		o.Label, clash, o.Label, inventory.SuggestLabel(f, o.Set, attached))
+	if o.Set == "" {
+		return msg, nil
+	}
+	return "", &pipeline.Error{Code: pipeline.ExitRefused, Step: pipeline.StepPreflight,
+		Err: fmt.Errorf("two disks of a set must not share a label: %s", msg)}
 }
 
 // attachedLabels are the LUKS2 and filesystem labels on the disks attached now.

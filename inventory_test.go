@@ -38,6 +38,19 @@ func cliProcess(stdin string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
+// TestMain keeps the tests of this package off the machine's own
+// inventory (/var/lib/luksdock): every prepare here records its disk.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "luksdock-test-inventory-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func loadInventory(t *testing.T) *inventory.File {
 	t.Helper()
 	code, out, errs := cli(t, "", "inventory", "--json")
@@ -283,5 +296,25 @@ func TestSetNameRefused(t *testing.T) {
 	}
 	if testkit.SHA256File(t, img) != sum {
 		t.Error("the image changed")
+	}
+}
+
+// TestDuplicateLabelWithoutSet: without --set a label another disk has is
+// a warning, not a refusal.
+func TestDuplicateLabelWithoutSet(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	for i, want := range []string{"", "luksdock: warning: label backups01: the inventory already has backups01 (LUKS UUID "} {
+		name := fmt.Sprintf("d%d.img", i)
+		args := append([]string{"prepare", "--image", filepath.Join(dir, name), "--size", "80M", "--label", "backups01",
+			"--passphrase-file", "-", "--confirm", name}, smallKDF...)
+		code, out, errs := cli(t, testPass+"\n", args...)
+		if code != 0 || (want == "") != (errs == "") || !strings.Contains(errs, want) || !strings.Contains(errs, "Next free label: backups02") && want != "" {
+			t.Errorf("prepare %s: exit %d\n%s%s", name, code, out, errs)
+		}
+	}
+	if f := loadInventory(t); len(f.Disks) != 2 {
+		t.Errorf("%d disks recorded", len(f.Disks))
 	}
 }

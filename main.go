@@ -241,7 +241,7 @@ the run.
 kept in the LUKS2 subsystem field (cryptsetup luksDump shows it), so any
 machine can tell. Every verified disk is recorded in the inventory (see
 'luksdock inventory'); a label that another disk of the same set has there
-is refused, with the next free one suggested.
+is refused, with the next free one suggested (without --set: a warning).
 
 --confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
@@ -316,8 +316,10 @@ cryptsetup's own benchmarked defaults apply.
 			if !t.Image {
 				attached, _ = disk.Sys{Root: "/"}.Scan()
 			}
-			if err := checkLabelInSet(invPath, t, p.Opts, attachedLabels(attached)); err != nil {
+			if w, err := checkLabelInSet(invPath, t, p.Opts, attachedLabels(attached)); err != nil {
 				return err
+			} else if w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
 			}
 			oldUUID := targetLUKSUUID(t)
 			drive := driveOf(t)

@@ -289,7 +289,9 @@ func TestSecretHygiene(t *testing.T) {
 	backup := filepath.Join(bkDir, "header.bin")
 	rkDir := t.TempDir()
 	rkFile := filepath.Join(rkDir, "backups01.recovery")
-	dirs := []string{tmpdir, imgDir, bkDir, rkDir, "/tmp", "/dev/shm", "/var/tmp"}
+	// invDir: the inventory the run records the disk in is scanned too.
+	os.MkdirAll(invDir, 0o700)
+	dirs := []string{tmpdir, imgDir, bkDir, rkDir, invDir, "/tmp", "/dev/shm", "/var/tmp"}
 	// The image is scanned below, whole; the recovery key file holds the
 	// key by design and is checked on its own.
 	skip := func(p string) bool { return p == img || p == rkFile }

@@ -59,7 +59,8 @@ USB docks with SAT or the bridge's documented pass-through): overall
 verdict, power-on hours, reallocated, pending and offline-uncorrectable
 sectors, and the drive's own model, serial and sector sizes. A dock that
 passes no SMART commands says so; without smartctl, list says how to
-install it.
+install it. --wait prints the new disk at once, without its health (smartctl
+can take seconds through a dock): run list again to see it.
 
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
@@ -114,7 +115,9 @@ readable), 130 interrupted while waiting.`,
 					}
 				}
 			}
-			if sysRoot == "" || sysRoot == "/" {
+			// --wait prints the new disk at once: reading SMART through a
+			// dock can take seconds, so its health is left to `list`.
+			if (sysRoot == "" || sysRoot == "/") && !wait {
 				var wg sync.WaitGroup
 				for i := range entries {
 					wg.Add(1)

@@ -123,8 +123,10 @@ func TestRecoveryKeyFileRefusals(t *testing.T) {
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o700)
 	loop := testkit.AttachLoop(t, img)
+	mounted := true
 	if out, err := exec.Command("mount", loop, mnt).CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED the on-target case: cannot mount ext4 here: %v %s", err, out)
+		mounted = false
+		t.Logf("SKIPPED the on-target case only: cannot mount ext4 here: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 
@@ -132,7 +134,11 @@ func TestRecoveryKeyFileRefusals(t *testing.T) {
 		{existing, "already exists; refusing to overwrite it"},
 		{filepath.Join(dir, "nodir", "k"), "directory " + filepath.Join(dir, "nodir") + " does not exist"},
 		{filepath.Join(mnt, "k"), "would be inside " + img + ", the image being prepared"},
+		{"-", "the key is never printed on standard output"},
 	} {
+		if !mounted && strings.HasPrefix(c.path, mnt) {
+			continue
+		}
 		args := append([]string{"prepare", "--image", img, "--label", "backups01", "--passphrase-file", "-", "--confirm", "disk.img", "--recovery-key", c.path}, smallKDF...)
 		code, out, errs := cli(t, testPass+"\n", args...)
 		if code != 3 || !strings.Contains(errs, c.want) {

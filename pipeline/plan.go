@@ -88,6 +88,9 @@ func ValidateOptions(o *Options) error {
 	if o.Set != "" && o.LUKS1 {
 		return refused("--set is kept in the LUKS2 subsystem field; LUKS1 has none")
 	}
+	if o.RecoveryKeyFile == "-" {
+		return refused("--recovery-key needs a file name: the key is never printed on standard output, where logs keep it")
+	}
 	if o.RecoveryKeyFile != "" && o.RecoveryKey == nil {
 		return refused("a recovery key file needs a recovery key")
 	}

@@ -7,12 +7,16 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/health"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 )
 
@@ -26,6 +30,11 @@ type listEntry struct {
 	// Arrival is the kernel log's account of this disk's most recent
 	// attach, when the log has one.
 	Arrival *disk.Arrival `json:"arrival,omitempty"`
+	// Known is set for a LUKS disk: whether the inventory knows it (by its
+	// LUKS UUID) and what it is.
+	Known *knownDisk `json:"known,omitempty"`
+	// Health is the drive's SMART health (not for loop devices).
+	Health *health.Report `json:"health,omitempty"`
 }
 
 func newListCmd() *cobra.Command {
@@ -39,6 +48,19 @@ name, size, transport, model, serial, what is on it, and its status under the
 safety policy (why it is refused, or that it is internal and needs
 --allow-internal). Loop devices are listed only while bound to a file;
 RAM disks, zram, device-mapper and md devices are not listed.
+
+A LUKS disk is looked up by its LUKS UUID in the inventory of disks
+luksdock prepared (see 'luksdock inventory'): a known one is named
+("backups01, set offsite, prepared 2026-11-23, last seen 9 days ago") and
+its last-seen time updated; an unknown one is said to be unknown.
+
+Each disk's SMART health is read with smartctl (read-only commands; through
+USB docks with SAT or the bridge's documented pass-through): overall
+verdict, power-on hours, reallocated, pending and offline-uncorrectable
+sectors, and the drive's own model, serial and sector sizes. A dock that
+passes no SMART commands says so; without smartctl, list says how to
+install it. --wait prints the new disk at once, without its health (smartctl
+can take seconds through a dock): run list again to see it.
 
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
@@ -93,6 +115,22 @@ readable), 130 interrupted while waiting.`,
 					}
 				}
 			}
+			// --wait prints the new disk at once: reading SMART through a
+			// dock can take seconds, so its health is left to `list`.
+			if (sysRoot == "" || sysRoot == "/") && !wait {
+				var wg sync.WaitGroup
+				for i := range entries {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						entries[i].Health = health.ForDisk(cmd.Context(), entries[i].Disk)
+					}()
+				}
+				wg.Wait()
+			}
+			if w := recognise(inventory.Path(), entries, time.Now()); w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
+			}
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
@@ -138,6 +176,21 @@ func writeListTable(w io.Writer, entries []listEntry) {
 			dash(model), dash(e.Serial), e.Summary, e.Status)
 	}
 	tw.Flush()
+	for _, e := range entries {
+		if e.Known != nil {
+			fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
+		}
+		if h := e.Health; h != nil {
+			line := h.Summary()
+			if h.Verdict != health.Unknown {
+				line += fmt.Sprintf(" (drive %s, serial %s)", dash(h.Model), dash(h.Serial))
+			}
+			if h.Bad() {
+				line = "WARNING: " + line + ": do not trust it with backups"
+			}
+			fmt.Fprintf(w, "%s: %s\n", e.Name, line)
+		}
+	}
 }
 
 func dash(s string) string {

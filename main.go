@@ -23,8 +23,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 const exitCodesHelp = `Exit codes:
@@ -138,7 +140,7 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	root.SetErr(stderr)
 	addWizardFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runWizard(cmd) }
-	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd())
+	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd(), newInventoryCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
@@ -305,6 +307,29 @@ LUKS1 with --luks1) whose label is LABEL, opens it, makes an ext4 filesystem
 labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
 (with luks.go and with cryptsetup) and that e2fsck -fn is clean.
 
+With --recovery-key FILE it also generates a recovery key (256 bits from
+the system's random generator, 8 groups of 8 letters, as
+systemd-cryptenroll --recovery-key makes them), writes it to FILE (a new
+file, mode 0600, which must not be on the target disk) and adds it as a
+second LUKS keyslot; verify then proves that it opens the disk too. Type it
+exactly as written, dashes included, at the disk's passphrase prompt when
+the passphrase is lost. Print it, keep the paper away from the disk and
+delete the file.
+
+Before anything is written the drive's SMART health is read with smartctl
+(read-only commands; through a USB dock with SAT or the bridge's documented
+pass-through). A failing or degrading disk (FAILED self-assessment, an
+attribute at its threshold, reallocated, pending or offline-uncorrectable
+sectors) is refused unless --accept-unhealthy is given too. A dock that
+passes no SMART commands, or a missing smartctl, is said and does not stop
+the run.
+
+--set NAME names the rotation set the disk belongs to ("offsite"); it is
+kept in the LUKS2 subsystem field (cryptsetup luksDump shows it), so any
+machine can tell. Every verified disk is recorded in the inventory (see
+'luksdock inventory'); a label that another disk of the same set has there
+is refused, with the next free one suggested (without --set: a warning).
+
 --confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
 the file name of an image (disk.img). Otherwise nothing is written.
@@ -341,6 +366,14 @@ cryptsetup's own benchmarked defaults apply.
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
+			if o.RecoveryKeyFile != "" {
+				k, err := recovery.Generate()
+				if err != nil {
+					return err
+				}
+				defer clear(k)
+				o.RecoveryKey = k
+			}
 			t, err := tf.target(!dryRun)
 			if err != nil {
 				return err
@@ -366,8 +399,28 @@ cryptsetup's own benchmarked defaults apply.
 			if asJSON {
 				emit = jsonEvents(out)
 			}
+			invPath := inventory.Path()
+			var attached []disk.Disk
+			if !t.Image {
+				attached, _ = disk.Sys{Root: "/"}.Scan()
+			}
+			if w, err := checkLabelInSet(invPath, t, p.Opts, attachedLabels(attached)); err != nil {
+				return err
+			} else if w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
+			}
+			oldUUID := targetLUKSUUID(t)
+			drive := driveOf(t)
 			ran = true
-			_, err = p.Run(ctx, confirm, pass, emit)
+			var res *pipeline.Result
+			res, err = p.Run(ctx, confirm, pass, emit)
+			if err == nil {
+				if ierr := recordPrepared(invPath, t, p.Opts, oldUUID, res, drive); ierr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", ierr)
+				} else if !asJSON {
+					fmt.Fprintf(out, "  inventory:    recorded in %s\n", invPath)
+				}
+			}
 			if finished() && err == nil {
 				// The signal came during the last step or after it: every
 				// step finished, nothing was stopped, the disk is verified.
@@ -385,6 +438,9 @@ cryptsetup's own benchmarked defaults apply.
 	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites; refused on the target itself)")
+	f.StringVar(&o.Set, "set", "", "the rotation set this disk belongs to (e.g. offsite): kept in the LUKS2 subsystem field and the inventory")
+	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
+	f.BoolVar(&o.AcceptUnhealthy, "accept-unhealthy", false, "use a disk even though its SMART health is failing or degrading")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as a shell script that does the same by hand (on a kernel with device-mapper) and touch nothing")
 	return cmd
@@ -392,10 +448,10 @@ cryptsetup's own benchmarked defaults apply.
 
 func newVerifyCmd() *cobra.Command {
 	var tf targetFlags
-	var passFile, engine string
+	var passFile, engine, rkFile string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|-",
+		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
 		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
 passphrase using luks.go (independent of cryptsetup), unlocks it with
@@ -404,6 +460,11 @@ partition table must be one Linux reads when the disk is docked (not a GPT
 readable only from its backup header, nor one without a protective MBR). It
 writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
 luksdock left on it is closed first, and reported.
+
+With --recovery-key-file it also proves that the recovery key in FILE ('-':
+standard input) opens the disk, with luks.go and with cryptsetup. The file
+may be the one prepare --recovery-key wrote, or the key typed in (case,
+spaces and dashes do not matter here; at cryptsetup's prompt they do).
 
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -418,24 +479,35 @@ luksdock left on it is closed first, and reported.
 			if err != nil {
 				return err
 			}
+			if rkFile == "-" && passFile == "-" {
+				return usageError{errors.New("--passphrase-file and --recovery-key-file cannot both be standard input")}
+			}
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer clear(pass)
+			var rk []byte
+			if rkFile != "" {
+				if rk, err = recovery.ReadFile(rkFile, cmd.InOrStdin()); err != nil {
+					return &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepVerify, Err: err}
+				}
+				defer clear(rk)
+			}
 			out := cmd.OutOrStdout()
 			emit := textEvents(out, 1)
 			if asJSON {
 				emit = jsonEvents(out)
 			}
 			ran = true
-			_, err = pipeline.Verify(context.Background(), t, pass, pipeline.Engine(engine), emit)
+			_, err = pipeline.VerifyWithRecoveryKey(context.Background(), t, pass, rk, pipeline.Engine(engine), emit)
 			return err
 		},
 	}
 	tf.add(cmd, true, false)
 	addPassphraseFlag(cmd, &passFile)
 	addEngineFlag(cmd, &engine)
+	cmd.Flags().StringVar(&rkFile, "recovery-key-file", "", "also prove that the recovery key in this file (or - for standard input) opens the disk")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
 	return cmd
 }
@@ -503,8 +575,19 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
+			if r.LUKS.Subsystem != "" {
+				fmt.Fprintf(w, "  set:          %s (in the LUKS2 subsystem field)\n", r.LUKS.Subsystem)
+			}
+			if r.RecoveryKey {
+				fmt.Fprintf(w, "  recovery key: opens it too (verified)")
+				if r.RecoveryKeyFile != "" {
+					fmt.Fprintf(w, "; written to %s: print it, keep the paper away from this disk, then delete the file", r.RecoveryKeyFile)
+				}
+				fmt.Fprintln(w)
+			}
 			if r.HeaderBackup != "" {
 				fmt.Fprintf(w, "  header backup: %s\n", r.HeaderBackup)
+				fmt.Fprintf(w, "                 with it, any passphrase the disk has now opens the disk forever, even after you change or remove that passphrase: keep it as safe as the passphrase\n")
 			}
 		}
 	}

@@ -18,12 +18,23 @@ import (
 )
 
 // TestMain lets a test run this package's test binary as the luksdock CLI
-// (LUKSDOCK_TEST_AS_CLI=1), to send it real signals.
+// (LUKSDOCK_TEST_AS_CLI=1), to send it real signals, and keeps the tests off
+// the machine's own inventory (/var/lib/luksdock): every prepare here
+// records its disk.
 func TestMain(m *testing.M) {
 	if os.Getenv("LUKSDOCK_TEST_AS_CLI") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// Every run here records into a private inventory, never the host's
+	// /var/lib/luksdock (the CLI children inherit it).
+	dir, err := os.MkdirTemp("", "luksdock-test-inventory-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // busy keeps n goroutines spinning until stop is closed: CPU load beside

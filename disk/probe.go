@@ -35,6 +35,9 @@ type Signature struct {
 	Version string  `json:"version,omitempty"` // LUKS "1"/"2", LVM "LVM2 001", swap "1", vfat "FAT32"
 	Label   string  `json:"label,omitempty"`
 	UUID    string  `json:"uuid,omitempty"`
+	// Subsystem is the LUKS2 subsystem field (blkid SUBSYSTEM); luksdock
+	// keeps the name of the rotation set there (prepare --set).
+	Subsystem string `json:"subsystem,omitempty"`
 }
 
 // SigType is a content signature the probe recognises, named as blkid
@@ -336,13 +339,15 @@ func (p *prober) luks() (Signature, bool) {
 			}
 			s.UUID = cstr(h[168:208])
 		case 2:
-			// LUKS2 binary header: label at 24 (48 bytes), uuid at 168 (40).
+			// LUKS2 binary header: label at 24 (48 bytes), uuid at 168
+			// (40), subsystem at 208 (48).
 			hdrSize := binary.BigEndian.Uint64(h[8:16])
 			if secondary && hdrSize != uint64(off) {
 				continue
 			}
 			s.Label = cstr(h[24:72])
 			s.UUID = cstr(h[168:208])
+			s.Subsystem = cstr(h[208:256])
 		default:
 			continue
 		}

@@ -245,6 +245,8 @@ func runHost(t *testing.T, stdin string, name string, args ...string) (string, i
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	// The host's own inventory (/var/lib/luksdock) is not the tests' to write.
+	cmd.Env = append(os.Environ(), "LUKSDOCK_INVENTORY="+filepath.Join(t.TempDir(), "inventory.json"))
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
@@ -291,6 +293,9 @@ type event struct {
 		FSLabel   string `json:"fs_label"`
 		FsckClean bool   `json:"fsck_clean"`
 		Engine    string `json:"engine"`
+		LUKS      struct {
+			UUID string `json:"uuid"`
+		} `json:"luks"`
 	} `json:"result"`
 }
 

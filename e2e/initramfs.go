@@ -47,6 +47,7 @@ var guestTools = []struct{ name, pkg string }{
 	{"script", "bsdutils"},
 	{"sfdisk", "fdisk"},
 	{"dmsetup", "dmsetup"},
+	{"smartctl", "smartmontools"}, // luksdock's health check (issue 11)
 }
 
 // guestDataFiles are configuration files the tools read at run time.
@@ -69,6 +70,8 @@ var guestModules = []string{
 	"crc32c_generic", "?crc32c-intel", "libcrc32c", "crc16", "mbcache", "jbd2", "ext4",
 	// loop devices and FUSE (the userspace engine's data path)
 	"loop", "fuse",
+	// SATA (AHCI) disks, which answer SMART (the health check's test)
+	"libata", "libahci", "ahci",
 }
 
 // Guest is a bootable guest: a kernel image and a base initramfs holding

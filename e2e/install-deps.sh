@@ -4,7 +4,7 @@
 # already installed are left alone (apt-get update only runs when something
 # is missing).
 set -eu
-pkgs="qemu-system-x86 linux-image-amd64 busybox-static cryptsetup-bin e2fsprogs fdisk util-linux mount bsdutils dmsetup kmod cpio file"
+pkgs="qemu-system-x86 linux-image-amd64 busybox-static cryptsetup-bin e2fsprogs fdisk util-linux mount bsdutils dmsetup smartmontools kmod cpio file"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -49,6 +49,14 @@ run cryptsetup close chk
 // (usb-bot on an EHCI controller) with real dm-crypt; then, in a fresh
 // boot, stock cryptsetup opens it, e2fsck -fn is clean, blkid shows the
 // label, and it mounts read-write with a file written and read back.
+// prepare also makes a recovery key (--recovery-key, issue 11): in the
+// fresh boot stock cryptsetup opens the disk with it typed on standard
+// input (a wrong one is refused), the file written with the passphrase's
+// mapping reads back through it, and luksdock verify proves both keys.
+// The disk is also made part of set "offsite" (--set): after it is
+// undocked, another disk docked in its place and it is docked again under
+// a new kernel name, `luksdock list --json` recognises it by its LUKS UUID
+// from the inventory (issue 11).
 func TestPrepareKernelEngine(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
@@ -56,22 +64,34 @@ func TestPrepareKernelEngine(t *testing.T) {
 	dir := scratchDir(t)
 	d := Disk{ID: "dock", Image: newImage(t, dir, "disk.img", 256<<20), Transport: "bot",
 		Vendor: "SAMSUNG", Product: "HD103SI", Serial: "S1VSJ9AZ301234", Hotplug: true}
+	filler := Disk{ID: "filler", Image: newImage(t, dir, "filler.img", 64<<20), Transport: "bot", Serial: "FILLER0001", Hotplug: true}
 
 	// Boot 1: dock the disk and prepare it.
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Controller: "ehci", Timeout: 4 * time.Minute,
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{d, filler}, Controller: "ehci", Timeout: 4 * time.Minute,
 		Script: `
 label=backups01
 mark ready
 n=$(wait_disk ` + d.Serial + ` 60) || fail "docked disk did not appear"
 mark docked $n
-` + guestPrepare + `
+` + strings.Replace(guestPrepare, "--json", "--recovery-key /tmp/recovery.key --set offsite --json", 1) + `
 emit events /tmp/prepare.json
 cat /tmp/prepare.err
+[ -f /tmp/recovery.key ] && emit recoverykey /tmp/recovery.key
 mark prepared $(cat /tmp/prepare.rc)
 dmsetup ls > /tmp/dm.out 2>&1
 mark dmsetup $(cat /tmp/dm.out)
 sfdisk --dump /dev/$n
 [ "$(cat /tmp/prepare.rc)" = 0 ] || fail "luksdock prepare exited $(cat /tmp/prepare.rc)"
+host_wait undocked
+wait_gone $n 60
+f=$(wait_disk ` + filler.Serial + ` 60) || fail "filler disk did not appear"
+mark filler $f
+host_wait redocked
+n2=$(wait_disk ` + d.Serial + ` 60) || fail "the disk did not come back"
+luksdock list --json </dev/null > /tmp/list.json 2>/tmp/list.err || { cat /tmp/list.err; fail "luksdock list"; }
+luksdock list </dev/null
+emit list /tmp/list.json
+mark redocked $n2
 `})
 	mustMark(t, vm, "ready", 90*time.Second)
 	if err := vm.Plug(d.ID); err != nil {
@@ -89,15 +109,86 @@ sfdisk --dump /dev/$n
 		t.Fatalf("luksdock prepare exited %s; events:\n%s", rcArgs[0], evJSON)
 	}
 	checkResultEvent(t, evJSON, "backups01", "kernel")
+	rkFile, err := vm.Blob("recoverykey", 10*time.Second)
+	if err != nil {
+		t.Fatalf("the recovery key file: %v", err)
+	}
+	rkLines := strings.Split(strings.TrimSpace(string(rkFile)), "\n")
+	rk := rkLines[len(rkLines)-1]
+	if len(rk) != 71 || strings.Contains(string(evJSON), rk) {
+		t.Fatalf("recovery key %q (or it is in the events)", rk)
+	}
+	wrong := []byte(rk)
+	wrong[0] = map[byte]byte{'c': 'b'}[wrong[0]]
+	if wrong[0] == 0 {
+		wrong[0] = 'c'
+	}
 	if dm := strings.Join(mustMark(t, vm, "dmsetup", 10*time.Second), " "); dm != "No devices found" {
 		t.Errorf("a device-mapper mapping is left after prepare: %q", dm)
+	}
+	// Re-dock under another kernel name: recognised by LUKS UUID.
+	if err := vm.Unplug(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	vm.Send("undocked")
+	if err := vm.Plug(filler.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustMark(t, vm, "filler", time.Minute)
+	if err := vm.Plug(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	vm.Send("redocked")
+	name2 := mustMark(t, vm, "redocked", 2*time.Minute)[0]
+	listJSON, err := vm.Blob("list", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uuid string
+	for _, e := range parseEvents(evJSON) {
+		if e.Result != nil {
+			uuid = e.Result.LUKS.UUID
+		}
+	}
+	var entries []struct {
+		Name  string `json:"name"`
+		Known *struct {
+			Known       bool   `json:"known"`
+			Description string `json:"description"`
+			SetOnDisk   string `json:"set_on_disk"`
+			Record      *struct {
+				UUID string `json:"luks_uuid"`
+			} `json:"record"`
+		} `json:"known"`
+	}
+	if err := json.Unmarshal(listJSON, &entries); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, listJSON)
+	}
+	if name2 == name[0] {
+		t.Errorf("re-docked under the same name %s; the test wants another", name2)
+	}
+	found := false
+	for _, e := range entries {
+		if e.Name != name2 {
+			continue
+		}
+		found = true
+		if k := e.Known; k == nil || !k.Known || k.Record == nil || k.Record.UUID != uuid || k.SetOnDisk != "offsite" ||
+			!strings.HasPrefix(k.Description, "backups01, set offsite, prepared ") {
+			b, _ := json.Marshal(e.Known)
+			t.Errorf("re-docked as %s (was %s): not recognised as LUKS UUID %s: %s", name2, name[0], uuid, b)
+		}
+	}
+	if !found {
+		t.Errorf("list --json has no %s:\n%s", name2, listJSON)
 	}
 	mustExit(t, vm, time.Minute)
 
 	// Boot 2: a fresh boot with the disk cold-plugged; stock tools only
 	// (and luksdock verify).
 	d.Hotplug = false
-	vm2 := boot(t, scratchDir(t), Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Timeout: 3 * time.Minute, Script: `
+	files := map[string][]byte{"rk": []byte(rk + "\n"), "rk-wrong": append(wrong, '\n'), "rkfile": rkFile}
+	vm2 := boot(t, scratchDir(t), Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Files: files, Timeout: 3 * time.Minute, Script: `
 label=backups01
 n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 p=${n}1
@@ -107,7 +198,15 @@ cat /tmp/sfdisk.out
 grep -q '^label: gpt' /tmp/sfdisk.out || fail "not a GPT disk"
 grep -q "^/dev/$p : start= *2048," /tmp/sfdisk.out || fail "partition does not start at 1 MiB"
 ` + guestCheckVolume + `
-luksdock verify --device /dev/$n --passphrase-file /e2e/pass --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
+cryptsetup open --test-passphrase /dev/$p < /e2e/rk-wrong && fail "stock cryptsetup accepted a wrong recovery key"
+echo "+ cryptsetup open /dev/$p rk (the recovery key typed on stdin)"
+cryptsetup open /dev/$p rk < /e2e/rk || fail "stock cryptsetup open of /dev/$p with the recovery key failed"
+run mount -t ext4 -o ro /dev/mapper/rk /mnt
+[ "$(sha256sum < /mnt/e2e-file)" = "$sum" ] || fail "the file read through the recovery key differs"
+run umount /mnt
+run cryptsetup close rk
+luksdock verify --device /dev/$n --passphrase-file /e2e/pass --recovery-key-file /e2e/rkfile --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
+grep -q '"recovery_key":true' /tmp/verify.json || fail "luksdock verify did not prove the recovery key"
 dmsetup ls
 mark checked
 `})

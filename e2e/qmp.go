@@ -164,6 +164,15 @@ func (d Disk) devices(bus string) []qdevice {
 		usb.props = append(usb.props, [2]string{"serial", d.Serial})
 	}
 	switch d.transport() {
+	case "ahci":
+		hd := qdevice{driver: "ide-hd", props: [][2]string{{"id", d.ID + "-hd"}, {"bus", d.ID + "-ahci.0"}, {"drive", d.ID}}}
+		if d.Product != "" {
+			hd.props = append(hd.props, [2]string{"model", d.Product})
+		}
+		if d.Serial != "" {
+			hd.props = append(hd.props, [2]string{"serial", d.Serial})
+		}
+		return []qdevice{{driver: "ahci", props: [][2]string{{"id", d.ID + "-ahci"}}}, hd}
 	case "storage":
 		usb.driver = "usb-storage"
 		usb.props = append(usb.props, [2]string{"drive", d.ID})

@@ -29,7 +29,10 @@ type Disk struct {
 	Image string
 	// Transport is "bot" (usb-bot + scsi-hd, the default), "uas"
 	// (usb-uas + scsi-hd) or "storage" (legacy usb-storage, whose SCSI
-	// vendor/product are QEMU's own).
+	// vendor/product are QEMU's own), or "ahci": not a dock at all but a
+	// SATA disk (ide-hd on an AHCI controller of its own), which answers
+	// ATA commands such as SMART; Product is its model, and it cannot be
+	// hot-plugged.
 	Transport string
 	// Vendor and Product are the SCSI INQUIRY vendor (max 8 chars) and
 	// product (max 16 chars); Serial is both the USB iSerial and the SCSI

@@ -89,7 +89,10 @@ func (p PBKDF) Args() []string {
 type FormatOptions struct {
 	LUKS1 bool
 	Label string // LUKS2 label (LUKS1 has none)
-	PBKDF PBKDF
+	// Subsystem is the LUKS2 subsystem field (LUKS1 has none): luksdock
+	// stores the rotation set's name there (prepare --set).
+	Subsystem string
+	PBKDF     PBKDF
 }
 
 // FormatArgs is the cryptsetup luksFormat argument list (without secrets;
@@ -102,6 +105,9 @@ func FormatArgs(dev string, o FormatOptions) []string {
 		a = append(a, "--type", "luks2")
 		if o.Label != "" {
 			a = append(a, "--label", o.Label)
+		}
+		if o.Subsystem != "" {
+			a = append(a, "--subsystem", o.Subsystem)
 		}
 	}
 	a = append(a, "--cipher", Cipher, "--key-size", strconv.Itoa(KeyBytes*8))
@@ -381,5 +387,28 @@ func (m *Mapping) Close(ctx context.Context) error {
 		return nil
 	}
 	_, err := run(ctx, []string{"close", m.Name}, nil, nil)
+	return err
+}
+
+// AddKeyArgs is the cryptsetup luksAddKey argument list that adds a keyslot
+// for a new key: the existing passphrase on standard input (--key-file=-),
+// the new key on file descriptor 3, named /proc/self/fd/3 (inside
+// cryptsetup, /proc/self is cryptsetup). Shared by AddKey and the plan
+// display.
+func AddKeyArgs(dev string, pbkdf PBKDF) []string {
+	a := []string{"luksAddKey", "--batch-mode", "--key-file=-"}
+	a = append(a, pbkdf.Args()...)
+	return append(a, dev, "/proc/self/fd/3")
+}
+
+// AddKey adds a keyslot for newKey to dev, unlocking it with passphrase.
+// Both secrets travel on pipes, never in argv, the environment or a file.
+// cryptsetup reads a key file to its end without stripping anything, so
+// the keyslot holds exactly newKey: what is typed at its prompt.
+func AddKey(ctx context.Context, dev string, passphrase, newKey []byte, pbkdf PBKDF) error {
+	if len(newKey) == 0 {
+		return errors.New("the new key is empty")
+	}
+	_, err := run(ctx, AddKeyArgs(dev, pbkdf), passphrase, newKey)
 	return err
 }

@@ -20,6 +20,7 @@ type Info struct {
 	Version    int    `json:"luks_version"`
 	UUID       string `json:"uuid"`
 	Label      string `json:"luks_label,omitempty"`
+	Subsystem  string `json:"luks_subsystem,omitempty"` // LUKS2 subsystem: luksdock's rotation set (prepare --set)
 	Cipher     string `json:"cipher"`
 	SectorSize int    `json:"sector_size"`
 	DataOffset int64  `json:"data_offset"`
@@ -91,7 +92,7 @@ func readLUKS2(r io.ReaderAt, h []byte) (Info, error) {
 	if hdrSize < 4096+512 || hdrSize > 4<<20 {
 		return Info{}, fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
 	}
-	info := Info{Version: 2, Label: cstr(h[24:72]), UUID: cstr(h[168:208])}
+	info := Info{Version: 2, Label: cstr(h[24:72]), UUID: cstr(h[168:208]), Subsystem: cstr(h[208:256])}
 	js := make([]byte, hdrSize-4096)
 	if _, err := r.ReadAt(js, 4096); err != nil {
 		return Info{}, fmt.Errorf("reading LUKS2 metadata: %w", err)
@@ -190,7 +191,7 @@ func Unseal(d Device, passphrase []byte) (info Info, err error) {
 		}
 		defer f.Close()
 		if h, err := ReadHeader(f); err == nil {
-			info.Label = h.Label
+			info.Label, info.Subsystem = h.Label, h.Subsystem
 		}
 		return nil
 	})

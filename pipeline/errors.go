@@ -73,6 +73,7 @@ const (
 	statePartWiped       = "old signatures partly wiped: the old partition table and filesystems may be damaged, no new layout was written; prepare it again"
 	statePartPartitioned = "old signatures wiped; the new partition table may be incomplete: prepare it again"
 	statePartFormatted   = "partitioned; the LUKS header may be missing or incomplete: prepare it again"
+	statePartRecoveryKey = "partitioned, LUKS header; the recovery keyslot may be missing, no filesystem: prepare it again"
 	statePartMkfs        = "partitioned, LUKS header, filesystem incomplete: prepare it again"
 )
 
@@ -87,6 +88,8 @@ func StateFailedIn(step, done StepID) string {
 		return statePartPartitioned
 	case StepFormat:
 		return statePartFormatted
+	case StepRecoveryKey:
+		return statePartRecoveryKey
 	case StepMkfs:
 		return statePartMkfs
 	}
@@ -102,7 +105,7 @@ func StateAfter(step StepID) string {
 		return stateWiped
 	case StepPartition:
 		return statePartitioned
-	case StepFormat, StepOpen:
+	case StepFormat, StepRecoveryKey, StepOpen:
 		return stateFormatted
 	case StepMkfs, StepClose:
 		return stateNoVerify

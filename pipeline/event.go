@@ -22,6 +22,7 @@ const (
 	StepWipe         StepID = "wipe"
 	StepPartition    StepID = "partition"
 	StepFormat       StepID = "luks-format"
+	StepRecoveryKey  StepID = "recovery-key"
 	StepOpen         StepID = "open"
 	StepMkfs         StepID = "mkfs"
 	StepClose        StepID = "close"
@@ -102,6 +103,10 @@ type Result struct {
 	FsckClean    bool           `json:"fsck_clean"`
 	Fsck         []string       `json:"fsck,omitempty"`
 	HeaderBackup string         `json:"header_backup,omitempty"`
+	// RecoveryKey says that a recovery key opens the disk too (proved by
+	// verify); RecoveryKeyFile is where it was written. Never the key.
+	RecoveryKey     bool   `json:"recovery_key"`
+	RecoveryKeyFile string `json:"recovery_key_file,omitempty"`
 	// Version is the luksdock that verified the disk
 	// (internal/version.String()), to quote in a bug report.
 	Version string `json:"version,omitempty"`

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,38 +10,45 @@ import (
 )
 
 // CheckHeaderBackupPath checks backup, the path for the LUKS header backup
-// of target (a disk's device path or an image file), and returns it made
-// absolute (a relative path is taken from the current directory). It
-// refuses, saying why, a backup that would be destroyed with the disk or
-// could not be written: the target itself (by any path that resolves to
-// it), a file in a directory on a filesystem that lives on the target (a
+// of target (a disk's device path or an image file): CheckOutputPath for
+// a "header backup". NewPlan calls it, so prepare refuses at preflight; the
+// wizard's Options screen calls it too.
+func CheckHeaderBackupPath(target, backup string) (abs string, err error) {
+	return CheckOutputPath(target, "header backup", backup)
+}
+
+// CheckOutputPath checks path, where luksdock is to create a file that
+// opens the disk target (what: "header backup", "recovery key file"), and
+// returns it made absolute (a relative path is taken from the current
+// directory). A way in kept on the disk it opens is lost with it, so it
+// refuses, saying why: the target itself (by any path that resolves to it),
+// a file in a directory on a filesystem that lives on the target (a
 // partition of it, a dm/md device or loop device built on it, a loop device
 // backed by the image), a path that exists (never overwritten), and a
-// directory that does not exist. It writes nothing. NewPlan calls it, so
-// prepare refuses at preflight; the wizard's Options screen calls it too.
-func CheckHeaderBackupPath(target, backup string) (abs string, err error) {
-	if backup == "" {
-		return "", errors.New("no header backup path given")
+// directory that does not exist. It writes nothing.
+func CheckOutputPath(target, what, path string) (abs string, err error) {
+	if path == "" {
+		return "", fmt.Errorf("no %s path given", what)
 	}
-	abs, err = filepath.Abs(backup)
+	abs, err = filepath.Abs(path)
 	if err != nil {
-		return "", fmt.Errorf("header backup %s: %v", backup, err)
+		return "", fmt.Errorf("%s %s: %v", what, path, err)
 	}
 	dir := filepath.Dir(abs)
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
-		return "", fmt.Errorf("header backup directory %s does not exist", dir)
+		return "", fmt.Errorf("%s directory %s does not exist", what, dir)
 	}
-	keep := "; keep the header backup on another disk"
+	keep := "; keep the " + what + " on another disk"
 	if resolved(abs) == resolved(target) || sameFile(resolved(abs), target) {
 		// by path too: an image still to be created does not exist yet
-		return "", fmt.Errorf("header backup %s is the target %s itself%s", abs, target, keep)
+		return "", fmt.Errorf("%s %s is the target %s itself%s", what, abs, target, keep)
 	}
 	if _, err := os.Lstat(abs); err == nil {
-		return "", fmt.Errorf("header backup %s already exists; refusing to overwrite it", abs)
+		return "", fmt.Errorf("%s %s already exists; refusing to overwrite it", what, abs)
 	}
 	if on := fsOnTarget(target, st); on != "" {
-		return "", fmt.Errorf("header backup %s would be written to %s, which is on the target %s and is destroyed with it%s", abs, on, target, keep)
+		return "", fmt.Errorf("%s %s would be written to %s, which is on the target %s and is destroyed with it%s", what, abs, on, target, keep)
 	}
 	return abs, nil
 }

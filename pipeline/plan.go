@@ -2,11 +2,14 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/health"
 	"luksdock/luks"
+	"luksdock/recovery"
 )
 
 // Options are the choices a run is made with.
@@ -18,6 +21,23 @@ type Options struct {
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
+	// AcceptUnhealthy allows a disk whose SMART health is failing or
+	// degrading (--accept-unhealthy): a second, explicit confirmation.
+	AcceptUnhealthy bool
+
+	// RecoveryKey, when set, is a recovery key (package recovery, printed
+	// form) that the recovery-key step adds as a second keyslot, right after
+	// luksFormat, and that verify then proves. It is a secret: never
+	// printed, never in an event.
+	RecoveryKey []byte `json:"-"`
+	// RecoveryKeyFile, when set, is where the recovery-key step writes
+	// RecoveryKey (a new file, mode 0600) before the disk accepts it, so a
+	// keyslot never exists for a key that is nowhere else. Checked by
+	// NewPlan with CheckOutputPath; made absolute.
+	RecoveryKeyFile string
+	// Set is the name of the rotation set the disk belongs to ("offsite"),
+	// stored in the LUKS2 subsystem field and in the inventory; "" for none.
+	Set string
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -62,6 +82,21 @@ func ValidateOptions(o *Options) error {
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
 	}
+	if err := ValidateSetName(o.Set); err != nil {
+		return refused("%v", err)
+	}
+	if o.Set != "" && o.LUKS1 {
+		return refused("--set is kept in the LUKS2 subsystem field; LUKS1 has none")
+	}
+	if o.RecoveryKeyFile == "-" {
+		return refused("--recovery-key needs a file name: the key is never printed on standard output, where logs keep it")
+	}
+	if o.RecoveryKeyFile != "" && o.RecoveryKey == nil {
+		return refused("a recovery key file needs a recovery key")
+	}
+	if o.RecoveryKey != nil && !recovery.Valid(o.RecoveryKey) {
+		return refused("the recovery key is not in its printed form")
+	}
 	return nil
 }
 
@@ -83,6 +118,15 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	if err := Tools(); err != nil {
 		return nil, refused("%v", err)
 	}
+	// Before the policy's verdict, which refuses a disk that is mounted at
+	// all: this names the actual mistake.
+	if o.RecoveryKeyFile != "" {
+		abs, err := CheckOutputPath(t.Path, "recovery key file", o.RecoveryKeyFile)
+		if err != nil {
+			return nil, refused("%v", err)
+		}
+		o.RecoveryKeyFile = abs
+	}
 	p := &Plan{Target: t, Opts: o}
 	if o.HeaderBackup != "" {
 		abs, err := CheckHeaderBackupPath(t.Path, o.HeaderBackup)
@@ -96,6 +140,16 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 			return nil, refused("%v", err)
 		}
 		p.Warnings = append(p.Warnings, t.Verdict.Warnings...)
+		if h := t.Health; h != nil {
+			if h.Bad() && !o.AcceptUnhealthy {
+				return nil, refused("%s is not a disk to trust with backups: %s. If you really mean to use it, pass --accept-unhealthy", t.Path, h.Summary())
+			}
+			if h.Bad() {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("UNHEALTHY DISK, used because of --accept-unhealthy: %s", h.Summary()))
+			} else if h.Verdict == health.Unknown {
+				p.Warnings = append(p.Warnings, h.Why)
+			}
+		}
 	} else {
 		if t.Create && t.Size > 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, HumanSize(t.Size)))
@@ -223,7 +277,15 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		}
 		return cmd + " && partx --update " + img
 	case StepFormat:
-		return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " ")
+		return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF}), " ")
+	case StepRecoveryKey:
+		// luksdock generates the key, writes its file first, and gives
+		// cryptsetup the passphrase on stdin and the key on a pipe (fd 3).
+		cmd := "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, o.PBKDF), " ") + "  # passphrase on stdin, recovery key on a pipe (fd 3)"
+		if o.RecoveryKeyFile != "" {
+			cmd = "(set -C; umask 077; cat > " + shq(o.RecoveryKeyFile) + ")  # the recovery key, written and synced before the disk accepts it\n" + cmd
+		}
+		return cmd
 	case StepOpen:
 		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
 	case StepMkfs:
@@ -257,6 +319,13 @@ func (p *Plan) layoutSteps() []Step {
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean",
 			Slow: "unlocks the keyslot again with an independent implementation (luks.go), which runs the key derivation function"},
 	}
+	if o.RecoveryKey != nil {
+		// Right after luksFormat, so verify proves it with the passphrase.
+		rk := Step{ID: StepRecoveryKey, Title: "Add the recovery key (a second keyslot)",
+			Slow: "adding a keyslot runs the key derivation function twice: to unlock with the passphrase and to seal the new slot"}
+		i := slices.IndexFunc(steps, func(s Step) bool { return s.ID == StepFormat })
+		steps = slices.Insert(steps, i+1, rk)
+	}
 	if o.HeaderBackup != "" {
 		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header"})
 	}
@@ -279,6 +348,9 @@ func (p *Plan) Script() string {
 	}
 	for _, d := range p.Target.Destroys() {
 		fmt.Fprintf(&b, "# destroys %s\n", d)
+	}
+	if h := p.Target.Health; h != nil && h.Verdict != health.Unknown {
+		fmt.Fprintf(&b, "# health (smartctl -d %s): %s; drive %s, serial %s\n", h.DeviceType, h.Summary(), h.Model, h.Serial)
 	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
@@ -305,4 +377,22 @@ func shq(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ValidateSetName checks a rotation set's name: at most 48 bytes (the LUKS2
+// subsystem field), letters, digits, '.', '_' and '-' only, so it reads the
+// same in luksDump, blkid and a shell. "" (no set) is valid.
+func ValidateSetName(name string) error {
+	if len(name) > 47 {
+		return fmt.Errorf("set name %q is %d bytes; the LUKS2 subsystem field holds at most 47", name, len(name))
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("set name %q: only letters, digits, '.', '_' and '-' are allowed", name)
+		}
+	}
+	if strings.HasPrefix(name, "-") {
+		return fmt.Errorf("set name %q must not start with '-'", name)
+	}
+	return nil
 }

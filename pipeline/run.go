@@ -15,6 +15,7 @@ import (
 	"luksdock/fsformat"
 	"luksdock/internal/version"
 	"luksdock/luks"
+	"luksdock/recovery"
 )
 
 // PartitionTimeout bounds the wait for the kernel to show the new partition.
@@ -85,6 +86,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		{StepWipe, r.wipe},
 		{StepPartition, r.partition},
 		{StepFormat, r.format},
+		{StepRecoveryKey, r.addRecoveryKey},
 		{StepOpen, r.open},
 		{StepMkfs, r.mkfs},
 		{StepClose, r.closeVolume},
@@ -92,7 +94,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		{StepHeaderBackup, r.headerBackup},
 	}
 	for _, s := range steps {
-		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" {
+		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" || s.id == StepRecoveryKey && p.Opts.RecoveryKey == nil {
 			continue
 		}
 		if err := r.step(s.id, s.fn); err != nil {
@@ -407,7 +409,7 @@ func (r *runner) format() (string, error) {
 	}
 	o := r.p.Opts
 	err := r.withoutExcl(func() error {
-		return luks.FormatDevice(r.work, r.part, r.pass, r.key, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF})
+		return luks.FormatDevice(r.work, r.part, r.pass, r.key, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF})
 	})
 	if err != nil {
 		return "", err
@@ -420,6 +422,38 @@ func (r *runner) format() (string, error) {
 	// cryptsetup chose the sector size: the mkfs step's start event
 	// reports the block size it gives mkfs.ext4 (r.facts).
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
+}
+
+// addRecoveryKey writes the recovery key to its file (when one is asked
+// for) and then adds a keyslot for it, unlocking with the passphrase.
+func (r *runner) addRecoveryKey() (string, error) {
+	if err := r.checkIdentity(); err != nil {
+		return "", err
+	}
+	o := r.p.Opts
+	msg := "a second keyslot opens the disk with the recovery key"
+	if o.RecoveryKeyFile != "" {
+		about := fmt.Sprintf("for the disk labelled %s, LUKS UUID %s", o.Label, r.info.UUID)
+		if err := recovery.WriteFile(o.RecoveryKeyFile, o.RecoveryKey, about); err != nil {
+			return "", err
+		}
+		msg += "; written to " + o.RecoveryKeyFile + " (mode 0600): print it, keep it away from this disk, then delete the file"
+	}
+	err := r.withoutExcl(func() error {
+		return luks.AddKeyDevice(r.work, r.part, r.pass, o.RecoveryKey, o.PBKDF)
+	})
+	if err != nil {
+		return "", err
+	}
+	info, err := luks.ReadHeaderDevice(r.part)
+	if err != nil {
+		return "", fmt.Errorf("reading the header: %w", err)
+	}
+	if len(info.Keyslots) != len(r.info.Keyslots)+1 {
+		return "", fmt.Errorf("the header has keyslots %v after adding the recovery key, before %v", info.Keyslots, r.info.Keyslots)
+	}
+	r.info.Keyslots = info.Keyslots
+	return msg, nil
 }
 
 func (r *runner) open() (string, error) {
@@ -515,8 +549,17 @@ func (r *runner) verify() (string, error) {
 	}
 	t := r.p.Target
 	res.Target, res.Table, res.Size = t.Path, r.p.Layout.Table, t.Size
+	msg := fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel)
+	if rk := r.p.Opts.RecoveryKey; rk != nil {
+		err := r.withoutExcl(func() error { return verifyRecoveryKey(r.work, r.part, rk, res) })
+		if err != nil {
+			return "", err
+		}
+		res.RecoveryKeyFile = r.p.Opts.RecoveryKeyFile
+		msg += "; the recovery key opens it too (luks.go and cryptsetup)"
+	}
 	r.result = res
-	return fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel), nil
+	return msg, nil
 }
 
 func (r *runner) partName() string {

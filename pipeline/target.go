@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/health"
 	"luksdock/luks"
 )
 
@@ -39,9 +40,12 @@ type Target struct {
 	Verdict  disk.Verdict   // block devices: the safety policy's verdict
 	Identity disk.Identity  // block devices: captured at selection
 	Content  disk.Signature // what is on it now
-	Parts    []disk.Partition
-	sys      disk.Sys
-	fileID   fileID // images: which file
+	// Health is the drive's SMART health (block devices with a drive
+	// behind them; nil for images and loop devices).
+	Health *health.Report
+	Parts  []disk.Partition
+	sys    disk.Sys
+	fileID fileID // images: which file
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -112,8 +116,13 @@ func DeviceTarget(sys disk.Sys, path string) (*Target, error) {
 	return &Target{
 		Path: "/dev/" + name, Name: name, Size: d.Size, Disk: &d,
 		Verdict: disk.Assess(d), Identity: id, Content: d.Content, Parts: d.Partitions, sys: sys,
+		Health: ReadHealth(d),
 	}, nil
 }
+
+// ReadHealth reads a disk's SMART health for DeviceTarget (read-only
+// smartctl commands; see package health).
+var ReadHealth = func(d disk.Disk) *health.Report { return health.ForDisk(context.Background(), d) }
 
 // ImageTarget looks up an image file. When it does not exist and size > 0
 // it will be created, sparse, after confirmation.

@@ -91,6 +91,35 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	return res, nil
 }
 
+// verifyRecoveryKey proves that a recovery key opens the LUKS device res
+// describes, with both implementations: luks.go unseals a keyslot with it
+// and cryptsetup accepts it (open --test-passphrase, the key on standard
+// input exactly as typed at its prompt). It sets res.RecoveryKey.
+// wrongKeyError is a key that opens no keyslot: its own words, and
+// luks.ErrWrongPassphrase to errors.Is (the wrong-passphrase kind).
+type wrongKeyError string
+
+func (e wrongKeyError) Error() string { return string(e) }
+func (e wrongKeyError) Unwrap() error { return luks.ErrWrongPassphrase }
+
+func verifyRecoveryKey(ctx context.Context, part luks.Device, key []byte, res *Result) error {
+	info, err := luks.Unseal(part, key)
+	if err != nil {
+		if errors.Is(err, luks.ErrWrongPassphrase) {
+			return wrongKeyError("the recovery key does not unlock any keyslot (checked with luks.go)")
+		}
+		return fmt.Errorf("the recovery key: %w", err)
+	}
+	if info.UUID != res.LUKS.UUID {
+		return fmt.Errorf("the recovery key opened LUKS UUID %s, not %s", info.UUID, res.LUKS.UUID)
+	}
+	if err := luks.TestPassphraseDevice(ctx, part, key); err != nil {
+		return fmt.Errorf("cryptsetup does not accept the recovery key: %w", err)
+	}
+	res.RecoveryKey = true
+	return nil
+}
+
 // Verify checks a prepared disk or image with passphrase, without writing:
 // partition 1 must hold LUKS with a keyslot the passphrase opens and a clean
 // ext4 filesystem. engine is EngineAuto, EngineKernel or EngineUserspace.
@@ -98,6 +127,13 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 // no keyslot fails with KindWrongPassphrase, distinct from KindNotVerified (a
 // disk that is damaged or not a finished backup disk).
 func Verify(ctx context.Context, t *Target, pass []byte, engine Engine, emit func(Event)) (*Result, error) {
+	return VerifyWithRecoveryKey(ctx, t, pass, nil, engine, emit)
+}
+
+// VerifyWithRecoveryKey is Verify that, when recoveryKey is not nil (a key
+// in its printed form, see recovery.Parse), also proves that the recovery
+// key opens the disk, with luks.go and with cryptsetup.
+func VerifyWithRecoveryKey(ctx context.Context, t *Target, pass, recoveryKey []byte, engine Engine, emit func(Event)) (*Result, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
@@ -171,7 +207,17 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine Engine, emit fun
 		return fail(KindNotVerified, err)
 	}
 	res.Target, res.Table, res.Size = t.Path, content.TableType(), t.Size
-	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0), Message: fmt.Sprintf("clean; label %q", res.FSLabel)})
+	msg := fmt.Sprintf("clean; label %q", res.FSLabel)
+	if recoveryKey != nil {
+		if err := verifyRecoveryKey(ctx, part, recoveryKey, res); err != nil {
+			if errors.Is(err, luks.ErrWrongPassphrase) {
+				return fail(KindWrongPassphrase, err)
+			}
+			return fail(KindNotVerified, err)
+		}
+		msg += "; the recovery key opens it too (luks.go and cryptsetup)"
+	}
+	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0), Message: msg})
 	emit(Event{Time: time.Now(), Kind: EventResult, Result: res, State: stateReady})
 	return res, nil
 }

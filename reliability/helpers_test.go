@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "luksdock")
+	invDir = filepath.Join(dir, "state")
 	os.Chmod(dir, 0o755) // the without-root cases run it as nobody
 	envSkip = checkEnv()
 	if envSkip == "" {
@@ -113,8 +114,13 @@ type runOpts struct {
 // at a directory private to the test case, so its FUSE mountpoints and temp
 // files can be attributed.
 func caseEnv(tmpdir string) []string {
-	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=" + tmpdir, "LC_ALL=C"}
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=" + tmpdir, "LC_ALL=C",
+		"LUKSDOCK_INVENTORY=" + filepath.Join(invDir, "inventory.json")}
 }
+
+// invDir holds the suite's inventory of prepared disks, so that no test
+// writes the machine's own (/var/lib/luksdock).
+var invDir string
 
 func luksdock(t *testing.T, o runOpts, args ...string) result {
 	t.Helper()

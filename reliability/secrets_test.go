@@ -19,6 +19,7 @@ import (
 
 	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
+	"luksdock/recovery"
 )
 
 // watch is what a watched run exposed: every distinct argv and environment
@@ -211,6 +212,19 @@ func secretForms(pass string, key []byte) map[string][]byte {
 	}
 }
 
+// recoveryKeyForms are the ways a recovery key could show up: as printed,
+// without its dashes, in upper case, and one group alone with its
+// neighbour (16 characters of a 71).
+func recoveryKeyForms(rk []byte) map[string][]byte {
+	bare := bytes.ReplaceAll(rk, []byte("-"), nil)
+	return map[string][]byte{
+		"recovery key":                rk,
+		"recovery key without dashes": bare,
+		"recovery key upper case":     bytes.ToUpper(rk),
+		"recovery key groups 4-5":     bare[24:40],
+	}
+}
+
 func scan(t *testing.T, where string, data []byte, forms map[string][]byte) {
 	t.Helper()
 	for name, f := range forms {
@@ -256,11 +270,13 @@ func keyslotAreas(t *testing.T, img string) [][2]int64 {
 // backup) and verify (passphrase on stdin) while sampling the argv and
 // environment of luksdock and every descendant every 2 ms, capturing stdout,
 // stderr and --json, and watching $TMPDIR (fresh), /tmp, /dev/shm, /var/tmp
-// and the image's and header backup's directories with inotify. Neither the
-// passphrase nor the volume key (recovered afterwards with cryptsetup
-// luksDump --dump-volume-key) may appear in any of them, nor in the image
-// outside the keyslot area, nor in the decrypted filesystem; every temp file
-// luksdock made must be gone.
+// and the image's, header backup's and recovery key file's directories with
+// inotify. prepare makes a recovery key (--recovery-key) and verify proves
+// it (--recovery-key-file). Neither the passphrase, the volume key
+// (recovered afterwards with cryptsetup luksDump --dump-volume-key) nor the
+// recovery key may appear in any of them (the recovery key file aside), nor
+// in the image outside the keyslot areas, nor in the decrypted filesystem;
+// every temp file luksdock made must be gone.
 func TestSecretHygiene(t *testing.T) {
 	requireEnv(t)
 	imgDir, bkDir, tmpdir := t.TempDir(), t.TempDir(), t.TempDir()
@@ -271,14 +287,20 @@ func TestSecretHygiene(t *testing.T) {
 		t.Fatal(err)
 	}
 	backup := filepath.Join(bkDir, "header.bin")
-	dirs := []string{tmpdir, imgDir, bkDir, "/tmp", "/dev/shm", "/var/tmp"}
-	skip := func(p string) bool { return p == img } // scanned below, whole
-	args := append(prepareArgs(img, pf, "--json", "--header-backup", backup), "--size", "96M")
+	rkDir := t.TempDir()
+	rkFile := filepath.Join(rkDir, "backups01.recovery")
+	// invDir: the inventory the run records the disk in is scanned too.
+	os.MkdirAll(invDir, 0o700)
+	dirs := []string{tmpdir, imgDir, bkDir, rkDir, invDir, "/tmp", "/dev/shm", "/var/tmp"}
+	// The image is scanned below, whole; the recovery key file holds the
+	// key by design and is checked on its own.
+	skip := func(p string) bool { return p == img || p == rkFile }
+	args := append(prepareArgs(img, pf, "--json", "--header-backup", backup, "--recovery-key", rkFile), "--size", "96M")
 	pr, pw := watchedRun(t, tmpdir, nil, dirs, skip, args...)
 	if pr.code != 0 {
 		t.Fatalf("prepare: %v", pr)
 	}
-	vr, vw := watchedRun(t, tmpdir, []byte(testPass+"\n"), dirs, skip, "verify", "--image", img, "--passphrase-file", "-", "--json")
+	vr, vw := watchedRun(t, tmpdir, []byte(testPass+"\n"), dirs, skip, "verify", "--image", img, "--passphrase-file", "-", "--recovery-key-file", rkFile, "--json")
 	if vr.code != 0 {
 		t.Fatalf("verify: %v", vr)
 	}
@@ -288,6 +310,28 @@ func TestSecretHygiene(t *testing.T) {
 		t.Fatalf("cryptsetup could not recover a 64-byte volume key: %v", err)
 	}
 	forms := secretForms(testPass, key)
+	rk, err := recovery.ReadFile(rkFile, nil)
+	if err != nil {
+		t.Fatalf("the recovery key file: %v", err)
+	}
+	for name, f := range recoveryKeyForms(rk) {
+		forms[name] = f
+	}
+	if st, err := os.Stat(rkFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("recovery key file: %v, mode %v; want 0600", err, st.Mode())
+	}
+	if !strings.Contains(vr.stdout, `"recovery_key":true`) {
+		t.Errorf("verify did not prove the recovery key: %s", vr.stdout)
+	}
+	// The sampler must have seen the keyslot being added, or the recovery
+	// key's absence from argv proves nothing.
+	sawAddKey := false
+	for a := range pw.argv {
+		sawAddKey = sawAddKey || strings.Contains(a, "cryptsetup\x00luksAddKey\x00")
+	}
+	if !sawAddKey {
+		t.Error("the /proc sampler never saw cryptsetup luksAddKey")
+	}
 
 	for _, w := range []*watch{pw, vw} {
 		// The sampler must have seen the tools, or it proves nothing.
@@ -329,13 +373,13 @@ func TestSecretHygiene(t *testing.T) {
 		for _, p := range w.created {
 			// /tmp, /dev/shm and /var/tmp are shared with other processes:
 			// their files were scanned above but are not attributed here.
-			if strings.HasPrefix(p, tmpdir+"/") || strings.HasPrefix(p, imgDir+"/") || strings.HasPrefix(p, bkDir+"/") {
+			if strings.HasPrefix(p, tmpdir+"/") || strings.HasPrefix(p, imgDir+"/") || strings.HasPrefix(p, bkDir+"/") || strings.HasPrefix(p, rkDir+"/") {
 				created = append(created, p)
 			}
 		}
 	}
 	for _, p := range created {
-		if p == img || p == backup {
+		if p == img || p == backup || p == rkFile {
 			continue
 		}
 		if _, err := os.Lstat(p); err == nil {
@@ -374,6 +418,9 @@ func TestSecretHygiene(t *testing.T) {
 	// Controls: the scans find what they look for where it is.
 	if b, _ := os.ReadFile(pf); !bytes.Contains(b, forms["passphrase"]) {
 		t.Fatal("control: the passphrase is not found in the passphrase file")
+	}
+	if b, _ := os.ReadFile(rkFile); !bytes.Contains(b, forms["recovery key"]) {
+		t.Fatal("control: the recovery key is not found in its file")
 	}
 	if !pw.argv[string(bytes.Join([][]byte{[]byte(bin)}, nil))+"\x00"+strings.Join(args, "\x00")+"\x00"] {
 		t.Errorf("control: the sampler did not record luksdock's own argv")

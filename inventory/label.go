@@ -1,0 +1,91 @@
+package inventory
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var numbered = regexp.MustCompile(`^(.*?)([0-9]+)$`)
+
+// MaxLabel is the longest label luksdock makes (ext4's limit, in bytes).
+const MaxLabel = 16
+
+// SuggestLabel proposes a label for the next disk of set: the set's
+// numbering continued (backups01, backups02 -> backups03, keeping the
+// width), "backups01" for a set with no numbered disks yet. It never
+// proposes a label that a disk in the inventory (of any set) or an attached
+// disk (attached: their LUKS and filesystem labels) already has: two disks
+// with one label, docked together, make the desktop mount the second at
+// LABEL1, and a rotation set is exactly the disks that meet at the dock.
+func SuggestLabel(f *File, set string, attached []string) string {
+	taken := map[string]bool{}
+	for _, l := range attached {
+		taken[l] = true
+	}
+	prefixes := map[string]int{}
+	width, next := 2, 1
+	var best string
+	for _, r := range f.Disks {
+		taken[r.Label] = true
+		if r.Set != set {
+			continue
+		}
+		if m := numbered.FindStringSubmatch(r.Label); m != nil {
+			prefixes[m[1]]++
+			if prefixes[m[1]] > prefixes[best] || prefixes[m[1]] == prefixes[best] && m[1] < best {
+				best = m[1]
+			}
+		}
+	}
+	prefix := "backups"
+	if len(prefixes) > 0 {
+		prefix = best
+		for _, r := range f.Disks {
+			if m := numbered.FindStringSubmatch(r.Label); r.Set == set && m != nil && m[1] == prefix {
+				n, _ := strconv.Atoi(m[2])
+				next = max(next, n+1)
+				width = max(width, len(m[2]))
+			}
+		}
+	}
+	for n := next; ; n++ {
+		num := fmt.Sprintf("%0*d", width, n)
+		p := prefix
+		if len(p)+len(num) > MaxLabel {
+			p = p[:MaxLabel-len(num)]
+		}
+		l := p + num
+		if !taken[l] {
+			return l
+		}
+	}
+}
+
+// LabelClash reports another disk of the same set in the inventory that has
+// label (not the disk whose LUKS UUID is replacing, which is being prepared
+// over), with what it is; "" when there is none.
+func LabelClash(f *File, set, label, replacing string) string {
+	for _, r := range f.Disks {
+		if r.Label == label && r.Set == set && !strings.EqualFold(r.LUKSUUID, replacing) {
+			what := "the inventory already has " + r.Label
+			if set != "" {
+				what += " in set " + set
+			}
+			return fmt.Sprintf("%s (LUKS UUID %s, prepared %s)", what, r.LUKSUUID, r.Prepared.Local().Format("2006-01-02"))
+		}
+	}
+	return ""
+}
+
+// Remove drops the record of uuid (the disk was prepared again, under a
+// new UUID).
+func (f *File) Remove(uuid string) {
+	for i := range f.Disks {
+		if strings.EqualFold(f.Disks[i].LUKSUUID, uuid) {
+			f.Disks = append(f.Disks[:i], f.Disks[i+1:]...)
+			return
+		}
+	}
+}

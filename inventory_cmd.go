@@ -1,0 +1,305 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/disk"
+	"luksdock/internal/version"
+	"luksdock/inventory"
+	"luksdock/pipeline"
+)
+
+// luksUUIDOf is the LUKS UUID a disk carries where luksdock puts it (in
+// partition 1) or directly on the disk, with the set (LUKS2 subsystem).
+func luksUUIDOf(d disk.Disk) (uuid, set string) {
+	if d.Content.Type == "crypto_LUKS" {
+		return d.Content.UUID, d.Content.Subsystem
+	}
+	for _, p := range d.Partitions {
+		if p.Content.Type == "crypto_LUKS" {
+			return p.Content.UUID, p.Content.Subsystem
+		}
+	}
+	return "", ""
+}
+
+// targetLUKSUUID is the LUKS UUID on a target before it is prepared again.
+func targetLUKSUUID(t *pipeline.Target) string {
+	if t.Content.Type == "crypto_LUKS" {
+		return t.Content.UUID
+	}
+	for _, p := range t.Parts {
+		if p.Content.Type == "crypto_LUKS" {
+			return p.Content.UUID
+		}
+	}
+	return ""
+}
+
+// driveOf is the drive's identity as discovery reads it, and whose it is.
+func driveOf(t *pipeline.Target) inventory.Drive {
+	if t.Image || t.Disk == nil {
+		return inventory.Drive{ModelFrom: inventory.FromImage, SerialFrom: inventory.FromImage}
+	}
+	d := t.Disk
+	dr := inventory.Drive{WWN: d.WWN}
+	vendor := d.Vendor
+	if vendor == "ATA" { // SCSI-ATA translation: the model is the drive's
+		vendor = ""
+	}
+	dr.Model = strings.TrimSpace(vendor + " " + d.Model)
+	dr.Serial = d.Serial
+	if d.USB == nil {
+		dr.ModelFrom, dr.SerialFrom = inventory.FromDrive, inventory.FromDrive
+		return dr
+	}
+	dr.Dock = strings.TrimSpace(fmt.Sprintf("%s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product))
+	if h := t.Health; h != nil && h.Model != "" {
+		// SMART reached the drive: its own model and serial.
+		dr.Model, dr.ModelFrom = h.Model, inventory.FromDrive
+		if h.Serial != "" {
+			dr.Serial, dr.SerialFrom = h.Serial, inventory.FromDrive
+		}
+		return dr
+	}
+	// A bridge that translates SCSI to ATA answers INQUIRY with vendor
+	// "ATA" and the drive's model; others answer with their own.
+	dr.ModelFrom = inventory.FromDock
+	if d.Vendor == "ATA" {
+		dr.ModelFrom = inventory.FromDrive
+	}
+	// The serial sysfs reports for a USB disk is the USB device's (the dock's).
+	dr.SerialFrom = inventory.FromDock
+	if d.USB.Serial == "" && d.Serial != "" && d.Vendor == "ATA" {
+		dr.SerialFrom = inventory.FromDrive
+	}
+	return dr
+}
+
+// recordPrepared adds the verified disk of a run to the inventory,
+// replacing the record of what the target held before (prepared over).
+func recordPrepared(path string, t *pipeline.Target, o pipeline.Options, oldUUID string, res *pipeline.Result, drive inventory.Drive) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	r := inventory.Record{
+		LUKSUUID: res.LUKS.UUID, Label: res.FSLabel, Set: o.Set, Drive: drive,
+		Size: t.Size, LUKSSector: res.LUKS.SectorSize,
+		Prepared: now, Version: version.String(), RecoveryKey: res.RecoveryKey,
+		LastSeen: now, LastSeenAs: t.Path,
+	}
+	if abs, err := filepath.Abs(t.Path); err == nil {
+		r.LastSeenAs = abs
+	}
+	if t.Disk != nil {
+		r.LogicalSector, r.PhysicalSector = t.Disk.LogicalSector, t.Disk.PhysicalSector
+	}
+	if res.HeaderBackup != "" {
+		sum, err := fileSHA256(res.HeaderBackup)
+		if err != nil {
+			return err
+		}
+		r.HeaderBackup, r.HeaderBackupSHA256 = res.HeaderBackup, sum
+	}
+	return inventory.Update(path, func(f *inventory.File) error {
+		if oldUUID != "" {
+			f.Remove(oldUUID)
+		}
+		f.Put(r)
+		return nil
+	})
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// checkLabelInSet refuses, for a disk of a set (--set), a label another
+// disk of the same set has in the inventory, with a suggestion; without a
+// set it only warns. A damaged inventory does not stop a prepare (it is
+// reported when recording).
+func checkLabelInSet(path string, t *pipeline.Target, o pipeline.Options, attached []string) (warning string, err error) {
+	f, err := inventory.Load(path)
+	if err != nil {
+		return "", nil
+	}
+	clash := inventory.LabelClash(f, o.Set, o.Label, targetLUKSUUID(t))
+	if clash == "" {
+		return "", nil
+	}
+	msg := fmt.Sprintf("label %s: %s; docked together, the desktop mounts the second at %s1. Next free label: %s",
+		o.Label, clash, o.Label, inventory.SuggestLabel(f, o.Set, attached))
+	if o.Set == "" {
+		return msg, nil
+	}
+	return "", &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepPreflight,
+		Err: fmt.Errorf("two disks of a set must not share a label: %s", msg)}
+}
+
+// attachedLabels are the LUKS2 and filesystem labels on the disks attached now.
+func attachedLabels(disks []disk.Disk) []string {
+	var l []string
+	for _, d := range disks {
+		if d.Content.Label != "" {
+			l = append(l, d.Content.Label)
+		}
+		for _, p := range d.Partitions {
+			if p.Content.Label != "" {
+				l = append(l, p.Content.Label)
+			}
+		}
+	}
+	return l
+}
+
+// knownDisk is what `list` says about a docked LUKS disk.
+type knownDisk struct {
+	Known       bool              `json:"known"`
+	Description string            `json:"description"`
+	Record      *inventory.Record `json:"record,omitempty"`
+	// SetOnDisk is the set named in the LUKS2 subsystem field, which other
+	// machines see without the inventory.
+	SetOnDisk string `json:"set_on_disk,omitempty"`
+}
+
+// recognise looks the LUKS disks among entries up in the inventory, fills
+// their Known field and records them as seen now. A damaged or unreadable
+// inventory is returned as a warning; recognition then says so.
+func recognise(path string, entries []listEntry, now time.Time) (warning string) {
+	type hit struct {
+		i    int
+		uuid string
+		set  string
+	}
+	var hits []hit
+	for i, e := range entries {
+		if uuid, set := luksUUIDOf(e.Disk); uuid != "" {
+			hits = append(hits, hit{i, uuid, set})
+		}
+	}
+	if len(hits) == 0 {
+		return ""
+	}
+	describe := func(f *inventory.File) {
+		for _, h := range hits {
+			k := &knownDisk{SetOnDisk: h.set}
+			if r := f.Find(h.uuid); r != nil {
+				rc := *r
+				k.Known, k.Record = true, &rc
+				k.Description = inventory.Describe(rc, rc.LastSeen, now)
+			} else {
+				k.Description = "a LUKS disk luksdock does not know (not in its inventory)"
+				if h.set != "" {
+					k.Description += "; its LUKS2 subsystem names set " + h.set
+				}
+			}
+			entries[h.i].Known = k
+		}
+	}
+	f, err := inventory.Load(path)
+	if err != nil {
+		return err.Error()
+	}
+	describe(f)
+	anyKnown := false
+	for _, h := range hits {
+		anyKnown = anyKnown || f.Find(h.uuid) != nil
+	}
+	if !anyKnown {
+		return ""
+	}
+	err = inventory.Update(path, func(f *inventory.File) error {
+		for _, h := range hits {
+			f.Seen(h.uuid, entries[h.i].Path, now)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, os.ErrPermission) {
+		return "could not record when the disks were seen: " + err.Error()
+	}
+	return ""
+}
+
+func newInventoryCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "List the disks luksdock prepared (the rotation set)",
+		Long: `inventory prints the disks luksdock prepared and verified on this machine:
+label, set, LUKS UUID, the drive's model and serial (and whether they are
+the drive's own or the dock's), size, date prepared, whether a recovery key
+was made, the header backup, and when each was last seen docked.
+
+The inventory is ` + "`/var/lib/luksdock/inventory.json`" + ` for root, else
+$XDG_STATE_HOME/luksdock/inventory.json (~/.local/state/luksdock/...);
+LUKSDOCK_INVENTORY names another file. It is JSON a person can read and
+other tools can parse; it holds no secret. A damaged file is reported, and
+never overwritten.
+
+Exit status: 0 success, 2 usage error, 4 the inventory cannot be read.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := inventory.Path()
+			f, err := inventory.Load(path)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(f)
+			}
+			if len(f.Disks) == 0 {
+				fmt.Fprintf(out, "No disks recorded yet (%s).\n", path)
+				return nil
+			}
+			now := time.Now()
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tDRIVE\tSIZE\tPREPARED\tRECOVERY KEY\tHEADER BACKUP\tLAST SEEN")
+			for _, r := range f.Disks {
+				drive := strings.TrimSpace(r.Drive.Model + " " + r.Drive.Serial)
+				if r.Drive.SerialFrom == inventory.FromDock {
+					drive += " (serial: the dock's)"
+				}
+				if r.Drive.ModelFrom == inventory.FromImage {
+					drive = "image file"
+				}
+				rk := map[bool]string{true: "yes", false: "no"}[r.RecoveryKey]
+				seen := "-"
+				if !r.LastSeen.IsZero() {
+					seen = inventory.Ago(r.LastSeen, now)
+					if r.LastSeenAs != "" {
+						seen += " as " + r.LastSeenAs
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Label, dash(r.Set), r.LUKSUUID, dash(drive),
+					disk.SizeString(r.Size), r.Prepared.Local().Format("2006-01-02"), rk, dash(r.HeaderBackup), seen)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "\n(%s)\n", path)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the inventory file's JSON")
+	return cmd
+}

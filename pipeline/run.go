@@ -166,12 +166,10 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 	if err := r.stopped(id); err != nil {
 		return err
 	}
+	// Once its start event is out, a step runs to its end: a stop asked
+	// for from now on (the user saw the step start) takes effect at the
+	// next boundary, as the wizard and the CLI tell the user.
 	r.send(Event{Kind: EventStart, Step: id, Command: r.command(id), Message: r.stepDef(id).Title})
-	// emit may have waited for a display that is slow under load: a stop
-	// requested meanwhile still comes before the step's work.
-	if err := r.stopped(id); err != nil {
-		return err
-	}
 	t0 := time.Now()
 	msg, err := fn()
 	if err != nil {

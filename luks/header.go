@@ -228,25 +228,53 @@ const MaxKDFMemoryKiB = 4 << 20
 
 // checkKDFCosts refuses a LUKS2 header whose keyslots ask for more argon2
 // memory than cryptsetup ever sets, or than half of this machine's memory:
-// luks.go honours whatever the header says, so a damaged or hostile disk
-// could make unsealing allocate gigabytes.
+// the header says how much the key derivation allocates, so a damaged or
+// hostile disk could make unsealing allocate gigabytes.
 func checkKDFCosts(path string) error {
-	f, err := os.Open(path)
+	mem, slot, kdf, err := maxKDFMemory(path)
 	if err != nil {
 		return err
+	}
+	limit := int64(MaxKDFMemoryKiB)
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
+			limit = half
+		}
+	}
+	if mem > limit {
+		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
+	}
+	return nil
+}
+
+// KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header
+// asks for its key derivation (0 for LUKS1 or PBKDF2 keyslots).
+func KDFMemoryKiBDevice(d Device) (mem int64, err error) {
+	err = d.withPath(func(p string) error {
+		mem, _, _, err = maxKDFMemory(p)
+		return err
+	})
+	return mem, err
+}
+
+func maxKDFMemory(path string) (mem int64, slot, kdf string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", "", err
 	}
 	defer f.Close()
 	var h [4096]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil || binary.BigEndian.Uint16(h[6:8]) != 2 {
-		return nil // LUKS1 (pbkdf2 only) or unreadable: luks.go reports it
+		return 0, "", "", nil // LUKS1 (pbkdf2 only) or unreadable: unsealing reports it
 	}
 	hdrSize := be64(h[8:16])
 	if hdrSize < 4096+512 || hdrSize > 4<<20 {
-		return fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
+		return 0, "", "", fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
 	}
 	js := make([]byte, hdrSize-4096)
 	if _, err := f.ReadAt(js, 4096); err != nil {
-		return fmt.Errorf("reading LUKS2 metadata: %w", err)
+		return 0, "", "", fmt.Errorf("reading LUKS2 metadata: %w", err)
 	}
 	var meta struct {
 		Keyslots map[string]struct {
@@ -257,19 +285,12 @@ func checkKDFCosts(path string) error {
 		} `json:"keyslots"`
 	}
 	if err := json.Unmarshal(bytes.TrimRight(js, "\x00"), &meta); err != nil {
-		return fmt.Errorf("LUKS2 metadata: %w", err)
-	}
-	limit := int64(MaxKDFMemoryKiB)
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
-			limit = half
-		}
+		return 0, "", "", fmt.Errorf("LUKS2 metadata: %w", err)
 	}
 	for n, ks := range meta.Keyslots {
-		if ks.KDF.Memory > limit {
-			return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", n, ks.KDF.Memory, ks.KDF.Type, limit)
+		if ks.KDF.Memory > mem {
+			mem, slot, kdf = ks.KDF.Memory, n, ks.KDF.Type
 		}
 	}
-	return nil
+	return mem, slot, kdf, nil
 }

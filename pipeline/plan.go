@@ -220,7 +220,7 @@ func (p *Plan) layoutSteps() []Step {
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
 		{ID: StepClose, Title: "Close the volume", Command: closeCmd},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean", Command: fmt.Sprintf("cryptsetup open --readonly %s verify && e2fsck -fn /dev/mapper/verify && cryptsetup close verify", part),
-			Slow: "unlocks the keyslot again with an independent implementation (luks.go), which runs the key derivation function"},
+			Slow: "unlocks the keyslot with luksdock's own LUKS code and with cryptsetup, each running the key derivation function (started early: during open and mkfs)"},
 	}
 	if o.HeaderBackup != "" {
 		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header", Command: fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", part, shq(o.HeaderBackup))})

@@ -12,22 +12,19 @@ import (
 	"luksdock/luks"
 )
 
-// verifyDevice proves that a LUKS device is a finished backup disk:
-// luks.go (independent of cryptsetup) unseals a keyslot with passphrase;
-// cryptsetup unlocks it too (kernel engine: a read-only dm-crypt mapping;
-// userspace engine: it recovers the volume key for the in-process data path);
-// e2fsck -fn is clean on the decrypted volume and its label is the expected
-// one (and the LUKS2 label's, when set).
-func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine, wantLabel string) (*Result, error) {
-	info, err := luks.Unseal(part, pass)
+// verifyDevice proves that a LUKS device is a finished backup disk: the key
+// check kc passed (every secret opens a keyslot with luksdock's own LUKS
+// code, independent of cryptsetup, and with cryptsetup, to one volume key);
+// with the key cryptsetup recovered, cryptsetup maps the volume read-only
+// (kernel engine; it checks the key against the header's digest) or luksdock
+// serves it (userspace engine); e2fsck -fn is clean on the decrypted volume
+// and its label is the expected one (and the LUKS2 label's, when set). It
+// also returns the key check's summary.
+func verifyDevice(ctx context.Context, part luks.Device, partName string, kc *keyCheck, engine, wantLabel string) (*Result, string, error) {
+	info, key, summary, err := kc.wait()
+	defer clear(key)
 	if err != nil {
-		if errors.Is(err, luks.ErrWrongPassphrase) {
-			return nil, fmt.Errorf("%w (checked with luks.go)", err)
-		}
-		if errors.Is(err, luks.ErrNotLUKS) {
-			return nil, fmt.Errorf("%s holds no LUKS header", partName)
-		}
-		return nil, err
+		return nil, "", err
 	}
 	var vol string
 	var closeVol func() error
@@ -36,34 +33,30 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 		var loop *disk.Loop
 		if part.Base != 0 {
 			if loop, err = disk.AttachLoop(part.Path, part.Base, part.Size); err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			dev = loop.Path
 		}
 		name := fmt.Sprintf("luksdock-verify-%d", os.Getpid())
-		if err := luks.OpenReadOnly(ctx, dev, name, pass); err != nil {
+		if err := luks.OpenReadOnlyWithKey(ctx, dev, name, key); err != nil {
 			loop.Close()
-			return nil, fmt.Errorf("cryptsetup could not unlock it: %w", err)
+			return nil, "", fmt.Errorf("cryptsetup could not map it with the key it recovered: %w", err)
 		}
 		m, err := luks.HoldMapping(ctx, name)
 		vol = m.Path
 		closeVol = func() error { err := m.Close(context.Background()); loop.Close(); return err }
 		if err != nil {
 			closeVol()
-			return nil, err
+			return nil, "", err
 		}
 	} else {
-		key, err := luks.DumpVolumeKeyDevice(ctx, part, pass)
-		if err != nil {
-			return nil, fmt.Errorf("cryptsetup could not unlock it: %w", err)
-		}
 		v, err := luks.MountUserspace(part.Path, part.Base, part.Size, info.Segment(), key)
-		clear(key)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		vol, closeVol = v.Path(), v.Close
 	}
+	clear(key)
 	chk, ferr := fsformat.Fsck(ctx, vol)
 	sb, lerr := fsformat.ReadSuper(ctx, vol)
 	label := sb.Label
@@ -71,23 +64,23 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output}
 	switch {
 	case ferr != nil:
-		return nil, fmt.Errorf("e2fsck could not run: %w", ferr)
+		return nil, "", fmt.Errorf("e2fsck could not run: %w", ferr)
 	case lerr != nil:
-		return nil, fmt.Errorf("no ext4 filesystem inside the LUKS volume: %w", lerr)
+		return nil, "", fmt.Errorf("no ext4 filesystem inside the LUKS volume: %w", lerr)
 	case !chk.Clean:
-		return nil, fmt.Errorf("e2fsck -fn is not clean: %v", chk.Output)
+		return nil, "", fmt.Errorf("e2fsck -fn is not clean: %v", chk.Output)
 	case label == "":
-		return nil, errors.New("the ext4 filesystem has no label")
+		return nil, "", errors.New("the ext4 filesystem has no label")
 	case wantLabel != "" && label != wantLabel:
-		return nil, fmt.Errorf("the ext4 label is %q, expected %q", label, wantLabel)
+		return nil, "", fmt.Errorf("the ext4 label is %q, expected %q", label, wantLabel)
 	case sb.BlockSize < info.SectorSize:
-		return nil, fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
+		return nil, "", fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
 	case info.Label != "" && info.Label != label:
-		return nil, fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
+		return nil, "", fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
 	case cerr != nil:
-		return nil, fmt.Errorf("closing the verified volume: %w", cerr)
+		return nil, "", fmt.Errorf("closing the verified volume: %w", cerr)
 	}
-	return res, nil
+	return res, summary, nil
 }
 
 // Verify checks a prepared disk or image with passphrase, without writing:
@@ -160,7 +153,9 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	if part.Base != 0 {
 		name = fmt.Sprintf("%s partition 1 (offset %d)", t.Path, part.Base)
 	}
-	res, err := verifyDevice(ctx, part, name, pass, p.Engine, "")
+	kc := startKeyCheck(ctx, part, [][]byte{pass}, nil)
+	defer kc.stop()
+	res, _, err := verifyDevice(ctx, part, name, kc, p.Engine, "")
 	if err != nil {
 		return fail(ExitVerifyFail, err)
 	}

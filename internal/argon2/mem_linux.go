@@ -11,14 +11,17 @@ type mapping struct {
 	blocks []block
 }
 
-// mapBlocks maps n zeroed blocks outside the Go heap and asks for
-// transparent huge pages (one fault per 2 MiB instead of per 4 KiB).
+// mapBlocks maps n zeroed blocks outside the Go heap, populated in one go
+// by the kernel (MAP_POPULATE): 890 MB took 0.29-0.37 s of system time here,
+// against 0.40-0.43 s faulted page by page and 0.19-2.0 s (usually over 1 s)
+// with MADV_HUGEPAGE, whose direct compaction makes it slow as soon as memory
+// is fragmented. Never the Go heap: x/crypto/argon2's heap allocation of
+// the same size cost 1.2-4.3 s of system time.
 func mapBlocks(n int) (*mapping, error) {
-	raw, err := unix.Mmap(-1, 0, n*1024, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	raw, err := unix.Mmap(-1, 0, n*1024, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, err
 	}
-	_ = unix.Madvise(raw, unix.MADV_HUGEPAGE) // advice only: fine where THP is off
 	_ = unix.Madvise(raw, unix.MADV_DONTDUMP) // no derived secrets in core dumps
 	return &mapping{raw: raw, blocks: unsafe.Slice((*block)(unsafe.Pointer(&raw[0])), n)}, nil
 }

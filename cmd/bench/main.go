@@ -11,8 +11,9 @@
 // With cryptsetup's default PBKDF (what users run) it prints, side by side
 // in one run and as medians of -runs runs, the wall time of `luksdock
 // prepare` and of the manual procedure's own steps (cryptsetup luksFormat,
-// the KDF of luksOpen as `cryptsetup open --test-passphrase`, mkfs.ext4 on a
-// file of the volume's size: this host has no device-mapper), at each of
+// the KDF of luksOpen as `cryptsetup open --test-passphrase`, `mkfs.ext4 -E
+// nodiscard` (it zeroes the journal, as on dm-crypt) on a file of the
+// volume's size: this host has no device-mapper), at each of
 // -kdf-sizes. And on one header made with argon2id t=4 m=890000 KiB p=2, the
 // independent unseal's cost three ways, each in its own process: luksdock's
 // own (internal/argon2), luks.go with x/crypto/argon2 (what verify used

@@ -72,19 +72,31 @@ func numCPU() int {
 // the manual procedure's own steps, alternating the two runs by run.
 func defaultKDF(bin, tmp string, sizes []string, runs int) {
 	fmt.Printf("default PBKDF: luksdock prepare vs the manual steps (luksFormat + open --test-passphrase + mkfs.ext4), median of %d, load %s\n", runs, loadavg())
-	fmt.Printf("%-6s %10s %10s %7s   %s\n", "size", "prepare", "manual", "ratio", "manual: luksFormat / KDF of open / mkfs; prepare: verify step")
+	fmt.Printf("%-6s %10s %10s %7s   %s\n", "size", "prepare", "manual", "ratio", "manual: luksFormat / KDF of open / mkfs; prepare: verify step, peak RSS luksdock+server, largest process")
 	for _, sz := range sizes {
 		n, err := pipeline.ParseSize(sz)
 		check(err)
 		var prep, man, fm, km, mm, ver []time.Duration
+		var own, largest int64
 		for i := 0; i < runs; i++ {
 			img := filepath.Join(tmp, "default-"+sz+".img")
+			cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-", "--confirm", filepath.Base(img), "--json")
+			cmd.Stdin = strings.NewReader(benchPass + "\n")
+			var outb strings.Builder
+			cmd.Stdout, cmd.Stderr = &outb, os.Stderr
 			t0 := time.Now()
-			out, err := exec.Command("sh", "-c", fmt.Sprintf("printf '%%s\\n' '%s' | %s prepare --image %s --size %s --label bench --passphrase-file - --confirm %s --json",
-				benchPass, bin, img, sz, filepath.Base(img))).Output()
+			check(cmd.Start())
+			stop := make(chan struct{})
+			hwm := make(chan int64)
+			go sampleHWM(cmd.Process.Pid, stop, hwm)
+			err := cmd.Wait()
 			prep = append(prep, time.Since(t0))
+			close(stop)
+			own = max(own, <-hwm)
 			check(err)
-			for _, l := range strings.Split(string(out), "\n") {
+			largest = max(largest, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
+			out := outb.String()
+			for _, l := range strings.Split(out, "\n") {
 				if strings.Contains(l, `"event":"done"`) && strings.Contains(l, `"step":"verify"`) {
 					var ms int64
 					if i := strings.Index(l, `"elapsed_ms":`); i >= 0 {
@@ -117,8 +129,8 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 			os.Remove(vol)
 		}
 		p, mn := median(prep), median(man)
-		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare's verify step %.2f s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),
-			median(fm).Seconds(), median(km).Seconds(), median(mm).Seconds(), median(ver).Seconds())
+		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare: verify %.2f s, %s, %s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),
+			median(fm).Seconds(), median(km).Seconds(), median(mm).Seconds(), median(ver).Seconds(), pipeline.HumanSize(own), pipeline.HumanSize(largest))
 	}
 	fmt.Println()
 }

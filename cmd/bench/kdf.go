@@ -72,12 +72,13 @@ func numCPU() int {
 // the manual procedure's own steps, alternating the two runs by run.
 func defaultKDF(bin, tmp string, sizes []string, runs int) {
 	fmt.Printf("default PBKDF: luksdock prepare vs the manual steps (luksFormat + open --test-passphrase + mkfs.ext4), median of %d, load %s\n", runs, loadavg())
-	fmt.Printf("%-6s %10s %10s %7s   %s\n", "size", "prepare", "manual", "ratio", "manual: luksFormat / KDF of open / mkfs; prepare: verify step, peak RSS luksdock+server, largest process")
+	fmt.Printf("%-6s %10s %10s %7s   %s\n", "size", "prepare", "manual", "ratio", "manual: luksFormat / KDF of open / mkfs; prepare: verify step, peak RSS luksdock+server, largest process; CPU (user+sys) prepare vs manual")
 	for _, sz := range sizes {
 		n, err := pipeline.ParseSize(sz)
 		check(err)
 		var prep, man, fm, km, mm, ver []time.Duration
 		var own, largest int64
+		var prepCPU, manCPU []time.Duration
 		for i := 0; i < runs; i++ {
 			img := filepath.Join(tmp, "default-"+sz+".img")
 			cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-", "--confirm", filepath.Base(img), "--json")
@@ -94,7 +95,9 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 			close(stop)
 			own = max(own, <-hwm)
 			check(err)
-			largest = max(largest, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
+			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			largest = max(largest, ru.Maxrss*1024)
+			prepCPU = append(prepCPU, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
 			out := outb.String()
 			for _, l := range strings.Split(out, "\n") {
 				if strings.Contains(l, `"event":"done"`) && strings.Contains(l, `"step":"verify"`) {
@@ -124,13 +127,15 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 			// on /dev/mapper/NAME writes its journal.
 			m := runMeasured("", "mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L", "bench", vol)
 			man = append(man, f.wall+k.wall+m.wall)
+			manCPU = append(manCPU, f.user+f.sys+k.user+k.sys+m.user+m.sys)
 			fm, km, mm = append(fm, f.wall), append(km, k.wall), append(mm, m.wall)
 			os.Remove(dev)
 			os.Remove(vol)
 		}
 		p, mn := median(prep), median(man)
-		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare: verify %.2f s, %s, %s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),
-			median(fm).Seconds(), median(km).Seconds(), median(mm).Seconds(), median(ver).Seconds(), pipeline.HumanSize(own), pipeline.HumanSize(largest))
+		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare: verify %.2f s, %s, %s; CPU %.2f s vs %.2f s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),
+			median(fm).Seconds(), median(km).Seconds(), median(mm).Seconds(), median(ver).Seconds(), pipeline.HumanSize(own), pipeline.HumanSize(largest),
+			median(prepCPU).Seconds(), median(manCPU).Seconds())
 	}
 	fmt.Println()
 }

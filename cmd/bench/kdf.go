@@ -79,6 +79,7 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 		var prep, man, fm, km, mm, ver []time.Duration
 		var own, largest int64
 		var prepCPU, manCPU []time.Duration
+		var kdfParams []string
 		for i := 0; i < runs; i++ {
 			img := filepath.Join(tmp, "default-"+sz+".img")
 			cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-", "--confirm", filepath.Base(img), "--json")
@@ -121,6 +122,9 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 			check(os.Truncate(vol, n-2<<20-16<<20))
 			f := runMeasured(benchPass, "cryptsetup", "luksFormat", "--batch-mode", "--key-file=-", dev)
 			k := runMeasured(benchPass, "cryptsetup", "open", "--test-passphrase", "--key-file=-", dev)
+			if dump, err := exec.Command("cryptsetup", "luksDump", dev).Output(); err == nil {
+				kdfParams = append(kdfParams, pbkdfOf(string(dump)))
+			}
 			// -E nodiscard: on a file mke2fs would punch holes and, since
 			// they read as zeros, skip zeroing the journal, which it cannot
 			// on dm-crypt (discards are off by default): the person's mkfs
@@ -136,8 +140,26 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare: verify %.2f s, %s, %s; CPU %.2f s vs %.2f s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),
 			median(fm).Seconds(), median(km).Seconds(), median(mm).Seconds(), median(ver).Seconds(), pipeline.HumanSize(own), pipeline.HumanSize(largest),
 			median(prepCPU).Seconds(), median(manCPU).Seconds())
+		fmt.Printf("       the PBKDF luksFormat chose in the manual runs: %s\n", strings.Join(kdfParams, "; "))
 	}
 	fmt.Println()
+}
+
+// pbkdfOf is keyslot 0's PBKDF as luksDump prints it, on one line.
+func pbkdfOf(dump string) string {
+	var f []string
+	for _, l := range strings.Split(dump, "\n") {
+		l = strings.TrimSpace(l)
+		for _, k := range []string{"PBKDF:", "Time cost:", "Memory:", "Threads:", "Iterations:"} {
+			if strings.HasPrefix(l, k) {
+				f = append(f, strings.Join(strings.Fields(l), " "))
+			}
+		}
+		if len(f) > 0 && strings.HasPrefix(l, "Salt:") {
+			break
+		}
+	}
+	return strings.Join(f, ", ")
 }
 
 // kdfCompare unseals one argon2id t=4 m=890000 p=2 header three ways.

@@ -6,7 +6,7 @@
 // project's machine. Where the time went (rusage, same machine): its Go heap
 // allocation took twice as many page faults as the memory has pages and
 // 1.2-4.3 s of system time, sometimes more than the hash; the hash itself
-// (SSE4.1 block function) took 2.9-3.7 s of CPU, cryptsetup's 3.5-3.7 s
+// (SSE4.1 block function) took 2.9-3.8 s of CPU, cryptsetup's 3.5-4.0 s
 // user plus 0.6-0.9 s system. Here the memory is an anonymous mapping
 // populated by the kernel in one call and unmapped as soon as the key is
 // derived (never in the Go heap: no GC, never held twice), the block

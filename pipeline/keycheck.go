@@ -3,9 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -30,6 +33,7 @@ type keyCheck struct {
 	cancel context.CancelFunc
 
 	// set before done is closed
+	header  [sha256.Size]byte // of the header area, read before the checks
 	info    luks.Info
 	key     []byte // the volume key cryptsetup recovered with the first secret
 	err     error
@@ -49,6 +53,9 @@ func startKeyCheck(ctx context.Context, part luks.Device, secrets [][]byte, want
 	go func() {
 		defer close(c.done)
 		defer clear(want)
+		if c.header, c.err = headerSum(part); c.err != nil {
+			return
+		}
 		c.info, c.key, c.summary, c.err = checkKeys(ctx, part, secrets, want)
 		if c.err != nil {
 			clear(c.key)
@@ -58,12 +65,60 @@ func startKeyCheck(ctx context.Context, part luks.Device, secrets [][]byte, want
 	return c
 }
 
-// wait returns the result; the caller owns (and clears) key.
-func (c *keyCheck) wait() (luks.Info, []byte, string, error) {
+// wait returns the result; the caller owns (and clears) key. It also
+// proves the checks still hold: the header area (binary headers, JSON,
+// keyslots) must read as it did before they ran, so nothing written
+// meanwhile (mkfs runs beside them) changed what they checked.
+func (c *keyCheck) wait(part luks.Device) (luks.Info, []byte, string, error) {
 	<-c.done
 	key := c.key
 	c.key = nil
-	return c.info, key, c.summary, c.err
+	if c.err != nil {
+		return luks.Info{}, nil, "", c.err
+	}
+	now, err := headerSum(part)
+	if err == nil && now != c.header {
+		err = errors.New("the LUKS header area changed while its keyslot was being checked")
+	}
+	if err != nil {
+		clear(key)
+		return luks.Info{}, nil, "", err
+	}
+	return c.info, key, c.summary, nil
+}
+
+// headerSum is the SHA-256 of part's LUKS header area: everything in front
+// of the data segment.
+func headerSum(part luks.Device) (sum [sha256.Size]byte, err error) {
+	f, err := os.Open(part.Path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	size := part.Size
+	if size <= 0 {
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return sum, err
+		}
+		size -= part.Base
+	}
+	r := io.NewSectionReader(f, part.Base, size)
+	info, err := luks.ReadHeader(r)
+	if errors.Is(err, luks.ErrNotLUKS) {
+		return sum, fmt.Errorf("%s holds no LUKS header", part.Path)
+	}
+	if err != nil {
+		return sum, err
+	}
+	if info.DataOffset <= 0 || info.DataOffset > 64<<20 || info.DataOffset > size {
+		return sum, fmt.Errorf("LUKS data segment at %d: header area out of range", info.DataOffset)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, info.DataOffset)); err != nil {
+		return sum, fmt.Errorf("reading the LUKS header area: %w", err)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
 }
 
 // stop cancels what can be cancelled (cryptsetup), waits for the rest and

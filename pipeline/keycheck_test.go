@@ -51,7 +51,7 @@ func TestKeyCheck(t *testing.T) {
 	part := luks.Device{Path: img}
 	ctx := context.Background()
 	c := startKeyCheck(ctx, part, [][]byte{[]byte("first"), []byte("second")}, key)
-	info, got, summary, err := c.wait()
+	info, got, summary, err := c.wait(part)
 	if err != nil || !bytes.Equal(got, key) || info.Version != 2 || !strings.Contains(summary, "cryptsetup's") {
 		t.Fatalf("both passphrases: %v, key ok %v, %+v, %q", err, bytes.Equal(got, key), info, summary)
 	}
@@ -65,10 +65,26 @@ func TestKeyCheck(t *testing.T) {
 		{[][]byte{[]byte("second")}, bytes.Repeat([]byte{0x5b}, 64), "holds a volume key other than the one this run generated"},
 	} {
 		c := startKeyCheck(ctx, part, tc.secrets, tc.want)
-		_, got, _, err := c.wait()
+		_, got, _, err := c.wait(part)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || got != nil {
 			t.Errorf("%q: %v (key returned: %v), want %q", tc.secrets, err, got != nil, tc.err)
 		}
 		c.stop()
 	}
+	// A header area that changes after the checks read it (as a stray write
+	// during mkfs would) fails the check.
+	c = startKeyCheck(ctx, part, [][]byte{[]byte("first")}, key)
+	<-c.done
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{1}, 8<<20); err != nil { // inside the keyslot area, after the keyslots
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, _, err := c.wait(part); err == nil || !strings.Contains(err.Error(), "header area changed") {
+		t.Errorf("header changed after the check: %v", err)
+	}
+	c.stop()
 }

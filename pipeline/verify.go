@@ -14,14 +14,15 @@ import (
 
 // verifyDevice proves that a LUKS device is a finished backup disk: the key
 // check kc passed (every secret opens a keyslot with luksdock's own LUKS
-// code, independent of cryptsetup, and with cryptsetup, to one volume key);
+// code, independent of cryptsetup, and with cryptsetup, to one volume key,
+// and the header area reads as it did before those checks);
 // with the key cryptsetup recovered, cryptsetup maps the volume read-only
 // (kernel engine; it checks the key against the header's digest) or luksdock
 // serves it (userspace engine); e2fsck -fn is clean on the decrypted volume
 // and its label is the expected one (and the LUKS2 label's, when set). It
 // also returns the key check's summary.
 func verifyDevice(ctx context.Context, part luks.Device, partName string, kc *keyCheck, engine, wantLabel string) (*Result, string, error) {
-	info, key, summary, err := kc.wait()
+	info, key, summary, err := kc.wait(part)
 	defer clear(key)
 	if err != nil {
 		return nil, "", err

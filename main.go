@@ -305,7 +305,8 @@ func newPrepareCmd() *cobra.Command {
 MBR with --table mbr), formats it with LUKS2 (aes-xts-plain64, 512-bit key;
 LUKS1 with --luks1) whose label is LABEL, opens it, makes an ext4 filesystem
 labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
-(with luks.go and with cryptsetup) and that e2fsck -fn is clean.
+(with luksdock's own LUKS code and with cryptsetup, to the volume key it
+generated; started during open and mkfs) and that e2fsck -fn is clean.
 
 With --recovery-key FILE it also generates a recovery key (256 bits from
 the system's random generator, 8 groups of 8 letters, as
@@ -454,8 +455,9 @@ func newVerifyCmd() *cobra.Command {
 		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
 		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
-passphrase using luks.go (independent of cryptsetup), unlocks it with
-cryptsetup too, and runs e2fsck -fn and dumpe2fs on the decrypted ext4. The
+passphrase with luksdock's own LUKS code (independent of cryptsetup; luks.go
+for LUKS1), unlocks it with cryptsetup too (both must give one volume key),
+and runs e2fsck -fn and dumpe2fs on the decrypted ext4. The
 partition table must be one Linux reads when the disk is docked (not a GPT
 readable only from its backup header, nor one without a protective MBR). It
 writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed

@@ -363,13 +363,25 @@ func TestHeaderBackupAndJSON(t *testing.T) {
 	}
 	var last pipeline.Event
 	n := 0
+	var seq []string // the verify step starts early: its key check is announced before mkfs and ends after it
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var e map[string]any
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("not one JSON event per line: %q", line)
 		}
+		last = pipeline.Event{}
 		json.Unmarshal([]byte(line), &last)
 		n++
+		switch k := string(last.Kind) + " " + string(last.Step); {
+		case k == "info open" && strings.Contains(last.Message, "verify step started early"),
+			k == "start mkfs", k == "done mkfs", k == "start verify", k == "result ":
+			seq = append(seq, k)
+		case k == "done verify" && strings.Contains(last.Message, "luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key this run generated"):
+			seq = append(seq, k)
+		}
+	}
+	if got := strings.Join(seq, ", "); got != "info open, start mkfs, done mkfs, start verify, done verify, result " {
+		t.Errorf("event order: %s", got)
 	}
 	if last.Kind != pipeline.EventResult || last.Result == nil || last.Result.HeaderBackup != hdr || n < 10 {
 		t.Errorf("last event %+v after %d events", last, n)

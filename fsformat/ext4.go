@@ -66,14 +66,25 @@ func Available() error {
 // MkfsArgs is the mkfs.ext4 command for dev. -F because dev may be a regular
 // file (the userspace data path); nodiscard because a freshly keyed LUKS
 // volume has nothing worth discarding; lazy_itable_init so that the cost grows
-// with metadata, not capacity (the kernel zeroes inode tables on first mount).
+// with metadata, not capacity (the kernel zeroes inode tables on first mount);
+// lazy_journal_init because mke2fs's zeroing of the journal (up to 1 GiB,
+// written through the encryption) guards against stale journal blocks that
+// recovery could take for transactions, and a brand-new LUKS volume has none:
+// jbd2 recovery runs only when the journal superblock's s_start is not 0
+// (mke2fs writes 0), and then stops at the first block that lacks the JBD2
+// magic or carries another sequence number than the next expected one
+// (fs/jbd2/recovery.c do_one_pass, which also checks block checksums); every
+// journal block mkfs leaves unwritten decrypts, under the volume key just
+// generated, to data no one chose (a 2^-64 chance per block of passing
+// those two checks). Only for a volume made with a fresh key: never reuse
+// these arguments on an existing plaintext device. See TestLazyJournalCrash.
 // sectorSize is the LUKS encryption sector size (0 if not known yet): the
 // kernel refuses an ext4 whose block is smaller than the device's sector, and
 // mke2fs cannot see the sector size through the userspace engine's file, so
 // a block size is given whenever the sector is larger than mke2fs's smallest
 // block (1024), exactly what mke2fs picks by itself on a 4K dm-crypt device.
 func MkfsArgs(dev, label string, sectorSize int) []string {
-	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1"}
+	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"}
 	if sectorSize > 1024 {
 		a = append(a, "-b", strconv.Itoa(max(sectorSize, 4096)))
 	}

@@ -141,6 +141,13 @@ func OpenReadOnly(ctx context.Context, dev, name string, passphrase []byte) erro
 	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--key-file=-", dev, name}, passphrase, nil)
 }
 
+// OpenReadOnlyWithKey activates dev read-only with the volume key (no KDF
+// run; cryptsetup checks the key against the header's digest), under a
+// mapping guard as OpenWithKey.
+func OpenReadOnlyWithKey(ctx context.Context, dev, name string, volumeKey []byte) error {
+	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
+}
+
 // Close removes the mapping name. A mapping that does not exist is not an error.
 func Close(ctx context.Context, name string) error {
 	if _, err := os.Stat("/dev/mapper/" + name); errors.Is(err, os.ErrNotExist) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -128,74 +129,100 @@ func readLUKS2(r io.ReaderAt, h []byte) (Info, error) {
 			info.Keyslots = append(info.Keyslots, n)
 		}
 	}
+	slices.Sort(info.Keyslots)
 	return info, nil
 }
 
 // ErrWrongPassphrase means no keyslot opened with the passphrase.
 var ErrWrongPassphrase = errors.New("the passphrase does not unlock any keyslot")
 
-// Unseal proves, with github.com/anatol/luks.go (independent of cryptsetup),
-// that passphrase opens a keyslot of the LUKS device d and that the header is
-// sound. It returns the header's description; the key itself stays inside
-// luks.go and is dropped.
-func Unseal(d Device, passphrase []byte) (info Info, err error) {
+// Unseal proves, independently of cryptsetup, that passphrase opens a
+// keyslot of the LUKS device d and that the header is sound. It returns the
+// header's description; the key is dropped. See UnsealKey.
+func Unseal(d Device, passphrase []byte) (Info, error) {
+	info, key, err := UnsealKey(d, passphrase)
+	clear(key)
+	return info, err
+}
+
+// UnsealKey is Unseal returning the volume key the keyslot holds, proven by
+// the header's digest. LUKS2 keyslots (aes-xts-plain64, argon2id, argon2i or
+// pbkdf2: what cryptsetup writes) are opened by luksdock's own code
+// (unseal2.go, internal/argon2); anything else, LUKS1 included, by
+// github.com/anatol/luks.go, which keeps the key to itself: key is then nil.
+// The caller clears key.
+func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 	err = d.withPath(func(p string) error {
-		// luks.go says "invalid LUKS header" also where there is none at
-		// all; tell the two apart (ErrNotLUKS).
-		if f, err := os.Open(p); err == nil {
-			_, herr := ReadHeader(f)
-			f.Close()
-			if errors.Is(herr, ErrNotLUKS) {
-				return ErrNotLUKS
-			}
-		}
-		if err := checkKDFCosts(p); err != nil {
-			return err
-		}
-		dev, err := lukslib.Open(p)
-		if err != nil {
-			return fmt.Errorf("luks.go: %w", err)
-		}
-		defer dev.Close() // else the partition stays open until the GC runs
-		slots := dev.Slots()
-		var lastErr error
-		for _, s := range slots {
-			v, err := dev.UnsealVolume(s, passphrase)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			info = Info{
-				Version: dev.Version(), UUID: v.UUID, Cipher: v.StorageEncryption,
-				SectorSize: int(v.StorageSectorSize), DataOffset: int64(v.StorageOffset),
-				DataSize: int64(v.StorageSize), IVTweak: v.StorageIvTweak, Keyslots: slots,
-			}
-			return nil
-		}
-		if lastErr == nil {
-			return errors.New("the LUKS header has no active keyslot")
-		}
-		if errors.Is(lastErr, lukslib.ErrPassphraseDoesNotMatch) {
-			return ErrWrongPassphrase
-		}
-		return fmt.Errorf("luks.go: %w", lastErr)
-	})
-	if err != nil {
-		return Info{}, err
-	}
-	// luks.go does not report the label; take it from the binary header.
-	_ = d.withPath(func(p string) error {
 		f, err := os.Open(p)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if h, err := ReadHeader(f); err == nil {
-			info.Label, info.Subsystem = h.Label, h.Subsystem
+		if info, err = ReadHeader(f); err != nil {
+			return err
 		}
-		return nil
+		if err := checkKDFCosts(p); err != nil {
+			return err
+		}
+		_, key, err = unsealLUKS2(f, passphrase)
+		if errors.Is(err, errUnsupported) {
+			label, subsystem := info.Label, info.Subsystem
+			info, err = unsealLuksGo(p, passphrase)
+			info.Label, info.Subsystem = label, subsystem
+			return err
+		}
+		if err == nil && info.DataSize == 0 {
+			// "dynamic": the segment runs to the end of the device.
+			end := d.Size
+			if end == 0 {
+				end, _ = f.Seek(0, io.SeekEnd)
+			}
+			info.DataSize = max(end-info.DataOffset, 0)
+		}
+		return err
 	})
-	return info, nil
+	if err != nil {
+		return Info{}, nil, err
+	}
+	return info, key, nil
+}
+
+// unsealLuksGo opens a keyslot with github.com/anatol/luks.go.
+func unsealLuksGo(p string, passphrase []byte) (info Info, err error) {
+	dev, err := lukslib.Open(p)
+	if err != nil {
+		return Info{}, fmt.Errorf("luks.go: %w", err)
+	}
+	defer dev.Close() // else the partition stays open until the GC runs
+	slots := dev.Slots()
+	var lastErr error
+	for _, s := range slots {
+		v, err := dev.UnsealVolume(s, passphrase)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		info = Info{
+			Version: dev.Version(), UUID: v.UUID, Cipher: v.StorageEncryption,
+			SectorSize: int(v.StorageSectorSize), DataOffset: int64(v.StorageOffset),
+			DataSize: int64(v.StorageSize), IVTweak: v.StorageIvTweak, Keyslots: slots,
+		}
+		// luks.go does not report the label; take it from the binary header.
+		if f, err := os.Open(p); err == nil {
+			if h, err := ReadHeader(f); err == nil {
+				info.Label = h.Label
+			}
+			f.Close()
+		}
+		return info, nil
+	}
+	if lastErr == nil {
+		return Info{}, errors.New("the LUKS header has no active keyslot")
+	}
+	if errors.Is(lastErr, lukslib.ErrPassphraseDoesNotMatch) {
+		return Info{}, ErrWrongPassphrase
+	}
+	return Info{}, fmt.Errorf("luks.go: %w", lastErr)
 }
 
 // MaxKDFMemoryKiB is the most memory a keyslot's argon2 may ask for:
@@ -204,25 +231,53 @@ const MaxKDFMemoryKiB = 4 << 20
 
 // checkKDFCosts refuses a LUKS2 header whose keyslots ask for more argon2
 // memory than cryptsetup ever sets, or than half of this machine's memory:
-// luks.go honours whatever the header says, so a damaged or hostile disk
-// could make unsealing allocate gigabytes.
+// the header says how much the key derivation allocates, so a damaged or
+// hostile disk could make unsealing allocate gigabytes.
 func checkKDFCosts(path string) error {
-	f, err := os.Open(path)
+	mem, slot, kdf, err := maxKDFMemory(path)
 	if err != nil {
 		return err
+	}
+	limit := int64(MaxKDFMemoryKiB)
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
+			limit = half
+		}
+	}
+	if mem > limit {
+		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
+	}
+	return nil
+}
+
+// KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header
+// asks for its key derivation (0 for LUKS1 or PBKDF2 keyslots).
+func KDFMemoryKiBDevice(d Device) (mem int64, err error) {
+	err = d.withPath(func(p string) error {
+		mem, _, _, err = maxKDFMemory(p)
+		return err
+	})
+	return mem, err
+}
+
+func maxKDFMemory(path string) (mem int64, slot, kdf string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", "", err
 	}
 	defer f.Close()
 	var h [4096]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil || binary.BigEndian.Uint16(h[6:8]) != 2 {
-		return nil // LUKS1 (pbkdf2 only) or unreadable: luks.go reports it
+		return 0, "", "", nil // LUKS1 (pbkdf2 only) or unreadable: unsealing reports it
 	}
 	hdrSize := be64(h[8:16])
 	if hdrSize < 4096+512 || hdrSize > 4<<20 {
-		return fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
+		return 0, "", "", fmt.Errorf("LUKS2 header size %d out of range", hdrSize)
 	}
 	js := make([]byte, hdrSize-4096)
 	if _, err := f.ReadAt(js, 4096); err != nil {
-		return fmt.Errorf("reading LUKS2 metadata: %w", err)
+		return 0, "", "", fmt.Errorf("reading LUKS2 metadata: %w", err)
 	}
 	var meta struct {
 		Keyslots map[string]struct {
@@ -233,19 +288,12 @@ func checkKDFCosts(path string) error {
 		} `json:"keyslots"`
 	}
 	if err := json.Unmarshal(bytes.TrimRight(js, "\x00"), &meta); err != nil {
-		return fmt.Errorf("LUKS2 metadata: %w", err)
-	}
-	limit := int64(MaxKDFMemoryKiB)
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
-			limit = half
-		}
+		return 0, "", "", fmt.Errorf("LUKS2 metadata: %w", err)
 	}
 	for n, ks := range meta.Keyslots {
-		if ks.KDF.Memory > limit {
-			return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", n, ks.KDF.Memory, ks.KDF.Type, limit)
+		if ks.KDF.Memory > mem {
+			mem, slot, kdf = ks.KDF.Memory, n, ks.KDF.Type
 		}
 	}
-	return nil
+	return mem, slot, kdf, nil
 }

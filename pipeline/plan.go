@@ -317,7 +317,7 @@ func (p *Plan) layoutSteps() []Step {
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
 		{ID: StepClose, Title: "Close the volume"},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean",
-			Slow: "unlocks the keyslot again with an independent implementation (luks.go), which runs the key derivation function"},
+			Slow: "unlocks the keyslot with luksdock's own LUKS code and with cryptsetup, each running the key derivation function (started early: during open and mkfs)"},
 	}
 	if o.RecoveryKey != nil {
 		// Right after luksFormat, so verify proves it with the passphrase.

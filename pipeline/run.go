@@ -42,7 +42,8 @@ type runner struct {
 	mapper *luks.Mapping // kernel engine: the open dm-crypt mapping
 	loop   *disk.Loop
 	uvol   *luks.UserspaceVolume
-	vol    string // the opened volume: /dev/mapper/NAME or the FUSE file
+	vol    string    // the opened volume: /dev/mapper/NAME or the FUSE file
+	keys   *keyCheck // the keyslot checks, running from the open step on
 	result *Result
 }
 
@@ -458,6 +459,7 @@ func (r *runner) open() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
+	r.startKeyCheck()
 	if r.p.Engine == EngineUserspace {
 		v, err := luks.MountUserspace(r.part.Path, r.part.Base, r.part.Size, r.info.Segment(), r.key)
 		if err != nil {
@@ -535,11 +537,34 @@ func (r *runner) closeAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// startKeyCheck starts the keyslot checks of the verify step (keyCheck) in
+// the background: the header is final once luksFormat has written it, and
+// the two key derivations then overlap the open and mkfs steps instead of
+// following them. The verify step waits for the result.
+func (r *runner) startKeyCheck() {
+	if r.keys != nil {
+		return
+	}
+	r.keys = startKeyCheck(r.work, r.part, r.secrets(), r.key)
+	r.send(Event{Kind: EventInfo, Step: StepOpen, Message: "verify step started early, in the background while the volume is opened and mkfs runs: " +
+		"the passphrase must open the new keyslot with luksdock's own LUKS code and with cryptsetup, to the volume key this run generated; the disk is not called verified until the verify step has also checked the filesystem"})
+}
+
+// secrets are the passphrases (and keys) whose keyslots verify checks.
+func (r *runner) secrets() [][]byte {
+	if rk := r.p.Opts.RecoveryKey; rk != nil {
+		return [][]byte{r.pass, rk}
+	}
+	return [][]byte{r.pass}
+}
+
 func (r *runner) verify() (string, error) {
 	var res *Result
+	var summary string
+	r.startKeyCheck() // no-op: open started it
 	err := r.withoutExcl(func() error {
 		var err error
-		res, err = verifyDevice(r.work, r.part, r.partName(), r.pass, r.p.Engine, r.p.Opts.Label)
+		res, summary, err = verifyDevice(r.work, r.part, r.partName(), r.keys, r.p.Engine, r.p.Opts.Label)
 		return err
 	})
 	if err != nil {
@@ -547,14 +572,11 @@ func (r *runner) verify() (string, error) {
 	}
 	t := r.p.Target
 	res.Target, res.Table, res.Size = t.Path, r.p.Layout.Table, t.Size
-	msg := fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel)
-	if rk := r.p.Opts.RecoveryKey; rk != nil {
-		err := r.withoutExcl(func() error { return verifyRecoveryKey(r.work, r.part, rk, res) })
-		if err != nil {
-			return "", err
-		}
-		res.RecoveryKeyFile = r.p.Opts.RecoveryKeyFile
-		msg += "; the recovery key opens it too (luks.go and cryptsetup)"
+	msg := fmt.Sprintf("luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key this run generated (%s, during open and mkfs); e2fsck -fn clean; label %q", summary, res.FSLabel)
+	if r.p.Opts.RecoveryKey != nil {
+		// secrets() gave the key check the recovery key too
+		res.RecoveryKey, res.RecoveryKeyFile = true, r.p.Opts.RecoveryKeyFile
+		msg += "; the recovery key opens it too (both checks)"
 	}
 	r.result = res
 	return msg, nil
@@ -578,6 +600,7 @@ func (r *runner) headerBackup() (string, error) {
 
 // release closes the volume and lets go of the disk; used on failure.
 func (r *runner) release() {
+	r.keys.stop()
 	_ = r.closeAll(context.Background())
 	clear(r.key)
 	if r.excl != nil && r.excl != r.lock {

@@ -13,22 +13,20 @@ import (
 	"luksdock/luks"
 )
 
-// verifyDevice proves that a LUKS device is a finished backup disk:
-// luks.go (independent of cryptsetup) unseals a keyslot with passphrase;
-// cryptsetup unlocks it too (kernel engine: a read-only dm-crypt mapping;
-// userspace engine: it recovers the volume key for the in-process data path);
-// e2fsck -fn is clean on the decrypted volume and its label is the expected
-// one (and the LUKS2 label's, when set).
-func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine Engine, wantLabel string) (*Result, error) {
-	info, err := luks.Unseal(part, pass)
+// verifyDevice proves that a LUKS device is a finished backup disk: the key
+// check kc passed (every secret opens a keyslot with luksdock's own LUKS
+// code, independent of cryptsetup, and with cryptsetup, to one volume key,
+// and the header area reads as it did before those checks);
+// with the key cryptsetup recovered, cryptsetup maps the volume read-only
+// (kernel engine; it checks the key against the header's digest) or luksdock
+// serves it (userspace engine); e2fsck -fn is clean on the decrypted volume
+// and its label is the expected one (and the LUKS2 label's, when set). It
+// also returns the key check's summary.
+func verifyDevice(ctx context.Context, part luks.Device, partName string, kc *keyCheck, engine Engine, wantLabel string) (*Result, string, error) {
+	info, key, summary, err := kc.wait(part)
+	defer clear(key)
 	if err != nil {
-		if errors.Is(err, luks.ErrWrongPassphrase) {
-			return nil, fmt.Errorf("%w (checked with luks.go)", err)
-		}
-		if errors.Is(err, luks.ErrNotLUKS) {
-			return nil, fmt.Errorf("%s holds no LUKS header", partName)
-		}
-		return nil, err
+		return nil, "", err
 	}
 	var vol string
 	var closeVol func() error
@@ -37,34 +35,30 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 		var loop *disk.Loop
 		if part.Base != 0 {
 			if loop, err = disk.AttachLoop(part.Path, part.Base, part.Size); err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			dev = loop.Path
 		}
 		name := fmt.Sprintf("luksdock-verify-%d", os.Getpid())
-		if err := luks.OpenReadOnly(ctx, dev, name, pass); err != nil {
+		if err := luks.OpenReadOnlyWithKey(ctx, dev, name, key); err != nil {
 			loop.Close()
-			return nil, fmt.Errorf("cryptsetup could not unlock it: %w", err)
+			return nil, "", fmt.Errorf("cryptsetup could not map it with the key it recovered: %w", err)
 		}
 		m, err := luks.HoldMapping(ctx, name)
 		vol = m.Path
 		closeVol = func() error { err := m.Close(context.Background()); loop.Close(); return err }
 		if err != nil {
 			closeVol()
-			return nil, err
+			return nil, "", err
 		}
 	} else {
-		key, err := luks.DumpVolumeKeyDevice(ctx, part, pass)
-		if err != nil {
-			return nil, fmt.Errorf("cryptsetup could not unlock it: %w", err)
-		}
 		v, err := luks.MountUserspace(part.Path, part.Base, part.Size, info.Segment(), key)
-		clear(key)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		vol, closeVol = v.Path(), v.Close
 	}
+	clear(key)
 	chk, ferr := fsformat.Fsck(ctx, vol)
 	sb, lerr := fsformat.ReadSuper(ctx, vol)
 	label := sb.Label
@@ -72,53 +66,29 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output, Version: version.String()}
 	switch {
 	case ferr != nil:
-		return nil, fmt.Errorf("e2fsck could not run: %w", ferr)
+		return nil, "", fmt.Errorf("e2fsck could not run: %w", ferr)
 	case lerr != nil:
-		return nil, fmt.Errorf("no ext4 filesystem inside the LUKS volume: %w", lerr)
+		return nil, "", fmt.Errorf("no ext4 filesystem inside the LUKS volume: %w", lerr)
 	case !chk.Clean:
-		return nil, fmt.Errorf("e2fsck -fn is not clean: %v", chk.Output)
+		return nil, "", fmt.Errorf("e2fsck -fn is not clean: %v", chk.Output)
 	case label == "":
-		return nil, errors.New("the ext4 filesystem has no label")
+		return nil, "", errors.New("the ext4 filesystem has no label")
 	case wantLabel != "" && label != wantLabel:
-		return nil, fmt.Errorf("the ext4 label is %q, expected %q", label, wantLabel)
+		return nil, "", fmt.Errorf("the ext4 label is %q, expected %q", label, wantLabel)
 	case sb.BlockSize < info.SectorSize:
-		return nil, fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
+		return nil, "", fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
 	case info.Label != "" && info.Label != label:
-		return nil, fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
+		return nil, "", fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
 	case cerr != nil:
-		return nil, fmt.Errorf("closing the verified volume: %w", cerr)
+		return nil, "", fmt.Errorf("closing the verified volume: %w", cerr)
 	}
-	return res, nil
+	return res, summary, nil
 }
 
 // verifyRecoveryKey proves that a recovery key opens the LUKS device res
 // describes, with both implementations: luks.go unseals a keyslot with it
 // and cryptsetup accepts it (open --test-passphrase, the key on standard
 // input exactly as typed at its prompt). It sets res.RecoveryKey.
-// wrongKeyError is a key that opens no keyslot: its own words, and
-// luks.ErrWrongPassphrase to errors.Is (the wrong-passphrase kind).
-type wrongKeyError string
-
-func (e wrongKeyError) Error() string { return string(e) }
-func (e wrongKeyError) Unwrap() error { return luks.ErrWrongPassphrase }
-
-func verifyRecoveryKey(ctx context.Context, part luks.Device, key []byte, res *Result) error {
-	info, err := luks.Unseal(part, key)
-	if err != nil {
-		if errors.Is(err, luks.ErrWrongPassphrase) {
-			return wrongKeyError("the recovery key does not unlock any keyslot (checked with luks.go)")
-		}
-		return fmt.Errorf("the recovery key: %w", err)
-	}
-	if info.UUID != res.LUKS.UUID {
-		return fmt.Errorf("the recovery key opened LUKS UUID %s, not %s", info.UUID, res.LUKS.UUID)
-	}
-	if err := luks.TestPassphraseDevice(ctx, part, key); err != nil {
-		return fmt.Errorf("cryptsetup does not accept the recovery key: %w", err)
-	}
-	res.RecoveryKey = true
-	return nil
-}
 
 // Verify checks a prepared disk or image with passphrase, without writing:
 // partition 1 must hold LUKS with a keyslot the passphrase opens and a clean
@@ -199,7 +169,13 @@ func VerifyWithRecoveryKey(ctx context.Context, t *Target, pass, recoveryKey []b
 	if part.Base != 0 {
 		name = fmt.Sprintf("%s partition 1 (offset %d)", t.Path, part.Base)
 	}
-	res, err := verifyDevice(ctx, part, name, pass, p.Engine, "")
+	secrets := [][]byte{pass}
+	if recoveryKey != nil {
+		secrets = append(secrets, recoveryKey)
+	}
+	kc := startKeyCheck(ctx, part, secrets, nil)
+	defer kc.stop()
+	res, _, err := verifyDevice(ctx, part, name, kc, p.Engine, "")
 	if errors.Is(err, luks.ErrWrongPassphrase) {
 		return fail(KindWrongPassphrase, err)
 	}
@@ -209,13 +185,9 @@ func VerifyWithRecoveryKey(ctx context.Context, t *Target, pass, recoveryKey []b
 	res.Target, res.Table, res.Size = t.Path, content.TableType(), t.Size
 	msg := fmt.Sprintf("clean; label %q", res.FSLabel)
 	if recoveryKey != nil {
-		if err := verifyRecoveryKey(ctx, part, recoveryKey, res); err != nil {
-			if errors.Is(err, luks.ErrWrongPassphrase) {
-				return fail(KindWrongPassphrase, err)
-			}
-			return fail(KindNotVerified, err)
-		}
-		msg += "; the recovery key opens it too (luks.go and cryptsetup)"
+		// the key check proved it beside the passphrase
+		res.RecoveryKey = true
+		msg += "; the recovery key opens it too (luksdock's own LUKS code and cryptsetup)"
 	}
 	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0), Message: msg})
 	emit(Event{Time: time.Now(), Kind: EventResult, Result: res, State: stateReady})

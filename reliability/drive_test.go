@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,9 @@ type trigger struct {
 	// child and step: signal while a descendant process named child is
 	// alive during step (per /proc).
 	child string
+	// until: with child, the child may also be caught in any later step up
+	// to this one (a child that runs in the background across steps).
+	until string
 	// delay: with event, signal this long after the event.
 	delay time.Duration
 	sig   syscall.Signal
@@ -48,6 +52,9 @@ func (tr trigger) String() string {
 	}
 	if tr.child != "" {
 		s += " while " + tr.child + " runs in " + tr.step
+		if tr.until != "" {
+			s += ".." + tr.until
+		}
 		if tr.slow != "" {
 			s += " (slowed)"
 		}
@@ -163,7 +170,7 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 					d.comms[k.PID] = k.Comm
 					d.kids = append(d.kids, k.PID)
 				}
-				if tr.child != "" && k.Comm == tr.child && step == tr.step {
+				if tr.child != "" && k.Comm == tr.child && tr.inSteps(step) {
 					fire()
 				}
 			}
@@ -222,6 +229,18 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		}
 	}
 	return d
+}
+
+// inSteps says whether step is tr.step or, with until, between the two.
+func (tr trigger) inSteps(step string) bool {
+	if step == tr.step {
+		return true
+	}
+	if tr.until == "" {
+		return false
+	}
+	from, to, at := slices.Index(steps, tr.step), slices.Index(steps, tr.until), slices.Index(steps, step)
+	return from >= 0 && at > from && at <= to
 }
 
 func readCmdline(pid int) string {

@@ -39,7 +39,10 @@ func killTriggers(sig syscall.Signal) []trigger {
 		// Child triggers run the tool through a shim that sleeps first, so
 		// the kill lands while it is alive however fast the machine is.
 		trigger{child: "cryptsetup", step: "luks-format", sig: sig, slow: "cryptsetup"},
-		trigger{child: "cryptsetup", step: "verify", sig: sig, slow: "cryptsetup"},
+		// verify's cryptsetup unlock (luksDump --dump-volume-key) runs in
+		// the background from the open step until verify waits for it
+		// (issue 13).
+		trigger{child: "cryptsetup", step: "open", until: "verify", sig: sig, slow: "cryptsetup"},
 		trigger{child: "e2fsck", step: "verify", sig: sig, slow: "e2fsck"},
 		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig, slow: "mkfs.ext4"},
 	)

@@ -8,7 +8,20 @@
 // the userspace engine's AES-XTS throughput beside `openssl speed -evp
 // aes-256-xts` measured in the same run.
 //
-//	go run ./cmd/bench [-sizes 1G,64G,1T] [-dir /var/tmp]
+// With cryptsetup's default PBKDF (what users run) it prints, side by side
+// in one run and as medians of -runs runs, the wall time of `luksdock
+// prepare` and of the manual procedure's own steps (cryptsetup luksFormat,
+// the KDF of luksOpen as `cryptsetup open --test-passphrase`, `mkfs.ext4 -E
+// nodiscard` (it zeroes the journal, as on dm-crypt) on a file of the
+// volume's size: this host has no device-mapper), at each of
+// -kdf-sizes. And on one header made with argon2id t=4 m=890000 KiB p=2, the
+// independent unseal's cost three ways, each in its own process: luksdock's
+// own (internal/argon2), luks.go with x/crypto/argon2 (what verify used
+// before), and `cryptsetup open --test-passphrase`, with wall, user and
+// system time and peak RSS (wait4's rusage). The load average is printed
+// before and after: on a shared machine the figures are only as good as it.
+//
+//	go run ./cmd/bench [-sizes 1G,64G,1T] [-kdf-sizes 1G,64G] [-runs 3] [-parts small,default,kdf,xts] [-dir /var/tmp]
 package main
 
 import (
@@ -30,9 +43,17 @@ import (
 )
 
 func main() {
-	sizes := flag.String("sizes", "1G,64G,1T", "image sizes")
+	sizes := flag.String("sizes", "1G,64G,1T", "image sizes (small-PBKDF table)")
+	kdfSizes := flag.String("kdf-sizes", "1G,64G", "image sizes for default-PBKDF prepare vs the manual steps")
+	runs := flag.Int("runs", 3, "runs per measurement of the default-PBKDF and KDF comparisons (medians)")
+	parts := flag.String("parts", "small,default,kdf,xts", "what to measure")
 	dir := flag.String("dir", "/var/tmp", "where to put the sparse images")
+	child := flag.String("child-unseal", "", "internal: unseal HEADER (next argument) with \"ours\" or \"luks.go\", passphrase on stdin")
 	flag.Parse()
+	if *child != "" {
+		childUnseal(*child, flag.Arg(0))
+		return
+	}
 	tmp, err := os.MkdirTemp(*dir, "luksdock-bench-")
 	check(err)
 	defer os.RemoveAll(tmp)
@@ -40,6 +61,24 @@ func main() {
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	check(build.Run())
+	want := map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		want[p] = true
+	}
+	fmt.Println("load before:", loadavg())
+	defer func() { fmt.Println("load after:", loadavg()) }()
+	if want["default"] {
+		defaultKDF(bin, tmp, strings.Split(*kdfSizes, ","), *runs)
+	}
+	if want["kdf"] {
+		kdfCompare(tmp, *runs)
+	}
+	if !want["small"] {
+		if want["xts"] {
+			xts(filepath.Join(tmp, "xts"))
+		}
+		return
+	}
 
 	fmt.Printf("%-6s %-11s", "size", "engine")
 	steps := []pipeline.StepID{pipeline.StepWipe, pipeline.StepPartition, pipeline.StepFormat, pipeline.StepOpen, pipeline.StepMkfs, pipeline.StepClose, pipeline.StepVerify}
@@ -94,7 +133,9 @@ func main() {
 		os.Remove(img)
 	}
 	fmt.Println()
-	xts(filepath.Join(tmp, "xts"))
+	if want["xts"] {
+		xts(filepath.Join(tmp, "xts"))
+	}
 }
 
 // sampleHWM samples the peak RSS (VmHWM) of luksdock (pid) and of its

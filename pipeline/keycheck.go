@@ -1,0 +1,231 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"luksdock/luks"
+)
+
+// keyCheck is the part of verification that needs only the LUKS header:
+// every secret must open a keyslot both with luksdock's own code
+// (luks.UnsealKey: independent of cryptsetup) and with cryptsetup, and all
+// of them must give one volume key (the one the run generated, when known).
+// A run starts it as soon as luksFormat has written the header, so that the
+// two key derivations run while the volume is opened and mkfs writes; the
+// verify step waits for it, then checks the filesystem with the key
+// cryptsetup recovered. The guarantee is the one of doing it all after mkfs:
+// the header is not written again after luksFormat, and nothing is called
+// verified before every check has passed.
+type keyCheck struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	// set before done is closed
+	header  [sha256.Size]byte // of the header area, read before the checks
+	info    luks.Info
+	key     []byte // the volume key cryptsetup recovered with the first secret
+	err     error
+	summary string
+}
+
+// startKeyCheck starts the checks of secrets on part. want, if not nil, is
+// the volume key every keyslot must hold; startKeyCheck copies it. The two
+// key derivations of a secret run one after the other (each uses all lanes
+// it asks for), unless this machine has at least four CPUs and memory for
+// both at once (see parallelKDF): so a KDF's memory is never held twice on a
+// machine that cannot afford it.
+func startKeyCheck(ctx context.Context, part luks.Device, secrets [][]byte, want []byte) *keyCheck {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &keyCheck{done: make(chan struct{}), cancel: cancel}
+	want = bytes.Clone(want)
+	go func() {
+		defer close(c.done)
+		defer clear(want)
+		if c.header, c.err = headerSum(part); c.err != nil {
+			return
+		}
+		c.info, c.key, c.summary, c.err = checkKeys(ctx, part, secrets, want)
+		if c.err != nil {
+			clear(c.key)
+			c.key = nil
+		}
+	}()
+	return c
+}
+
+// wait returns the result; the caller owns (and clears) key. It also
+// proves the checks still hold: the header area (binary headers, JSON,
+// keyslots) must read as it did before they ran, so nothing written
+// meanwhile (mkfs runs beside them) changed what they checked.
+func (c *keyCheck) wait(part luks.Device) (luks.Info, []byte, string, error) {
+	<-c.done
+	key := c.key
+	c.key = nil
+	if c.err != nil {
+		return luks.Info{}, nil, "", c.err
+	}
+	now, err := headerSum(part)
+	if err == nil && now != c.header {
+		err = errors.New("the LUKS header area changed while its keyslot was being checked")
+	}
+	if err != nil {
+		clear(key)
+		return luks.Info{}, nil, "", err
+	}
+	return c.info, key, c.summary, nil
+}
+
+// headerSum is the SHA-256 of part's LUKS header area: everything in front
+// of the data segment.
+func headerSum(part luks.Device) (sum [sha256.Size]byte, err error) {
+	f, err := os.Open(part.Path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	size := part.Size
+	if size <= 0 {
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return sum, err
+		}
+		size -= part.Base
+	}
+	r := io.NewSectionReader(f, part.Base, size)
+	info, err := luks.ReadHeader(r)
+	if errors.Is(err, luks.ErrNotLUKS) {
+		return sum, fmt.Errorf("%s holds no LUKS header", part.Path)
+	}
+	if err != nil {
+		return sum, err
+	}
+	if info.DataOffset <= 0 || info.DataOffset > 64<<20 || info.DataOffset > size {
+		return sum, fmt.Errorf("LUKS data segment at %d: header area out of range", info.DataOffset)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, info.DataOffset)); err != nil {
+		return sum, fmt.Errorf("reading the LUKS header area: %w", err)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// stop cancels what can be cancelled (cryptsetup), waits for the rest and
+// clears the key. Safe on nil and after wait.
+func (c *keyCheck) stop() {
+	if c == nil {
+		return
+	}
+	c.cancel()
+	<-c.done
+	clear(c.key)
+	c.key = nil
+}
+
+// parallelKDF says whether luksdock's and cryptsetup's key derivations may
+// run at the same time: only with four or more CPUs (each asks for up to
+// four lanes) and free memory for both plus 512 MiB.
+func parallelKDF(part luks.Device) bool {
+	if runtime.NumCPU() < 4 {
+		return false
+	}
+	mem, err := luks.KDFMemoryKiBDevice(part)
+	if err != nil {
+		return false
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return false
+	}
+	free := int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024
+	return free >= 2*mem+512<<10
+}
+
+func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []byte) (info luks.Info, csKey []byte, summary string, err error) {
+	if len(secrets) == 0 {
+		return info, nil, "", errors.New("no passphrase to check")
+	}
+	par := parallelKDF(part)
+	var own, cs time.Duration
+	for i, s := range secrets {
+		var (
+			wg       sync.WaitGroup
+			oInfo    luks.Info
+			oKey     []byte
+			oErr     error
+			cKey     []byte
+			cErr     error
+			ownStart time.Time
+		)
+		ownRun := func() {
+			ownStart = time.Now()
+			oInfo, oKey, oErr = luks.UnsealKey(part, s)
+			own += time.Since(ownStart)
+		}
+		csRun := func() {
+			t0 := time.Now()
+			cKey, cErr = luks.DumpVolumeKeyDevice(ctx, part, s)
+			cs += time.Since(t0)
+		}
+		if par {
+			wg.Add(1)
+			go func() { defer wg.Done(); ownRun() }()
+			csRun()
+			wg.Wait()
+		} else {
+			ownRun()
+			if oErr == nil {
+				csRun()
+			}
+		}
+		which := ""
+		if len(secrets) > 1 {
+			// a run's secrets: the passphrase, then the recovery key
+			which = [2]string{" (the passphrase)", " (the recovery key)"}[min(i, 1)]
+		}
+		switch {
+		case errors.Is(oErr, luks.ErrWrongPassphrase):
+			err = fmt.Errorf("%w%s (checked with luksdock's own LUKS code)", oErr, which)
+		case errors.Is(oErr, luks.ErrNotLUKS):
+			err = fmt.Errorf("%s holds no LUKS header", part.Path)
+		case oErr != nil:
+			err = fmt.Errorf("%w%s", oErr, which)
+		case cErr != nil:
+			err = fmt.Errorf("cryptsetup could not unlock it%s: %w", which, cErr)
+		case oKey != nil && subtle.ConstantTimeCompare(oKey, cKey) != 1:
+			err = fmt.Errorf("luksdock's own LUKS code and cryptsetup recovered different volume keys%s", which)
+		case want != nil && subtle.ConstantTimeCompare(cKey, want) != 1:
+			err = fmt.Errorf("the keyslot%s holds a volume key other than the one this run generated", which)
+		case csKey != nil && subtle.ConstantTimeCompare(cKey, csKey) != 1:
+			err = fmt.Errorf("the keyslot%s holds a different volume key than the passphrase's", which)
+		}
+		clear(oKey)
+		if err != nil {
+			clear(cKey)
+			clear(csKey)
+			return luks.Info{}, nil, "", err
+		}
+		if csKey == nil {
+			info, csKey = oInfo, cKey
+		} else {
+			clear(cKey)
+		}
+	}
+	how := "one after the other"
+	if par {
+		how = "side by side"
+	}
+	summary = fmt.Sprintf("luksdock's own unseal %.1fs and cryptsetup's %.1fs, %s", own.Seconds(), cs.Seconds(), how)
+	return info, csKey, summary, nil
+}

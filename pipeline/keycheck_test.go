@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"luksdock/luks"
+)
+
+// keyCheckImage is a LUKS2 file cryptsetup formatted with volume key key
+// and passphrase "first", plus a second keyslot for "second".
+func keyCheckImage(t *testing.T, key []byte) string {
+	t.Helper()
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Skipf("SKIP: cryptsetup is not installed: %v", err)
+	}
+	img := filepath.Join(t.TempDir(), "luks.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 20<<20); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := luks.Format(ctx, img, []byte("first"), key, luks.FormatOptions{PBKDF: luks.PBKDF{Type: "argon2id", MemoryKiB: 8192, ForceIterations: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	add := exec.Command("cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf", "argon2id", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4", "--key-file=/dev/fd/3", img, "-")
+	add.Stdin = strings.NewReader("second")
+	r, w, _ := os.Pipe()
+	add.ExtraFiles = []*os.File{r}
+	go func() { w.Write([]byte("first")); w.Close() }()
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("luksAddKey: %v: %s", err, out)
+	}
+	r.Close()
+	return img
+}
+
+// TestKeyCheck: the early keyslot check passes only when every secret opens
+// a keyslot, with luksdock's code and with cryptsetup, to the volume key the
+// run generated; it hands the verify step the key cryptsetup recovered.
+func TestKeyCheck(t *testing.T) {
+	key := bytes.Repeat([]byte{0x5a}, 64)
+	img := keyCheckImage(t, key)
+	part := luks.Device{Path: img}
+	ctx := context.Background()
+	c := startKeyCheck(ctx, part, [][]byte{[]byte("first"), []byte("second")}, key)
+	info, got, summary, err := c.wait(part)
+	if err != nil || !bytes.Equal(got, key) || info.Version != 2 || !strings.Contains(summary, "cryptsetup's") {
+		t.Fatalf("both passphrases: %v, key ok %v, %+v, %q", err, bytes.Equal(got, key), info, summary)
+	}
+	c.stop()
+	for _, tc := range []struct {
+		secrets [][]byte
+		want    []byte
+		err     string
+	}{
+		{[][]byte{[]byte("first"), []byte("third")}, key, "does not unlock any keyslot (secret 2 of 2)"},
+		{[][]byte{[]byte("second")}, bytes.Repeat([]byte{0x5b}, 64), "holds a volume key other than the one this run generated"},
+	} {
+		c := startKeyCheck(ctx, part, tc.secrets, tc.want)
+		_, got, _, err := c.wait(part)
+		if err == nil || !strings.Contains(err.Error(), tc.err) || got != nil {
+			t.Errorf("%q: %v (key returned: %v), want %q", tc.secrets, err, got != nil, tc.err)
+		}
+		c.stop()
+	}
+	// A header area that changes after the checks read it (as a stray write
+	// during mkfs would) fails the check.
+	c = startKeyCheck(ctx, part, [][]byte{[]byte("first")}, key)
+	<-c.done
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{1}, 8<<20); err != nil { // inside the keyslot area, after the keyslots
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, _, err := c.wait(part); err == nil || !strings.Contains(err.Error(), "header area changed") {
+		t.Errorf("header changed after the check: %v", err)
+	}
+	c.stop()
+}

@@ -255,7 +255,8 @@ LUKSDOCK_INVENTORY names another file. It is JSON a person can read and
 other tools can parse; it holds no secret. A damaged file is reported, and
 never overwritten.
 
-Exit status: 0 success, 2 usage error, 4 the inventory cannot be read.`,
+Exit status: 0 success, 2 usage error, 4 the inventory cannot be read,
+130 interrupted.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := inventory.Path()

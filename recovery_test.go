@@ -96,7 +96,7 @@ func TestRecoveryKey(t *testing.T) {
 	if code, out, errs := cli(t, loose+"\n", "verify", "--image", img, "--passphrase-file", pf, "--recovery-key-file", "-", "--json"); code != 0 || !strings.Contains(out, `"recovery_key":true`) || strings.Contains(out, key) {
 		t.Errorf("verify with the key typed loosely: exit %d\n%s%s", code, out, errs)
 	}
-	if code, out, errs := cli(t, string(wrong)+"\n", "verify", "--image", img, "--passphrase-file", pf, "--recovery-key-file", "-"); code != 5 || !strings.Contains(out+errs, "the recovery key does not unlock any keyslot") {
+	if code, out, errs := cli(t, string(wrong)+"\n", "verify", "--image", img, "--passphrase-file", pf, "--recovery-key-file", "-"); code != 6 || !strings.Contains(out+errs, "the recovery key does not unlock any keyslot") {
 		t.Errorf("verify with a wrong recovery key: exit %d\n%s%s", code, out, errs)
 	}
 	if code, _, errs := cli(t, "", "verify", "--image", img, "--passphrase-file", pf, "--recovery-key-file", "-"); code != 3 || !strings.Contains(errs, "not a recovery key") {
@@ -133,7 +133,7 @@ func TestRecoveryKeyFileRefusals(t *testing.T) {
 	for _, c := range []struct{ path, want string }{
 		{existing, "already exists; refusing to overwrite it"},
 		{filepath.Join(dir, "nodir", "k"), "directory " + filepath.Join(dir, "nodir") + " does not exist"},
-		{filepath.Join(mnt, "k"), "would be inside " + img + ", the image being prepared"},
+		{filepath.Join(mnt, "k"), "which is on the target " + img + " and is destroyed with it"},
 		{"-", "the key is never printed on standard output"},
 	} {
 		if !mounted && strings.HasPrefix(c.path, mnt) {

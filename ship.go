@@ -161,13 +161,28 @@ var examples = map[string]string{
   luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - \
       --confirm sdi --header-backup /root/backups01-header.img
 
+  # One disk of the rotation set "offsite", with a recovery key (a second
+  # keyslot) written to a file off the disk, to print and keep apart:
+  luksdock prepare --device /dev/sdj --label backups02 --set offsite \
+      --recovery-key /root/backups02-recovery.txt --passphrase-file - --confirm sdj
+
   # Try it on a 1 GiB image file first (cheap KDF: for tests only):
   printf '%s\n' 'correct horse battery staple' > pass.txt
   luksdock prepare --image demo.img --size 1G --label demo --passphrase-file pass.txt \
       --confirm demo.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000`,
+	"luksdock inventory": `
+  # The disks of your rotation, where each was last seen docked:
+  luksdock inventory
+
+  # The same for scripts: labels of the set "offsite"
+  luksdock inventory --json | jq -r '.disks[]? | select(.set == "offsite") | .label'`,
 	"luksdock verify": `
   # Check an offsite disk when it comes back (nothing is written to it):
   luksdock verify --device /dev/sdi --passphrase-file -
+
+  # Prove the recovery key too (typed on standard input after the
+  # passphrase file is read from pass.txt):
+  luksdock verify --device /dev/sdi --passphrase-file pass.txt --recovery-key-file -
 
   # The same for an image, with the result as JSON:
   luksdock verify --image demo.img --passphrase-file pass.txt --json`,

@@ -40,6 +40,14 @@ type keyCheck struct {
 	summary string
 }
 
+// wrongSecretError is a secret that opens no keyslot, in its own words;
+// errors.Is finds luks.ErrWrongPassphrase in it (the wrong-passphrase kind,
+// exit 6).
+type wrongSecretError string
+
+func (e wrongSecretError) Error() string { return string(e) }
+func (e wrongSecretError) Unwrap() error { return luks.ErrWrongPassphrase }
+
 // startKeyCheck starts the checks of secrets on part. want, if not nil, is
 // the volume key every keyslot must hold; startKeyCheck copies it. The two
 // key derivations of a secret run one after the other (each uses all lanes
@@ -189,14 +197,15 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 				csRun()
 			}
 		}
-		which := ""
+		which, name := "", "the passphrase"
 		if len(secrets) > 1 {
 			// a run's secrets: the passphrase, then the recovery key
-			which = [2]string{" (the passphrase)", " (the recovery key)"}[min(i, 1)]
+			name = [2]string{"the passphrase", "the recovery key"}[min(i, 1)]
+			which = " (" + name + ")"
 		}
 		switch {
 		case errors.Is(oErr, luks.ErrWrongPassphrase):
-			err = fmt.Errorf("%w%s (checked with luksdock's own LUKS code)", oErr, which)
+			err = wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code)")
 		case errors.Is(oErr, luks.ErrNotLUKS):
 			err = fmt.Errorf("%s holds no LUKS header", part.Path)
 		case oErr != nil:

@@ -61,7 +61,7 @@ func TestKeyCheck(t *testing.T) {
 		want    []byte
 		err     string
 	}{
-		{[][]byte{[]byte("first"), []byte("third")}, key, "does not unlock any keyslot (secret 2 of 2)"},
+		{[][]byte{[]byte("first"), []byte("third")}, key, "the recovery key does not unlock any keyslot"},
 		{[][]byte{[]byte("second")}, bytes.Repeat([]byte{0x5b}, 64), "holds a volume key other than the one this run generated"},
 	} {
 		c := startKeyCheck(ctx, part, tc.secrets, tc.want)

@@ -206,7 +206,7 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished
 func newPrepareCmd() *cobra.Command {
 	var tf targetFlags
 	var o pipeline.Options
-	var passFile, confirm string
+	var passFile, confirm, table string
 	var asJSON, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
@@ -250,6 +250,9 @@ cryptsetup's own benchmarked defaults apply.
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
 			}
+			if o.Table, err = disk.ParseTableType(table); err != nil {
+				return usageError{fmt.Errorf("--table: %w", err)}
+			}
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
@@ -292,7 +295,7 @@ cryptsetup's own benchmarked defaults apply.
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
 	f.StringVar(&passFile, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
-	f.StringVar(&o.Table, "table", "gpt", "partition table: gpt or mbr")
+	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt (portable: 512- and 4096-byte docks), none (LUKS on the whole disk) or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
 	f.StringVar(&o.Engine, "engine", "auto", "how to open the volume: auto, kernel or userspace")
 	f.StringVar(&o.PBKDF.Type, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)")

@@ -14,7 +14,7 @@ import (
 // Options are the choices a run is made with.
 type Options struct {
 	Label         string
-	Table         string // "gpt" (default) or "mbr"
+	Table         disk.TableType // gpt (default), mbr or none
 	LUKS1         bool
 	Engine        string // "auto" (default), "kernel" or "userspace"
 	PBKDF         luks.PBKDF
@@ -43,7 +43,7 @@ var (
 // ValidateOptions checks the choices alone, before any target is involved.
 func ValidateOptions(o *Options) error {
 	if o.Table == "" {
-		o.Table = "gpt"
+		o.Table = disk.TableGPT
 	}
 	if o.Engine == "" {
 		o.Engine = "auto"
@@ -51,8 +51,8 @@ func ValidateOptions(o *Options) error {
 	if err := fsformat.ValidateLabel(o.Label); err != nil {
 		return refused("%v", err)
 	}
-	if o.Table != "gpt" && o.Table != "mbr" {
-		return refused("unknown partition table %q (want gpt or mbr)", o.Table)
+	if _, err := disk.ParseTableType(string(o.Table)); err != nil {
+		return refused("%v", err)
 	}
 	switch o.Engine {
 	case "auto", "kernel", "userspace":
@@ -184,12 +184,9 @@ func (p *Plan) layoutSteps() []Step {
 	t, o, part := p.Target, p.Opts, p.partDisplay()
 	ss := int64(t.logicalSector())
 	sfType := "L"
-	if o.Table == "mbr" {
-		sfType = "83"
-	}
-	label := o.Table
-	if label == "mbr" {
-		label = "dos"
+	label := string(o.Table)
+	if o.Table == disk.TableMBR {
+		sfType, label = "83", "dos"
 	}
 	partCmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, type=%s\\n' | sfdisk %s", label, p.Layout.Start/ss, p.Layout.Size/ss, sfType, shq(t.Path))
 	if t.Image {
@@ -212,7 +209,7 @@ func (p *Plan) layoutSteps() []Step {
 	steps := []Step{
 		{ID: StepPreflight, Title: "Check the target", Command: "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + shq(t.Path)},
 		{ID: StepWipe, Title: "Wipe old signatures", Command: wipe},
-		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(o.Table)), Command: partCmd},
+		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(string(o.Table))), Command: partCmd},
 		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " "),
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
 		{ID: StepOpen, Title: "Open the encrypted volume", Command: openCmd},

@@ -489,7 +489,7 @@ func (r *runner) verify() (string, error) {
 		return "", err
 	}
 	t := r.p.Target
-	res.Target, res.Table, res.Size = t.Path, r.p.Layout.Table, t.Size
+	res.Target, res.Table, res.Size = t.Path, string(r.p.Layout.Table), t.Size
 	r.result = res
 	return fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel), nil
 }

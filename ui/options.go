@@ -182,7 +182,7 @@ func (m *Model) options() pipeline.Options {
 	}
 	return pipeline.Options{
 		Label:         m.label.Value(),
-		Table:         m.table,
+		Table:         disk.TableType(m.table),
 		LUKS1:         m.luks1,
 		Engine:        m.cfg.Engine,
 		PBKDF:         ch[m.pbkdfChoice].pbkdf,

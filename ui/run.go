@@ -24,7 +24,7 @@ func (m *Model) planView() string {
 		}
 	}
 	fmt.Fprintf(&b, "Target: %s, %s\n", what, pipeline.HumanSize(t.Size))
-	fmt.Fprintf(&b, "Label %q, %s, LUKS%s; engine %s (%s)\n", p.Opts.Label, strings.ToUpper(p.Opts.Table), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "Label %q, %s, LUKS%s; engine %s (%s)\n", p.Opts.Label, strings.ToUpper(string(p.Opts.Table)), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy)
 	b.WriteString("\n" + stDanger.Render("This destroys everything on it:") + "\n")
 	for _, d := range t.Destroys() {
 		b.WriteString(stDanger.Render("  ✗ "+d) + "\n")

@@ -211,11 +211,24 @@ func newPrepareCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
 		Short: "Prepare a backup disk non-interactively (the wizard's pipeline)",
-		Long: `prepare wipes the target, makes one partition from 1 MiB to the end (GPT, or
-MBR with --table mbr), formats it with LUKS2 (aes-xts-plain64, 512-bit key;
-LUKS1 with --luks1) whose label is LABEL, opens it, makes an ext4 filesystem
-labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
-(with luks.go and with cryptsetup) and that e2fsck -fn is clean.
+		Long: `prepare wipes the target, makes one partition from 1 MiB to the end, formats
+it with LUKS2 (aes-xts-plain64, 512-bit key; LUKS1 with --luks1) whose label
+is LABEL, opens it, makes an ext4 filesystem labelled LABEL inside, closes it,
+and verifies that the passphrase unlocks it (with luks.go and with
+cryptsetup), that e2fsck -fn is clean, and with which sector sizes a kernel
+finds the volume.
+
+Docks disagree about sector size: many USB bridges present a disk with
+4096-byte logical sectors, SATA and other docks with 512. The default table
+(--table gpt) is one GPT valid with both, so the disk unlocks in any dock.
+--table none puts LUKS directly on the whole disk (no partition; also found
+with both). --table mbr counts the sectors of the dock it is made in and is
+found only through docks of that sector size.
+
+The filesystem's top directory belongs to the person who ran luksdock: the
+user behind sudo (SUDO_UID, SUDO_GID) or pkexec (PKEXEC_UID and that user's
+primary group), root when there is none; --owner USER or UID:GID overrides
+(mke2fs -E root_owner).
 
 --confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
 internal:NAME for a disk not on USB (which also needs --allow-internal), or
@@ -250,9 +263,7 @@ cryptsetup's own benchmarked defaults apply.
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
 			}
-			if o.Table, err = disk.ParseTableType(table); err != nil {
-				return usageError{fmt.Errorf("--table: %w", err)}
-			}
+			o.Table = disk.TableType(table) // checked with the other options (exit 3)
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
@@ -303,6 +314,7 @@ cryptsetup's own benchmarked defaults apply.
 	f.IntVar(&o.PBKDF.Parallel, "pbkdf-parallel", 0, "PBKDF parallel threads (argon2)")
 	f.IntVar(&o.PBKDF.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
 	f.IntVar(&o.PBKDF.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
+	f.StringVar(&o.Owner, "owner", "", "owner of the filesystem's top directory: USER or UID:GID (default: the user behind sudo or pkexec, else root)")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites)")
 	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
@@ -317,12 +329,15 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|-",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
-		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
-passphrase using luks.go (independent of cryptsetup), unlocks it with
-cryptsetup too, and runs e2fsck -fn and dumpe2fs on the decrypted ext4. The
-partition table must be one Linux reads when the disk is docked (not a GPT
-readable only from its backup header, nor one without a protective MBR). It
-writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
+		Long: `verify reads partition 1 of the disk or image (or, with no partition table,
+LUKS on the whole disk), unseals a LUKS keyslot with the passphrase using
+luks.go (independent of cryptsetup), unlocks it with cryptsetup too, runs
+e2fsck -fn and dumpe2fs on the decrypted ext4 and reports the owner of its
+top directory (debugfs). It reports with which logical sector sizes (512,
+4096) a Linux kernel finds the volume, warns when only one, and fails (exit
+5) when neither: the partition table must be one Linux reads when the disk
+is docked (not a GPT readable only from its backup header, nor one without
+a protective MBR). It writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
 luksdock left on it is closed first, and reported.
 
 ` + exitCodesHelp,
@@ -415,6 +430,8 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
+			fmt.Fprintf(w, "  owner:        %s (of the top directory, mode %s)\n", r.Owner, r.TopDirMode)
+			fmt.Fprintf(w, "  found with:   %s (the dock reports %d-byte logical sectors)\n", pipeline.SectorViewsText(r.SectorViews), r.LogicalSector)
 			if r.HeaderBackup != "" {
 				fmt.Fprintf(w, "  header backup: %s\n", r.HeaderBackup)
 			}

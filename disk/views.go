@@ -3,6 +3,9 @@ package disk
 import (
 	"encoding/binary"
 	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // SectorSizes are the logical sector sizes docks present a disk with: SATA
@@ -69,6 +72,22 @@ func KernelView(r io.ReaderAt, size int64, sector int) View {
 	sub := &prober{r: io.NewSectionReader(r, part.Start, part.Size), size: part.Size, ss: ss}
 	v.LUKS = sub.content().Type == "crypto_LUKS"
 	return v
+}
+
+// ReadViews opens path and reads its KernelViews. The page cache of a
+// block device is dropped first: what was written through a partition node
+// (or through a mapping) is not in the whole disk's cache, which may still
+// hold what the disk said before.
+func ReadViews(path string, size int64) ([]View, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode()&os.ModeDevice != 0 {
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	}
+	return KernelViews(f, size), nil
 }
 
 // KernelViews is KernelView for every size in SectorSizes.

@@ -270,7 +270,7 @@ done
 		// secret (on standard input or on fd 3).
 		handed := []string{"open\x00--type\x00luks\x00--readonly\x00--key-file=-"}
 		if name == "prepare" {
-			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/dev/fd/3")
+			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/proc/self/fd/3")
 		}
 		for _, h := range handed {
 			seen := false

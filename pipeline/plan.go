@@ -20,6 +20,10 @@ type Options struct {
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
+	// Owner is who owns the filesystem's top directory: "USER" or
+	// "UID:GID"; "" for the user behind sudo or pkexec, or root (see
+	// ResolveOwner).
+	Owner string
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -30,6 +34,8 @@ type Plan struct {
 	Engine    string // "kernel" or "userspace", resolved
 	EngineWhy string
 	Layout    disk.Layout
+	Owner     fsformat.Owner // of the filesystem's top directory
+	OwnerWhy  string
 	Warnings  []string
 	Steps     []Step
 }
@@ -62,6 +68,9 @@ func ValidateOptions(o *Options) error {
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
 	}
+	if _, _, err := ResolveOwner(o.Owner, getenv); err != nil {
+		return refused("%v", err)
+	}
 	if o.HeaderBackup != "" {
 		if _, err := os.Lstat(o.HeaderBackup); err == nil {
 			return refused("header backup %s already exists; refusing to overwrite it", o.HeaderBackup)
@@ -73,6 +82,9 @@ func ValidateOptions(o *Options) error {
 	}
 	return nil
 }
+
+// getenv reads the environment (SUDO_UID...); replaced in tests.
+var getenv = os.Getenv
 
 // Tools reports a missing cryptsetup or e2fsprogs, with the install command.
 var Tools = func() error {
@@ -117,11 +129,43 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
 		return nil, refused("%v", err)
 	}
+	if o.Table == disk.TableMBR && t.logicalSector() == 4096 {
+		p.Warnings = append(p.Warnings, MBRNotPortable)
+	}
+	if p.Owner, p.OwnerWhy, err = ResolveOwner(o.Owner, getenv); err != nil {
+		return nil, refused("%v", err)
+	}
 	if err := p.chooseEngine(); err != nil {
 		return nil, err
 	}
 	p.Steps = p.layoutSteps()
 	return p, nil
+}
+
+// MBRNotPortable is the warning for --table mbr through a dock that reports
+// 4096-byte logical sectors.
+const MBRNotPortable = "--table mbr through a dock that reports 4096-byte logical sectors: the MBR counts 4096-byte sectors, " +
+	"so a dock or computer that presents the disk with 512-byte sectors will not find the partition and the backup will not unlock there; " +
+	"use the default --table gpt (readable with both sector sizes) or --table none"
+
+// SectorsLine says which sector sizes the target reports, for the plan.
+func (t *Target) SectorsLine() string {
+	if t.Disk == nil {
+		return "image file: read as 512-byte sectors (a portable layout reads the same with 4096)"
+	}
+	return fmt.Sprintf("the dock reports %d-byte logical, %d-byte physical sectors", t.Disk.LogicalSector, t.Disk.PhysicalSector)
+}
+
+// LayoutLine says where LUKS goes and through which docks it will be found.
+func (p *Plan) LayoutLine() string {
+	l := p.Layout
+	switch l.Table {
+	case disk.TableNone:
+		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", HumanSize(l.Size))
+	case disk.TableMBR:
+		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, HumanSize(l.Size), p.Target.logicalSector())
+	}
+	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, HumanSize(l.Size))
 }
 
 func imageWarnings(t *Target) []string {
@@ -174,6 +218,9 @@ func (p *Plan) volumeDisplay() string { return "/dev/mapper/" + p.mapperName() }
 
 // partDisplay is how the plan names the partition in commands.
 func (p *Plan) partDisplay() string {
+	if p.Layout.Table == disk.TableNone {
+		return shq(p.Target.Path)
+	}
 	if p.Target.Image {
 		return "$PART"
 	}
@@ -194,6 +241,17 @@ func (p *Plan) layoutSteps() []Step {
 	} else {
 		partCmd += " && partx --update " + t.Path
 	}
+	switch o.Table {
+	case disk.TableNone:
+		partCmd = "# no partition table: LUKS goes directly on " + shq(t.Path)
+		if !t.Image {
+			partCmd = "blockdev --rereadpt " + t.Path + "  # no partition table: LUKS goes directly on the whole disk"
+		}
+	case disk.TableGPT:
+		// sfdisk writes a GPT for one sector size; luksdock writes one
+		// valid with both, with the same partition.
+		partCmd = fmt.Sprintf("# luksdock writes a GPT valid with 512- and 4096-byte sectors; sfdisk's equivalent is valid with %d-byte sectors only:\n", ss) + partCmd
+	}
 	vol := p.volumeDisplay()
 	openCmd := fmt.Sprintf("cryptsetup open %s %s", part, p.mapperName())
 	closeCmd := "cryptsetup close " + p.mapperName()
@@ -209,11 +267,11 @@ func (p *Plan) layoutSteps() []Step {
 	steps := []Step{
 		{ID: StepPreflight, Title: "Check the target", Command: "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + shq(t.Path)},
 		{ID: StepWipe, Title: "Wipe old signatures", Command: wipe},
-		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(string(o.Table))), Command: partCmd},
+		{ID: StepPartition, Title: partTitle(o.Table), Command: partCmd},
 		{ID: StepFormat, Title: "Format LUKS" + map[bool]string{true: "1", false: "2"}[o.LUKS1], Command: "cryptsetup " + strings.Join(luks.FormatArgs(part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, PBKDF: o.PBKDF}), " "),
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
 		{ID: StepOpen, Title: "Open the encrypted volume", Command: openCmd},
-		{ID: StepMkfs, Title: "Make the ext4 filesystem", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label, 0), " "),
+		{ID: StepMkfs, Title: "Make the ext4 filesystem (top directory owned by " + p.Owner.String() + ")", Command: strings.Join(fsformat.MkfsArgs(vol, o.Label, 0, p.Owner), " "),
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
 		{ID: StepClose, Title: "Close the volume", Command: closeCmd},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean", Command: fmt.Sprintf("cryptsetup open --readonly %s verify && e2fsck -fn /dev/mapper/verify && cryptsetup close verify", part),
@@ -225,10 +283,23 @@ func (p *Plan) layoutSteps() []Step {
 	return steps
 }
 
+func partTitle(t disk.TableType) string {
+	switch t {
+	case disk.TableNone:
+		return "No partition table (LUKS on the whole disk)"
+	case disk.TableMBR:
+		return "Partition (MBR, one partition from 1 MiB)"
+	}
+	return "Partition (GPT for 512- and 4096-byte sectors, one partition from 1 MiB)"
+}
+
 // Script is the plan as the equivalent shell commands, for --dry-run.
 func (p *Plan) Script() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s), engine %s: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
+	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
+	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)
 	for _, d := range p.Target.Destroys() {
 		fmt.Fprintf(&b, "# destroys %s\n", d)
 	}

@@ -351,6 +351,17 @@ func (r *runner) partition() (string, error) {
 	if t.Disk != nil {
 		logical, physical = t.Disk.LogicalSector, t.Disk.PhysicalSector
 	}
+	if l.Table == disk.TableNone {
+		r.part = luks.Device{Path: t.Path, Size: t.Size}
+		if t.Image {
+			return "no partition table: LUKS goes on the whole image", nil
+		}
+		how, err := disk.DropPartitions(r.excl, t.Name)
+		if err != nil {
+			return "", err
+		}
+		return "no partition table: LUKS goes on the whole disk; kernel: " + how, nil
+	}
 	guid, err := disk.WritePartitionTable(r.excl, t.Size, logical, physical, l)
 	if err != nil {
 		return "", err
@@ -391,7 +402,7 @@ func (r *runner) format() (string, error) {
 	// Now that cryptsetup has chosen the sector size, the mkfs command is known exactly.
 	for i := range r.p.Steps {
 		if r.p.Steps[i].ID == StepMkfs {
-			r.p.Steps[i].Command = strings.Join(fsformat.MkfsArgs(r.p.volumeDisplay(), r.p.Opts.Label, info.SectorSize), " ")
+			r.p.Steps[i].Command = strings.Join(fsformat.MkfsArgs(r.p.volumeDisplay(), r.p.Opts.Label, info.SectorSize, r.p.Owner), " ")
 		}
 	}
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
@@ -411,7 +422,7 @@ func (r *runner) open() (string, error) {
 	}
 	err := r.withoutExcl(func() error {
 		dev := r.part.Path
-		if r.part.Base != 0 {
+		if !r.part.Direct() {
 			l, err := disk.AttachLoop(r.part.Path, r.part.Base, r.part.Size)
 			if err != nil {
 				return err
@@ -438,10 +449,10 @@ func (r *runner) mkfs() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
-	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label, r.info.SectorSize); err != nil {
+	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label, r.info.SectorSize, r.p.Owner); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("ext4 labelled %q", r.p.Opts.Label), nil
+	return fmt.Sprintf("ext4 labelled %q; top directory owned by %s, %s", r.p.Opts.Label, r.p.Owner, r.p.OwnerWhy), nil
 }
 
 func (r *runner) closeVolume() (string, error) {
@@ -482,7 +493,7 @@ func (r *runner) verify() (string, error) {
 	var res *Result
 	err := r.withoutExcl(func() error {
 		var err error
-		res, err = verifyDevice(r.work, r.part, r.partName(), r.pass, r.p.Engine, r.p.Opts.Label)
+		res, err = verifyDevice(r.work, r.part, r.partName(), r.pass, r.p.Engine, r.p.Opts.Label, &r.p.Owner)
 		return err
 	})
 	if err != nil {
@@ -490,8 +501,29 @@ func (r *runner) verify() (string, error) {
 	}
 	t := r.p.Target
 	res.Target, res.Table, res.Size = t.Path, string(r.p.Layout.Table), t.Size
+	views, err := disk.ReadViews(t.Path, t.Size)
+	if err != nil {
+		return "", err
+	}
+	fillSectors(t, res, views)
+	found := false
+	for _, v := range views {
+		if v.Readable() && v.Sector == t.logicalSector() && v.Start == r.p.Layout.Start && v.Size == r.p.Layout.Size {
+			found = true
+		}
+	}
+	switch {
+	case !found:
+		return "", fmt.Errorf("a kernel reading %s with %d-byte sectors would not find the volume (%s)", t.Path, t.logicalSector(), viewsText(views))
+	case r.p.Layout.Table != disk.TableMBR && len(res.SectorViews) != len(disk.SectorSizes):
+		return "", fmt.Errorf("the layout is not portable: %s", viewsText(views))
+	}
+	if w := viewsWarning(res.SectorViews); w != "" {
+		r.send(Event{Kind: EventWarning, Step: StepVerify, Message: w})
+	}
 	r.result = res
-	return fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q", res.FSLabel), nil
+	return fmt.Sprintf("luks.go unsealed a keyslot; cryptsetup unlocked it; e2fsck -fn clean; label %q; top directory owned by %s; found with %s",
+		res.FSLabel, res.Owner, SectorViewsText(res.SectorViews)), nil
 }
 
 func (r *runner) partName() string {

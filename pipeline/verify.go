@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"luksdock/disk"
@@ -18,7 +19,9 @@ import (
 // userspace engine: it recovers the volume key for the in-process data path);
 // e2fsck -fn is clean on the decrypted volume and its label is the expected
 // one (and the LUKS2 label's, when set).
-func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine, wantLabel string) (*Result, error) {
+//
+// wantOwner, when set, is the owner the top directory must have.
+func verifyDevice(ctx context.Context, part luks.Device, partName string, pass []byte, engine, wantLabel string, wantOwner *fsformat.Owner) (*Result, error) {
 	info, err := luks.Unseal(part, pass)
 	if err != nil {
 		if errors.Is(err, luks.ErrWrongPassphrase) {
@@ -34,7 +37,7 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	if engine == "kernel" {
 		dev := part.Path
 		var loop *disk.Loop
-		if part.Base != 0 {
+		if !part.Direct() {
 			if loop, err = disk.AttachLoop(part.Path, part.Base, part.Size); err != nil {
 				return nil, err
 			}
@@ -66,9 +69,11 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	}
 	chk, ferr := fsformat.Fsck(ctx, vol)
 	sb, lerr := fsformat.ReadSuper(ctx, vol)
+	top, oerr := fsformat.ReadTopDir(ctx, vol)
 	label := sb.Label
 	cerr := closeVol()
-	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output}
+	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output,
+		Owner: top.Owner.String(), TopDirMode: top.Mode}
 	switch {
 	case ferr != nil:
 		return nil, fmt.Errorf("e2fsck could not run: %w", ferr)
@@ -84,6 +89,10 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 		return nil, fmt.Errorf("the ext4 block size %d is smaller than the LUKS sector size %d: a kernel would refuse to mount it", sb.BlockSize, info.SectorSize)
 	case info.Label != "" && info.Label != label:
 		return nil, fmt.Errorf("the LUKS2 label %q differs from the ext4 label %q", info.Label, label)
+	case oerr != nil:
+		return nil, fmt.Errorf("reading the owner of the top directory: %w", oerr)
+	case wantOwner != nil && top.Owner != *wantOwner:
+		return nil, fmt.Errorf("the top directory is owned by %s, expected %s", top.Owner, *wantOwner)
 	case cerr != nil:
 		return nil, fmt.Errorf("closing the verified volume: %w", cerr)
 	}
@@ -123,12 +132,21 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	}
 	emit(Event{Time: time.Now(), Kind: EventStart, Step: StepVerify, Engine: p.Engine, Message: "Verify it unlocks and fscks clean"})
 	t0 := time.Now()
+	views, err := disk.ReadViews(t.Path, t.Size) // drops a stale page cache first
+	if err != nil {
+		return fail(ExitRefused, err)
+	}
 	f, err := os.Open(t.Path)
 	if err != nil {
 		return fail(ExitRefused, err)
 	}
 	content, parts, _ := disk.ProbeSectors(f, t.Size, t.logicalSector())
 	f.Close()
+	readable := disk.ReadableIn(views)
+	if content.Table == "" && content.Type == "crypto_LUKS" {
+		// --table none: LUKS on the whole disk.
+		return verifyWhole(ctx, t, p.Engine, pass, views, t0, emit, fail)
+	}
 	if (content.Table != "gpt" && content.Table != "dos") || len(parts) == 0 {
 		// A protective MBR without a GPT (PMBR) lists at most the MBR
 		// partitions of a hybrid, which the kernel ignores: no table.
@@ -139,7 +157,16 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 		// node when the disk is docked: it would not unlock there.
 		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again", t.Path, content))
 	}
+	if len(readable) == 0 {
+		return fail(ExitVerifyFail, fmt.Errorf("%s: the partition table is readable with neither 512- nor 4096-byte sectors (%s): no dock would show the encrypted partition", t.Path, viewsText(views)))
+	}
 	p1 := parts[0]
+	for _, v := range views {
+		// The partition this dock's kernel finds, when it finds one.
+		if v.Sector == t.logicalSector() && v.Readable() {
+			p1 = disk.Partition{Number: 1, Start: v.Start, Size: v.Size}
+		}
+	}
 	part := luks.Device{Path: t.Path, Base: p1.Start, Size: p1.Size}
 	if !t.Image {
 		node := "/dev/" + disk.PartitionName(t.Name, 1)
@@ -160,12 +187,87 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	if part.Base != 0 {
 		name = fmt.Sprintf("%s partition 1 (offset %d)", t.Path, part.Base)
 	}
-	res, err := verifyDevice(ctx, part, name, pass, p.Engine, "")
+	res, err := verifyDevice(ctx, part, name, pass, p.Engine, "", nil)
 	if err != nil {
 		return fail(ExitVerifyFail, err)
 	}
 	res.Target, res.Table, res.Size = t.Path, content.Table, t.Size
-	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0), Message: fmt.Sprintf("clean; label %q", res.FSLabel)})
+	return verified(t, res, views, t0, emit)
+}
+
+// verifyWhole is Verify for LUKS on the whole disk (--table none).
+func verifyWhole(ctx context.Context, t *Target, engine string, pass []byte, views []disk.View, t0 time.Time, emit func(Event), fail func(int, error) (*Result, error)) (*Result, error) {
+	res, err := verifyDevice(ctx, luks.Device{Path: t.Path, Size: t.Size}, t.Path, pass, engine, "", nil)
+	if err != nil {
+		return fail(ExitVerifyFail, err)
+	}
+	res.Target, res.Table, res.Size = t.Path, string(disk.TableNone), t.Size
+	return verified(t, res, views, t0, emit)
+}
+
+// verified completes a verify result with the sector views and the target's
+// sector sizes, warns when a dock of the other sector size would not find
+// the volume, and emits done and result.
+func verified(t *Target, res *Result, views []disk.View, t0 time.Time, emit func(Event)) (*Result, error) {
+	fillSectors(t, res, views)
+	if w := viewsWarning(res.SectorViews); w != "" {
+		emit(Event{Time: time.Now(), Kind: EventWarning, Step: StepVerify, Message: w})
+	}
+	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0),
+		Message: fmt.Sprintf("clean; label %q; top directory owned by %s; found with %s", res.FSLabel, res.Owner, SectorViewsText(res.SectorViews))})
 	emit(Event{Time: time.Now(), Kind: EventResult, Result: res, State: stateReady})
 	return res, nil
+}
+
+func fillSectors(t *Target, res *Result, views []disk.View) {
+	res.SectorViews = disk.ReadableIn(views)
+	if res.SectorViews == nil {
+		res.SectorViews = []int{}
+	}
+	res.LogicalSector = t.logicalSector()
+	if t.Disk != nil {
+		res.PhysicalSector = t.Disk.PhysicalSector
+	}
+}
+
+// SectorViewsText says in words in which sector views the volume is found:
+// "512- and 4096-byte sectors", "512-byte sectors only", "no sector size".
+func SectorViewsText(v []int) string {
+	switch len(v) {
+	case 0:
+		return "no sector size"
+	case 1:
+		return fmt.Sprintf("%d-byte sectors only", v[0])
+	}
+	return fmt.Sprintf("%d- and %d-byte sectors", v[0], v[1])
+}
+
+// viewsWarning is the warning for a disk found in one sector view only.
+func viewsWarning(v []int) string {
+	if len(v) != 1 {
+		return ""
+	}
+	other := 4096
+	if v[0] == 4096 {
+		other = 512
+	}
+	return fmt.Sprintf("the partition is found only through docks that report %d-byte sectors; a dock or computer that reports %d-byte sectors will not show it (prepare the disk again with the default --table gpt or --table none to make it portable)", v[0], other)
+}
+
+func viewsText(vs []disk.View) string {
+	var s []string
+	for _, v := range vs {
+		what := "nothing"
+		switch {
+		case v.Table == "":
+		case v.Size == 0:
+			what = v.Table + " without partition 1"
+		case !v.LUKS:
+			what = fmt.Sprintf("%s, partition 1 at %d holds no LUKS header", v.Table, v.Start)
+		default:
+			what = fmt.Sprintf("%s, LUKS at %d", v.Table, v.Start)
+		}
+		s = append(s, fmt.Sprintf("%d-byte sectors: %s", v.Sector, what))
+	}
+	return strings.Join(s, "; ")
 }

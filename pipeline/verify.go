@@ -155,7 +155,7 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 	if content.KernelIgnoresTable {
 		// Readable from its backup, but Linux would create no partition
 		// node when the disk is docked: it would not unlock there.
-		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again", t.Path, content))
+		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again (what kernels find: %s)", t.Path, content, viewsText(views)))
 	}
 	if len(readable) == 0 {
 		return fail(ExitVerifyFail, fmt.Errorf("%s: the partition table is readable with neither 512- nor 4096-byte sectors (%s): no dock would show the encrypted partition", t.Path, viewsText(views)))

@@ -590,6 +590,23 @@ func TestPrepareThroughEitherDock(t *testing.T) {
 		testkit.DetachLoop(dev)
 	}
 
+	// The reverse: through a 512-byte dock, where cryptsetup picks 512-byte
+	// LUKS sectors and mke2fs alone would pick 1024-byte blocks for a small
+	// filesystem, which a 4096-byte dock's kernel refuses to mount.
+	img512 := filepath.Join(dir, "dock512.img")
+	testkit.Run(t, "", "truncate", "-s", "96M", img512)
+	dev512 := testkit.AttachLoop(t, img512, "--sector-size", "512")
+	args = append([]string{"prepare", "--device", dev512, "--label", "dock3", "--passphrase-file", "-", "--confirm", filepath.Base(dev512)}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare through 512: exit %d\n%s%s", code, out, errs)
+	}
+	testkit.DetachLoop(dev512)
+	dev := testkit.AttachLoop(t, img512, "--sector-size", "4096")
+	if code, res, text := verifyJSON(t, "--device", dev); code != 0 || res == nil || fmt.Sprint(res.SectorViews) != "[512 4096]" || res.FSBlockSize != 4096 || strings.Contains(text, "warning") {
+		t.Errorf("verify through 4096 of a disk made through 512: exit %d %+v\n%s", code, res, text)
+	}
+	testkit.DetachLoop(dev)
+
 	dev4k = testkit.AttachLoop(t, img, "--sector-size", "4096")
 	code, out, errs := cli(t, "", "prepare", "--device", dev4k, "--label", "dock2", "--table", "mbr", "--dry-run")
 	if code != 0 || !strings.Contains(out, "# warning: "+pipeline.MBRNotPortable) || !strings.Contains(out, "# sectors: the dock reports 4096-byte logical") {

@@ -288,9 +288,13 @@ type event struct {
 	Message string `json:"message"`
 	State   string `json:"state"`
 	Result  *struct {
-		FSLabel   string `json:"fs_label"`
-		FsckClean bool   `json:"fsck_clean"`
-		Engine    string `json:"engine"`
+		FSLabel       string `json:"fs_label"`
+		FsckClean     bool   `json:"fsck_clean"`
+		Engine        string `json:"engine"`
+		Table         string `json:"table"`
+		Owner         string `json:"owner"`
+		SectorViews   []int  `json:"sector_views"`
+		LogicalSector int    `json:"logical_sector"`
 	} `json:"result"`
 }
 

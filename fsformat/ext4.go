@@ -63,6 +63,10 @@ func Available() error {
 	return nil
 }
 
+// PortableBlockSize is the smallest ext4 block size that mounts through any
+// dock: the largest logical sector size docks report.
+const PortableBlockSize = 4096
+
 // Owner is who owns the filesystem's top directory (inode 2): the person the
 // disk is for, so that a desktop that mounts it at /media/USER/LABEL lets
 // them write there.
@@ -74,18 +78,18 @@ func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 // file (the userspace data path); nodiscard because a freshly keyed LUKS
 // volume has nothing worth discarding; lazy_itable_init so that the cost grows
 // with metadata, not capacity (the kernel zeroes inode tables on first mount).
-// sectorSize is the LUKS encryption sector size (0 if not known yet): the
-// kernel refuses an ext4 whose block is smaller than the device's sector, and
-// mke2fs cannot see the sector size through the userspace engine's file, so
-// a block size is given whenever the sector is larger than mke2fs's smallest
-// block (1024), exactly what mke2fs picks by itself on a 4K dm-crypt device.
+// The block size is always 4096 (PortableBlockSize): the kernel refuses to
+// mount an ext4 whose block is smaller than the device's logical sector, and
+// the opened volume's sector is the larger of the LUKS sector and the dock's
+// — which is 4096 behind many USB bridges even when the disk was prepared
+// through a 512-byte dock (mke2fs picks 1024 for small filesystems by
+// itself). sectorSize, the LUKS encryption sector size (0 if not known
+// yet), raises it further should it ever exceed 4096.
 // root_owner gives the top directory to owner (mke2fs makes it root's, or
 // with a bare root_owner the caller's, which under sudo is root too).
 func MkfsArgs(dev, label string, sectorSize int, owner Owner) []string {
 	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1,root_owner=" + owner.String()}
-	if sectorSize > 1024 {
-		a = append(a, "-b", strconv.Itoa(max(sectorSize, 4096)))
-	}
+	a = append(a, "-b", strconv.Itoa(max(sectorSize, PortableBlockSize)))
 	return append(a, dev)
 }
 

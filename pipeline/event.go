@@ -84,6 +84,7 @@ type Result struct {
 	Size         int64     `json:"size"`
 	LUKS         luks.Info `json:"luks"`
 	FSLabel      string    `json:"fs_label"`
+	FSBlockSize  int       `json:"fs_block_size,omitempty"`
 	FsckClean    bool      `json:"fsck_clean"`
 	Fsck         []string  `json:"fsck,omitempty"`
 	HeaderBackup string    `json:"header_backup,omitempty"`

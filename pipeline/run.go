@@ -517,6 +517,8 @@ func (r *runner) verify() (string, error) {
 		return "", fmt.Errorf("a kernel reading %s with %d-byte sectors would not find the volume (%s)", t.Path, t.logicalSector(), viewsText(views))
 	case r.p.Layout.Table != disk.TableMBR && len(res.SectorViews) != len(disk.SectorSizes):
 		return "", fmt.Errorf("the layout is not portable: %s", viewsText(views))
+	case blockWarning(res.FSBlockSize) != "":
+		return "", errors.New(blockWarning(res.FSBlockSize))
 	}
 	if w := viewsWarning(res.SectorViews); w != "" {
 		r.send(Event{Kind: EventWarning, Step: StepVerify, Message: w})

@@ -72,7 +72,7 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	top, oerr := fsformat.ReadTopDir(ctx, vol)
 	label := sb.Label
 	cerr := closeVol()
-	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output,
+	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FSBlockSize: sb.BlockSize, FsckClean: chk.Clean, Fsck: chk.Output,
 		Owner: top.Owner.String(), TopDirMode: top.Mode}
 	switch {
 	case ferr != nil:
@@ -210,8 +210,10 @@ func verifyWhole(ctx context.Context, t *Target, engine string, pass []byte, vie
 // the volume, and emits done and result.
 func verified(t *Target, res *Result, views []disk.View, t0 time.Time, emit func(Event)) (*Result, error) {
 	fillSectors(t, res, views)
-	if w := viewsWarning(res.SectorViews); w != "" {
-		emit(Event{Time: time.Now(), Kind: EventWarning, Step: StepVerify, Message: w})
+	for _, w := range []string{viewsWarning(res.SectorViews), blockWarning(res.FSBlockSize)} {
+		if w != "" {
+			emit(Event{Time: time.Now(), Kind: EventWarning, Step: StepVerify, Message: w})
+		}
 	}
 	emit(Event{Time: time.Now(), Kind: EventDone, Step: StepVerify, Elapsed: time.Since(t0),
 		Message: fmt.Sprintf("clean; label %q; top directory owned by %s; found with %s", res.FSLabel, res.Owner, SectorViewsText(res.SectorViews))})
@@ -240,6 +242,15 @@ func SectorViewsText(v []int) string {
 		return fmt.Sprintf("%d-byte sectors only", v[0])
 	}
 	return fmt.Sprintf("%d- and %d-byte sectors", v[0], v[1])
+}
+
+// blockWarning is the warning for an ext4 block size that a dock of
+// 4096-byte sectors cannot mount.
+func blockWarning(block int) string {
+	if block == 0 || block >= fsformat.PortableBlockSize {
+		return ""
+	}
+	return fmt.Sprintf("the ext4 block size is %d bytes: a dock or computer that reports 4096-byte sectors will unlock the disk but the kernel will refuse to mount the filesystem (bad block size)", block)
 }
 
 // viewsWarning is the warning for a disk found in one sector view only.

@@ -33,7 +33,8 @@ const exitCodesHelp = `Exit codes:
        small, read-only, a partition; bad label or passphrase; missing tools.
        Nothing was written.
   4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the disk does not unlock or fsck clean
+  5    verification failed: the disk does not unlock or fsck clean, or
+       no kernel finds it (with 512- or 4096-byte sectors)
   130  interrupted (SIGINT/SIGTERM): the step in progress finished, the
        volume was closed and the disk released; the state is reported`
 
@@ -211,12 +212,14 @@ func newPrepareCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
 		Short: "Prepare a backup disk non-interactively (the wizard's pipeline)",
-		Long: `prepare wipes the target, makes one partition from 1 MiB to the end, formats
-it with LUKS2 (aes-xts-plain64, 512-bit key; LUKS1 with --luks1) whose label
-is LABEL, opens it, makes an ext4 filesystem labelled LABEL inside, closes it,
-and verifies that the passphrase unlocks it (with luks.go and with
-cryptsetup), that e2fsck -fn is clean, and with which sector sizes a kernel
-finds the volume.
+		Long: `prepare wipes the target, makes one partition from 1 MiB to the end (none
+with --table none: LUKS on the whole disk), formats it with LUKS2
+(aes-xts-plain64, 512-bit key; LUKS1 with --luks1) whose label is LABEL,
+opens it, makes an ext4 filesystem labelled LABEL inside (4096-byte blocks,
+which mount behind any dock), closes it, and verifies that the passphrase
+unlocks it (with luks.go and with cryptsetup), that e2fsck -fn is clean,
+who owns the top directory, and with which sector sizes a kernel finds the
+volume.
 
 Docks disagree about sector size: many USB bridges present a disk with
 4096-byte logical sectors, SATA and other docks with 512. The default table

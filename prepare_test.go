@@ -643,7 +643,8 @@ func TestVerifyFailsReadableInNeither(t *testing.T) {
 	testkit.Run(t, testPass, "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", region)
 	testkit.Run(t, "", "dd", "if="+region, "of="+img, "bs=1M", "seek=3", "count=17", "conv=notrunc", "status=none")
 	code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
-	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "readable with neither 512- nor 4096-byte sectors") {
+	if code != pipeline.ExitVerifyFail || !strings.Contains(out+errs, "no dock would show the encrypted volume: a kernel reading the partition table with 512- or with 4096-byte sectors finds no LUKS header") ||
+		!strings.Contains(out+errs, "512-byte sectors: dos, partition 1 at 1048576 holds no LUKS header; 4096-byte sectors: dos, no partition 1 within the disk") {
 		t.Errorf("verify: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -158,7 +158,7 @@ func Verify(ctx context.Context, t *Target, pass []byte, engine string, emit fun
 		return fail(ExitVerifyFail, fmt.Errorf("%s: the kernel will not read this partition table (%s), so the disk would not unlock when docked; prepare it again (what kernels find: %s)", t.Path, content, viewsText(views)))
 	}
 	if len(readable) == 0 {
-		return fail(ExitVerifyFail, fmt.Errorf("%s: the partition table is readable with neither 512- nor 4096-byte sectors (%s): no dock would show the encrypted partition", t.Path, viewsText(views)))
+		return fail(ExitVerifyFail, fmt.Errorf("%s: no dock would show the encrypted volume: a kernel reading the partition table with 512- or with 4096-byte sectors finds no LUKS header where it points (%s)", t.Path, viewsText(views)))
 	}
 	p1 := parts[0]
 	for _, v := range views {
@@ -272,7 +272,7 @@ func viewsText(vs []disk.View) string {
 		switch {
 		case v.Table == "":
 		case v.Size == 0:
-			what = v.Table + " without partition 1"
+			what = v.Table + ", no partition 1 within the disk"
 		case !v.LUKS:
 			what = fmt.Sprintf("%s, partition 1 at %d holds no LUKS header", v.Table, v.Start)
 		default:

@@ -434,7 +434,11 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
 			fmt.Fprintf(w, "  owner:        %s (of the top directory, mode %s)\n", r.Owner, r.TopDirMode)
-			fmt.Fprintf(w, "  found with:   %s (the dock reports %d-byte logical sectors)\n", pipeline.SectorViewsText(r.SectorViews), r.LogicalSector)
+			dock := fmt.Sprintf("the dock reports %d-byte logical, %d-byte physical sectors", r.LogicalSector, r.PhysicalSector)
+			if r.PhysicalSector == 0 {
+				dock = "an image file, read here as 512-byte sectors"
+			}
+			fmt.Fprintf(w, "  found with:   %s (%s)\n", pipeline.SectorViewsText(r.SectorViews), dock)
 			if r.HeaderBackup != "" {
 				fmt.Fprintf(w, "  header backup: %s\n", r.HeaderBackup)
 			}

@@ -71,6 +71,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 	for _, n := range p.Target.Notes {
 		r.send(Event{Kind: EventInfo, Message: n})
 	}
+	r.send(Event{Kind: EventInfo, Message: "sectors: " + p.Target.SectorsLine() + "; layout: " + p.LayoutLine()})
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}

@@ -44,7 +44,8 @@ func newListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List disks, what is on them, and whether luksdock may prepare them",
 		Long: `List every whole disk the kernel knows (read from sysfs; no udevd needed):
-name, size, transport, model, serial, what is on it, and its status under the
+name, size, transport, the logical/physical sector sizes the dock reports
+(SECTORS, e.g. 512/4096), model, serial, what is on it, and its status under the
 safety policy (why it is refused, or that it is internal and needs
 --allow-internal). Loop devices are listed only while bound to a file;
 RAM disks, zram, device-mapper and md devices are not listed.
@@ -61,6 +62,11 @@ sectors, and the drive's own model, serial and sector sizes. A dock that
 passes no SMART commands says so; without smartctl, list says how to
 install it. --wait prints the new disk at once, without its health (smartctl
 can take seconds through a dock): run list again to see it.
+
+A USB dock that reports 4096-byte logical sectors gets a warning: a disk
+prepared through it unlocks elsewhere only with a layout readable with both
+sector sizes (luksdock's default GPT, or --table none). --json has
+logical_sector and physical_sector for every disk.
 
 --wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
 poll every second as a backstop) and prints only that disk.
@@ -162,7 +168,7 @@ readable), 130 interrupted while waiting.`,
 
 func writeListTable(w io.Writer, entries []listEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
+	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tSECTORS\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
 	for _, e := range entries {
 		vendor := e.Vendor
 		if vendor == "ATA" { // the SCSI-ATA translation's placeholder, not a maker
@@ -172,11 +178,16 @@ func writeListTable(w io.Writer, entries []listEntry) {
 		if e.USB != nil && e.USB.Product != "" && model == "" {
 			model = e.USB.Product
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, disk.SizeString(e.Size), e.Transport,
-			dash(model), dash(e.Serial), e.Summary, e.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", e.Name, disk.SizeString(e.Size), e.Transport,
+			e.LogicalSector, e.PhysicalSector, dash(model), dash(e.Serial), e.Summary, e.Status)
 	}
 	tw.Flush()
 	for _, e := range entries {
+		for _, x := range e.Verdict.Warnings {
+			if x == disk.USB4KWarning {
+				fmt.Fprintf(w, "warning: %s: %s\n", e.Name, x)
+			}
+		}
 		if e.Known != nil {
 			fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
 		}

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"luksdock/disk"
 	"luksdock/internal/testkit"
 )
 
@@ -31,15 +33,47 @@ func TestListTableFixture(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("table:\n%s", out)
 	}
-	for _, h := range []string{"NAME", "SIZE", "TRANSPORT", "MODEL", "SERIAL", "CONTENTS", "STATUS"} {
+	for _, h := range []string{"NAME", "SIZE", "TRANSPORT", "SECTORS", "MODEL", "SERIAL", "CONTENTS", "STATUS"} {
 		if !strings.Contains(lines[0], h) {
 			t.Errorf("header lacks %s: %q", h, lines[0])
 		}
 	}
-	for _, want := range []string{"sdi", "465.8 GiB", "usb-storage", "MAXTOR S TM3500630AS", "152D203380B6", "MBR: sdi1 LVM2 PV 465.8 GiB", " ok"} {
+	for _, want := range []string{"sdi", "465.8 GiB", "usb-storage", " 512/512 ", "MAXTOR S TM3500630AS", "152D203380B6", "MBR: sdi1 LVM2 PV 465.8 GiB", " ok"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row lacks %q: %q", want, lines[1])
 		}
+	}
+}
+
+// A USB dock that reports 4096-byte logical sectors: the table, the JSON
+// and the warning say so (the usb-bot fixture with its queue attributes
+// changed as such a bridge reports them).
+func TestListUSB4KDock(t *testing.T) {
+	root := t.TempDir()
+	if out, err := exec.Command("cp", "-a", fixtureRoot("usb-bot")+"/.", root).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	q := "sys/devices/pci0000:00/0000:00:1d.7/usb2/2-1/2-1:1.0/host13/target13:0:0/13:0:0:0/block/sdi/queue/"
+	for _, f := range []string{"logical_block_size", "physical_block_size"} {
+		if err := os.WriteFile(filepath.Join(root, q, f), []byte("4096\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errs, code := listRun(t, "--sysroot", root)
+	if code != 0 || !strings.Contains(out, " 4096/4096 ") || !strings.Contains(out, "warning: sdi: "+disk.USB4KWarning) {
+		t.Errorf("exit %d:\n%s%s", code, out, errs)
+	}
+	out, errs, code = listRun(t, "--sysroot", root, "--json")
+	var got []struct {
+		Logical  int `json:"logical_sector"`
+		Physical int `json:"physical_sector"`
+		Verdict  struct {
+			Warnings []string `json:"warnings"`
+		} `json:"verdict"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || len(got) != 1 || got[0].Logical != 4096 || got[0].Physical != 4096 ||
+		!slices.Contains(got[0].Verdict.Warnings, disk.USB4KWarning) {
+		t.Errorf("--json: exit %d %v:\n%s%s", code, err, out, errs)
 	}
 }
 

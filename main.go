@@ -37,7 +37,8 @@ const exitCodesHelp = `Exit codes:
        Nothing was written.
   4    a step failed; the message names the step and the state of the disk
   5    verification failed: the disk is damaged or not a finished backup
-       disk (no LUKS header, no clean ext4, a table Linux does not read)
+       disk (no LUKS header, no clean ext4, a table Linux does not read, no
+       kernel finds it with 512- or 4096-byte sectors)
   6    verify: the passphrase unlocks no keyslot (a typo, or another disk)
   130  interrupted (SIGINT/SIGTERM): the step in progress finished, no later
        step started, the volume was closed and the disk released; the state
@@ -301,12 +302,27 @@ func newPrepareCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
 		Short: "Prepare a backup disk non-interactively (the wizard's pipeline)",
-		Long: `prepare wipes the target, makes one partition from 1 MiB to the end (GPT, or
-MBR with --table mbr), formats it with LUKS2 (aes-xts-plain64, 512-bit key;
-LUKS1 with --luks1) whose label is LABEL, opens it, makes an ext4 filesystem
-labelled LABEL inside, closes it, and verifies that the passphrase unlocks it
-(with luksdock's own LUKS code and with cryptsetup, to the volume key it
-generated; started during open and mkfs) and that e2fsck -fn is clean.
+		Long: `prepare wipes the target, makes one partition from 1 MiB to the end (none
+with --table none: LUKS on the whole disk), formats it with LUKS2
+(aes-xts-plain64, 512-bit key; LUKS1 with --luks1) whose label is LABEL,
+opens it, makes an ext4 filesystem labelled LABEL inside (4096-byte blocks,
+which mount behind any dock), closes it, and verifies that the passphrase
+unlocks it (with luksdock's own LUKS code and with cryptsetup, to the volume
+key it generated; started during open and mkfs), that e2fsck -fn is clean,
+who owns the top directory, and with which sector sizes a kernel finds the
+volume.
+
+Docks disagree about sector size: many USB bridges present a disk with
+4096-byte logical sectors, SATA and other docks with 512. The default table
+(--table gpt) is one GPT valid with both, so the disk unlocks in any dock.
+--table none puts LUKS directly on the whole disk (no partition; also found
+with both). --table mbr counts the sectors of the dock it is made in and is
+found only through docks of that sector size.
+
+The filesystem's top directory belongs to the person who ran luksdock: the
+user behind sudo (SUDO_UID, SUDO_GID) or pkexec (PKEXEC_UID and that user's
+primary group), root when there is none; --owner USER or UID:GID overrides
+(mke2fs -E root_owner).
 
 With --recovery-key FILE it also generates a recovery key (256 bits from
 the system's random generator, 8 groups of 8 letters, as
@@ -364,6 +380,7 @@ cryptsetup's own benchmarked defaults apply.
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
 			}
+			o.Table = disk.TableType(table) // checked with the other options (exit 3)
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
@@ -436,12 +453,13 @@ cryptsetup's own benchmarked defaults apply.
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
 	addPassphraseFlag(cmd, &passFile)
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
-	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt or mbr")
+	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt (portable: 512- and 4096-byte docks), none (LUKS on the whole disk) or mbr")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites; refused on the target itself)")
 	f.StringVar(&o.Set, "set", "", "the rotation set this disk belongs to (e.g. offsite): kept in the LUKS2 subsystem field and the inventory")
 	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
 	f.BoolVar(&o.AcceptUnhealthy, "accept-unhealthy", false, "use a disk even though its SMART health is failing or degrading")
+	f.StringVar(&o.Owner, "owner", "", "owner of the filesystem's top directory: USER or UID:GID (default: the user behind sudo or pkexec, else root)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as a shell script that does the same by hand (on a kernel with device-mapper) and touch nothing")
 	return cmd
@@ -454,13 +472,16 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
-		Long: `verify reads partition 1 of the disk or image, unseals a LUKS keyslot with the
-passphrase with luksdock's own LUKS code (independent of cryptsetup; luks.go
-for LUKS1), unlocks it with cryptsetup too (both must give one volume key),
-and runs e2fsck -fn and dumpe2fs on the decrypted ext4. The
-partition table must be one Linux reads when the disk is docked (not a GPT
-readable only from its backup header, nor one without a protective MBR). It
-writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
+		Long: `verify reads partition 1 of the disk or image (or, with no partition table,
+LUKS on the whole disk), unseals a LUKS keyslot with the passphrase with
+luksdock's own LUKS code (independent of cryptsetup; luks.go for LUKS1),
+unlocks it with cryptsetup too (both must give one volume key), runs e2fsck
+-fn and dumpe2fs on the decrypted ext4 and reports the owner of its top
+directory (debugfs). It reports with which logical sector sizes (512, 4096)
+a Linux kernel finds the volume, warns when only one, and fails (exit 5)
+when neither: the partition table must be one Linux reads when the disk
+is docked (not a GPT readable only from its backup header, nor one without
+a protective MBR). It writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
 luksdock left on it is closed first, and reported.
 
 With --recovery-key-file it also proves that the recovery key in FILE ('-':
@@ -577,6 +598,12 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
 			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
+			fmt.Fprintf(w, "  owner:        %s (of the top directory, mode %s)\n", r.Owner, r.TopDirMode)
+			dock := fmt.Sprintf("the dock reports %d-byte logical, %d-byte physical sectors", r.LogicalSector, r.PhysicalSector)
+			if r.PhysicalSector == 0 {
+				dock = "an image file, read here as 512-byte sectors"
+			}
+			fmt.Fprintf(w, "  found with:   %s (%s)\n", pipeline.SectorViewsText(r.SectorViews), dock)
 			if r.LUKS.Subsystem != "" {
 				fmt.Fprintf(w, "  set:          %s (in the LUKS2 subsystem field)\n", r.LUKS.Subsystem)
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -488,5 +489,187 @@ func TestVerifyRefusesTableKernelIgnores(t *testing.T) {
 	}
 	if code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-"); code != 0 {
 		t.Errorf("verify of the undamaged image: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// verifyJSON runs luksdock verify --json on target and returns its result.
+func verifyJSON(t *testing.T, flag, target string) (int, *pipeline.Result, string) {
+	t.Helper()
+	code, out, errs := cli(t, testPass+"\n", "verify", flag, target, "--passphrase-file", "-", "--json")
+	var res *pipeline.Result
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e pipeline.Event
+		if json.Unmarshal([]byte(line), &e) == nil && e.Result != nil {
+			res = e.Result
+		}
+	}
+	return code, res, out + errs
+}
+
+// topDir decrypts the LUKS volume at dev with cryptsetup alone and returns
+// what debugfs says of the filesystem's top directory ("User: 1000 Group:
+// 1001"), after e2fsck -fn found it clean.
+func topDir(t *testing.T, dev testkit.Device) string {
+	t.Helper()
+	v, err := testkit.Unlock(t, dev, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testkit.DecryptCryptsetup(t, v)
+	testkit.Run(t, "", "e2fsck", "-fn", plain)
+	out := testkit.Run(t, "", "debugfs", "-R", "stat <2>", plain)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "User:") {
+			f := strings.Fields(l)
+			return strings.Join(f[:4], " ")
+		}
+	}
+	t.Fatalf("debugfs stat <2>: no owner:\n%s", out)
+	return ""
+}
+
+// --table none: LUKS on the whole disk, no partition table at all (blkid,
+// sfdisk, wipefs agree); cryptsetup opens the disk itself; the top
+// directory belongs to the user behind sudo; verify finds the volume with
+// both sector sizes and reports the owner. --owner overrides sudo's user.
+func TestPrepareTableNoneAndOwner(t *testing.T) {
+	needRoot(t)
+	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs", "debugfs")
+	t.Setenv("SUDO_UID", "1000")
+	t.Setenv("SUDO_GID", "1001")
+	t.Setenv("PKEXEC_UID", "")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "none.img")
+	code, out, errs := cli(t, "", "prepare", "--image", img, "--size", "96M", "--label", "whole1", "--table", "none", "--dry-run")
+	for _, want := range []string{"# layout: no partition table: LUKS on the whole disk", "# No partition table (LUKS on the whole disk)\n# no partition table: LUKS goes directly on " + img,
+		"--label whole1 --cipher aes-xts-plain64 --key-size 512 " + img, "# owner of the filesystem's top directory: 1000:1001 (the user behind sudo"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("--dry-run --table none: exit %d, output lacks %q:\n%s%s", code, want, out, errs)
+		}
+	}
+	if _, err := os.Stat(img); err == nil {
+		t.Fatalf("--dry-run created %s", img)
+	}
+	args := append([]string{"prepare", "--image", img, "--size", "96M", "--label", "whole1", "--passphrase-file", "-", "--confirm", "none.img", "--table", "none"}, smallKDF...)
+	code, out, errs = cli(t, testPass+"\n", args...)
+	if code != 0 {
+		t.Fatalf("prepare: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"No partition table (LUKS on the whole disk)", "root_owner=1000:1001", "owner:        1000:1001", "found with:   512- and 4096-byte sectors"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("prepare output lacks %q:\n%s", want, out)
+		}
+	}
+	b := testkit.Run(t, "", "blkid", "-p", "-o", "export", img)
+	if !strings.Contains(b, "TYPE=crypto_LUKS") || strings.Contains(b, "PTTYPE") {
+		t.Errorf("blkid -p: want LUKS on the whole image and no table:\n%s", b)
+	}
+	if out, err := exec.Command("sfdisk", "--dump", img).CombinedOutput(); err == nil {
+		t.Errorf("sfdisk finds a partition table:\n%s", out)
+	}
+	// LUKS2 has two headers; nothing else may be there.
+	if got := strings.Fields(testkit.Run(t, "", "wipefs", "--no-act", "--noheadings", "--output", "TYPE", img)); len(got) == 0 || slices.ContainsFunc(got, func(s string) bool { return s != "crypto_LUKS" }) {
+		t.Errorf("wipefs: %v, want only crypto_LUKS", got)
+	}
+	dump := testkit.Run(t, "", "cryptsetup", "luksDump", img)
+	if !strings.Contains(dump, "Label:         \twhole1\n") {
+		t.Errorf("luksDump:\n%s", dump)
+	}
+	if got := topDir(t, testkit.Device{Path: img}); got != "User: 1000 Group: 1001" {
+		t.Errorf("top directory: %q, want User: 1000 Group: 1001", got)
+	}
+	code, res, text := verifyJSON(t, "--image", img)
+	if code != 0 || res == nil || res.Table != "none" || res.Owner != "1000:1001" || fmt.Sprint(res.SectorViews) != "[512 4096]" || res.Partition != img {
+		t.Errorf("verify --json: exit %d, result %+v\n%s", code, res, text)
+	}
+
+	img2 := filepath.Join(dir, "owned.img")
+	args = append([]string{"prepare", "--image", img2, "--size", "96M", "--label", "owned1", "--passphrase-file", "-", "--confirm", "owned.img", "--owner", "4242:4343"}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare --owner: exit %d\n%s%s", code, out, errs)
+	}
+	p1, _ := testkit.Partition1(t, img2)
+	if got := topDir(t, p1); got != "User: 4242 Group: 4343" {
+		t.Errorf("--owner 4242:4343: top directory %q", got)
+	}
+	if code, res, text := verifyJSON(t, "--image", img2); code != 0 || res == nil || res.Owner != "4242:4343" {
+		t.Errorf("verify --json: exit %d %+v\n%s", code, res, text)
+	}
+	if code, out, errs := cli(t, "", "prepare", "--image", filepath.Join(dir, "x.img"), "--size", "96M", "--label", "x", "--dry-run", "--owner", "nosuchuser-luksdock"); code != exitRefused || !strings.Contains(out+errs, "nosuchuser-luksdock") {
+		t.Errorf("--owner of an unknown user: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A disk prepared through a 4096-byte dock (loop device, --sector-size
+// 4096) verifies through a 512-byte dock (a second loop device on the same
+// image) and back, and verify says both; an MBR made through the 4096-byte
+// dock is warned about in the plan and is found with 4096-byte sectors only.
+func TestPrepareThroughEitherDock(t *testing.T) {
+	needRoot(t)
+	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "dock.img")
+	testkit.Run(t, "", "truncate", "-s", "128M", img)
+	dev4k := testkit.AttachLoop(t, img, "--sector-size", "4096")
+	args := append([]string{"prepare", "--device", dev4k, "--label", "dock1", "--passphrase-file", "-", "--confirm", filepath.Base(dev4k)}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare through 4096: exit %d\n%s%s", code, out, errs)
+	}
+	testkit.DetachLoop(dev4k)
+	for _, ss := range []string{"512", "4096"} {
+		dev := testkit.AttachLoop(t, img, "--sector-size", ss)
+		code, res, text := verifyJSON(t, "--device", dev)
+		if code != 0 || res == nil || fmt.Sprint(res.SectorViews) != "[512 4096]" || fmt.Sprint(res.LogicalSector) != ss {
+			t.Errorf("verify through a %s-byte dock: exit %d %+v\n%s", ss, code, res, text)
+		}
+		testkit.DetachLoop(dev)
+	}
+
+	// The reverse: through a 512-byte dock, where cryptsetup picks 512-byte
+	// LUKS sectors and mke2fs alone would pick 1024-byte blocks for a small
+	// filesystem, which a 4096-byte dock's kernel refuses to mount.
+	img512 := filepath.Join(dir, "dock512.img")
+	testkit.Run(t, "", "truncate", "-s", "96M", img512)
+	dev512 := testkit.AttachLoop(t, img512, "--sector-size", "512")
+	args = append([]string{"prepare", "--device", dev512, "--label", "dock3", "--passphrase-file", "-", "--confirm", filepath.Base(dev512)}, smallKDF...)
+	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
+		t.Fatalf("prepare through 512: exit %d\n%s%s", code, out, errs)
+	}
+	testkit.DetachLoop(dev512)
+	dev := testkit.AttachLoop(t, img512, "--sector-size", "4096")
+	if code, res, text := verifyJSON(t, "--device", dev); code != 0 || res == nil || fmt.Sprint(res.SectorViews) != "[512 4096]" || res.FSBlockSize != 4096 || strings.Contains(text, "warning") {
+		t.Errorf("verify through 4096 of a disk made through 512: exit %d %+v\n%s", code, res, text)
+	}
+	testkit.DetachLoop(dev)
+
+	dev4k = testkit.AttachLoop(t, img, "--sector-size", "4096")
+	code, out, errs := cli(t, "", "prepare", "--device", dev4k, "--label", "dock2", "--table", "mbr", "--dry-run")
+	if code != 0 || !strings.Contains(out, "# warning: "+pipeline.MBRNotPortable) || !strings.Contains(out, "# sectors: the dock reports 4096-byte logical") {
+		t.Errorf("dry-run of --table mbr through 4096: exit %d\n%s%s", code, out, errs)
+	}
+	args = append([]string{"prepare", "--device", dev4k, "--label", "dock2", "--table", "mbr", "--passphrase-file", "-", "--confirm", filepath.Base(dev4k)}, smallKDF...)
+	code, out, errs = cli(t, testPass+"\n", args...)
+	if code != 0 || !strings.Contains(out, "found with:   4096-byte sectors only") || !strings.Contains(out, "warning: the partition is found only through docks that report 4096-byte sectors") {
+		t.Errorf("prepare --table mbr through 4096: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A partition table that points, with either sector size, at something that
+// is not LUKS fails verify (exit 5) and says what kernels find.
+func TestVerifyFailsReadableInNeither(t *testing.T) {
+	needRoot(t)
+	needTools(t, "cryptsetup", "sfdisk")
+	img := filepath.Join(t.TempDir(), "n.img")
+	testkit.Run(t, "", "truncate", "-s", "96M", img)
+	testkit.Run(t, "label: dos\nstart=2048, size=100000, type=83\n", "sfdisk", "-q", img)
+	// LUKS at 3 MiB: neither 2048×512 nor 2048×4096.
+	region := filepath.Join(t.TempDir(), "r.img")
+	testkit.Run(t, "", "truncate", "-s", "40M", region)
+	testkit.Run(t, testPass, "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", region)
+	testkit.Run(t, "", "dd", "if="+region, "of="+img, "bs=1M", "seek=3", "count=17", "conv=notrunc", "status=none")
+	code, out, errs := cli(t, testPass+"\n", "verify", "--image", img, "--passphrase-file", "-")
+	if code != exitNotVerified || !strings.Contains(out+errs, "no dock would show the encrypted volume: a kernel reading the partition table with 512- or with 4096-byte sectors finds no LUKS header") ||
+		!strings.Contains(out+errs, "512-byte sectors: dos, partition 1 at 1048576 holds no LUKS header; 4096-byte sectors: dos, no partition 1 within the disk") {
+		t.Errorf("verify: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -146,6 +146,12 @@ func FuzzProbe(f *testing.F) {
 		if _, _, err := Probe(bytes.NewReader(b), int64(len(b))+8192); err != nil {
 			t.Fatalf("Probe with a short device: %v", err)
 		}
+		// What a kernel of each sector size finds lies within the disk.
+		for _, v := range KernelViews(bytes.NewReader(b), int64(len(b))) {
+			if v.Start < 0 || v.Size < 0 || v.Start+v.Size > int64(len(b)) || (v.LUKS && v.Table == "") {
+				t.Fatalf("bad view %+v of %d bytes", v, len(b))
+			}
+		}
 	})
 }
 

@@ -82,3 +82,31 @@ func geometryIs(part string, l Layout) bool {
 	}
 	return strings.TrimSpace(string(start)) == fmt.Sprint(l.Start/512) && strings.TrimSpace(string(size)) == fmt.Sprint(l.Size/512)
 }
+
+// DropPartitions makes the running kernel forget every partition of the disk
+// open as f (kernel name name), for a disk that now has no table (LUKS on
+// the whole disk): it asks for a re-read (BLKRRPART), then deletes what is
+// left (BLKPG del-partition). It says how.
+func DropPartitions(f *os.File, name string) (string, error) {
+	fd := int(f.Fd())
+	how := "BLKRRPART"
+	if err := unix.IoctlSetInt(fd, unix.BLKRRPART, 0); err != nil {
+		how = "BLKRRPART failed (" + err.Error() + ")"
+	}
+	left, _ := filepath.Glob(filepath.Join("/sys/class/block", name, name+"*", "partition"))
+	for _, p := range left {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &n); err != nil || n <= 0 {
+			continue
+		}
+		if err := blkpg(fd, unix.BLKPG_DEL_PARTITION, n, 0, 0); err != nil {
+			return how, fmt.Errorf("the kernel keeps partition %d of %s: BLKPG del-partition: %w", n, name, err)
+		}
+		how += fmt.Sprintf(", BLKPG del-partition %d", n)
+	}
+	return how, nil
+}

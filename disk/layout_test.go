@@ -10,7 +10,7 @@ import (
 
 func TestPlanLayout(t *testing.T) {
 	for _, c := range []struct {
-		table  string
+		table  TableType
 		size   int64
 		sector int
 		start  int64
@@ -66,8 +66,8 @@ func TestWritePartitionTableSfdisk(t *testing.T) {
 	if _, err := exec.LookPath("sfdisk"); err != nil {
 		t.Fatal("sfdisk is not installed; scripts/test installs fdisk")
 	}
-	for _, table := range []string{"gpt", "mbr"} {
-		img := filepath.Join(t.TempDir(), table+".img")
+	for _, table := range []TableType{TableGPT, TableMBR} {
+		img := filepath.Join(t.TempDir(), string(table)+".img")
 		f, err := os.Create(img)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestWritePartitionTableSfdisk(t *testing.T) {
 			t.Fatalf("sfdisk: %v\n%s", err, out)
 		}
 		dump := string(out)
-		wantType := map[string]string{"gpt": "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4", "mbr": "type=83"}[table]
+		wantType := map[TableType]string{"gpt": "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4", "mbr": "type=83"}[table]
 		if !strings.Contains(dump, "start=        2048, size=") || !strings.Contains(dump, wantType) || !strings.Contains(strings.ToLower(dump), strings.ToLower(id)) {
 			t.Errorf("%s: sfdisk --dump:\n%s(id %s)", table, dump, id)
 		}

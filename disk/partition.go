@@ -6,25 +6,32 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 )
 
-// Align is where the single partition starts and to what its end is rounded:
-// 1 MiB, as fdisk and parted do, so every sector size and RAID stripe lines up.
-const Align = 1 << 20
-
-// TableType is a partition table luksdock writes (and reports in a Result):
-// one value for the same table everywhere, whatever a tool calls it (blkid
-// and sfdisk say "dos" for MBR).
+// TableType is the partition table luksdock writes.
 type TableType string
 
-// The partition tables luksdock knows.
 const (
-	TableGPT  TableType = "gpt"
-	TableMBR  TableType = "mbr"
-	TableNone TableType = "none" // LUKS directly on the whole disk
+	// TableGPT is the portable GPT: valid whether a dock presents the disk
+	// with 512-byte or 4096-byte logical sectors (see gpt.go).
+	TableGPT TableType = "gpt"
+	// TableMBR is a DOS partition table. Its entries count in the logical
+	// sectors of the dock it was made through, so it cannot be portable.
+	TableMBR TableType = "mbr"
+	// TableNone is no table: LUKS directly on the whole disk, as the
+	// cryptsetup FAQ advises for external disks; readable through any dock.
+	TableNone TableType = "none"
 )
+
+// ParseTableType accepts "gpt", "mbr" or "none".
+func ParseTableType(s string) (TableType, error) {
+	switch t := TableType(s); t {
+	case TableGPT, TableMBR, TableNone:
+		return t, nil
+	}
+	return "", fmt.Errorf("unknown partition table %q (want gpt, mbr or none)", s)
+}
 
 // SfdiskLabel is the table's name in sfdisk's script format ("dos" for MBR).
 func (t TableType) SfdiskLabel() string {
@@ -34,16 +41,22 @@ func (t TableType) SfdiskLabel() string {
 	return string(t)
 }
 
-// Layout is the one partition luksdock makes: Start and Size in bytes.
+// Align is where the single partition starts and to what its end is rounded:
+// 1 MiB, as fdisk and parted do, so every sector size and RAID stripe lines up.
+const Align = 1 << 20
+
+// Layout is where LUKS goes: the one partition luksdock makes (Start and
+// Size in bytes), or with TableNone the whole disk (Start 0).
 type Layout struct {
 	Table TableType
 	Start int64
 	Size  int64
 }
 
-// PlanLayout computes the partition for a disk of size bytes with the given
-// logical sector size: from 1 MiB to the last whole MiB before the end (GPT
-// keeps its backup table in the final sectors).
+// PlanLayout computes the layout for a disk of size bytes with the given
+// logical sector size. GPT: from 1 MiB to the last whole MiB before the
+// metadata of both sector views at the end. MBR: from 1 MiB to the last whole
+// MiB. None: the whole disk.
 func PlanLayout(table TableType, size int64, sector int) (Layout, error) {
 	if sector != 512 && sector != 4096 {
 		return Layout{}, fmt.Errorf("unsupported logical sector size %d", sector)
@@ -51,14 +64,18 @@ func PlanLayout(table TableType, size int64, sector int) (Layout, error) {
 	end := size // exclusive
 	switch table {
 	case TableGPT:
-		// backup header + 128 entries of 128 bytes at the end
-		end = size - int64(sector) - 128*128
+		end = portableEnd(size)
 	case TableMBR:
 		if size/int64(sector) > 1<<32 {
 			return Layout{}, fmt.Errorf("an MBR partition table cannot address %d bytes with %d-byte sectors; use --table gpt", size, sector)
 		}
+	case TableNone:
+		if size < 2*Align {
+			return Layout{}, fmt.Errorf("disk of %d bytes is too small", size)
+		}
+		return Layout{Table: table, Start: 0, Size: size}, nil
 	default:
-		return Layout{}, fmt.Errorf("unknown partition table %q (want gpt or mbr)", table)
+		return Layout{}, fmt.Errorf("unknown partition table %q (want gpt, mbr or none)", table)
 	}
 	end = end / Align * Align
 	if end-Align < Align {
@@ -68,30 +85,18 @@ func PlanLayout(table TableType, size int64, sector int) (Layout, error) {
 }
 
 // WritePartitionTable writes a fresh table holding only l's partition through
-// f, a whole disk or image of size bytes with the given sector sizes. GPT uses
-// the Linux filesystem type, MBR type 0x83, as the manual procedure does. It
-// returns the GPT disk GUID (or MBR disk identifier).
+// f, a whole disk or image of size bytes with the given sector sizes. GPT is
+// the portable dual-view table (gpt.go) with the Linux filesystem type; MBR
+// (written with go-diskfs for the logical sector size) has type 0x83, as the
+// manual procedure does. It returns the GPT disk GUID (or MBR disk
+// identifier). TableNone writes nothing and returns "".
 func WritePartitionTable(f *os.File, size int64, logical, physical int, l Layout) (string, error) {
 	ss := int64(logical)
 	switch l.Table {
+	case TableNone:
+		return "", nil
 	case TableGPT:
-		t := &gpt.Table{
-			LogicalSectorSize:  logical,
-			PhysicalSectorSize: physical,
-			ProtectiveMBR:      true,
-			Partitions: []*gpt.Partition{{
-				Index: 1,
-				Start: uint64(l.Start / ss),
-				End:   uint64((l.Start+l.Size)/ss - 1),
-				Size:  uint64(l.Size),
-				Type:  gpt.LinuxFilesystem,
-				Name:  "luksdock",
-			}},
-		}
-		if err := t.Write(f, size); err != nil {
-			return "", fmt.Errorf("writing GPT: %w", err)
-		}
-		return t.GUID, f.Sync()
+		return writePortableGPT(f, size, l)
 	case TableMBR:
 		t := &mbr.Table{
 			LogicalSectorSize:  logical,

@@ -12,6 +12,11 @@ const MinDiskSize = 64 << 20
 // disks are sold).
 const LargeDiskSize = 4_000_000_000_000
 
+// USB4KWarning is Assess's warning for a USB dock that reports 4096-byte
+// logical sectors.
+const USB4KWarning = "the USB dock reports 4096-byte logical sectors; most other docks and computers report 512: " +
+	"only a layout readable with both (the default GPT, or --table none) unlocks elsewhere"
+
 // Verdict is the safety policy's judgement of one disk.
 type Verdict struct {
 	// Refused lists every reason the disk must not be prepared; any reason
@@ -77,7 +82,8 @@ func (v Verdict) Status(allowInternal bool) string {
 // MinDiskSize. Disks not on USB are Internal. Loop devices are not Internal:
 // they are image files the user attached on purpose (a warning names the
 // backing file). It warns about LUKS headers and labelled filesystems it
-// would destroy, and about disks larger than 4 TB. Partitions are refused
+// would destroy, about disks larger than 4 TB, and about a USB dock that
+// reports 4096-byte logical sectors. Partitions are refused
 // before Assess: Sys.Disk returns ErrPartition for them.
 func Assess(d Disk) Verdict {
 	var v Verdict
@@ -142,6 +148,9 @@ func Assess(d Disk) Verdict {
 	warnSig(d.Name, d.Content)
 	for _, p := range d.Partitions {
 		warnSig(p.Name, p.Content)
+	}
+	if d.USB != nil && d.LogicalSector == 4096 {
+		v.Warnings = append(v.Warnings, USB4KWarning)
 	}
 	if d.Size > LargeDiskSize {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("larger than 4 TB (%s): check this is the disk you mean", SizeString(d.Size)))

@@ -384,6 +384,16 @@ func TestPolicyLimits(t *testing.T) {
 	if v := Assess(big); !v.OK(false) || len(v.Warnings) != 1 || !strings.Contains(v.Warnings[0], "larger than 4 TB") {
 		t.Errorf("6 TB disk: %+v", v)
 	}
+	dock4k := base
+	dock4k.USB, dock4k.LogicalSector, dock4k.PhysicalSector = &USBInfo{}, 4096, 4096
+	if v := Assess(dock4k); !v.OK(false) || len(v.Warnings) != 1 || v.Warnings[0] != USB4KWarning {
+		t.Errorf("USB dock with 4096-byte sectors: %+v", v)
+	}
+	sata4k := dock4k
+	sata4k.USB, sata4k.Transport = nil, "sata"
+	if v := Assess(sata4k); len(v.Warnings) != 0 {
+		t.Errorf("internal 4Kn disk: %+v", v)
+	}
 	internal := base
 	internal.Transport = "sata"
 	v := Assess(internal)

@@ -290,10 +290,14 @@ type event struct {
 	Message string `json:"message"`
 	State   string `json:"state"`
 	Result  *struct {
-		FSLabel   string `json:"fs_label"`
-		FsckClean bool   `json:"fsck_clean"`
-		Engine    string `json:"engine"`
-		LUKS      struct {
+		FSLabel       string `json:"fs_label"`
+		FsckClean     bool   `json:"fsck_clean"`
+		Engine        string `json:"engine"`
+		Table         string `json:"table"`
+		Owner         string `json:"owner"`
+		SectorViews   []int  `json:"sector_views"`
+		LogicalSector int    `json:"logical_sector"`
+		LUKS          struct {
 			UUID string `json:"uuid"`
 		} `json:"luks"`
 	} `json:"result"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -194,6 +195,12 @@ func (d Disk) devices(bus string) []qdevice {
 	}
 	if d.Serial != "" {
 		hd.props = append(hd.props, [2]string{"serial", d.Serial})
+	}
+	if d.LogicalBlockSize != 0 {
+		hd.props = append(hd.props, [2]string{"logical_block_size", strconv.Itoa(d.LogicalBlockSize)})
+	}
+	if d.PhysicalBlockSize != 0 {
+		hd.props = append(hd.props, [2]string{"physical_block_size", strconv.Itoa(d.PhysicalBlockSize)})
 	}
 	return []qdevice{usb, hd}
 }

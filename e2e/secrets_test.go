@@ -272,7 +272,7 @@ done
 		// passphrase, then maps the volume read-only with that key.
 		handed := []string{"luksDump\x00--batch-mode\x00--dump-volume-key\x00--key-file=-", "open\x00--type\x00luks\x00--readonly\x00--volume-key-file=/dev/fd/3"}
 		if name == "prepare" {
-			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/dev/fd/3")
+			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/proc/self/fd/3")
 		}
 		for _, h := range handed {
 			seen := false

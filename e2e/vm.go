@@ -40,6 +40,10 @@ type Disk struct {
 	Vendor, Product, Serial string
 	// Hotplug leaves the disk undocked at boot; dock it with VM.Plug.
 	Hotplug bool
+	// LogicalBlockSize and PhysicalBlockSize are the sector sizes the dock
+	// reports (scsi-hd logical_block_size, physical_block_size; 0: QEMU's
+	// default, 512). Many USB-SATA bridges report 4096-byte logical sectors.
+	LogicalBlockSize, PhysicalBlockSize int
 }
 
 func (d Disk) transport() string {

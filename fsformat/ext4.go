@@ -1,5 +1,5 @@
 // Package fsformat makes and checks the ext4 filesystem of a backup disk with
-// the real e2fsprogs tools: mkfs.ext4 (mke2fs), e2fsck and dumpe2fs.
+// the real e2fsprogs tools: mkfs.ext4 (mke2fs), e2fsck, dumpe2fs and debugfs.
 package fsformat
 
 import (
@@ -51,7 +51,7 @@ func ValidateLabel(label string) error {
 }
 
 // Tools lists the e2fsprogs programs luksdock runs.
-var Tools = []string{"mkfs.ext4", "e2fsck", "dumpe2fs"}
+var Tools = []string{"mkfs.ext4", "e2fsck", "dumpe2fs", "debugfs"}
 
 // Available reports whether e2fsprogs is installed, with the install hint.
 func Available() error {
@@ -62,6 +62,17 @@ func Available() error {
 	}
 	return nil
 }
+
+// PortableBlockSize is the smallest ext4 block size that mounts through any
+// dock: the largest logical sector size docks report.
+const PortableBlockSize = 4096
+
+// Owner is who owns the filesystem's top directory (inode 2): the person the
+// disk is for, so that a desktop that mounts it at /media/USER/LABEL lets
+// them write there.
+type Owner struct{ UID, GID int }
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 
 // MkfsArgs is the mkfs.ext4 command for dev. -F because dev may be a regular
 // file (the userspace data path); nodiscard because a freshly keyed LUKS
@@ -78,27 +89,68 @@ func Available() error {
 // generated, to data no one chose (a 2^-64 chance per block of passing
 // those two checks). Only for a volume made with a fresh key: never reuse
 // these arguments on an existing plaintext device. See TestLazyJournalCrash.
-// sectorSize is the LUKS encryption sector size (0 if not known yet): the
-// kernel refuses an ext4 whose block is smaller than the device's sector, and
-// mke2fs cannot see the sector size through the userspace engine's file, so
-// a block size is given whenever the sector is larger than mke2fs's smallest
-// block (1024), exactly what mke2fs picks by itself on a 4K dm-crypt device.
-func MkfsArgs(dev, label string, sectorSize int) []string {
-	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"}
-	if sectorSize > 1024 {
-		a = append(a, "-b", strconv.Itoa(max(sectorSize, 4096)))
-	}
+// The block size is always 4096 (PortableBlockSize): the kernel refuses to
+// mount an ext4 whose block is smaller than the device's logical sector, and
+// the opened volume's sector is the larger of the LUKS sector and the dock's
+// — which is 4096 behind many USB bridges even when the disk was prepared
+// through a 512-byte dock (mke2fs picks 1024 for small filesystems by
+// itself). sectorSize, the LUKS encryption sector size (0 if not known
+// yet), raises it further should it ever exceed 4096.
+// root_owner gives the top directory to owner (mke2fs makes it root's, or
+// with a bare root_owner the caller's, which under sudo is root too).
+func MkfsArgs(dev, label string, sectorSize int, owner Owner) []string {
+	a := []string{"mkfs.ext4", "-q", "-F", "-L", label, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1,root_owner=" + owner.String()}
+	a = append(a, "-b", strconv.Itoa(max(sectorSize, PortableBlockSize)))
 	return append(a, dev)
 }
 
 // Mkfs makes an ext4 filesystem labelled label on dev, whose sectors are
-// sectorSize bytes (0: let mke2fs decide).
-func Mkfs(ctx context.Context, dev, label string, sectorSize int) error {
+// sectorSize bytes (0: let mke2fs decide), with its top directory owned by
+// owner.
+func Mkfs(ctx context.Context, dev, label string, sectorSize int, owner Owner) error {
 	if err := ValidateLabel(label); err != nil {
 		return err
 	}
-	_, err := run(ctx, MkfsArgs(dev, label, sectorSize))
+	if owner.UID < 0 || owner.GID < 0 {
+		return fmt.Errorf("invalid owner %s", owner)
+	}
+	_, err := run(ctx, MkfsArgs(dev, label, sectorSize, owner))
 	return err
+}
+
+// TopDir is the filesystem's top directory (inode 2) as debugfs reports it.
+type TopDir struct {
+	Owner Owner
+	Mode  string // octal permission bits, "0755"
+}
+
+// ReadTopDir reads the owner and mode of the top directory with
+// `debugfs -R "stat <2>"` (read-only).
+func ReadTopDir(ctx context.Context, dev string) (TopDir, error) {
+	out, err := run(ctx, []string{"debugfs", "-R", "stat <2>", dev})
+	if err != nil {
+		return TopDir{}, err
+	}
+	var d TopDir
+	uid, gid := -1, -1
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		for i := 0; i+1 < len(f); i++ {
+			switch f[i] {
+			case "User:":
+				uid, _ = strconv.Atoi(f[i+1])
+			case "Group:":
+				gid, _ = strconv.Atoi(f[i+1])
+			case "Mode:":
+				d.Mode = f[i+1]
+			}
+		}
+	}
+	if uid < 0 || gid < 0 {
+		return TopDir{}, fmt.Errorf("debugfs -R 'stat <2>' %s printed no owner", dev)
+	}
+	d.Owner = Owner{uid, gid}
+	return d, nil
 }
 
 // Check is the outcome of `e2fsck -fn`.

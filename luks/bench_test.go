@@ -175,7 +175,7 @@ func benchMkfs(b *testing.B, size int64) benchResult {
 	// header area instead (what the test helpers do).
 	regionFile := testkit.SparseFile(b, filepath.Join(dir, "region.img"), region)
 	if out, err := usRunErr(usPass, key, "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--label", "backups01",
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", regionFile); err != nil {
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/proc/self/fd/3", regionFile); err != nil {
 		b.Fatalf("luksFormat: %v\n%s", err, out)
 	}
 	seg := usSegment(b, regionFile)

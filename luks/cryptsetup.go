@@ -4,7 +4,9 @@
 // real cryptsetup binary, exactly as a sysadmin would by hand. Secrets never
 // travel in argv, the environment or a file on disk: the passphrase goes to
 // cryptsetup on standard input (--key-file=-) and a volume key on an extra
-// pipe (--volume-key-file=/dev/fd/3). Reading headers and unlocking a keyslot
+// pipe (--volume-key-file=/proc/self/fd/3: /proc, not the /dev/fd link that
+// udev or systemd make and that busybox rescue systems and containers may
+// lack). Reading headers and unlocking a keyslot
 // for verification use github.com/anatol/luks.go, an implementation
 // independent of cryptsetup. The userspace data path (userspace.go) serves a
 // decrypted data segment to e2fsprogs on machines without device-mapper.
@@ -122,7 +124,7 @@ func Format(ctx context.Context, dev string, passphrase, volumeKey []byte, o For
 		return fmt.Errorf("volume key must be %d bytes", KeyBytes)
 	}
 	args := FormatArgs(dev, o)
-	args = append(args[:len(args)-1], "--key-file=-", "--volume-key-file=/dev/fd/3", dev)
+	args = append(args[:len(args)-1], "--key-file=-", "--volume-key-file=/proc/self/fd/3", dev)
 	_, err := run(ctx, args, passphrase, volumeKey)
 	return err
 }
@@ -131,7 +133,7 @@ func Format(ctx context.Context, dev string, passphrase, volumeKey []byte, o For
 // run), through device-mapper. cryptsetup runs under a mapping guard (see
 // guardArg0) that removes the mapping if luksdock dies before HoldMapping.
 func OpenWithKey(ctx context.Context, dev, name string, volumeKey []byte) error {
-	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
+	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--volume-key-file=/proc/self/fd/3", dev, name}, nil, volumeKey)
 }
 
 // OpenReadOnly activates dev read-only with the passphrase, through

@@ -12,15 +12,26 @@ import (
 )
 
 // Device is where a LUKS device lives: a block device such as a partition
-// node (Base 0), or a byte range of an image file (Base is the partition's
-// start). Size is the LUKS device's size in bytes.
+// node or, with no partition table, a whole disk (Base 0), or a byte range of
+// an image file (Base is the partition's start; 0 for LUKS on the whole
+// image). Size is the LUKS device's size in bytes.
 type Device struct {
 	Path string
 	Base int64
 	Size int64
 }
 
-func (d Device) direct() bool { return d.Base == 0 }
+// Direct reports whether cryptsetup is given the device itself: a block
+// device. A region of an image file, even one at offset 0 (LUKS on a whole
+// image), goes through a stage or a loop device instead: cryptsetup would
+// lock the image file itself, which luksdock holds locked for the whole run.
+func (d Device) Direct() bool {
+	if d.Base != 0 {
+		return false
+	}
+	st, err := os.Stat(d.Path)
+	return err == nil && st.Mode()&os.ModeDevice != 0
+}
 
 // maxHeaderArea bounds how much of a region is staged to read a header:
 // LUKS2's default metadata and keyslot area is 16 MiB, LUKS1's 2 MiB.
@@ -54,7 +65,7 @@ func (s *stage) close() { s.f.Close() }
 // from offset 0: the device itself when it is a block device, else a stage
 // holding a copy of the region's header area.
 func (d Device) withPath(fn func(path string) error) error {
-	if d.direct() {
+	if d.Direct() {
 		return fn(d.Path)
 	}
 	s, err := newStage(d.Size)
@@ -78,7 +89,7 @@ func (d Device) withPath(fn func(path string) error) error {
 // region of an image file, on an in-memory stage whose header area is then
 // written into the image at Base. Nothing but the header area is written.
 func FormatDevice(ctx context.Context, d Device, passphrase, volumeKey []byte, o FormatOptions) error {
-	if d.direct() {
+	if d.Direct() {
 		return Format(ctx, d.Path, passphrase, volumeKey, o)
 	}
 	s, err := newStage(d.Size)
@@ -109,7 +120,7 @@ func FormatDevice(ctx context.Context, d Device, passphrase, volumeKey []byte, o
 // header area, which is then written back into the image at Base. Only the
 // header area is written.
 func AddKeyDevice(ctx context.Context, d Device, passphrase, newKey []byte, pbkdf PBKDF) error {
-	if d.direct() {
+	if d.Direct() {
 		return AddKey(ctx, d.Path, passphrase, newKey, pbkdf)
 	}
 	s, err := newStage(d.Size)

@@ -24,7 +24,7 @@ d=` + dir + `
 case "$1" in
 open)
 	for a; do name=$a; done
-	wc -c < /dev/fd/3 > $d/fd3.$name
+	wc -c < /proc/self/fd/3 > $d/fd3.$name
 	wc -c > $d/stdin.$name
 	sleep ` + openDelay + `
 	touch $d/opened.$name ;;

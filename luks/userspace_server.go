@@ -302,7 +302,10 @@ func (v *volServer) mount(uid, gid uint32) error {
 	}
 	// As root: mount /dev/fuse ourselves and give go-fuse the descriptor
 	// ("/dev/fd/N"), so that nothing in this process ever opens or stats a
-	// file on its own mount.
+	// file on its own mount. "/dev/fd/N" is go-fuse's (and libfuse's)
+	// syntax for "descriptor N", parsed as a string and never opened: it
+	// works on systems without a /dev/fd link, and go-fuse accepts no other
+	// spelling (/proc/self/fd/N would be taken for a mountpoint).
 	fd, err := mountFuse(v.mnt, maxIO)
 	if err != nil {
 		return fmt.Errorf("FUSE mount on %s: %w", v.mnt, err)

@@ -43,7 +43,7 @@ func usRequire(t *testing.T) {
 }
 
 // usRun runs a command with optional stdin and an optional extra pipe on fd 3
-// (for --volume-key-file /dev/fd/3), so no secret is in argv or a file.
+// (for --volume-key-file /proc/self/fd/3), so no secret is in argv or a file.
 func usRun(t *testing.T, stdin string, fd3 []byte, name string, args ...string) string {
 	t.Helper()
 	return testkit.RunFD3(t, stdin, fd3, name, args...)
@@ -75,7 +75,7 @@ func usFormat(t *testing.T, image string, base, regionSize int64, key []byte, lu
 	usSparse(t, region, regionSize)
 	args := []string{"luksFormat", "-q", "--cipher", "aes-xts-plain64", "--key-size", "512",
 		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-		"--key-file=-", "--volume-key-file", "/dev/fd/3"}
+		"--key-file=-", "--volume-key-file", "/proc/self/fd/3"}
 	if luks1 {
 		args = append(args, "--type", "luks1")
 	} else {

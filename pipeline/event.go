@@ -100,9 +100,21 @@ type Result struct {
 	Size         int64          `json:"size"`
 	LUKS         luks.Info      `json:"luks"`
 	FSLabel      string         `json:"fs_label"`
+	FSBlockSize  int            `json:"fs_block_size,omitempty"`
 	FsckClean    bool           `json:"fsck_clean"`
 	Fsck         []string       `json:"fsck,omitempty"`
 	HeaderBackup string         `json:"header_backup,omitempty"`
+	// Owner is the owner "UID:GID" of the filesystem's top directory
+	// (debugfs stat <2>), and TopDirMode its permission bits ("0755").
+	Owner      string `json:"owner"`
+	TopDirMode string `json:"top_dir_mode,omitempty"`
+	// SectorViews lists the logical sector sizes (512, 4096) with which a
+	// Linux kernel finds the LUKS volume: the docks this disk unlocks in.
+	SectorViews []int `json:"sector_views"`
+	// LogicalSector and PhysicalSector are what the dock (or, for an image,
+	// luksdock) reports for the target.
+	LogicalSector  int `json:"logical_sector"`
+	PhysicalSector int `json:"physical_sector,omitempty"`
 	// RecoveryKey says that a recovery key opens the disk too (proved by
 	// verify); RecoveryKeyFile is where it was written. Never the key.
 	RecoveryKey     bool   `json:"recovery_key"`

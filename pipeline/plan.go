@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -15,7 +16,7 @@ import (
 // Options are the choices a run is made with.
 type Options struct {
 	Label         string
-	Table         disk.TableType // TableGPT (default) or TableMBR
+	Table         disk.TableType // gpt (default), mbr or none
 	LUKS1         bool
 	Engine        Engine // EngineAuto (default), EngineKernel or EngineUserspace
 	PBKDF         luks.PBKDF
@@ -38,6 +39,10 @@ type Options struct {
 	// Set is the name of the rotation set the disk belongs to ("offsite"),
 	// stored in the LUKS2 subsystem field and in the inventory; "" for none.
 	Set string
+	// Owner is who owns the filesystem's top directory: "USER" or
+	// "UID:GID"; "" for the user behind sudo or pkexec, or root (see
+	// ResolveOwner).
+	Owner string
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -50,6 +55,8 @@ type Plan struct {
 	Engine    Engine // EngineKernel or EngineUserspace, resolved
 	EngineWhy string
 	Layout    disk.Layout
+	Owner     fsformat.Owner // of the filesystem's top directory
+	OwnerWhy  string
 	Warnings  []string
 	Steps     []Step
 }
@@ -71,8 +78,8 @@ func ValidateOptions(o *Options) error {
 	if err := fsformat.ValidateLabel(o.Label); err != nil {
 		return refused("%v", err)
 	}
-	if o.Table != disk.TableGPT && o.Table != disk.TableMBR {
-		return refused("unknown partition table %q (want gpt or mbr)", o.Table)
+	if _, err := disk.ParseTableType(string(o.Table)); err != nil {
+		return refused("%v", err)
 	}
 	switch o.Engine {
 	case EngineAuto, EngineKernel, EngineUserspace:
@@ -97,8 +104,14 @@ func ValidateOptions(o *Options) error {
 	if o.RecoveryKey != nil && !recovery.Valid(o.RecoveryKey) {
 		return refused("the recovery key is not in its printed form")
 	}
+	if _, _, err := ResolveOwner(o.Owner, getenv); err != nil {
+		return refused("%v", err)
+	}
 	return nil
 }
+
+// getenv reads the environment (SUDO_UID...); replaced in tests.
+var getenv = os.Getenv
 
 // Tools reports a missing cryptsetup or e2fsprogs, with the install command.
 var Tools = func() error {
@@ -166,11 +179,43 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
 		return nil, refused("%v", err)
 	}
+	if o.Table == disk.TableMBR && t.logicalSector() == 4096 {
+		p.Warnings = append(p.Warnings, MBRNotPortable)
+	}
+	if p.Owner, p.OwnerWhy, err = ResolveOwner(o.Owner, getenv); err != nil {
+		return nil, refused("%v", err)
+	}
 	if err := p.chooseEngine(); err != nil {
 		return nil, err
 	}
 	p.Steps = p.layoutSteps()
 	return p, nil
+}
+
+// MBRNotPortable is the warning for --table mbr through a dock that reports
+// 4096-byte logical sectors.
+const MBRNotPortable = "--table mbr through a dock that reports 4096-byte logical sectors: the MBR counts 4096-byte sectors, " +
+	"so a dock or computer that presents the disk with 512-byte sectors will not find the partition and the backup will not unlock there; " +
+	"use the default --table gpt (readable with both sector sizes) or --table none"
+
+// SectorsLine says which sector sizes the target reports, for the plan.
+func (t *Target) SectorsLine() string {
+	if t.Disk == nil {
+		return "image file: read as 512-byte sectors (a portable layout reads the same with 4096)"
+	}
+	return fmt.Sprintf("the dock reports %d-byte logical, %d-byte physical sectors", t.Disk.LogicalSector, t.Disk.PhysicalSector)
+}
+
+// LayoutLine says where LUKS goes and through which docks it will be found.
+func (p *Plan) LayoutLine() string {
+	l := p.Layout
+	switch l.Table {
+	case disk.TableNone:
+		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", HumanSize(l.Size))
+	case disk.TableMBR:
+		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, HumanSize(l.Size), p.Target.logicalSector())
+	}
+	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, HumanSize(l.Size))
 }
 
 func imageWarnings(t *Target) []string {
@@ -228,10 +273,12 @@ type cmdFacts struct {
 
 // planFacts are the facts before the run: an image's partition is the
 // loop device the script attaches ("$PART"); a disk's is its first
-// partition node.
+// partition node, or with no table the disk itself.
 func (p *Plan) planFacts() cmdFacts {
 	f := cmdFacts{part: `"$PART"`, vol: "/dev/mapper/" + p.mapperName()}
-	if !p.Target.Image {
+	if !p.Target.Image && p.Layout.Table == disk.TableNone {
+		f.part = shq(p.Target.Path)
+	} else if !p.Target.Image {
 		f.part = "/dev/" + disk.PartitionName(p.Target.Name, 1)
 	}
 	return f
@@ -264,12 +311,23 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		return wipe + " " + img
 	case StepPartition:
 		ss := int64(t.logicalSector())
+		if o.Table == disk.TableNone {
+			if t.Image {
+				return fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP  # no partition table: LUKS goes directly on the image", img)
+			}
+			return "blockdev --rereadpt " + img + "  # no partition table: LUKS goes directly on the whole disk"
+		}
 		// the partition as disk.WritePartitionTable writes it
 		part := "type=L, name=luksdock"
 		if o.Table == disk.TableMBR {
 			part = "type=83"
 		}
 		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, %s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, part, img)
+		if o.Table == disk.TableGPT {
+			// sfdisk writes a GPT for one sector size; luksdock writes one
+			// valid with both, holding the same partition.
+			cmd = fmt.Sprintf("# luksdock writes a GPT valid with 512- and 4096-byte sectors; sfdisk's equivalent is valid with %d-byte sectors only:\n", ss) + cmd
+		}
 		if t.Image {
 			// The kernel makes the partition node of a loop device
 			// attached with --partscan.
@@ -289,7 +347,7 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 	case StepOpen:
 		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
 	case StepMkfs:
-		return strings.Join(fsformat.MkfsArgs(f.vol, o.Label, f.sector), " ")
+		return strings.Join(fsformat.MkfsArgs(f.vol, o.Label, f.sector, p.Owner), " ")
 	case StepClose:
 		return "cryptsetup close " + p.mapperName()
 	case StepVerify:
@@ -309,11 +367,11 @@ func (p *Plan) layoutSteps() []Step {
 	steps := []Step{
 		{ID: StepPreflight, Title: "Check the target"},
 		{ID: StepWipe, Title: "Wipe old signatures"},
-		{ID: StepPartition, Title: fmt.Sprintf("Partition (%s, one partition from 1 MiB)", strings.ToUpper(string(o.Table)))},
+		{ID: StepPartition, Title: partTitle(o.Table)},
 		{ID: StepFormat, Title: "Format LUKS" + luksV,
 			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
 		{ID: StepOpen, Title: "Open the encrypted volume"},
-		{ID: StepMkfs, Title: "Make the ext4 filesystem",
+		{ID: StepMkfs, Title: "Make the ext4 filesystem (top directory owned by " + p.Owner.String() + ")",
 			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
 		{ID: StepClose, Title: "Close the volume"},
 		{ID: StepVerify, Title: "Verify it unlocks and fscks clean",
@@ -335,6 +393,16 @@ func (p *Plan) layoutSteps() []Step {
 	return steps
 }
 
+func partTitle(t disk.TableType) string {
+	switch t {
+	case disk.TableNone:
+		return "No partition table (LUKS on the whole disk)"
+	case disk.TableMBR:
+		return "Partition (MBR, one partition from 1 MiB)"
+	}
+	return "Partition (GPT for 512- and 4096-byte sectors, one partition from 1 MiB)"
+}
+
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -343,6 +411,9 @@ func (p *Plan) Script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
+	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
+	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)
 	if p.Engine == EngineUserspace {
 		b.WriteString("# (the userspace engine decrypts in luksdock and serves the volume through FUSE;\n#  by hand, cryptsetup open does the same with dm-crypt, as below)\n")
 	}

@@ -72,6 +72,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 	for _, n := range p.Target.Notes {
 		r.send(Event{Kind: EventInfo, Message: n})
 	}
+	r.send(Event{Kind: EventInfo, Message: "sectors: " + p.Target.SectorsLine() + "; layout: " + p.LayoutLine()})
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}
@@ -381,6 +382,17 @@ func (r *runner) partition() (string, error) {
 	if t.Disk != nil {
 		logical, physical = t.Disk.LogicalSector, t.Disk.PhysicalSector
 	}
+	if l.Table == disk.TableNone {
+		r.part = luks.Device{Path: t.Path, Size: t.Size}
+		if t.Image {
+			return "no partition table: LUKS goes on the whole image", nil
+		}
+		how, err := disk.DropPartitions(r.excl, t.Name)
+		if err != nil {
+			return "", err
+		}
+		return "no partition table: LUKS goes on the whole disk; kernel: " + how, nil
+	}
 	guid, err := disk.WritePartitionTable(r.excl, t.Size, logical, physical, l)
 	if err != nil {
 		return "", err
@@ -470,7 +482,7 @@ func (r *runner) open() (string, error) {
 	}
 	err := r.withoutExcl(func() error {
 		dev := r.part.Path
-		if r.part.Base != 0 {
+		if !r.part.Direct() {
 			l, err := disk.AttachLoop(r.part.Path, r.part.Base, r.part.Size)
 			if err != nil {
 				return err
@@ -497,10 +509,10 @@ func (r *runner) mkfs() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
-	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label, r.info.SectorSize); err != nil {
+	if err := fsformat.Mkfs(r.work, r.vol, r.p.Opts.Label, r.info.SectorSize, r.p.Owner); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("ext4 labelled %q", r.p.Opts.Label), nil
+	return fmt.Sprintf("ext4 labelled %q; top directory owned by %s, %s", r.p.Opts.Label, r.p.Owner, r.p.OwnerWhy), nil
 }
 
 func (r *runner) closeVolume() (string, error) {
@@ -564,7 +576,7 @@ func (r *runner) verify() (string, error) {
 	r.startKeyCheck() // no-op: open started it
 	err := r.withoutExcl(func() error {
 		var err error
-		res, summary, err = verifyDevice(r.work, r.part, r.partName(), r.keys, r.p.Engine, r.p.Opts.Label)
+		res, summary, err = verifyDevice(r.work, r.part, r.partName(), r.keys, r.p.Engine, r.p.Opts.Label, &r.p.Owner)
 		return err
 	})
 	if err != nil {
@@ -572,7 +584,30 @@ func (r *runner) verify() (string, error) {
 	}
 	t := r.p.Target
 	res.Target, res.Table, res.Size = t.Path, r.p.Layout.Table, t.Size
-	msg := fmt.Sprintf("luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key this run generated (%s, during open and mkfs); e2fsck -fn clean; label %q", summary, res.FSLabel)
+	views, err := disk.ReadViews(t.Path, t.Size)
+	if err != nil {
+		return "", err
+	}
+	fillSectors(t, res, views)
+	found := false
+	for _, v := range views {
+		if v.Readable() && v.Sector == t.logicalSector() && v.Start == r.p.Layout.Start && v.Size == r.p.Layout.Size {
+			found = true
+		}
+	}
+	switch {
+	case !found:
+		return "", fmt.Errorf("a kernel reading %s with %d-byte sectors would not find the volume (%s)", t.Path, t.logicalSector(), viewsText(views))
+	case r.p.Layout.Table != disk.TableMBR && len(res.SectorViews) != len(disk.SectorSizes):
+		return "", fmt.Errorf("the layout is not portable: %s", viewsText(views))
+	case blockWarning(res.FSBlockSize) != "":
+		return "", errors.New(blockWarning(res.FSBlockSize))
+	}
+	if w := viewsWarning(res.SectorViews); w != "" {
+		r.send(Event{Kind: EventWarning, Step: StepVerify, Message: w})
+	}
+	msg := fmt.Sprintf("luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key this run generated (%s, during open and mkfs); e2fsck -fn clean; label %q; top directory owned by %s; found with %s",
+		summary, res.FSLabel, res.Owner, SectorViewsText(res.SectorViews))
 	if r.p.Opts.RecoveryKey != nil {
 		// secrets() gave the key check the recovery key too
 		res.RecoveryKey, res.RecoveryKeyFile = true, r.p.Opts.RecoveryKeyFile

@@ -331,7 +331,7 @@ func DecryptCryptsetup(t testing.TB, v Volume) string {
 	hdr := SparseFile(t, filepath.Join(t.TempDir(), "header"), 16<<20)
 	RunFD3(t, "x", v.Key, "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--header", hdr, "--offset", "0",
 		"--cipher", v.Seg.Cipher, "--key-size", strconv.Itoa(len(v.Key)*8), "--sector-size", strconv.Itoa(v.Seg.SectorSize),
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", data)
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/proc/self/fd/3", data)
 	Run(t, "x", "cryptsetup", "reencrypt", "--batch-mode", "--decrypt", "--force-offline-reencrypt", "--header", hdr, "--key-file=-", data)
 	return data
 }
@@ -346,7 +346,7 @@ func EncryptCryptsetup(t testing.TB, path string, key []byte, sectorSize int) {
 	hdr := SparseFile(t, filepath.Join(t.TempDir(), "header"), 16<<20)
 	RunFD3(t, "x", key, "cryptsetup", "reencrypt", "--batch-mode", "--encrypt", "--force-offline-reencrypt", "--type", "luks2",
 		"--header", hdr, "--cipher", "aes-xts-plain64", "--key-size", strconv.Itoa(len(key)*8), "--sector-size", strconv.Itoa(sectorSize),
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3", path)
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/proc/self/fd/3", path)
 	if got, err := VolumeKey(t, Device{Path: hdr}, "x"); err != nil || !bytes.Equal(got, key) {
 		t.Fatalf("cryptsetup encrypted with another volume key (%v)", err)
 	}

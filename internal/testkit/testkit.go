@@ -53,7 +53,7 @@ func SparseFile(t testing.TB, path string, size int64) string {
 // Cmd runs name with args and returns its standard output and standard
 // error together. stdin is its standard input; when fd3 is not nil the
 // command can read fd3 from file descriptor 3 (a pipe), so that a secret
-// reaches cryptsetup as --volume-key-file /dev/fd/3 and never appears in
+// reaches cryptsetup as --volume-key-file /proc/self/fd/3 and never appears in
 // argv or in a file.
 func Cmd(stdin string, fd3 []byte, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)

@@ -41,7 +41,7 @@ func cryptsetupVolume(t *testing.T, luks1 bool, sector int, base, region int64, 
 	dir := t.TempDir()
 	hdrFile := SparseFile(t, filepath.Join(dir, "region"), region)
 	args := []string{"luksFormat", "--batch-mode", "--cipher", "aes-xts-plain64", "--key-size", "512",
-		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/dev/fd/3"}
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", "--volume-key-file", "/proc/self/fd/3"}
 	if luks1 {
 		args = append(args, "--type", "luks1")
 	} else {

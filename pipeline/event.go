@@ -64,6 +64,8 @@ type Event struct {
 	Engine  string        `json:"engine,omitempty"`
 	Steps   []Step        `json:"steps,omitempty"`
 	Result  *Result       `json:"result,omitempty"`
+	// Progress: with EventProgress (erase.go).
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // MarshalJSON adds elapsed_ms.

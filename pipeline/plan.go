@@ -20,6 +20,10 @@ type Options struct {
 	PBKDF         luks.PBKDF
 	HeaderBackup  string // path for cryptsetup luksHeaderBackup; "" for none
 	AllowInternal bool   // allow disks not on USB
+	// Erase, SurfaceCheck, Restart: see erase.go.
+	Erase        bool // write the whole data segment with zeros through the encryption before mkfs
+	SurfaceCheck bool // then read it all back and check it decrypts to zeros (needs Erase)
+	Restart      bool // start over even if an interrupted erase of this disk could be continued
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -32,6 +36,9 @@ type Plan struct {
 	Layout    disk.Layout
 	Warnings  []string
 	Steps     []Step
+	// Resume is set when the run continues an interrupted erase of this
+	// disk (erase.go); the wizard may offer Opts.Restart instead.
+	Resume *Resume
 }
 
 // Engines report what this machine can do; replaced in tests.
@@ -61,6 +68,9 @@ func ValidateOptions(o *Options) error {
 	}
 	if err := o.PBKDF.Validate(o.LUKS1); err != nil {
 		return refused("%v", err)
+	}
+	if err := validateErase(o); err != nil {
+		return err
 	}
 	if o.HeaderBackup != "" {
 		if _, err := os.Lstat(o.HeaderBackup); err == nil {
@@ -121,6 +131,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		return nil, err
 	}
 	p.Steps = p.layoutSteps()
+	p.planErase()
 	return p, nil
 }
 

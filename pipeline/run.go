@@ -43,6 +43,7 @@ type runner struct {
 	uvol   *luks.UserspaceVolume
 	vol    string // the opened volume: /dev/mapper/NAME or the FUSE file
 	result *Result
+	state  *Resume // the erase's saved position (erase.go)
 }
 
 // Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
@@ -92,6 +93,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		{StepVerify, r.verify},
 		{StepHeaderBackup, r.headerBackup},
 	}
+	steps = r.eraseSteps(steps)
 	for _, s := range steps {
 		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" {
 			continue

@@ -238,6 +238,20 @@ mount (not with --dry-run, which touches nothing).
 The PBKDF flags are passed to cryptsetup as they are; without them
 cryptsetup's own benchmarked defaults apply.
 
+--erase writes the whole LUKS data segment with zeros through the encryption
+after luksFormat and before mkfs, so the disk holds only ciphertext (old data
+is gone; used space cannot be told from free space). --surface-check then
+reads it all back and checks that every sector decrypts to zeros: a disk
+that returns wrong data (fake capacity) or read errors is refused with exit
+5, naming the first bad byte and the count. Both run at the disk's speed and
+print their progress (a line updated in place on a terminal; 'progress'
+events with --json). Ctrl+C or SIGTERM stops them within a second; the
+position is saved with the disk's identity and LUKS UUID (in
+$LUKSDOCK_STATE_DIR, default /var/lib/luksdock), also every few seconds
+while they run, so after an interruption, a kill or an undock the same
+command on the same disk continues from there (it says so; --restart
+starts over instead).
+
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -249,6 +263,12 @@ cryptsetup's own benchmarked defaults apply.
 			}()
 			if o.Label == "" {
 				return usageError{errors.New("--label is required")}
+			}
+			if o.SurfaceCheck && !o.Erase {
+				return usageError{errors.New("--surface-check reads back what --erase writes: give both")}
+			}
+			if o.Restart && !o.Erase {
+				return usageError{errors.New("--restart goes with --erase")}
 			}
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
@@ -273,6 +293,9 @@ cryptsetup's own benchmarked defaults apply.
 			defer clear(pass)
 			ctx, stop, finished := signalContext(cmd.ErrOrStderr())
 			defer stop()
+			if p.Resume != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: continuing the interrupted erase of %s: %s (pass --restart to start over)\n", t.Path, p.Resume)
+			}
 			emit := textEvents(out, len(p.Steps))
 			if asJSON {
 				emit = jsonEvents(out)
@@ -302,6 +325,9 @@ cryptsetup's own benchmarked defaults apply.
 	f.IntVar(&o.PBKDF.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites)")
 	f.BoolVar(&o.AllowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
+	f.BoolVar(&o.Erase, "erase", false, "overwrite the whole disk through the encryption (zeros, encrypted) before mkfs; resumable")
+	f.BoolVar(&o.SurfaceCheck, "surface-check", false, "after --erase, read the whole disk back and refuse it (exit 5) if any sector is wrong or unreadable")
+	f.BoolVar(&o.Restart, "restart", false, "with --erase: start over, even if an interrupted erase of this disk could be continued")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as the equivalent shell commands and touch nothing")
 	return cmd
@@ -384,23 +410,42 @@ func jsonEvents(w io.Writer) func(pipeline.Event) {
 	return func(e pipeline.Event) { _ = enc.Encode(e) }
 }
 
-// textEvents prints each step with the command it corresponds to.
+// textEvents prints each step with the command it corresponds to, and the
+// progress of long steps: on a terminal one line updated in place, else a
+// line every 10%.
 func textEvents(w io.Writer, total int) func(pipeline.Event) {
 	n := 0
+	tty := isTerminal(w)
+	inLine := false // a progress line without its newline is on the terminal
+	lastTenth := -1
 	return func(e pipeline.Event) {
+		if inLine && e.Kind != pipeline.EventProgress {
+			fmt.Fprintln(w)
+			inLine = false
+		}
 		switch e.Kind {
+		case pipeline.EventProgress:
+			line := progressLine(e.Progress)
+			if tty {
+				fmt.Fprintf(w, "\r      %-72s", line)
+				inLine = true
+			} else if tenth := int(10 * e.Progress.Fraction); tenth != lastTenth {
+				lastTenth = tenth
+				fmt.Fprintf(w, "      %s\n", line)
+			}
+		case pipeline.EventStart:
+			lastTenth = -1
+			n++
+			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)
+			if e.Command != "" {
+				fmt.Fprintf(w, "      $ %s\n", e.Command)
+			}
 		case pipeline.EventPlan:
 			fmt.Fprintf(w, "engine: %s (%s)\n", e.Engine, e.Message)
 		case pipeline.EventWarning:
 			fmt.Fprintf(w, "warning: %s\n", e.Message)
 		case pipeline.EventInfo:
 			fmt.Fprintf(w, "note: %s\n", e.Message)
-		case pipeline.EventStart:
-			n++
-			fmt.Fprintf(w, "[%d/%d] %s\n", n, total, e.Message)
-			if e.Command != "" {
-				fmt.Fprintf(w, "      $ %s\n", e.Command)
-			}
 		case pipeline.EventDone:
 			fmt.Fprintf(w, "      done in %s: %s\n", e.Elapsed.Round(time.Millisecond), e.Message)
 		case pipeline.EventFailed:
@@ -417,4 +462,29 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			}
 		}
 	}
+}
+
+// progressLine is one progress event for people: percent, bytes, rate, ETA.
+func progressLine(p *pipeline.Progress) string {
+	s := fmt.Sprintf("%5.1f%%  %s of %s", 100*p.Fraction, pipeline.HumanSize(p.Done), pipeline.HumanSize(p.Total))
+	if p.Rate > 0 {
+		s += fmt.Sprintf(", %.0f MB/s", p.Rate/1e6)
+		if p.Done < p.Total {
+			s += ", " + (time.Duration(p.ETA) * time.Second).Round(time.Second).String() + " left"
+		}
+	}
+	if p.Bad > 0 {
+		s += fmt.Sprintf(", %d BAD sectors", p.Bad)
+	}
+	return s
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

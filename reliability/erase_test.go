@@ -1,0 +1,368 @@
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"luksdock/internal/testkit"
+	"luksdock/pipeline"
+)
+
+// eraseImgSize is large enough that an erase takes a few hundred
+// milliseconds at this machine's disk speed, so a SIGINT at its first
+// progress event lands in the middle of it.
+const eraseImgSize = 320 << 20
+
+// progressEvent is a --json event with its progress.
+type progressEvent struct {
+	Kind     string `json:"event"`
+	Step     string `json:"step"`
+	Message  string `json:"message"`
+	State    string `json:"state"`
+	Progress *struct {
+		Done     int64   `json:"done"`
+		Total    int64   `json:"total"`
+		Fraction float64 `json:"fraction"`
+		Rate     float64 `json:"rate"`
+		ETA      float64 `json:"eta_s"`
+		Resumed  int64   `json:"resumed_from"`
+		Bad      int64   `json:"bad_sectors"`
+	} `json:"progress"`
+}
+
+func parseProgressEvents(t *testing.T, out string) []progressEvent {
+	t.Helper()
+	var evs []progressEvent
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e progressEvent
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("not a JSON event: %q", sc.Text())
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// checkProgress: the progress events of step are monotonic, never more
+// than a few a second (besides the first and the last), start at from and,
+// when complete, end at exactly 100%.
+func checkProgress(t *testing.T, evs []progressEvent, step string, from int64, complete bool) {
+	t.Helper()
+	var ps []progressEvent
+	for _, e := range evs {
+		if e.Kind == "progress" && e.Step == step {
+			if e.Progress == nil {
+				t.Fatalf("a progress event without progress: %+v", e)
+			}
+			ps = append(ps, e)
+		}
+	}
+	if len(ps) < 2 {
+		t.Fatalf("%s: %d progress events, want a first and a last at least", step, len(ps))
+	}
+	if p := ps[0].Progress; p.Done != from || p.Resumed != from {
+		t.Errorf("%s: the first progress event is at %d (resumed from %d), want %d", step, p.Done, p.Resumed, from)
+	}
+	for i := 1; i < len(ps); i++ {
+		a, b := ps[i-1].Progress, ps[i].Progress
+		if b.Done < a.Done || b.Fraction < a.Fraction || b.Total != a.Total {
+			t.Errorf("%s: progress went from %+v to %+v", step, *a, *b)
+		}
+		if b.Done > b.Total || b.Rate < 0 || b.ETA < 0 {
+			t.Errorf("%s: impossible progress %+v", step, *b)
+		}
+	}
+	last := ps[len(ps)-1].Progress
+	if complete && (last.Done != last.Total || last.Fraction != 1) {
+		t.Errorf("%s: the last progress event is %+v, want 100%%", step, *last)
+	}
+	if n := len(ps) - 2; n > 0 {
+		t.Logf("%s: %d progress events, last %+v", step, len(ps), *last)
+	}
+}
+
+// freeBlocks returns, per dumpe2fs, which blocks of the ext4 filesystem in
+// plain are free (block numbers) and the block size.
+func freeBlocks(t *testing.T, plain string) (free func(int64) bool, blockSize int64) {
+	t.Helper()
+	out := mustRun(t, "dumpe2fs", plain)
+	m := regexp.MustCompile(`(?m)^Block size:\s+(\d+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("dumpe2fs: no block size:\n%s", lastLines(out, 5))
+	}
+	blockSize, _ = strconv.ParseInt(m[1], 10, 64)
+	var ranges [][2]int64
+	for _, l := range regexp.MustCompile(`(?m)^\s+Free blocks: (.*)$`).FindAllStringSubmatch(out, -1) {
+		for _, r := range strings.Split(l[1], ", ") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			a, b, ok := strings.Cut(r, "-")
+			if !ok {
+				b = a
+			}
+			x, err1 := strconv.ParseInt(a, 10, 64)
+			y, err2 := strconv.ParseInt(b, 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("dumpe2fs free blocks %q", r)
+			}
+			ranges = append(ranges, [2]int64{x, y})
+		}
+	}
+	if len(ranges) == 0 {
+		t.Fatal("dumpe2fs lists no free blocks")
+	}
+	return func(blk int64) bool {
+		for _, r := range ranges {
+			if blk >= r[0] && blk <= r[1] {
+				return true
+			}
+		}
+		return false
+	}, blockSize
+}
+
+// segmentBytes reads n bytes of the data segment of v at off (ciphertext).
+func segmentBytes(t *testing.T, v testkit.Volume, off, n int64) []byte {
+	t.Helper()
+	f, err := os.Open(v.Dev.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, v.Dev.Base+v.Seg.Offset+off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestEraseInterruptedAndResumed: `prepare --erase --surface-check` is
+// stopped with SIGINT at its first erase progress event; it exits 130 with
+// the position, and the image shows exactly that: the data segment up to
+// the position decrypts (golang.org/x/crypto/xts, key from cryptsetup) to
+// zeros, the rest is untouched. The same command then continues from there
+// (no wipe, partition or luksFormat: same LUKS UUID) and makes a verified
+// disk whose every sector was written (no all-zero ciphertext sector left of
+// the sparse image) and whose data segment decrypts to zeros except the
+// blocks the ext4 filesystem uses (per dumpe2fs); its progress events are
+// monotonic and end at 100%.
+func TestEraseInterruptedAndResumed(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	dir := t.TempDir()
+	img := sparseImage(t, dir, eraseImgSize)
+	pass := passFile(t, []byte(testPass+"\n"))
+	tmpdir := t.TempDir()
+	args := prepareArgs(img, pass, "--erase", "--surface-check", "--json")
+
+	d := drive(t, tmpdir, trigger{event: "progress", step: "erase", sig: syscall.SIGINT}, args...)
+	if !d.fired || d.code != 130 {
+		t.Fatalf("SIGINT at the first erase progress event: fired %v, exit %d\n%s", d.fired, d.code, d.stderr)
+	}
+	last := d.events[len(d.events)-1]
+	m := regexp.MustCompile(`the erase stopped at ([0-9.]+ [KMG]?i?B) of`).FindStringSubmatch(last.Message)
+	if last.Kind != "failed" || last.Step != "erase" || m == nil || !strings.Contains(last.State, "run the same command again to continue") {
+		t.Fatalf("last event %+v, want a failed erase with its position", last)
+	}
+	noLeftovers(t, tmpdir, img, d.kids)
+	states, _ := filepath.Glob(filepath.Join(tmpdir, "state", "erase-*.json"))
+	if len(states) != 1 {
+		t.Fatalf("state files: %v", states)
+	}
+	var st struct {
+		Pos, Total int64
+		UUID       string `json:"luks_uuid"`
+	}
+	b, _ := os.ReadFile(states[0])
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Pos <= 0 || st.Pos >= st.Total || pipeline.HumanSize(st.Pos) != m[1] {
+		t.Fatalf("saved position %d of %d; the message said %s (the erase was not stopped in the middle)", st.Pos, st.Total, m[1])
+	}
+	if bytes.Contains(b, []byte(testPass)) {
+		t.Fatal("the state file holds the passphrase")
+	}
+	part, ok := testkit.Partition1(t, img)
+	if !ok {
+		t.Fatal("no partition after the interrupted erase")
+	}
+	v, err := testkit.Unlock(t, part, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Seg.Size != st.Total {
+		t.Fatalf("segment %d bytes, the state says %d", v.Seg.Size, st.Total)
+	}
+	plain := testkit.DecryptXTS(t, v)
+	pb, err := os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.IndexFunc(pb[:st.Pos], func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("the erased part [0, %d) does not decrypt to zeros at %d", st.Pos, i)
+	}
+	if rest := segmentBytes(t, v, st.Pos, st.Total-st.Pos); bytes.ContainsFunc(rest, func(r rune) bool { return r != 0 }) {
+		t.Fatalf("ciphertext was written past the reported position %d", st.Pos)
+	}
+	t.Logf("stopped at %d of %d bytes (%s)", st.Pos, st.Total, last.Message)
+
+	// The same command continues.
+	r := luksdock(t, runOpts{tmpdir: tmpdir}, args...)
+	if r.code != 0 {
+		t.Fatalf("resumed run: %s", r)
+	}
+	if !strings.Contains(r.stderr, "continuing the interrupted erase of "+img) {
+		t.Errorf("the resumed run does not say it continues:\n%s", r.stderr)
+	}
+	evs := parseProgressEvents(t, r.stdout)
+	var ran []string
+	for _, e := range evs {
+		if e.Kind == "done" {
+			ran = append(ran, e.Step)
+		}
+	}
+	if got := strings.Join(ran, " "); got != "preflight resume open erase surface-check mkfs close verify" {
+		t.Errorf("steps of the resumed run: %s", got)
+	}
+	checkProgress(t, evs, "erase", st.Pos, true)
+	checkProgress(t, evs, "surface-check", 0, true)
+	if states, _ := filepath.Glob(filepath.Join(tmpdir, "state", "*")); len(states) != 0 {
+		t.Errorf("state left after the disk was verified: %v", states)
+	}
+	// Independently: same volume, every sector written, zeros except the filesystem.
+	v2, err := testkit.Unlock(t, part, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v2.Key, v.Key) || v2.Seg != v.Seg {
+		t.Fatal("the resumed run made a new LUKS volume")
+	}
+	ct := segmentBytes(t, v2, 0, v2.Seg.Size)
+	zero := make([]byte, v2.Seg.SectorSize)
+	for off := 0; off < len(ct); off += v2.Seg.SectorSize {
+		if bytes.Equal(ct[off:off+v2.Seg.SectorSize], zero) {
+			t.Fatalf("the sector at %d of the data segment was never written", off)
+		}
+	}
+	plain = testkit.DecryptXTS(t, v2)
+	if out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
+	}
+	free, bs := freeBlocks(t, plain)
+	pb, err = os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := 0
+	for off := int64(0); off < int64(len(pb)); off += bs {
+		blk := pb[off : off+bs]
+		if bytes.ContainsFunc(blk, func(r rune) bool { return r != 0 }) {
+			if free(off / bs) {
+				t.Fatalf("block %d is free in the filesystem but does not decrypt to zeros", off/bs)
+			}
+			used++
+		}
+	}
+	t.Logf("%d of %d blocks hold filesystem data; every other block decrypts to zeros", used, int64(len(pb))/bs)
+}
+
+// TestSurfaceCheckCatchesAlteredTail: between the erase and the surface
+// check (at the erase's done event, through the pipeline API), the image
+// past an offset is made to return what a fake-capacity disk returns there:
+// the data of the start of the disk (its real size wraps around). The
+// check must refuse the disk (ExitVerifyFail), name the first bad byte of
+// the disk and the count of bad sectors, and no filesystem is made.
+func TestSurfaceCheckCatchesAlteredTail(t *testing.T) {
+	requireEnv(t)
+	t.Setenv("LUKSDOCK_STATE_DIR", filepath.Join(t.TempDir(), "state"))
+	img := sparseImage(t, t.TempDir(), 256<<20)
+	target, err := pipeline.ImageTarget(img, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := apiOpts
+	o.Erase, o.SurfaceCheck = true, true
+	p, err := pipeline.NewPlan(target, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const realSize = 160 << 20 // the "real capacity" of the fake disk
+	var altered int64
+	var evs []pipeline.Event
+	_, err = p.Run(context.Background(), filepath.Base(img), []byte(testPass), func(e pipeline.Event) {
+		evs = append(evs, e)
+		if e.Kind == pipeline.EventDone && e.Step == pipeline.StepErase {
+			f, err := os.OpenFile(img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			buf := make([]byte, 1<<20)
+			for off := int64(realSize); off < 256<<20; off += int64(len(buf)) {
+				if _, err := f.ReadAt(buf, off-realSize); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt(buf, off); err != nil {
+					t.Fatal(err)
+				}
+				altered += int64(len(buf))
+			}
+		}
+	})
+	if code := pipeline.ExitCode(err); code != pipeline.ExitVerifyFail {
+		t.Fatalf("exit %d (%v), want %d", code, err, pipeline.ExitVerifyFail)
+	}
+	runErr := err
+	part, _ := testkit.Partition1(t, img)
+	v, err := testkit.Unlock(t, part, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runErr
+	// Every sector from realSize to the end of the disk, in the data segment, is bad.
+	firstBad := int64(realSize)
+	end := part.Base + v.Seg.Offset + v.Seg.Size
+	want := fmt.Sprintf("%d of %d sectors did not read back as the zeros written (%d wrong data, 0 unreadable); the first at byte %d of the disk",
+		(end-firstBad)/int64(v.Seg.SectorSize), v.Seg.Size/int64(v.Seg.SectorSize), (end-firstBad)/int64(v.Seg.SectorSize), firstBad)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q\nwant it to contain %q", err, want)
+	}
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Step != pipeline.StepSurfaceCheck || !strings.Contains(pe.State, "surface check FAILED") {
+		t.Errorf("error %#v: want the surface-check step and a FAILED state", err)
+	}
+	for _, e := range evs {
+		if e.Kind == pipeline.EventResult || (e.Kind == pipeline.EventStart && e.Step == pipeline.StepMkfs) {
+			t.Errorf("the run went on after the failed check: %+v", e)
+		}
+	}
+	var last *pipeline.Progress
+	for _, e := range evs {
+		if e.Kind == pipeline.EventProgress && e.Step == pipeline.StepSurfaceCheck {
+			last = e.Progress
+		}
+	}
+	if last == nil || last.Done != last.Total || last.Bad != (end-firstBad)/int64(v.Seg.SectorSize) {
+		t.Errorf("last surface-check progress %+v", last)
+	}
+	if out, _ := exec.Command("blkid", "-p", "-o", "value", "-s", "TYPE", testkit.DecryptXTS(t, v)).Output(); len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("a refused disk holds a filesystem: %s", out)
+	}
+	t.Logf("altered %d bytes from byte %d; refused: %v", altered, firstBad, err)
+}

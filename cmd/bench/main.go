@@ -6,9 +6,10 @@
 // among luksdock and all its children (the tools included, from wait4's
 // rusage). It also prints
 // the userspace engine's AES-XTS throughput beside `openssl speed -evp
-// aes-256-xts` measured in the same run.
+// aes-256-xts` measured in the same run, and `prepare --erase
+// --surface-check` against dd on the same image (erase.go).
 //
-//	go run ./cmd/bench [-sizes 1G,64G,1T] [-dir /var/tmp]
+//	go run ./cmd/bench [-sizes 1G,64G,1T] [-dir /var/tmp] [-erase 2G] [-erase-rounds 3]
 package main
 
 import (
@@ -32,6 +33,8 @@ import (
 func main() {
 	sizes := flag.String("sizes", "1G,64G,1T", "image sizes")
 	dir := flag.String("dir", "/var/tmp", "where to put the sparse images")
+	eraseSize := flag.String("erase", "2G", "image size for the erase/check throughput against dd (\"\" to skip)")
+	eraseRounds := flag.Int("erase-rounds", 3, "erase/check measurements (median)")
 	flag.Parse()
 	tmp, err := os.MkdirTemp(*dir, "luksdock-bench-")
 	check(err)
@@ -48,6 +51,9 @@ func main() {
 	}
 	fmt.Printf(" %8s %12s %12s %12s\n", "total", "written", "RSS+server", "largest RSS")
 	for _, sz := range strings.Split(*sizes, ",") {
+		if sz == "" {
+			continue
+		}
 		n, err := pipeline.ParseSize(sz)
 		check(err)
 		img := filepath.Join(tmp, "bench-"+sz+".img")
@@ -94,6 +100,10 @@ func main() {
 		os.Remove(img)
 	}
 	fmt.Println()
+	if *eraseSize != "" {
+		eraseBench(bin, tmp, *eraseSize, *eraseRounds)
+		fmt.Println()
+	}
 	xts(filepath.Join(tmp, "xts"))
 }
 

@@ -1,0 +1,43 @@
+package pipeline
+
+import (
+	"testing"
+)
+
+// TestOrderedIO: every chunk of [start, size) is done once, post sees them
+// in order whatever order the requests finish in, and nothing is
+// submitted after stop.
+func TestOrderedIO(t *testing.T) {
+	bufs := [][]byte{make([]byte, 10), make([]byte, 10), make([]byte, 10)}
+	var seen []int64
+	orderedIO(5, 97, bufs, func() bool { return false }, func(*chunk) {},
+		func(c *chunk) {
+			if c.off%20 == 5 { // some finish later than the next one
+				for i := 0; i < 1e5; i++ {
+					_ = i
+				}
+			}
+		},
+		func(c *chunk) bool {
+			if n := len(seen); n > 0 && seen[n-1] != c.off-10 {
+				t.Errorf("post saw %d after %d", c.off, seen[n-1])
+			}
+			seen = append(seen, c.off)
+			return true
+		})
+	if len(seen) != 10 || seen[0] != 5 || seen[9] != 95 {
+		t.Errorf("chunks seen: %v", seen)
+	}
+	submitted := 0
+	orderedIO(0, 1000, bufs, func() bool { return submitted >= 4 }, func(*chunk) { submitted++ }, func(*chunk) {},
+		func(c *chunk) bool { return true })
+	if submitted != 4 {
+		t.Errorf("submitted %d chunks after stop, want 4", submitted)
+	}
+	posts := 0
+	orderedIO(0, 1000, bufs, func() bool { return false }, func(*chunk) {}, func(*chunk) {},
+		func(c *chunk) bool { posts++; return posts < 2 })
+	if posts != 2 {
+		t.Errorf("post called %d times after it returned false, want 2", posts)
+	}
+}

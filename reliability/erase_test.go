@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,47 +92,6 @@ func checkProgress(t *testing.T, evs []progressEvent, step string, from int64, c
 	if n := len(ps) - 2; n > 0 {
 		t.Logf("%s: %d progress events, last %+v", step, len(ps), *last)
 	}
-}
-
-// freeBlocks returns, per dumpe2fs, which blocks of the ext4 filesystem in
-// plain are free (block numbers) and the block size.
-func freeBlocks(t *testing.T, plain string) (free func(int64) bool, blockSize int64) {
-	t.Helper()
-	out := mustRun(t, "dumpe2fs", plain)
-	m := regexp.MustCompile(`(?m)^Block size:\s+(\d+)$`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("dumpe2fs: no block size:\n%s", lastLines(out, 5))
-	}
-	blockSize, _ = strconv.ParseInt(m[1], 10, 64)
-	var ranges [][2]int64
-	for _, l := range regexp.MustCompile(`(?m)^\s+Free blocks: (.*)$`).FindAllStringSubmatch(out, -1) {
-		for _, r := range strings.Split(l[1], ", ") {
-			if r = strings.TrimSpace(r); r == "" {
-				continue
-			}
-			a, b, ok := strings.Cut(r, "-")
-			if !ok {
-				b = a
-			}
-			x, err1 := strconv.ParseInt(a, 10, 64)
-			y, err2 := strconv.ParseInt(b, 10, 64)
-			if err1 != nil || err2 != nil {
-				t.Fatalf("dumpe2fs free blocks %q", r)
-			}
-			ranges = append(ranges, [2]int64{x, y})
-		}
-	}
-	if len(ranges) == 0 {
-		t.Fatal("dumpe2fs lists no free blocks")
-	}
-	return func(blk int64) bool {
-		for _, r := range ranges {
-			if blk >= r[0] && blk <= r[1] {
-				return true
-			}
-		}
-		return false
-	}, blockSize
 }
 
 // segmentBytes reads n bytes of the data segment of v at off (ciphertext).
@@ -253,33 +211,8 @@ func TestEraseInterruptedAndResumed(t *testing.T) {
 	if !bytes.Equal(v2.Key, v.Key) || v2.Seg != v.Seg {
 		t.Fatal("the resumed run made a new LUKS volume")
 	}
-	ct := segmentBytes(t, v2, 0, v2.Seg.Size)
-	zero := make([]byte, v2.Seg.SectorSize)
-	for off := 0; off < len(ct); off += v2.Seg.SectorSize {
-		if bytes.Equal(ct[off:off+v2.Seg.SectorSize], zero) {
-			t.Fatalf("the sector at %d of the data segment was never written", off)
-		}
-	}
-	plain = testkit.DecryptXTS(t, v2)
-	if out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
-	}
-	free, bs := freeBlocks(t, plain)
-	pb, err = os.ReadFile(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := 0
-	for off := int64(0); off < int64(len(pb)); off += bs {
-		blk := pb[off : off+bs]
-		if bytes.ContainsFunc(blk, func(r rune) bool { return r != 0 }) {
-			if free(off / bs) {
-				t.Fatalf("block %d is free in the filesystem but does not decrypt to zeros", off/bs)
-			}
-			used++
-		}
-	}
-	t.Logf("%d of %d blocks hold filesystem data; every other block decrypts to zeros", used, int64(len(pb))/bs)
+	used, blocks := testkit.CheckErased(t, v2)
+	t.Logf("%d of %d blocks hold filesystem data; every other block decrypts to zeros", used, blocks)
 }
 
 // TestSurfaceCheckCatchesAlteredTail: between the erase and the surface

@@ -24,8 +24,8 @@ report() { # NAME
 	mark dmsetup-$1 $(dmsetup ls 2>&1)
 	mark procs-$1 $(pidof luksdock cryptsetup mkfs.ext4 mke2fs e2fsck)
 }
-ddrate() { # dd ARGS...: bytes per second from dd's summary
-	dd "$@" 2>&1 | sed -n 's/^\([0-9]*\) bytes.* copied, \([0-9.]*\) s.*/\1 \2/p'
+ddtime() { # dd ARGS...: the guest clock before and after (busybox dd prints no rate)
+	_t0=$(uptime_s); dd "$@" 2>/dev/null || fail "dd $*"; echo $_t0 $(uptime_s)
 }
 
 # 1. SIGINT in the middle of the erase, on a throttled dock; then the same command.
@@ -68,8 +68,8 @@ wait
 report tp
 cryptsetup open /dev/${p}1 tp < /e2e/pass || fail "cryptsetup open /dev/${p}1"
 sz=$(blockdev --getsize64 /dev/mapper/tp)
-mark dd-write $(ddrate if=/dev/zero of=/dev/mapper/tp bs=4M oflag=direct count=$((sz / 4194304)))
-mark dd-read $(ddrate if=/dev/mapper/tp of=/dev/null bs=4M iflag=direct)
+mark dd-write $((sz / 4194304 * 4194304)) $(ddtime if=/dev/zero of=/dev/mapper/tp bs=4M oflag=direct count=$((sz / 4194304)))
+mark dd-read $sz $(ddtime if=/dev/mapper/tp of=/dev/null bs=4M iflag=direct)
 cryptsetup close tp
 sync
 `
@@ -173,14 +173,13 @@ func TestEraseKernelEngine(t *testing.T) {
 	}
 	ddRate := func(name string) float64 {
 		a := mustMark(t, vm, name, 5*time.Minute)
-		if len(a) != 2 {
+		if len(a) != 3 {
 			t.Errorf("%s: %v", name, a)
 			return 0
 		}
-		var n, s float64
+		var n float64
 		fmt.Sscan(a[0], &n)
-		fmt.Sscan(a[1], &s)
-		return n / s
+		return n / (seconds(t, a[2]) - seconds(t, a[1]))
 	}
 	w, r := ddRate("dd-write"), ddRate("dd-read")
 	t.Logf("kernel engine (dm-crypt, TCG, 1 vCPU), same volume, same boot: erase %.1f MB/s vs dd write %.1f MB/s (%.2fx); surface check %.1f MB/s vs dd read %.1f MB/s (%.2fx)",

@@ -412,11 +412,11 @@ func (r *runner) resume() (string, error) {
 	return fmt.Sprintf("LUKS%d UUID %s, %d-byte sectors; %s", info.Version, info.UUID, info.SectorSize, s), nil
 }
 
-// ioChunk is the size of one erase or check request: large enough that the
+// ioChunk is the largest erase or check request: large enough that the
 // disk, not the request rate, is the limit (measured on this project's
 // machine: 16 MiB with 3 in flight read at 1.0-1.1x dd's 4 MiB, 8 MiB at
-// 0.9-1.0x), small enough that a stop (which waits for the requests in
-// flight, 48 MiB) takes effect within half a second on a 100 MB/s USB disk.
+// 0.9-1.0x). Slower disks get smaller requests (pacer), so that a stop,
+// which waits for the requests in flight, takes about stopWithin.
 const ioChunk = 16 << 20
 
 // stateEvery is how often the position is flushed and saved while running.
@@ -534,17 +534,51 @@ type chunk struct {
 	done chan struct{}
 }
 
-// orderedIO runs do on consecutive chunks of [start, size) with ioDepth
-// of them in flight. pre prepares a chunk before its request (in the
-// calling goroutine: the erase encrypts there, on every core); post sees
-// each chunk after its request, in order, and returns false to stop.
-// Nothing is submitted once stop returns true. It returns when every
-// request it started has finished.
+// stopWithin is how much of the disk's time the requests in flight may
+// take: a stop waits for them. Requests are sized to it from the measured
+// rate (pacer), between 1 MiB and ioChunk.
+const stopWithin = 500 * time.Millisecond
+
+// pacer measures the rate of completed requests and sizes the next one.
+type pacer struct {
+	t0   time.Time
+	n    int64
+	rate float64 // bytes per second; 0 until measured
+}
+
+func (p *pacer) done(n int64) {
+	now := time.Now()
+	if p.t0.IsZero() {
+		p.t0 = now
+		return
+	}
+	p.n += n
+	if d := now.Sub(p.t0); d >= 200*time.Millisecond {
+		p.rate = float64(p.n) / d.Seconds()
+		if d >= 2*time.Second { // a new window, so the size follows the disk
+			p.t0, p.n = now, 0
+		}
+	}
+}
+
+func (p *pacer) size(limit int64) int64 {
+	const unit = 1 << 20
+	n := int64(p.rate*stopWithin.Seconds()) / ioDepth / unit * unit
+	return min(max(n, unit), limit)
+}
+
+// orderedIO runs do on consecutive chunks of [start, size) with up to
+// len(bufs) of them in flight, each sized by a pacer. pre prepares a chunk
+// before its request (in the calling goroutine: the erase encrypts there,
+// on every core); post sees each chunk after its request, in order, and
+// returns false to stop. Nothing is submitted once stop returns true. It
+// returns when every request it started has finished.
 func orderedIO(start, size int64, bufs [][]byte, stop func() bool, pre func(*chunk), do func(*chunk), post func(*chunk) bool) {
 	ring := make([]*chunk, len(bufs))
 	for i := range ring {
 		ring[i] = &chunk{b: bufs[i]}
 	}
+	var pace pacer
 	busy := 0 // requests in flight, the oldest at ring[head]
 	head := 0
 	ok := true
@@ -553,6 +587,7 @@ func orderedIO(start, size int64, bufs [][]byte, stop func() bool, pre func(*chu
 		<-c.done
 		head = (head + 1) % len(ring)
 		busy--
+		pace.done(int64(len(c.b)))
 		if ok && !post(c) {
 			ok = false
 		}
@@ -567,7 +602,7 @@ func orderedIO(start, size int64, bufs [][]byte, stop func() bool, pre func(*chu
 		}
 		c := ring[next]
 		next = (next + 1) % len(ring)
-		c.off, c.b, c.err, c.bad = off, c.b[:min(int64(cap(c.b)), size-off)], nil, nil
+		c.off, c.b, c.err, c.bad = off, c.b[:min(pace.size(int64(cap(c.b))), size-off)], nil, nil
 		c.done = make(chan struct{})
 		pre(c)
 		busy++

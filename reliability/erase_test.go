@@ -19,10 +19,9 @@ import (
 	"luksdock/pipeline"
 )
 
-// eraseImgSize is large enough that an erase takes a few hundred
-// milliseconds at this machine's disk speed, so a SIGINT at its first
-// progress event lands in the middle of it.
-const eraseImgSize = 320 << 20
+// eraseImgSize: the erase starts with 1 MiB requests (the pacer), so a
+// SIGINT at its first progress event lands in the middle of it.
+const eraseImgSize = 128 << 20
 
 // progressEvent is a --json event with its progress.
 type progressEvent struct {

@@ -188,7 +188,7 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished
 				fmt.Fprintf(stderr, "luksdock: %v: the run has already finished\n", s)
 			} else {
 				got = true
-				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step...\n", s)
+				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step (an erase or surface check stops at its next request)...\n", s)
 				cancel()
 			}
 			mu.Unlock()

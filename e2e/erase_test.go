@@ -61,6 +61,27 @@ prep bad backups06 $b
 wait
 report bad
 
+# 4. Undock in the middle of the erase; dock again; the same command.
+mark ready-undock
+u=$(wait_disk S5UNDOCK001 60) || fail "the undock disk did not appear"
+prep ud backups08 $u
+i=0
+until grep -q '"step":"erase","progress":{"done":[1-9]' /tmp/ud.json 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt 1800 ] && fail "no erase progress: $(cat /tmp/ud.err)"
+	usleep 100000
+done
+mark in-erase
+host_wait undocked
+wait
+report ud
+mark state-ud $(grep -l '"serial": "S5UNDOCK001"' /var/lib/luksdock/erase-*.json | wc -l)
+wait_gone $u 30
+mark ready-redock
+u=$(wait_disk S5UNDOCK001 60) || fail "the disk did not come back"
+prep ud2 backups08 $u
+wait
+report ud2
+
 # 3. Throughput on the same volume in the same boot: luksdock, then dd.
 p=$(wait_disk S5THRUPUT01 60) || fail "the throughput disk did not appear"
 prep tp backups07 $p
@@ -86,7 +107,9 @@ sync
 // every read of the sector at 64 MiB): exit 5 at surface-check, naming one
 // unreadable sector at byte 67108864. (3) luksdock's erase and check rates
 // beside dd on the same dm-crypt volume in the same boot (logged; TCG, one
-// emulated CPU).
+// emulated CPU). (4) The disk undocked in the middle of the erase: exit 4
+// naming the undock and the position reached, the position kept; docked
+// again (a new kernel name and disk sequence), the same command continues.
 func TestEraseKernelEngine(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
@@ -98,7 +121,9 @@ func TestEraseKernelEngine(t *testing.T) {
 		Vendor: "Generic", Product: "Flash Disk", Serial: "S5BADSECT01", FailReadAt: 64 << 20}
 	tp := Disk{ID: "tp", Image: newImage(t, dir, "tp.img", 128<<20), Transport: "bot",
 		Vendor: "Samsung", Product: "PSSD T7", Serial: "S5THRUPUT01"}
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{er, bad, tp}, Timeout: 15 * time.Minute, Script: eraseScript})
+	ud := Disk{ID: "ud", Image: newImage(t, dir, "undock.img", 128<<20), Transport: "bot",
+		Vendor: "WD", Product: "Elements 25A3", Serial: "S5UNDOCK001", Hotplug: true}
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{er, bad, tp, ud}, Timeout: 15 * time.Minute, Script: eraseScript})
 
 	mustMark(t, vm, "throttle", 2*time.Minute)
 	if _, err := vm.QMP("block_set_io_throttle", map[string]any{"id": "er-hd", "bps": 0, "bps_rd": 0, "bps_wr": 4 << 20,
@@ -162,6 +187,44 @@ func TestEraseKernelEngine(t *testing.T) {
 		t.Errorf("bad disk: last event %+v, want a failed surface-check with %q", f, want)
 	} else {
 		t.Logf("bad disk: %s", f.Message)
+	}
+
+	mustMark(t, vm, "ready-undock", 5*time.Minute)
+	if err := vm.Plug(ud.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Throttle(ud.ID, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	mustMark(t, vm, "in-erase", 3*time.Minute)
+	if err := vm.Unplug(ud.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Send("undocked"); err != nil {
+		t.Fatal(err)
+	}
+	udEv := checkEraseRun(t, vm, "ud", "4")
+	if f := udEv[len(udEv)-1]; f.Kind != "failed" || f.Step != "erase" || !strings.Contains(f.Message, "the erase reached") || !strings.Contains(f.Message, "undocked") || !strings.Contains(f.State, "the position saved to continue from is") {
+		t.Errorf("undock: last event %+v, want a failed erase with the position reached and the undock named", f)
+	} else {
+		t.Logf("undock mid-erase: %s; state: %s", f.Message, f.State)
+	}
+	if n := strings.Join(mustMark(t, vm, "state-ud", time.Minute), ""); n != "1" {
+		t.Errorf("undock: %s state files for the undocked disk, want 1", n)
+	}
+	mustMark(t, vm, "ready-redock", 2*time.Minute)
+	if err := vm.Plug(ud.ID); err != nil {
+		t.Fatal(err)
+	}
+	ud2 := checkEraseRun(t, vm, "ud2", "0")
+	steps = nil
+	for _, e := range ud2 {
+		if e.Kind == "done" {
+			steps = append(steps, e.Step)
+		}
+	}
+	if s := strings.Join(steps, " "); s != "preflight resume open erase surface-check mkfs close verify" {
+		t.Errorf("after the re-dock: steps %s, want the resumed run's", s)
 	}
 
 	tpEv := checkEraseRun(t, vm, "tp", "0")

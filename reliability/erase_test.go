@@ -298,3 +298,26 @@ func TestSurfaceCheckCatchesAlteredTail(t *testing.T) {
 	}
 	t.Logf("altered %d bytes from byte %d; refused: %v", altered, firstBad, err)
 }
+
+// TestEraseFlagsRefused: --surface-check without --erase, and --restart
+// without --erase, are usage errors (exit 2) that touch nothing.
+func TestEraseFlagsRefused(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	img := sparseImage(t, t.TempDir(), imgSize)
+	withContent(t, img)
+	before := testkit.SHA256File(t, img)
+	pass := passFile(t, []byte(testPass+"\n"))
+	for flag, want := range map[string]string{
+		"--surface-check": "--surface-check reads back what --erase writes: give both",
+		"--restart":       "--restart goes with --erase",
+	} {
+		r := luksdock(t, runOpts{}, prepareArgs(img, pass, flag)...)
+		if r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: %s\nwant exit 2 and %q", flag, r, want)
+		}
+	}
+	if testkit.SHA256File(t, img) != before {
+		t.Error("the image changed")
+	}
+}

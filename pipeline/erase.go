@@ -305,7 +305,10 @@ func (r *runner) eraseSteps(steps []runStep) []runStep {
 	if !r.p.Opts.Erase {
 		return steps
 	}
-	r.state = r.p.Resume
+	if r.p.Resume != nil {
+		st := *r.p.Resume // the run moves its own copy on
+		r.state = &st
+	}
 	var out []runStep
 	for _, s := range steps {
 		switch s.id {

@@ -470,7 +470,7 @@ func progressLine(p *pipeline.Progress) string {
 	if p.Rate > 0 {
 		s += fmt.Sprintf(", %.0f MB/s", p.Rate/1e6)
 		if p.Done < p.Total {
-			s += ", " + (time.Duration(p.ETA) * time.Second).Round(time.Second).String() + " left"
+			s += ", " + time.Duration(p.ETA*float64(time.Second)).Round(time.Second).String() + " left"
 		}
 	}
 	if p.Bad > 0 {

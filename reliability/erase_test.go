@@ -109,10 +109,11 @@ func segmentBytes(t *testing.T, v testkit.Volume, off, n int64) []byte {
 }
 
 // TestEraseInterruptedAndResumed: `prepare --erase --surface-check` is
-// stopped with SIGINT at its first erase progress event; it exits 130 with
-// the position, and the image shows exactly that: the data segment up to
-// the position decrypts (golang.org/x/crypto/xts, key from cryptsetup) to
-// zeros, the rest is untouched. The same command then continues from there
+// stopped with SIGINT at its first erase progress event (and, second case,
+// with SIGTERM at its first surface-check progress event); it exits 130
+// with the position, and the image shows exactly that: the data segment up
+// to the position erased decrypts (golang.org/x/crypto/xts, key from
+// cryptsetup) to zeros, the rest is untouched. The same command then continues from there
 // (no wipe, partition or luksFormat: same LUKS UUID) and makes a verified
 // disk whose every sector was written (no all-zero ciphertext sector left of
 // the sparse image) and whose data segment decrypts to zeros except the
@@ -120,21 +121,35 @@ func segmentBytes(t *testing.T, v testkit.Volume, off, n int64) []byte {
 // monotonic and end at 100%.
 func TestEraseInterruptedAndResumed(t *testing.T) {
 	requireEnv(t)
-	t.Parallel()
+	for _, c := range []struct {
+		step, what string
+		sig        syscall.Signal
+	}{
+		{"erase", "erase", syscall.SIGINT},
+		{"surface-check", "surface check", syscall.SIGTERM},
+	} {
+		t.Run(c.step+"-"+c.sig.String(), func(t *testing.T) {
+			t.Parallel()
+			eraseInterruptedAndResumed(t, c.step, c.what, c.sig)
+		})
+	}
+}
+
+func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Signal) {
 	dir := t.TempDir()
 	img := sparseImage(t, dir, eraseImgSize)
 	pass := passFile(t, []byte(testPass+"\n"))
 	tmpdir := t.TempDir()
 	args := prepareArgs(img, pass, "--erase", "--surface-check", "--json")
 
-	d := drive(t, tmpdir, trigger{event: "progress", step: "erase", sig: syscall.SIGINT}, args...)
+	d := drive(t, tmpdir, trigger{event: "progress", step: step, sig: sig}, args...)
 	if !d.fired || d.code != 130 {
-		t.Fatalf("SIGINT at the first erase progress event: fired %v, exit %d\n%s", d.fired, d.code, d.stderr)
+		t.Fatalf("%v at the first %s progress event: fired %v, exit %d\n%s", sig, step, d.fired, d.code, d.stderr)
 	}
 	last := d.events[len(d.events)-1]
-	m := regexp.MustCompile(`the erase stopped at ([0-9.]+ [KMG]?i?B) of`).FindStringSubmatch(last.Message)
-	if last.Kind != "failed" || last.Step != "erase" || m == nil || !strings.Contains(last.State, "run the same command again to continue") {
-		t.Fatalf("last event %+v, want a failed erase with its position", last)
+	m := regexp.MustCompile(`the ` + what + ` stopped at ([0-9.]+ [KMG]?i?B) of`).FindStringSubmatch(last.Message)
+	if last.Kind != "failed" || last.Step != step || m == nil || !strings.Contains(last.State, "run the same command again to continue") {
+		t.Fatalf("last event %+v, want a failed %s with its position", last, step)
 	}
 	noLeftovers(t, tmpdir, img, d.kids)
 	states, _ := filepath.Glob(filepath.Join(tmpdir, "state", "erase-*.json"))
@@ -143,14 +158,15 @@ func TestEraseInterruptedAndResumed(t *testing.T) {
 	}
 	var st struct {
 		Pos, Total int64
+		Phase      string
 		UUID       string `json:"luks_uuid"`
 	}
 	b, _ := os.ReadFile(states[0])
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Pos <= 0 || st.Pos >= st.Total || pipeline.HumanSize(st.Pos) != m[1] {
-		t.Fatalf("saved position %d of %d; the message said %s (the erase was not stopped in the middle)", st.Pos, st.Total, m[1])
+	if st.Phase != step || st.Pos <= 0 || st.Pos >= st.Total || pipeline.HumanSize(st.Pos) != m[1] {
+		t.Fatalf("saved %s at %d of %d; the message said %s (not stopped in the middle of %s)", st.Phase, st.Pos, st.Total, m[1], step)
 	}
 	if bytes.Contains(b, []byte(testPass)) {
 		t.Fatal("the state file holds the passphrase")
@@ -166,16 +182,20 @@ func TestEraseInterruptedAndResumed(t *testing.T) {
 	if v.Seg.Size != st.Total {
 		t.Fatalf("segment %d bytes, the state says %d", v.Seg.Size, st.Total)
 	}
+	erased := st.Pos // what the interrupted run erased
+	if step != "erase" {
+		erased = st.Total
+	}
 	plain := testkit.DecryptXTS(t, v)
 	pb, err := os.ReadFile(plain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if i := bytes.IndexFunc(pb[:st.Pos], func(r rune) bool { return r != 0 }); i >= 0 {
-		t.Fatalf("the erased part [0, %d) does not decrypt to zeros at %d", st.Pos, i)
+	if i := bytes.IndexFunc(pb[:erased], func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("the erased part [0, %d) does not decrypt to zeros at %d", erased, i)
 	}
-	if rest := segmentBytes(t, v, st.Pos, st.Total-st.Pos); bytes.ContainsFunc(rest, func(r rune) bool { return r != 0 }) {
-		t.Fatalf("ciphertext was written past the reported position %d", st.Pos)
+	if rest := segmentBytes(t, v, erased, st.Total-erased); bytes.ContainsFunc(rest, func(r rune) bool { return r != 0 }) {
+		t.Fatalf("ciphertext was written past the reported position %d", erased)
 	}
 	t.Logf("stopped at %d of %d bytes (%s)", st.Pos, st.Total, last.Message)
 
@@ -192,13 +212,20 @@ func TestEraseInterruptedAndResumed(t *testing.T) {
 	for _, e := range evs {
 		if e.Kind == "done" {
 			ran = append(ran, e.Step)
+			if e.Step == "erase" && step != "erase" && e.Message != "already erased by the interrupted run" {
+				t.Errorf("the resumed run erased again: %q", e.Message)
+			}
 		}
 	}
 	if got := strings.Join(ran, " "); got != "preflight resume open erase surface-check mkfs close verify" {
 		t.Errorf("steps of the resumed run: %s", got)
 	}
-	checkProgress(t, evs, "erase", st.Pos, true)
-	checkProgress(t, evs, "surface-check", 0, true)
+	if step == "erase" {
+		checkProgress(t, evs, "erase", st.Pos, true)
+		checkProgress(t, evs, "surface-check", 0, true)
+	} else {
+		checkProgress(t, evs, "surface-check", st.Pos, true)
+	}
 	if states, _ := filepath.Glob(filepath.Join(tmpdir, "state", "*")); len(states) != 0 {
 		t.Errorf("state left after the disk was verified: %v", states)
 	}

@@ -64,6 +64,9 @@ type Event struct {
 	Engine  string        `json:"engine,omitempty"`
 	Steps   []Step        `json:"steps,omitempty"`
 	Result  *Result       `json:"result,omitempty"`
+	// Version is the luksdock that runs (internal/version.String()), on
+	// the plan event, the first of a prepare run.
+	Version string `json:"version,omitempty"`
 	// Progress: with EventProgress (erase.go).
 	Progress *Progress `json:"progress,omitempty"`
 }
@@ -89,4 +92,7 @@ type Result struct {
 	FsckClean    bool      `json:"fsck_clean"`
 	Fsck         []string  `json:"fsck,omitempty"`
 	HeaderBackup string    `json:"header_backup,omitempty"`
+	// Version is the luksdock that verified the disk
+	// (internal/version.String()), to quote in a bug report.
+	Version string `json:"version,omitempty"`
 }

@@ -15,6 +15,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/internal/version"
 	"luksdock/luks"
 )
 
@@ -68,7 +69,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		r.send(Event{Kind: EventFailed, Step: StepPreflight, Message: err.Error(), State: e.State})
 		return nil, e
 	}
-	r.send(Event{Kind: EventPlan, Steps: p.Steps, Engine: p.Engine, Message: p.EngineWhy})
+	r.send(Event{Kind: EventPlan, Steps: p.Steps, Engine: p.Engine, Message: p.EngineWhy, Version: version.String()})
 	for _, n := range p.Target.Notes {
 		r.send(Event{Kind: EventInfo, Message: n})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/internal/version"
 	"luksdock/luks"
 )
 
@@ -68,7 +69,7 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, pass [
 	sb, lerr := fsformat.ReadSuper(ctx, vol)
 	label := sb.Label
 	cerr := closeVol()
-	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output}
+	res := &Result{Partition: partName, Engine: engine, LUKS: info, FSLabel: label, FsckClean: chk.Clean, Fsck: chk.Output, Version: version.String()}
 	switch {
 	case ferr != nil:
 		return nil, fmt.Errorf("e2fsck could not run: %w", ferr)

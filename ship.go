@@ -1,0 +1,428 @@
+package main
+
+// Shipping luksdock like a sysadmin tool: --version, shell completions that
+// know the docked disks, examples in --help, and the hidden commands the
+// package build uses to write man pages and completion scripts from this
+// very command tree (so a new flag reaches them without anyone writing it
+// twice). scripts/package runs `luksdock gen-man` and
+// `luksdock gen-completions` on the binary it packages.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
+
+	"luksdock/disk"
+	"luksdock/internal/version"
+)
+
+// addShipping sets the version, completions and examples on the command tree
+// and registers the hidden gen-man and gen-completions commands.
+func addShipping(root *cobra.Command) {
+	root.Version = version.String()
+	root.SetVersionTemplate("luksdock {{.Version}}\n")
+	// `luksdock completion bash|zsh|fish` still works (for `go install`
+	// users); the package installs the scripts, so it gets no man page.
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.DisableAutoGenTag = true
+	root.AddCommand(newGenManCmd(), newGenCompletionsCmd())
+	walk(root, func(c *cobra.Command) {
+		if ex, ok := examples[c.CommandPath()]; ok && c.Example == "" {
+			c.Example = strings.Trim(ex, "\n")
+		}
+		registerCompletions(c)
+	})
+}
+
+func walk(c *cobra.Command, f func(*cobra.Command)) {
+	f(c)
+	for _, s := range c.Commands() {
+		walk(s, f)
+	}
+}
+
+// registerCompletions gives the flags of c that name disks, files or fixed
+// choices their completions: --device completes with the disks
+// `luksdock list` shows (for prepare only those it may prepare), the file
+// flags complete files, the rest their values.
+func registerCompletions(c *cobra.Command) {
+	f := c.Flags()
+	if f.Lookup("device") != nil {
+		eligibleOnly := c.Name() == "prepare"
+		_ = c.RegisterFlagCompletionFunc("device", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			allowInternal, _ := cmd.Flags().GetBool("allow-internal")
+			return deviceCompletions(disk.Sys{Root: "/"}, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
+		})
+	}
+	for _, name := range []string{"image", "passphrase-file", "header-backup", "recovery-key"} {
+		if f.Lookup(name) != nil {
+			_ = c.MarkFlagFilename(name)
+		}
+	}
+	// A string flag whose help ends its first clause in a list of lower-case
+	// words ("how to open the volume: auto, kernel or userspace") completes
+	// those words: the help text is the one place they are written.
+	f.VisitAll(func(fl *pflag.Flag) {
+		if fl.Value.Type() != "string" {
+			return
+		}
+		if values := choices(fl.Usage); len(values) > 0 {
+			_ = c.RegisterFlagCompletionFunc(fl.Name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+		}
+	})
+}
+
+var choiceList = regexp.MustCompile(`^[^:]*: ([a-z0-9][a-z0-9-]*(?:, [a-z0-9][a-z0-9-]*)*,? or [a-z0-9][a-z0-9-]*)(?:$| \(|;|\.)`)
+
+// choices parses "...: a, b or c" at the start of a flag's help.
+func choices(usage string) []string {
+	m := choiceList.FindStringSubmatch(usage)
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, w := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, w)
+	}
+	return out
+}
+
+// deviceCompletions lists the disks `luksdock list` reads (the same sysfs
+// scan and safety policy), as "/dev/NAME<TAB>size, model, status". With
+// eligibleOnly, disks the policy refuses are left out.
+func deviceCompletions(sys disk.Sys, eligibleOnly, allowInternal bool) []string {
+	disks, err := sys.Scan()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range disks {
+		v := disk.Assess(d)
+		if eligibleOnly && !v.OK(allowInternal) {
+			continue
+		}
+		desc := []string{disk.SizeString(d.Size), d.Transport}
+		if m := strings.TrimSpace(d.Vendor + " " + d.Model); m != "" {
+			desc = append(desc, m)
+		}
+		desc = append(desc, d.Summary(), v.Status(allowInternal))
+		out = append(out, d.Path+"\t"+strings.Join(desc, ", "))
+	}
+	return out
+}
+
+// examples are each command's EXAMPLES (in --help and the man page). Together
+// they walk the manual procedure luksdock replaces: find the docked disk
+// (dmesg), look at the plan (the commands a person would type), prepare,
+// verify, and use the disk by hand.
+var examples = map[string]string{
+	"luksdock": `
+  # Dock the disk, then start the wizard: it offers the disk, asks for a
+  # label and a passphrase, shows the plan and wants the disk's name typed.
+  luksdock
+
+  # The same without the wizard, step by step:
+  luksdock list --wait      # dock the disk now: prints it, as dmesg would
+  luksdock prepare --device /dev/sdi --label backups01 --dry-run    # the plan
+  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - --confirm sdi \
+      --header-backup /root/backups01-header.img
+  luksdock verify --device /dev/sdi --passphrase-file -
+
+  # Use the disk by hand (the desktop does this when it is docked):
+  cryptsetup open /dev/sdi1 backups01 && mount /dev/mapper/backups01 /mnt
+  umount /mnt && cryptsetup close backups01`,
+	"luksdock list": `
+  # Every disk, what is on it and whether luksdock may prepare it:
+  luksdock list
+
+  # Wait for the disk you are about to dock and show only it, with the
+  # kernel's log of its arrival (what you would look for in dmesg):
+  luksdock list --wait
+
+  # The same for scripts:
+  luksdock list --json | jq -r '.[] | select(.ok) | .path'`,
+	"luksdock prepare": `
+  # See the plan: the shell commands a person would type, nothing touched.
+  luksdock prepare --device /dev/sdi --label backups01 --dry-run
+
+  # Prepare the docked disk sdi; type the passphrase on standard input and
+  # keep a header backup off the disk:
+  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - \
+      --confirm sdi --header-backup /root/backups01-header.img
+
+  # Try it on a 1 GiB image file first (cheap KDF: for tests only):
+  printf '%s\n' 'correct horse battery staple' > pass.txt
+  luksdock prepare --image demo.img --size 1G --label demo --passphrase-file pass.txt \
+      --confirm demo.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000`,
+	"luksdock verify": `
+  # Check an offsite disk when it comes back (nothing is written to it):
+  luksdock verify --device /dev/sdi --passphrase-file -
+
+  # The same for an image, with the result as JSON:
+  luksdock verify --image demo.img --passphrase-file pass.txt --json`,
+}
+
+// files are the FILES sections of the man pages, by command path.
+var files = map[string][][2]string{
+	"luksdock": {
+		{"/dev/sdX", "the disk it prepares: wiped, partitioned, LUKS-formatted, ext4 inside (prepare and the wizard; verify and list only read)."},
+		{"IMAGE", "with --image, the image file; created sparse with --size when it does not exist (never over an existing file of another size)."},
+		{"HEADER-BACKUP", "with --header-backup, a copy of the LUKS header (cryptsetup luksHeaderBackup), mode 0600; an existing file is never overwritten."},
+		{"/dev/mapper/luksdock-*", "the kernel engine's dm-crypt mapping while a volume is open (luksdock-LABEL, luksdock-verify-PID); removed when the run ends, and a stale unused one is closed by the next run."},
+		{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory (mode 0700) while a volume is open; removed when the run ends, and a dead one is removed by the next run."},
+		{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival."},
+	},
+	"luksdock list": {
+		{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival; list writes nothing."},
+	},
+	"luksdock prepare": nil, // the root's
+	"luksdock verify": {
+		{"/dev/sdX, IMAGE", "read only: verify writes nothing to the disk or image."},
+		{"/dev/mapper/luksdock-verify-*", "the kernel engine's read-only dm-crypt mapping while checking; removed when it ends."},
+		{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory while checking; removed when it ends."},
+	},
+}
+
+func newGenManCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "gen-man DIR",
+		Short:  "Write the man pages (section 8) of every command into DIR",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return genManTree(cmd.Root(), args[0])
+		},
+	}
+}
+
+func newGenCompletionsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "gen-completions DIR",
+		Short:  "Write bash, zsh and fish completion scripts into DIR/{bash,zsh,fish}",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return genCompletions(cmd.Root(), args[0])
+		},
+	}
+}
+
+// genCompletions writes DIR/bash/luksdock, DIR/zsh/_luksdock and
+// DIR/fish/luksdock.fish (the names their shells load on demand).
+func genCompletions(root *cobra.Command, dir string) error {
+	for _, g := range []struct {
+		path string
+		gen  func(io.Writer) error
+	}{
+		{"bash/luksdock", func(w io.Writer) error { return root.GenBashCompletionV2(w, true) }},
+		{"zsh/_luksdock", root.GenZshCompletion},
+		{"fish/luksdock.fish", func(w io.Writer) error { return root.GenFishCompletion(w, true) }},
+	} {
+		var b bytes.Buffer
+		if err := g.gen(&b); err != nil {
+			return err
+		}
+		p := filepath.Join(dir, g.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// manDate is the man pages' date: SOURCE_DATE_EPOCH (reproducible builds),
+// else the commit's time from the build info, else now.
+func manDate() (time.Time, error) {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
+		}
+		return time.Unix(n, 0).UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, version.Get().Time); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Now().UTC(), nil
+}
+
+// genManTree writes DIR/luksdock.8, DIR/luksdock-prepare.8, ... for every
+// visible command. cobra/doc renders NAME, SYNOPSIS, DESCRIPTION (the
+// command's Long help), OPTIONS (its flags, as --help lists them) and
+// EXAMPLES; EXIT STATUS and FILES are added here.
+func genManTree(root *cobra.Command, dir string) error {
+	date, err := manDate()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root.InitDefaultVersionFlag() // cobra adds --version only to the command it runs
+	var errs []error
+	var gen func(c *cobra.Command)
+	gen = func(c *cobra.Command) {
+		if c != root && (!c.IsAvailableCommand() || c.IsAdditionalHelpTopicCommand()) {
+			return // nor its subcommands (completion bash, ...)
+		}
+		for _, s := range c.Commands() {
+			gen(s)
+		}
+		page, err := manPage(c, date)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		name := strings.ReplaceAll(c.CommandPath(), " ", "-") + ".8"
+		errs = append(errs, os.WriteFile(filepath.Join(dir, name), page, 0o644))
+	}
+	gen(root)
+	return errors.Join(errs...)
+}
+
+// exitParagraph matches the exit-code paragraph of a Long help text.
+var exitParagraph = regexp.MustCompile(`(?s)(?:^|\n\n)(Exit (?:codes|status):.*?)(?:\n\n|$)`)
+
+// manPage renders one command's page.
+func manPage(c *cobra.Command, date time.Time) ([]byte, error) {
+	// The exit codes are part of --help's Long text; in the man page they
+	// are the EXIT STATUS section.
+	long := c.Long
+	exit := exitCodesHelp
+	if m := exitParagraph.FindStringSubmatchIndex(long); m != nil {
+		exit = long[m[2]:m[3]]
+		long = strings.TrimSpace(long[:m[0]] + "\n\n" + long[m[1]:])
+	}
+	saved := c.Long
+	c.Long = long
+	defer func() { c.Long = saved }()
+
+	var b bytes.Buffer
+	err := doc.GenMan(c, &doc.GenManHeader{
+		Section: "8",
+		Date:    &date,
+		Source:  "luksdock " + version.Get().Module,
+		Manual:  "System Administration",
+	}, &b)
+	if err != nil {
+		return nil, err
+	}
+	page := b.String()
+	page = strings.Replace(page, "\n.SH EXAMPLE\n", "\n.SH EXAMPLES\n", 1)
+	// The tools luksdock drives, after cobra's list of related commands.
+	if i := strings.Index(page, "\n.SH SEE ALSO\n"); i >= 0 {
+		end := strings.Index(page[i+len("\n.SH SEE ALSO\n"):], "\n") + i + len("\n.SH SEE ALSO\n")
+		page = page[:end] + ", \\fBcryptsetup\\fP(8), \\fBmkfs.ext4\\fP(8), \\fBe2fsck\\fP(8)" + page[end:]
+	}
+	// cobra/doc sets each option as a paragraph with a tab before its
+	// text; a tagged paragraph reads like every other man page.
+	page = optionPara.ReplaceAllStringFunc(page, func(m string) string {
+		sm := optionPara.FindStringSubmatch(m)
+		return ".TP\n" + strings.ReplaceAll(sm[1]+sm[2], "-", `\-`) + "\n" + sm[3] + "\n"
+	})
+
+	var extra strings.Builder
+	extra.WriteString(".SH EXIT STATUS\n")
+	extra.WriteString(exitStatusRoff(exit))
+	fs, ok := files[c.CommandPath()]
+	if !ok || fs == nil {
+		fs = files["luksdock"]
+	}
+	extra.WriteString(".SH FILES\n")
+	for _, f := range fs {
+		fmt.Fprintf(&extra, ".TP\n\\fI%s\\fR\n%s\n", roffEscape(f[0]), roffEscape(f[1]))
+	}
+	// man-pages(7) order: ... OPTIONS, EXIT STATUS, FILES, EXAMPLES, SEE ALSO.
+	at := len(page)
+	for _, sec := range []string{".SH EXAMPLES\n", ".SH SEE ALSO\n"} {
+		if i := strings.Index(page, sec); i >= 0 && i < at {
+			at = i
+		}
+	}
+	page = page[:at] + extra.String() + page[at:]
+	return []byte(page), nil
+}
+
+// optionPara is one option as cobra/doc renders it: the flag in bold, its
+// default, then a tab and the usage text.
+var optionPara = regexp.MustCompile(`(?m)^(?:\.PP\n)?(\\fB-[^\n]*?\\fP)([^\n]*)\n\t([^\n]*)\n`)
+
+// exitLine is one "  N    meaning" line of exitCodesHelp.
+var exitLine = regexp.MustCompile(`^\s{1,4}(\d+)\s+(.*)$`)
+
+// exitItem starts one "N meaning" item of a one-sentence exit status.
+var exitItem = regexp.MustCompile(`(?:^|, )(\d+) `)
+
+// exitStatusRoff renders an exit-code paragraph: exitCodesHelp's table as a
+// tagged list, any other text (list's one sentence) as it is.
+func exitStatusRoff(text string) string {
+	lines := strings.Split(text, "\n")
+	var b strings.Builder
+	table := false
+	for _, l := range lines[1:] {
+		if m := exitLine.FindStringSubmatch(l); m != nil {
+			fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", m[1], roffEscape(m[2]))
+			table = true
+		} else if table && strings.TrimSpace(l) != "" {
+			fmt.Fprintf(&b, "%s\n", roffEscape(strings.TrimSpace(l)))
+		}
+	}
+	if table {
+		return b.String()
+	}
+	// One sentence: "Exit status: 0 success, 2 usage error, ... 130 interrupted."
+	body := strings.Join(strings.Fields(strings.TrimPrefix(strings.TrimPrefix(text, "Exit status:"), "Exit codes:")), " ")
+	body = strings.TrimSuffix(body, ".")
+	idx := exitItem.FindAllStringSubmatchIndex(body, -1)
+	if len(idx) == 0 || idx[0][0] != 0 {
+		return roffEscape(body) + "\n"
+	}
+	for i, m := range idx {
+		end := len(body)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", body[m[2]:m[3]], roffEscape(body[m[1]:end]))
+	}
+	return b.String()
+}
+
+// exitCodes parses exitCodesHelp into code -> meaning (one line each).
+func exitCodes(text string) map[int]string {
+	codes := map[int]string{}
+	last := -1
+	for _, l := range strings.Split(text, "\n") {
+		if m := exitLine.FindStringSubmatch(l); m != nil {
+			last, _ = strconv.Atoi(m[1])
+			codes[last] = m[2]
+		} else if last >= 0 && strings.TrimSpace(l) != "" {
+			codes[last] += " " + strings.TrimSpace(l)
+		}
+	}
+	return codes
+}
+
+// roffEscape makes text safe as roff input: backslashes, and a leading dot
+// or quote that would start a request.
+func roffEscape(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\e`)
+	s = strings.ReplaceAll(s, "-", `\-`)
+	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
+		s = `\&` + s
+	}
+	return s
+}

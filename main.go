@@ -33,9 +33,12 @@ const exitCodesHelp = `Exit codes:
        small, read-only, a partition; bad label or passphrase; missing tools.
        Nothing was written.
   4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the disk does not unlock or fsck clean
-  130  interrupted (SIGINT/SIGTERM): the step in progress finished, the
-       volume was closed and the disk released; the state is reported`
+  5    verification failed: the disk does not unlock or fsck clean, or the
+       surface check found bad sectors
+  130  interrupted (SIGINT/SIGTERM): the step in progress finished (an
+       erase or surface check stopped at its next request and kept its
+       position), the volume was closed and the disk released; the state
+       is reported`
 
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }

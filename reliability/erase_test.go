@@ -250,7 +250,8 @@ func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Sig
 func TestSurfaceCheckCatchesAlteredTail(t *testing.T) {
 	requireEnv(t)
 	t.Setenv("LUKSDOCK_STATE_DIR", filepath.Join(t.TempDir(), "state"))
-	img := sparseImage(t, t.TempDir(), 256<<20)
+	const size = 128 << 20
+	img := sparseImage(t, t.TempDir(), size)
 	target, err := pipeline.ImageTarget(img, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +262,7 @@ func TestSurfaceCheckCatchesAlteredTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const realSize = 160 << 20 // the "real capacity" of the fake disk
+	const realSize = 80 << 20 // the "real capacity" of the fake disk
 	var altered int64
 	var evs []pipeline.Event
 	_, err = p.Run(context.Background(), filepath.Base(img), []byte(testPass), func(e pipeline.Event) {
@@ -273,7 +274,7 @@ func TestSurfaceCheckCatchesAlteredTail(t *testing.T) {
 			}
 			defer f.Close()
 			buf := make([]byte, 1<<20)
-			for off := int64(realSize); off < 256<<20; off += int64(len(buf)) {
+			for off := int64(realSize); off < size; off += int64(len(buf)) {
 				if _, err := f.ReadAt(buf, off-realSize); err != nil {
 					t.Fatal(err)
 				}

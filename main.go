@@ -297,9 +297,6 @@ starts over instead).
 			defer clear(pass)
 			ctx, stop, finished := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			if p.Resume != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: continuing the interrupted erase of %s: %s (pass --restart to start over)\n", t.Path, p.Resume)
-			}
 			emit := textEvents(out, len(p.Steps))
 			if asJSON {
 				emit = jsonEvents(out)

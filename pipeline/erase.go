@@ -308,6 +308,7 @@ func (r *runner) eraseSteps(steps []runStep) []runStep {
 	if r.p.Resume != nil {
 		st := *r.p.Resume // the run moves its own copy on
 		r.state = &st
+		r.send(Event{Kind: EventInfo, Message: fmt.Sprintf("continuing the interrupted erase of %s: %s (saved in %s; --restart starts over)", r.p.Target.Path, &st, statePath(st.LUKSUUID))})
 	}
 	var out []runStep
 	for _, s := range steps {

@@ -251,7 +251,8 @@ that returns wrong data (fake capacity) or read errors is refused with exit
 print their progress (a line updated in place on a terminal; 'progress'
 events with --json). Ctrl+C or SIGTERM stops them within a second; the
 position is saved with the disk's identity and LUKS UUID (in
-$LUKSDOCK_STATE_DIR, default /var/lib/luksdock), also every few seconds
+$LUKSDOCK_STATE_DIR, default /var/lib/luksdock, or
+~/.local/state/luksdock for a user other than root), also every few seconds
 while they run, so after an interruption, a kill or an undock the same
 command on the same disk continues from there (it says so; --restart
 starts over instead).

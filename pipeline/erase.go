@@ -71,10 +71,21 @@ type Progress struct {
 
 // StateDir is where the position of an interrupted erase or surface check
 // is kept (one small JSON file per LUKS volume; no secret): the directory in
-// $LUKSDOCK_STATE_DIR, else /var/lib/luksdock.
+// $LUKSDOCK_STATE_DIR, else /var/lib/luksdock for root, else
+// $XDG_STATE_HOME/luksdock (~/.local/state/luksdock) for a user preparing
+// an image.
 func StateDir() string {
 	if d := os.Getenv("LUKSDOCK_STATE_DIR"); d != "" {
 		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/luksdock"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "luksdock")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "luksdock")
 	}
 	return "/var/lib/luksdock"
 }

@@ -38,11 +38,14 @@ const exitCodesHelp = `Exit codes:
   4    a step failed; the message names the step and the state of the disk
   5    verification failed: the disk is damaged or not a finished backup
        disk (no LUKS header, no clean ext4, a table Linux does not read, no
-       kernel finds it with 512- or 4096-byte sectors)
+       kernel finds it with 512- or 4096-byte sectors), or the surface
+       check found bad sectors
   6    verify: the passphrase unlocks no keyslot (a typo, or another disk)
-  130  interrupted (SIGINT/SIGTERM): the step in progress finished, no later
-       step started, the volume was closed and the disk released; the state
-       is reported. A run whose last step finished exits 0.`
+  130  interrupted (SIGINT/SIGTERM): the step in progress finished (an
+       erase or surface check stopped at its next request and kept its
+       position), no later step started, the volume was closed and the disk
+       released; the state is reported. A run whose last step finished
+       exits 0.`
 
 // Exit codes: the CLI's mapping of the pipeline's failure kinds.
 const (
@@ -278,7 +281,7 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished
 				fmt.Fprintf(stderr, "luksdock: %v: the run has already finished\n", s)
 			} else {
 				got = true
-				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step...\n", s)
+				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step (an erase or surface check stops at its next request)...\n", s)
 				cancel()
 			}
 			mu.Unlock()
@@ -368,6 +371,21 @@ mount (not with --dry-run, which touches nothing).
 The PBKDF flags are passed to cryptsetup as they are; without them
 cryptsetup's own benchmarked defaults apply.
 
+--erase writes the whole LUKS data segment with zeros through the encryption
+after luksFormat and before mkfs, so the disk holds only ciphertext (old data
+is gone; used space cannot be told from free space). --surface-check then
+reads it all back and checks that every sector decrypts to zeros: a disk
+that returns wrong data (fake capacity) or read errors is refused with exit
+5, naming the first bad byte and the count. Both run at the disk's speed and
+print their progress (a line updated in place on a terminal; 'progress'
+events with --json). Ctrl+C or SIGTERM stops them within a second; the
+position is saved with the disk's identity and LUKS UUID (in
+$LUKSDOCK_STATE_DIR, default /var/lib/luksdock, or
+~/.local/state/luksdock for a user other than root), also every few seconds
+while they run, so after an interruption, a kill or an undock the same
+command on the same disk continues from there (it says so; --restart
+starts over instead).
+
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -381,6 +399,12 @@ cryptsetup's own benchmarked defaults apply.
 				return usageError{errors.New("--label is required")}
 			}
 			o.Table = disk.TableType(table) // checked with the other options (exit 3)
+			if o.SurfaceCheck && !o.Erase {
+				return usageError{errors.New("--surface-check reads back what --erase writes: give both")}
+			}
+			if o.Restart && !o.Erase {
+				return usageError{errors.New("--restart goes with --erase")}
+			}
 			if confirm == "" && !dryRun {
 				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
 			}
@@ -460,6 +484,9 @@ cryptsetup's own benchmarked defaults apply.
 	f.StringVar(&o.RecoveryKeyFile, "recovery-key", "", "generate a recovery key, add it as a second keyslot and write it to this new file (mode 0600; never overwrites; not on the target disk)")
 	f.BoolVar(&o.AcceptUnhealthy, "accept-unhealthy", false, "use a disk even though its SMART health is failing or degrading")
 	f.StringVar(&o.Owner, "owner", "", "owner of the filesystem's top directory: USER or UID:GID (default: the user behind sudo or pkexec, else root)")
+	f.BoolVar(&o.Erase, "erase", false, "overwrite the whole disk through the encryption (zeros, encrypted) before mkfs; resumable")
+	f.BoolVar(&o.SurfaceCheck, "surface-check", false, "after --erase, read the whole disk back and refuse it (exit 5) if any sector is wrong or unreadable")
+	f.BoolVar(&o.Restart, "restart", false, "with --erase: start over, even if an interrupted erase of this disk could be continued")
 	f.BoolVar(&asJSON, "json", false, "print one JSON event per line")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan as a shell script that does the same by hand (on a kernel with device-mapper) and touch nothing")
 	return cmd
@@ -564,11 +591,19 @@ func jsonEvents(w io.Writer) func(pipeline.Event) {
 
 // textEvents prints what the events say, folded into a pipeline.Progress:
 // each step with the command it really runs (from its start event) and how
-// it ended. total is the number of steps when no plan event will say it
-// (verify).
+// it ended, and the progress of long steps: on a terminal one line updated
+// in place, else a line every 10%. total is the number of steps when no
+// plan event will say it (verify).
 func textEvents(w io.Writer, total int) func(pipeline.Event) {
 	var p pipeline.Progress
+	tty := isTerminal(w)
+	inLine := false // a progress line without its newline is on the terminal
+	lastTenth := -1
 	return func(e pipeline.Event) {
+		if inLine && e.Kind != pipeline.EventProgress {
+			fmt.Fprintln(w)
+			inLine = false
+		}
 		s := p.Apply(e)
 		switch e.Kind {
 		case pipeline.EventPlan:
@@ -578,7 +613,17 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "warning: %s\n", e.Message)
 		case pipeline.EventInfo:
 			fmt.Fprintf(w, "note: %s\n", e.Message)
+		case pipeline.EventProgress:
+			line := progressLine(e.Progress)
+			if tty {
+				fmt.Fprintf(w, "\r      %-72s", line)
+				inLine = true
+			} else if tenth := int(10 * e.Progress.Fraction); tenth != lastTenth {
+				lastTenth = tenth
+				fmt.Fprintf(w, "      %s\n", line)
+			}
 		case pipeline.EventStart:
+			lastTenth = -1
 			fmt.Fprintf(w, "[%d/%d] %s\n", p.Index(e.Step)+1, max(total, len(p.Steps)), s.Title)
 			if s.Ran != "" {
 				fmt.Fprintf(w, "      $ %s\n", s.Ran)
@@ -620,4 +665,29 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			}
 		}
 	}
+}
+
+// progressLine is one progress event for people: percent, bytes, rate, ETA.
+func progressLine(p *pipeline.Advance) string {
+	s := fmt.Sprintf("%5.1f%%  %s of %s", 100*p.Fraction, pipeline.HumanSize(p.Done), pipeline.HumanSize(p.Total))
+	if p.Rate > 0 {
+		s += fmt.Sprintf(", %.0f MB/s", p.Rate/1e6)
+		if p.Done < p.Total {
+			s += ", " + time.Duration(p.ETA*float64(time.Second)).Round(time.Second).String() + " left"
+		}
+	}
+	if p.Bad > 0 {
+		s += fmt.Sprintf(", %d BAD sectors", p.Bad)
+	}
+	return s
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

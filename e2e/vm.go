@@ -44,6 +44,10 @@ type Disk struct {
 	// reports (scsi-hd logical_block_size, physical_block_size; 0: QEMU's
 	// default, 512). Many USB-SATA bridges report 4096-byte logical sectors.
 	LogicalBlockSize, PhysicalBlockSize int
+	// FailReadAt, when positive, makes every read of the 512-byte sector at
+	// this byte offset fail with EIO (QEMU's blkdebug between the image and
+	// the disk), as a failing disk's unreadable sector does; writes succeed.
+	FailReadAt int64
 }
 
 func (d Disk) transport() string {
@@ -173,8 +177,17 @@ func Start(dir string, cfg Config) (*VM, error) {
 	for _, d := range cfg.Disks {
 		args = append(args,
 			"-blockdev", "driver=file,node-name="+d.ID+"-file,filename="+d.Image+",cache.direct=off",
-			"-blockdev", "driver=raw,node-name="+d.ID+",file="+d.ID+"-file",
 		)
+		file := d.ID + "-file"
+		if d.FailReadAt > 0 {
+			// raw-format raises blkdebug's read_aio event on every read, which
+			// arms the rule; the rule fails requests covering the sector.
+			args = append(args, "-blockdev", fmt.Sprintf("driver=blkdebug,node-name=%s-dbg,image=%s,"+
+				"inject-error.0.event=read_aio,inject-error.0.iotype=read,inject-error.0.errno=5,inject-error.0.sector=%d,inject-error.0.once=off",
+				d.ID, file, d.FailReadAt/512))
+			file = d.ID + "-dbg"
+		}
+		args = append(args, "-blockdev", "driver=raw,node-name="+d.ID+",file="+file)
 		if !d.Hotplug {
 			for _, dev := range d.devices(bus) {
 				args = append(args, "-device", dev.commandLine())

@@ -81,6 +81,9 @@ const (
 // step that completed): the steps that write say that they may have written
 // part of their changes; the others leave the state after done.
 func StateFailedIn(step, done StepID) string {
+	if s, ok := eraseState(step, true); ok {
+		return s
+	}
 	switch step {
 	case StepWipe:
 		return statePartWiped
@@ -98,6 +101,9 @@ func StateFailedIn(step, done StepID) string {
 
 // StateAfter is the disk's state once step has completed.
 func StateAfter(step StepID) string {
+	if s, ok := eraseState(step, false); ok {
+		return s
+	}
 	switch step {
 	case "", StepPreflight:
 		return stateUnchanged

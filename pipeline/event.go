@@ -80,6 +80,8 @@ type Event struct {
 	// Version is the luksdock that runs (internal/version.String()), on
 	// the plan event, the first of a prepare run.
 	Version string `json:"version,omitempty"`
+	// Progress: with EventProgress (erase.go).
+	Progress *Advance `json:"progress,omitempty"`
 }
 
 // MarshalJSON adds elapsed_ms.

@@ -43,6 +43,10 @@ type Options struct {
 	// "UID:GID"; "" for the user behind sudo or pkexec, or root (see
 	// ResolveOwner).
 	Owner string
+	// Erase, SurfaceCheck, Restart: see erase.go.
+	Erase        bool // write the whole data segment with zeros through the encryption before mkfs
+	SurfaceCheck bool // then read it all back and check it decrypts to zeros (needs Erase)
+	Restart      bool // start over even if an interrupted erase of this disk could be continued
 }
 
 // Plan is a checked, ready-to-run preparation of one target. Building a plan
@@ -59,6 +63,9 @@ type Plan struct {
 	OwnerWhy  string
 	Warnings  []string
 	Steps     []Step
+	// Resume is set when the run continues an interrupted erase of this
+	// disk (erase.go); the wizard may offer Opts.Restart instead.
+	Resume *Resume
 }
 
 // Engines report what this machine can do; replaced in tests.
@@ -106,6 +113,9 @@ func ValidateOptions(o *Options) error {
 	}
 	if _, _, err := ResolveOwner(o.Owner, getenv); err != nil {
 		return refused("%v", err)
+	}
+	if err := validateErase(o); err != nil {
+		return err
 	}
 	return nil
 }
@@ -189,6 +199,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		return nil, err
 	}
 	p.Steps = p.layoutSteps()
+	p.planErase()
 	return p, nil
 }
 
@@ -354,6 +365,16 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		return fmt.Sprintf("cryptsetup open --readonly %s luksdock-verify && e2fsck -fn /dev/mapper/luksdock-verify && cryptsetup close luksdock-verify", f.part)
 	case StepHeaderBackup:
 		return fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", f.part, shq(o.HeaderBackup))
+	case StepResume:
+		return fmt.Sprintf("# keep the partition and LUKS header (UUID %s) the interrupted run made; cryptsetup luksDump --dump-volume-key recovers the volume key", p.Resume.LUKSUUID)
+	case StepErase:
+		cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M oflag=direct status=progress", f.vol)
+		if p.Engine == EngineUserspace {
+			cmd = "# " + cmd + "  (userspace engine: luksdock encrypts the zeros on every core and writes the ciphertext straight to the data segment)"
+		}
+		return cmd
+	case StepSurfaceCheck:
+		return fmt.Sprintf("cmp --bytes=$(blockdev --getsize64 %s) %s /dev/zero", f.vol, f.vol)
 	}
 	return ""
 }

@@ -45,6 +45,7 @@ type runner struct {
 	vol    string    // the opened volume: /dev/mapper/NAME or the FUSE file
 	keys   *keyCheck // the keyslot checks, running from the open step on
 	result *Result
+	state  *Resume // the erase's saved position (erase.go)
 }
 
 // Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
@@ -95,6 +96,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		{StepVerify, r.verify},
 		{StepHeaderBackup, r.headerBackup},
 	}
+	steps = r.eraseSteps(steps)
 	for _, s := range steps {
 		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" || s.id == StepRecoveryKey && p.Opts.RecoveryKey == nil {
 			continue

@@ -112,10 +112,10 @@ type runOpts struct {
 
 // caseEnv is the environment luksdock runs with: PATH, and TMPDIR pointing
 // at a directory private to the test case, so its FUSE mountpoints and temp
-// files can be attributed.
+// files can be attributed; an erase keeps its position in TMPDIR/state.
 func caseEnv(tmpdir string) []string {
 	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=" + tmpdir, "LC_ALL=C",
-		"LUKSDOCK_INVENTORY=" + filepath.Join(invDir, "inventory.json")}
+		"LUKSDOCK_INVENTORY=" + filepath.Join(invDir, "inventory.json"), "LUKSDOCK_STATE_DIR=" + filepath.Join(tmpdir, "state")}
 }
 
 // invDir holds the suite's inventory of prepared disks, so that no test

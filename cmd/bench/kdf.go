@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,7 +39,13 @@ func runMeasured(stdin string, name string, args ...string) measured {
 	return measured{wall: wall, user: time.Duration(ru.Utime.Nano()), sys: time.Duration(ru.Stime.Nano()), maxRSS: ru.Maxrss * 1024}
 }
 
-func median(ds []time.Duration) time.Duration {
+// median is the middle value (the upper one of an even count; zero for
+// none).
+func median[T cmp.Ordered](ds []T) T {
+	var zero T
+	if len(ds) == 0 {
+		return zero
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]

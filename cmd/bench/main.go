@@ -6,7 +6,8 @@
 // among luksdock and all its children (the tools included, from wait4's
 // rusage). It also prints
 // the userspace engine's AES-XTS throughput beside `openssl speed -evp
-// aes-256-xts` measured in the same run.
+// aes-256-xts` measured in the same run, and `prepare --erase
+// --surface-check` against dd on the same image (erase.go).
 //
 // With cryptsetup's default PBKDF (what users run) it prints, side by side
 // in one run and as medians of -runs runs, the wall time of `luksdock
@@ -21,7 +22,10 @@
 // system time and peak RSS (wait4's rusage). The load average is printed
 // before and after: on a shared machine the figures are only as good as it.
 //
-//	go run ./cmd/bench [-sizes 1G,64G,1T] [-kdf-sizes 1G,64G] [-runs 3] [-parts small,default,kdf,xts] [-dir /var/tmp]
+// And the erase and surface check against dd on one image (-erase SIZE):
+// see erase.go.
+//
+//	go run ./cmd/bench [-sizes 1G,64G,1T] [-kdf-sizes 1G,64G] [-runs 3] [-parts small,default,kdf,erase,xts] [-erase 2G] [-erase-rounds 3] [-dir /var/tmp]
 package main
 
 import (
@@ -46,9 +50,11 @@ func main() {
 	sizes := flag.String("sizes", "1G,64G,1T", "image sizes (small-PBKDF table)")
 	kdfSizes := flag.String("kdf-sizes", "1G,64G", "image sizes for default-PBKDF prepare vs the manual steps")
 	runs := flag.Int("runs", 3, "runs per measurement of the default-PBKDF and KDF comparisons (medians)")
-	parts := flag.String("parts", "small,default,kdf,xts", "what to measure")
+	parts := flag.String("parts", "small,default,kdf,erase,xts", "what to measure")
 	dir := flag.String("dir", "/var/tmp", "where to put the sparse images")
 	child := flag.String("child-unseal", "", "internal: unseal HEADER (next argument) with \"ours\" or \"luks.go\", passphrase on stdin")
+	eraseSize := flag.String("erase", "2G", "image size for the erase/check throughput against dd (\"\" to skip)")
+	eraseRounds := flag.Int("erase-rounds", 3, "erase/check measurements (median)")
 	flag.Parse()
 	if *child != "" {
 		childUnseal(*child, flag.Arg(0))
@@ -87,6 +93,9 @@ func main() {
 	}
 	fmt.Printf(" %8s %12s %12s %12s\n", "total", "written", "RSS+server", "largest RSS")
 	for _, sz := range strings.Split(*sizes, ",") {
+		if sz == "" {
+			continue
+		}
 		n, err := pipeline.ParseSize(sz)
 		check(err)
 		img := filepath.Join(tmp, "bench-"+sz+".img")
@@ -133,6 +142,10 @@ func main() {
 		os.Remove(img)
 	}
 	fmt.Println()
+	if want["erase"] && *eraseSize != "" {
+		eraseBench(bin, tmp, *eraseSize, *eraseRounds)
+		fmt.Println()
+	}
 	if want["xts"] {
 		xts(filepath.Join(tmp, "xts"))
 	}

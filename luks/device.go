@@ -68,17 +68,26 @@ func (d Device) withPath(fn func(path string) error) error {
 	if d.Direct() {
 		return fn(d.Path)
 	}
-	s, err := newStage(d.Size)
-	if err != nil {
-		return err
-	}
-	defer s.close()
 	src, err := os.Open(d.Path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	n := min(d.Size, int64(maxHeaderArea))
+	size := d.Size
+	if size <= 0 {
+		// the region runs to the end of the file
+		st, err := src.Stat()
+		if err != nil {
+			return err
+		}
+		size = st.Size() - d.Base
+	}
+	s, err := newStage(size)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	n := min(size, int64(maxHeaderArea))
 	if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, n)); err != nil {
 		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
 	}

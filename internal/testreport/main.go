@@ -46,6 +46,7 @@ type event struct {
 type allowEntry struct {
 	Package string
 	Test    *regexp.Regexp
+	Pattern string
 	Reason  string
 	Line    int
 	used    int
@@ -72,7 +73,7 @@ func parseAllowList(r io.Reader) ([]*allowEntry, error) {
 		}
 		rest := strings.TrimSpace(strings.TrimPrefix(line, f[0]))
 		reason := strings.TrimSpace(strings.TrimPrefix(rest, f[1]))
-		out = append(out, &allowEntry{Package: f[0], Test: re, Reason: reason, Line: n})
+		out = append(out, &allowEntry{Package: f[0], Test: re, Pattern: f[1], Reason: reason, Line: n})
 	}
 	return out, sc.Err()
 }
@@ -286,7 +287,7 @@ func printSummary(w io.Writer, s *summary, allow []*allowEntry, allowFile string
 	}
 	for _, a := range allow {
 		if a.used == 0 {
-			fmt.Fprintf(w, "note: allow-list entry %s:%d (%s %s) matched no skip in this run\n", allowFile, a.Line, a.Package, a.Test)
+			fmt.Fprintf(w, "note: allow-list entry %s:%d (%s %s) matched no skip in this run\n", allowFile, a.Line, a.Package, a.Pattern)
 		}
 	}
 	if len(s.FailedTests) > 0 {

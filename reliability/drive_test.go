@@ -232,8 +232,9 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 					continue
 				}
 				// The stop shim of tr.child stopped itself before its
-				// exec: the step's tool is caught as it execs and
-				// throttled; any other run of the tool just goes on.
+				// exec: the step's tool is traced from its exec until it
+				// has done part of its work; any other run of the tool
+				// just goes on.
 				tried[k.PID] = true
 				// Events can lag behind the process table: the tool's
 				// command line says which step it belongs to too.
@@ -244,21 +245,14 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 					continue
 				}
 				mu.Unlock()
-				ok, ev, why := false, "", ""
-				if catchExec(k.PID, real) {
-					ok, ev, why = catchMidTool(t, pid, k.PID, tr.writes(), tr.file)
-				} else {
-					why = "its exec of " + real + " was not seen"
-					syscall.Kill(k.PID, syscall.SIGCONT)
-				}
+				ok, ev, why := catchMidTool(pid, k.PID, real, tr.writes(), tr.file)
 				mu.Lock()
 				if !ok {
 					d.notes = append(d.notes, fmt.Sprintf("%s %d not caught at work: %s", tr.child, k.PID, why))
 				}
 				if ok && !fired {
-					// The tool was continued by catchMidTool: it is
-					// running, with part of its work done, as the
-					// signal is sent.
+					// catchMidTool detached from the tool: it is running,
+					// with part of its work done, as the signal is sent.
 					d.toolPID, d.toolExe, d.toolProgress = k.PID, real, ev
 					d.toolAliveAfter = alive(k.PID) && exeOf(k.PID) == real
 					fire()

@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"luksdock/internal/procwatch"
 )
@@ -21,23 +24,19 @@ import (
 // sleeps before starting it, and not before the tool has touched the disk.
 // drive() therefore fires a child trigger only when
 //
-//  1. a descendant's /proc/PID/exe is the real binary (realTool), and
+//  1. a descendant's /proc/PID/exe is the real binary, and
 //  2. that process has begun its work on the disk: a writer (luks-format's
-//     cryptsetup, mkfs.ext4) has changed bytes of its target since it was
-//     first seen; a reader (verify's cryptsetup and e2fsck) holds the disk
-//     open and has read from it.
+//     cryptsetup, mkfs.ext4) has written to its target and bytes of the
+//     target changed since the tool started; a reader (verify's cryptsetup
+//     and e2fsck) has read from the disk.
 //
-// To make that window wide on any machine, the tool is throttled once it
-// is seen: it is stopped (SIGSTOP) and let run in short slices (SIGCONT
-// until its read or write counter in /proc/PID/io moves, at most
-// throttleSlice), and the progress is checked between slices, while it is
-// stopped. Its start is not delayed; its work, I/O included, is slowed.
-// When the progress is there it is continued and the signal is sent at
-// once, so the tool is running, with part of its output written, when
-// luksdock gets the signal.
-
-// throttleSlice is the longest the throttled tool runs between two checks.
-const throttleSlice = 2 * time.Millisecond
+// The tool is slowed to one system call at a time rather than delayed at
+// its start: a shim stops itself right before it execs the tool
+// (stopShim); the test then traces it (ptrace, PTRACE_SYSCALL), lets it
+// exec and run system call by system call, and looks at every read or
+// write that returns: which descriptor (/proc/PID/fd), how many bytes. At
+// the first one that shows the progress above, the tracer detaches, the
+// tool runs on at full speed, and the signal is sent at once.
 
 // realTool is the resolved path of the binary PATH gives for tool.
 func realTool(t *testing.T, tool string) string {
@@ -127,24 +126,6 @@ func memfdStage(pid int) string {
 	return ""
 }
 
-// opensDisk says whether pid holds open the disk (or the stand-in luksdock
-// gives it): the image or loop device, its partition, the memfd stand-in
-// or the userspace engine's FUSE volume.
-func opensDisk(pid int, file string) bool {
-	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
-	for _, fd := range fds {
-		l, _ := os.Readlink(fd)
-		switch {
-		case file != "" && l == file,
-			strings.HasPrefix(l, "/dev/loop"),
-			strings.HasPrefix(l, "/memfd:luksdock-luks-header"),
-			strings.Contains(l, "/luksdock-fuse-"):
-			return true
-		}
-	}
-	return false
-}
-
 // stopShim makes a directory holding a script named tool that stops itself
 // (SIGSTOP) and then execs the real tool. It adds no delay of its own: it
 // hands the test the moment right before the exec, so that the real tool
@@ -174,85 +155,125 @@ func procState(pid int) byte {
 	return s[r+2]
 }
 
-// catchExec continues a stopped shim and stops it again the moment its exec
-// of the real tool has happened (/proc/PID/exe is real), before the tool
-// has done its work. It reports whether it got there.
-func catchExec(pid int, real string) bool {
-	syscall.Kill(pid, syscall.SIGCONT)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		switch exeOf(pid) {
-		case real:
-			syscall.Kill(pid, syscall.SIGSTOP)
-			return true
-		case "":
-			return false
-		}
-	}
-	return false
-}
-
-// catchMidTool throttles the real tool pid (a child of luksdock, pid
-// owner) until it has made progress and returns with the tool continued
-// and the evidence; ok is false when the tool ended first. A writer's
-// target is luksdock's memfd stand-in when it has one (luks-format of an
-// image file), else file; it is snapshotted at the tool's first stop, so
-// every change counted is the tool's own, made while it was throttled.
-func catchMidTool(t *testing.T, owner, pid int, writer bool, file string) (ok bool, evidence, why string) {
-	if syscall.Kill(pid, syscall.SIGSTOP) != nil {
-		return false, "", "it was gone when caught"
-	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
-	waitStopped(pid)
+// catchMidTool takes the stopped shim pid (a child of luksdock, pid owner)
+// under ptrace, lets it exec the real tool, and steps the tool system call
+// by system call until it has made progress (see the top of this file). It
+// returns with the tool detached and running, and the evidence; ok is false
+// when the tool ended first (why says how). A writer's target is luksdock's
+// memfd stand-in when it has one (luks-format of an image file), else file;
+// it is snapshotted before the exec, so every change counted is the tool's.
+func catchMidTool(owner, pid int, real string, writer bool, file string) (ok bool, evidence, why string) {
+	runtime.LockOSThread() // every ptrace request must come from the tracer thread
+	defer runtime.UnlockOSThread()
 	target, what := file, filepath.Base(file)
 	if m := memfdStage(owner); writer && m != "" {
 		target, what = m, "luksdock's memfd stand-in that cryptsetup formats"
 	}
 	var before []uint64
-	r0 := int64(-1) // reader: rchar when the disk was first seen open
 	if writer {
 		var err error
 		if before, err = chunkHashes(target); err != nil {
+			syscall.Kill(pid, syscall.SIGCONT)
 			return false, "", fmt.Sprintf("snapshot of %s: %v", target, err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	counter := "rchar"
-	if writer {
-		counter = "wchar"
-	}
-	for time.Now().Before(deadline) {
-		// One slice: let the tool run until it has made one more
-		// read or write call (its counter moves) or throttleSlice has
-		// passed, whichever is first, then stop it again. Slices bounded
-		// by the tool's own I/O stay short on a loaded machine, where a
-		// sleep can last many times what was asked.
-		c0, _ := procIO(pid, counter)
+	if err := unix.PtraceSeize(pid); err != nil {
 		syscall.Kill(pid, syscall.SIGCONT)
-		for end := time.Now().Add(throttleSlice); time.Now().Before(end); {
-			if c, ok := procIO(pid, counter); !ok || c != c0 {
-				break
-			}
+		return false, "", fmt.Sprintf("ptrace seize: %v", err)
+	}
+	detached := false
+	defer func() {
+		if !detached {
+			unix.Kill(pid, unix.SIGCONT)
+			unix.PtraceDetach(pid)
 		}
-		if syscall.Kill(pid, syscall.SIGSTOP) != nil || (waitStopped(pid) && !alive(pid)) {
-			return false, "", fmt.Sprintf("it ended before it was seen at work (%s: %d bytes, target %s)", counter, c0, what)
+	}()
+	if err := unix.PtraceInterrupt(pid); err != nil {
+		return false, "", fmt.Sprintf("ptrace interrupt: %v", err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		return false, "", fmt.Sprintf("waiting for the traced shim: %v (%v)", err, ws)
+	}
+	unix.PtraceSetOptions(pid, unix.PTRACE_O_TRACESYSGOOD|unix.PTRACE_O_TRACEEXEC)
+	unix.Kill(pid, unix.SIGCONT) // end the shim's own stop; it goes on to exec
+	execd := false
+	var writes, reads, bytesIO int64
+	sig := 0
+	for {
+		if err := unix.PtraceSyscall(pid, sig); err != nil {
+			return false, "", fmt.Sprintf("ptrace syscall: %v", err)
 		}
-		if !writer {
-			r, _ := procIO(pid, "rchar")
-			switch {
-			case !opensDisk(pid, file):
-				r0 = -1
-			case r0 < 0:
-				r0 = r // the disk is open: count the reads from here
-			case r-r0 >= 4096:
-				return true, fmt.Sprintf("it holds the disk open and has read %d bytes since it was seen to hold it", r-r0), ""
+		sig = 0
+		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
+			return false, "", fmt.Sprintf("wait4: %v", err)
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return false, "", fmt.Sprintf("it ended before it was seen at work (exec seen %v, %d writes and %d reads of the disk, %d bytes)", execd, writes, reads, bytesIO)
+		case !ws.Stopped():
+			continue
+		case ws.StopSignal() == unix.SIGTRAP|0x80: // a system call stop
+		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_EXEC:
+			execd = exeOf(pid) == real
+			continue
+		case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+			continue // group-stop or the interrupt
+		default:
+			if s := ws.StopSignal(); s != unix.SIGCONT && s != unix.SIGSTOP {
+				sig = int(s) // a signal for the tool: deliver it
 			}
 			continue
 		}
-		if n, err := changedChunks(target, before); err == nil && n > 0 {
-			return true, fmt.Sprintf("%d 64 KiB chunks of %s changed since the tool was first seen", n, what), ""
+		if !execd {
+			continue // the shim itself
+		}
+		nr, fd, ret, exit, ok := syscallStop(pid)
+		if !ok || !exit || ret <= 0 {
+			continue
+		}
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+		if !diskLink(link, file) {
+			continue
+		}
+		switch {
+		case writer && writeSyscalls[nr]:
+			writes++
+			bytesIO += ret
+			if n, err := changedChunks(target, before); err == nil && n > 0 {
+				evidence = fmt.Sprintf("%d writes to %s returned (%d bytes); %d 64 KiB chunks of %s changed since it started", writes, link, bytesIO, n, what)
+			}
+		case !writer && readSyscalls[nr]:
+			reads++
+			bytesIO += ret
+			evidence = fmt.Sprintf("%d reads of %s returned %d bytes", reads, link, bytesIO)
+		}
+		if evidence != "" {
+			// Detach at this system call's exit: the tool runs on.
+			if err := unix.PtraceDetach(pid); err != nil {
+				return false, "", fmt.Sprintf("ptrace detach: %v", err)
+			}
+			detached = true
+			return exeOf(pid) == real, evidence, ""
 		}
 	}
-	return false, "", "not seen at work within 30 s"
+}
+
+// The read and write system calls whose results count as the tool's work
+// on the disk.
+var (
+	writeSyscalls = map[uint64]bool{unix.SYS_WRITE: true, unix.SYS_PWRITE64: true, unix.SYS_WRITEV: true, unix.SYS_PWRITEV: true, unix.SYS_PWRITEV2: true}
+	readSyscalls  = map[uint64]bool{unix.SYS_READ: true, unix.SYS_PREAD64: true, unix.SYS_READV: true, unix.SYS_PREADV: true, unix.SYS_PREADV2: true}
+)
+
+// diskLink says whether a descriptor's link names the disk or the stand-in
+// luksdock gives the tool: the image, a loop device or its partition, the
+// memfd stand-in, the userspace engine's FUSE volume.
+func diskLink(l, file string) bool {
+	return file != "" && l == file ||
+		strings.HasPrefix(l, "/dev/loop") ||
+		strings.HasPrefix(l, "/memfd:luksdock-luks-header") ||
+		strings.Contains(l, "/luksdock-fuse-")
 }
 
 // waitStopped waits (briefly) until pid is in state T, so its counters and

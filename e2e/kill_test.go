@@ -469,7 +469,11 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 		case slices.Contains(c.trigger, "read") && r.ToolIOBytes < 4096:
 			t.Fatalf("%s had not read from the disk at the kill (%d bytes)", r.ToolExe, r.ToolIOBytes)
 		}
-		t.Logf("killed while %s (pid %d) ran: disk sectors written %d -> %d since it started, %d bytes of its own I/O", r.ToolExe, r.ToolPID, r.DiskSectorsSeen, r.DiskSectorsKill, r.ToolIOBytes)
+		if slices.Contains(c.trigger, "write") {
+			t.Logf("killed while %s (pid %d) ran: the disk's written sectors %d -> %d since it started", r.ToolExe, r.ToolPID, r.DiskSectorsSeen, r.DiskSectorsKill)
+		} else {
+			t.Logf("killed while %s (pid %d) ran: it had read %d bytes since it was seen holding the disk", r.ToolExe, r.ToolPID, r.ToolIOBytes)
+		}
 	}
 	var before []string
 	started := ""

@@ -44,9 +44,10 @@ type killCase struct {
 	// ("yes") or must not ("no") exist at the kill, or the prefix of the
 	// one that must ("luksdock-verify": the verify step's); "" either.
 	dmAtKill string
-	// throttle: the dock's reads and writes are limited to this many bytes
-	// a second while the case runs (QEMU's block_set_io_throttle), so the
-	// real tool's I/O takes seconds and the kill lands while it works.
+	// throttle: the dock's writes (-progress write) or reads (-progress
+	// read) are limited to this many bytes a second while the case runs
+	// (QEMU's block_set_io_throttle), so the real tool's I/O takes seconds
+	// and the kill lands while it works.
 	throttle int64
 	// staleMapping: the mapping guard (luksdock-guard, which removes a
 	// mapping luksdock did not get to hold) is killed together with
@@ -67,7 +68,7 @@ var killCases = func() []killCase {
 		// Inside a tool: the real binary (-exe), once it has begun its
 		// work on the disk (-progress), the dock throttled.
 		killCase{name: "in-luks-format", trigger: []string{"-child", `cryptsetup .*luksFormat`, "-exe", "cryptsetup", "-progress", "write", "-disk", "$n"}, inStep: "luks-format", dmAtKill: "no",
-			throttle: 2 << 20},
+			throttle: 4 << 20},
 		killCase{name: "in-open-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --volume-key-file`, "-exe", "cryptsetup", "-progress", "read", "-disk", "$n"}, inStep: "open", dmAtKill: "no",
 			throttle: 256 << 10},
 		killCase{name: "in-open-mapped", trigger: []string{"-child", `^sleep 1$`}, inStep: "open", dmAtKill: "yes",
@@ -79,7 +80,7 @@ var killCases = func() []killCase {
 		killCase{name: "in-open-deferred", trigger: []string{"-child", `cryptsetup close --deferred`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "before"}}},
 		killCase{name: "in-mkfs", trigger: []string{"-child", `mkfs\.ext4 `, "-exe", "mke2fs|mkfs\\.ext4", "-progress", "write", "-disk", "$n"}, inStep: "mkfs", dmAtKill: "yes",
-			throttle: 1 << 20},
+			throttle: 4 << 20},
 		killCase{name: "in-close-held", trigger: []string{"-event", "start", "-step", "close", "-after", "500ms"}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"mkfs.ext4", "*", "hold"}}},
 		killCase{name: "in-close-cryptsetup", trigger: []string{"-child", `cryptsetup close luksdock-`}, inStep: "close", dmAtKill: "yes",
@@ -172,11 +173,19 @@ killcase() {
 	rm -f /tmp/holder.pid
 	if [ -n "$THROTTLE" ]; then mark throttle-$name; host_wait throttled; fi
 	mark begin-$name
-	PATH=$sp guestwatch killat -out /tmp/$name.kill "$@" -- \
+	rm -f /tmp/$name.killed
+	PATH=$sp guestwatch killat -out /tmp/$name.kill -killed-file /tmp/$name.killed "$@" -- \
 		luksdock prepare --device /dev/$n --label "$label" --passphrase-file /e2e/pass --confirm $n \
-		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/$name.json 2>/tmp/$name.err
+		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/$name.json 2>/tmp/$name.err &
+	_kp=$!
+	if [ -n "$THROTTLE" ]; then
+		# Unthrottled right after the kill: the orphaned tool then ends
+		# at the dock's full speed, as it would on a real one.
+		while [ ! -e /tmp/$name.killed ] && kill -0 $_kp 2>/dev/null; do usleep 10000; done
+		mark unthrottle-$name; host_wait unthrottled
+	fi
+	wait $_kp
 	mark killat-$name $?
-	if [ -n "$THROTTLE" ]; then mark unthrottle-$name; host_wait unthrottled; fi
 	emit kill-$name /tmp/$name.kill
 	emit err-$name /tmp/$name.err
 	if [ -f /tmp/holder.pid ]; then
@@ -348,13 +357,17 @@ cat /tmp/verify.err
 `)
 	start := time.Now()
 	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Programs: map[string]string{"guestwatch": gw},
-		Disks: []Disk{d}, Timeout: 10 * time.Minute, Script: sb.String()})
+		Disks: []Disk{d}, Timeout: 15 * time.Minute, Script: sb.String()})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
 			if c.throttle > 0 {
 				mustMark(t, vm, "throttle-"+c.name, 5*time.Minute)
-				if err := sigThrottle(vm, d.ID, c.throttle, c.throttle); err != nil {
+				rd, wr := int64(0), c.throttle
+				if slices.Contains(c.trigger, "read") {
+					rd, wr = c.throttle, 0
+				}
+				if err := sigThrottle(vm, d.ID, rd, wr); err != nil {
 					t.Fatalf("throttling the dock: %v", err)
 				}
 				if err := vm.Send("throttled"); err != nil {
@@ -419,9 +432,8 @@ func diskState(t *testing.T, vm *VM, name string) stockState {
 }
 
 func checkKillCase(t *testing.T, vm *VM, c killCase) {
-	rc := strings.Join(mustMark(t, vm, "killat-"+c.name, 5*time.Minute), "")
 	if c.throttle > 0 {
-		mustMark(t, vm, "unthrottle-"+c.name, time.Minute)
+		mustMark(t, vm, "unthrottle-"+c.name, 5*time.Minute)
 		if err := sigThrottle(vm, "kill", 0, 0); err != nil {
 			t.Fatalf("unthrottling the dock: %v", err)
 		}
@@ -429,6 +441,7 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 			t.Fatal(err)
 		}
 	}
+	rc := strings.Join(mustMark(t, vm, "killat-"+c.name, 5*time.Minute), "")
 	if rc != "0" {
 		t.Fatalf("guestwatch killat exit %s", rc)
 	}

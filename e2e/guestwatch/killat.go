@@ -94,6 +94,7 @@ func killatCmd(args []string) int {
 	exeRe := fs.String("exe", "", "with -child: the descendant must be running a binary whose name matches this regular expression (/proc/PID/exe: the real tool, not a shim)")
 	progress := fs.String("progress", "", "with -exe: kill only once the tool has done I/O on the disk: write (the disk's written sectors grew since the tool was seen) or read")
 	diskName := fs.String("disk", "", "with -progress: the disk (sda) whose /sys/block/DISK/stat counts the I/O")
+	killedFile := fs.String("killed-file", "", "create this file right after the kill (before the orphans are waited for)")
 	fs.Parse(args)
 	cmdArgs := fs.Args()
 	if *out == "" || len(cmdArgs) == 0 || (*child == "") == (*event == "" || *step == "") {
@@ -174,6 +175,9 @@ func killatCmd(args []string) int {
 			}
 			kerr := syscall.Kill(pid, syscall.SIGKILL)
 			now := time.Now()
+			if *killedFile != "" {
+				os.WriteFile(*killedFile, nil, 0o600)
+			}
 			mu.Lock()
 			killed, killedAt = true, now
 			rep.Fired, rep.FiredBy, rep.Alive = true, by, alive

@@ -22,13 +22,13 @@ type trigger struct {
 	event, step string
 	// child and step: signal while the real binary of the tool child runs
 	// during step and has begun its work on the disk (see midtool_test.go):
-	// /proc/PID/exe is the real tool, the tool is throttled, and the
+	// /proc/PID/exe is the real tool, the tool is traced (ptrace), and the
 	// signal is sent once it has changed bytes of file (a writer) or holds
 	// the disk open and has read from it (a reader).
 	child string
 	// file is the target the tool writes: the image file, or for a loop
 	// device its partition node (what cryptsetup and the volume server
-	// write). It is snapshotted when step starts.
+	// write). It is snapshotted before the tool execs.
 	file string
 	// delay: with event, signal this long after the event.
 	delay time.Duration
@@ -150,7 +150,7 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		fired    bool
 		real     string           // the real tool (child triggers)
 		lastDone string           // step of the last done event
-		tried    = map[int]bool{} // tool pids already throttled
+		tried    = map[int]bool{} // tool pids already handled
 	)
 	if tr.child != "" {
 		real = realTool(t, tr.child)

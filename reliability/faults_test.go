@@ -38,7 +38,7 @@ func killTriggers(sig syscall.Signal) []trigger {
 	}
 	return append(trs,
 		trigger{event: "start", step: "wipe", delay: 3 * time.Millisecond, sig: sig},
-		// Child triggers fire while the real tool runs, throttled, once it
+		// Child triggers fire while the real tool runs, traced, once it
 		// has written part of its output (writers) or read from the disk
 		// (readers): see midtool_test.go.
 		trigger{child: "cryptsetup", step: "luks-format", sig: sig},
@@ -67,7 +67,7 @@ func TestSIGKILL(t *testing.T) {
 
 // TestSIGKILLWithVolumeServer kills luksdock and its userspace volume server
 // together (as when a whole cgroup is killed) while mkfs.ext4 writes to the
-// FUSE volume (the real mkfs.ext4, throttled, after it changed bytes of the
+// FUSE volume (the real mkfs.ext4, traced, after it changed bytes of the
 // image). The dead FUSE mount that remains must be harmless (every access
 // fails, no plaintext) and the next luksdock run must remove it.
 //

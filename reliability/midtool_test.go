@@ -58,21 +58,6 @@ func exeOf(pid int) string {
 	return strings.TrimSuffix(s, " (deleted)")
 }
 
-// procIO reads one counter of /proc/PID/io (rchar, wchar, ...).
-func procIO(pid int, key string) (int64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-	if err != nil {
-		return 0, false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, key+": "); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
-}
-
 // chunkHashes hashes a file in 64 KiB chunks: a cheap snapshot to tell
 // later which parts changed.
 func chunkHashes(path string) ([]uint64, error) {

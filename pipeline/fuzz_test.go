@@ -2,10 +2,16 @@ package pipeline
 
 import (
 	"bytes"
+	"hash/fnv"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"luksdock/internal/testkit"
 )
 
 // FuzzParseSize: ParseSize never panics, and a size it accepts is in
@@ -74,11 +80,18 @@ func FuzzReadPassphrase(f *testing.F) {
 }
 
 // FuzzValidatePassphrase: an accepted passphrase is non-empty, at most
-// MaxPassphrase bytes, valid UTF-8, and has no control character.
+// MaxPassphrase bytes, valid UTF-8, and has no control character; and, on a
+// sample (every seed, then one input in 64), cryptsetup — the outside
+// oracle — takes it exactly as typed at its prompt: a LUKS1 header made
+// with the passphrase as a key file opens when it is typed on a terminal
+// (cryptsetup open --test-passphrase on a pseudo-terminal), and does not
+// open when its last character is left off (so nothing was cut short).
 func FuzzValidatePassphrase(f *testing.F) {
-	for _, s := range []string{"pw", "", "a\x00b", "a\nb", "a\x7fb", "pässwört", "\xff", strings.Repeat("z", 513), "\u0085", "tab\there"} {
+	for _, s := range []string{"pw", "", "a\x00b", "a\nb", "a\x7fb", "pässwört", "\xff", strings.Repeat("z", 513), "\u0085", "tab\there",
+		strings.Repeat("y", MaxPassphrase), "pässwört-€-日本語-😀", "trailing space ", " leading", "a\u00a0b", `quote"'\back`} {
 		f.Add([]byte(s))
 	}
+	calls := 0
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if ValidatePassphrase(p) != nil {
 			return
@@ -91,5 +104,41 @@ func FuzzValidatePassphrase(f *testing.F) {
 				t.Fatalf("accepted %q with control character %U", p, r)
 			}
 		}
+		calls++
+		h := fnv.New32a()
+		h.Write(p)
+		if calls > 32 && h.Sum32()%64 != 0 {
+			return
+		}
+		cryptsetupTakesAtPrompt(t, p)
 	})
+}
+
+// cryptsetupTakesAtPrompt fails unless stock cryptsetup, reading from a
+// terminal, opens a keyslot made with exactly p, and does not open it with
+// p's last character left off.
+func cryptsetupTakesAtPrompt(t *testing.T, p []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Fatalf("cryptsetup (the oracle of this fuzz target) is not installed: %v", err)
+	}
+	img := filepath.Join(t.TempDir(), "luks1.img")
+	testkit.SparseFile(t, img, 4<<20)
+	testkit.Run(t, string(p), "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks1", "--key-size", "256",
+		"--hash", "sha256", "--pbkdf-force-iterations", "1000", "--key-file=-", img)
+	open := func(typed string) (string, error) {
+		return testkit.RunOnPTY(30*time.Second, "Enter passphrase", []string{typed}, "cryptsetup", "open", "--test-passphrase", "--tries", "1", img)
+	}
+	if out, err := open(string(p)); err != nil {
+		t.Fatalf("accepted %q, but cryptsetup does not take it typed at its prompt: %v\n%s", p, err, out)
+	}
+	if r := []rune(string(p)); len(r) > 1 {
+		out, err := open(string(r[:len(r)-1]))
+		if err == nil {
+			t.Fatalf("cryptsetup opened the keyslot of %q with its last character left off: it does not read the whole passphrase\n%s", p, out)
+		}
+		if !strings.Contains(out, "No key available with this passphrase") {
+			t.Fatalf("cryptsetup with %q's last character left off failed, but not for the passphrase: %v\n%s", p, err, out)
+		}
+	}
 }

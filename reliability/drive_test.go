@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,12 +20,16 @@ type trigger struct {
 	// event and step: signal when luksdock prints an event of this kind for
 	// this step ("start", "done").
 	event, step string
-	// child and step: signal while a descendant process named child is
-	// alive during step (per /proc).
+	// child and step: signal while the real binary of the tool child runs
+	// during step and has begun its work on the disk (see midtool_test.go):
+	// /proc/PID/exe is the real tool, the tool is traced (ptrace), and the
+	// signal is sent once it has changed bytes of file (a writer) or holds
+	// the disk open and has read from it (a reader).
 	child string
-	// until: with child, the child may also be caught in any later step up
-	// to this one (a child that runs in the background across steps).
-	until string
+	// file is the target the tool writes: the image file, or for a loop
+	// device its partition node (what cryptsetup and the volume server
+	// write). It is snapshotted before the tool execs.
+	file string
 	// delay: with event, signal this long after the event.
 	delay time.Duration
 	sig   syscall.Signal
@@ -38,9 +41,12 @@ type trigger struct {
 	// cgroup is killed.
 	server bool
 	// slow: names a tool that is given 300 ms more to run (a shim earlier in
-	// PATH sleeps, then execs the real one), so that a fast tool such as
-	// e2fsck can be caught alive.
+	// PATH sleeps, then execs the real one), to keep luksdock in a step
+	// for an event trigger (TestTwoAtOnce). Child triggers do not use it:
+	// they throttle the real tool itself.
 	slow string
+	// ns: run luksdock in the mount namespace of this process (nsenter).
+	ns int
 	// do, when set, is run instead of sending a signal.
 	do func()
 }
@@ -51,19 +57,34 @@ func (tr trigger) String() string {
 		s += " to the process group"
 	}
 	if tr.child != "" {
-		s += " while " + tr.child + " runs in " + tr.step
-		if tr.until != "" {
-			s += ".." + tr.until
+		if tr.writes() {
+			return s + " while " + tr.child + " writes in " + tr.step
 		}
-		if tr.slow != "" {
-			s += " (slowed)"
-		}
-		return s
+		return s + " while " + tr.child + " reads in " + tr.step
 	}
 	if tr.delay > 0 {
 		return s + " " + tr.delay.String() + " after " + tr.event + " of " + tr.step
 	}
 	return s + " at " + tr.event + " of " + tr.step
+}
+
+// writes says whether the tool of a child trigger writes the disk (and
+// must have changed bytes of it before the signal) or only reads it.
+func (tr trigger) writes() bool { return tr.step == "luks-format" || tr.step == "mkfs" }
+
+// argvOfStep says whether a run of tr.child with this command line is the
+// one of tr.step (cryptsetup runs in luks-format and in verify).
+func (tr trigger) argvOfStep(cmdline string) bool {
+	if tr.child != "cryptsetup" {
+		return true // mkfs.ext4 runs only in mkfs, e2fsck only in verify
+	}
+	switch tr.step {
+	case "luks-format":
+		return strings.Contains(cmdline, " luksFormat ")
+	case "verify":
+		return strings.Contains(cmdline, " --test-passphrase ") || strings.Contains(cmdline, " --dump-volume-key ")
+	}
+	return false
 }
 
 // driven is the outcome of a luksdock run that a test signalled.
@@ -80,6 +101,17 @@ type driven struct {
 	deadlock string
 	// serverKills: /proc/PID/stat of each volume server killed (tr.server).
 	serverKills []string
+	// Child triggers: the real tool's pid and executable, and how its
+	// progress was seen before the signal (toolProgress).
+	toolPID      int
+	toolExe      string
+	toolProgress string
+	// notes: what happened to each run of the child tool (why it was
+	// not the one signalled), for the failure message.
+	notes []string
+	// toolAliveAfter: the tool was running (the real binary, continued)
+	// as the signal was sent.
+	toolAliveAfter bool
 }
 
 // drive runs luksdock with --json, watches its events on stdout and its
@@ -87,10 +119,18 @@ type driven struct {
 func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if tr.ns != 0 {
+		argv := append(nsenter(tr.ns), bin)
+		cmd = exec.Command(argv[0], append(argv[1:], args...)...)
+	}
 	cmd.Env = caseEnv(tmpdir)
 	if tr.slow != "" {
 		cmd.Env = append(cmd.Env[:0:0], cmd.Env...)
 		cmd.Env[0] = "PATH=" + slowShim(t, tr.slow) + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
+	}
+	if tr.child != "" {
+		cmd.Env = append(cmd.Env[:0:0], cmd.Env...)
+		cmd.Env[0] = "PATH=" + stopShim(t, tr.child) + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var se bytes.Buffer
@@ -104,11 +144,17 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 	}
 	pid := cmd.Process.Pid
 	var (
-		mu    sync.Mutex
-		d     = driven{comms: map[int]string{}}
-		step  string // step of the last start event
-		fired bool
+		mu       sync.Mutex
+		d        = driven{comms: map[int]string{}}
+		step     string // step of the last start event
+		fired    bool
+		real     string           // the real tool (child triggers)
+		lastDone string           // step of the last done event
+		tried    = map[int]bool{} // tool pids already handled
 	)
+	if tr.child != "" {
+		real = realTool(t, tr.child)
+	}
 	fire := func() {
 		// called with mu held
 		if fired {
@@ -131,11 +177,20 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 				}
 			}
 		}
-		for _, w := range servers { // first, or it may already be unmounting
-			st, _ := readProcFile(w, "stat")
-			syscall.Kill(w, syscall.SIGKILL)
-			d.serverKills = append(d.serverKills, strings.TrimSpace(string(st)))
+		// The servers are stopped first, so that none can see luksdock die
+		// and unmount (as with a whole cgroup killed at once), and
+		// killed after luksdock.
+		for _, w := range servers {
+			syscall.Kill(w, syscall.SIGSTOP)
+			waitStopped(w)
 		}
+		defer func() {
+			for _, w := range servers {
+				st, _ := readProcFile(w, "stat")
+				syscall.Kill(w, syscall.SIGKILL)
+				d.serverKills = append(d.serverKills, strings.TrimSpace(string(st)))
+			}
+		}()
 		if tr.do != nil {
 			tr.do()
 			return
@@ -163,14 +218,43 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 				return
 			default:
 			}
-			kids := descendants(pid)
+			kids := childTree(pid)
 			mu.Lock()
 			for _, k := range kids {
 				if _, ok := d.comms[k.PID]; !ok {
 					d.comms[k.PID] = k.Comm
 					d.kids = append(d.kids, k.PID)
 				}
-				if tr.child != "" && k.Comm == tr.child && tr.inSteps(step) {
+				// The step's tool can start before its start event is
+				// read here: the done event of the step before counts.
+				inStep := step == tr.step || stepIndex[lastDone] == stepIndex[tr.step]-1
+				if tr.child == "" || k.Comm != tr.child || tried[k.PID] || procState(k.PID) != 'T' {
+					continue
+				}
+				// The stop shim of tr.child stopped itself before its
+				// exec: the step's tool is traced from its exec until it
+				// has done part of its work; any other run of the tool
+				// just goes on.
+				tried[k.PID] = true
+				// Events can lag behind the process table: the tool's
+				// command line says which step it belongs to too.
+				inStep = inStep || tr.argvOfStep(readCmdline(k.PID))
+				if fired || !inStep {
+					d.notes = append(d.notes, fmt.Sprintf("%s %d (%s) let go: fired %v, step %q, last done %q", tr.child, k.PID, readCmdline(k.PID), fired, step, lastDone))
+					syscall.Kill(k.PID, syscall.SIGCONT)
+					continue
+				}
+				mu.Unlock()
+				ok, ev, why := catchMidTool(pid, k.PID, real, tr.writes(), tr.file)
+				mu.Lock()
+				if !ok {
+					d.notes = append(d.notes, fmt.Sprintf("%s %d not caught at work: %s", tr.child, k.PID, why))
+				}
+				if ok && !fired {
+					// catchMidTool detached from the tool: it is running,
+					// with part of its work done, as the signal is sent.
+					d.toolPID, d.toolExe, d.toolProgress = k.PID, real, ev
+					d.toolAliveAfter = alive(k.PID) && exeOf(k.PID) == real
 					fire()
 				}
 			}
@@ -190,6 +274,9 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		d.events = append(d.events, e)
 		if e.Kind == "start" {
 			step = e.Step
+		}
+		if e.Kind == "done" {
+			lastDone = e.Step
 		}
 		if tr.event != "" && e.Kind == tr.event && e.Step == tr.step && !fired {
 			if tr.delay > 0 {
@@ -229,18 +316,6 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		}
 	}
 	return d
-}
-
-// inSteps says whether step is tr.step or, with until, between the two.
-func (tr trigger) inSteps(step string) bool {
-	if step == tr.step {
-		return true
-	}
-	if tr.until == "" {
-		return false
-	}
-	from, to, at := slices.Index(steps, tr.step), slices.Index(steps, tr.until), slices.Index(steps, step)
-	return from >= 0 && at > from && at <= to
 }
 
 func readCmdline(pid int) string {

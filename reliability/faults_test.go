@@ -2,9 +2,11 @@ package reliability
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,15 +38,13 @@ func killTriggers(sig syscall.Signal) []trigger {
 	}
 	return append(trs,
 		trigger{event: "start", step: "wipe", delay: 3 * time.Millisecond, sig: sig},
-		// Child triggers run the tool through a shim that sleeps first, so
-		// the kill lands while it is alive however fast the machine is.
-		trigger{child: "cryptsetup", step: "luks-format", sig: sig, slow: "cryptsetup"},
-		// verify's cryptsetup unlock (luksDump --dump-volume-key) runs in
-		// the background from the open step until verify waits for it
-		// (issue 13).
-		trigger{child: "cryptsetup", step: "open", until: "verify", sig: sig, slow: "cryptsetup"},
-		trigger{child: "e2fsck", step: "verify", sig: sig, slow: "e2fsck"},
-		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig, slow: "mkfs.ext4"},
+		// Child triggers fire while the real tool runs, traced, once it
+		// has written part of its output (writers) or read from the disk
+		// (readers): see midtool_test.go.
+		trigger{child: "cryptsetup", step: "luks-format", sig: sig},
+		trigger{child: "cryptsetup", step: "verify", sig: sig},
+		trigger{child: "e2fsck", step: "verify", sig: sig},
+		trigger{child: "mkfs.ext4", step: "mkfs", sig: sig},
 	)
 }
 
@@ -66,60 +66,102 @@ func TestSIGKILL(t *testing.T) {
 }
 
 // TestSIGKILLWithVolumeServer kills luksdock and its userspace volume server
-// together (as when a whole cgroup is killed) while mkfs.ext4 runs on the
-// FUSE volume. (mkfs.ext4 is slowed: unslowed, the kill could land as it
-// exited and luksdock was already closing the volume, when there is no
-// mount left to be dead.) The dead FUSE mount that remains must be harmless (every
-// access fails, no plaintext) and the next luksdock run must remove it.
+// together (as when a whole cgroup is killed) while mkfs.ext4 writes to the
+// FUSE volume (the real mkfs.ext4, traced, after it changed bytes of the
+// image). The dead FUSE mount that remains must be harmless (every access
+// fails, no plaintext) and the next luksdock run must remove it.
+//
+// Every luksdock run removes dead luksdock mounts it finds, so a run of
+// another test (in this package or another package's test binary running
+// beside it) could remove this one first. The case therefore runs in a
+// mount namespace of its own (unshare --mount --propagation private): the
+// killed run, the dead mount and the next run are private to it, and the
+// dead mount must be there.
 func TestSIGKILLWithVolumeServer(t *testing.T) {
 	requireEnv(t)
+	ns := privateMountNS(t)
 	img := oldImage(t)
 	pass := passFile(t, []byte(testPass+"\n"))
 	tmpdir := t.TempDir()
-	d := drive(t, tmpdir, trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, server: true, slow: "mkfs.ext4"}, prepareArgs(img, pass, "--json")...)
+	d := drive(t, tmpdir, trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, server: true, file: img, ns: ns}, prepareArgs(img, pass, "--json")...)
 	if !d.fired {
-		t.Fatalf("mkfs.ext4 was never seen running; the case was not exercised (exit %d)", d.code)
+		t.Fatalf("the real mkfs.ext4 was never caught writing; the case was not exercised (exit %d)\n%s\n%s", d.code, strings.Join(d.notes, "\n"), d.stderr)
 	}
-	t.Logf("killed at %s; volume servers killed first: %q", d.at, d.serverKills)
-	time.Sleep(200 * time.Millisecond)
-	left := mountsUnder(t, tmpdir)
-	if len(left) > 0 {
-		t.Logf("after SIGKILL of luksdock and its volume server a dead FUSE mount remains, as expected: %+v", left)
-		for _, m := range left {
-			if m.fstype != "fuse.luksdock" {
-				t.Errorf("unexpected mount %+v", m)
-			}
-			// Read, not stat: the kernel answers stat from its attribute
-			// cache (1 s) without asking the dead server.
-			f, err := os.Open(filepath.Join(m.point, "volume"))
-			if err == nil {
-				_, err = f.Read(make([]byte, 512))
-				f.Close()
-			}
-			if err == nil {
-				t.Errorf("the dead FUSE volume %s is still readable", m.point)
-			} else if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
-				t.Errorf("reading the dead volume: %v, want ENOTCONN or ECONNABORTED", err)
-			}
+	t.Logf("killed at %s while %s (pid %d) ran: %s; volume servers (stopped before luksdock was killed, killed after it): %q", d.at, d.toolExe, d.toolPID, d.toolProgress, d.serverKills)
+	if len(d.serverKills) == 0 {
+		t.Fatalf("no volume server was found to kill")
+	}
+	if !d.toolAliveAfter {
+		t.Errorf("mkfs.ext4 was not alive right after the kill")
+	}
+	nsPid := strconv.Itoa(ns)
+	left := mountsUnderOf(t, nsPid, tmpdir)
+	if len(left) == 0 {
+		t.Fatalf("after SIGKILL of luksdock and its volume server while mkfs.ext4 wrote, no dead FUSE mount is left in the test's own mount namespace; the case was not reached")
+	}
+	t.Logf("after SIGKILL of luksdock and its volume server a dead FUSE mount remains, as expected: %+v", left)
+	for _, m := range left {
+		if m.fstype != "fuse.luksdock" {
+			t.Errorf("unexpected mount %+v", m)
+		}
+		// Read, not stat: the kernel answers stat from its attribute
+		// cache (1 s) without asking the dead server. The path goes
+		// through /proc/PID/root, that is through the namespace's mounts.
+		f, err := os.Open(filepath.Join("/proc", nsPid, "root", m.point, "volume"))
+		if err == nil {
+			_, err = f.Read(make([]byte, 512))
+			f.Close()
+		}
+		if err == nil {
+			t.Errorf("the dead FUSE volume %s is still readable", m.point)
+		} else if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
+			t.Errorf("reading the dead volume: %v, want ENOTCONN or ECONNABORTED", err)
 		}
 	}
-	// The next run (any prepare, even a dry run) must clean it up.
-	r := luksdock(t, runOpts{tmpdir: tmpdir}, prepareArgs(img, pass)...)
+	// The next run (in the same namespace) must clean it up and say so.
+	r := luksdock(t, runOpts{tmpdir: tmpdir, pre: nsenter(ns)}, prepareArgs(img, pass)...)
 	if r.code != 0 {
 		t.Fatalf("prepare after the kill: %v", r)
 	}
-	if m := mountsUnder(t, tmpdir); len(m) > 0 {
+	if m := mountsUnderOf(t, nsPid, tmpdir); len(m) > 0 {
 		t.Errorf("a later luksdock run did not remove the dead FUSE mount left by a killed one: %+v", m)
 	}
-	for _, l := range strings.Split(r.stdout, "\n") {
-		if strings.Contains(l, "FUSE mount") {
-			t.Logf("later run: %s", l)
+	for _, m := range left {
+		if !strings.Contains(r.stdout, "removed a dead FUSE mount left by a killed luksdock: "+m.point) {
+			t.Errorf("the later run did not say it removed the dead mount %s:\n%s", m.point, r.stdout)
 		}
 	}
-	if len(left) > 0 && !strings.Contains(r.stdout, "removed a dead FUSE mount") {
-		t.Errorf("the later run did not say it removed the dead mount:\n%s", r.stdout)
-	}
 	noLeftovers(t, tmpdir, img, nil)
+}
+
+// privateMountNS starts a process in a new mount namespace whose mounts
+// propagate neither way, and returns its pid (for nsenter and
+// /proc/PID/mountinfo). It is killed at cleanup.
+func privateMountNS(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare --mount: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+		if ns != "" && ns != self && exeOf(cmd.Process.Pid) != realTool(t, "unshare") {
+			return cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unshare did not enter a new mount namespace within 5 s (ns %q)", ns)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// nsenter is the argv prefix that runs a command in pid's mount namespace
+// (nsenter execs it: the pid is the command's own).
+func nsenter(pid int) []string {
+	return []string{"nsenter", "-t", strconv.Itoa(pid), "-m", "--"}
 }
 
 // TestSIGKILLDevice kills luksdock preparing a loop device (userspace
@@ -132,7 +174,7 @@ func TestSIGKILLDevice(t *testing.T) {
 		{event: "start", step: "wipe", sig: syscall.SIGKILL},
 		{event: "done", step: "partition", sig: syscall.SIGKILL},
 		{child: "cryptsetup", step: "luks-format", sig: syscall.SIGKILL},
-		{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL, slow: "mkfs.ext4"},
+		{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGKILL},
 		{event: "start", step: "close", sig: syscall.SIGKILL},
 		{event: "start", step: "verify", sig: syscall.SIGKILL},
 	} {
@@ -143,10 +185,12 @@ func TestSIGKILLDevice(t *testing.T) {
 			pass := passFile(t, []byte(testPass+"\n"))
 			tmpdir := t.TempDir()
 			args := append([]string{"prepare", "--device", dev, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(dev), "--engine", "userspace", "--json"}, lowCost...)
+			tr.file = dev + "p1" // what cryptsetup and the volume server write
 			d := drive(t, tmpdir, tr, args...)
 			if !d.fired {
-				t.Fatalf("the trigger never fired (exit %d); the case was not exercised\n%s", d.code, d.stderr)
+				t.Fatalf("the trigger never fired (exit %d); the case was not exercised\n%s\n%s", d.code, strings.Join(d.notes, "\n"), d.stderr)
 			}
+			checkMidTool(t, tr, d)
 			if d.code != 137 {
 				t.Fatalf("luksdock exited %d, want 137\n%s", d.code, d.stderr)
 			}
@@ -157,7 +201,10 @@ func TestSIGKILLDevice(t *testing.T) {
 			if h := holders(dev); len(h) > 0 {
 				t.Errorf("%s still has holders after the kill: %v", dev, h)
 			}
-			checkDetectAndRecover(t, dev, pass, stepIndex[d.lastDone()], true)
+			finished := checkDetectAndRecover(t, dev, pass, stepIndex[d.lastDone()], true)
+			if tr.child != "" && finished {
+				t.Logf("the orphaned %s finished its work after luksdock was killed: the disk is independently finished", tr.child)
+			}
 		})
 	}
 }
@@ -169,14 +216,32 @@ func holders(dev string) []string {
 	return append(m, p...)
 }
 
+// checkMidTool checks, for a child trigger, that the signal landed while
+// the real tool ran and had begun its work (drive recorded how).
+func checkMidTool(t *testing.T, tr trigger, d driven) {
+	t.Helper()
+	if tr.child == "" {
+		return
+	}
+	if d.toolPID == 0 || d.toolProgress == "" {
+		t.Fatalf("the signal was not sent while the real %s ran with its work begun", tr.child)
+	}
+	if !d.toolAliveAfter {
+		t.Errorf("%s (pid %d) was no longer running right after the signal", tr.child, d.toolPID)
+	}
+	t.Logf("signalled while %s (pid %d) ran: %s", d.toolExe, d.toolPID, d.toolProgress)
+}
+
 func killCase(t *testing.T, tr trigger) {
 	img := oldImage(t)
 	pass := passFile(t, []byte(testPass+"\n"))
 	tmpdir := t.TempDir()
+	tr.file = img
 	d := drive(t, tmpdir, tr, prepareArgs(img, pass, "--json")...)
 	if !d.fired {
-		t.Fatalf("the trigger never fired (luksdock exit %d, last done %q); the case was not exercised\n%s", d.code, d.lastDone(), d.stderr)
+		t.Fatalf("the trigger never fired (luksdock exit %d, last done %q); the case was not exercised\n%s\n%s", d.code, d.lastDone(), strings.Join(d.notes, "\n"), d.stderr)
 	}
+	checkMidTool(t, tr, d)
 	t.Logf("killed at %s (last done %q), exit %d", d.at, d.lastDone(), d.code)
 	if d.deadlock != "" {
 		// The volume server is a process of its own so that this cannot
@@ -192,7 +257,13 @@ func killCase(t *testing.T, tr trigger) {
 		t.Fatalf("luksdock exited %d, want 137 (SIGKILL)\n%s", d.code, d.stderr)
 	}
 	noLeftovers(t, tmpdir, img, d.kids)
-	checkDetectAndRecover(t, img, pass, stepIndex[d.lastDone()], false)
+	finished := checkDetectAndRecover(t, img, pass, stepIndex[d.lastDone()], false)
+	if tr.child != "" && tr.writes() && finished {
+		// The kill landed mid-write (checkMidTool); the orphaned tool is
+		// not killed with luksdock and can finish before the volume
+		// server notices luksdock is gone. verify agreed (checked above).
+		t.Logf("the orphaned %s finished its work after luksdock was killed: the disk is independently finished", tr.child)
+	}
 }
 
 // checkDetectAndRecover checks, on an image a luksdock run left behind, that
@@ -201,7 +272,9 @@ func killCase(t *testing.T, tr trigger) {
 // succeeds. lastDone is the index of the last step reported done.
 // With device, img is a block device (a loop device) and luksdock is run
 // with --device.
-func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device bool) {
+//
+// It returns whether the disk was independently finished after the kill.
+func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device bool) bool {
 	target := []string{"--image", img}
 	prep := prepareArgs(img, pass)
 	if device {
@@ -285,6 +358,7 @@ func checkDetectAndRecover(t *testing.T, img, pass string, lastDone int, device 
 	if ok, why, _ := oracle(t, img, testPass, "backups01"); !ok {
 		t.Errorf("after the new prepare the independent check says: %s", why)
 	}
+	return finished
 }
 
 // TestSignals sends SIGINT or SIGTERM during each step (to luksdock alone,
@@ -303,9 +377,9 @@ func TestSignals(t *testing.T) {
 		trigger{event: "start", step: "mkfs", sig: syscall.SIGTERM},
 		trigger{event: "start", step: "wipe", sig: syscall.SIGTERM},
 		trigger{child: "cryptsetup", step: "luks-format", sig: syscall.SIGINT, group: true},
-		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGINT, group: true, slow: "mkfs.ext4"},
-		trigger{child: "e2fsck", step: "verify", sig: syscall.SIGINT, group: true, slow: "e2fsck"},
-		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGTERM, group: true, slow: "mkfs.ext4"},
+		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGINT, group: true},
+		trigger{child: "e2fsck", step: "verify", sig: syscall.SIGINT, group: true},
+		trigger{child: "mkfs.ext4", step: "mkfs", sig: syscall.SIGTERM, group: true},
 	)
 	for _, tr := range trs {
 		t.Run(strings.ReplaceAll(tr.String(), " ", "_"), func(t *testing.T) {
@@ -314,18 +388,24 @@ func TestSignals(t *testing.T) {
 			before := testkit.SHA256File(t, img)
 			pass := passFile(t, []byte(testPass+"\n"))
 			tmpdir := t.TempDir()
+			tr.file = img
 			d := drive(t, tmpdir, tr, prepareArgs(img, pass, "--json")...)
 			if !d.fired {
-				t.Fatalf("the trigger never fired (exit %d); the case was not exercised", d.code)
+				t.Fatalf("the trigger never fired (exit %d); the case was not exercised\n%s", d.code, strings.Join(d.notes, "\n"))
 			}
+			checkMidTool(t, tr, d)
 			// A stop takes effect at the next step boundary; a signal that
 			// reaches luksdock only during verify, the last step, stops
 			// nothing (issue 12): the run finished and exits 0 with its
-			// result. That is the only outcome while e2fsck runs in verify,
-			// and may be one at the start of close (it takes milliseconds)
-			// or of verify (its stop check may come first).
-			lastStep := tr.step == "verify" && tr.child != ""
-			if d.code == 0 && (lastStep || tr.event == "start" && (tr.step == "close" || tr.step == "verify")) {
+			// result. That is the only outcome while e2fsck runs in verify;
+			// it may be one at the start of close (it takes milliseconds)
+			// or of verify (its stop check may come first), and while
+			// verify's cryptsetup runs (it starts in the open step and runs
+			// beside open and mkfs, so it may also be caught before verify:
+			// then the run stops at the next boundary, exit 130).
+			lastStep := tr.child == "e2fsck"
+			mayFinish := lastStep || tr.child == "cryptsetup" && tr.step == "verify" || tr.event == "start" && (tr.step == "close" || tr.step == "verify")
+			if d.code == 0 && mayFinish {
 				if !d.has("result") || !strings.Contains(d.stderr, "all steps finished and the disk is verified") {
 					t.Errorf("exit 0 without the result and word that the run completed:\n%s", d.stderr)
 				}

@@ -253,7 +253,14 @@ type mount struct{ point, fstype, source, majmin string }
 
 func mounts(t *testing.T) []mount {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	return mountsOf(t, "self")
+}
+
+// mountsOf lists the mounts in the mount namespace of process pid ("self"
+// for this one).
+func mountsOf(t *testing.T, pid string) []mount {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +284,13 @@ func unescape(s string) string {
 
 // mountsUnder lists mounts at or below dir.
 func mountsUnder(t *testing.T, dir string) []mount {
+	return mountsUnderOf(t, "self", dir)
+}
+
+// mountsUnderOf lists mounts at or below dir in pid's mount namespace.
+func mountsUnderOf(t *testing.T, pid, dir string) []mount {
 	var out []mount
-	for _, m := range mounts(t) {
+	for _, m := range mountsOf(t, pid) {
 		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
 			out = append(out, m)
 		}

@@ -48,6 +48,17 @@ type KillReport struct {
 	DMAtExit []string `json:"dm_at_exit"`
 	// ExitCode is CMD's exit status, 128+N for a signal N.
 	ExitCode int `json:"exit_code"`
+	// With -exe: the matched descendant (the real tool, by /proc/PID/exe).
+	// With -progress write: the disk's written sectors (/sys/block/DISK/
+	// stat) when the tool was first seen and when the kill was decided,
+	// and the tool's wchar then. With -progress read: the bytes the tool
+	// had read (rchar) since it was first seen holding the disk open.
+	ToolPID         int    `json:"tool_pid,omitempty"`
+	ToolExe         string `json:"tool_exe,omitempty"`
+	ToolAliveAtKill bool   `json:"tool_alive_at_kill,omitempty"`
+	DiskSectorsSeen int64  `json:"disk_sectors_seen,omitempty"`
+	DiskSectorsKill int64  `json:"disk_sectors_kill,omitempty"`
+	ToolIOBytes     int64  `json:"tool_io_bytes,omitempty"`
 }
 
 // KillEvent is one JSON event line of CMD.
@@ -80,6 +91,10 @@ func killatCmd(args []string) int {
 	after := fs.Duration("after", 0, "wait this long after the trigger before killing")
 	orphans := fs.Duration("orphans", 30*time.Second, "how long to wait for the orphaned descendants to end")
 	alsoComm := fs.String("also-comm", "", "at the kill, first SIGKILL every descendant with this process name (comm)")
+	exeRe := fs.String("exe", "", "with -child: the descendant must be running a binary whose name matches this regular expression (/proc/PID/exe: the real tool, not a shim)")
+	progress := fs.String("progress", "", "with -exe: kill only once the tool has done I/O on the disk: write (the disk's written sectors grew since the tool was seen) or read")
+	diskName := fs.String("disk", "", "with -progress: the disk (sda) whose /sys/block/DISK/stat counts the I/O")
+	killedFile := fs.String("killed-file", "", "create this file right after the kill (before the orphans are waited for)")
 	fs.Parse(args)
 	cmdArgs := fs.Args()
 	if *out == "" || len(cmdArgs) == 0 || (*child == "") == (*event == "" || *step == "") {
@@ -92,6 +107,17 @@ func killatCmd(args []string) int {
 			fmt.Fprintf(os.Stderr, "guestwatch: -child: %v\n", err)
 			return 2
 		}
+	}
+	var exeMatch *regexp.Regexp
+	if *exeRe != "" {
+		var err error
+		if exeMatch, err = regexp.Compile("^(?:" + *exeRe + ")$"); err != nil {
+			fmt.Fprintf(os.Stderr, "guestwatch: -exe: %v\n", err)
+			return 2
+		}
+	}
+	if (*progress != "") != (*diskName != "") || *progress != "" && *progress != "write" && *progress != "read" || *progress != "" && exeMatch == nil {
+		usage()
 	}
 	rep := KillReport{Command: cmdArgs, Trigger: "child " + *child}
 	if *event != "" {
@@ -133,6 +159,13 @@ func killatCmd(args []string) int {
 			}
 			dm := dmNames()
 			alive := procAlive(pid)
+			mu.Lock()
+			if rep.ToolPID != 0 {
+				exe, _ := os.Readlink("/proc/" + strconv.Itoa(rep.ToolPID) + "/exe")
+				rep.ToolAliveAtKill = procAlive(rep.ToolPID) && exe == rep.ToolExe
+
+			}
+			mu.Unlock()
 			if *alsoComm != "" {
 				for _, c := range cs {
 					if c.Comm == *alsoComm {
@@ -142,6 +175,9 @@ func killatCmd(args []string) int {
 			}
 			kerr := syscall.Kill(pid, syscall.SIGKILL)
 			now := time.Now()
+			if *killedFile != "" {
+				os.WriteFile(*killedFile, nil, 0o600)
+			}
 			mu.Lock()
 			killed, killedAt = true, now
 			rep.Fired, rep.FiredBy, rep.Alive = true, by, alive
@@ -156,6 +192,7 @@ func killatCmd(args []string) int {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	readBase := int64(-1) // -progress read: the tool's rchar when first seen holding the disk
 	if childRe != nil {
 		wg.Add(1)
 		go func() {
@@ -172,10 +209,58 @@ func killatCmd(args []string) int {
 						continue
 					}
 					cl := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-					if childRe.MatchString(cl) {
-						fire(cl)
-						return
+					if !childRe.MatchString(cl) {
+						continue
 					}
+					if exeMatch != nil {
+						exe, _ := os.Readlink("/proc/" + strconv.Itoa(k.pid) + "/exe")
+						if !exeMatch.MatchString(filepath.Base(exe)) {
+							continue // a shim, or the tool not yet exec'd
+						}
+						if rep.ToolPID != k.pid {
+							mu.Lock()
+							rep.ToolPID, rep.ToolExe = k.pid, exe
+							if *progress != "" {
+								rep.DiskSectorsSeen = diskSectors(*diskName, *progress)
+							}
+							mu.Unlock()
+						}
+						switch *progress {
+						case "write":
+							// Work begun: the disk's written sectors
+							// grew by at least 8 (4 KiB) since the tool
+							// was seen.
+							if diskSectors(*diskName, "write") < rep.DiskSectorsSeen+8 {
+								continue
+							}
+							mu.Lock()
+							rep.ToolIOBytes = procIOCounter(k.pid, "wchar")
+							rep.DiskSectorsKill = diskSectors(*diskName, "write")
+							mu.Unlock()
+						case "read":
+							// Work begun: the tool holds the disk (or
+							// a mapping of it) open and has read 4 KiB
+							// since it was first seen to hold it (what
+							// it reads may come from the page cache, so
+							// the disk's own counter cannot tell).
+							if !holdsDisk(k.pid, *diskName) {
+								continue
+							}
+							r := procIOCounter(k.pid, "rchar")
+							if readBase < 0 {
+								readBase = r
+								continue
+							}
+							if r < readBase+4096 {
+								continue
+							}
+							mu.Lock()
+							rep.ToolIOBytes = r - readBase
+							mu.Unlock()
+						}
+					}
+					fire(cl)
+					return
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -308,4 +393,52 @@ func dmNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// diskSectors is the number of sectors written ("write") or read ("read")
+// on the disk, from /sys/block/DISK/stat (fields 7 and 3).
+func diskSectors(disk, what string) int64 {
+	b, err := os.ReadFile("/sys/block/" + disk + "/stat")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	i := 6
+	if what == "read" {
+		i = 2
+	}
+	if len(f) <= i {
+		return -1
+	}
+	n, _ := strconv.ParseInt(f[i], 10, 64)
+	return n
+}
+
+// procIOCounter reads one counter of /proc/PID/io (wchar, rchar).
+func procIOCounter(pid int, key string) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+": "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// holdsDisk says whether pid has the disk, one of its partitions or a
+// device-mapper device open.
+func holdsDisk(pid int, disk string) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		l, _ := os.Readlink(dir + e.Name())
+		if strings.HasPrefix(l, "/dev/"+disk) || strings.HasPrefix(l, "/dev/dm-") || strings.HasPrefix(l, "/dev/mapper/") {
+			return true
+		}
+	}
+	return false
 }

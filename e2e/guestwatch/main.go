@@ -21,14 +21,19 @@
 // opens each block device with O_EXCL, as a new luksdock or mkfs would, and
 // prints "free DEV" or "busy DEV: ERROR"; it exits 1 if any is busy.
 //
-//	guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX) [-after DUR] -- CMD ARGS...
+//	guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] -- CMD ARGS...
 //
 // runs CMD (a luksdock run with --json; standard input and error
 // inherited), copies its standard output line by line to its own, and sends
 // CMD a SIGKILL the moment the trigger fires: -event/-step when the JSON
 // event line {"event":EVENT,"step":STEP} arrives (before the line is passed
 // on), -child when a descendant of CMD has a command line (arguments joined
-// by spaces) matching REGEX (polled every millisecond). -after waits that
+// by spaces) matching REGEX (polled every millisecond); with -exe only a
+// descendant whose /proc/PID/exe is named by that regexp counts (the real
+// tool, not a shim script that carries its command line), and with
+// -progress only once it has begun its work on -disk (write: the disk's
+// written-sectors counter grew since the tool was seen; read: the tool holds
+// the disk open and has read 4 KiB since). -after waits that
 // long after the trigger before killing. At the kill it records whether CMD
 // was still running (not a zombie), its descendants and the device-mapper
 // mappings (/sys/block/dm-*/dm/name, no exec); after CMD has exited, how long
@@ -126,7 +131,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV... |\n"+
-		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX) [-after DUR] [-orphans DUR] -- CMD ARGS...")
+		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] -- CMD ARGS...")
 	os.Exit(2)
 }
 

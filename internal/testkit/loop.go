@@ -9,13 +9,65 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
-// LoopMu serialises AttachLoop's losetup --find within one test binary.
-// A test that frees a loop number on purpose and attaches it again (a disk
-// swapped behind luksdock's back) holds it meanwhile, so that a parallel
-// test does not take the number.
-var LoopMu sync.Mutex
+// LoopMu serialises AttachLoop's losetup --find across every test binary
+// of a run (go test ./... runs packages' binaries in parallel): it is a
+// mutex within this process and an flock on LoopLockPath between
+// processes. A test that frees a loop number on purpose and attaches it
+// again (a disk swapped behind luksdock's back), or detaches one and then
+// drops its partition entries, holds it meanwhile, so that no other test,
+// in this binary or another, takes the number in between.
+var LoopMu = &crossLock{path: LoopLockPath}
+
+// LoopLockPath is the file LoopMu flocks.
+var LoopLockPath = lockDir() + "/luksdock-test-loop.lock"
+
+// lockDir is /run (shared by every process of the machine, whatever their
+// TMPDIR), or the temp directory where there is no /run.
+func lockDir() string {
+	if st, err := os.Stat("/run"); err == nil && st.IsDir() && unix.Access("/run", unix.W_OK) == nil {
+		return "/run"
+	}
+	return os.TempDir()
+}
+
+// crossLock is a mutex that also holds an exclusive flock on a file while
+// locked, so that it excludes other processes too.
+type crossLock struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+}
+
+// Lock takes the mutex, then the flock (waiting for other processes).
+func (l *crossLock) Lock() {
+	l.mu.Lock()
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		panic(fmt.Sprintf("testkit: lock file %s: %v", l.path, err))
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		panic(fmt.Sprintf("testkit: flock %s: %v", l.path, err))
+	}
+	l.f = f
+}
+
+// Unlock releases the flock, then the mutex.
+func (l *crossLock) Unlock() {
+	l.f.Close() // closing the only descriptor releases the flock
+	l.f = nil
+	l.mu.Unlock()
+}
 
 // AttachLoop attaches file to a free loop device (losetup --find --show,
 // with extra losetup options such as --offset, --sizelimit, --sector-size

@@ -216,7 +216,12 @@ func TestLoopLeavesNoPartitions(t *testing.T) {
 		t.Fatalf("%s has partition entries after the test: %v", dev, partitions(dev))
 	}
 
-	// An earlier user that detached without dropping its partitions.
+	// An earlier user that detached without dropping its partitions. The
+	// loop lock (across test binaries) is held from attach to the last
+	// partx --delete, so the number is not another test's meanwhile and
+	// only this test's entries are deleted.
+	LoopMu.Lock()
+	defer LoopMu.Unlock()
 	raw := strings.TrimSpace(Run(t, "", "losetup", "--find", "--show", img))
 	Run(t, "", "partx", "--add", raw)
 	if len(partitions(raw)) != 1 {
@@ -243,11 +248,15 @@ func TestLoopCleanupSparesAReattachedNumber(t *testing.T) {
 	reattached := false
 	t.Run("early-detach", func(t *testing.T) {
 		dev = AttachLoop(t, img)
+		// Held until the number is attached again: no test of this or
+		// another binary can take it in between.
+		LoopMu.Lock()
+		defer LoopMu.Unlock()
 		if err := DetachLoop(dev); err != nil {
 			t.Fatal(err)
 		}
 		// The number is free once nothing has the device open any more.
-		for range 100 {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 			if _, err := Cmd("", nil, "losetup", dev, other); err == nil {
 				reattached = true
 				return
@@ -256,7 +265,7 @@ func TestLoopCleanupSparesAReattachedNumber(t *testing.T) {
 		}
 	})
 	if !reattached {
-		t.Skipf("SKIP: could not attach %s again within 2 s (another process took the number)", dev)
+		t.Fatalf("could not attach %s again within 10 s of detaching it, with the loop lock held", dev)
 	}
 	defer exec.Command("losetup", "--detach", dev).Run()
 	if a := attachment(dev); !strings.HasPrefix(a, other+" ") {

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -626,7 +627,7 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			lastTenth = -1
 			fmt.Fprintf(w, "[%d/%d] %s\n", p.Index(e.Step)+1, max(total, len(p.Steps)), s.Title)
 			if s.Ran != "" {
-				fmt.Fprintf(w, "      $ %s\n", s.Ran)
+				fmt.Fprintf(w, "      $ %s\n", strings.ReplaceAll(s.Ran, "\n", "\n        "))
 			}
 		case pipeline.EventDone:
 			fmt.Fprintf(w, "      done in %s: %s\n", s.Elapsed.Round(time.Millisecond), s.Message)

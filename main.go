@@ -630,7 +630,7 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 				fmt.Fprintf(w, "      $ %s\n", strings.ReplaceAll(s.Ran, "\n", "\n        "))
 			}
 		case pipeline.EventDone:
-			fmt.Fprintf(w, "      done in %s: %s\n", s.Elapsed.Round(time.Millisecond), s.Message)
+			fmt.Fprintf(w, "      done in %s: %s\n", e.Elapsed.Round(time.Millisecond), e.Message)
 		case pipeline.EventFailed:
 			if s != nil && s.State == pipeline.StepStopped {
 				fmt.Fprintf(w, "      STOPPED: %s\n", e.Message)

@@ -49,7 +49,7 @@ host_wait unthrottled
 prep e2 backups05 $n
 wait
 report e2
-mark state-left $(ls /var/lib/luksdock/)
+mark state-left $(ls /var/lib/luksdock/ | grep "^erase-")
 cryptsetup open --readonly /dev/${n}1 chk < /e2e/pass || fail "stock cryptsetup cannot open /dev/${n}1"
 e2fsck -fn /dev/mapper/chk > /tmp/fsck.out 2>&1
 mark fsck-e2 $? $(blkid -p -o value -s LABEL /dev/mapper/chk)

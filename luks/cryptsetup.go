@@ -147,7 +147,7 @@ func OpenReadOnly(ctx context.Context, dev, name string, passphrase []byte) erro
 // run; cryptsetup checks the key against the header's digest), under a
 // mapping guard as OpenWithKey.
 func OpenReadOnlyWithKey(ctx context.Context, dev, name string, volumeKey []byte) error {
-	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--volume-key-file=/dev/fd/3", dev, name}, nil, volumeKey)
+	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--volume-key-file=/proc/self/fd/3", dev, name}, nil, volumeKey)
 }
 
 // Close removes the mapping name. A mapping that does not exist is not an error.

@@ -324,9 +324,9 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		ss := int64(t.logicalSector())
 		if o.Table == disk.TableNone {
 			if t.Image {
-				return fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP  # no partition table: LUKS goes directly on the image", img)
+				return "# no partition table: LUKS goes directly on the image\n" + fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP", img)
 			}
-			return "blockdev --rereadpt " + img + "  # no partition table: LUKS goes directly on the whole disk"
+			return "# no partition table: LUKS goes directly on the whole disk\nblockdev --rereadpt " + img
 		}
 		// the partition as disk.WritePartitionTable writes it
 		part := "type=L, name=luksdock"

@@ -70,6 +70,9 @@ func (p *Progress) Apply(e Event) *StepProgress {
 			p.Engine = e.Engine
 		}
 	case EventDone:
+		if s == nil {
+			return nil // a step whose start this Progress did not see
+		}
 		s.State, s.Elapsed, s.Message = StepDone, e.Elapsed, e.Message
 	case EventFailed:
 		failed := e

@@ -145,13 +145,17 @@ func procState(pid int) byte {
 // by system call until it has made progress (see the top of this file). It
 // returns with the tool detached and running, and the evidence; ok is false
 // when the tool ended first (why says how). A writer's target is luksdock's
-// memfd stand-in when it has one (luks-format of an image file), else file;
+// memfd stand-in when cryptsetup formats one (luks-format of an image
+// file), else file;
 // it is snapshotted before the exec, so every change counted is the tool's.
 func catchMidTool(owner, pid int, real string, writer bool, file string) (ok bool, evidence, why string) {
 	runtime.LockOSThread() // every ptrace request must come from the tracer thread
 	defer runtime.UnlockOSThread()
 	target, what := file, filepath.Base(file)
-	if m := memfdStage(owner); writer && m != "" {
+	// Only cryptsetup writes the stand-in: luksdock may hold another memfd
+	// stage at the same time (the key check reads the header through one
+	// while mkfs runs).
+	if m := memfdStage(owner); writer && m != "" && filepath.Base(real) == "cryptsetup" {
 		target, what = m, "luksdock's memfd stand-in that cryptsetup formats"
 	}
 	var before []uint64

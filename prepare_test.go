@@ -541,7 +541,7 @@ func TestPrepareTableNoneAndOwner(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "none.img")
 	code, out, errs := cli(t, "", "prepare", "--image", img, "--size", "96M", "--label", "whole1", "--table", "none", "--dry-run")
-	for _, want := range []string{"# layout: no partition table: LUKS on the whole disk", "# No partition table (LUKS on the whole disk)\n# no partition table: LUKS goes directly on the image\nLOOP=$(losetup --find --show " + img + ") && PART=$LOOP",
+	for _, want := range []string{"# layout: no partition table: LUKS on the whole disk", "# No partition table (LUKS on the whole disk)\n# no partition table: LUKS goes directly on the whole disk\nLOOP=$(losetup --find --show " + img + ") && PART=$LOOP",
 		"--label whole1 --cipher aes-xts-plain64 --key-size 512 \"$PART\"", "# owner of the filesystem's top directory: 1000:1001 (the user behind sudo"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("--dry-run --table none: exit %d, output lacks %q:\n%s%s", code, want, out, errs)

@@ -324,9 +324,9 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		ss := int64(t.logicalSector())
 		if o.Table == disk.TableNone {
 			if t.Image {
-				return "# no partition table: LUKS goes directly on the image\n" + fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP", img)
+				return fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP", img)
 			}
-			return "# no partition table: LUKS goes directly on the whole disk\nblockdev --rereadpt " + img
+			return "blockdev --rereadpt " + img
 		}
 		// the partition as disk.WritePartitionTable writes it
 		part := "type=L, name=luksdock"
@@ -334,11 +334,6 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 			part = "type=83"
 		}
 		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, %s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, part, img)
-		if o.Table == disk.TableGPT {
-			// sfdisk writes a GPT for one sector size; luksdock writes one
-			// valid with both, holding the same partition.
-			cmd = fmt.Sprintf("# luksdock writes a GPT valid with 512- and 4096-byte sectors; sfdisk's equivalent is valid with %d-byte sectors only:\n", ss) + cmd
-		}
 		if t.Image {
 			// The kernel makes the partition node of a loop device
 			// attached with --partscan.
@@ -350,11 +345,7 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 	case StepRecoveryKey:
 		// luksdock generates the key, writes its file first, and gives
 		// cryptsetup the passphrase on stdin and the key on a pipe (fd 3).
-		cmd := "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, o.PBKDF), " ") + "  # passphrase on stdin, recovery key on a pipe (fd 3)"
-		if o.RecoveryKeyFile != "" {
-			cmd = "(set -C; umask 077; cat > " + shq(o.RecoveryKeyFile) + ")  # the recovery key, written and synced before the disk accepts it\n" + cmd
-		}
-		return cmd
+		return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, o.PBKDF), " ")
 	case StepOpen:
 		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
 	case StepMkfs:
@@ -424,6 +415,25 @@ func partTitle(t disk.TableType) string {
 	return "Partition (GPT for 512- and 4096-byte sectors, one partition from 1 MiB)"
 }
 
+// scriptNote is what a person running the --dry-run script by hand should
+// know about a step that its one-line command cannot say.
+func (p *Plan) scriptNote(id StepID) string {
+	o := p.Opts
+	switch {
+	case id == StepPartition && o.Table == disk.TableGPT:
+		return fmt.Sprintf("luksdock writes one GPT valid with 512- and 4096-byte sectors; this sfdisk equivalent is valid with %d-byte sectors only", p.Target.logicalSector())
+	case id == StepPartition && o.Table == disk.TableNone:
+		return "no partition table: LUKS goes directly on the whole disk"
+	case id == StepRecoveryKey:
+		n := "luksdock generates the recovery key"
+		if o.RecoveryKeyFile != "" {
+			n += ", writes it to " + o.RecoveryKeyFile + " (a new file, mode 0600, synced) before the disk accepts it,"
+		}
+		return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3)"
+	}
+	return ""
+}
+
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -454,7 +464,11 @@ func (p *Plan) Script() string {
 			// set -e does not stop at a failure inside an && list
 			cmd += " || exit 1"
 		}
-		fmt.Fprintf(&b, "\n# %s\n%s\n", s.Title, cmd)
+		fmt.Fprintf(&b, "\n# %s\n", s.Title)
+		if n := p.scriptNote(s.ID); n != "" {
+			fmt.Fprintf(&b, "# %s\n", n)
+		}
+		fmt.Fprintf(&b, "%s\n", cmd)
 	}
 	if p.Target.Image {
 		b.WriteString("\n# Release the image\nlosetup --detach \"$LOOP\"\n")

@@ -478,7 +478,7 @@ starts over instead).
 	f.StringVar(&o.Label, "label", "", "filesystem and LUKS2 label, at most 16 bytes (e.g. backups01)")
 	addPassphraseFlag(cmd, &passFile)
 	f.StringVar(&confirm, "confirm", "", "the target's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
-	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt (portable: 512- and 4096-byte docks), none (LUKS on the whole disk) or mbr")
+	f.StringVar(&table, "table", string(disk.TableGPT), "partition table: gpt, none or mbr (gpt: one GPT for 512- and 4096-byte docks; none: LUKS on the whole disk; mbr: only the dock's own sector size)")
 	f.BoolVar(&o.LUKS1, "luks1", false, "LUKS1 instead of LUKS2, for old systems")
 	f.StringVar(&o.HeaderBackup, "header-backup", "", "write a LUKS header backup here (mode 0600; never overwrites; refused on the target itself)")
 	f.StringVar(&o.Set, "set", "", "the rotation set this disk belongs to (e.g. offsite): kept in the LUKS2 subsystem field and the inventory")

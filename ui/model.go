@@ -28,6 +28,7 @@ import (
 	"luksdock/disk"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 // Image is an image file offered in the disk list (--image, --size).
@@ -82,6 +83,7 @@ const (
 	scrDetails    screenID = "details"
 	scrOptions    screenID = "options"
 	scrPassphrase screenID = "passphrase"
+	scrRecovery   screenID = "recovery"
 	scrPlan       screenID = "plan"
 	scrConfirm    screenID = "confirm"
 	scrProgress   screenID = "progress"
@@ -102,6 +104,7 @@ var flow = []struct {
 	{scrDetails, true, newDetails},
 	{scrOptions, true, newOptions},
 	{scrPassphrase, true, newPassphrase},
+	{scrRecovery, true, newRecovery},
 	{scrPlan, true, newPlanScreen},
 	{scrConfirm, true, newConfirm},
 	{scrProgress, true, newProgress},
@@ -168,6 +171,13 @@ type shared struct {
 	plan       *pipeline.Plan
 	pass       [2]secret
 	strength   verdict // of pass[0], shown on Passphrase and Confirm
+	// The recovery key (printed form) while the wizard shows and checks
+	// it, the groups asked back, and whether they were typed back. The
+	// plan holds its own copy, cleared when the run ends.
+	recKey       []byte
+	recChallenge recovery.Challenge
+	recConfirmed bool
+	noRecovery   bool // the Options screen turned the recovery key off
 
 	session int // counts restarts: screens set up afresh for a new choice
 
@@ -218,11 +228,27 @@ func flowIndex(id screenID) int {
 func (c *shared) clearSecrets() {
 	c.pass[0].Clear()
 	c.pass[1].Clear()
+	c.clearRecoveryKey()
+}
+
+func (c *shared) clearRecoveryKey() {
+	clear(c.recKey)
+	c.recKey, c.recChallenge, c.recConfirmed = nil, recovery.Challenge{}, false
+}
+
+// dropPlan forgets the plan, clearing its copy of the recovery key unless
+// a run is using it.
+func (c *shared) dropPlan() {
+	if c.plan != nil && (c.run == nil || c.run.finished) {
+		clear(c.plan.Opts.RecoveryKey)
+	}
+	c.plan = nil
 }
 
 // restart forgets the choice and goes back to the disk list.
 func (c *shared) restart() {
-	c.row, c.target, c.targetErr, c.targetGone, c.plan = row{}, nil, nil, false, nil
+	c.dropPlan()
+	c.row, c.target, c.targetErr, c.targetGone = row{}, nil, nil, false
 	c.opts = pipeline.Options{}
 	c.clearSecrets()
 	c.strength = verdict{}
@@ -418,6 +444,7 @@ func (m *Model) helpKey() key.Binding {
 func (m *Model) quit() tea.Cmd {
 	m.c.quitting = true
 	m.c.clearSecrets()
+	m.c.dropPlan()
 	return tea.Quit
 }
 

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"luksdock/fsformat"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 // option is one field of the Options screen. The screen is the list built
@@ -115,6 +117,7 @@ type optionsScreen struct {
 	fields     []option
 	label      *textOption
 	pbkdf      *choiceOption
+	rec        *choiceOption
 	focus      int
 	suggestion string
 	err        string // what is wrong with the choices, "" when ready
@@ -166,6 +169,15 @@ func newOptions(c *shared) screen {
 	if c.cfg.PBKDF != (luks.PBKDF{}) {
 		s.pbkdf.cur = 2 // what the command line said
 	}
+	s.rec = &choiceOption{name: "Recovery key", choices: fixed("on", "off"), c: c,
+		help: func(_ *shared, cur int) string {
+			if cur == 1 {
+				return "off: only the passphrase opens the disk; if it is forgotten, the backup is gone"
+			}
+			return "a second way in if the passphrase is lost; shown once, write it on paper"
+		},
+		// the key itself is made with the plan
+		set: func(_ *pipeline.Options, cur int) { c.noRecovery = cur == 1 }}
 	s.fields = []option{
 		s.label,
 		&choiceOption{name: "Partition table", choices: fixed("GPT", "MBR"), c: c,
@@ -177,6 +189,7 @@ func newOptions(c *shared) screen {
 			help: func(*shared, int) string { return "LUKS1 only for systems older than cryptsetup 2.0 (2017)" },
 			set:  func(o *pipeline.Options, cur int) { o.LUKS1 = cur == 1 }},
 		header,
+		s.rec,
 		s.pbkdf,
 	}
 	return s
@@ -280,6 +293,11 @@ type (
 		opts pipeline.Options
 		plan *pipeline.Plan
 		err  error
+		// the recovery key shown and checked (nil: none), its challenge,
+		// and whether it is new (else it is the one already shown)
+		recKey []byte
+		recCh  recovery.Challenge
+		recNew bool
 	}
 )
 
@@ -311,16 +329,47 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	s.seq++
 	s.checking = true
 	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
+	wantKey := s.rec.cur == 0
+	oldKey, oldCh := bytes.Clone(s.c.recKey), s.c.recChallenge
 	return func() tea.Msg {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
 			if err != nil {
+				clear(oldKey)
 				return planMsg{seq: seq, err: err}
 			}
 			o.HeaderBackup = abs
 		}
+		m := planMsg{seq: seq}
+		if wantKey {
+			// keep the key already shown (going back and forth must not
+			// change what is on the user's paper)
+			m.recKey, m.recCh = oldKey, oldCh
+			if m.recKey == nil {
+				var err error
+				if m.recKey, err = recovery.Generate(); err == nil {
+					m.recCh, err = recovery.NewChallenge(2)
+				}
+				if err != nil {
+					clear(m.recKey)
+					return planMsg{seq: seq, err: fmt.Errorf("making the recovery key: %w", err)}
+				}
+				m.recNew = true
+			}
+			o.RecoveryKey = bytes.Clone(m.recKey) // the plan's own copy
+		} else {
+			clear(oldKey)
+		}
 		p, err := pipeline.NewPlan(t, o)
-		return planMsg{seq: seq, opts: o, plan: p, err: err}
+		m.opts, m.plan, m.err = o, p, err
+		if err != nil {
+			clear(o.RecoveryKey)
+			if m.recNew {
+				clear(m.recKey)
+			}
+			m.recKey = nil
+		}
+		return m
 	}
 }
 
@@ -343,14 +392,25 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 			s.err = unwrapMsg(msg.err)
 			return nil
 		}
+		s.c.dropPlan()
 		s.c.opts, s.c.plan = msg.opts, msg.plan
+		s.c.opts.RecoveryKey = nil // the plan holds it
+		switch {
+		case msg.recKey == nil:
+			s.c.clearRecoveryKey()
+		case msg.recNew:
+			s.c.clearRecoveryKey()
+			s.c.recKey, s.c.recChallenge = msg.recKey, msg.recCh
+		default:
+			clear(msg.recKey) // a copy of the one kept
+		}
 		s.c.forward(scrOptions)
 		return nil
 	case tea.KeyPressMsg:
 		switch {
 		case key.Matches(msg, s.keys.back):
 			s.checking = false
-			s.c.plan = nil
+			s.c.dropPlan()
 			s.c.back(scrOptions)
 			return nil
 		case key.Matches(msg, s.keys.enter):
@@ -372,7 +432,7 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 		return nil
 	}
 	if s.fields[s.focus].update(msg) {
-		s.c.plan = nil
+		s.c.dropPlan()
 		return s.check()
 	}
 	return nil

@@ -42,6 +42,11 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 	case key.Matches(k, s.keys.back):
 		s.c.back(scrPlan)
 	case key.Matches(k, s.keys.enter):
+		if p := s.c.plan; p != nil && p.Opts.RecoveryKey != nil && !s.c.recConfirmed {
+			// not done without the recovery key on paper
+			s.c.goTo(scrRecovery)
+			return nil
+		}
 		s.c.forward(scrPlan)
 	default:
 		s.scroll(s.c, k, bodyLines(s))
@@ -70,6 +75,11 @@ func (s *planScreen) View() (string, int) {
 		b.WriteString(para(lipglossPlain, "Header backup: "+p.Opts.HeaderBackup, w, "  "))
 	}
 	b.WriteString(para(lipglossPlain, "Passphrase: "+c.strength.summary(), w, "  "))
+	if p.Opts.RecoveryKey != nil {
+		b.WriteString(para(lipglossPlain, "Recovery key: a second keyslot, typed back from paper", w, "  "))
+	} else {
+		b.WriteString(para(st.warn, "Recovery key: none (only the passphrase opens the disk)", w, "  "))
+	}
 	b.WriteString("\n" + st.danger.Render("This destroys everything on it:") + "\n")
 	for _, d := range t.Destroys() {
 		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))

@@ -105,6 +105,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 			send(runEventMsg(e))
 		})
 		clear(pass)
+		clear(plan.Opts.RecoveryKey)
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err})
 	}()

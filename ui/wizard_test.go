@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ var titles = []struct {
 	prefix string
 }{
 	{scrDisks, "Choose the disk"}, {scrDetails, "Is this the"}, {scrDetails, "Why "},
-	{scrOptions, "Options"}, {scrPassphrase, "Passphrase"}, {scrPlan, "Plan:"}, {scrConfirm, "Confirm"},
+	{scrOptions, "Options"}, {scrPassphrase, "Passphrase"}, {scrRecovery, "Recovery key"}, {scrPlan, "Plan:"}, {scrConfirm, "Confirm"},
 	{scrProgress, "Preparing"}, {scrDone, "Done:"}, {scrFailed, "Stopped:"}, {scrFailed, "Failed:"},
 }
 
@@ -259,7 +260,39 @@ func (h *harness) optionsToPlan(pass string) snapshot {
 	h.enter()
 	h.typ(pass)
 	h.enter()
+	h.typeBackRecovery()
 	return h.onScreen(scrPlan)
+}
+
+var keyGroupRe = regexp.MustCompile(`(\d) ([cbdefghijklnrtuv]{8})`)
+
+// shownKey reads the recovery key's numbered groups off the recovery
+// screen.
+func shownKey(t *testing.T, body string) map[string]string {
+	t.Helper()
+	g := map[string]string{}
+	for _, m := range keyGroupRe.FindAllStringSubmatch(body, -1) {
+		g[m[1]] = m[2]
+	}
+	if len(g) != 8 {
+		t.Fatalf("the recovery screen shows %d groups, want 8:\n%s", len(g), body)
+	}
+	return g
+}
+
+var askedRe = regexp.MustCompile(`type groups (\d) and (\d) of the recovery key`)
+
+// typeBackRecovery reads the recovery key on its screen, hides it with
+// Enter and types back the groups asked for.
+func (h *harness) typeBackRecovery() {
+	h.t.Helper()
+	s := h.onScreen(scrRecovery)
+	g := shownKey(h.t, s.body)
+	h.enter()
+	s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+	m := askedRe.FindStringSubmatch(flat(s.body))
+	h.typ(g[m[1]] + "-" + g[m[2]])
+	h.enter()
 }
 
 // toPlan walks from the disk list to the plan screen with passphrase pass.
@@ -306,6 +339,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 		t.Fatalf("the passphrase is on the screen:\n%s", s.view)
 	}
 	h.enter()
+	h.typeBackRecovery()
 	s = h.onScreen(scrPlan)
 	for _, want := range []string{"cryptsetup luksFormat", "mkfs.ext4", "backup.img"} {
 		if !strings.Contains(s.body, want) {
@@ -457,21 +491,25 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 	h.typ("?")
 	h.waitFor("the full help", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "ctrl+c") })
 	h.typ("?")
-	forward := []screenID{scrDetails, scrOptions, scrPassphrase, scrPlan, scrConfirm}
+	forward := []screenID{scrDetails, scrOptions, scrPassphrase, scrRecovery, scrPlan, scrConfirm}
 	// Walk forward one screen at a time; from each, Esc returns to the one
 	// before, and Enter goes forward again.
 	prev := scrDisks
 	for _, sc := range forward {
-		if sc == scrPlan {
+		if sc == scrRecovery {
 			h.typ("pass word 1")
 			h.enter()
 			h.typ("pass word 1")
 		}
-		h.enter()
+		if sc == scrPlan {
+			h.typeBackRecovery()
+		} else {
+			h.enter()
+		}
 		h.onScreen(sc)
 		h.esc()
 		h.onScreen(prev)
-		if sc == scrPlan {
+		if sc == scrRecovery {
 			// Back on the passphrase screen the entries are still there.
 			if s := h.snap(); s.dots("Again") == 0 {
 				t.Fatalf("Esc from the plan lost the passphrase")
@@ -483,6 +521,8 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 	}
 	h.esc()
 	h.onScreen(scrPlan)
+	h.esc()
+	h.onScreen(scrRecovery)
 	h.esc()
 	h.onScreen(scrPassphrase)
 	h.esc()
@@ -835,4 +875,108 @@ func TestKernelLogPicksMostRecentDock(t *testing.T) {
 	if s := h.snap(); s.selected() != "sdz" {
 		t.Errorf("j did not move to sdz:\n%s", s.view)
 	}
+}
+
+// The recovery key: on by default; the plan cannot be reached without
+// typing back the groups asked for; a wrong entry is refused; Esc shows
+// the key again and goes back; the screen fits 80x24 and 60x15 (with the
+// QR code at 80x24, and a note instead at 60x15).
+func TestRecoveryKeyMustBeTypedBack(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	for _, sz := range [][2]int{{80, 24}, {60, 15}, {100, 32}} {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "r.img")
+			h := startSized(t, imageConfig(img, 128<<20), sz[0], sz[1], nil)
+			h.toOptions()
+			h.waitFor("the recovery field", 5*time.Second, func(s snapshot) bool {
+				return s.field("Recovery key") != "" && strings.Contains(s.body, "[on]") && strings.Contains(s.body, "a second way in if the passphrase is lost")
+			})
+			h.enter()
+			h.onScreen(scrPassphrase)
+			h.typ(testPass)
+			h.enter()
+			h.typ(testPass)
+			h.enter()
+			s := h.onScreen(scrRecovery)
+			g := shownKey(t, s.body)
+			qr := strings.Contains(s.view, "▀") || strings.Contains(s.view, "▄")
+			if big := sz[0] == 100; big != qr {
+				t.Errorf("QR code drawn: %v, want %v:\n%s", qr, big, s.view)
+			}
+			if !qr && !strings.Contains(flat(s.body), "too small for its QR code") {
+				t.Errorf("the screen does not say the QR code does not fit:\n%s", s.body)
+			}
+			// Enter hides the key and asks for two groups.
+			h.enter()
+			s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+			for _, v := range g {
+				if strings.Contains(s.view, v) {
+					t.Fatalf("the key is still shown while it is asked for:\n%s", s.view)
+				}
+			}
+			m := askedRe.FindStringSubmatch(flat(s.body))
+			// A wrong entry (the groups swapped) is refused and stays.
+			h.typ(g[m[2]] + "-" + g[m[1]])
+			h.enter()
+			s = h.waitFor("the refusal", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "that is not groups") })
+			if s.screen != scrRecovery {
+				t.Fatalf("a wrong entry went on to %s", s.screen)
+			}
+			// Esc shows the key again (the same key), Esc again goes back.
+			h.esc()
+			s = h.waitFor("the key again", 5*time.Second, func(s snapshot) bool { return keyGroupRe.MatchString(s.body) })
+			if again := shownKey(t, s.body); again["1"] != g["1"] || again["8"] != g["8"] {
+				t.Errorf("the key changed")
+			}
+			h.esc()
+			h.onScreen(scrPassphrase)
+			h.enter() // the entries are kept: on to the same key
+			s = h.onScreen(scrRecovery)
+			if again := shownKey(t, s.body); again["1"] != g["1"] {
+				t.Errorf("going back and forth changed the key")
+			}
+			h.enter()
+			s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+			m = askedRe.FindStringSubmatch(flat(s.body))
+			h.typ(strings.ToUpper(g[m[1]]) + " " + g[m[2]])
+			h.enter()
+			s = h.onScreen(scrPlan)
+			if !strings.Contains(flat(s.body), "Recovery key: a second keyslot") || !strings.Contains(s.body, "luksAddKey") {
+				t.Errorf("the plan does not add the recovery key:\n%s", s.body)
+			}
+			for _, v := range g {
+				if strings.Contains(s.body, v) {
+					t.Errorf("the plan shows the key:\n%s", s.body)
+				}
+			}
+		})
+	}
+}
+
+// With the recovery key off, no key screen and no keyslot in the plan.
+func TestRecoveryKeyOff(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "r.img")
+	h := start(t, imageConfig(img, 128<<20), nil)
+	h.toOptions()
+	for range 4 {
+		h.key(tea.KeyTab)
+	}
+	h.waitFor("Recovery key focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Recovery key") })
+	h.key(tea.KeyRight)
+	h.waitFor("off", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(s.body, "[off]") && strings.Contains(flat(s.body), "the backup is gone")
+	})
+	h.enter()
+	h.onScreen(scrPassphrase)
+	h.typ(testPass)
+	h.enter()
+	h.typ(testPass)
+	h.enter()
+	s := h.onScreen(scrPlan)
+	if !strings.Contains(flat(s.body), "Recovery key: none") || strings.Contains(s.body, "luksAddKey") {
+		t.Errorf("the plan does not say there is no recovery key:\n%s", s.body)
+	}
+	h.esc()
+	h.onScreen(scrPassphrase)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
 	"luksdock/recovery"
@@ -59,6 +60,9 @@ type Config struct {
 	// Keyboard reads this machine's configured keymaps (nil:
 	// ReadKeyboardLayouts). It runs in a tea.Cmd.
 	Keyboard func() []string
+	// Inventory reads luksdock's inventory of the disks it prepared (nil:
+	// inventory.Load(inventory.Path())). It runs in a tea.Cmd at start.
+	Inventory func() (*inventory.File, error)
 	// Images are image files listed alongside the disks.
 	Images []Image
 	// AllowInternal offers disks not on USB (with the louder confirmation).
@@ -81,6 +85,7 @@ type screenID string
 const (
 	scrDisks      screenID = "disks"
 	scrDetails    screenID = "details"
+	scrUnhealthy  screenID = "unhealthy"
 	scrOptions    screenID = "options"
 	scrPassphrase screenID = "passphrase"
 	scrRecovery   screenID = "recovery"
@@ -102,6 +107,7 @@ var flow = []struct {
 }{
 	{scrDisks, true, newDisks},
 	{scrDetails, true, newDetails},
+	{scrUnhealthy, true, newUnhealthy},
 	{scrOptions, true, newOptions},
 	{scrPassphrase, true, newPassphrase},
 	{scrRecovery, true, newRecovery},
@@ -156,9 +162,11 @@ type shared struct {
 	spin   spinner.Model
 
 	// Facts read once, in a tea.Cmd at start.
-	memTotal int64    // bytes of RAM (0: unknown)
-	cwd      string   // where relative paths start
-	layouts  []string // configured keymaps ("de", "fr(bepo)"); nil: unknown
+	memTotal int64           // bytes of RAM (0: unknown)
+	cwd      string          // where relative paths start
+	layouts  []string        // configured keymaps ("de", "fr(bepo)"); nil: unknown
+	inv      *inventory.File // the inventory (nil: not read, or unreadable)
+	invErr   error
 
 	disc discovery // the disk list (owned by the disks screen)
 
@@ -167,10 +175,12 @@ type shared struct {
 	target     *pipeline.Target
 	targetErr  error
 	targetGone bool // the chosen disk left (or changed) after it was chosen
-	opts       pipeline.Options
-	plan       *pipeline.Plan
-	pass       [2]secret
-	strength   verdict // of pass[0], shown on Passphrase and Confirm
+	// acceptUnhealthy: "yes" was typed for a failing or degrading disk
+	acceptUnhealthy bool
+	opts            pipeline.Options
+	plan            *pipeline.Plan
+	pass            [2]secret
+	strength        verdict // of pass[0], shown on Passphrase and Confirm
 	// The recovery key (printed form) while the wizard shows and checks
 	// it, the groups asked back, and whether they were typed back. The
 	// plan holds its own copy, cleared when the run ends.
@@ -248,7 +258,7 @@ func (c *shared) dropPlan() {
 // restart forgets the choice and goes back to the disk list.
 func (c *shared) restart() {
 	c.dropPlan()
-	c.row, c.target, c.targetErr, c.targetGone = row{}, nil, nil, false
+	c.row, c.target, c.targetErr, c.targetGone, c.acceptUnhealthy = row{}, nil, nil, false, false
 	c.opts = pipeline.Options{}
 	c.clearSecrets()
 	c.strength = verdict{}
@@ -281,6 +291,9 @@ func New(cfg Config) *Model {
 	}
 	if cfg.Keyboard == nil {
 		cfg.Keyboard = ReadKeyboardLayouts
+	}
+	if cfg.Inventory == nil {
+		cfg.Inventory = func() (*inventory.File, error) { return inventory.Load(inventory.Path()) }
 	}
 	c := &shared{cfg: cfg, st: newStyles(), keys: newGlobalKeys(), width: 80, height: 24,
 		spin: spinner.New(spinner.WithSpinner(spinner.Line))}
@@ -336,17 +349,20 @@ type factsMsg struct {
 	memTotal int64
 	layouts  []string
 	cwd      string
+	inv      *inventory.File
+	invErr   error
 }
 
 // Init starts discovery and reads the machine's facts, all in commands.
 func (m *Model) Init() tea.Cmd {
-	kb := m.c.cfg.Keyboard
+	kb, inv := m.c.cfg.Keyboard, m.c.cfg.Inventory
 	facts := func() tea.Msg {
 		cwd, err := os.Getwd()
 		if err != nil {
 			cwd = "the current directory"
 		}
-		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd}
+		f, invErr := inv()
+		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd, inv: f, invErr: invErr}
 	}
 	return tea.Batch(facts, m.screens[scrDisks].Enter())
 }
@@ -395,6 +411,7 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return nil
 	case factsMsg:
 		c.memTotal, c.layouts, c.cwd = msg.memTotal, msg.layouts, msg.cwd
+		c.inv, c.invErr = msg.inv, msg.invErr
 		return nil
 	case spinner.TickMsg:
 		if !m.busy() {

@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -10,6 +11,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
 	"luksdock/recovery"
@@ -118,8 +120,10 @@ type optionsScreen struct {
 	label      *textOption
 	pbkdf      *choiceOption
 	rec        *choiceOption
+	set        *textOption
 	focus      int
 	suggestion string
+	owner      string // what the owner field resolves to, and why
 	err        string // what is wrong with the choices, "" when ready
 	seq        int    // of the last check or plan asked for
 	checking   bool   // a plan is being made (Enter)
@@ -169,6 +173,11 @@ func newOptions(c *shared) screen {
 	if c.cfg.PBKDF != (luks.PBKDF{}) {
 		s.pbkdf.cur = 2 // what the command line said
 	}
+	s.set = &textOption{name: "Set", f: field{Placeholder: "none (e.g. offsite)", CharLimit: 64},
+		help: func(*shared) string {
+			return "the rotation set this disk belongs to, kept in its LUKS2 header and luksdock's inventory; the label is suggested from the set"
+		},
+		set: func(o *pipeline.Options, v string) { o.Set = strings.TrimSpace(v) }}
 	s.rec = &choiceOption{name: "Recovery key", choices: fixed("on", "off"), c: c,
 		help: func(_ *shared, cur int) string {
 			if cur == 1 {
@@ -180,19 +189,43 @@ func newOptions(c *shared) screen {
 		set: func(_ *pipeline.Options, cur int) { c.noRecovery = cur == 1 }}
 	s.fields = []option{
 		s.label,
-		&choiceOption{name: "Partition table", choices: fixed("GPT", "MBR"), c: c,
-			help: func(*shared, int) string {
-				return "GPT unless the restore machine is very old (MBR = type 83, as in the manual)"
-			},
-			set: func(o *pipeline.Options, cur int) { o.Table = []disk.TableType{disk.TableGPT, disk.TableMBR}[cur] }},
+		&choiceOption{name: "Partition table", choices: fixed("GPT", "none", "MBR"), c: c,
+			help: tableNote,
+			set: func(o *pipeline.Options, cur int) {
+				o.Table = []disk.TableType{disk.TableGPT, disk.TableNone, disk.TableMBR}[cur]
+			}},
 		&choiceOption{name: "LUKS version", choices: fixed("LUKS2", "LUKS1"), c: c,
 			help: func(*shared, int) string { return "LUKS1 only for systems older than cryptsetup 2.0 (2017)" },
 			set:  func(o *pipeline.Options, cur int) { o.LUKS1 = cur == 1 }},
 		header,
 		s.rec,
+		s.set,
+		&textOption{name: "Owner", f: field{Placeholder: "you (the user behind sudo or pkexec)", CharLimit: 64},
+			help: func(*shared) string {
+				if s.owner == "" {
+					return "who owns the filesystem's top directory: USER or UID:GID"
+				}
+				return "who owns the filesystem's top directory (USER or UID:GID); now " + s.owner
+			},
+			set: func(o *pipeline.Options, v string) { o.Owner = strings.TrimSpace(v) }},
 		s.pbkdf,
 	}
 	return s
+}
+
+// tableNote explains the partition-table choice for the chosen disk.
+func tableNote(c *shared, cur int) string {
+	switch cur {
+	case 0:
+		return "GPT: valid whether a dock shows the disk with 512- or 4096-byte sectors (the portable default)"
+	case 1:
+		return "none: LUKS on the whole disk, no partition table (the cryptsetup FAQ's advice for external disks); opens in any dock"
+	}
+	n := "MBR: for very old restore machines; readable only through docks with this dock's sector size"
+	if t := c.target; t != nil && t.Disk != nil && t.Disk.LogicalSector == 4096 {
+		n += ". ⚠ " + pipeline.MBRNotPortable
+	}
+	return n
 }
 
 type pbkdfChoice struct {
@@ -254,12 +287,22 @@ func (s *optionsScreen) seenLabels() []string {
 	return out
 }
 
+// suggest is the label for the next disk: from the inventory (the set's
+// numbering, no label any known or attached disk has) when it was read,
+// else from the labels in sight.
+func (s *optionsScreen) suggest() string {
+	if s.c.inv != nil {
+		return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
+	}
+	return SuggestLabel(s.seenLabels())
+}
+
 // Enter suggests a label when there is none yet.
 func (s *optionsScreen) Enter() tea.Cmd {
 	if s.session != s.c.session {
 		s.session = s.c.session
 		// a new choice: start from the top with a fresh suggestion
-		s.suggestion = SuggestLabel(s.seenLabels())
+		s.suggestion = s.suggest()
 		s.label.f.SetValue(s.suggestion)
 		s.focus = 0
 	}
@@ -276,7 +319,7 @@ func (s *optionsScreen) setFocus(i int) {
 
 // options are the pipeline options as chosen on the screen.
 func (s *optionsScreen) options() pipeline.Options {
-	o := pipeline.Options{Engine: pipeline.Engine(s.c.cfg.Engine), AllowInternal: s.c.cfg.AllowInternal}
+	o := pipeline.Options{Engine: pipeline.Engine(s.c.cfg.Engine), AllowInternal: s.c.cfg.AllowInternal, AcceptUnhealthy: s.c.acceptUnhealthy}
 	for _, f := range s.fields {
 		f.apply(&o)
 	}
@@ -285,8 +328,9 @@ func (s *optionsScreen) options() pipeline.Options {
 
 type (
 	optCheckMsg struct {
-		seq int
-		err error
+		seq   int
+		err   error
+		owner string // "1000:1000 (SUDO_UID...)"; "" when the owner is wrong
 	}
 	planMsg struct {
 		seq  int
@@ -310,15 +354,19 @@ func (s *optionsScreen) check() tea.Cmd {
 		s.err = err.Error()
 	}
 	return func() tea.Msg {
+		owner := ""
+		if ow, why, err := pipeline.ResolveOwner(o.Owner, os.Getenv); err == nil {
+			owner = ow.String() + " (" + why + ")"
+		}
 		if err := pipeline.ValidateOptions(&o); err != nil {
-			return optCheckMsg{seq: seq, err: err}
+			return optCheckMsg{seq: seq, err: err, owner: owner}
 		}
 		if o.HeaderBackup != "" && t != nil {
 			if _, err := checkHdr(t.Path, o.HeaderBackup); err != nil {
-				return optCheckMsg{seq: seq, err: err}
+				return optCheckMsg{seq: seq, err: err, owner: owner}
 			}
 		}
-		return optCheckMsg{seq: seq}
+		return optCheckMsg{seq: seq, owner: owner}
 	}
 }
 
@@ -377,7 +425,7 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case optCheckMsg:
 		if msg.seq == s.seq && !s.checking {
-			s.err = ""
+			s.err, s.owner = "", msg.owner
 			if msg.err != nil {
 				s.err = unwrapMsg(msg.err)
 			}
@@ -433,6 +481,11 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 	}
 	if s.fields[s.focus].update(msg) {
 		s.c.dropPlan()
+		if s.fields[s.focus] == s.set && s.label.f.Value() == s.suggestion {
+			// the label follows the set while it is the suggestion
+			s.suggestion = s.suggest()
+			s.label.f.SetValue(s.suggestion)
+		}
 		return s.check()
 	}
 	return nil

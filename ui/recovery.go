@@ -151,7 +151,7 @@ func (s *recoveryScreen) View() (string, int) {
 	leftW := 34
 	// the title, the footer (status and help) and the key's line below
 	room := c.height - 7
-	typed := st.faint.Render("As typed at the unlock prompt:") + "\n" + para(st.command, "  "+string(k), w, "  ")
+	typed := "\n" + st.faint.Render("As typed at the unlock prompt:") + "\n" + para(st.command, "  "+string(k), w, "  ")
 	switch {
 	case err == nil && w >= leftW+qw+2 && room >= qrLines:
 		// the key and what it is for beside its QR code

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"luksdock/disk"
+	"luksdock/health"
 	"luksdock/internal/testkit"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -44,7 +47,7 @@ var titles = []struct {
 	id     screenID
 	prefix string
 }{
-	{scrDisks, "Choose the disk"}, {scrDetails, "Is this the"}, {scrDetails, "Why "},
+	{scrDisks, "Choose the disk"}, {scrDetails, "Is this the"}, {scrDetails, "Why "}, {scrUnhealthy, "Unhealthy disk"},
 	{scrOptions, "Options"}, {scrPassphrase, "Passphrase"}, {scrRecovery, "Recovery key"}, {scrPlan, "Plan:"}, {scrConfirm, "Confirm"},
 	{scrProgress, "Preparing"}, {scrDone, "Done:"}, {scrFailed, "Stopped:"}, {scrFailed, "Failed:"},
 }
@@ -160,6 +163,9 @@ func startSized(t *testing.T, cfg Config, w, hgt int, hook func(*probe, tea.Msg)
 	t.Helper()
 	if cfg.Keyboard == nil {
 		cfg.Keyboard = func() []string { return nil }
+	}
+	if cfg.Inventory == nil { // not this host's inventory
+		cfg.Inventory = func() (*inventory.File, error) { return &inventory.File{}, nil }
 	}
 	p := &probe{m: New(cfg), hook: hook}
 	tm := teatest.NewTestModel(t, p, teatest.WithInitialTermSize(w, hgt))
@@ -760,8 +766,8 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	}
 	h.enter()
 	h.onScreen(scrOptions)
-	h.key(tea.KeyDown)  // to the partition table
-	h.key(tea.KeyRight) // MBR
+	h.key(tea.KeyDown) // to the partition table
+	h.key(tea.KeyLeft) // MBR (GPT, none, MBR)
 	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool {
 		return s.screen == scrOptions && strings.Contains(s.field("Partition table"), "[MBR]")
 	})
@@ -813,7 +819,7 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	h := start(t, imageConfig(img, 100<<20), nil)
 	h.toOptions()
 	h.key(tea.KeyDown)  // partition table
-	h.key(tea.KeyRight) // MBR
+	h.key(tea.KeyLeft)  // MBR (GPT, none, MBR)
 	h.key(tea.KeyDown)  // LUKS version
 	h.key(tea.KeyRight) // LUKS1
 	s := h.waitFor("MBR and LUKS1", 5*time.Second, func(s snapshot) bool {
@@ -979,4 +985,185 @@ func TestRecoveryKeyOff(t *testing.T) {
 	}
 	h.esc()
 	h.onScreen(scrPassphrase)
+}
+
+// The table choice offers none (LUKS on the whole disk) and explains each
+// choice; the Owner field shows what it resolves to, refuses a wrong
+// entry, and its value reaches the plan.
+func TestTableNoneAndOwner(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		img := filepath.Join(t.TempDir(), "t.img")
+		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
+		h.toOptions()
+		h.key(tea.KeyTab) // partition table
+		h.key(tea.KeyRight)
+		h.waitFor("none chosen", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(s.body, "[none]") && strings.Contains(flat(s.body), "LUKS on the whole disk")
+		})
+		h.key(tea.KeyRight)
+		h.waitFor("MBR explained", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), "only through docks with this dock's sector size")
+		})
+		h.key(tea.KeyRight) // GPT
+		h.key(tea.KeyRight) // none
+		for range 5 {       // LUKS version, header backup, recovery key, set, owner
+			h.key(tea.KeyTab)
+		}
+		h.waitFor("Owner focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Owner") })
+		h.typ("no-such-user-here")
+		h.waitFor("the wrong owner refused", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(flat(s.body), `✗ --owner "no-such-user-here"`)
+		})
+		h.enter()
+		time.Sleep(200 * time.Millisecond)
+		if s := h.snap(); s.screen != scrOptions {
+			t.Fatalf("Enter with a wrong owner went to %s", s.screen)
+		}
+		h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+		h.typ("1234:5678")
+		h.waitFor("the owner resolved", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(flat(s.body), "now 1234:5678 (--owner 1234:5678)") && strings.Contains(s.body, "✓ ready")
+		})
+		s := h.optionsToPlan(testPass)
+		if b := flat(s.body); !strings.Contains(b, "owned by 1234:5678") || !strings.Contains(b, "NONE") || strings.Contains(b, "sfdisk") {
+			t.Errorf("the plan is not LUKS on the whole image owned by 1234:5678:\n%s", s.body)
+		}
+	})
+}
+
+// A LUKS image the inventory knows is described on Details; the Set field
+// refuses a wrong name, and the label suggestion follows the set's
+// numbering from the inventory. An unknown LUKS image is said to be one.
+func TestKnownDiskAndSet(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "k.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "5b0e3c0a-6a3e-4d7c-9a51-0c6c1d2e3f40"
+	fmtCmd := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+		"--uuid", uuid, "--subsystem", "offsite", "--key-file", "-", img)
+	fmtCmd.Stdin = strings.NewReader("x")
+	if out, err := fmtCmd.CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v\n%s", err, out)
+	}
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprint("known=", known), func(t *testing.T) {
+			f := &inventory.File{Disks: []inventory.Record{{LUKSUUID: "00000000-0000-0000-0000-000000000001", Label: "backups02", Set: "offsite", Prepared: time.Now().Add(-48 * time.Hour)}}}
+			if known {
+				f.Disks = append(f.Disks, inventory.Record{LUKSUUID: uuid, Label: "backups07", Set: "offsite", Prepared: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)})
+			}
+			cfg := imageConfig(img, 0)
+			cfg.Inventory = func() (*inventory.File, error) { return f, nil }
+			h := start(t, cfg, nil)
+			h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return s.selected() == "k.img" })
+			h.enter()
+			s := h.onScreen(scrDetails)
+			want := "This is a LUKS disk luksdock does not know (not in its inventory); its LUKS2 subsystem names set offsite"
+			if known {
+				want = "Known disk: backups07, set offsite, prepared 2026-11-23"
+			}
+			if !strings.Contains(flat(s.body), want) {
+				t.Errorf("details lack %q:\n%s", want, s.body)
+			}
+			h.enter()
+			h.onScreen(scrOptions)
+			for range 5 { // table, LUKS version, header backup, recovery key, set
+				h.key(tea.KeyTab)
+			}
+			h.waitFor("Set focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Set") })
+			h.typ("off site")
+			h.waitFor("the wrong set name refused", 5*time.Second, func(s snapshot) bool {
+				return strings.Contains(flat(s.body), "only letters, digits")
+			})
+			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+			h.typ("offsite")
+			next := "backups03"
+			if known {
+				next = "backups08"
+			}
+			h.waitFor("the label of the set's next disk", 5*time.Second, func(s snapshot) bool {
+				return s.field("Label") == next && strings.Contains(s.body, "✓ ready")
+			})
+			s = h.optionsToPlan(testPass)
+			if !strings.Contains(s.body, "--subsystem offsite") {
+				t.Errorf("the plan does not store the set:\n%s", s.body)
+			}
+		})
+	}
+}
+
+// A degrading or failing disk (recorded smartctl --json output) shows its
+// health on Details and needs "yes" typed on an extra screen; a healthy
+// one goes straight to Options. The USB dock reports 4096-byte sectors:
+// Details warns, and MBR on Options says it is not portable.
+func TestUnhealthyDiskNeedsYes(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"smartctl-derived-failing.json", "failing"},
+		{"smartctl-derived-degrading.json", "degrading"},
+		{"smartctl-qemu-sata-healthy.json", ""},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			out, err := os.ReadFile(filepath.Join("..", "health", "testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := health.Parse(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := disk.Disk{Name: "sdy", Path: "/dev/sdy", MajMin: "65:128", Size: 1 << 40, LogicalSector: 4096, PhysicalSector: 4096,
+				Transport: "usb-storage", Vendor: "WD", Model: "Elements", Serial: "X1",
+				USB: &disk.USBInfo{VendorID: "1058", ProductID: "25a2", Port: "2-1", Speed: "5000"}}
+			cfg := Config{
+				Scan: func() ([]disk.Disk, error) { return []disk.Disk{d}, nil },
+				DeviceTarget: func(string) (*pipeline.Target, error) {
+					d := d
+					return &pipeline.Target{Path: d.Path, Name: d.Name, Size: d.Size, Disk: &d, Verdict: disk.Assess(d), Health: &rep}, nil
+				},
+			}
+			h := start(t, cfg, nil)
+			h.waitFor("the disk", 5*time.Second, func(s snapshot) bool { return s.selected() == "sdy" })
+			h.enter()
+			s := h.onScreen(scrDetails)
+			for _, w := range []string{"Health", rep.Summary(), "4096-byte logical", disk.USB4KWarning} {
+				if !strings.Contains(flat(s.body), flat(w)) {
+					t.Errorf("details lack %q:\n%s", w, s.body)
+				}
+			}
+			h.enter()
+			if tc.want == "" {
+				h.onScreen(scrOptions)
+			} else {
+				s = h.onScreen(scrUnhealthy)
+				if !strings.Contains(flat(s.body), "not a disk to trust with backups") {
+					t.Errorf("no warning:\n%s", s.body)
+				}
+				h.typ("y")
+				h.enter()
+				s = h.waitFor("the refusal", 5*time.Second, func(s snapshot) bool {
+					return strings.Contains(s.body, `type "yes"`) && strings.Contains(s.body, "✗")
+				})
+				if s.screen != scrUnhealthy {
+					t.Fatalf("a wrong entry went on to %s", s.screen)
+				}
+				h.esc()
+				h.onScreen(scrDetails)
+				h.enter()
+				h.onScreen(scrUnhealthy)
+				h.typ("yes")
+				h.enter()
+				h.onScreen(scrOptions)
+			}
+			h.key(tea.KeyTab)
+			h.key(tea.KeyLeft) // MBR
+			h.waitFor("the MBR warning", 5*time.Second, func(s snapshot) bool {
+				return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), flat(pipeline.MBRNotPortable))
+			})
+		})
+	}
 }

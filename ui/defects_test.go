@@ -340,7 +340,7 @@ func TestOptionsFooterHelpAndScrolling(t *testing.T) {
 		h.key(tea.KeyBackspace)
 		h.key(tea.KeyBackspace)
 		// Every field, in turn, is on screen when it has the focus.
-		for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "PBKDF", "Label"} {
+		for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "Overwrite first", "Read it all back", "PBKDF", "Label"} {
 			h.key(tea.KeyTab)
 			s = h.waitFor(name+" focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› "+name) })
 		}

@@ -378,6 +378,8 @@ func owner(msg tea.Msg) (screenID, bool) {
 		return scrProgress, true
 	case targetMsg:
 		return scrDetails, true
+	case restartMsg:
+		return scrPlan, true
 	}
 	return "", false
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -208,6 +209,20 @@ func newOptions(c *shared) screen {
 				return "who owns the filesystem's top directory (USER or UID:GID); now " + s.owner
 			},
 			set: func(o *pipeline.Options, v string) { o.Owner = strings.TrimSpace(v) }},
+		&choiceOption{name: "Overwrite first", head: "Before the filesystem", choices: fixed("off", "on"), c: c,
+			help: func(c *shared, cur int) string {
+				n := "overwrite the whole disk with encrypted zeros first, so old data is gone and the disk holds only ciphertext"
+				if t := c.target; t != nil {
+					n += fmt.Sprintf("; hours on a big disk (%s: about %s at 150 MB/s)", pipeline.HumanSize(t.Size), fmtDur(time.Duration(float64(t.Size)/150e6*float64(time.Second))))
+				}
+				return n + "; Ctrl+C stops it and preparing the disk again continues where it stopped"
+			},
+			set: func(o *pipeline.Options, cur int) { o.Erase = cur == 1 }},
+		&choiceOption{name: "Read it all back", choices: fixed("off", "on"), c: c,
+			help: func(*shared, int) string {
+				return "after the overwrite, read every byte back and check it decrypts to zeros: finds failing and fake-capacity disks; as long again; only with the overwrite"
+			},
+			set: func(o *pipeline.Options, cur int) { o.SurfaceCheck = cur == 1 }},
 		s.pbkdf,
 	}
 	return s

@@ -365,19 +365,19 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 				t.Errorf("the full help lists help %d times:\n%s", n, s)
 			}
 			tm.keys("F1", "BSpace", "BSpace")
-			for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "PBKDF"} {
+			for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "Overwrite first", "Read it all back", "PBKDF"} {
 				tm.keys("Tab")
 				tm.waitFor(5*time.Second, "› "+name)
 				tm.checkScreen(w, h)
 			}
 			// A wrong entry on each text field, then right again.
-			tm.keys("BTab", "BTab", "BTab", "BTab")
+			tm.keys("BTab", "BTab", "BTab", "BTab", "BTab", "BTab")
 			tm.waitFor(5*time.Second, "› Header backup")
 			tm.text("/no/such/dir/h.bak")
 			tm.waitFor(5*time.Second, "does not exist")
 			tm.keys("C-u")
 			tm.waitFor(5*time.Second, "✓ ready")
-			tm.keys("Tab", "Tab", "Tab", "Tab", "Tab") // Recovery key, Set, Owner, PBKDF, then Label
+			tm.keys("Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Tab") // Recovery key, Set, Owner, Overwrite first, Read it all back, PBKDF, then Label
 			tm.waitFor(5*time.Second, "› Label")
 			tm.keys("C-u")
 			tm.text("far-too-long-label-for-ext4")

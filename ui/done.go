@@ -107,7 +107,7 @@ func (s *doneScreen) View() (string, int) {
 	if r.HeaderBackup != "" {
 		kv("Header backup", r.HeaderBackup+" (keep it safe and off this disk)")
 	} else {
-		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later)")
+		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later; with any passphrase valid then, it opens the disk forever)")
 	}
 	kv("Passphrase", c.strength.summary())
 	if r.RecoveryKey {

@@ -119,6 +119,9 @@ func (s *doneScreen) View() (string, int) {
 		kv("Owner", "the top directory belongs to "+r.Owner+" (uid:gid)")
 	}
 	kv("Sectors", sectorViews(r))
+	if c.recorded != "" {
+		kv("Inventory", c.recorded)
+	}
 	b.WriteString("\n" + st.title.Render("Unlock it by hand:") + "\n")
 	for _, cmd := range unlockCommands(r, c.plan) {
 		b.WriteString(c.command("  ", cmd))

@@ -63,6 +63,10 @@ type Config struct {
 	// Inventory reads luksdock's inventory of the disks it prepared (nil:
 	// inventory.Load(inventory.Path())). It runs in a tea.Cmd at start.
 	Inventory func() (*inventory.File, error)
+	// Record records a verified disk in the inventory and says so ("recorded
+	// in PATH", or why not); it runs in the run's goroutine after the run.
+	// nil: nothing recorded.
+	Record func(p *pipeline.Plan, res *pipeline.Result) string
 	// Images are image files listed alongside the disks.
 	Images []Image
 	// AllowInternal offers disks not on USB (with the louder confirmation).
@@ -198,6 +202,7 @@ type shared struct {
 	runStart  time.Time
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result
+	recorded  string // what Config.Record said about the last result
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
 

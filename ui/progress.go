@@ -16,8 +16,9 @@ import (
 type (
 	runEventMsg pipeline.Event
 	runDoneMsg  struct {
-		res *pipeline.Result
-		err error
+		res      *pipeline.Result
+		err      error
+		recorded string // what recording the disk in the inventory did
 	}
 )
 
@@ -87,7 +88,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 	rs := &runState{cancel: cancel, msgs: make(chan tea.Msg), done: make(chan struct{})}
 	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
 	c.runStart = time.Now()
-	plan, word := c.plan, c.confirmed
+	plan, word, record := c.plan, c.confirmed, c.cfg.Record
 	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
 	c.confirmed = ""
 	rs.wg.Add(1)
@@ -107,8 +108,13 @@ func (s *progressScreen) Enter() tea.Cmd {
 		})
 		clear(pass)
 		clear(plan.Opts.RecoveryKey)
+		recorded := ""
+		if err == nil && res != nil && record != nil {
+			// the inventory, here in the run's goroutine (file I/O)
+			recorded = record(plan, res)
+		}
 		rs.finalRes, rs.finalErr = res, err
-		send(runDoneMsg{res: res, err: err})
+		send(runDoneMsg{res: res, err: err, recorded: recorded})
 	}()
 	return s.next()
 }
@@ -134,6 +140,7 @@ func (s *progressScreen) Update(msg tea.Msg) tea.Cmd {
 	case runDoneMsg:
 		c.run.finished = true
 		s.asking = false
+		c.recorded = msg.recorded
 		c.settle(msg.res, msg.err)
 		if c.runErr == nil {
 			c.goTo(scrDone)

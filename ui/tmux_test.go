@@ -17,6 +17,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/internal/testkit"
+	"luksdock/inventory"
 )
 
 // Real-terminal tests of the built binary: tmux gives it a terminal, keys
@@ -163,7 +164,8 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	trace := filepath.Join(dir, "tea-trace.log") // bubbletea would log raw input here
-	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "TEA_TRACE=" + trace}, cmd)
+	inv := filepath.Join(dir, "inventory.json")
+	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "TEA_TRACE=" + trace, "LUKSDOCK_INVENTORY=" + inv}, cmd)
 
 	s := tm.waitFor(15*time.Second, "1/9 Choose the disk", "offsite.img", "to be created")
 	if !strings.Contains(s, "› offsite.img") {
@@ -227,6 +229,8 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	tm.text("g")
 	tm.keys("Enter")
 	s = tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
+	tm.keys("PageDown")
+	tm.waitFor(5*time.Second, "Inventory", "recorded in")
 	tm.keys("q")
 	deadline := time.Now().Add(20 * time.Second)
 	var rc []byte
@@ -256,6 +260,12 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	if res.Target != img || res.FSLabel != "offsite07" || !res.Clean || res.LUKS.UUID == "" {
 		t.Errorf("summary %+v", res)
+	}
+	// The wizard recorded the disk in the inventory, with its recovery key.
+	if f, err := inventory.Load(inv); err != nil {
+		t.Errorf("inventory: %v", err)
+	} else if r := f.Find(res.LUKS.UUID); r == nil || r.Label != "offsite07" || !r.RecoveryKey {
+		t.Errorf("the inventory does not hold the disk with its recovery key: %+v", f.Disks)
 	}
 	if bytes.Contains(out, []byte("juggles")) || bytes.Contains(errTxt, []byte("juggles")) {
 		t.Error("the passphrase reached standard output or error")
@@ -342,7 +352,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			}
 			cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 				bin, img, dir, dir, dir)
-			tm := newTmux(t, w, h, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
+			tm := newTmux(t, w, h, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "LUKSDOCK_INVENTORY=" + filepath.Join(dir, "inventory.json")}, cmd)
 			tm.waitFor(15*time.Second, "1/9 Choose", "term.img")
 			tm.keys("Up", "Up", "Up", "Up", "Up", "Up") // the image is the first row
 			tm.waitFor(5*time.Second, "› term.img")
@@ -459,7 +469,7 @@ func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 	}
 	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf argon2id --pbkdf-memory 65536 --iter-time 2000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 		bin, img, dir, dir, dir)
-	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
+	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "LUKSDOCK_INVENTORY=" + filepath.Join(dir, "inventory.json")}, cmd)
 	tm.waitFor(15*time.Second, "1/9 Choose", "stop.img")
 	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
 	tm.waitFor(5*time.Second, "› stop.img")

@@ -182,7 +182,8 @@ func (s *recoveryScreen) Status() string {
 	case c.recConfirmed:
 		return c.st.ok.Render("✓ recovery key typed back") + " — Enter shows the plan"
 	case s.typing:
-		return c.st.faint.Render("Enter checks; the disk is not prepared without it")
+		return para(c.st.faint, "Enter checks; the disk is not prepared without it", c.width, "  ")
 	}
-	return c.st.warn.Render("Enter hides the key and asks for " + groupsText(c.recChallenge) + " of it")
+	// which groups is said only once the key is hidden
+	return para(c.st.warn, "Enter hides the key and asks for two of its groups", c.width, "  ")
 }

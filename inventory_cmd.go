@@ -202,15 +202,10 @@ func recognise(path string, entries []listEntry, now time.Time) (warning string)
 	describe := func(f *inventory.File) {
 		for _, h := range hits {
 			k := &knownDisk{SetOnDisk: h.set}
+			k.Description, k.Known = inventory.Recognise(f, h.uuid, h.set, now)
 			if r := f.Find(h.uuid); r != nil {
 				rc := *r
-				k.Known, k.Record = true, &rc
-				k.Description = inventory.Describe(rc, rc.LastSeen, now)
-			} else {
-				k.Description = "a LUKS disk luksdock does not know (not in its inventory)"
-				if h.set != "" {
-					k.Description += "; its LUKS2 subsystem names set " + h.set
-				}
+				k.Record = &rc
 			}
 			entries[h.i].Known = k
 		}

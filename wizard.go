@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 	"luksdock/ui"
 )
@@ -76,6 +77,14 @@ func runWizard(cmd *cobra.Command) error {
 			})
 		},
 		PBKDF: wf.opts.pbkdf,
+		// A verified disk goes into the inventory, as with prepare.
+		Record: func(p *pipeline.Plan, res *pipeline.Result) string {
+			path := inventory.Path()
+			if err := recordPrepared(path, p.Target, p.Opts, targetLUKSUUID(p.Target), res, driveOf(p.Target)); err != nil {
+				return "not recorded: " + err.Error()
+			}
+			return "recorded in " + path
+		},
 	}
 	if err := cfg.PBKDF.Validate(false); err != nil {
 		return usageError{err}

@@ -61,9 +61,10 @@ func (w *wizardDriver) advance(what string, re *regexp.Regexp, n int) {
 // linux script(1) gives it a pty whose other side is the guest's ttyS2,
 // which this test reads through a terminal screen model and types into).
 // The disk is docked while the wizard waits; the test walks the screens by
-// their titles (1/8 Choose the disk → 2/8 details → 3/8 Options, suggested
-// label accepted → 4/8 Passphrase twice → 5/8 Plan → 6/8 Confirm, typing
-// the disk's name → 8/8 Done), quits, then checks the disk with stock
+// their titles (1/9 Choose the disk → 2/9 details → 3/9 Options, suggested
+// label accepted → 4/9 Passphrase twice → 5/9 Recovery key, typed back
+// from the screen → 6/9 Plan → 7/9 Confirm, typing
+// the disk's name → 9/9 Done), quits, then checks the disk with stock
 // tools in the guest.
 func TestWizardInGuest(t *testing.T) {
 	g := skipUnlessVM(t)
@@ -109,25 +110,41 @@ mark checked
 		}
 	})
 	mustMark(t, vm, "wizard-start", 2*time.Minute)
-	w.mustScreen("the Disks screen waiting for a dock", regexp.MustCompile(`(?is)1/8 Choose the disk.*dock a disk`), time.Minute)
+	w.mustScreen("the Disks screen waiting for a dock", regexp.MustCompile(`(?is)1/9 Choose the disk.*dock a disk`), time.Minute)
 	if err := vm.Plug(d.ID); err != nil {
 		t.Fatal(err)
 	}
 	name := mustMark(t, vm, "docked", time.Minute)[0]
-	w.mustScreen("the docked disk in the list", regexp.MustCompile(`(?s)1/8 Choose the disk.*(`+d.Serial+`|`+d.Product+`)`), 10*time.Second)
+	w.mustScreen("the docked disk in the list", regexp.MustCompile(`(?s)1/9 Choose the disk.*(`+d.Serial+`|`+d.Product+`)`), 10*time.Second)
 	w.send("\r")
-	w.mustScreen("the Details screen with the kernel log of the arrival", regexp.MustCompile(`(?is)2/8 Is this the disk.*attached scsi`), 10*time.Second)
+	w.mustScreen("the Details screen with the kernel log of the arrival", regexp.MustCompile(`(?is)2/9 Is this the disk.*attached scsi`), 10*time.Second)
 	w.send("\r")
-	w.mustScreen("the Options screen", regexp.MustCompile(`3/8 Options`), 10*time.Second)
-	w.advance("the Passphrase screen (the suggested label accepted)", regexp.MustCompile(`4/8 Passphrase`), 8)
+	w.mustScreen("the Options screen", regexp.MustCompile(`3/9 Options`), 10*time.Second)
+	w.advance("the Passphrase screen (the suggested label accepted)", regexp.MustCompile(`4/9 Passphrase`), 8)
 	w.send(testPassphrase + "\r")
 	time.Sleep(500 * time.Millisecond)
 	w.send(testPassphrase + "\r")
-	w.mustScreen("the Plan screen", regexp.MustCompile(`5/8 Plan`), 10*time.Second)
+	// The recovery key: read its numbered groups, hide it, type back the
+	// two groups asked for.
+	groupRe := regexp.MustCompile(`(\d) ([cbdefghijklnrtuv]{8})`)
+	w.mustScreen("the Recovery key screen", regexp.MustCompile(`(?s)5/9 Recovery key.*8 [cbdefghijklnrtuv]{8}`), 10*time.Second)
+	groups := map[string]string{}
+	for _, m := range groupRe.FindAllStringSubmatch(w.screen.Text(), -1) {
+		groups[m[1]] = m[2]
+	}
 	w.send("\r")
-	w.mustScreen("the Confirm screen asking to type "+name, regexp.MustCompile(`(?s)6/8 Confirm.*\b`+name+`\b`), 10*time.Second)
+	askedRe := regexp.MustCompile(`type groups (\d) and (\d) of the\s+recovery key`)
+	w.mustScreen("the recovery key hidden and groups asked for", askedRe, 10*time.Second)
+	asked := askedRe.FindStringSubmatch(w.screen.Text())
+	if len(groups) != 8 {
+		t.Fatalf("wizard: %d groups of the recovery key read off the screen, want 8", len(groups))
+	}
+	w.send(groups[asked[1]] + "-" + groups[asked[2]] + "\r")
+	w.mustScreen("the Plan screen", regexp.MustCompile(`6/9 Plan`), 10*time.Second)
+	w.send("\r")
+	w.mustScreen("the Confirm screen asking to type "+name, regexp.MustCompile(`(?s)7/9 Confirm.*\b`+name+`\b`), 10*time.Second)
 	w.send(name + "\r")
-	done := regexp.MustCompile(`8/8 Done`)
+	done := regexp.MustCompile(`9/9 Done`)
 	failed := regexp.MustCompile(`(Stopped|Failed): the preparation did not finish`)
 	start := time.Now()
 	if !w.waitScreen(regexp.MustCompile(done.String()+`|`+failed.String()), 5*time.Minute) {

@@ -293,6 +293,23 @@ func Describe(r Record, lastSeen, now time.Time) string {
 	return s
 }
 
+// Recognise says what the LUKS disk with uuid is, for list and the
+// wizard: a known disk's Describe (with the sighting before this one), or
+// that luksdock does not know it, naming the set its LUKS2 subsystem field
+// names (setOnDisk, "" for none). f may be nil (no inventory).
+func Recognise(f *File, uuid, setOnDisk string, now time.Time) (desc string, known bool) {
+	if f != nil {
+		if r := f.Find(uuid); r != nil {
+			return Describe(*r, r.LastSeen, now), true
+		}
+	}
+	desc = "a LUKS disk luksdock does not know (not in its inventory)"
+	if setOnDisk != "" {
+		desc += "; its LUKS2 subsystem names set " + setOnDisk
+	}
+	return desc, false
+}
+
 // Ago says how long before now t was, in words: "just now", "3 hours ago",
 // "9 days ago", "5 months ago", "2 years ago".
 func Ago(t, now time.Time) string {

@@ -20,6 +20,7 @@ import (
 	"luksdock/internal/testkit"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 // Tests of the defects issue 12 found in the new-user trial, each at
@@ -121,21 +122,30 @@ func TestPlanCommandsCopyable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := pipeline.NewPlan(tg, pipeline.Options{Label: "backups01", PBKDF: testPBKDF})
+		rk, err := recovery.Generate() // the commands do not show the key
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := commandsIn(s.body)
-		if len(got) != len(p.Steps) {
-			t.Fatalf("%d commands on the screen, %d steps:\n%s", len(got), len(p.Steps), s.body)
+		p, err := pipeline.NewPlan(tg, pipeline.Options{Label: "backups01", PBKDF: testPBKDF, RecoveryKey: rk})
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i, st := range p.Steps {
-			want := st.Command
-			if strings.HasPrefix(want, "#") { // a comment: its spacing does not matter
+		// a step's command of several lines is drawn as several commands
+		var wants []string
+		for _, st := range p.Steps {
+			wants = append(wants, strings.Split(st.Command, "\n")...)
+		}
+		got := commandsIn(s.body)
+		if len(got) != len(wants) {
+			t.Fatalf("%d commands on the screen, %d in the steps:\n%s", len(got), len(wants), s.body)
+		}
+		for i, want := range wants {
+			orig := want
+			if strings.Contains(want, "#") { // a comment: its spacing does not matter
 				want, got[i] = flat(want), flat(got[i])
 			}
 			if got[i] != want {
-				t.Errorf("step %d drawn as\n%q\nwant\n%q", i+1, got[i], st.Command)
+				t.Errorf("command %d drawn as\n%q\nwant\n%q", i+1, got[i], orig)
 			}
 		}
 		for _, l := range strings.Split(s.view, "\n") {
@@ -179,6 +189,7 @@ func TestWeakPassphraseNeedsAcknowledgement(t *testing.T) {
 		h.key(tea.KeySpace)
 		h.waitFor("the ticked box", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "[x] use this weak") })
 		h.enter()
+		h.typeBackRecovery()
 		s = h.onScreen(scrPlan)
 		if !strings.Contains(flat(s.body), "Passphrase: very weak") {
 			t.Errorf("the plan does not repeat the verdict:\n%s", s.body)
@@ -191,6 +202,8 @@ func TestWeakPassphraseNeedsAcknowledgement(t *testing.T) {
 		// Back to the passphrase: a strong one needs no acknowledgement.
 		h.esc()
 		h.onScreen(scrPlan)
+		h.esc()
+		h.onScreen(scrRecovery)
 		h.esc()
 		h.onScreen(scrPassphrase)
 		h.esc()
@@ -205,6 +218,7 @@ func TestWeakPassphraseNeedsAcknowledgement(t *testing.T) {
 			t.Errorf("a strong passphrase asks for an acknowledgement:\n%s", s.body)
 		}
 		h.enter()
+		h.typeBackRecovery()
 		h.onScreen(scrPlan)
 	})
 }
@@ -326,7 +340,7 @@ func TestOptionsFooterHelpAndScrolling(t *testing.T) {
 		h.key(tea.KeyBackspace)
 		h.key(tea.KeyBackspace)
 		// Every field, in turn, is on screen when it has the focus.
-		for _, name := range []string{"Partition table", "LUKS version", "Header backup", "PBKDF", "Label"} {
+		for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "Overwrite first", "Read it all back", "PBKDF", "Label"} {
 			h.key(tea.KeyTab)
 			s = h.waitFor(name+" focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› "+name) })
 		}
@@ -380,6 +394,7 @@ func TestHeaderBackupCheckPlugged(t *testing.T) {
 	h.enter()
 	h.typ(testPass)
 	h.enter()
+	h.typeBackRecovery()
 	s = h.onScreen(scrPlan)
 	if !strings.Contains(flat(s.body), "Header backup: "+filepath.Join(dir, "ok.hdr")) {
 		t.Errorf("the plan does not use the checked path:\n%s", s.body)
@@ -558,10 +573,10 @@ func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
 			t.Errorf("steps started after the stop: %v", started)
 		}
 		var e *pipeline.Error
-		if s.screen != scrFailed || !errors.As(s.lastErr, &e) || e.Kind != pipeline.KindInterrupted || e.Step != pipeline.StepOpen {
-			t.Fatalf("want interrupted before open, got %v on %s:\n%s", s.lastErr, s.screen, s.body)
+		if s.screen != scrFailed || !errors.As(s.lastErr, &e) || e.Kind != pipeline.KindInterrupted || e.Step != pipeline.StepRecoveryKey {
+			t.Fatalf("want interrupted before recovery-key, got %v on %s:\n%s", s.lastErr, s.screen, s.body)
 		}
-		for _, want := range []string{"Stopped before Open the encrypted volume", "Not started open, mkfs, close, verify", "no later step started"} {
+		for _, want := range []string{"Stopped before Add the recovery key", "Not started recovery-key, open, mkfs, close, verify", "no later step started"} {
 			if !strings.Contains(flat(s.body), want) {
 				t.Errorf("the end screen lacks %q:\n%s", want, s.body)
 			}

@@ -3,11 +3,13 @@ package ui
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 )
 
@@ -160,6 +162,13 @@ func (s *detailsScreen) View() (string, int) {
 		}
 		kv("Sectors", fmt.Sprintf("%d-byte logical, %d-byte physical; %s", d.LogicalSector, d.PhysicalSector, rot))
 		kv("Holds", t.Content.String())
+		if h := t.Health; h != nil {
+			hs := lipglossPlain
+			if h.Bad() {
+				hs = st.err
+			}
+			b.WriteString(c.kv("Health", h.Summary(), hs))
+		}
 	}
 	for _, p := range t.Parts {
 		name := p.Name
@@ -167,6 +176,14 @@ func (s *detailsScreen) View() (string, int) {
 			name = fmt.Sprintf("partition %d", p.Number)
 		}
 		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
+	}
+	if uuid, set := targetLUKS(t); uuid != "" {
+		desc, known := inventory.Recognise(c.inv, uuid, set, time.Now())
+		if known {
+			b.WriteString(para(st.ok, "Known disk: "+desc+" (preparing it again replaces it)", c.width, "  "))
+		} else {
+			b.WriteString(para(st.warn, "⚠ This is "+desc+".", c.width, "  "))
+		}
 	}
 	for _, w := range t.Verdict.Warnings {
 		b.WriteString(para(st.warn, "⚠ "+w, c.width, "  "))
@@ -191,6 +208,20 @@ func (s *detailsScreen) View() (string, int) {
 	}
 	b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
 	return b.String(), -1
+}
+
+// targetLUKS is the LUKS UUID on a target (whole or first LUKS partition)
+// and the set its LUKS2 subsystem names.
+func targetLUKS(t *pipeline.Target) (uuid, set string) {
+	if t.Content.Type == "crypto_LUKS" {
+		return t.Content.UUID, t.Content.Subsystem
+	}
+	for _, p := range t.Parts {
+		if p.Content.Type == "crypto_LUKS" {
+			return p.Content.UUID, p.Content.Subsystem
+		}
+	}
+	return "", ""
 }
 
 func uuidSuffix(s disk.Signature) string {

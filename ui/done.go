@@ -107,15 +107,49 @@ func (s *doneScreen) View() (string, int) {
 	if r.HeaderBackup != "" {
 		kv("Header backup", r.HeaderBackup+" (keep it safe and off this disk)")
 	} else {
-		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later)")
+		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later; with any passphrase valid then, it opens the disk forever)")
 	}
 	kv("Passphrase", c.strength.summary())
+	if r.RecoveryKey {
+		kv("Recovery key", "opens this disk too (verify proved it); keep the paper apart from the disk")
+	} else {
+		kv("Recovery key", "none: only the passphrase opens this disk")
+	}
+	if r.Owner != "" {
+		kv("Owner", "the top directory belongs to "+r.Owner+" (uid:gid)")
+	}
+	kv("Sectors", sectorViews(r))
+	if c.recorded != "" {
+		kv("Inventory", c.recorded)
+	}
 	b.WriteString("\n" + st.title.Render("Unlock it by hand:") + "\n")
 	for _, cmd := range unlockCommands(r, c.plan) {
 		b.WriteString(c.command("  ", cmd))
 	}
+	if r.HeaderBackup != "" {
+		b.WriteString(para(st.warn, "⚠ The header backup plus any passphrase valid when it was made opens this disk forever, even after the passphrase is changed: keep it as safe as the disk.", c.width, "  ") + "\n")
+	}
 	b.WriteString(para(st.faint, "A desktop asks for the passphrase when it is docked and mounts it as \""+r.FSLabel+"\".", c.width, ""))
 	return b.String(), -1
+}
+
+// sectorViews says in which docks the disk unlocks, from verify's result.
+func sectorViews(r *pipeline.Result) string {
+	var v []string
+	for _, n := range r.SectorViews {
+		v = append(v, fmt.Sprint(n))
+	}
+	s := fmt.Sprintf("prepared with %d-byte logical sectors", r.LogicalSector)
+	if r.PhysicalSector > 0 {
+		s += fmt.Sprintf(" (%d physical)", r.PhysicalSector)
+	}
+	switch len(v) {
+	case 0:
+		return s + "; no sector view checked"
+	case 1:
+		return s + "; unlocks only where the disk shows " + v[0] + "-byte sectors"
+	}
+	return s + "; unlocks in docks showing " + strings.Join(v, " or ") + "-byte sectors"
 }
 
 func orNone(s string) string {

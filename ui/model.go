@@ -26,8 +26,10 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 // Image is an image file offered in the disk list (--image, --size).
@@ -58,6 +60,13 @@ type Config struct {
 	// Keyboard reads this machine's configured keymaps (nil:
 	// ReadKeyboardLayouts). It runs in a tea.Cmd.
 	Keyboard func() []string
+	// Inventory reads luksdock's inventory of the disks it prepared (nil:
+	// inventory.Load(inventory.Path())). It runs in a tea.Cmd at start.
+	Inventory func() (*inventory.File, error)
+	// Record records a verified disk in the inventory and says so ("recorded
+	// in PATH", or why not); it runs in the run's goroutine after the run.
+	// nil: nothing recorded.
+	Record func(p *pipeline.Plan, res *pipeline.Result) string
 	// Images are image files listed alongside the disks.
 	Images []Image
 	// AllowInternal offers disks not on USB (with the louder confirmation).
@@ -80,8 +89,10 @@ type screenID string
 const (
 	scrDisks      screenID = "disks"
 	scrDetails    screenID = "details"
+	scrUnhealthy  screenID = "unhealthy"
 	scrOptions    screenID = "options"
 	scrPassphrase screenID = "passphrase"
+	scrRecovery   screenID = "recovery"
 	scrPlan       screenID = "plan"
 	scrConfirm    screenID = "confirm"
 	scrProgress   screenID = "progress"
@@ -100,8 +111,10 @@ var flow = []struct {
 }{
 	{scrDisks, true, newDisks},
 	{scrDetails, true, newDetails},
+	{scrUnhealthy, true, newUnhealthy},
 	{scrOptions, true, newOptions},
 	{scrPassphrase, true, newPassphrase},
+	{scrRecovery, true, newRecovery},
 	{scrPlan, true, newPlanScreen},
 	{scrConfirm, true, newConfirm},
 	{scrProgress, true, newProgress},
@@ -153,9 +166,11 @@ type shared struct {
 	spin   spinner.Model
 
 	// Facts read once, in a tea.Cmd at start.
-	memTotal int64    // bytes of RAM (0: unknown)
-	cwd      string   // where relative paths start
-	layouts  []string // configured keymaps ("de", "fr(bepo)"); nil: unknown
+	memTotal int64           // bytes of RAM (0: unknown)
+	cwd      string          // where relative paths start
+	layouts  []string        // configured keymaps ("de", "fr(bepo)"); nil: unknown
+	inv      *inventory.File // the inventory (nil: not read, or unreadable)
+	invErr   error
 
 	disc discovery // the disk list (owned by the disks screen)
 
@@ -164,10 +179,19 @@ type shared struct {
 	target     *pipeline.Target
 	targetErr  error
 	targetGone bool // the chosen disk left (or changed) after it was chosen
-	opts       pipeline.Options
-	plan       *pipeline.Plan
-	pass       [2]secret
-	strength   verdict // of pass[0], shown on Passphrase and Confirm
+	// acceptUnhealthy: "yes" was typed for a failing or degrading disk
+	acceptUnhealthy bool
+	opts            pipeline.Options
+	plan            *pipeline.Plan
+	pass            [2]secret
+	strength        verdict // of pass[0], shown on Passphrase and Confirm
+	// The recovery key (printed form) while the wizard shows and checks
+	// it, the groups asked back, and whether they were typed back. The
+	// plan holds its own copy, cleared when the run ends.
+	recKey       []byte
+	recChallenge recovery.Challenge
+	recConfirmed bool
+	noRecovery   bool // the Options screen turned the recovery key off
 
 	session int // counts restarts: screens set up afresh for a new choice
 
@@ -178,6 +202,7 @@ type shared struct {
 	runStart  time.Time
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result
+	recorded  string // what Config.Record said about the last result
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
 
@@ -218,11 +243,27 @@ func flowIndex(id screenID) int {
 func (c *shared) clearSecrets() {
 	c.pass[0].Clear()
 	c.pass[1].Clear()
+	c.clearRecoveryKey()
+}
+
+func (c *shared) clearRecoveryKey() {
+	clear(c.recKey)
+	c.recKey, c.recChallenge, c.recConfirmed = nil, recovery.Challenge{}, false
+}
+
+// dropPlan forgets the plan, clearing its copy of the recovery key unless
+// a run is using it.
+func (c *shared) dropPlan() {
+	if c.plan != nil && (c.run == nil || c.run.finished) {
+		clear(c.plan.Opts.RecoveryKey)
+	}
+	c.plan = nil
 }
 
 // restart forgets the choice and goes back to the disk list.
 func (c *shared) restart() {
-	c.row, c.target, c.targetErr, c.targetGone, c.plan = row{}, nil, nil, false, nil
+	c.dropPlan()
+	c.row, c.target, c.targetErr, c.targetGone, c.acceptUnhealthy = row{}, nil, nil, false, false
 	c.opts = pipeline.Options{}
 	c.clearSecrets()
 	c.strength = verdict{}
@@ -255,6 +296,9 @@ func New(cfg Config) *Model {
 	}
 	if cfg.Keyboard == nil {
 		cfg.Keyboard = ReadKeyboardLayouts
+	}
+	if cfg.Inventory == nil {
+		cfg.Inventory = func() (*inventory.File, error) { return inventory.Load(inventory.Path()) }
 	}
 	c := &shared{cfg: cfg, st: newStyles(), keys: newGlobalKeys(), width: 80, height: 24,
 		spin: spinner.New(spinner.WithSpinner(spinner.Line))}
@@ -310,17 +354,20 @@ type factsMsg struct {
 	memTotal int64
 	layouts  []string
 	cwd      string
+	inv      *inventory.File
+	invErr   error
 }
 
 // Init starts discovery and reads the machine's facts, all in commands.
 func (m *Model) Init() tea.Cmd {
-	kb := m.c.cfg.Keyboard
+	kb, inv := m.c.cfg.Keyboard, m.c.cfg.Inventory
 	facts := func() tea.Msg {
 		cwd, err := os.Getwd()
 		if err != nil {
 			cwd = "the current directory"
 		}
-		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd}
+		f, invErr := inv()
+		return factsMsg{memTotal: memTotal(), layouts: kb(), cwd: cwd, inv: f, invErr: invErr}
 	}
 	return tea.Batch(facts, m.screens[scrDisks].Enter())
 }
@@ -336,6 +383,8 @@ func owner(msg tea.Msg) (screenID, bool) {
 		return scrProgress, true
 	case targetMsg:
 		return scrDetails, true
+	case restartMsg:
+		return scrPlan, true
 	}
 	return "", false
 }
@@ -369,6 +418,7 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return nil
 	case factsMsg:
 		c.memTotal, c.layouts, c.cwd = msg.memTotal, msg.layouts, msg.cwd
+		c.inv, c.invErr = msg.inv, msg.invErr
 		return nil
 	case spinner.TickMsg:
 		if !m.busy() {
@@ -418,6 +468,7 @@ func (m *Model) helpKey() key.Binding {
 func (m *Model) quit() tea.Cmd {
 	m.c.quitting = true
 	m.c.clearSecrets()
+	m.c.dropPlan()
 	return tea.Quit
 }
 

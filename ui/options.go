@@ -1,16 +1,21 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
+	"luksdock/recovery"
 )
 
 // option is one field of the Options screen. The screen is the list built
@@ -115,8 +120,11 @@ type optionsScreen struct {
 	fields     []option
 	label      *textOption
 	pbkdf      *choiceOption
+	rec        *choiceOption
+	set        *textOption
 	focus      int
 	suggestion string
+	owner      string // what the owner field resolves to, and why
 	err        string // what is wrong with the choices, "" when ready
 	seq        int    // of the last check or plan asked for
 	checking   bool   // a plan is being made (Enter)
@@ -166,20 +174,73 @@ func newOptions(c *shared) screen {
 	if c.cfg.PBKDF != (luks.PBKDF{}) {
 		s.pbkdf.cur = 2 // what the command line said
 	}
+	s.set = &textOption{name: "Set", f: field{Placeholder: "none (e.g. offsite)", CharLimit: 64},
+		help: func(*shared) string {
+			return "the rotation set this disk belongs to, kept in its LUKS2 header and luksdock's inventory; the label is suggested from the set"
+		},
+		set: func(o *pipeline.Options, v string) { o.Set = strings.TrimSpace(v) }}
+	s.rec = &choiceOption{name: "Recovery key", choices: fixed("on", "off"), c: c,
+		help: func(_ *shared, cur int) string {
+			if cur == 1 {
+				return "off: only the passphrase opens the disk; if it is forgotten, the backup is gone"
+			}
+			return "a second way in if the passphrase is lost; shown once, write it on paper"
+		},
+		// the key itself is made with the plan
+		set: func(_ *pipeline.Options, cur int) { c.noRecovery = cur == 1 }}
 	s.fields = []option{
 		s.label,
-		&choiceOption{name: "Partition table", choices: fixed("GPT", "MBR"), c: c,
-			help: func(*shared, int) string {
-				return "GPT unless the restore machine is very old (MBR = type 83, as in the manual)"
-			},
-			set: func(o *pipeline.Options, cur int) { o.Table = []disk.TableType{disk.TableGPT, disk.TableMBR}[cur] }},
+		&choiceOption{name: "Partition table", choices: fixed("GPT", "none", "MBR"), c: c,
+			help: tableNote,
+			set: func(o *pipeline.Options, cur int) {
+				o.Table = []disk.TableType{disk.TableGPT, disk.TableNone, disk.TableMBR}[cur]
+			}},
 		&choiceOption{name: "LUKS version", choices: fixed("LUKS2", "LUKS1"), c: c,
 			help: func(*shared, int) string { return "LUKS1 only for systems older than cryptsetup 2.0 (2017)" },
 			set:  func(o *pipeline.Options, cur int) { o.LUKS1 = cur == 1 }},
 		header,
+		s.rec,
+		s.set,
+		&textOption{name: "Owner", f: field{Placeholder: "you (the user behind sudo or pkexec)", CharLimit: 64},
+			help: func(*shared) string {
+				if s.owner == "" {
+					return "who owns the filesystem's top directory: USER or UID:GID"
+				}
+				return "who owns the filesystem's top directory (USER or UID:GID); now " + s.owner
+			},
+			set: func(o *pipeline.Options, v string) { o.Owner = strings.TrimSpace(v) }},
+		&choiceOption{name: "Overwrite first", head: "Before the filesystem", choices: fixed("off", "on"), c: c,
+			help: func(c *shared, cur int) string {
+				n := "overwrite the whole disk with encrypted zeros first, so old data is gone and the disk holds only ciphertext"
+				if t := c.target; t != nil {
+					n += fmt.Sprintf("; hours on a big disk (%s: about %s at 150 MB/s)", pipeline.HumanSize(t.Size), fmtDur(time.Duration(float64(t.Size)/150e6*float64(time.Second))))
+				}
+				return n + "; Ctrl+C stops it and preparing the disk again continues where it stopped"
+			},
+			set: func(o *pipeline.Options, cur int) { o.Erase = cur == 1 }},
+		&choiceOption{name: "Read it all back", choices: fixed("off", "on"), c: c,
+			help: func(*shared, int) string {
+				return "after the overwrite, read every byte back and check it decrypts to zeros: finds failing and fake-capacity disks; as long again; only with the overwrite"
+			},
+			set: func(o *pipeline.Options, cur int) { o.SurfaceCheck = cur == 1 }},
 		s.pbkdf,
 	}
 	return s
+}
+
+// tableNote explains the partition-table choice for the chosen disk.
+func tableNote(c *shared, cur int) string {
+	switch cur {
+	case 0:
+		return "GPT: valid whether a dock shows the disk with 512- or 4096-byte sectors (the portable default)"
+	case 1:
+		return "none: LUKS on the whole disk, no partition table (the cryptsetup FAQ's advice for external disks); opens in any dock"
+	}
+	n := "MBR: for very old restore machines; readable only through docks with this dock's sector size"
+	if t := c.target; t != nil && t.Disk != nil && t.Disk.LogicalSector == 4096 {
+		n += ". ⚠ " + pipeline.MBRNotPortable
+	}
+	return n
 }
 
 type pbkdfChoice struct {
@@ -241,12 +302,22 @@ func (s *optionsScreen) seenLabels() []string {
 	return out
 }
 
+// suggest is the label for the next disk: from the inventory (the set's
+// numbering, no label any known or attached disk has) when it was read,
+// else from the labels in sight.
+func (s *optionsScreen) suggest() string {
+	if s.c.inv != nil {
+		return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
+	}
+	return SuggestLabel(s.seenLabels())
+}
+
 // Enter suggests a label when there is none yet.
 func (s *optionsScreen) Enter() tea.Cmd {
 	if s.session != s.c.session {
 		s.session = s.c.session
 		// a new choice: start from the top with a fresh suggestion
-		s.suggestion = SuggestLabel(s.seenLabels())
+		s.suggestion = s.suggest()
 		s.label.f.SetValue(s.suggestion)
 		s.focus = 0
 	}
@@ -263,7 +334,7 @@ func (s *optionsScreen) setFocus(i int) {
 
 // options are the pipeline options as chosen on the screen.
 func (s *optionsScreen) options() pipeline.Options {
-	o := pipeline.Options{Engine: pipeline.Engine(s.c.cfg.Engine), AllowInternal: s.c.cfg.AllowInternal}
+	o := pipeline.Options{Engine: pipeline.Engine(s.c.cfg.Engine), AllowInternal: s.c.cfg.AllowInternal, AcceptUnhealthy: s.c.acceptUnhealthy}
 	for _, f := range s.fields {
 		f.apply(&o)
 	}
@@ -272,14 +343,20 @@ func (s *optionsScreen) options() pipeline.Options {
 
 type (
 	optCheckMsg struct {
-		seq int
-		err error
+		seq   int
+		err   error
+		owner string // "1000:1000 (SUDO_UID...)"; "" when the owner is wrong
 	}
 	planMsg struct {
 		seq  int
 		opts pipeline.Options
 		plan *pipeline.Plan
 		err  error
+		// the recovery key shown and checked (nil: none), its challenge,
+		// and whether it is new (else it is the one already shown)
+		recKey []byte
+		recCh  recovery.Challenge
+		recNew bool
 	}
 )
 
@@ -292,15 +369,19 @@ func (s *optionsScreen) check() tea.Cmd {
 		s.err = err.Error()
 	}
 	return func() tea.Msg {
+		owner := ""
+		if ow, why, err := pipeline.ResolveOwner(o.Owner, os.Getenv); err == nil {
+			owner = ow.String() + " (" + why + ")"
+		}
 		if err := pipeline.ValidateOptions(&o); err != nil {
-			return optCheckMsg{seq: seq, err: err}
+			return optCheckMsg{seq: seq, err: err, owner: owner}
 		}
 		if o.HeaderBackup != "" && t != nil {
 			if _, err := checkHdr(t.Path, o.HeaderBackup); err != nil {
-				return optCheckMsg{seq: seq, err: err}
+				return optCheckMsg{seq: seq, err: err, owner: owner}
 			}
 		}
-		return optCheckMsg{seq: seq}
+		return optCheckMsg{seq: seq, owner: owner}
 	}
 }
 
@@ -311,16 +392,47 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	s.seq++
 	s.checking = true
 	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
+	wantKey := s.rec.cur == 0
+	oldKey, oldCh := bytes.Clone(s.c.recKey), s.c.recChallenge
 	return func() tea.Msg {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
 			if err != nil {
+				clear(oldKey)
 				return planMsg{seq: seq, err: err}
 			}
 			o.HeaderBackup = abs
 		}
+		m := planMsg{seq: seq}
+		if wantKey {
+			// keep the key already shown (going back and forth must not
+			// change what is on the user's paper)
+			m.recKey, m.recCh = oldKey, oldCh
+			if m.recKey == nil {
+				var err error
+				if m.recKey, err = recovery.Generate(); err == nil {
+					m.recCh, err = recovery.NewChallenge(2)
+				}
+				if err != nil {
+					clear(m.recKey)
+					return planMsg{seq: seq, err: fmt.Errorf("making the recovery key: %w", err)}
+				}
+				m.recNew = true
+			}
+			o.RecoveryKey = bytes.Clone(m.recKey) // the plan's own copy
+		} else {
+			clear(oldKey)
+		}
 		p, err := pipeline.NewPlan(t, o)
-		return planMsg{seq: seq, opts: o, plan: p, err: err}
+		m.opts, m.plan, m.err = o, p, err
+		if err != nil {
+			clear(o.RecoveryKey)
+			if m.recNew {
+				clear(m.recKey)
+			}
+			m.recKey = nil
+		}
+		return m
 	}
 }
 
@@ -328,7 +440,7 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case optCheckMsg:
 		if msg.seq == s.seq && !s.checking {
-			s.err = ""
+			s.err, s.owner = "", msg.owner
 			if msg.err != nil {
 				s.err = unwrapMsg(msg.err)
 			}
@@ -343,14 +455,25 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 			s.err = unwrapMsg(msg.err)
 			return nil
 		}
+		s.c.dropPlan()
 		s.c.opts, s.c.plan = msg.opts, msg.plan
+		s.c.opts.RecoveryKey = nil // the plan holds it
+		switch {
+		case msg.recKey == nil:
+			s.c.clearRecoveryKey()
+		case msg.recNew:
+			s.c.clearRecoveryKey()
+			s.c.recKey, s.c.recChallenge = msg.recKey, msg.recCh
+		default:
+			clear(msg.recKey) // a copy of the one kept
+		}
 		s.c.forward(scrOptions)
 		return nil
 	case tea.KeyPressMsg:
 		switch {
 		case key.Matches(msg, s.keys.back):
 			s.checking = false
-			s.c.plan = nil
+			s.c.dropPlan()
 			s.c.back(scrOptions)
 			return nil
 		case key.Matches(msg, s.keys.enter):
@@ -372,7 +495,12 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 		return nil
 	}
 	if s.fields[s.focus].update(msg) {
-		s.c.plan = nil
+		s.c.dropPlan()
+		if s.fields[s.focus] == s.set && s.label.f.Value() == s.suggestion {
+			// the label follows the set while it is the suggestion
+			s.suggestion = s.suggest()
+			s.label.f.SetValue(s.suggestion)
+		}
 		return s.check()
 	}
 	return nil

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -15,33 +16,85 @@ import (
 type planScreen struct {
 	c *shared
 	pager
-	keys struct{ enter, back key.Binding }
+	remaking bool   // a plan that starts over is being made
+	err      string // why it could not be made
+	keys     struct{ enter, back, restart key.Binding }
+}
+
+// restartMsg is the plan remade to start over instead of continuing an
+// interrupted erase.
+type restartMsg struct {
+	plan *pipeline.Plan
+	err  error
 }
 
 func newPlanScreen(c *shared) screen {
 	s := &planScreen{c: c}
 	s.keys.enter = keyEnter("confirm…")
 	s.keys.back = keyBack("back")
+	s.keys.restart = key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "start the erase over"))
 	return s
 }
 
 func (s *planScreen) Title() string { return "Plan: what will happen" }
 func (s *planScreen) Typing() bool  { return false }
 func (s *planScreen) ShortHelp() []key.Binding {
+	if p := s.c.plan; p != nil && p.Resume != nil {
+		return []key.Binding{s.keys.enter, s.keys.back, s.keys.restart, keyScroll}
+	}
 	return []key.Binding{s.keys.enter, s.keys.back, keyScroll}
 }
+func (s *planScreen) Busy() bool                { return s.remaking }
 func (s *planScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
-func (s *planScreen) Enter() tea.Cmd            { s.top = 0; return nil }
+func (s *planScreen) Enter() tea.Cmd {
+	s.top, s.err, s.remaking = 0, "", false
+	return nil
+}
 
 func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
+	if m, ok := msg.(restartMsg); ok {
+		if !s.remaking {
+			if m.plan != nil {
+				clear(m.plan.Opts.RecoveryKey)
+			}
+			return nil
+		}
+		s.remaking = false
+		if m.err != nil {
+			s.err = unwrapMsg(m.err)
+			return nil
+		}
+		s.c.dropPlan()
+		s.c.plan = m.plan
+		s.top = 0
+		return nil
+	}
 	k, ok := msg.(tea.KeyPressMsg)
-	if !ok {
+	if !ok || s.remaking {
 		return nil
 	}
 	switch {
+	case key.Matches(k, s.keys.restart) && s.c.plan != nil && s.c.plan.Resume != nil:
+		// the same choices, with Restart: a new plan in a command
+		s.remaking = true
+		o, t := s.c.plan.Opts, s.c.target
+		o.Restart = true
+		o.RecoveryKey = bytes.Clone(o.RecoveryKey) // the new plan's own copy
+		return func() tea.Msg {
+			p, err := pipeline.NewPlan(t, o)
+			if err != nil {
+				clear(o.RecoveryKey)
+			}
+			return restartMsg{plan: p, err: err}
+		}
 	case key.Matches(k, s.keys.back):
 		s.c.back(scrPlan)
 	case key.Matches(k, s.keys.enter):
+		if p := s.c.plan; p != nil && p.Opts.RecoveryKey != nil && !s.c.recConfirmed {
+			// not done without the recovery key on paper
+			s.c.goTo(scrRecovery)
+			return nil
+		}
 		s.c.forward(scrPlan)
 	default:
 		s.scroll(s.c, k, bodyLines(s))
@@ -70,6 +123,29 @@ func (s *planScreen) View() (string, int) {
 		b.WriteString(para(lipglossPlain, "Header backup: "+p.Opts.HeaderBackup, w, "  "))
 	}
 	b.WriteString(para(lipglossPlain, "Passphrase: "+c.strength.summary(), w, "  "))
+	if p.Opts.RecoveryKey != nil {
+		b.WriteString(para(lipglossPlain, "Recovery key: a second keyslot, typed back from paper", w, "  "))
+	} else {
+		b.WriteString(para(st.warn, "Recovery key: none (only the passphrase opens the disk)", w, "  "))
+	}
+	if p.Opts.Erase {
+		what := "Overwrite the whole disk first"
+		if p.Opts.SurfaceCheck {
+			what += ", then read it all back"
+		}
+		b.WriteString(para(lipglossPlain, what+" (hours on a big disk; Ctrl+C stops, preparing it again continues)", w, "  "))
+	}
+	if r := p.Resume; r != nil {
+		b.WriteString("\n" + para(st.warn, "↻ An interrupted erase of this disk can be continued: "+r.String()+". This run continues it (the disk keeps its LUKS header and key). Press r to start over instead.", w, "  "))
+	} else if p.Opts.Restart {
+		b.WriteString("\n" + para(st.warn, "↻ Starting over: the interrupted erase is not continued.", w, "  "))
+	}
+	if s.remaking {
+		b.WriteString(c.spin.View() + " Making the plan that starts over…\n")
+	}
+	if s.err != "" {
+		b.WriteString(para(st.err, "✗ "+s.err, w, "  "))
+	}
 	b.WriteString("\n" + st.danger.Render("This destroys everything on it:") + "\n")
 	for _, d := range t.Destroys() {
 		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))

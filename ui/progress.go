@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/progress"
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/pipeline"
@@ -15,8 +16,9 @@ import (
 type (
 	runEventMsg pipeline.Event
 	runDoneMsg  struct {
-		res *pipeline.Result
-		err error
+		res      *pipeline.Result
+		err      error
+		recorded string // what recording the disk in the inventory did
 	}
 )
 
@@ -86,7 +88,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 	rs := &runState{cancel: cancel, msgs: make(chan tea.Msg), done: make(chan struct{})}
 	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
 	c.runStart = time.Now()
-	plan, word := c.plan, c.confirmed
+	plan, word, record := c.plan, c.confirmed, c.cfg.Record
 	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
 	c.confirmed = ""
 	rs.wg.Add(1)
@@ -105,8 +107,14 @@ func (s *progressScreen) Enter() tea.Cmd {
 			send(runEventMsg(e))
 		})
 		clear(pass)
+		clear(plan.Opts.RecoveryKey)
+		recorded := ""
+		if err == nil && res != nil && record != nil {
+			// the inventory, here in the run's goroutine (file I/O)
+			recorded = record(plan, res)
+		}
 		rs.finalRes, rs.finalErr = res, err
-		send(runDoneMsg{res: res, err: err})
+		send(runDoneMsg{res: res, err: err, recorded: recorded})
 	}()
 	return s.next()
 }
@@ -132,6 +140,7 @@ func (s *progressScreen) Update(msg tea.Msg) tea.Cmd {
 	case runDoneMsg:
 		c.run.finished = true
 		s.asking = false
+		c.recorded = msg.recorded
 		c.settle(msg.res, msg.err)
 		if c.runErr == nil {
 			c.goTo(scrDone)
@@ -294,6 +303,12 @@ func (s *progressScreen) View() (string, int) {
 		}
 		b.WriteString(mark + " " + para(lipglossPlain, line, w-2, "  "))
 		if sv.state == "running" {
+			if a := c.advance(sv.step.ID); a != nil {
+				// the bar is the line kept in sight (with the title
+				// above it and the rate below)
+				focus = strings.Count(b.String(), "\n")
+				b.WriteString(progressLines(c, a))
+			}
 			b.WriteString(c.command("    ", sv.command))
 			if sv.step.Slow != "" {
 				b.WriteString(para(st.faint, "    why it takes time: "+sv.step.Slow, w, "      "))
@@ -315,6 +330,39 @@ func (s *progressScreen) View() (string, int) {
 		fmt.Fprintf(&b, "\nelapsed %s\n", fmtDur(time.Since(c.runStart)))
 	}
 	return b.String(), focus
+}
+
+// advance is the last progress event of step (nil: none yet).
+func (c *shared) advance(step pipeline.StepID) *pipeline.Advance {
+	for i := len(c.events) - 1; i >= 0; i-- {
+		if e := c.events[i]; e.Kind == pipeline.EventProgress && e.Step == step && e.Progress != nil {
+			return e.Progress
+		}
+	}
+	return nil
+}
+
+// progressLines draws a long step's progress: a bar with the percentage,
+// then the rate, the time left and what a surface check found.
+func progressLines(c *shared, a *pipeline.Advance) string {
+	bar := progress.New(progress.WithWidth(max(min(c.width-6, 60), 10)), progress.WithoutPercentage())
+	line := fmt.Sprintf("    %s %5.1f%%", bar.ViewAs(a.Fraction), a.Fraction*100)
+	var parts []string
+	parts = append(parts, pipeline.HumanSize(a.Done)+" of "+pipeline.HumanSize(a.Total))
+	if a.Rate > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f MB/s", a.Rate/1e6))
+	}
+	if a.ETA > 0 {
+		parts = append(parts, "about "+fmtDur(time.Duration(a.ETA*float64(time.Second)))+" left")
+	}
+	if a.Resumed > 0 {
+		parts = append(parts, "continued from "+pipeline.HumanSize(a.Resumed))
+	}
+	out := line + "\n" + para(c.st.faint, "    "+strings.Join(parts, " · "), c.width, "    ")
+	if a.Bad > 0 {
+		out += para(c.st.err, fmt.Sprintf("    ✗ %d bad sectors so far", a.Bad), c.width, "    ")
+	}
+	return out
 }
 
 // lateStarts are the steps the pipeline started after the stop (it should

@@ -95,6 +95,14 @@ func shellWords(cmd string) []string {
 // A comment ("# ...") does not continue with a backslash in a shell: its
 // continuation lines start with "# " instead.
 func shellLines(prefix, cmd string, w int) []string {
+	if strings.Contains(cmd, "\n") {
+		// several commands (a comment and a command): each on its own
+		var out []string
+		for _, c := range strings.Split(cmd, "\n") {
+			out = append(out, shellLines(prefix, c, w)...)
+		}
+		return out
+	}
 	first := prefix + "$ "
 	cont := prefix + "    "
 	tail := " \\"

@@ -17,6 +17,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/internal/testkit"
+	"luksdock/inventory"
 )
 
 // Real-terminal tests of the built binary: tmux gives it a terminal, keys
@@ -121,6 +122,31 @@ func (tm *tmux) waitFor(timeout time.Duration, want ...string) string {
 	return ""
 }
 
+// typeBackRecovery reads the recovery key off the terminal, hides it with
+// Enter, types a wrong entry (refused), then the groups asked for.
+func (tm *tmux) typeBackRecovery() {
+	tm.t.Helper()
+	s := tm.waitFor(5*time.Second, "Recovery key: write it down", "8 ")
+	g := map[string]string{}
+	for _, m := range keyGroupRe.FindAllStringSubmatch(s, -1) {
+		g[m[1]] = m[2]
+	}
+	if len(g) != 8 {
+		tm.t.Fatalf("the terminal shows %d groups of the key, want 8:\n%s", len(g), s)
+	}
+	tm.keys("Enter")
+	s = tm.waitFor(5*time.Second, "The key is hidden now")
+	m := askedRe.FindStringSubmatch(flat(s))
+	if m == nil {
+		tm.t.Fatalf("no groups asked for:\n%s", s)
+	}
+	tm.text("bcde")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "that is not groups")
+	tm.text(g[m[1]] + "-" + g[m[2]])
+	tm.keys("Enter")
+}
+
 var colourSGR = regexp.MustCompile(`\x1b\[[0-9;]*(3[0-7]|38;|4[0-7]|48;|9[0-7])[0-9;]*m`)
 
 func TestTerminalPreparesImageEndToEnd(t *testing.T) {
@@ -138,16 +164,17 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	trace := filepath.Join(dir, "tea-trace.log") // bubbletea would log raw input here
-	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "TEA_TRACE=" + trace}, cmd)
+	inv := filepath.Join(dir, "inventory.json")
+	tm := newTmux(t, 100, 30, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "TEA_TRACE=" + trace, "LUKSDOCK_INVENTORY=" + inv}, cmd)
 
-	s := tm.waitFor(15*time.Second, "1/8 Choose the disk", "offsite.img", "to be created")
+	s := tm.waitFor(15*time.Second, "1/9 Choose the disk", "offsite.img", "to be created")
 	if !strings.Contains(s, "› offsite.img") {
 		t.Errorf("the image is not pre-selected:\n%s", s)
 	}
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "2/8", "to be created as a sparse file")
+	tm.waitFor(5*time.Second, "2/9", "to be created as a sparse file")
 	tm.keys("Enter")
-	s = tm.waitFor(5*time.Second, "3/8 Options", "next in your series")
+	s = tm.waitFor(5*time.Second, "3/9 Options", "next in your series")
 	// A label typed by hand: invalid while too long, valid again after.
 	tm.keys("C-u")
 	tm.text("offsite-backups-2026")
@@ -156,7 +183,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	tm.text("offsite07")
 	tm.waitFor(5*time.Second, "offsite07", "✓ ready")
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "4/8 Passphrase")
+	tm.waitFor(5*time.Second, "4/9 Passphrase")
 	pass := "Zebra 42 juggles @ dawn"
 	tm.text(pass)
 	tm.keys("Enter")
@@ -170,13 +197,14 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Fatalf("the passphrase is on the screen:\n%s", s)
 	}
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "5/8 Plan", "This destroys everything on it")
+	tm.typeBackRecovery()
+	tm.waitFor(5*time.Second, "6/9 Plan", "This destroys everything on it")
 	// Resize to 80x24: the screen is redrawn to fit.
 	tm.run("resize-window", "-t", tm.target, "-x", "80", "-y", "24")
 	time.Sleep(300 * time.Millisecond)
-	s = tm.waitFor(5*time.Second, "5/8 Plan")
+	s = tm.waitFor(5*time.Second, "6/9 Plan")
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > 24 || !strings.Contains(lines[0], "5/8 Plan") || !strings.Contains(strings.Join(lines[len(lines)-3:], "\n"), "enter confirm") {
+	if len(lines) > 24 || !strings.Contains(lines[0], "6/9 Plan") || !strings.Contains(strings.Join(lines[len(lines)-3:], "\n"), "enter confirm") {
 		t.Errorf("after resizing to 80x24 the screen is not laid out for it (%d lines):\n%s", len(lines), s)
 	}
 	for _, l := range lines {
@@ -188,11 +216,11 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 		t.Errorf("NO_COLOR is set but the screen has colour codes: %q", colourSGR.FindString(e))
 	}
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "6/8 Confirm", "offsite.img")
+	tm.waitFor(5*time.Second, "7/9 Confirm", "offsite.img")
 	tm.text("offsite.im")
 	tm.keys("Enter")
 	time.Sleep(300 * time.Millisecond)
-	if s := tm.screen(); !strings.Contains(s, "6/8 Confirm") {
+	if s := tm.screen(); !strings.Contains(s, "7/9 Confirm") {
 		t.Fatalf("Enter with an incomplete name left the Confirm screen:\n%s", s)
 	}
 	if _, err := os.Stat(img); err == nil {
@@ -200,7 +228,9 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	tm.text("g")
 	tm.keys("Enter")
-	s = tm.waitFor(120*time.Second, "8/8 Done", "verified backup disk")
+	s = tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
+	tm.keys("PageDown")
+	tm.waitFor(5*time.Second, "Inventory", "recorded in")
 	tm.keys("q")
 	deadline := time.Now().Add(20 * time.Second)
 	var rc []byte
@@ -230,6 +260,12 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	if res.Target != img || res.FSLabel != "offsite07" || !res.Clean || res.LUKS.UUID == "" {
 		t.Errorf("summary %+v", res)
+	}
+	// The wizard recorded the disk in the inventory, with its recovery key.
+	if f, err := inventory.Load(inv); err != nil {
+		t.Errorf("inventory: %v", err)
+	} else if r := f.Find(res.LUKS.UUID); r == nil || r.Label != "offsite07" || !r.RecoveryKey {
+		t.Errorf("the inventory does not hold the disk with its recovery key: %+v", f.Disks)
 	}
 	if bytes.Contains(out, []byte("juggles")) || bytes.Contains(errTxt, []byte("juggles")) {
 		t.Error("the passphrase reached standard output or error")
@@ -316,42 +352,42 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			}
 			cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 				bin, img, dir, dir, dir)
-			tm := newTmux(t, w, h, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
-			tm.waitFor(15*time.Second, "1/8 Choose", "term.img")
+			tm := newTmux(t, w, h, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "LUKSDOCK_INVENTORY=" + filepath.Join(dir, "inventory.json")}, cmd)
+			tm.waitFor(15*time.Second, "1/9 Choose", "term.img")
 			tm.keys("Up", "Up", "Up", "Up", "Up", "Up") // the image is the first row
 			tm.waitFor(5*time.Second, "› term.img")
 			tm.checkScreen(w, h)
 			tm.keys("Enter")
-			tm.waitFor(5*time.Second, "2/8 Is this the image file you mean?", "nothing yet")
+			tm.waitFor(5*time.Second, "2/9 Is this the image file you mean?", "nothing yet")
 			tm.checkScreen(w, h)
 			tm.keys("Escape")
-			tm.waitFor(5*time.Second, "1/8 Choose", "› term.img")
+			tm.waitFor(5*time.Second, "1/9 Choose", "› term.img")
 			tm.keys("Enter")
-			tm.waitFor(5*time.Second, "2/8 Is this the image file")
+			tm.waitFor(5*time.Second, "2/9 Is this the image file")
 			tm.keys("Enter")
-			tm.waitFor(5*time.Second, "3/8 Options", "enter continue", "esc back")
+			tm.waitFor(5*time.Second, "3/9 Options", "enter continue", "esc back")
 			tm.checkScreen(w, h)
 			tm.text("?q")
-			tm.waitFor(5*time.Second, "?q▏", "3/8 Options")
+			tm.waitFor(5*time.Second, "?q▏", "3/9 Options")
 			tm.keys("F1")
 			s := tm.waitFor(5*time.Second, "ctrl+w delete word")
 			if n := strings.Count(s, "more help"); n != 1 {
 				t.Errorf("the full help lists help %d times:\n%s", n, s)
 			}
 			tm.keys("F1", "BSpace", "BSpace")
-			for _, name := range []string{"Partition table", "LUKS version", "Header backup", "PBKDF"} {
+			for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "Overwrite first", "Read it all back", "PBKDF"} {
 				tm.keys("Tab")
 				tm.waitFor(5*time.Second, "› "+name)
 				tm.checkScreen(w, h)
 			}
 			// A wrong entry on each text field, then right again.
-			tm.keys("BTab")
+			tm.keys("BTab", "BTab", "BTab", "BTab", "BTab", "BTab")
 			tm.waitFor(5*time.Second, "› Header backup")
 			tm.text("/no/such/dir/h.bak")
 			tm.waitFor(5*time.Second, "does not exist")
 			tm.keys("C-u")
 			tm.waitFor(5*time.Second, "✓ ready")
-			tm.keys("Tab", "Tab") // PBKDF, then Label
+			tm.keys("Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Tab") // Recovery key, Set, Owner, Overwrite first, Read it all back, PBKDF, then Label
 			tm.waitFor(5*time.Second, "› Label")
 			tm.keys("C-u")
 			tm.text("far-too-long-label-for-ext4")
@@ -360,7 +396,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			tm.text("term01")
 			tm.waitFor(5*time.Second, "✓ ready")
 			tm.keys("Enter")
-			tm.waitFor(5*time.Second, "4/8 Passphrase")
+			tm.waitFor(5*time.Second, "4/9 Passphrase")
 			tm.text("password")
 			tm.keys("Enter")
 			tm.text("passwort")
@@ -371,11 +407,13 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			tm.waitFor(5*time.Second, "› [ ] use this weak passphrase anyway")
 			tm.checkScreen(w, h)
 			tm.keys("Enter")
-			tm.waitFor(5*time.Second, "4/8 Passphrase")
+			tm.waitFor(5*time.Second, "4/9 Passphrase")
 			tm.keys("Space")
 			tm.waitFor(5*time.Second, "[x] use this weak")
 			tm.keys("Enter")
-			s = tm.waitFor(5*time.Second, "5/8 Plan")
+			tm.typeBackRecovery()
+			tm.checkScreen(w, h)
+			s = tm.waitFor(5*time.Second, "6/9 Plan")
 			tm.checkScreen(w, h)
 			// Every command line but a command's last ends in " \".
 			var all strings.Builder
@@ -390,7 +428,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 				}
 			}
 			tm.keys("Enter")
-			s = tm.waitFor(5*time.Second, "6/8 Confirm", "very weak")
+			s = tm.waitFor(5*time.Second, "7/9 Confirm", "very weak")
 			tm.checkScreen(w, h)
 			tm.text("term.im")
 			tm.keys("Enter")
@@ -400,7 +438,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			}
 			tm.text("g")
 			tm.keys("Enter")
-			tm.waitFor(120*time.Second, "8/8 Done")
+			tm.waitFor(120*time.Second, "9/9 Done")
 			tm.checkScreen(w, h)
 			tm.keys("q")
 			if rc := waitRC(t, dir); rc != "0" {
@@ -418,7 +456,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 
 // TestTerminalStopDuringLuksFormatUnderLoad: in a real terminal, with
 // argon2 and two busy loops on both cores, ctrl+c y during luksFormat
-// stops before open; the wizard says so, exits 130 and says so on stdout.
+// stops before the next step (recovery-key); the wizard says so, exits 130 and says so on stdout.
 func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 	needTools(t, "cryptsetup", "mkfs.ext4", "losetup", "tmux")
 	bin := buildLuksdock(t)
@@ -431,24 +469,25 @@ func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 	}
 	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf argon2id --pbkdf-memory 65536 --iter-time 2000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 		bin, img, dir, dir, dir)
-	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp}, cmd)
-	tm.waitFor(15*time.Second, "1/8 Choose", "stop.img")
+	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "LUKSDOCK_INVENTORY=" + filepath.Join(dir, "inventory.json")}, cmd)
+	tm.waitFor(15*time.Second, "1/9 Choose", "stop.img")
 	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
 	tm.waitFor(5*time.Second, "› stop.img")
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "2/8 Is this the image file")
+	tm.waitFor(5*time.Second, "2/9 Is this the image file")
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "3/8 Options", "✓ ready")
+	tm.waitFor(5*time.Second, "3/9 Options", "✓ ready")
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "4/8 Passphrase")
+	tm.waitFor(5*time.Second, "4/9 Passphrase")
 	pass := "orbit velvet canyon mustard plains"
 	tm.text(pass)
 	tm.keys("Enter")
 	tm.text(pass)
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "5/8 Plan")
+	tm.typeBackRecovery()
+	tm.waitFor(5*time.Second, "6/9 Plan")
 	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "6/8 Confirm")
+	tm.waitFor(5*time.Second, "7/9 Confirm")
 	tm.text("stop.img")
 	tm.keys("Enter")
 	tm.waitFor(60*time.Second, "Format LUKS2", "running")
@@ -462,7 +501,7 @@ func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 	}
 	s = tm.waitFor(120*time.Second, "Stopped: the preparation did not finish")
 	tm.checkScreen(80, 24)
-	for _, want := range []string{"Stopped before    Open the encrypted volume", "Not started       open, mkfs, close, verify"} {
+	for _, want := range []string{"Stopped before    Add the recovery key", "Not started       recovery-key, open, mkfs, close, verify"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the end screen lacks %q:\n%s", want, s)
 		}

@@ -3,8 +3,10 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"luksdock/disk"
+	"luksdock/health"
 	"luksdock/internal/testkit"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -43,8 +47,8 @@ var titles = []struct {
 	id     screenID
 	prefix string
 }{
-	{scrDisks, "Choose the disk"}, {scrDetails, "Is this the"}, {scrDetails, "Why "},
-	{scrOptions, "Options"}, {scrPassphrase, "Passphrase"}, {scrPlan, "Plan:"}, {scrConfirm, "Confirm"},
+	{scrDisks, "Choose the disk"}, {scrDetails, "Is this the"}, {scrDetails, "Why "}, {scrUnhealthy, "Unhealthy disk"},
+	{scrOptions, "Options"}, {scrPassphrase, "Passphrase"}, {scrRecovery, "Recovery key"}, {scrPlan, "Plan:"}, {scrConfirm, "Confirm"},
 	{scrProgress, "Preparing"}, {scrDone, "Done:"}, {scrFailed, "Stopped:"}, {scrFailed, "Failed:"},
 }
 
@@ -160,6 +164,9 @@ func startSized(t *testing.T, cfg Config, w, hgt int, hook func(*probe, tea.Msg)
 	if cfg.Keyboard == nil {
 		cfg.Keyboard = func() []string { return nil }
 	}
+	if cfg.Inventory == nil { // not this host's inventory
+		cfg.Inventory = func() (*inventory.File, error) { return &inventory.File{}, nil }
+	}
 	p := &probe{m: New(cfg), hook: hook}
 	tm := teatest.NewTestModel(t, p, teatest.WithInitialTermSize(w, hgt))
 	h := &harness{t: t, tm: tm, p: p, w: w, h: hgt}
@@ -259,7 +266,39 @@ func (h *harness) optionsToPlan(pass string) snapshot {
 	h.enter()
 	h.typ(pass)
 	h.enter()
+	h.typeBackRecovery()
 	return h.onScreen(scrPlan)
+}
+
+var keyGroupRe = regexp.MustCompile(`(\d) ([cbdefghijklnrtuv]{8})`)
+
+// shownKey reads the recovery key's numbered groups off the recovery
+// screen.
+func shownKey(t *testing.T, body string) map[string]string {
+	t.Helper()
+	g := map[string]string{}
+	for _, m := range keyGroupRe.FindAllStringSubmatch(body, -1) {
+		g[m[1]] = m[2]
+	}
+	if len(g) != 8 {
+		t.Fatalf("the recovery screen shows %d groups, want 8:\n%s", len(g), body)
+	}
+	return g
+}
+
+var askedRe = regexp.MustCompile(`type groups (\d) and (\d) of the recovery key`)
+
+// typeBackRecovery reads the recovery key on its screen, hides it with
+// Enter and types back the groups asked for.
+func (h *harness) typeBackRecovery() {
+	h.t.Helper()
+	s := h.onScreen(scrRecovery)
+	g := shownKey(h.t, s.body)
+	h.enter()
+	s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+	m := askedRe.FindStringSubmatch(flat(s.body))
+	h.typ(g[m[1]] + "-" + g[m[2]])
+	h.enter()
 }
 
 // toPlan walks from the disk list to the plan screen with passphrase pass.
@@ -306,6 +345,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 		t.Fatalf("the passphrase is on the screen:\n%s", s.view)
 	}
 	h.enter()
+	h.typeBackRecovery()
 	s = h.onScreen(scrPlan)
 	for _, want := range []string{"cryptsetup luksFormat", "mkfs.ext4", "backup.img"} {
 		if !strings.Contains(s.body, want) {
@@ -457,21 +497,25 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 	h.typ("?")
 	h.waitFor("the full help", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "ctrl+c") })
 	h.typ("?")
-	forward := []screenID{scrDetails, scrOptions, scrPassphrase, scrPlan, scrConfirm}
+	forward := []screenID{scrDetails, scrOptions, scrPassphrase, scrRecovery, scrPlan, scrConfirm}
 	// Walk forward one screen at a time; from each, Esc returns to the one
 	// before, and Enter goes forward again.
 	prev := scrDisks
 	for _, sc := range forward {
-		if sc == scrPlan {
+		if sc == scrRecovery {
 			h.typ("pass word 1")
 			h.enter()
 			h.typ("pass word 1")
 		}
-		h.enter()
+		if sc == scrPlan {
+			h.typeBackRecovery()
+		} else {
+			h.enter()
+		}
 		h.onScreen(sc)
 		h.esc()
 		h.onScreen(prev)
-		if sc == scrPlan {
+		if sc == scrRecovery {
 			// Back on the passphrase screen the entries are still there.
 			if s := h.snap(); s.dots("Again") == 0 {
 				t.Fatalf("Esc from the plan lost the passphrase")
@@ -483,6 +527,8 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 	}
 	h.esc()
 	h.onScreen(scrPlan)
+	h.esc()
+	h.onScreen(scrRecovery)
 	h.esc()
 	h.onScreen(scrPassphrase)
 	h.esc()
@@ -720,8 +766,8 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	}
 	h.enter()
 	h.onScreen(scrOptions)
-	h.key(tea.KeyDown)  // to the partition table
-	h.key(tea.KeyRight) // MBR
+	h.key(tea.KeyDown) // to the partition table
+	h.key(tea.KeyLeft) // MBR (GPT, none, MBR)
 	h.waitFor("MBR chosen", 5*time.Second, func(s snapshot) bool {
 		return s.screen == scrOptions && strings.Contains(s.field("Partition table"), "[MBR]")
 	})
@@ -773,7 +819,7 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	h := start(t, imageConfig(img, 100<<20), nil)
 	h.toOptions()
 	h.key(tea.KeyDown)  // partition table
-	h.key(tea.KeyRight) // MBR
+	h.key(tea.KeyLeft)  // MBR (GPT, none, MBR)
 	h.key(tea.KeyDown)  // LUKS version
 	h.key(tea.KeyRight) // LUKS1
 	s := h.waitFor("MBR and LUKS1", 5*time.Second, func(s snapshot) bool {
@@ -834,5 +880,412 @@ func TestKernelLogPicksMostRecentDock(t *testing.T) {
 	h.typ("j")
 	if s := h.snap(); s.selected() != "sdz" {
 		t.Errorf("j did not move to sdz:\n%s", s.view)
+	}
+}
+
+// The recovery key: on by default; the plan cannot be reached without
+// typing back the groups asked for; a wrong entry is refused; Esc shows
+// the key again and goes back; the screen fits 80x24 and 60x15 (with the
+// QR code at 80x24, and a note instead at 60x15).
+func TestRecoveryKeyMustBeTypedBack(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	for _, sz := range [][2]int{{80, 24}, {60, 15}, {100, 32}} {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "r.img")
+			h := startSized(t, imageConfig(img, 128<<20), sz[0], sz[1], nil)
+			h.toOptions()
+			h.waitFor("the recovery field", 5*time.Second, func(s snapshot) bool {
+				return s.field("Recovery key") != "" && strings.Contains(s.body, "[on]") && strings.Contains(s.body, "a second way in if the passphrase is lost")
+			})
+			h.enter()
+			h.onScreen(scrPassphrase)
+			h.typ(testPass)
+			h.enter()
+			h.typ(testPass)
+			h.enter()
+			s := h.onScreen(scrRecovery)
+			g := shownKey(t, s.body)
+			qr := strings.Contains(s.view, "▀") || strings.Contains(s.view, "▄")
+			if big := sz[0] == 100; big != qr {
+				t.Errorf("QR code drawn: %v, want %v:\n%s", qr, big, s.view)
+			}
+			if !qr && !strings.Contains(flat(s.body), "too small for its QR code") {
+				t.Errorf("the screen does not say the QR code does not fit:\n%s", s.body)
+			}
+			// Enter hides the key and asks for two groups.
+			h.enter()
+			s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+			for _, v := range g {
+				if strings.Contains(s.view, v) {
+					t.Fatalf("the key is still shown while it is asked for:\n%s", s.view)
+				}
+			}
+			m := askedRe.FindStringSubmatch(flat(s.body))
+			// A wrong entry (the groups swapped) is refused and stays.
+			h.typ(g[m[2]] + "-" + g[m[1]])
+			h.enter()
+			s = h.waitFor("the refusal", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "that is not groups") })
+			if s.screen != scrRecovery {
+				t.Fatalf("a wrong entry went on to %s", s.screen)
+			}
+			// Esc shows the key again (the same key), Esc again goes back.
+			h.esc()
+			s = h.waitFor("the key again", 5*time.Second, func(s snapshot) bool { return keyGroupRe.MatchString(s.body) })
+			if again := shownKey(t, s.body); again["1"] != g["1"] || again["8"] != g["8"] {
+				t.Errorf("the key changed")
+			}
+			h.esc()
+			h.onScreen(scrPassphrase)
+			h.enter() // the entries are kept: on to the same key
+			s = h.onScreen(scrRecovery)
+			if again := shownKey(t, s.body); again["1"] != g["1"] {
+				t.Errorf("going back and forth changed the key")
+			}
+			h.enter()
+			s = h.waitFor("the groups asked", 5*time.Second, func(s snapshot) bool { return askedRe.MatchString(flat(s.body)) })
+			m = askedRe.FindStringSubmatch(flat(s.body))
+			h.typ(strings.ToUpper(g[m[1]]) + " " + g[m[2]])
+			h.enter()
+			s = h.onScreen(scrPlan)
+			if !strings.Contains(flat(s.body), "Recovery key: a second keyslot") || !strings.Contains(s.body, "luksAddKey") {
+				t.Errorf("the plan does not add the recovery key:\n%s", s.body)
+			}
+			for _, v := range g {
+				if strings.Contains(s.body, v) {
+					t.Errorf("the plan shows the key:\n%s", s.body)
+				}
+			}
+		})
+	}
+}
+
+// With the recovery key off, no key screen and no keyslot in the plan.
+func TestRecoveryKeyOff(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "r.img")
+	h := start(t, imageConfig(img, 128<<20), nil)
+	h.toOptions()
+	for range 4 {
+		h.key(tea.KeyTab)
+	}
+	h.waitFor("Recovery key focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Recovery key") })
+	h.key(tea.KeyRight)
+	h.waitFor("off", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(s.body, "[off]") && strings.Contains(flat(s.body), "the backup is gone")
+	})
+	h.enter()
+	h.onScreen(scrPassphrase)
+	h.typ(testPass)
+	h.enter()
+	h.typ(testPass)
+	h.enter()
+	s := h.onScreen(scrPlan)
+	if !strings.Contains(flat(s.body), "Recovery key: none") || strings.Contains(s.body, "luksAddKey") {
+		t.Errorf("the plan does not say there is no recovery key:\n%s", s.body)
+	}
+	h.esc()
+	h.onScreen(scrPassphrase)
+}
+
+// The table choice offers none (LUKS on the whole disk) and explains each
+// choice; the Owner field shows what it resolves to, refuses a wrong
+// entry, and its value reaches the plan.
+func TestTableNoneAndOwner(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		img := filepath.Join(t.TempDir(), "t.img")
+		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
+		h.toOptions()
+		h.key(tea.KeyTab) // partition table
+		h.key(tea.KeyRight)
+		h.waitFor("none chosen", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(s.body, "[none]") && strings.Contains(flat(s.body), "LUKS on the whole disk")
+		})
+		h.key(tea.KeyRight)
+		h.waitFor("MBR explained", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), "only through docks with this dock's sector size")
+		})
+		h.key(tea.KeyRight) // GPT
+		h.key(tea.KeyRight) // none
+		for range 5 {       // LUKS version, header backup, recovery key, set, owner
+			h.key(tea.KeyTab)
+		}
+		h.waitFor("Owner focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Owner") })
+		h.typ("no-such-user-here")
+		h.waitFor("the wrong owner refused", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(flat(s.body), `✗ --owner "no-such-user-here"`)
+		})
+		h.enter()
+		time.Sleep(200 * time.Millisecond)
+		if s := h.snap(); s.screen != scrOptions {
+			t.Fatalf("Enter with a wrong owner went to %s", s.screen)
+		}
+		h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+		h.typ("1234:5678")
+		h.waitFor("the owner resolved", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(flat(s.body), "now 1234:5678 (--owner 1234:5678)") && strings.Contains(s.body, "✓ ready")
+		})
+		s := h.optionsToPlan(testPass)
+		if b := flat(s.body); !strings.Contains(b, "owned by 1234:5678") || !strings.Contains(b, "NONE") || strings.Contains(b, "sfdisk") {
+			t.Errorf("the plan is not LUKS on the whole image owned by 1234:5678:\n%s", s.body)
+		}
+	})
+}
+
+// A LUKS image the inventory knows is described on Details; the Set field
+// refuses a wrong name, and the label suggestion follows the set's
+// numbering from the inventory. An unknown LUKS image is said to be one.
+func TestKnownDiskAndSet(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "k.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "5b0e3c0a-6a3e-4d7c-9a51-0c6c1d2e3f40"
+	fmtCmd := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+		"--uuid", uuid, "--subsystem", "offsite", "--key-file", "-", img)
+	fmtCmd.Stdin = strings.NewReader("x")
+	if out, err := fmtCmd.CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v\n%s", err, out)
+	}
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprint("known=", known), func(t *testing.T) {
+			f := &inventory.File{Disks: []inventory.Record{{LUKSUUID: "00000000-0000-0000-0000-000000000001", Label: "backups02", Set: "offsite", Prepared: time.Now().Add(-48 * time.Hour)}}}
+			if known {
+				f.Disks = append(f.Disks, inventory.Record{LUKSUUID: uuid, Label: "backups07", Set: "offsite", Prepared: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)})
+			}
+			cfg := imageConfig(img, 0)
+			cfg.Inventory = func() (*inventory.File, error) { return f, nil }
+			h := start(t, cfg, nil)
+			h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return s.selected() == "k.img" })
+			h.enter()
+			s := h.onScreen(scrDetails)
+			want := "This is a LUKS disk luksdock does not know (not in its inventory); its LUKS2 subsystem names set offsite"
+			if known {
+				want = "Known disk: backups07, set offsite, prepared 2026-11-23"
+			}
+			if !strings.Contains(flat(s.body), want) {
+				t.Errorf("details lack %q:\n%s", want, s.body)
+			}
+			h.enter()
+			h.onScreen(scrOptions)
+			for range 5 { // table, LUKS version, header backup, recovery key, set
+				h.key(tea.KeyTab)
+			}
+			h.waitFor("Set focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Set") })
+			h.typ("off site")
+			h.waitFor("the wrong set name refused", 5*time.Second, func(s snapshot) bool {
+				return strings.Contains(flat(s.body), "only letters, digits")
+			})
+			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+			h.typ("offsite")
+			next := "backups03"
+			if known {
+				next = "backups08"
+			}
+			h.waitFor("the label of the set's next disk", 5*time.Second, func(s snapshot) bool {
+				return s.field("Label") == next && strings.Contains(s.body, "✓ ready")
+			})
+			s = h.optionsToPlan(testPass)
+			if !strings.Contains(s.body, "--subsystem offsite") {
+				t.Errorf("the plan does not store the set:\n%s", s.body)
+			}
+		})
+	}
+}
+
+// A degrading or failing disk (recorded smartctl --json output) shows its
+// health on Details and needs "yes" typed on an extra screen; a healthy
+// one goes straight to Options. The USB dock reports 4096-byte sectors:
+// Details warns, and MBR on Options says it is not portable.
+func TestUnhealthyDiskNeedsYes(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"smartctl-derived-failing.json", "failing"},
+		{"smartctl-derived-degrading.json", "degrading"},
+		{"smartctl-qemu-sata-healthy.json", ""},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			out, err := os.ReadFile(filepath.Join("..", "health", "testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := health.Parse(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := disk.Disk{Name: "sdy", Path: "/dev/sdy", MajMin: "65:128", Size: 1 << 40, LogicalSector: 4096, PhysicalSector: 4096,
+				Transport: "usb-storage", Vendor: "WD", Model: "Elements", Serial: "X1",
+				USB: &disk.USBInfo{VendorID: "1058", ProductID: "25a2", Port: "2-1", Speed: "5000"}}
+			cfg := Config{
+				Scan: func() ([]disk.Disk, error) { return []disk.Disk{d}, nil },
+				DeviceTarget: func(string) (*pipeline.Target, error) {
+					d := d
+					return &pipeline.Target{Path: d.Path, Name: d.Name, Size: d.Size, Disk: &d, Verdict: disk.Assess(d), Health: &rep}, nil
+				},
+			}
+			h := start(t, cfg, nil)
+			h.waitFor("the disk", 5*time.Second, func(s snapshot) bool { return s.selected() == "sdy" })
+			h.enter()
+			s := h.onScreen(scrDetails)
+			for _, w := range []string{"Health", rep.Summary(), "4096-byte logical", disk.USB4KWarning} {
+				if !strings.Contains(flat(s.body), flat(w)) {
+					t.Errorf("details lack %q:\n%s", w, s.body)
+				}
+			}
+			h.enter()
+			if tc.want == "" {
+				h.onScreen(scrOptions)
+			} else {
+				s = h.onScreen(scrUnhealthy)
+				if !strings.Contains(flat(s.body), "not a disk to trust with backups") {
+					t.Errorf("no warning:\n%s", s.body)
+				}
+				h.typ("y")
+				h.enter()
+				s = h.waitFor("the refusal", 5*time.Second, func(s snapshot) bool {
+					return strings.Contains(s.body, `type "yes"`) && strings.Contains(s.body, "✗")
+				})
+				if s.screen != scrUnhealthy {
+					t.Fatalf("a wrong entry went on to %s", s.screen)
+				}
+				h.esc()
+				h.onScreen(scrDetails)
+				h.enter()
+				h.onScreen(scrUnhealthy)
+				h.typ("yes")
+				h.enter()
+				h.onScreen(scrOptions)
+			}
+			h.key(tea.KeyTab)
+			h.key(tea.KeyLeft) // MBR
+			h.waitFor("the MBR warning", 5*time.Second, func(s snapshot) bool {
+				return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), flat(pipeline.MBRNotPortable))
+			})
+		})
+	}
+}
+
+// Overwrite first and Read it all back: the surface check alone is
+// refused; with both, the plan has the steps, the Progress screen draws a
+// bar with the percentage, the amount and the rate from the pipeline's
+// progress events, and the disk is done.
+func TestEraseAndSurfaceCheckProgress(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
+	img := filepath.Join(t.TempDir(), "e.img")
+	var mu sync.Mutex
+	var shown []string
+	hook := func(p *probe, msg tea.Msg) {
+		if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventProgress && e.Progress != nil && e.Progress.Fraction > 0 {
+			mu.Lock()
+			shown = append(shown, p.view())
+			mu.Unlock()
+		}
+	}
+	h := start(t, imageConfig(img, 128<<20), hook)
+	h.toOptions()
+	for range 8 { // to Read it all back
+		h.key(tea.KeyTab)
+	}
+	h.waitFor("Read it all back focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Read it all back") })
+	h.key(tea.KeyRight)
+	h.waitFor("the check alone refused", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(flat(s.body), "✗ --surface-check reads back what --erase writes")
+	})
+	h.tm.Send(tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift})
+	h.key(tea.KeyRight)
+	h.waitFor("both on", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(s.body, "✓ ready") && strings.Contains(flat(s.body), "hours on a big disk")
+	})
+	s := h.optionsToPlan(testPass)
+	if b := flat(s.body); !strings.Contains(b, "Erase the whole disk") || !strings.Contains(b, "Read the whole disk back") {
+		t.Errorf("the plan lacks the erase and the check:\n%s", s.body)
+	}
+	h.enter()
+	h.onScreen(scrConfirm)
+	h.typ("e.img")
+	h.enter()
+	s = h.waitFor("the done screen", 180*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	if s.screen != scrDone {
+		t.Fatalf("run: %v\n%s", s.lastErr, s.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(shown) == 0 {
+		t.Fatal("no progress event while the erase or the check ran")
+	}
+	v := shown[len(shown)-1]
+	if !regexp.MustCompile(`\d+\.\d%`).MatchString(v) || !strings.Contains(v, "▌") || !regexp.MustCompile(`[\d.]+ MiB of [\d.]+ MiB · [\d.]+ MB/s`).MatchString(v) {
+		t.Errorf("the progress screen has no bar with percentage and amount:\n%s", v)
+	}
+}
+
+// An erase stopped part-way: preparing the same image again with the same
+// choices, the Plan says it continues the interrupted erase and offers r
+// to start over, which makes a plan that does not continue.
+func TestPlanOffersResumeAndStartOver(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "losetup")
+	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
+	img := filepath.Join(t.TempDir(), "big.img")
+	// an existing file: the saved position names it by device and inode
+	// (for an image the run itself creates, it records [0 0] and the
+	// position is never found again: a pipeline matter, see the report)
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 2<<30); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var h *harness
+	hook := func(p *probe, msg tea.Msg) {
+		if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventProgress && e.Step == pipeline.StepErase && e.Progress != nil && e.Progress.Fraction < 1 {
+			once.Do(func() {
+				go func() {
+					h.ctrlC()
+					h.typ("y")
+				}()
+			})
+		}
+	}
+	h = start(t, imageConfig(img, 0), hook)
+	h.toOptions()
+	for range 7 { // to Overwrite first
+		h.key(tea.KeyTab)
+	}
+	h.waitFor("Overwrite first focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Overwrite first") })
+	h.key(tea.KeyRight)
+	h.waitFor("on", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "✓ ready") })
+	h.optionsToPlan(testPass)
+	h.enter()
+	h.onScreen(scrConfirm)
+	h.typ("big.img")
+	h.enter()
+	s := h.waitFor("the end", 180*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	if s.screen != scrFailed {
+		t.Skipf("SKIP: the erase of 2 GiB ended before the stop took effect (%s); cannot test resuming here", s.screen)
+	}
+	h.key('n')
+	h.onScreen(scrDisks)
+	h.enter()
+	h.onScreen(scrDetails)
+	h.enter()
+	h.onScreen(scrOptions)
+	h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+	h.typ("backups01") // the same label as the interrupted run
+	h.waitFor("ready", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "✓ ready") })
+	s = h.optionsToPlan(testPass)
+	if !strings.Contains(flat(s.body), "An interrupted erase of this disk can be continued") || !strings.Contains(s.view, "r start the erase over") {
+		t.Fatalf("the plan does not offer to continue:\n%s", s.body)
+	}
+	h.typ("r")
+	s = h.waitFor("the plan that starts over", 30*time.Second, func(s snapshot) bool {
+		return strings.Contains(flat(s.body), "Starting over: the interrupted erase is not continued")
+	})
+	if strings.Contains(flat(s.body), "Continue the interrupted erase") {
+		t.Errorf("the restarted plan still continues:\n%s", s.body)
 	}
 }

@@ -518,6 +518,10 @@ func (r *runner) ensureState() *Resume {
 	if r.state == nil {
 		s := r.p.newResume(r.info.UUID)
 		s.DiskGUID = r.expected.DiskGUID
+		if r.p.Target.Image {
+			// the file preflight created, when the run made the image
+			s.FileDev, s.FileIno = r.fileID.dev, r.fileID.ino
+		}
 		s.PartStart, s.PartSize = r.p.Layout.Start, r.p.Layout.Size
 		s.Phase, s.Total = StepErase, r.info.DataSize
 		r.state = s

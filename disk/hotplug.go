@@ -174,7 +174,7 @@ func diskKey(d Disk) string { return fmt.Sprintf("%s|%s|%d", d.Name, d.MajMin, d
 
 // WaitForNewDisk blocks until Scan finds a disk that is not in known
 // (compared by name, major:minor and disk sequence number, so a re-dock
-// under the same name counts as new) and returns it. It rescans on every
+// under the same name counts as new) and has a size, and returns it. It rescans on every
 // hotplug event and, as a backstop, once a second (also when uevents are
 // not available, e.g. without permission for the netlink socket).
 func (s Sys) WaitForNewDisk(ctx context.Context, known []Disk) (Disk, error) {
@@ -198,7 +198,10 @@ func (s Sys) WaitForNewDisk(ctx context.Context, known []Disk) (Disk, error) {
 			return Disk{}, err
 		}
 		for _, d := range disks {
-			if !seen[diskKey(d)] {
+			// A disk of no size is not there yet: a loop device bound
+			// before its capacity is set, a card reader with no card.
+			// Its capacity arrives with a change event (or the tick).
+			if !seen[diskKey(d)] && d.Size > 0 {
 				return d, nil
 			}
 		}

@@ -41,7 +41,8 @@ const exitCodesHelp = `Exit codes:
        disk (no LUKS header, no clean ext4, a table Linux does not read, no
        kernel finds it with 512- or 4096-byte sectors), or the surface
        check found bad sectors
-  6    verify: the passphrase unlocks no keyslot (a typo, or another disk)
+  6    verify: the passphrase (or the recovery key) unlocks no keyslot (a
+       typo, or another disk)
   130  interrupted (SIGINT/SIGTERM): the step in progress finished (an
        erase or surface check stopped at its next request and kept its
        position), no later step started, the volume was closed and the disk

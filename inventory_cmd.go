@@ -21,31 +21,10 @@ import (
 	"luksdock/pipeline"
 )
 
-// luksUUIDOf is the LUKS UUID a disk carries where luksdock puts it (in
-// partition 1) or directly on the disk, with the set (LUKS2 subsystem).
-func luksUUIDOf(d disk.Disk) (uuid, set string) {
-	if d.Content.Type == "crypto_LUKS" {
-		return d.Content.UUID, d.Content.Subsystem
-	}
-	for _, p := range d.Partitions {
-		if p.Content.Type == "crypto_LUKS" {
-			return p.Content.UUID, p.Content.Subsystem
-		}
-	}
-	return "", ""
-}
-
 // targetLUKSUUID is the LUKS UUID on a target before it is prepared again.
 func targetLUKSUUID(t *pipeline.Target) string {
-	if t.Content.Type == "crypto_LUKS" {
-		return t.Content.UUID
-	}
-	for _, p := range t.Parts {
-		if p.Content.Type == "crypto_LUKS" {
-			return p.Content.UUID
-		}
-	}
-	return ""
+	uuid, _ := disk.LUKSOn(t.Content, t.Parts)
+	return uuid
 }
 
 // driveOf is the drive's identity as discovery reads it, and whose it is.
@@ -192,7 +171,7 @@ func recognise(path string, entries []listEntry, now time.Time) (warning string)
 	}
 	var hits []hit
 	for i, e := range entries {
-		if uuid, set := luksUUIDOf(e.Disk); uuid != "" {
+		if uuid, set := disk.LUKSOn(e.Disk.Content, e.Disk.Partitions); uuid != "" {
 			hits = append(hits, hit{i, uuid, set})
 		}
 	}

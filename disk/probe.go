@@ -62,6 +62,22 @@ const (
 	SigSwsuspend SigType = "swsuspend"
 )
 
+// LUKSOn finds the LUKS volume on a disk whose whole-disk content is whole
+// and whose partitions are parts, where luksdock puts one (directly on the
+// disk, or the first LUKS partition): its UUID and its LUKS2 subsystem (the
+// rotation set), "" for none.
+func LUKSOn(whole Signature, parts []Partition) (uuid, set string) {
+	if whole.Type == SigLUKS {
+		return whole.UUID, whole.Subsystem
+	}
+	for _, p := range parts {
+		if p.Content.Type == SigLUKS {
+			return p.Content.UUID, p.Content.Subsystem
+		}
+	}
+	return "", ""
+}
+
 // TableType is the partition table in luksdock's vocabulary: TableGPT,
 // TableMBR (blkid's "dos"), or "" for none or a damaged one ("PMBR").
 func (s Signature) TableType() TableType {

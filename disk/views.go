@@ -59,7 +59,7 @@ func KernelView(r io.ReaderAt, size int64, sector int) View {
 				part = &m.parts[i]
 			}
 		}
-	case content.Type == "crypto_LUKS":
+	case content.Type == SigLUKS:
 		v.Table, v.Start, v.Size, v.LUKS = "none", 0, end, true
 		return v
 	default:
@@ -70,7 +70,7 @@ func KernelView(r io.ReaderAt, size int64, sector int) View {
 	}
 	v.Start, v.Size = part.Start, part.Size
 	sub := &prober{r: io.NewSectionReader(r, part.Start, part.Size), size: part.Size, ss: ss}
-	v.LUKS = sub.content().Type == "crypto_LUKS"
+	v.LUKS = sub.content().Type == SigLUKS
 	return v
 }
 

@@ -177,7 +177,7 @@ func (s *detailsScreen) View() (string, int) {
 		}
 		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
 	}
-	if uuid, set := targetLUKS(t); uuid != "" {
+	if uuid, set := disk.LUKSOn(t.Content, t.Parts); uuid != "" {
 		desc, known := inventory.Recognise(c.inv, uuid, set, time.Now())
 		if known {
 			b.WriteString(para(st.ok, "Known disk: "+desc+" (preparing it again replaces it)", c.width, "  "))
@@ -208,20 +208,6 @@ func (s *detailsScreen) View() (string, int) {
 	}
 	b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
 	return b.String(), -1
-}
-
-// targetLUKS is the LUKS UUID on a target (whole or first LUKS partition)
-// and the set its LUKS2 subsystem names.
-func targetLUKS(t *pipeline.Target) (uuid, set string) {
-	if t.Content.Type == "crypto_LUKS" {
-		return t.Content.UUID, t.Content.Subsystem
-	}
-	for _, p := range t.Parts {
-		if p.Content.Type == "crypto_LUKS" {
-			return p.Content.UUID, p.Content.Subsystem
-		}
-	}
-	return "", ""
 }
 
 func uuidSuffix(s disk.Signature) string {

@@ -270,7 +270,7 @@ done
 		// secret (on standard input or on fd 3).
 		// verify: cryptsetup's unlock recovers the volume key from the
 		// passphrase, then maps the volume read-only with that key.
-		handed := []string{"luksDump\x00--batch-mode\x00--dump-volume-key\x00--key-file=-", "open\x00--type\x00luks\x00--readonly\x00--volume-key-file=/dev/fd/3"}
+		handed := []string{"luksDump\x00--batch-mode\x00--dump-volume-key\x00--key-file=-", "open\x00--type\x00luks\x00--readonly\x00--volume-key-file=/proc/self/fd/3"}
 		if name == "prepare" {
 			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/proc/self/fd/3")
 		}

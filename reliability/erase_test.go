@@ -166,8 +166,14 @@ func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Sig
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Phase != step || st.Pos <= 0 || st.Pos >= st.Total || pipeline.HumanSize(st.Pos) != m[1] {
-		t.Fatalf("saved %s at %d of %d; the message said %s (not stopped in the middle of %s)", st.Phase, st.Pos, st.Total, m[1], step)
+	if st.Phase != step || st.Pos < 0 || st.Pos >= st.Total || pipeline.HumanSize(st.Pos) != m[1] {
+		t.Fatalf("saved %s at %d of %d; the message said %s (not stopped within %s)", st.Phase, st.Pos, st.Total, m[1], step)
+	}
+	if st.Pos == 0 {
+		// The signal came with the first progress event, before the first
+		// request of the step completed (seen under load): the rerun then
+		// continues the step from its start.
+		t.Logf("%s stopped before its first request completed: the rerun continues it from 0", step)
 	}
 	if bytes.Contains(b, []byte(testPass)) {
 		t.Fatal("the state file holds the passphrase")

@@ -80,7 +80,7 @@ var killCases = func() []killCase {
 		killCase{name: "in-open-deferred", trigger: []string{"-child", `cryptsetup close --deferred`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "before"}}},
 		killCase{name: "in-mkfs", trigger: []string{"-child", `mkfs\.ext4 `, "-exe", "mke2fs|mkfs\\.ext4", "-progress", "write", "-disk", "$n"}, inStep: "mkfs", dmAtKill: "yes",
-			throttle: 128 << 10},
+			throttle: 1 << 20},
 		killCase{name: "in-close-held", trigger: []string{"-event", "start", "-step", "close", "-after", "500ms"}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"mkfs.ext4", "*", "hold"}}},
 		killCase{name: "in-close-cryptsetup", trigger: []string{"-child", `cryptsetup close luksdock-`}, inStep: "close", dmAtKill: "yes",

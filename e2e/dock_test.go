@@ -34,9 +34,9 @@ for round in bot uas; do
 	[ -n "$pid" ] || fail "luksdock list --wait is not running: $(cat /tmp/list.err)"
 	if uevent_listening "$pid" 20; then mark listening $round netlink; else sleep 3; mark listening $round no-netlink-socket-seen; fi
 	host_wait docked-$round
-	i=0
+	d=$(deadline 30)
 	while kill -0 $pipe 2>/dev/null; do
-		i=$((i + 1)); [ $i -gt 300 ] && fail "luksdock list --wait did not return within 30 s of the dock"
+		past $d && fail "luksdock list --wait did not return within 30 s of the dock"
 		usleep 100000
 	done
 	[ "$(cat /tmp/list.rc)" = 0 ] || fail "luksdock list --wait exited $(cat /tmp/list.rc): $(cat /tmp/list.err)"

@@ -33,13 +33,14 @@ n=$(wait_disk S5ERASE0001 60) || fail "disk did not appear"
 mark throttle
 host_wait throttled
 prep e1 backups05 $n
-i=0
+d=$(deadline 180)
 until grep -q '"step":"erase","progress":{"done":[1-9]' /tmp/e1.json 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 1800 ] && fail "no erase progress: $(cat /tmp/e1.err)"
+	past $d && fail "no erase progress: $(cat /tmp/e1.err)"
 	usleep 100000
 done
 kill -INT $(cat /tmp/e1.pid)
 t0=$(uptime_s)
+wait_rc e1 30
 wait
 mark stopped $t0 $(uptime_s)
 report e1
@@ -47,6 +48,7 @@ emit state-e1 $(ls /var/lib/luksdock/erase-*.json)
 mark unthrottle
 host_wait unthrottled
 prep e2 backups05 $n
+wait_rc e2 400
 wait
 report e2
 mark state-left $(ls /var/lib/luksdock/ | grep "^erase-")
@@ -58,6 +60,7 @@ cryptsetup close chk
 # 2. A disk with an unreadable sector.
 b=$(wait_disk S5BADSECT01 60) || fail "the bad disk did not appear"
 prep bad backups06 $b
+wait_rc bad 400
 wait
 report bad
 
@@ -65,13 +68,14 @@ report bad
 mark ready-undock
 u=$(wait_disk S5UNDOCK001 60) || fail "the undock disk did not appear"
 prep ud backups08 $u
-i=0
+d=$(deadline 180)
 until grep -q '"step":"erase","progress":{"done":[1-9]' /tmp/ud.json 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 1800 ] && fail "no erase progress: $(cat /tmp/ud.err)"
+	past $d && fail "no erase progress: $(cat /tmp/ud.err)"
 	usleep 100000
 done
 mark in-erase
 host_wait undocked
+wait_rc ud 60
 wait
 report ud
 mark state-ud $(grep -l '"serial": "S5UNDOCK001"' /var/lib/luksdock/erase-*.json | wc -l)
@@ -79,6 +83,7 @@ wait_gone $u 30
 mark ready-redock
 u=$(wait_disk S5UNDOCK001 60) || fail "the disk did not come back"
 prep ud2 backups08 $u
+wait_rc ud2 400
 wait
 report ud2
 
@@ -86,6 +91,7 @@ report ud2
 p=$(wait_disk S5THRUPUT01 60) || fail "the throughput disk did not appear"
 for r in 1 2; do
 	prep tp$r backups07 $p
+	wait_rc tp$r 400
 	wait
 	report tp$r
 	cryptsetup open /dev/${p}1 tp < /e2e/pass || fail "cryptsetup open /dev/${p}1"

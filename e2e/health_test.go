@@ -28,10 +28,10 @@ func TestHealthInGuest(t *testing.T) {
 	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{sata, usb}, Timeout: 3 * time.Minute, Script: `
 u=$(wait_disk ` + usb.Serial + ` 60) || fail "usb disk did not appear"
 s=
-i=0
+d=$(deadline 30)
 while [ -z "$s" ]; do
 	for b in /sys/block/sd*; do grep -q '^` + sata.Product + ` *$' $b/device/model 2>/dev/null && s=${b##*/}; done
-	i=$((i+1)); [ $i -gt 600 ] && fail "SATA disk did not appear"; usleep 50000
+	past $d && fail "SATA disk did not appear"; usleep 50000
 done
 smartctl --json=c -i -H -A /dev/$s > /tmp/smart-sata.json; echo "smartctl exit $?"
 emit smart-sata /tmp/smart-sata.json

@@ -153,7 +153,7 @@ n=$(wait_disk %[2]s 60) || fail "disk %[2]s did not appear"
 p=$n
 if [ %[4]s = gpt ]; then
 	p=${n}1
-	i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && { sfdisk --dump /dev/$n; fail "no /dev/$p: the kernel found no partition with %[3]d-byte sectors"; }; usleep 50000; done
+	d=$(deadline 5); while [ ! -b /dev/$p ]; do past $d && { sfdisk --dump /dev/$n; fail "no /dev/$p: the kernel found no partition with %[3]d-byte sectors"; }; usleep 50000; done
 	[ "$(cat /sys/class/block/$p/start)" = 2048 ] || fail "/dev/$p starts at 512-byte sector $(cat /sys/class/block/$p/start), not 2048 (1 MiB)"
 	sfdisk --verify /dev/$n || fail "sfdisk --verify /dev/$n"
 else

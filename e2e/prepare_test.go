@@ -192,7 +192,7 @@ mark redocked $n2
 label=backups01
 n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 p=${n}1
-i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no partition /dev/$p: the kernel did not find the partition table"; usleep 50000; done
+d=$(deadline 5); while [ ! -b /dev/$p ]; do past $d && fail "no partition /dev/$p: the kernel did not find the partition table"; usleep 50000; done
 sfdisk --dump /dev/$n > /tmp/sfdisk.out || fail "sfdisk --dump"
 cat /tmp/sfdisk.out
 grep -q '^label: gpt' /tmp/sfdisk.out || fail "not a GPT disk"
@@ -276,7 +276,7 @@ func TestEnginesInterchangeable(t *testing.T) {
 label=hostmade
 n=$(wait_disk HOSTMADE01 60) || fail "host-made disk did not appear"
 p=${n}1
-i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no partition /dev/$p"; usleep 50000; done
+d=$(deadline 5); while [ ! -b /dev/$p ]; do past $d && fail "no partition /dev/$p"; usleep 50000; done
 ` + guestCheckVolume + `
 )
 mark host-image $?

@@ -27,7 +27,7 @@ func TestWrongDiskRefused(t *testing.T) {
 n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 p=${n}1
 printf 'label: gpt\n,,L\n' | sfdisk -q /dev/$n || fail "sfdisk"
-i=0; while [ ! -b /dev/$p ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no /dev/$p"; usleep 50000; done
+d=$(deadline 5); while [ ! -b /dev/$p ]; do past $d && fail "no /dev/$p"; usleep 50000; done
 run mkfs.ext4 -q -L photos -E lazy_itable_init=0,lazy_journal_init=0,nodiscard /dev/$p
 run mount -t ext4 -o rw,noinit_itable /dev/$p /mnt
 echo "precious" > /mnt/keep; sync

@@ -19,28 +19,46 @@ func TestUndockMidRun(t *testing.T) {
 	dir := scratchDir(t)
 	d := Disk{ID: "dock", Image: newImage(t, dir, "disk.img", 256<<20), Transport: "bot",
 		Vendor: "ST", Product: "ST2000DM008", Serial: "ZFL0UNDOCK", Hotplug: true}
-	// Each round undocks while the guest sees the step's own process
-	// running with the disk (or the mapping on it) open: cryptsetup
-	// luksFormat, then mkfs.ext4 (the scenario's case statement names them).
-	rounds := []struct{ step string }{{"luks-format"}, {"mkfs"}}
+	// Each round undocks while the step's own tool runs with the disk (or
+	// the mapping on it) open: cryptsetup luksFormat, then mkfs.ext4.
+	// `guestwatch pauseat` stops luksdock right after the step before it
+	// ends (its `done` event), the host slows the dock's writes to 64 KiB/s,
+	// and luksdock goes on: the tool's own writes (luksFormat's 30 MiB
+	// keyslot area, mkfs's 250 KiB of tables) then keep it running for
+	// seconds, however loaded the host, and the undock lands inside it.
+	rounds := []struct{ step, after string }{{"luks-format", "partition"}, {"mkfs", "luks-format"}}
 	script := `label=backups02
-for step in luks-format mkfs; do
+for round in luks-format:partition mkfs:luks-format; do
+	step=${round%%:*} after=${round#*:}
 	mark ready-$step
 	n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 	case $step in
 	luks-format) pat='[c]ryptsetup .*luksFormat' comm=cryptsetup ;;
 	mkfs) pat='[m]kfs.ext4 |[m]ke2fs ' comm=mkfs.ext4 ;;
 	esac
-	( ` + strings.TrimSpace(guestPrepare) + ` ) &
+	rm -f /tmp/paused.pid /tmp/prepare.rc
+	( guestwatch pauseat -event done -step $after -pidfile /tmp/paused.pid -- \
+		luksdock prepare --device /dev/$n --label "$label" --passphrase-file /e2e/pass --confirm $n \
+		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/prepare.json 2>/tmp/prepare.err
+	  echo $? > /tmp/prepare.rc ) &
 	pid=$!
+	d=$(deadline 120)
+	until [ -s /tmp/paused.pid ]; do
+		past $d && fail "luksdock never ended step $after: $(cat /tmp/prepare.err)"
+		[ -s /tmp/prepare.rc ] && fail "luksdock exited $(cat /tmp/prepare.rc) before step $after ended: $(cat /tmp/prepare.err)"
+		usleep 20000
+	done
+	mark paused $after
+	host_wait slowed
+	kill -CONT $(cat /tmp/paused.pid)
 	wait_proc "$pat" 120 || fail "step $step never started: $(cat /tmp/prepare.err)"
 	wait_dev_open $comm 60 || fail "$comm never opened the disk"
 	mark in-step $step
 	host_wait undocked
 	t0=$(uptime_s)
-	i=0
+	d=$(deadline 60)
 	while kill -0 $pid 2>/dev/null; do
-		i=$((i + 1)); [ $i -gt 600 ] && fail "luksdock still running 60 s after the undock"
+		past $d && { stuck_report; fail "luksdock still running 60 s after the undock"; }
 		usleep 50000
 	done
 	t1=$(uptime_s)
@@ -64,24 +82,20 @@ cat /tmp/prepare.err
 mark exited final $(cat /tmp/prepare.rc)
 mark dmsetup-final $(dmsetup ls 2>&1)
 `
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{d}, Timeout: 6 * time.Minute, Script: script})
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Programs: map[string]string{"guestwatch": guestwatchBinary(t)}, Disks: []Disk{d}, Timeout: 6 * time.Minute, Script: script})
 	for _, r := range rounds {
 		mustMark(t, vm, "ready-"+r.step, 2*time.Minute)
 		if err := vm.Plug(d.ID); err != nil {
 			t.Fatalf("docking for %s: %v", r.step, err)
 		}
-		// A dock slower than the emulated one (4 MiB/s) keeps each step
-		// running for seconds, so the undock lands inside it even on a
-		// loaded machine.
-		if err := vm.Throttle(d.ID, 4<<20); err != nil {
-			t.Fatalf("throttling: %v", err)
-		}
-		mustMark(t, vm, "in-step "+r.step, 2*time.Minute)
-		// Slow the disk down further so the step cannot finish before the
-		// undock lands, then pull it.
+		mustMark(t, vm, "paused "+r.after, 2*time.Minute)
 		if err := vm.Throttle(d.ID, 64<<10); err != nil {
 			t.Fatalf("throttling: %v", err)
 		}
+		if err := vm.Send("slowed"); err != nil {
+			t.Fatal(err)
+		}
+		mustMark(t, vm, "in-step "+r.step, 2*time.Minute)
 		undockAt := time.Now()
 		if err := vm.Unplug(d.ID); err != nil {
 			t.Fatalf("undocking during %s: %v", r.step, err)

@@ -8,6 +8,13 @@ mark() { echo "@@E2E $*"; }
 # uptime_s: seconds since boot (CLOCK_BOOTTIME, 10 ms resolution).
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
+# deadline SECONDS: the guest clock (whole seconds of uptime) SECONDS from
+# now; past DEADLINE: true once the clock reached it. Every wait below is
+# bounded by the clock, not by a count of polls: under a loaded TCG host
+# one poll can take far longer than its sleep.
+deadline() { echo $(( $(cut -d. -f1 /proc/uptime) + $1 )); }
+past() { [ "$(cut -d. -f1 /proc/uptime)" -ge "$1" ]; }
+
 # fail MSG: print a failure line and exit 1.
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -22,23 +29,23 @@ host_wait() {
 
 # wait_block NAME [SECONDS]: wait for /sys/block/NAME (default 60 s).
 wait_block() {
-	_i=0
+	_d=$(deadline ${2:-60})
 	while [ ! -e "/sys/block/$1" ]; do
-		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && fail "no /sys/block/$1 after ${2:-60}s"
+		past $_d && fail "no /sys/block/$1 after ${2:-60}s"
 		usleep 50000
 	done
-	_i=0
+	_d=$(deadline 5)
 	while [ ! -b "/dev/$1" ]; do
-		_i=$((_i + 1)); [ $_i -gt 100 ] && fail "no /dev/$1 node"
+		past $_d && fail "no /dev/$1 node"
 		usleep 50000
 	done
 }
 
 # wait_gone NAME [SECONDS]: wait until /sys/block/NAME disappears.
 wait_gone() {
-	_i=0
+	_d=$(deadline ${2:-60})
 	while [ -e "/sys/block/$1" ]; do
-		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && fail "/sys/block/$1 still present after ${2:-60}s"
+		past $_d && fail "/sys/block/$1 still present after ${2:-60}s"
 		usleep 50000
 	done
 }
@@ -76,13 +83,13 @@ find_disk() {
 # wait_disk SERIAL [SECONDS]: wait until the disk with SERIAL is attached
 # (node present, size known) and print its kernel name.
 wait_disk() {
-	_i=0
+	_d=$(deadline ${2:-60})
 	while :; do
 		_n=$(find_disk "$1")
 		if [ -n "$_n" ] && [ -b "/dev/$_n" ] && [ "$(cat /sys/block/$_n/size 2>/dev/null)" != 0 ]; then
 			echo "$_n"; return 0
 		fi
-		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 20)) ] && return 1
+		past $_d && return 1
 		usleep 50000
 	done
 }
@@ -91,9 +98,9 @@ wait_disk() {
 # uevent netlink socket (NETLINK_KOBJECT_UEVENT, protocol 15) bound, i.e.
 # it is listening for hotplug events. Returns 1 on timeout.
 uevent_listening() {
-	_i=0
+	_d=$(deadline ${2:-10})
 	while ! awk -v pid="$1" '$2 == 15 && $3 == pid { f = 1 } END { exit !f }' /proc/net/netlink; do
-		_i=$((_i + 1)); [ $_i -gt $((${2:-10} * 20)) ] && return 1
+		past $_d && return 1
 		kill -0 "$1" 2>/dev/null || return 1
 		usleep 50000
 	done
@@ -104,9 +111,9 @@ uevent_listening() {
 # character of PATTERN as a bracket expression ("[m]kfs.ext4") so the
 # grep doing the search does not match itself.
 wait_proc() {
-	_i=0
+	_d=$(deadline ${2:-60})
 	while ! cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -qE "$1"; do
-		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 50)) ] && return 1
+		past $_d && return 1
 		usleep 20000
 	done
 }
@@ -115,7 +122,7 @@ wait_proc() {
 # sees it) holds a disk, partition or device-mapper node open, i.e. it is
 # doing its I/O. Returns 1 on timeout.
 wait_dev_open() {
-	_i=0
+	_d=$(deadline ${2:-60})
 	while :; do
 		for _pid in $(pidof "$1"); do
 			for _fd in /proc/$_pid/fd/*; do
@@ -124,7 +131,37 @@ wait_dev_open() {
 				esac
 			done
 		done
-		_i=$((_i + 1)); [ $_i -gt $((${2:-60} * 50)) ] && return 1
+		past $_d && return 1
 		usleep 20000
 	done
+}
+
+# wait_rc NAME [SECONDS]: wait until /tmp/NAME.rc holds the exit status of
+# a run started in the background (the scenario's own convention). On
+# timeout, print what each luksdock and tool process is blocked on (its
+# kernel stack) and the kernel's list of blocked tasks, then fail: a hang
+# is a failure with its evidence, never a wait until the host gives up.
+wait_rc() {
+	_d=$(deadline ${2:-120})
+	while [ ! -s "/tmp/$1.rc" ]; do
+		if past $_d; then
+			stuck_report
+			fail "$1: still running ${2:-120} s later"
+		fi
+		usleep 100000
+	done
+}
+
+# stuck_report: the state, wait channel and kernel stack of every luksdock
+# and tool thread, then sysrq-w (blocked tasks) and the kernel log's tail.
+stuck_report() {
+	for _p in $(pidof luksdock cryptsetup mkfs.ext4 mke2fs e2fsck dd); do
+		echo "stuck: pid $_p ($(cat /proc/$_p/comm 2>/dev/null)): $(grep '^State' /proc/$_p/status 2>/dev/null)"
+		for _t in /proc/$_p/task/*; do
+			echo "stuck:  task ${_t##*/} wchan $(cat $_t/wchan 2>/dev/null)"
+			sed 's/^/stuck:    /' $_t/stack 2>/dev/null
+		done
+	done
+	echo w > /proc/sysrq-trigger 2>/dev/null
+	dmesg | tail -n 120 | sed 's/^/stuck: /'
 }

@@ -124,6 +124,8 @@ func main() {
 		os.Exit(exclCmd(os.Args[2:]))
 	case "killat":
 		os.Exit(killatCmd(os.Args[2:]))
+	case "pauseat":
+		os.Exit(pauseatCmd(os.Args[2:]))
 	default:
 		usage()
 	}
@@ -131,7 +133,8 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV... |\n"+
-		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] -- CMD ARGS...")
+		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] -- CMD ARGS... |\n"+
+		"       guestwatch pauseat -event start|done -step STEP -pidfile FILE -- CMD ARGS...")
 	os.Exit(2)
 }
 

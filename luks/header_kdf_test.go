@@ -3,10 +3,11 @@ package luks
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // TestUnsealRefusesHugeKDFMemory: a LUKS2 header whose argon2 keyslot asks
@@ -14,21 +15,7 @@ import (
 // the key derivation (which would allocate it); the same header with its
 // real cost unseals.
 func TestUnsealRefusesHugeKDFMemory(t *testing.T) {
-	if _, err := exec.LookPath("cryptsetup"); err != nil {
-		t.Skipf("SKIP: cryptsetup is not installed: %v", err)
-	}
-	img := filepath.Join(t.TempDir(), "luks.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 20<<20); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4", "--key-file=-", img)
-	cmd.Stdin = strings.NewReader("pw")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("luksFormat: %v: %s", err, out)
-	}
+	img := testkit.LUKSImage(t, "pw", "--type", "luks2", "--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4")
 	if _, err := Unseal(Device{Path: img}, []byte("pw")); err != nil {
 		t.Fatalf("control: the real header does not unseal: %v", err)
 	}

@@ -6,31 +6,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-)
 
-func luksFormatImage(t *testing.T, pass string, args ...string) string {
-	t.Helper()
-	if _, err := exec.LookPath("cryptsetup"); err != nil {
-		t.Skipf("SKIP: cryptsetup is not installed: %v", err)
-	}
-	img := filepath.Join(t.TempDir(), "luks.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 20<<20); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("cryptsetup", append(append([]string{"luksFormat", "--batch-mode"}, args...), "--key-file=-", img)...)
-	cmd.Stdin = strings.NewReader(pass)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cryptsetup %v: %v: %s", args, err, out)
-	}
-	return img
-}
+	"luksdock/internal/testkit"
+)
 
 // TestUnsealKeyMatchesCryptsetup: on headers cryptsetup made with each KDF,
 // hash, key size and sector size luksdock offers, luksdock's own LUKS2 code
@@ -45,7 +26,7 @@ func TestUnsealKeyMatchesCryptsetup(t *testing.T) {
 		{"--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha1", "--label", "lbl"},
 	} {
 		t.Run(strings.Join(args[2:], " "), func(t *testing.T) {
-			img := luksFormatImage(t, "pass phrase", args...)
+			img := testkit.LUKSImage(t, "pass phrase", args...)
 			want, err := DumpVolumeKey(context.Background(), img, []byte("pass phrase"))
 			if err != nil {
 				t.Fatal(err)
@@ -78,7 +59,7 @@ func TestUnsealKeyMatchesCryptsetup(t *testing.T) {
 // own keyslot (1), the first one keeps opening keyslot 0, and both give the
 // one volume key.
 func TestUnsealKeySecondKeyslot(t *testing.T) {
-	img := luksFormatImage(t, "first", "--type", "luks2", "--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4")
+	img := testkit.LUKSImage(t, "first", "--type", "luks2", "--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4")
 	add := exec.Command("cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf", "argon2id", "--pbkdf-memory", "40000", "--pbkdf-force-iterations", "4", "--key-file=/dev/fd/3", img, "-")
 	add.Stdin = strings.NewReader("second")
 	r, w, _ := os.Pipe()
@@ -109,7 +90,7 @@ func TestUnsealKeySecondKeyslot(t *testing.T) {
 // TestUnsealKeyDamagedHeader: one flipped bit in the JSON area fails the
 // header checksum, and luksdock's code says so rather than trusting it.
 func TestUnsealKeyDamagedHeader(t *testing.T) {
-	img := luksFormatImage(t, "pw", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
+	img := testkit.LUKSImage(t, "pw", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
 	b, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +111,7 @@ func TestUnsealKeyDamagedHeader(t *testing.T) {
 
 // TestUnsealKeyLUKS1: LUKS1 still unseals (through luks.go, without the key).
 func TestUnsealKeyLUKS1(t *testing.T) {
-	img := luksFormatImage(t, "pw", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	img := testkit.LUKSImage(t, "pw", "--type", "luks1", "--pbkdf-force-iterations", "1000")
 	info, key, err := UnsealKey(Device{Path: img}, []byte("pw"))
 	if err != nil || info.Version != 1 || key != nil {
 		t.Fatalf("LUKS1: %+v %v %v", info, key != nil, err)

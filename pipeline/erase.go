@@ -643,6 +643,21 @@ func ioBuffers() (bufs [][]byte, free func(), err error) {
 	return bufs, free, nil
 }
 
+// beginSurface is how the erase and the check begin, once the saved state
+// says there is work left: the volume opened for direct I/O over its data
+// segment and the request buffers mapped; release frees both.
+func (r *runner) beginSurface() (s *surface, bufs [][]byte, release func(), err error) {
+	if s, err = r.openSurface(); err != nil {
+		return nil, nil, nil, err
+	}
+	bufs, free, err := ioBuffers()
+	if err != nil {
+		s.close()
+		return nil, nil, nil, err
+	}
+	return s, bufs, func() { free(); s.close() }, nil
+}
+
 // erase writes zeros through the encryption over the whole data segment,
 // from where an interrupted run stopped.
 func (r *runner) erase() (string, error) {
@@ -656,16 +671,11 @@ func (r *runner) erase() (string, error) {
 	if st.Total != r.info.DataSize {
 		return "", fmt.Errorf("the saved position is for a data segment of %d bytes, this one has %d", st.Total, r.info.DataSize)
 	}
-	s, err := r.openSurface()
+	s, bufs, release, err := r.beginSurface()
 	if err != nil {
 		return "", err
 	}
-	defer s.close()
-	bufs, freeBufs, err := ioBuffers()
-	if err != nil {
-		return "", err
-	}
-	defer freeBufs()
+	defer release()
 	start := st.Pos
 	if err := st.save(); err != nil {
 		return "", fmt.Errorf("saving the position in %s: %w", StateDir(), err)
@@ -771,16 +781,11 @@ func (r *runner) surfaceCheck() (string, error) {
 	if st.Phase != StepSurfaceCheck {
 		return "", fmt.Errorf("the erase is not complete (%s)", st)
 	}
-	s, err := r.openSurface()
+	s, bufs, release, err := r.beginSurface()
 	if err != nil {
 		return "", err
 	}
-	defer s.close()
-	bufs, freeBufs, err := ioBuffers()
-	if err != nil {
-		return "", err
-	}
-	defer freeBufs()
+	defer release()
 	start := st.Pos
 	m := &meter{r: r, step: StepSurfaceCheck, total: s.size, resumed: start}
 	m.progress(start, st.Bad+st.Unreadable, true)

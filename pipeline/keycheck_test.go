@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"luksdock/internal/testkit"
 	"luksdock/luks"
 )
 
@@ -16,29 +16,11 @@ import (
 // and passphrase "first", plus a second keyslot for "second".
 func keyCheckImage(t *testing.T, key []byte) string {
 	t.Helper()
-	if _, err := exec.LookPath("cryptsetup"); err != nil {
-		t.Skipf("SKIP: cryptsetup is not installed: %v", err)
-	}
-	img := filepath.Join(t.TempDir(), "luks.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
+	img := testkit.SparseFile(t, filepath.Join(t.TempDir(), "luks.img"), 20<<20)
+	if err := luks.Format(context.Background(), img, []byte("first"), key, luks.FormatOptions{PBKDF: luks.PBKDF{Type: "argon2id", MemoryKiB: 8192, ForceIterations: 4}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, 20<<20); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := luks.Format(ctx, img, []byte("first"), key, luks.FormatOptions{PBKDF: luks.PBKDF{Type: "argon2id", MemoryKiB: 8192, ForceIterations: 4}}); err != nil {
-		t.Fatal(err)
-	}
-	add := exec.Command("cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf", "argon2id", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4", "--key-file=/dev/fd/3", img, "-")
-	add.Stdin = strings.NewReader("second")
-	r, w, _ := os.Pipe()
-	add.ExtraFiles = []*os.File{r}
-	go func() { w.Write([]byte("first")); w.Close() }()
-	if out, err := add.CombinedOutput(); err != nil {
-		t.Fatalf("luksAddKey: %v: %s", err, out)
-	}
-	r.Close()
+	testkit.RunFD3(t, "second", []byte("first"), "cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf", "argon2id", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4", "--key-file=/proc/self/fd/3", img, "-")
 	return img
 }
 

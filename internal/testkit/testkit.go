@@ -99,3 +99,13 @@ func RunFD3(t testing.TB, stdin string, fd3 []byte, name string, args ...string)
 	}
 	return out
 }
+
+// LUKSImage is a 20 MiB file in the test's temporary directory that
+// cryptsetup luksFormat made with passphrase pass (read from standard input)
+// and the extra luksFormat arguments args (type, PBKDF and its cost...).
+func LUKSImage(t testing.TB, pass string, args ...string) string {
+	t.Helper()
+	img := SparseFile(t, t.TempDir()+"/luks.img", 20<<20)
+	RunFD3(t, pass, nil, "cryptsetup", append(append([]string{"luksFormat", "--batch-mode"}, args...), "--key-file=-", img)...)
+	return img
+}

@@ -112,26 +112,19 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// checkLabelInSet refuses, for a disk of a set (--set), a label another
-// disk of the same set has in the inventory, with a suggestion; without a
-// set it only warns. A damaged inventory does not stop a prepare (it is
-// reported when recording).
+// checkLabelInSet applies inventory.CheckLabel to a prepare: a clash
+// within a set is a refusal (exit 3). A damaged inventory does not stop a
+// prepare (it is reported when recording).
 func checkLabelInSet(path string, t *pipeline.Target, o pipeline.Options, attached []string) (warning string, err error) {
 	f, err := inventory.Load(path)
 	if err != nil {
 		return "", nil
 	}
-	clash := inventory.LabelClash(f, o.Set, o.Label, targetLUKSUUID(t))
-	if clash == "" {
-		return "", nil
+	w, err := inventory.CheckLabel(f, o.Set, o.Label, targetLUKSUUID(t), attached)
+	if err != nil {
+		return "", &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepPreflight, Err: err}
 	}
-	msg := fmt.Sprintf("label %s: %s; docked together, the desktop mounts the second at %s1. Next free label: %s",
-		o.Label, clash, o.Label, inventory.SuggestLabel(f, o.Set, attached))
-	if o.Set == "" {
-		return msg, nil
-	}
-	return "", &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepPreflight,
-		Err: fmt.Errorf("two disks of a set must not share a label: %s", msg)}
+	return w, nil
 }
 
 // attachedLabels are the LUKS2 and filesystem labels on the disks attached now.

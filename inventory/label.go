@@ -89,3 +89,26 @@ func (f *File) Remove(uuid string) {
 		}
 	}
 }
+
+// CheckLabel is the one rule for labels within a set: a disk about to be
+// prepared with label, in set (the disk now carrying LUKS UUID replacing,
+// if any), must not take a label another disk of the same set has in the
+// inventory: docked together, the desktop would mount the second at
+// LABEL1. Within a set that is refused (err); without a set it is only a
+// warning. attached are the labels on the disks docked now, which the
+// suggested next label avoids too.
+func CheckLabel(f *File, set, label, replacing string, attached []string) (warning string, err error) {
+	if f == nil {
+		return "", nil
+	}
+	clash := LabelClash(f, set, label, replacing)
+	if clash == "" {
+		return "", nil
+	}
+	msg := fmt.Sprintf("label %s: %s; docked together, the desktop mounts the second at %s1. Next free label: %s",
+		label, clash, label, SuggestLabel(f, set, attached))
+	if set == "" {
+		return msg, nil
+	}
+	return "", fmt.Errorf("two disks of a set must not share a label: %s", msg)
+}

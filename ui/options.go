@@ -394,6 +394,7 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
 	wantKey := s.rec.cur == 0
 	oldKey, oldCh := bytes.Clone(s.c.recKey), s.c.recChallenge
+	inv, seen := s.c.inv, s.seenLabels()
 	return func() tea.Msg {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
@@ -424,6 +425,15 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 			clear(oldKey)
 		}
 		p, err := pipeline.NewPlan(t, o)
+		if err == nil {
+			// the set's label rule, as prepare applies it
+			replacing, _ := disk.LUKSOn(t.Content, t.Parts)
+			if w, lerr := inventory.CheckLabel(inv, o.Set, o.Label, replacing, seen); lerr != nil {
+				p, err = nil, lerr // the key is cleared below
+			} else if w != "" {
+				p.Warnings = append(p.Warnings, w)
+			}
+		}
 		m.opts, m.plan, m.err = o, p, err
 		if err != nil {
 			clear(o.RecoveryKey)

@@ -1089,6 +1089,24 @@ func TestKnownDiskAndSet(t *testing.T) {
 			h.waitFor("the label of the set's next disk", 5*time.Second, func(s snapshot) bool {
 				return s.field("Label") == next && strings.Contains(s.body, "✓ ready")
 			})
+			// The label of another disk of the set is refused, as by
+			// prepare, with the next free one named.
+			for range 5 {
+				h.tm.Send(tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift})
+			}
+			h.waitFor("Label focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Label") })
+			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+			h.typ("backups02")
+			h.enter()
+			h.waitFor("the set's label clash refused", 5*time.Second, func(s snapshot) bool {
+				return s.screen == scrOptions && strings.Contains(flat(s.view), "two disks of a set must not share a label: label backups02: the inventory already has backups02 in set offsite") &&
+					strings.Contains(flat(s.view), "Next free label: "+next)
+			})
+			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+			h.typ(next)
+			h.waitFor("the free label ready", 5*time.Second, func(s snapshot) bool {
+				return s.field("Label") == next && strings.Contains(s.body, "✓ ready")
+			})
 			s = h.optionsToPlan(testPass)
 			if !strings.Contains(s.body, "--subsystem offsite") {
 				t.Errorf("the plan does not store the set:\n%s", s.body)

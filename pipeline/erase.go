@@ -103,7 +103,8 @@ type Resume struct {
 	WWN      string `json:"wwn,omitempty"`
 	DiskGUID string `json:"disk_guid"`
 	LUKSUUID string `json:"luks_uuid"`
-	// PartStart and PartSize are partition 1 as the interrupted run made it.
+	// PartStart and PartSize are where the LUKS volume is (partition 1, or
+	// the whole disk with --table none) as the interrupted run made it.
 	PartStart int64 `json:"part_start"`
 	PartSize  int64 `json:"part_size"`
 
@@ -243,22 +244,37 @@ func (p *Plan) planErase() {
 }
 
 // findResume looks for the position an interrupted run left for the LUKS
-// volume now in partition 1 of the target, and accepts it only for the same
-// disk (identity, partition table GUID, partition, LUKS UUID) and the same
-// options. why explains a position that is there but not used.
+// volume where this plan puts it (partition 1, or the whole disk with
+// --table none), and accepts it only for the same disk (identity, partition
+// table GUID, partition, LUKS UUID) and the same options. why explains a
+// position that is there but not used, or a volume whose saved position
+// could not be looked for.
 func (p *Plan) findResume() (s *Resume, why string) {
 	t := p.Target
-	if t.Create || len(t.Parts) == 0 || t.Parts[0].Number != 1 || t.Parts[0].Content.Type != disk.SigLUKS || t.Parts[0].Content.UUID == "" {
+	if t.Create {
 		return nil, ""
 	}
-	s, err := loadResume(t.Parts[0].Content.UUID)
+	var vol disk.Signature
+	var start, size int64
+	switch {
+	case p.Layout.Table == disk.TableNone:
+		vol, start, size = t.Content, 0, t.Size
+	case len(t.Parts) > 0 && t.Parts[0].Number == 1:
+		vol, start, size = t.Parts[0].Content, t.Parts[0].Start, t.Parts[0].Size
+	default:
+		return nil, ""
+	}
+	if vol.Type != disk.SigLUKS || vol.UUID == "" {
+		return nil, ""
+	}
+	s, err := loadResume(vol.UUID)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, ""
 		}
 		return nil, "ignoring the saved position of an interrupted erase: " + err.Error()
 	}
-	mine := p.newResume(t.Parts[0].Content.UUID)
+	mine := p.newResume(vol.UUID)
 	var diffs []string
 	cmp := func(what string, a, b any) {
 		if a != b {
@@ -272,9 +288,9 @@ func (p *Plan) findResume() (s *Resume, why string) {
 	cmp("serial", s.Serial, mine.Serial)
 	cmp("WWN", s.WWN, mine.WWN)
 	cmp("partition table GUID", s.DiskGUID, mine.DiskGUID)
-	cmp("partition 1", [2]int64{s.PartStart, s.PartSize}, [2]int64{t.Parts[0].Start, t.Parts[0].Size})
+	cmp("LUKS volume at", [2]int64{s.PartStart, s.PartSize}, [2]int64{start, size})
 	cmp("label", s.Label, mine.Label)
-	cmp("LUKS label", s.Label, t.Parts[0].Content.Label)
+	cmp("LUKS label", s.Label, vol.Label)
 	cmp("table", s.Table, mine.Table)
 	cmp("LUKS1", s.LUKS1, mine.LUKS1)
 	cmp("surface check", s.SurfaceCheck, mine.SurfaceCheck)
@@ -385,9 +401,12 @@ func (r *runner) resume() (string, error) {
 	if l.Start != s.PartStart || l.Size != s.PartSize {
 		return "", refused("the interrupted run's partition [%d, +%d) is not where this plan puts it [%d, +%d); pass --restart to start over", s.PartStart, s.PartSize, l.Start, l.Size)
 	}
-	if t.Image {
+	switch {
+	case l.Table == disk.TableNone:
+		r.part = luks.Device{Path: t.Path, Size: t.Size}
+	case t.Image:
 		r.part = luks.Device{Path: t.Path, Base: l.Start, Size: l.Size}
-	} else {
+	default:
 		node, _, err := disk.SyncPartition(r.excl, t.Name, l, PartitionTimeout)
 		if err != nil {
 			return "", err
@@ -411,7 +430,7 @@ func (r *runner) resume() (string, error) {
 	}
 	if info.UUID != s.LUKSUUID {
 		clear(key)
-		return "", refused("partition 1 holds LUKS volume %s, not %s: pass --restart to start over", info.UUID, s.LUKSUUID)
+		return "", refused("%s holds LUKS volume %s, not %s: pass --restart to start over", r.part.Path, info.UUID, s.LUKSUUID)
 	}
 	r.key, r.info = key, info
 	r.expected.DiskGUID = s.DiskGUID

@@ -357,7 +357,11 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 	case StepHeaderBackup:
 		return fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", f.part, shq(o.HeaderBackup))
 	case StepResume:
-		return fmt.Sprintf("# keep the partition and LUKS header (UUID %s) the interrupted run made; cryptsetup luksDump --dump-volume-key recovers the volume key", p.Resume.LUKSUUID)
+		what := "partition and LUKS header"
+		if o.Table == disk.TableNone {
+			what = "LUKS header on the whole disk"
+		}
+		return fmt.Sprintf("# keep the %s (UUID %s) the interrupted run made; cryptsetup luksDump --dump-volume-key recovers the volume key", what, p.Resume.LUKSUUID)
 	case StepErase:
 		cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M oflag=direct status=progress", f.vol)
 		if p.Engine == EngineUserspace {

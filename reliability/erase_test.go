@@ -125,23 +125,36 @@ func TestEraseInterruptedAndResumed(t *testing.T) {
 	for _, c := range []struct {
 		step, what string
 		sig        syscall.Signal
+		table      string
 	}{
-		{"erase", "erase", syscall.SIGINT},
-		{"surface-check", "surface check", syscall.SIGTERM},
+		{"erase", "erase", syscall.SIGINT, "gpt"},
+		{"surface-check", "surface check", syscall.SIGTERM, "gpt"},
+		{"erase", "erase", syscall.SIGINT, "none"}, // LUKS on the whole disk
 	} {
-		t.Run(c.step+"-"+c.sig.String(), func(t *testing.T) {
+		t.Run(c.step+"-"+c.sig.String()+"-"+c.table, func(t *testing.T) {
 			t.Parallel()
-			eraseInterruptedAndResumed(t, c.step, c.what, c.sig)
+			eraseInterruptedAndResumed(t, c.step, c.what, c.sig, c.table)
 		})
 	}
 }
 
-func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Signal) {
+func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Signal, table string) {
 	dir := t.TempDir()
 	img := sparseImage(t, dir, eraseImgSize)
 	pass := passFile(t, []byte(testPass+"\n"))
 	tmpdir := t.TempDir()
-	args := prepareArgs(img, pass, "--erase", "--surface-check", "--json")
+	args := prepareArgs(img, pass, "--erase", "--surface-check", "--json", "--table", table)
+	// where the LUKS volume is, found by stock tools (sfdisk) or the whole image
+	volume := func() testkit.Device {
+		if table == "none" {
+			return testkit.Device{Path: img, Size: eraseImgSize}
+		}
+		part, ok := testkit.Partition1(t, img)
+		if !ok {
+			t.Fatal("no partition after the interrupted erase")
+		}
+		return part
+	}
 
 	d := drive(t, tmpdir, trigger{event: "progress", step: step, sig: sig}, args...)
 	if !d.fired || d.code != 130 {
@@ -178,10 +191,7 @@ func eraseInterruptedAndResumed(t *testing.T, step, what string, sig syscall.Sig
 	if bytes.Contains(b, []byte(testPass)) {
 		t.Fatal("the state file holds the passphrase")
 	}
-	part, ok := testkit.Partition1(t, img)
-	if !ok {
-		t.Fatal("no partition after the interrupted erase")
-	}
+	part := volume()
 	v, err := testkit.Unlock(t, part, testPass)
 	if err != nil {
 		t.Fatal(err)

@@ -383,6 +383,13 @@ func parseDmesgOutput(out []byte) []KernelLine {
 	for _, s := range strings.Split(string(out), "\n") {
 		if l, ok := ParseDmesgLine(s); ok {
 			lines = append(lines, l)
+			continue
+		}
+		// dmesg prints a record's further lines indented under its text,
+		// without a timestamp; /dev/kmsg gives the record whole, its
+		// newlines escaped: join them the same way.
+		if len(lines) > 0 && strings.HasPrefix(s, " ") && strings.TrimSpace(s) != "" {
+			lines[len(lines)-1].Text += `\x0a` + strings.TrimLeft(s, " ")
 		}
 	}
 	return lines

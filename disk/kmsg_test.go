@@ -204,6 +204,18 @@ func TestParseKmsgRecord(t *testing.T) {
 	}
 }
 
+// TestDmesgContinuationLines: a record of two lines reads the same from
+// dmesg's output (the second line indented, no timestamp) and from
+// /dev/kmsg (one record, the newline escaped).
+func TestDmesgContinuationLines(t *testing.T) {
+	out := "[    0.434572] amd_pstate: disabled by the BIOS.\n               Please enable it.\n[    0.500000] next\n"
+	got := parseDmesgOutput([]byte(out))
+	k, _ := ParseKmsgRecord("4,87,434572,-;amd_pstate: disabled by the BIOS.\\x0aPlease enable it.")
+	if len(got) != 2 || got[0] != k || got[1].Text != "next" {
+		t.Errorf("dmesg view %q, kmsg view %q", got, k)
+	}
+}
+
 func TestParseDmesgLine(t *testing.T) {
 	for _, c := range []struct {
 		in   string

@@ -19,9 +19,9 @@ const USB4KWarning = "the USB dock reports 4096-byte logical sectors; most other
 
 // Verdict is the safety policy's judgement of one disk.
 type Verdict struct {
-	// Refused lists every reason the disk must not be prepared; any reason
-	// makes it ineligible regardless of flags.
-	Refused []string `json:"refused,omitempty"`
+	// Refused lists every reason the disk must not be prepared, each with
+	// its fix; any reason makes it ineligible regardless of flags.
+	Refused []Reason `json:"refused,omitempty"`
 	// Internal is true for disks not on USB (SATA, NVMe, virtio, MMC, SCSI,
 	// unknown): allowed only with --allow-internal and a louder confirmation.
 	Internal bool `json:"internal,omitempty"`
@@ -38,7 +38,7 @@ type Verdict struct {
 // preflight all call it.
 func (v Verdict) Check(path string, allowInternal bool) error {
 	if len(v.Refused) > 0 {
-		return fmt.Errorf("%s is refused: %s", path, strings.Join(v.Refused, "; "))
+		return fmt.Errorf("%s is refused: %s", path, strings.Join(Texts(v.Refused), "; "))
 	}
 	if v.Internal && !allowInternal {
 		return fmt.Errorf("%s is %s; backup disks come through the dock. Pass --allow-internal (and confirm with internal:NAME) if you really mean it", path, v.InternalReason)
@@ -50,12 +50,12 @@ func (v Verdict) Check(path string, allowInternal bool) error {
 // it under allowInternal.
 func (v Verdict) OK(allowInternal bool) bool { return v.Check("", allowInternal) == nil }
 
-// Reasons lists why the disk may not be prepared under allowInternal (empty
-// when OK).
-func (v Verdict) Reasons(allowInternal bool) []string {
-	r := append([]string(nil), v.Refused...)
+// Reasons lists why the disk may not be prepared under allowInternal, each
+// with its fix (empty when OK).
+func (v Verdict) Reasons(allowInternal bool) []Reason {
+	r := append([]Reason(nil), v.Refused...)
 	if v.Internal && !allowInternal {
-		r = append(r, v.InternalReason+" (internal disk; needs --allow-internal)")
+		r = append(r, Reason{v.InternalReason + " (internal disk; needs --allow-internal)", fixInternal})
 	}
 	return r
 }
@@ -65,7 +65,7 @@ func (v Verdict) Reasons(allowInternal bool) []string {
 func (v Verdict) Status(allowInternal bool) string {
 	switch {
 	case len(v.Refused) > 0:
-		return "refused: " + strings.Join(v.Refused, "; ")
+		return "refused: " + strings.Join(Texts(v.Refused), "; ")
 	case v.Internal && !allowInternal:
 		return "internal (" + v.InternalReason + "): needs --allow-internal"
 	case v.Internal:
@@ -87,27 +87,27 @@ func (v Verdict) Status(allowInternal bool) string {
 // before Assess: Sys.Disk returns ErrPartition for them.
 func Assess(d Disk) Verdict {
 	var v Verdict
-	refuse := func(f string, a ...any) { v.Refused = appendUnique(v.Refused, fmt.Sprintf(f, a...)) }
+	refuse := func(fix, f string, a ...any) { v.Refused = appendReason(v.Refused, Reason{fmt.Sprintf(f, a...), fix}) }
 
-	uses := func(name string, mounts []string, swap bool, inUse []string) {
+	uses := func(name string, mounts []string, swap bool, inUse []Reason) {
 		root := false
 		for _, m := range mounts {
 			if m == "/" {
 				root = true
-				refuse("%s holds the running system (mounted at /)", name)
+				refuse(fixSystem, "%s holds the running system (mounted at /)", name)
 			}
 		}
 		for _, u := range inUse {
-			if root && u == name+" is mounted at /" {
+			if root && u.Text == name+" is mounted at /" {
 				continue
 			}
-			refuse("%s", u)
+			v.Refused = appendReason(v.Refused, u)
 		}
 		for _, m := range mounts {
-			refuse("%s: mounted at %s", name, m)
+			refuse(mountedReason(name, m).Fix, "%s: mounted at %s", name, m)
 		}
 		if swap {
-			refuse("%s: active swap", name)
+			refuse(fixSwapoff(name), "%s: active swap", name)
 		}
 	}
 	uses(d.Name, d.Mounts, d.Swap, d.InUse)
@@ -118,13 +118,13 @@ func Assess(d Disk) Verdict {
 	v.Refused = dedupeMounted(v.Refused)
 
 	if d.ReadOnly {
-		refuse("read-only (write-protected)")
+		refuse(fixReadOnly, "read-only (write-protected)")
 	}
 	switch {
 	case d.Size == 0:
-		refuse("no medium (size 0)")
+		refuse(fixNoMedium, "no medium (size 0)")
 	case d.Size < MinDiskSize:
-		refuse("smaller than 64 MiB (%s)", SizeString(d.Size))
+		refuse(fixTooSmall, "smaller than 64 MiB (%s)", SizeString(d.Size))
 	}
 	switch d.Transport {
 	case "usb-storage", "uas":
@@ -165,14 +165,14 @@ func quoteLabel(l string) string {
 	return fmt.Sprintf(" labelled %q", l)
 }
 
-func dedupeMounted(r []string) []string {
-	var out []string
+func dedupeMounted(r []Reason) []Reason {
+	var out []Reason
 	for _, x := range r {
-		_, rest, ok := strings.Cut(x, ": mounted at ")
+		_, rest, ok := strings.Cut(x.Text, ": mounted at ")
 		if ok {
 			dup := false
 			for _, y := range r {
-				if strings.HasSuffix(y, " is mounted at "+rest) || strings.HasSuffix(y, "(mounted at "+rest+")") {
+				if strings.HasSuffix(y.Text, " is mounted at "+rest) || strings.HasSuffix(y.Text, "(mounted at "+rest+")") {
 					dup = true
 				}
 			}

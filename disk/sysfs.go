@@ -60,11 +60,12 @@ type Disk struct {
 	// Usage of the disk itself (partitions carry their own). Mounts includes
 	// mount points of devices stacked on the disk (dm, md); Holders are the
 	// kernel names in /sys/block/NAME/holders; InUse explains every use in
-	// words, including loop devices whose backing file lives on the disk.
+	// words (with the fix), including loop devices whose backing file lives on
+	// the disk.
 	Mounts  []string `json:"mounts,omitempty"`
 	Swap    bool     `json:"swap,omitempty"`
 	Holders []string `json:"holders,omitempty"`
-	InUse   []string `json:"in_use,omitempty"`
+	InUse   []Reason `json:"in_use,omitempty"`
 }
 
 // USBInfo describes the USB device a disk is attached through.
@@ -94,7 +95,7 @@ type Partition struct {
 	Mounts    []string  `json:"mounts,omitempty"`
 	Swap      bool      `json:"swap,omitempty"`
 	Holders   []string  `json:"holders,omitempty"`
-	InUse     []string  `json:"in_use,omitempty"`
+	InUse     []Reason  `json:"in_use,omitempty"`
 }
 
 // ErrPartition is returned (wrapped in a *PartitionError) when a partition is

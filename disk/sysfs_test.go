@@ -27,13 +27,16 @@ func names(ds []Disk) []string {
 	return n
 }
 
-func hasReason(v Verdict, sub string) bool {
-	for _, r := range v.Refused {
-		if strings.Contains(r, sub) {
-			return true
+func hasReason(v Verdict, sub string) bool { return findReason(v, sub) != nil }
+
+// findReason is the refusal whose text contains sub.
+func findReason(v Verdict, sub string) *Reason {
+	for i, r := range v.Refused {
+		if strings.Contains(r.Text, sub) {
+			return &v.Refused[i]
 		}
 	}
-	return false
+	return nil
 }
 
 func TestScanUSBBOT(t *testing.T) {
@@ -135,16 +138,21 @@ func TestScanNVMeRoot(t *testing.T) {
 		t.Errorf("p3 = %+v", p3)
 	}
 	v := Assess(d)
-	for _, want := range []string{
-		"nvme0n1p3 holds the running system (mounted at /)",
-		`open dm-crypt mapping "nvme0n1p3_crypt" (dm-0)`,
-		`active LVM volume "vg0-root" (dm-1)`,
-		"dm-1 is mounted at /",
-		"dm-2 is active swap",
-		"nvme0n1p2 is mounted at /boot",
+	// each reason with the fix for it, naming what to close
+	for _, want := range []struct{ reason, fix string }{
+		{"nvme0n1p3 holds the running system (mounted at /)", "luksdock never prepares it"},
+		{`open dm-crypt mapping "nvme0n1p3_crypt" (dm-0)`, "cryptsetup close nvme0n1p3_crypt"},
+		{`active LVM volume "vg0-root" (dm-1)`, "vgchange -an vg0"},
+		{"dm-1 is mounted at /", "umount /"},
+		{"dm-2 is active swap", "swapoff /dev/dm-2"},
+		{"nvme0n1p2 is mounted at /boot", "umount /boot"},
 	} {
-		if !hasReason(v, want) {
-			t.Errorf("missing reason %q in %q", want, v.Refused)
+		r := findReason(v, want.reason)
+		switch {
+		case r == nil:
+			t.Errorf("missing reason %q in %q", want.reason, v.Refused)
+		case !strings.Contains(r.Fix, want.fix):
+			t.Errorf("reason %q: fix %q, want one with %q", r.Text, r.Fix, want.fix)
 		}
 	}
 	if v.OK(true) {

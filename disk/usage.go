@@ -91,11 +91,11 @@ func ParseSwaps(text string) []SwapEntry {
 type usage struct {
 	mounts  map[string][]string // block device name -> mount points
 	swap    map[string]bool     // block device name -> active swap on it
-	loopsOn map[string][]string // block device name -> "loop3 (backing file /x/img)"
+	loopsOn map[string][]Reason // block device name -> "loop3 is backed by the file /x/img on it"
 }
 
 func (s Sys) loadUsage() *usage {
-	u := &usage{mounts: map[string][]string{}, swap: map[string]bool{}, loopsOn: map[string][]string{}}
+	u := &usage{mounts: map[string][]string{}, swap: map[string]bool{}, loopsOn: map[string][]Reason{}}
 	mounts := s.MountInfo()
 	for _, m := range mounts {
 		name := s.nameOfMajMin(m.MajMin)
@@ -134,9 +134,9 @@ func (s Sys) loadUsage() *usage {
 		switch {
 		case dev == "":
 		case file == "":
-			u.loopsOn[dev] = append(u.loopsOn[dev], fmt.Sprintf("%s is attached to %s itself (a loop device; detach it: losetup -d /dev/%s)", e.Name(), dev, e.Name()))
+			u.loopsOn[dev] = append(u.loopsOn[dev], Reason{fmt.Sprintf("%s is attached to %s itself (a loop device)", e.Name(), dev), fixLoop(e.Name())})
 		default:
-			u.loopsOn[dev] = append(u.loopsOn[dev], fmt.Sprintf("%s is backed by the file %s on it", e.Name(), file))
+			u.loopsOn[dev] = append(u.loopsOn[dev], Reason{fmt.Sprintf("%s is backed by the file %s on it", e.Name(), file), fixLoop(e.Name())})
 		}
 	}
 	return u
@@ -254,30 +254,36 @@ func appendUnique(l []string, v string) []string {
 	return append(l, v)
 }
 
-// holderKind describes a holder of a block device in words.
-func (s Sys) holderKind(name string) string {
+// holderKind describes a holder of a block device in words, and how to
+// release it.
+func (s Sys) holderKind(name string) Reason {
 	dir := s.p("sys", "block", name)
 	if uuid := sysfsAttr(filepath.Join(dir, "dm", "uuid")); uuid != "" || strings.HasPrefix(name, "dm-") {
 		dmName := sysfsAttr(filepath.Join(dir, "dm", "name"))
 		switch {
 		case strings.HasPrefix(uuid, "CRYPT-"):
-			return fmt.Sprintf("open dm-crypt mapping %q (%s)", dmName, name)
+			return Reason{fmt.Sprintf("open dm-crypt mapping %q (%s)", dmName, name),
+				fmt.Sprintf("close the mapping (cryptsetup close %s), then go back to the list.", dmName)}
 		case strings.HasPrefix(uuid, "LVM-"):
-			return fmt.Sprintf("active LVM volume %q (%s)", dmName, name)
+			vg, _, _ := strings.Cut(dmName, "-")
+			return Reason{fmt.Sprintf("active LVM volume %q (%s)", dmName, name),
+				fmt.Sprintf("deactivate the volume group (vgchange -an %s), then go back to the list.", vg)}
 		default:
-			return fmt.Sprintf("device-mapper device %q (%s)", dmName, name)
+			return Reason{fmt.Sprintf("device-mapper device %q (%s)", dmName, name),
+				fmt.Sprintf("remove the device-mapper device (dmsetup remove %s), then go back to the list.", dmName)}
 		}
 	}
 	if strings.HasPrefix(name, "md") {
 		level := sysfsAttr(filepath.Join(dir, "md", "level"))
-		return fmt.Sprintf("member of md array %s %s", name, level)
+		return Reason{fmt.Sprintf("member of md array %s %s", name, level),
+			fmt.Sprintf("stop the array (mdadm --stop /dev/%s), then go back to the list.", name)}
 	}
-	return "held by " + name
+	return Reason{"held by " + name, "close what uses it (" + name + "), then go back to the list."}
 }
 
 // stackUse collects, for block device name, everything stacked on it
 // (holders, recursively) and their mounts and swap.
-func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts, inUse []string, swap bool) {
+func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts []string, inUse []Reason, swap bool) {
 	ents, _ := os.ReadDir(s.p("sys", "class", "block", name, "holders"))
 	for _, e := range ents {
 		h := e.Name()
@@ -285,11 +291,11 @@ func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts, inUse 
 		inUse = append(inUse, s.holderKind(h))
 		for _, m := range u.mounts[h] {
 			mounts = appendUnique(mounts, m)
-			inUse = append(inUse, fmt.Sprintf("%s is mounted at %s", h, m))
+			inUse = append(inUse, mountedReason(h, m))
 		}
 		if u.swap[h] {
 			swap = true
-			inUse = append(inUse, fmt.Sprintf("%s is active swap", h))
+			inUse = append(inUse, Reason{fmt.Sprintf("%s is active swap", h), fixSwapoff(h)})
 		}
 		for _, l := range u.loopsOn[h] {
 			inUse = append(inUse, l)
@@ -306,16 +312,25 @@ func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts, inUse 
 	return
 }
 
+// mountedReason is dev mounted at m (a mount point, or "swap file PATH").
+func mountedReason(dev, m string) Reason {
+	fix := fixUnmount(m)
+	if f, ok := strings.CutPrefix(m, "swap file "); ok {
+		fix = "turn the swap file off (swapoff " + f + "), then go back to the list."
+	}
+	return Reason{fmt.Sprintf("%s is mounted at %s", dev, m), fix}
+}
+
 // apply fills Mounts, Swap, Holders and InUse of a disk and its partitions.
 func (u *usage) apply(s Sys, d *Disk) {
-	fill := func(name string) (mounts []string, swap bool, holders, inUse []string) {
+	fill := func(name string) (mounts []string, swap bool, holders []string, inUse []Reason) {
 		for _, m := range u.mounts[name] {
 			mounts = appendUnique(mounts, m)
-			inUse = append(inUse, fmt.Sprintf("%s is mounted at %s", name, m))
+			inUse = append(inUse, mountedReason(name, m))
 		}
 		if u.swap[name] {
 			swap = true
-			inUse = append(inUse, fmt.Sprintf("%s is active swap", name))
+			inUse = append(inUse, Reason{fmt.Sprintf("%s is active swap", name), fixSwapoff(name)})
 		}
 		inUse = append(inUse, u.loopsOn[name]...)
 		h, m2, i2, sw2 := s.stackUse(u, name, 0)

@@ -293,7 +293,7 @@ func TestRefusedDiskReasonAndFix(t *testing.T) {
 		}
 		h.enter()
 		s = h.waitFor("the reason screen", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "Why sdq cannot be prepared") })
-		for _, want := range []string{"✗ sdq1: mounted at " + mnt, "fix: unmount what is named above"} {
+		for _, want := range []string{"✗ sdq1: mounted at " + mnt, "fix: unmount it (umount " + mnt + ", or eject it in the file manager)"} {
 			if !strings.Contains(nospace(s.body), nospace(want)) {
 				t.Errorf("reason screen lacks %q:\n%s", want, s.body)
 			}

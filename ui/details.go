@@ -113,8 +113,12 @@ func (s *detailsScreen) View() (string, int) {
 		kv("Disk", r.path)
 		b.WriteString("\n" + st.title.Render("Refused because") + "\n")
 		for _, reason := range r.reasons {
-			b.WriteString(para(st.err, "✗ "+reason, c.width, "  "))
-			b.WriteString(para(lipglossPlain, "  fix: "+fixFor(reason, r), c.width, "       "))
+			fix := reason.Fix
+			if fix == "" {
+				fix = "resolve the reason above for " + r.path + ", then go back to the list; luksdock checks again."
+			}
+			b.WriteString(para(st.err, "✗ "+reason.Text, c.width, "  "))
+			b.WriteString(para(lipglossPlain, "  fix: "+fix, c.width, "       "))
 		}
 		b.WriteString("\n" + para(st.faint, "luksdock rescans when you go back; a fixed disk becomes selectable.", c.width, ""))
 		return b.String(), -1
@@ -215,31 +219,4 @@ func uuidSuffix(s disk.Signature) string {
 		return ", UUID " + s.UUID
 	}
 	return ""
-}
-
-// fixFor says what the user can do about one reason disk.Assess (or the
-// image check) gave for refusing r.
-func fixFor(reason string, r row) string {
-	dev := r.path
-	switch {
-	case strings.Contains(reason, "holds the running system"):
-		return "none: this is the disk the running system lives on, and luksdock never prepares it. Dock the backup disk instead."
-	case strings.Contains(reason, "active swap"):
-		return "turn the swap off (swapoff on the partition named), then go back to the list."
-	case strings.Contains(reason, "mounted at"):
-		return "unmount what is named above (umount PATH, or eject it in the file manager), then go back to the list."
-	case strings.Contains(reason, "internal disk"):
-		return "backup disks come through the dock. If you really mean this disk, start luksdock again with --allow-internal."
-	case strings.Contains(reason, "read-only"):
-		return "the disk is write-protected: slide its lock switch off, or use another disk."
-	case strings.Contains(reason, "no medium"):
-		return "insert the medium, or undock and dock the disk again."
-	case strings.Contains(reason, "smaller than"):
-		return "use a larger disk (or, for an image, a larger --size)."
-	case strings.Contains(reason, "loop"):
-		return "detach the loop device named above (losetup -d /dev/loopN), then go back to the list."
-	case strings.Contains(reason, "in use") || strings.Contains(reason, "holder") || strings.Contains(reason, "held by") || strings.Contains(reason, "dm-") || strings.Contains(reason, "md"):
-		return "close what uses it (cryptsetup close NAME, vgchange -an VG, mdadm --stop /dev/mdN, as named above), then go back to the list."
-	}
-	return "resolve the reason above for " + dev + ", then go back to the list; luksdock checks again."
 }

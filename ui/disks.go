@@ -38,7 +38,7 @@ type row struct {
 	create  bool // image to be created
 	disk    *disk.Disk
 	ok      bool
-	reasons []string
+	reasons []disk.Reason
 	summary string
 	img     Image
 }
@@ -158,7 +158,7 @@ func imageRow(im Image) row {
 	t, err := pipeline.ImageTarget(im.Path, im.Size)
 	if err != nil {
 		r.name = im.Path[strings.LastIndexByte(im.Path, '/')+1:]
-		r.reasons = []string{unwrapMsg(err)}
+		r.reasons = []disk.Reason{{Text: unwrapMsg(err)}}
 		r.summary = "image file"
 		return r
 	}
@@ -174,7 +174,7 @@ func imageRow(im Image) row {
 	}
 	if t.Size < pipeline.MinSize {
 		r.ok = false
-		r.reasons = []string{fmt.Sprintf("smaller than %s", pipeline.HumanSize(pipeline.MinSize))}
+		r.reasons = []disk.Reason{{Text: fmt.Sprintf("smaller than %s", pipeline.HumanSize(pipeline.MinSize)), Fix: "give a larger --size, or choose another image."}}
 	}
 	return r
 }
@@ -387,7 +387,7 @@ func (s *disksScreen) View() (string, int) {
 		case !r.ok:
 			// the whole reason, wrapped: Enter shows it with the fix
 			b.WriteString(st.grey.Render(line+tag) + "\n")
-			b.WriteString(para(st.grey, "    refused: "+strings.Join(r.reasons, "; "), c.width, "      "))
+			b.WriteString(para(st.grey, "    refused: "+strings.Join(disk.Texts(r.reasons), "; "), c.width, "      "))
 		case sel:
 			b.WriteString(st.sel.Render(line) + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))

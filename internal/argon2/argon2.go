@@ -77,7 +77,7 @@ func Key(password, salt []byte, p Params) ([]byte, error) {
 	}
 	segLen := mem / (4 * lanes)
 	mem = segLen * 4 * lanes
-	m, err := mapBlocks(int(mem))
+	m, err := mapBlocks(int(mem), int(lanes))
 	if err != nil {
 		return nil, fmt.Errorf("argon2: %d KiB of working memory: %w", mem, err)
 	}

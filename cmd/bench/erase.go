@@ -14,18 +14,24 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"luksdock/disk"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
 
 // eraseBench measures `prepare --erase --surface-check` (userspace engine)
-// on an image of size bytes and, in the same run on the same image, dd's
-// throughput: writing zeros to and reading back the opened volume (the FUSE
-// file the userspace engine serves, as `dd if=/dev/zero of=VOLUME bs=4M
-// oflag=direct` and `dd if=VOLUME of=/dev/null bs=4M iflag=direct`), and
-// writing and reading the raw data segment of the image without encryption
-// (the disk's own speed, an upper bound for any engine). It prints the load
+// on an image of size bytes, written in full beforehand as a disk has no
+// holes, and, in the same run on the same image, dd's throughput: writing
+// zeros to and reading back the opened volume (the FUSE file the userspace
+// engine serves, as `dd if=/dev/zero of=VOLUME bs=4M oflag=direct
+// conv=fsync` and, the image evicted from the page cache first, `dd
+// if=VOLUME of=/dev/null bs=4M iflag=direct`), and writing and reading the
+// raw data segment of the image without encryption (the disk's own speed,
+// an upper bound for any engine). The erase's figure includes its flush and
+// the check reads with O_DIRECT, so each is compared with a dd that goes to
+// the disk too. It prints the load
 // average with the figures: on a shared machine they are noisy.
 func eraseBench(bin, tmp, size string, rounds int) {
 	n, err := pipeline.ParseSize(size)
@@ -39,7 +45,10 @@ func eraseBench(bin, tmp, size string, rounds int) {
 	var f fig
 	for round := 0; round < rounds; round++ {
 		os.Remove(img)
-		cmd := exec.Command(bin, "prepare", "--image", img, "--size", size, "--label", "bench", "--passphrase-file", "-",
+		// A disk has no holes: the image is written in full first, so the
+		// erase and dd both write over allocated blocks, as on a disk.
+		fillImage(img, n)
+		cmd := exec.Command(bin, "prepare", "--image", img, "--label", "bench", "--passphrase-file", "-",
 			"--confirm", filepath.Base(img), "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--erase", "--surface-check", "--json")
 		cmd.Env = append(os.Environ(), "LUKSDOCK_STATE_DIR="+filepath.Join(tmp, "state"))
 		cmd.Stdin = strings.NewReader(pass + "\n")
@@ -83,25 +92,56 @@ func eraseBench(bin, tmp, size string, rounds int) {
 		vol, err := luks.MountUserspace(img, part.Base, part.Size, info.Segment(), key)
 		clear(key)
 		check(err)
-		f.ddw = append(f.ddw, dd("if=/dev/zero", "of="+vol.Path(), "bs=4M", "oflag=direct", "conv=notrunc", fmt.Sprintf("count=%d", info.DataSize), "iflag=count_bytes"))
+		// conv=fsync: the erase's figure includes its flush to the disk,
+		// so dd's does too (the volume server writes the image through the
+		// page cache and flushes it on fsync).
+		f.ddw = append(f.ddw, dd("if=/dev/zero", "of="+vol.Path(), "bs=4M", "oflag=direct", "conv=notrunc,fsync", fmt.Sprintf("count=%d", info.DataSize), "iflag=count_bytes"))
+		// The volume server reads the image through the page cache, which
+		// the write just filled: evicted first, so dd reads the disk, as
+		// the surface check (O_DIRECT) does.
+		evict(img)
 		f.ddr = append(f.ddr, dd("if="+vol.Path(), "of=/dev/null", "bs=4M", "iflag=direct"))
 		check(vol.Close())
 		// The raw data segment, no encryption: the disk's speed.
 		off := part.Base + info.DataOffset
-		f.raww = append(f.raww, dd("if=/dev/zero", "of="+img, "bs=4M", "oflag=direct,seek_bytes", fmt.Sprintf("seek=%d", off), "conv=notrunc", fmt.Sprintf("count=%d", info.DataSize), "iflag=count_bytes"))
+		f.raww = append(f.raww, dd("if=/dev/zero", "of="+img, "bs=4M", "oflag=direct,seek_bytes", fmt.Sprintf("seek=%d", off), "conv=notrunc,fsync", fmt.Sprintf("count=%d", info.DataSize), "iflag=count_bytes"))
 		f.rawr = append(f.rawr, dd("if="+img, "of=/dev/null", "bs=4M", "iflag=direct,skip_bytes,count_bytes", fmt.Sprintf("skip=%d", off), fmt.Sprintf("count=%d", info.DataSize)))
 	}
 	uptime, _ = os.ReadFile("/proc/loadavg")
 	med := func(x []float64) float64 { return median(x) / 1e6 }
 	fmt.Printf("  %-58s %8s\n", "write (median of "+strconv.Itoa(rounds)+", MB/s)", "")
 	fmt.Printf("  %-58s %8.0f\n", "luksdock --erase (userspace: encrypt on all cores, direct)", med(f.erase))
-	fmt.Printf("  %-58s %8.0f   luksdock/dd %.2fx\n", "dd if=/dev/zero of=VOLUME bs=4M oflag=direct (FUSE volume)", med(f.ddw), median(f.erase)/median(f.ddw))
-	fmt.Printf("  %-58s %8.0f   luksdock/raw %.2fx\n", "dd of the raw data segment, no encryption (disk speed)", med(f.raww), median(f.erase)/median(f.raww))
+	fmt.Printf("  %-58s %8.0f   luksdock/dd %.2fx\n", "dd if=/dev/zero of=VOLUME bs=4M oflag=direct conv=fsync (FUSE)", med(f.ddw), median(f.erase)/median(f.ddw))
+	fmt.Printf("  %-58s %8.0f   luksdock/raw %.2fx\n", "dd of the raw data segment, no encryption, conv=fsync (disk)", med(f.raww), median(f.erase)/median(f.raww))
 	fmt.Printf("  %-58s\n", "read")
 	fmt.Printf("  %-58s %8.0f\n", "luksdock --surface-check (userspace: decrypt on all cores)", med(f.check))
-	fmt.Printf("  %-58s %8.0f   luksdock/dd %.2fx\n", "dd if=VOLUME of=/dev/null bs=4M iflag=direct (FUSE volume)", med(f.ddr), median(f.check)/median(f.ddr))
+	fmt.Printf("  %-58s %8.0f   luksdock/dd %.2fx\n", "dd if=VOLUME of=/dev/null bs=4M iflag=direct (FUSE, evicted)", med(f.ddr), median(f.check)/median(f.ddr))
 	fmt.Printf("  %-58s %8.0f   luksdock/raw %.2fx\n", "dd of the raw data segment, no decryption (disk speed)", med(f.rawr), median(f.check)/median(f.rawr))
 	fmt.Printf("  (load average after: %s)\n", strings.TrimSpace(string(uptime)))
+}
+
+// fillImage makes path a file of n bytes written in full (zeros), flushed
+// and evicted from the page cache.
+func fillImage(path string, n int64) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	check(err)
+	buf := make([]byte, 16<<20)
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		_, err := f.WriteAt(buf[:min(int64(len(buf)), n-off)], off)
+		check(err)
+	}
+	check(f.Sync())
+	check(f.Close())
+	evict(path)
+}
+
+// evict drops path's pages from the page cache (they are clean: flushed).
+func evict(path string) {
+	f, err := os.Open(path)
+	check(err)
+	defer f.Close()
+	check(f.Sync())
+	check(unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED))
 }
 
 // dd runs dd with args and returns its throughput in bytes per second.

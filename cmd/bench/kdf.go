@@ -78,7 +78,7 @@ func numCPU() int {
 // defaultKDF compares `luksdock prepare` with cryptsetup's default PBKDF to
 // the manual procedure's own steps, alternating the two runs by run.
 func defaultKDF(bin, tmp string, sizes []string, runs int) {
-	fmt.Printf("default PBKDF: luksdock prepare vs the manual steps (luksFormat + open --test-passphrase + mkfs.ext4), median of %d, load %s\n", runs, loadavg())
+	fmt.Printf("default PBKDF: luksdock prepare vs the manual steps (luksFormat + open --test-passphrase + mkfs.ext4), median of %d (in turns, each first every other run), load %s\n", runs, loadavg())
 	fmt.Printf("%-6s %10s %10s %7s   %s\n", "size", "prepare", "manual", "ratio", "manual: luksFormat / KDF of open / mkfs; prepare: verify step, peak RSS luksdock+server, largest process; CPU (user+sys) prepare vs manual")
 	for _, sz := range sizes {
 		n, err := pipeline.ParseSize(sz)
@@ -87,7 +87,7 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 		var own, largest int64
 		var prepCPU, manCPU []time.Duration
 		var kdfParams []string
-		for i := 0; i < runs; i++ {
+		runPrepare := func() {
 			img := filepath.Join(tmp, "default-"+sz+".img")
 			cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-", "--confirm", filepath.Base(img), "--json")
 			cmd.Stdin = strings.NewReader(benchPass + "\n")
@@ -117,7 +117,8 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 				}
 			}
 			os.Remove(img)
-
+		}
+		runManual := func() {
 			// The manual steps on the same machine: the LUKS device is the
 			// partition's size (image minus 1 MiB in front, 1 MiB GPT tail
 			// rounded away), the volume that minus the 16 MiB header.
@@ -142,6 +143,17 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 			fm, km, mm = append(fm, f.wall), append(km, k.wall), append(mm, m.wall)
 			os.Remove(dev)
 			os.Remove(vol)
+		}
+		// In turns, each first every other run: what one leaves behind
+		// (memory to reclaim, a warm page cache) weighs on both alike.
+		for i := 0; i < runs; i++ {
+			if i%2 == 0 {
+				runPrepare()
+				runManual()
+			} else {
+				runManual()
+				runPrepare()
+			}
 		}
 		p, mn := median(prep), median(man)
 		fmt.Printf("%-6s %9.2fs %9.2fs %6.2fx   manual %.2f / %.2f / %.2f s; prepare: verify %.2f s, %s, %s; CPU %.2f s vs %.2f s\n", pipeline.HumanSize(n), p.Seconds(), mn.Seconds(), p.Seconds()/mn.Seconds(),

@@ -355,25 +355,13 @@ type proc struct{ pid, ppid int }
 // keeps up under TCG); without that file (CONFIG_PROC_CHILDREN) it scans the
 // ppid of every process.
 func descendants(root int) []proc {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(root) + "/task/" + strconv.Itoa(root) + "/children"); os.IsNotExist(err) {
+		return descendantsByScan(root)
+	}
 	out := []proc{{pid: root}}
 	for i := 0; i < len(out); i++ {
-		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(out[i].pid) + "/task")
-		if err != nil {
-			continue
-		}
-		for _, task := range tasks {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(out[i].pid) + "/task/" + task.Name() + "/children")
-			if err != nil {
-				if os.IsNotExist(err) && i == 0 {
-					return descendantsByScan(root)
-				}
-				continue
-			}
-			for _, f := range strings.Fields(string(b)) {
-				if c, err := strconv.Atoi(f); err == nil {
-					out = append(out, proc{pid: c, ppid: out[i].pid})
-				}
-			}
+		for _, c := range procwatch.Children(out[i].pid) {
+			out = append(out, proc{pid: c, ppid: out[i].pid})
 		}
 	}
 	return out

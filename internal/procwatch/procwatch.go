@@ -137,3 +137,34 @@ func PeakRSS(pid int) int64 {
 	}
 	return -1
 }
+
+// Children lists pid's child processes from /proc/PID/task/TID/children
+// (each thread's own children: a Go program forks from any of its
+// threads): a few small reads, where Scan reads every process. nil when
+// pid is gone or the kernel lacks CONFIG_PROC_CHILDREN (then use Scan).
+func Children(pid int) []int {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// Comm is the command name of pid ("" when it is gone).
+func Comm(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return strings.TrimSpace(string(b))
+}

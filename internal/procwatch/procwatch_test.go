@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,6 +68,18 @@ func TestScanFindsChild(t *testing.T) {
 				if p.PID == os.Getpid() {
 					t.Errorf("Descendants includes the root %d", p.PID)
 				}
+			}
+			// The cheap reader agrees: the child among this test's
+			// children (forked from whichever thread), its comm, and its
+			// sleep among the child's.
+			if kids := Children(os.Getpid()); !slices.Contains(kids, child) {
+				t.Errorf("Children(%d) = %v, without the child %d", os.Getpid(), kids, child)
+			}
+			if c := Comm(child); c != name {
+				t.Errorf("Comm(%d) = %q, want %q", child, c, name)
+			}
+			if gk := Children(child); len(gk) != 1 || Comm(gk[0]) != "sleep" {
+				t.Errorf("Children(%d) = %v, want its sleep", child, gk)
 			}
 			return
 		}

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -124,16 +121,9 @@ func killatCmd(args []string) int {
 		rep.Trigger = *event + " " + *step
 	}
 
-	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
-	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-		return 125
-	}
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-		return 127
+	cmd, stdout, rc := startPiped(cmdArgs)
+	if rc != 0 {
+		return rc
 	}
 	pid := cmd.Process.Pid
 
@@ -270,56 +260,32 @@ func killatCmd(args []string) int {
 	// The event lines: matched before they are passed on, so the kill
 	// follows the line as closely as this helper can.
 	var fwg sync.WaitGroup // a kill -after the event, still to come
-	br := bufio.NewReader(stdout)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			var e struct {
-				Event string `json:"event"`
-				Step  string `json:"step"`
-				State string `json:"state"`
-			}
-			if json.Unmarshal(line, &e) == nil && e.Event != "" {
-				mu.Lock()
-				rep.Events = append(rep.Events, KillEvent{Event: e.Event, Step: e.Step, State: e.State, BeforeKill: !killed})
-				mu.Unlock()
-				if childRe == nil && e.Event == *event && e.Step == *step {
-					by := strings.TrimSpace(string(line))
-					if *after > 0 {
-						// Keep reading meanwhile, so what CMD reports
-						// before the kill is known as such.
-						fwg.Add(1)
-						go func() { defer fwg.Done(); fire(by) }()
-					} else {
-						fire(by)
-					}
-				}
-			}
-			os.Stdout.Write(line)
+	forwardEvents(stdout, func(line []byte, e lineEvent) {
+		if e.Event == "" {
+			return
 		}
-		if err != nil {
-			if err != io.EOF {
-				fmt.Fprintf(os.Stderr, "guestwatch: reading the output: %v\n", err)
+		mu.Lock()
+		rep.Events = append(rep.Events, KillEvent{Event: e.Event, Step: e.Step, State: e.State, BeforeKill: !killed})
+		mu.Unlock()
+		if childRe == nil && e.Event == *event && e.Step == *step {
+			by := strings.TrimSpace(string(line))
+			if *after > 0 {
+				// Keep reading meanwhile, so what CMD reports
+				// before the kill is known as such.
+				fwg.Add(1)
+				go func() { defer fwg.Done(); fire(by) }()
+			} else {
+				fire(by)
 			}
-			break
 		}
-	}
+	})
 	// Before CMD is reaped, so a late kill cannot reach a reused pid.
 	fwg.Wait()
 	werr := cmd.Wait()
 	close(stop)
 	wg.Wait()
 	rep.DMAtExit = dmNames()
-	rep.ExitCode = 0
-	if werr != nil {
-		rep.ExitCode = -1
-		if ee, ok := werr.(*exec.ExitError); ok {
-			rep.ExitCode = ee.ExitCode()
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				rep.ExitCode = 128 + int(ws.Signal())
-			}
-		}
-	}
+	rep.ExitCode = exitStatus(werr)
 	// The orphans: each must end by itself (the test judges how soon).
 	deadline := time.Now().Add(*orphans)
 	for i := range rep.Children {

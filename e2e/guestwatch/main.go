@@ -44,9 +44,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -418,5 +421,71 @@ func (w *watcher) dmsetup() {
 	if err2 == nil && !w.dmSeen["k"+string(keys)] {
 		w.dmSeen["k"+string(keys)] = true
 		w.rep.DMTableShowKeys = append(w.rep.DMTableShowKeys, string(keys))
+	}
+}
+
+// startPiped starts CMD with this helper's standard input and error and its
+// standard output on a pipe. rc is the exit status to return when it could
+// not be started (0 when it was).
+func startPiped(args []string) (cmd *exec.Cmd, stdout io.ReadCloser, rc int) {
+	cmd = exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
+		return nil, nil, 125
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
+		return nil, nil, 127
+	}
+	return cmd, stdout, 0
+}
+
+// exitStatus is the exit status of a command whose Wait returned err: its
+// exit code, 128+N for a signal N, -1 when it is not known.
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return -1
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ee.ExitCode()
+}
+
+// lineEvent is what the helpers read of one of luksdock's --json lines.
+type lineEvent struct {
+	Event string `json:"event"`
+	Step  string `json:"step"`
+	State string `json:"state"`
+}
+
+// forwardEvents passes r (CMD's standard output) on to this helper's
+// standard output line by line, calling fn with each line and its event
+// (Event "" when the line is not one) before the line is passed on, so
+// that what fn does follows the line as closely as it can.
+func forwardEvents(r io.Reader, fn func(line []byte, e lineEvent)) {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var e lineEvent
+			if json.Unmarshal(line, &e) != nil {
+				e = lineEvent{}
+			}
+			fn(line, e)
+			os.Stdout.Write(line)
+		}
+		if err != nil {
+			if err != io.EOF {
+				fmt.Fprintf(os.Stderr, "guestwatch: reading the output: %v\n", err)
+			}
+			return
+		}
 	}
 }

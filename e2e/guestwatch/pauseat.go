@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 )
@@ -31,54 +27,23 @@ func pauseatCmd(args []string) int {
 	if *event == "" || *step == "" || *pidfile == "" || len(cmdArgs) == 0 {
 		usage()
 	}
-	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
-	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-		return 125
-	}
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-		return 127
+	cmd, stdout, rc := startPiped(cmdArgs)
+	if rc != 0 {
+		return rc
 	}
 	paused := false
-	br := bufio.NewReader(stdout)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			var e struct {
-				Event string `json:"event"`
-				Step  string `json:"step"`
-			}
-			if !paused && json.Unmarshal(line, &e) == nil && e.Event == *event && e.Step == *step {
-				paused = true
-				if err := syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP); err != nil {
-					fmt.Fprintf(os.Stderr, "guestwatch: stopping %d: %v\n", cmd.Process.Pid, err)
-				} else if err := writeAtomic(*pidfile, strconv.Itoa(cmd.Process.Pid)+"\n"); err != nil {
-					fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-				}
-			}
-			os.Stdout.Write(line)
+	forwardEvents(stdout, func(_ []byte, e lineEvent) {
+		if paused || e.Event != *event || e.Step != *step {
+			return
 		}
-		if err != nil {
-			if err != io.EOF {
-				fmt.Fprintf(os.Stderr, "guestwatch: reading the output: %v\n", err)
-			}
-			break
+		paused = true
+		if err := syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+			fmt.Fprintf(os.Stderr, "guestwatch: stopping %d: %v\n", cmd.Process.Pid, err)
+		} else if err := writeAtomic(*pidfile, strconv.Itoa(cmd.Process.Pid)+"\n"); err != nil {
+			fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
 		}
-	}
-	if err := cmd.Wait(); err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return 128 + int(ws.Signal())
-			}
-			return ee.ExitCode()
-		}
-		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
-		return 125
-	}
-	return 0
+	})
+	return exitStatus(cmd.Wait())
 }
 
 // writeAtomic writes s to path through a temporary file and a rename, so a

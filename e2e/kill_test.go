@@ -49,6 +49,11 @@ type killCase struct {
 	// (QEMU's block_set_io_throttle), so the real tool's I/O takes seconds
 	// and the kill lands while it works.
 	throttle int64
+	// throttleAfter, with throttle: the dock is slowed only once this step
+	// is done (luksdock held stopped at its done event by `guestwatch
+	// killat -pause-event` until the host has slowed it), so the steps
+	// before run at full speed and only the tool of the next one is slow.
+	throttleAfter string
 	// staleMapping: the mapping guard (luksdock-guard, which removes a
 	// mapping luksdock did not get to hold) is killed together with
 	// luksdock, so a luksdock-* mapping outlives them; the next luksdock run
@@ -79,8 +84,10 @@ var killCases = func() []killCase {
 			shims: []shimRule{{"cryptsetup", "open *--volume-key-file*", "after"}}, staleMapping: true},
 		killCase{name: "in-open-deferred", trigger: []string{"-child", `cryptsetup close --deferred`}, inStep: "open", dmAtKill: "yes",
 			shims: []shimRule{{"cryptsetup", "close --deferred *", "before"}}},
+		// mkfs writes ~250 KiB, flushed at its end: at 64 KiB/s from the
+		// end of open on, that flush lasts seconds and the kill lands in it.
 		killCase{name: "in-mkfs", trigger: []string{"-child", `mkfs\.ext4 `, "-exe", "mke2fs|mkfs\\.ext4", "-progress", "write", "-disk", "$n"}, inStep: "mkfs", dmAtKill: "yes",
-			throttle: 1 << 20},
+			throttle: 64 << 10, throttleAfter: "open"},
 		killCase{name: "in-close-held", trigger: []string{"-event", "start", "-step", "close", "-after", "500ms"}, inStep: "close", dmAtKill: "yes",
 			shims: []shimRule{{"mkfs.ext4", "*", "hold"}}},
 		killCase{name: "in-close-cryptsetup", trigger: []string{"-child", `cryptsetup close luksdock-`}, inStep: "close", dmAtKill: "yes",
@@ -170,14 +177,26 @@ disk_state() {
 killcase() {
 	name=$1; shift
 	sp=$PATH; [ -d /tmp/shim/$name ] && sp=/tmp/shim/$name:$PATH
-	rm -f /tmp/holder.pid
-	if [ -n "$THROTTLE" ]; then mark throttle-$name; host_wait throttled; fi
+	rm -f /tmp/holder.pid /tmp/$name.paused
+	if [ -n "$THROTTLE" ] && [ -z "$PAUSE" ]; then mark throttle-$name; host_wait throttled; fi
 	mark begin-$name
 	rm -f /tmp/$name.killed
-	PATH=$sp guestwatch killat -out /tmp/$name.kill -killed-file /tmp/$name.killed "$@" -- \
+	PATH=$sp guestwatch killat -out /tmp/$name.kill -killed-file /tmp/$name.killed \
+		$([ -n "$PAUSE" ] && echo "-pause-event done -pause-step $PAUSE -pause-file /tmp/$name.paused") "$@" -- \
 		luksdock prepare --device /dev/$n --label "$label" --passphrase-file /e2e/pass --confirm $n \
 		--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/tmp/$name.json 2>/tmp/$name.err &
 	_kp=$!
+	if [ -n "$PAUSE" ]; then
+		# luksdock held at the end of step $PAUSE while the host slows the dock
+		_d=$(deadline 300)
+		until [ -s /tmp/$name.paused ]; do
+			past $_d && fail "$name: luksdock never ended step $PAUSE: $(cat /tmp/$name.err)"
+			kill -0 $_kp 2>/dev/null || fail "$name: luksdock exited before step $PAUSE ended: $(cat /tmp/$name.err)"
+			usleep 20000
+		done
+		mark throttle-$name; host_wait throttled
+		kill -CONT $(cat /tmp/$name.paused)
+	fi
 	if [ -n "$THROTTLE" ]; then
 		# Unthrottled right after the kill: the orphaned tool then ends
 		# at the dock's full speed, as it would on a real one.
@@ -339,6 +358,9 @@ func killBoot(t *testing.T, g *Guest, bin, gw, serial string, cases []killCase) 
 		}
 		if c.throttle > 0 {
 			sb.WriteString("THROTTLE=1 ")
+		}
+		if c.throttleAfter != "" {
+			sb.WriteString("PAUSE=" + c.throttleAfter + " ")
 		}
 		fmt.Fprintf(&sb, "killcase %s", c.name)
 		for _, a := range c.trigger {

@@ -92,7 +92,13 @@ func killatCmd(args []string) int {
 	progress := fs.String("progress", "", "with -exe: kill only once the tool has done I/O on the disk: write (the disk's written sectors grew since the tool was seen) or read")
 	diskName := fs.String("disk", "", "with -progress: the disk (sda) whose /sys/block/DISK/stat counts the I/O")
 	killedFile := fs.String("killed-file", "", "create this file right after the kill (before the orphans are waited for)")
+	pauseEvent := fs.String("pause-event", "", "stop CMD (SIGSTOP) at this JSON event kind, and write its pid to -pause-file; the scenario continues it (kill -CONT) once it has changed the dock")
+	pauseStep := fs.String("pause-step", "", "... of this step")
+	pauseFile := fs.String("pause-file", "", "with -pause-event: where CMD's pid goes once it is stopped")
 	fs.Parse(args)
+	if (*pauseEvent == "") != (*pauseFile == "") || (*pauseEvent == "") != (*pauseStep == "") {
+		usage()
+	}
 	cmdArgs := fs.Args()
 	if *out == "" || len(cmdArgs) == 0 || (*child == "") == (*event == "" || *step == "") {
 		usage()
@@ -138,6 +144,11 @@ func killatCmd(args []string) int {
 			if *after > 0 {
 				time.Sleep(*after)
 			}
+			// CMD stopped first, so the children recorded are all it
+			// has: one forked between the look and the SIGKILL would
+			// escape the check that every orphan ends by itself.
+			syscall.Kill(pid, syscall.SIGSTOP)
+			waitStopped(pid, 200*time.Millisecond)
 			kids := descendants(pid)[1:]
 			var cs []KillChild
 			for _, k := range kids {
@@ -260,9 +271,18 @@ func killatCmd(args []string) int {
 	// The event lines: matched before they are passed on, so the kill
 	// follows the line as closely as this helper can.
 	var fwg sync.WaitGroup // a kill -after the event, still to come
+	paused := false
 	forwardEvents(stdout, func(line []byte, e lineEvent) {
 		if e.Event == "" {
 			return
+		}
+		if !paused && *pauseEvent != "" && e.Event == *pauseEvent && e.Step == *pauseStep {
+			paused = true
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				fmt.Fprintf(os.Stderr, "guestwatch: stopping %d: %v\n", pid, err)
+			} else if err := writeAtomic(*pauseFile, strconv.Itoa(pid)+"\n"); err != nil {
+				fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
+			}
 		}
 		mu.Lock()
 		rep.Events = append(rep.Events, KillEvent{Event: e.Event, Step: e.Step, State: e.State, BeforeKill: !killed})
@@ -407,4 +427,31 @@ func holdsDisk(pid int, disk string) bool {
 		}
 	}
 	return false
+}
+
+// waitStopped waits until every thread of pid is stopped (state T), at
+// most for limit.
+func waitStopped(pid int, limit time.Duration) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(500 * time.Microsecond) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		all := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(dir + t.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			st := string(b)
+			if i := strings.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) && st[i+2] != 'T' && st[i+2] != 't' {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+	}
 }

@@ -136,7 +136,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV... |\n"+
-		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] -- CMD ARGS... |\n"+
+		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] [-pause-event E -pause-step S -pause-file F] -- CMD ARGS... |\n"+
 		"       guestwatch pauseat -event start|done -step STEP -pidfile FILE -- CMD ARGS...")
 	os.Exit(2)
 }

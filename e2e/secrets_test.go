@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,10 @@ func secretForms(pass string, key []byte) map[string][]byte {
 		"volume key spaced": []byte(strings.TrimSpace(fmt.Sprintf("% x", key[:16]))),
 	}
 }
+
+// recoveryKeyRe is a recovery key as luksdock writes it: eight groups of
+// eight modhex characters joined by dashes.
+var recoveryKeyRe = regexp.MustCompile(`[cbdefghijklnrtuv]{8}(?:-[cbdefghijklnrtuv]{8}){7}`)
 
 // found returns the names of the forms that occur in data.
 func found(data []byte, forms map[string][]byte) []string {
@@ -173,11 +178,11 @@ for tool in cryptsetup mkfs.ext4 e2fsck dumpe2fs; do
 	chmod +x /tmp/slow/$tool
 done
 PATH=/tmp/slow:$PATH ` + watch + ` /root/w-prepare.json -- \
-	luksdock prepare --device /dev/$n --label $label --passphrase-file /e2e/secret --confirm $n \
+	luksdock prepare --device /dev/$n --label $label --passphrase-file /e2e/secret --confirm $n --recovery-key /root/rk.txt \
 	--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 50000 --json </dev/null >/root/prepare.out 2>/root/prepare.err
 mark prepared $?
 PATH=/tmp/slow:$PATH ` + watch + ` /root/w-verify.json -- \
-	luksdock verify --device /dev/$n --passphrase-file - --engine kernel --json </e2e/secret >/root/verify.out 2>/root/verify.err
+	luksdock verify --device /dev/$n --passphrase-file - --recovery-key-file /root/rk.txt --engine kernel --json </e2e/secret >/root/verify.out 2>/root/verify.err
 mark verified $?
 # Control: a leak in an argv, an environment and a file under /run.
 LEAK=$(cat /e2e/secret) ` + watch + ` /root/w-control.json -- \
@@ -187,7 +192,7 @@ mark dmsetup $(dmsetup ls 2>&1)
 mark part $(cat /sys/block/$n/${n}1/start /sys/block/$n/${n}1/size)
 cryptsetup luksDump --dump-json-metadata /dev/${n}1 > /root/meta.json || fail "luksDump --dump-json-metadata"
 cryptsetup luksDump --batch-mode --dump-volume-key /dev/${n}1 < /e2e/secret > /root/vk 2>&1 || { cat /root/vk; fail "luksDump --dump-volume-key"; }
-for f in w-prepare.json w-verify.json w-control.json prepare.out prepare.err verify.out verify.err meta.json vk; do
+for f in w-prepare.json w-verify.json w-control.json prepare.out prepare.err verify.out verify.err meta.json vk rk.txt; do
 	emit $f /root/$f
 done
 `
@@ -206,7 +211,7 @@ done
 	}
 	part := mustMark(t, vm, "part", 10*time.Second)
 	blobs := map[string][]byte{}
-	for _, f := range []string{"w-prepare.json", "w-verify.json", "w-control.json", "prepare.out", "prepare.err", "verify.out", "verify.err", "meta.json", "vk"} {
+	for _, f := range []string{"w-prepare.json", "w-verify.json", "w-control.json", "prepare.out", "prepare.err", "verify.out", "verify.err", "meta.json", "vk", "rk.txt"} {
 		b, err := vm.Blob(f, time.Minute)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
@@ -221,6 +226,20 @@ done
 	// Control: the key forms are found where cryptsetup printed the key.
 	if got := found(blobs["vk"], forms); !slices.Contains(got, "volume key spaced") {
 		t.Fatalf("control: the scan does not find the volume key in luksDump's output (found %v)", got)
+	}
+	// The recovery key prepare wrote to /root (outside the watched
+	// directories: that file is where it belongs) is a secret like the
+	// passphrase, in every form.
+	rk := recoveryKeyRe.Find(blobs["rk.txt"])
+	if rk == nil {
+		t.Fatalf("no recovery key in the file prepare wrote:\n%s", blobs["rk.txt"])
+	}
+	forms["recovery key"] = rk
+	forms["recovery key hex"] = []byte(hex.EncodeToString(rk))
+	forms["recovery key base64"] = []byte(base64.StdEncoding.EncodeToString(rk))
+	forms["recovery key without dashes"] = bytes.ReplaceAll(rk, []byte("-"), nil)
+	if got := found(blobs["rk.txt"], forms); !slices.Contains(got, "recovery key") {
+		t.Fatalf("control: the scan does not find the recovery key in its own file (found %v)", got)
 	}
 
 	reports := map[string]*watchReport{}
@@ -272,7 +291,9 @@ done
 		// passphrase, then maps the volume read-only with that key.
 		handed := []string{"luksDump\x00--batch-mode\x00--dump-volume-key\x00--key-file=-", "open\x00--type\x00luks\x00--readonly\x00--volume-key-file=/proc/self/fd/3"}
 		if name == "prepare" {
-			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/proc/self/fd/3")
+			// luksAddKey: the recovery key's keyslot (the passphrase on
+			// stdin, the recovery key on fd 3)
+			handed = append(handed, "luksFormat\x00", "open\x00--type\x00luks\x00--volume-key-file=/proc/self/fd/3", "luksAddKey\x00")
 		}
 		for _, h := range handed {
 			seen := false

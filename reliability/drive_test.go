@@ -151,6 +151,7 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		real     string           // the real tool (child triggers)
 		lastDone string           // step of the last done event
 		tried    = map[int]bool{} // tool pids already handled
+		servers  []int            // tr.server: the volume servers, stopped; killed after luksdock
 	)
 	if tr.child != "" {
 		real = realTool(t, tr.child)
@@ -169,20 +170,8 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		if tr.group {
 			target = -pid
 		}
-		var servers []int // found before the kill: afterwards they belong to init
-		if tr.server {
-			for _, p := range descendants(pid) {
-				if strings.TrimSpace(readCmdline(p.PID)) == "luksdock-userspace-volume" {
-					servers = append(servers, p.PID)
-				}
-			}
-		}
-		// The servers are stopped first, so that none can see luksdock die
-		// and unmount (as with a whole cgroup killed at once), and
-		// killed after luksdock.
-		for _, w := range servers {
-			syscall.Kill(w, syscall.SIGSTOP)
-			waitStopped(w)
+		if tr.server && servers == nil {
+			servers = stopServers(pid) // an event trigger: found now
 		}
 		defer func() {
 			for _, w := range servers {
@@ -245,7 +234,16 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 					continue
 				}
 				mu.Unlock()
-				ok, ev, why := catchMidTool(pid, k.PID, real, tr.writes(), tr.file)
+				ok, ev, why := catchMidTool(pid, k.PID, real, tr.writes(), tr.file, func() {
+					// While the tool is held the run cannot have gone past
+					// it (a quick mkfs, then close, would end the server).
+					if tr.server {
+						found := stopServers(pid)
+						mu.Lock()
+						servers = found
+						mu.Unlock()
+					}
+				})
 				mu.Lock()
 				if !ok {
 					d.notes = append(d.notes, fmt.Sprintf("%s %d not caught at work: %s", tr.child, k.PID, why))
@@ -316,6 +314,24 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		}
 	}
 	return d
+}
+
+// stopServers finds luksdock's userspace volume servers (children of pid,
+// found before the kill: afterwards they belong to init) and stops them,
+// so that none can see luksdock die and unmount (as with a whole cgroup
+// killed at once); the caller kills them after luksdock.
+func stopServers(pid int) []int {
+	var servers []int
+	for _, p := range descendants(pid) {
+		if strings.TrimSpace(readCmdline(p.PID)) == "luksdock-userspace-volume" {
+			servers = append(servers, p.PID)
+		}
+	}
+	for _, w := range servers {
+		syscall.Kill(w, syscall.SIGSTOP)
+		waitStopped(w)
+	}
+	return servers
 }
 
 func readCmdline(pid int) string {

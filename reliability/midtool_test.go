@@ -148,7 +148,7 @@ func procState(pid int) byte {
 // memfd stand-in when cryptsetup formats one (luks-format of an image
 // file), else file;
 // it is snapshotted before the exec, so every change counted is the tool's.
-func catchMidTool(owner, pid int, real string, writer bool, file string) (ok bool, evidence, why string) {
+func catchMidTool(owner, pid int, real string, writer bool, file string, beforeDetach func()) (ok bool, evidence, why string) {
 	runtime.LockOSThread() // every ptrace request must come from the tracer thread
 	defer runtime.UnlockOSThread()
 	target, what := file, filepath.Base(file)
@@ -238,6 +238,11 @@ func catchMidTool(owner, pid int, real string, writer bool, file string) (ok boo
 			evidence = fmt.Sprintf("%d reads of %s returned %d bytes", reads, link, bytesIO)
 		}
 		if evidence != "" {
+			// The tool is still held here, so the run cannot have gone
+			// past it: what must be found alive is found now.
+			if beforeDetach != nil {
+				beforeDetach()
+			}
 			// Detach at this system call's exit: the tool runs on.
 			if err := unix.PtraceDetach(pid); err != nil {
 				return false, "", fmt.Sprintf("ptrace detach: %v", err)

@@ -165,11 +165,7 @@ func TestWeakPassphraseNeedsAcknowledgement(t *testing.T) {
 		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
 		h.toOptions()
 		h.enter()
-		h.onScreen(scrPassphrase)
-		h.typ("password")
-		h.enter()
-		h.typ("password")
-		h.enter()
+		h.passphrase("password")
 		s := h.waitFor("the weak verdict", 5*time.Second, func(s snapshot) bool {
 			return strings.Contains(s.body, "[ ] use this weak passphrase anyway")
 		})
@@ -388,14 +384,7 @@ func TestHeaderBackupCheckPlugged(t *testing.T) {
 	h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 	h.typ("ok.hdr")
 	h.waitFor("ready", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "✓ ready") })
-	h.enter()
-	h.onScreen(scrPassphrase)
-	h.typ(testPass)
-	h.enter()
-	h.typ(testPass)
-	h.enter()
-	h.typeBackRecovery()
-	s = h.onScreen(scrPlan)
+	s = h.optionsToPlan(testPass)
 	if !strings.Contains(flat(s.body), "Header backup: "+filepath.Join(dir, "ok.hdr")) {
 		t.Errorf("the plan does not use the checked path:\n%s", s.body)
 	}

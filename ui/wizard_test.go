@@ -261,13 +261,30 @@ func (h *harness) toOptions() {
 func (h *harness) optionsToPlan(pass string) snapshot {
 	h.t.Helper()
 	h.enter()
+	h.passphrase(pass)
+	h.typeBackRecovery()
+	return h.onScreen(scrPlan)
+}
+
+// passphrase types pass twice on the Passphrase screen.
+func (h *harness) passphrase(pass string) {
+	h.t.Helper()
 	h.onScreen(scrPassphrase)
 	h.typ(pass)
 	h.enter()
 	h.typ(pass)
 	h.enter()
-	h.typeBackRecovery()
-	return h.onScreen(scrPlan)
+}
+
+// confirmAndRun goes from the Plan to Confirm, types name and waits (up
+// to timeout) for the run to end on Done or Failed.
+func (h *harness) confirmAndRun(name string, timeout time.Duration) snapshot {
+	h.t.Helper()
+	h.enter()
+	h.onScreen(scrConfirm)
+	h.typ(name)
+	h.enter()
+	return h.waitFor("the done screen", timeout, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
 }
 
 var keyGroupRe = regexp.MustCompile(`(\d) ([cbdefghijklnrtuv]{8})`)
@@ -355,11 +372,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	if _, err := os.Stat(img); err == nil {
 		t.Fatal("the image exists before confirmation")
 	}
-	h.enter()
-	h.onScreen(scrConfirm)
-	h.typ("backup.img")
-	h.enter()
-	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	s = h.confirmAndRun("backup.img", 120*time.Second)
 	if s.screen != scrDone || len(s.results) != 1 {
 		t.Fatalf("run failed: %v\n%s", s.lastErr, s.view)
 	}
@@ -775,11 +788,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	if !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan does not make an MBR table:\n%s", s.body)
 	}
-	h.enter()
-	h.onScreen(scrConfirm)
-	h.typ(name)
-	h.enter()
-	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	s = h.confirmAndRun(name, 120*time.Second)
 	if s.screen != scrDone || len(s.results) != 1 {
 		t.Fatalf("run failed: %v\n%s", s.lastErr, s.body)
 	}
@@ -829,11 +838,7 @@ func TestLUKS1AndMBRImage(t *testing.T) {
 	if !strings.Contains(s.body, "--type luks1") || !strings.Contains(s.body, "label: dos") {
 		t.Errorf("the plan is not LUKS1 on MBR:\n%s", s.body)
 	}
-	h.enter()
-	h.onScreen(scrConfirm)
-	h.typ("old.img")
-	h.enter()
-	s = h.waitFor("the done screen", 120*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	s = h.confirmAndRun("old.img", 120*time.Second)
 	if s.screen != scrDone || len(s.results) != 1 || s.results[0].LUKS.Version != 1 {
 		t.Fatalf("run: %v\n%s", s.lastErr, s.body)
 	}
@@ -898,11 +903,7 @@ func TestRecoveryKeyMustBeTypedBack(t *testing.T) {
 				return s.field("Recovery key") != "" && strings.Contains(s.body, "[on]") && strings.Contains(s.body, "a second way in if the passphrase is lost")
 			})
 			h.enter()
-			h.onScreen(scrPassphrase)
-			h.typ(testPass)
-			h.enter()
-			h.typ(testPass)
-			h.enter()
+			h.passphrase(testPass)
 			s := h.onScreen(scrRecovery)
 			g := shownKey(t, s.body)
 			qr := strings.Contains(s.view, "▀") || strings.Contains(s.view, "▄")
@@ -1222,11 +1223,7 @@ func TestEraseAndSurfaceCheckProgress(t *testing.T) {
 	if b := flat(s.body); !strings.Contains(b, "Erase the whole disk") || !strings.Contains(b, "Read the whole disk back") {
 		t.Errorf("the plan lacks the erase and the check:\n%s", s.body)
 	}
-	h.enter()
-	h.onScreen(scrConfirm)
-	h.typ("e.img")
-	h.enter()
-	s = h.waitFor("the done screen", 180*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+	s = h.confirmAndRun("e.img", 180*time.Second)
 	if s.screen != scrDone {
 		t.Fatalf("run: %v\n%s", s.lastErr, s.body)
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"luksdock/internal/procwatch"
 )
 
 // trigger says when to signal a running luksdock.
@@ -329,7 +331,7 @@ func stopServers(pid int) []int {
 	}
 	for _, w := range servers {
 		syscall.Kill(w, syscall.SIGSTOP)
-		waitStopped(w)
+		procwatch.WaitStopped(w, 10*time.Millisecond)
 	}
 	return servers
 }

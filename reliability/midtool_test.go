@@ -8,11 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -270,42 +268,17 @@ func diskLink(l, file string) bool {
 		strings.Contains(l, "/luksdock-fuse-")
 }
 
-// waitStopped waits (briefly) until pid is in state T, so its counters and
-// its writes are settled when they are read. It returns true.
-func waitStopped(pid int) bool {
-	for i := 0; i < 200; i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		s := string(b)
-		r := strings.LastIndexByte(s, ')')
-		if r < 0 || len(s) < r+3 || s[r+2] == 'T' || s[r+2] == 't' || s[r+2] == 'Z' {
-			return true
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
-	return true
-}
-
 // childTree lists root's descendants by following /proc/PID/task/*/children
-// (a few small reads, where a scan of all of /proc takes milliseconds on a
-// busy machine and can miss a short-lived tool).
+// (procwatch.Children: a few small reads, where a scan of all of /proc
+// takes milliseconds on a busy machine and can miss a short-lived tool).
 func childTree(root int) []procwatch.Proc {
 	var out []procwatch.Proc
 	seen := map[int]bool{root: true}
 	for queue := []int{root}; len(queue) > 0; queue = queue[1:] {
-		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", queue[0]))
-		for _, f := range files {
-			b, _ := os.ReadFile(f)
-			for _, w := range strings.Fields(string(b)) {
-				pid, err := strconv.Atoi(w)
-				if err != nil || seen[pid] {
-					continue
-				}
+		for _, pid := range procwatch.Children(queue[0]) {
+			if !seen[pid] {
 				seen[pid] = true
-				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-				out = append(out, procwatch.Proc{PID: pid, PPID: queue[0], Comm: strings.TrimSuffix(string(comm), "\n")})
+				out = append(out, procwatch.Proc{PID: pid, PPID: queue[0], Comm: procwatch.Comm(pid)})
 				queue = append(queue, pid)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"luksdock/internal/procwatch"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -148,7 +149,7 @@ func killatCmd(args []string) int {
 			// has: one forked between the look and the SIGKILL would
 			// escape the check that every orphan ends by itself.
 			syscall.Kill(pid, syscall.SIGSTOP)
-			waitStopped(pid, 200*time.Millisecond)
+			procwatch.WaitStopped(pid, 200*time.Millisecond)
 			kids := descendants(pid)[1:]
 			var cs []KillChild
 			for _, k := range kids {
@@ -427,31 +428,4 @@ func holdsDisk(pid int, disk string) bool {
 		}
 	}
 	return false
-}
-
-// waitStopped waits until every thread of pid is stopped (state T), at
-// most for limit.
-func waitStopped(pid int, limit time.Duration) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
-	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(500 * time.Microsecond) {
-		tasks, err := os.ReadDir(dir)
-		if err != nil {
-			return
-		}
-		all := true
-		for _, t := range tasks {
-			b, err := os.ReadFile(dir + t.Name() + "/stat")
-			if err != nil {
-				continue
-			}
-			st := string(b)
-			if i := strings.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) && st[i+2] != 'T' && st[i+2] != 't' {
-				all = false
-				break
-			}
-		}
-		if all {
-			return
-		}
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -167,4 +168,41 @@ func Children(pid int) []int {
 func Comm(pid int) string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	return strings.TrimSpace(string(b))
+}
+
+// WaitStopped waits, at most for limit, until every thread of pid is
+// stopped (state T or t: a SIGSTOP or a ptrace stop) or pid is gone, so
+// that what is read of it next (its children, its counters) no longer
+// changes under the reader.
+func WaitStopped(pid int, limit time.Duration) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Microsecond) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		all := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(dir + t.Name() + "/stat")
+			if err != nil {
+				continue // a thread that just ended
+			}
+			if st := stateOf(b); st != 'T' && st != 't' && st != 'Z' {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+	}
+}
+
+// stateOf is the state letter of a /proc/PID/stat line (0 if unreadable).
+func stateOf(b []byte) byte {
+	r := bytes.LastIndexByte(b, ')')
+	if r < 0 || r+2 >= len(b) {
+		return 0
+	}
+	return b[r+2]
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -80,6 +81,12 @@ func TestScanFindsChild(t *testing.T) {
 			}
 			if gk := Children(child); len(gk) != 1 || Comm(gk[0]) != "sleep" {
 				t.Errorf("Children(%d) = %v, want its sleep", child, gk)
+			}
+			// WaitStopped returns once the stopped child is seen stopped.
+			unix.Kill(child, unix.SIGSTOP)
+			WaitStopped(child, 5*time.Second)
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(child) + "/stat"); err != nil || stateOf(b) != 'T' {
+				t.Errorf("after WaitStopped the child's state is %q (%v), want T", stateOf(b), err)
 			}
 			return
 		}

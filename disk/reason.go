@@ -6,7 +6,8 @@ package disk
 type Reason struct {
 	Text string
 	// Fix says what to do, naming the device, mount point or mapping
-	// concerned ("" when nothing specific is known).
+	// concerned ("" when nothing specific is known). It says nothing of
+	// the interface: the wizard and the CLI say what comes after.
 	Fix string
 }
 
@@ -50,13 +51,13 @@ const (
 )
 
 func fixUnmount(what string) string {
-	return "unmount it (umount " + what + ", or eject it in the file manager), then go back to the list."
+	return "unmount it (umount " + what + ", or eject it in the file manager)."
 }
 
 func fixSwapoff(dev string) string {
-	return "turn the swap off (swapoff /dev/" + dev + "), then go back to the list."
+	return "turn the swap off (swapoff /dev/" + dev + ")."
 }
 
 func fixLoop(loop string) string {
-	return "detach the loop device (losetup -d /dev/" + loop + "), then go back to the list."
+	return "detach the loop device (losetup -d /dev/" + loop + ")."
 }

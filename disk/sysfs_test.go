@@ -422,3 +422,13 @@ func TestSizeString(t *testing.T) {
 		}
 	}
 }
+
+// TestLVMVolumeGroup: the volume group named in an LVM holder's fix comes
+// from its device-mapper name, whose dashes LVM doubles.
+func TestLVMVolumeGroup(t *testing.T) {
+	for in, want := range map[string]string{"vg0-root": "vg0", "my--vg-root": "my-vg", "a--b--c-l--v": "a-b-c", "novg": "novg"} {
+		if got := lvmVG(in); got != want {
+			t.Errorf("lvmVG(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

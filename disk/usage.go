@@ -254,6 +254,24 @@ func appendUnique(l []string, v string) []string {
 	return append(l, v)
 }
 
+// lvmVG is the volume group of an LVM device-mapper name "VG-LV", in
+// which LVM doubles each dash of VG and LV ("my--vg-root" is VG "my-vg").
+func lvmVG(dmName string) string {
+	var vg strings.Builder
+	for i := 0; i < len(dmName); i++ {
+		if dmName[i] == '-' {
+			if i+1 < len(dmName) && dmName[i+1] == '-' {
+				vg.WriteByte('-')
+				i++
+				continue
+			}
+			break
+		}
+		vg.WriteByte(dmName[i])
+	}
+	return vg.String()
+}
+
 // holderKind describes a holder of a block device in words, and how to
 // release it.
 func (s Sys) holderKind(name string) Reason {
@@ -263,22 +281,22 @@ func (s Sys) holderKind(name string) Reason {
 		switch {
 		case strings.HasPrefix(uuid, "CRYPT-"):
 			return Reason{fmt.Sprintf("open dm-crypt mapping %q (%s)", dmName, name),
-				fmt.Sprintf("close the mapping (cryptsetup close %s), then go back to the list.", dmName)}
+				fmt.Sprintf("close the mapping (cryptsetup close %s).", dmName)}
 		case strings.HasPrefix(uuid, "LVM-"):
-			vg, _, _ := strings.Cut(dmName, "-")
+			vg := lvmVG(dmName)
 			return Reason{fmt.Sprintf("active LVM volume %q (%s)", dmName, name),
-				fmt.Sprintf("deactivate the volume group (vgchange -an %s), then go back to the list.", vg)}
+				fmt.Sprintf("deactivate the volume group (vgchange -an %s).", vg)}
 		default:
 			return Reason{fmt.Sprintf("device-mapper device %q (%s)", dmName, name),
-				fmt.Sprintf("remove the device-mapper device (dmsetup remove %s), then go back to the list.", dmName)}
+				fmt.Sprintf("remove the device-mapper device (dmsetup remove %s).", dmName)}
 		}
 	}
 	if strings.HasPrefix(name, "md") {
 		level := sysfsAttr(filepath.Join(dir, "md", "level"))
 		return Reason{fmt.Sprintf("member of md array %s %s", name, level),
-			fmt.Sprintf("stop the array (mdadm --stop /dev/%s), then go back to the list.", name)}
+			fmt.Sprintf("stop the array (mdadm --stop /dev/%s).", name)}
 	}
-	return Reason{"held by " + name, "close what uses it (" + name + "), then go back to the list."}
+	return Reason{"held by " + name, "close what uses it (" + name + ")."}
 }
 
 // stackUse collects, for block device name, everything stacked on it
@@ -316,7 +334,7 @@ func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts []strin
 func mountedReason(dev, m string) Reason {
 	fix := fixUnmount(m)
 	if f, ok := strings.CutPrefix(m, "swap file "); ok {
-		fix = "turn the swap file off (swapoff " + f + "), then go back to the list."
+		fix = "turn the swap file off (swapoff " + f + ")."
 	}
 	return Reason{fmt.Sprintf("%s is mounted at %s", dev, m), fix}
 }

@@ -177,16 +177,16 @@ func regexpQuoteInt(n int) string { return regexp.QuoteMeta(itoa(n)) }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-// TestExitCodesREADME: the README's exit-code table and --help's are the
-// same codes with the same first words.
-func TestExitCodesREADME(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+// TestExitCodesDocs: the exit-code table of docs/usage.md and --help's are
+// the same codes with the same first words.
+func TestExitCodesDocs(t *testing.T) {
+	readme, err := os.ReadFile("docs/usage.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, table, ok := strings.Cut(string(readme), "### Exit codes\n")
+	_, table, ok := strings.Cut(string(readme), "## Exit codes\n")
 	if !ok {
-		t.Fatal("README has no '### Exit codes' section")
+		t.Fatal("docs/usage.md has no '## Exit codes' section")
 	}
 	row := regexp.MustCompile(`(?m)^\| (\d+) \| (.*) \|$`)
 	readmeCodes := map[string]bool{}
@@ -198,11 +198,11 @@ func TestExitCodesREADME(t *testing.T) {
 		helpCodes[itoa(c)] = true
 	}
 	if len(helpCodes) < 6 || len(readmeCodes) != len(helpCodes) {
-		t.Fatalf("README codes %v, --help codes %v", readmeCodes, helpCodes)
+		t.Fatalf("docs/usage.md codes %v, --help codes %v", readmeCodes, helpCodes)
 	}
 	for c := range helpCodes {
 		if !readmeCodes[c] {
-			t.Errorf("--help lists exit code %s, README does not", c)
+			t.Errorf("--help lists exit code %s, docs/usage.md does not", c)
 		}
 	}
 }

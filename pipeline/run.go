@@ -81,27 +81,9 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		r.removeStaleMounts()
 	}
 	defer r.cleanup()
-	steps := []struct {
-		id StepID
-		fn func() (string, error)
-	}{
-		{StepPreflight, r.preflight},
-		{StepWipe, r.wipe},
-		{StepPartition, r.partition},
-		{StepFormat, r.format},
-		{StepRecoveryKey, r.addRecoveryKey},
-		{StepOpen, r.open},
-		{StepMkfs, r.mkfs},
-		{StepClose, r.closeVolume},
-		{StepVerify, r.verify},
-		{StepHeaderBackup, r.headerBackup},
-	}
-	steps = r.eraseSteps(steps)
-	for _, s := range steps {
-		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" || s.id == StepRecoveryKey && p.Opts.RecoveryKey == nil {
-			continue
-		}
-		if err := r.step(s.id, s.fn); err != nil {
+	r.beginResume()
+	for _, s := range p.Steps {
+		if err := r.step(s.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +148,11 @@ func (r *runner) stopped(id StepID) error {
 	return r.fail(&Error{Kind: KindInterrupted, Step: id, State: StateAfter(r.done), Err: errors.New("interrupted before this step; the volume is closed and the disk released")})
 }
 
-func (r *runner) step(id StepID, fn func() (string, error)) error {
+func (r *runner) step(id StepID) error {
+	d, ok := lookupStep(id)
+	if !ok {
+		return r.fail(&Error{Kind: KindStep, Step: id, State: StateAfter(r.done), Err: fmt.Errorf("step %q is not in the step table", id)})
+	}
 	if err := r.stopped(id); err != nil {
 		return err
 	}
@@ -175,7 +161,7 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 	// next boundary, as the wizard and the CLI tell the user.
 	r.send(Event{Kind: EventStart, Step: id, Command: r.command(id), Message: r.stepDef(id).Title})
 	t0 := time.Now()
-	msg, err := fn()
+	msg, err := d.run(r)
 	if err != nil {
 		r.release()
 		kind, state := KindStep, StateFailedIn(id, r.done)
@@ -190,11 +176,8 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 				state = pe.State
 			}
 			err = pe.Err
-		} else if id == StepVerify {
-			kind, state = KindNotVerified, stateVerifyFail
-		}
-		if id == StepHeaderBackup {
-			state = stateReady + " (but the header backup failed)"
+		} else if d.failKind != "" {
+			kind, state = d.failKind, d.failed
 		}
 		if r.readOnlyNow() {
 			// The tools' own messages ("Device wipe error", "could not
@@ -616,6 +599,9 @@ func (r *runner) verify() (string, error) {
 		msg += "; the recovery key opens it too (both checks)"
 	}
 	r.result = res
+	if r.state != nil {
+		r.state.remove() // the erase is done with: forget its position
+	}
 	return msg, nil
 }
 
@@ -629,7 +615,8 @@ func (r *runner) partName() string {
 func (r *runner) headerBackup() (string, error) {
 	path := r.p.Opts.HeaderBackup
 	if err := r.withoutExcl(func() error { return luks.HeaderBackupDevice(r.work, r.part, path) }); err != nil {
-		return "", err
+		// The disk itself is verified and ready.
+		return "", &Error{Kind: KindStep, State: StateFailedIn(StepHeaderBackup, ""), Err: err}
 	}
 	r.result.HeaderBackup = path
 	return "saved to " + path + " (mode 0600); keep it with your passphrase records, not on this disk", nil

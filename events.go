@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"luksdock/disk"
+	"luksdock/internal/tty"
 	"luksdock/pipeline"
 )
 
@@ -48,7 +47,7 @@ func jsonEvents(w io.Writer) func(pipeline.Event) {
 // plan event will say it (verify).
 func textEvents(w io.Writer, total int) func(pipeline.Event) {
 	var p pipeline.Progress
-	tty := isTerminal(w)
+	tty := tty.Is(w)
 	inLine := false // a progress line without its newline is on the terminal
 	lastTenth := -1
 	return func(e pipeline.Event) {
@@ -101,7 +100,7 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 			fmt.Fprintf(w, "\nDone: %s is a verified backup disk.\n", r.Target)
 			fmt.Fprintf(w, "  partition:    %s\n", r.Partition)
 			fmt.Fprintf(w, "  LUKS%d UUID:   %s\n", r.LUKS.Version, r.LUKS.UUID)
-			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, pipeline.HumanSize(r.LUKS.DataSize))
+			fmt.Fprintf(w, "  cipher:       %s, %d-byte sectors, data at %d, %s\n", r.LUKS.Cipher, r.LUKS.SectorSize, r.LUKS.DataOffset, disk.SizeString(r.LUKS.DataSize))
 			fmt.Fprintf(w, "  label:        %s (ext4, e2fsck -fn clean)\n", r.FSLabel)
 			fmt.Fprintf(w, "  owner:        %s (of the top directory, mode %s)\n", r.Owner, r.TopDirMode)
 			dock := fmt.Sprintf("the dock reports %d-byte logical, %d-byte physical sectors", r.LogicalSector, r.PhysicalSector)
@@ -129,7 +128,7 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 
 // progressLine is one progress event for people: percent, bytes, rate, ETA.
 func progressLine(p *pipeline.Advance) string {
-	s := fmt.Sprintf("%5.1f%%  %s of %s", 100*p.Fraction, pipeline.HumanSize(p.Done), pipeline.HumanSize(p.Total))
+	s := fmt.Sprintf("%5.1f%%  %s of %s", 100*p.Fraction, disk.SizeString(p.Done), disk.SizeString(p.Total))
 	if p.Rate > 0 {
 		s += fmt.Sprintf(", %.0f MB/s", p.Rate/1e6)
 		if p.Done < p.Total {
@@ -140,14 +139,4 @@ func progressLine(p *pipeline.Advance) string {
 		s += fmt.Sprintf(", %d BAD sectors", p.Bad)
 	}
 	return s
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

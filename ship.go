@@ -57,7 +57,7 @@ func registerCompletions(c *cobra.Command) {
 		eligibleOnly := c.Name() == "prepare"
 		_ = c.RegisterFlagCompletionFunc("device", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 			allowInternal, _ := cmd.Flags().GetBool("allow-internal")
-			return deviceCompletions(disk.Sys{Root: "/"}, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
+			return deviceCompletions(disk.Host, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
 		})
 	}
 	for _, name := range []string{"image", "passphrase-file", "header-backup", "recovery-key"} {
@@ -86,11 +86,7 @@ func choices(usage string) []string {
 	if m == nil {
 		return nil
 	}
-	var out []string
-	for _, w := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, w)
-	}
-	return out
+	return strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // deviceCompletions lists the disks `luksdock list` reads (the same sysfs

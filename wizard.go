@@ -14,6 +14,7 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
+	term "luksdock/internal/tty"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 	"luksdock/ui"
@@ -45,9 +46,9 @@ func openTerminal() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (opening /dev/tty: %v)", errNoTerminal, err)
 	}
-	if _, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err != nil {
+	if !term.Is(tty) {
 		tty.Close()
-		return nil, fmt.Errorf("%w (/dev/tty is not a terminal: %v)", errNoTerminal, err)
+		return nil, fmt.Errorf("%w (/dev/tty is not a terminal)", errNoTerminal)
 	}
 	return tty, nil
 }

@@ -13,7 +13,7 @@ type ErrTargetChoice struct{ Err error }
 func (e ErrTargetChoice) Error() string { return e.Err.Error() }
 
 // System is the running machine's sysfs and /proc, read by discovery.
-var System = disk.Sys{Root: "/"}
+var System = disk.Host
 
 // DeviceTarget looks a disk up by its path (/dev/sdi). With tidy, dm-crypt
 // mappings a killed luksdock left on it are closed first and the target's

@@ -137,7 +137,7 @@ func (s *Resume) String() string {
 	if s.Phase == StepSurfaceCheck {
 		what = "surface check"
 	}
-	return fmt.Sprintf("the %s stopped at %s of %s (%.1f%%)", what, HumanSize(s.Pos), HumanSize(s.Total), 100*float64(s.Pos)/float64(max(s.Total, 1)))
+	return fmt.Sprintf("the %s stopped at %s of %s (%.1f%%)", what, disk.SizeString(s.Pos), disk.SizeString(s.Total), 100*float64(s.Pos)/float64(max(s.Total, 1)))
 }
 
 func statePath(uuid string) string {
@@ -631,7 +631,7 @@ func (r *runner) erase() (string, error) {
 		},
 		func(c *chunk) {
 			if _, err := s.f.WriteAt(c.b, s.base+c.off); err != nil {
-				c.err = fmt.Errorf("writing %s at byte %d of the disk: %w", HumanSize(int64(len(c.b))), s.disk+c.off, err)
+				c.err = fmt.Errorf("writing %s at byte %d of the disk: %w", disk.SizeString(int64(len(c.b))), s.disk+c.off, err)
 			}
 		},
 		func(c *chunk) bool {
@@ -652,8 +652,8 @@ func (r *runner) erase() (string, error) {
 	if werr != nil {
 		// An undock or a failing disk: what was flushed before is kept,
 		// so the same command continues from the last saved position.
-		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (erased %s of %s, %s; the position saved to continue from is %s)", StateFailedIn(StepErase, ""), HumanSize(written), HumanSize(s.size), pct(written, s.size), HumanSize(st.Pos)),
-			Err: fmt.Errorf("%w; the erase reached %s of %s (%s)", werr, HumanSize(written), HumanSize(s.size), pct(written, s.size))}
+		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (erased %s of %s, %s; the position saved to continue from is %s)", StateFailedIn(StepErase, ""), disk.SizeString(written), disk.SizeString(s.size), pct(written, s.size), disk.SizeString(st.Pos)),
+			Err: fmt.Errorf("%w; the erase reached %s of %s (%s)", werr, disk.SizeString(written), disk.SizeString(s.size), pct(written, s.size))}
 	}
 	if cerr != nil {
 		return "", cerr
@@ -672,7 +672,7 @@ func (r *runner) erase() (string, error) {
 	if err := st.save(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("wrote %s of encrypted zeros (%s this run)", HumanSize(s.size), HumanSize(s.size-start)), nil
+	return fmt.Sprintf("wrote %s of encrypted zeros (%s this run)", disk.SizeString(s.size), disk.SizeString(s.size-start)), nil
 }
 
 // stoppedAt is the error of an erase or check stopped by a signal at pos.
@@ -681,9 +681,9 @@ func (r *runner) stoppedAt(step StepID, pos, total int64) error {
 	if step == StepSurfaceCheck {
 		what = "surface check"
 	}
-	return &Error{Kind: KindInterrupted, State: fmt.Sprintf("%s (%s stopped at %s of %s, %s)", StateFailedIn(step, ""), what, HumanSize(pos), HumanSize(total), pct(pos, total)),
+	return &Error{Kind: KindInterrupted, State: fmt.Sprintf("%s (%s stopped at %s of %s, %s)", StateFailedIn(step, ""), what, disk.SizeString(pos), disk.SizeString(total), pct(pos, total)),
 		Err: fmt.Errorf("interrupted: the %s stopped at %s of %s (%s); the volume is closed and the disk released; run the same command again to continue from there (the position is saved in %s)",
-			what, HumanSize(pos), HumanSize(total), pct(pos, total), statePath(r.state.LUKSUUID))}
+			what, disk.SizeString(pos), disk.SizeString(total), pct(pos, total), statePath(r.state.LUKSUUID))}
 }
 
 // maxUnreadable bounds the sectors the check reads one by one after read
@@ -784,8 +784,8 @@ func (r *runner) surfaceCheck() (string, error) {
 	if ferr != nil {
 		st.Pos = pos
 		st.save()
-		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (read back %s of %s, %s)", StateFailedIn(StepSurfaceCheck, ""), HumanSize(pos), HumanSize(s.size), pct(pos, s.size)),
-			Err: fmt.Errorf("%w; the surface check reached %s of %s (%s)%s", ferr, HumanSize(pos), HumanSize(s.size), pct(pos, s.size), r.badSoFar(s))}
+		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (read back %s of %s, %s)", StateFailedIn(StepSurfaceCheck, ""), disk.SizeString(pos), disk.SizeString(s.size), pct(pos, s.size)),
+			Err: fmt.Errorf("%w; the surface check reached %s of %s (%s)%s", ferr, disk.SizeString(pos), disk.SizeString(s.size), pct(pos, s.size), r.badSoFar(s))}
 	}
 	if pos < s.size {
 		st.Pos = pos
@@ -797,14 +797,14 @@ func (r *runner) surfaceCheck() (string, error) {
 	if n := st.Bad + st.Unreadable; n > 0 {
 		st.remove()
 		msg := fmt.Sprintf("%d of %d sectors did not read back as the zeros written (%d wrong data, %d unreadable); the first at byte %d of the disk (%s into the encrypted volume): the disk is failing, or smaller than it claims",
-			n, s.size/s.sector, st.Bad, st.Unreadable, s.disk+st.FirstBad, HumanSize(st.FirstBad))
+			n, s.size/s.sector, st.Bad, st.Unreadable, s.disk+st.FirstBad, disk.SizeString(st.FirstBad))
 		return "", &Error{Kind: KindNotVerified, State: "surface check FAILED: do not use this disk for backups", Err: errors.New(msg)}
 	}
 	st.Phase, st.Pos = StepMkfs, 0
 	if err := st.save(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("read back %s: every sector decrypts to the zeros written", HumanSize(s.size)), nil
+	return fmt.Sprintf("read back %s: every sector decrypts to the zeros written", disk.SizeString(s.size)), nil
 }
 
 func (r *runner) badSoFar(s *surface) string {

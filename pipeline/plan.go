@@ -174,7 +174,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		}
 	} else {
 		if t.Create && t.Size > 0 {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, HumanSize(t.Size)))
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, disk.SizeString(t.Size)))
 		}
 		if loop := loopUsing(t.fileID); loop != "" {
 			return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", t.Path, loop, loop)
@@ -182,7 +182,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		p.Warnings = append(p.Warnings, imageWarnings(t)...)
 	}
 	if t.Size < MinSize {
-		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, HumanSize(t.Size), HumanSize(MinSize))
+		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, disk.SizeString(t.Size), disk.SizeString(MinSize))
 	}
 	var err error
 	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
@@ -221,11 +221,11 @@ func (p *Plan) LayoutLine() string {
 	l := p.Layout
 	switch l.Table {
 	case disk.TableNone:
-		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", HumanSize(l.Size))
+		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", disk.SizeString(l.Size))
 	case disk.TableMBR:
-		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, HumanSize(l.Size), p.Target.logicalSector())
+		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, disk.SizeString(l.Size), p.Target.logicalSector())
 	}
-	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, HumanSize(l.Size))
+	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, disk.SizeString(l.Size))
 }
 
 func imageWarnings(t *Target) []string {
@@ -301,7 +301,7 @@ func (p *Plan) planFacts() cmdFacts {
 func (p *Plan) Script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
 	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)

@@ -252,7 +252,7 @@ func (r *runner) preflight() (string, error) {
 	if err := r.acquire(); err != nil {
 		return "", refused("%v", err)
 	}
-	return fmt.Sprintf("%s %s %s, %s; not mounted, no holders; opened exclusively", t.Name, d.Vendor, d.Model, HumanSize(d.Size)), nil
+	return fmt.Sprintf("%s %s, %s; not mounted, no holders; opened exclusively", t.Name, d.VendorModel(), disk.SizeString(d.Size)), nil
 }
 
 func (r *runner) preflightImage() (string, error) {
@@ -267,7 +267,7 @@ func (r *runner) preflightImage() (string, error) {
 		if err := f.Truncate(t.Size); err != nil {
 			f.Close()
 			os.Remove(t.Path)
-			return "", refused("creating %s of %s: %v", t.Path, HumanSize(t.Size), err)
+			return "", refused("creating %s of %s: %v", t.Path, disk.SizeString(t.Size), err)
 		}
 		st, _ := f.Stat()
 		s := st.Sys().(*syscall.Stat_t)
@@ -292,7 +292,7 @@ func (r *runner) preflightImage() (string, error) {
 	if l := loopUsing(r.fileID); l != "" {
 		return "", refused("%s is in use by %s", t.Path, l)
 	}
-	return fmt.Sprintf("%s, %s; locked", t.Path, HumanSize(t.Size)), nil
+	return fmt.Sprintf("%s, %s; locked", t.Path, disk.SizeString(t.Size)), nil
 }
 
 // acquire opens a block device target O_EXCL, so no mount, mapping or other
@@ -355,7 +355,7 @@ func (r *runner) wipe() (string, error) {
 	// identity was captured with: from here on the disk has none until the
 	// partition step writes ours.
 	r.expected.DiskGUID = ""
-	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", HumanSize(n), len(ex)), nil
+	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", disk.SizeString(n), len(ex)), nil
 }
 
 func (r *runner) partition() (string, error) {
@@ -385,14 +385,14 @@ func (r *runner) partition() (string, error) {
 	r.expected.DiskGUID = guid
 	if t.Image {
 		r.part = luks.Device{Path: t.Path, Base: l.Start, Size: l.Size}
-		return fmt.Sprintf("%s table, partition 1 at %d, %s", l.Table, l.Start, HumanSize(l.Size)), nil
+		return fmt.Sprintf("%s table, partition 1 at %d, %s", l.Table, l.Start, disk.SizeString(l.Size)), nil
 	}
 	node, how, err := disk.SyncPartition(r.excl, t.Name, l, PartitionTimeout)
 	if err != nil {
 		return "", err
 	}
 	r.part = luks.Device{Path: node, Size: l.Size}
-	return fmt.Sprintf("%s table, %s from %d, %s; kernel: %s", l.Table, node, l.Start, HumanSize(l.Size), how), nil
+	return fmt.Sprintf("%s table, %s from %d, %s; kernel: %s", l.Table, node, l.Start, disk.SizeString(l.Size), how), nil
 }
 
 func (r *runner) format() (string, error) {
@@ -417,7 +417,7 @@ func (r *runner) format() (string, error) {
 	r.info = info
 	// cryptsetup chose the sector size: the mkfs step's start event
 	// reports the block size it gives mkfs.ext4 (r.facts).
-	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
+	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, disk.SizeString(info.DataOffset)), nil
 }
 
 // addRecoveryKey writes the recovery key to its file (when one is asked

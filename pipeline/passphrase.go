@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"luksdock/internal/tty"
 	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
 )
 
 // MaxPassphrase is the longest passphrase cryptsetup accepts when it is typed
@@ -43,7 +41,7 @@ func ReadPassphrase(r io.Reader) ([]byte, error) {
 		clear(p)
 		return nil, verr
 	}
-	if err == nil && !isTerminal(r) { // a line ending: only line endings may follow
+	if err == nil && !tty.Is(r) { // a line ending: only line endings may follow
 		for i := 0; i < 64<<10; i++ {
 			c, rerr := br.ReadByte()
 			if rerr != nil {
@@ -79,15 +77,4 @@ func ValidatePassphrase(p []byte) error {
 		}
 	}
 	return nil
-}
-
-// isTerminal reports whether r is a terminal, where nothing follows the
-// typed line until the user ends the input.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

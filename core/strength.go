@@ -1,0 +1,112 @@
+package core
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/trustelem/zxcvbn"
+)
+
+// The one passphrase estimate luksdock shows: the wizard's Passphrase screen
+// (a weak one needs a tick) and prepare (a weak one is warned about, on
+// standard error or as a --json warning event).
+
+// StrengthInputs are the words an attacker would try first against the
+// passphrase of a disk labelled label whose kernel name is name.
+func StrengthInputs(label, name string) []string {
+	in := []string{label, "luksdock", "backup"}
+	if name != "" {
+		in = append(in, name)
+	}
+	return in
+}
+
+// Warning is the warning about a weak passphrase ("" when it is not weak).
+func (v Strength) Warning() string {
+	if !v.Weak() {
+		return ""
+	}
+	return "the passphrase is " + v.Summary() + ": " + strings.Join(v.Feedback, "; ")
+}
+
+// Strength is zxcvbn's judgement of a passphrase: how many guesses an
+// attacker who knows common passwords, words, names, dates and keyboard
+// patterns needs, and what makes it guessable. It never holds the
+// passphrase or pieces of it.
+type Strength struct {
+	Set      bool
+	Score    int // 0..4 (zxcvbn)
+	Log10    float64
+	Feedback []string
+}
+
+// WeakScore: below it (fewer than 10^10 guesses) a passphrase is weak and
+// needs an explicit acknowledgement.
+const WeakScore = 3
+
+func (v Strength) Weak() bool { return v.Set && v.Score < WeakScore }
+
+// rating is the Strength in words.
+func (v Strength) Rating() string {
+	return [...]string{"very weak", "weak", "weak", "good", "strong"}[v.Score]
+}
+
+// summary is one line: "weak (zxcvbn score 1/4): about 10^5 guesses".
+func (v Strength) Summary() string {
+	g := fmt.Sprintf("10^%.0f", v.Log10)
+	if v.Log10 < 4 {
+		g = fmt.Sprintf("%.0f", math.Pow(10, v.Log10))
+	}
+	return fmt.Sprintf("%s (zxcvbn score %d/4): about %s guesses to find it", v.Rating(), v.Score, g)
+}
+
+// AssessPassphrase runs zxcvbn on p, with the label and the target's name as words an
+// attacker would try first.
+func AssessPassphrase(p []byte, userInputs []string) Strength {
+	r := zxcvbn.PasswordStrength(string(p), userInputs)
+	v := Strength{Set: true, Score: r.Score, Log10: math.Log10(math.Max(r.Guesses, 1))}
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			v.Feedback = append(v.Feedback, s)
+		}
+	}
+	for _, m := range r.Sequence {
+		switch m.Pattern {
+		case "dictionary":
+			switch {
+			case m.DictionaryName == "passwords":
+				add("contains one of the most common passwords")
+			case m.DictionaryName == "user_inputs":
+				add("contains the disk's label or name")
+			case strings.HasSuffix(m.DictionaryName, "names"):
+				add("contains a common name")
+			default:
+				add("contains a common word on its own (a few random words together are much stronger)")
+			}
+			if m.L33t {
+				add("letter-to-symbol swaps (a→@, o→0) are predictable")
+			}
+			if m.Reversed {
+				add("reversed words are as easy to guess")
+			}
+		case "spatial":
+			add("contains a keyboard pattern")
+		case "repeat":
+			add("contains repeated characters or groups")
+		case "sequence":
+			add("contains a sequence such as abc or 123")
+		case "date", "regex":
+			add("contains a date or year")
+		}
+	}
+	if v.Score < WeakScore && len(p) < 12 {
+		add("it is short: add more words")
+	}
+	if v.Score < WeakScore {
+		add("four or more random words make a strong passphrase that is easy to type")
+	}
+	return v
+}

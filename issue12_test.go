@@ -18,8 +18,8 @@ import (
 // refuses it, naming the loop device on top, and prepare exits 3 with the
 // disk byte-identical.
 func TestLoopOnTargetRefused(t *testing.T) {
-	needRoot(t)
-	needTools(t, "losetup", "sfdisk", "partx")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "sfdisk", "partx")
 	for _, onPart := range []bool{false, true} {
 		name := map[bool]string{false: "on-disk", true: "on-partition"}[onPart]
 		t.Run(name, func(t *testing.T) {
@@ -98,7 +98,7 @@ func TestHeaderBackupOnTargetRefused(t *testing.T) {
 // without a terminal leaves an existing demo image alone and prepares a new
 // one beside it (it asks on a terminal).
 func TestDemoKeepsExistingImage(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	old := filepath.Join(dir, "demo.img")
 	if err := os.WriteFile(old, []byte("keep me"), 0o600); err != nil {

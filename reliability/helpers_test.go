@@ -12,7 +12,6 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -179,24 +178,6 @@ type event struct {
 	} `json:"result"`
 }
 
-func parseEvents(t *testing.T, out string) []event {
-	t.Helper()
-	var evs []event
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("--json printed a line that is not JSON: %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
-	}
-	return evs
-}
-
 // --- loop devices ---
 
 // attachLoop is testkit.AttachLoop: it drops the partition entries and the
@@ -230,11 +211,6 @@ func loopsFor(path string) []string {
 
 // mount is one line of /proc/self/mountinfo.
 type mount struct{ point, fstype, source, majmin string }
-
-func mounts(t *testing.T) []mount {
-	t.Helper()
-	return mountsOf(t, "self")
-}
 
 // mountsOf lists the mounts in the mount namespace of process pid ("self"
 // for this one).

@@ -138,7 +138,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	tm.keys("Enter")
 	tm.waitFor(5*time.Second, "2/9", "to be created as a sparse file")
 	tm.keys("Enter")
-	s = tm.waitFor(5*time.Second, "3/9 Options", "next in your series")
+	tm.waitFor(5*time.Second, "3/9 Options", "next in your series")
 	// A label typed by hand: invalid while too long, valid again after.
 	tm.keys("C-u")
 	tm.text("offsite-backups-2026")
@@ -192,7 +192,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	tm.text("g")
 	tm.keys("Enter")
-	s = tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
+	tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
 	tm.keys("PageDown")
 	tm.waitFor(5*time.Second, "Inventory", "recorded in")
 	tm.keys("q")
@@ -381,7 +381,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			tm.keys("Enter")
 			tm.typeBackRecovery()
 			tm.checkScreen(w, h)
-			s = tm.waitFor(5*time.Second, "6/9 Plan")
+			tm.waitFor(5*time.Second, "6/9 Plan")
 			tm.checkScreen(w, h)
 			// Every command line but a command's last ends in " \".
 			var all strings.Builder
@@ -396,7 +396,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 				}
 			}
 			tm.keys("Enter")
-			s = tm.waitFor(5*time.Second, "7/9 Confirm", "very weak")
+			tm.waitFor(5*time.Second, "7/9 Confirm", "very weak")
 			tm.checkScreen(w, h)
 			tm.text("term.im")
 			tm.keys("Enter")

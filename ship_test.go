@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/disk"
+	"luksdock/internal/testkit"
 	"luksdock/internal/version"
 )
 
@@ -92,9 +93,7 @@ var manFlag = regexp.MustCompile(`(?m)^\s{7}(?:-\w, )?--([a-z0-9][a-z0-9-]*)`)
 // that every command's page lists exactly the flags its --help lists, and
 // has the sections a sysadmin looks for.
 func TestHelpAndManAgree(t *testing.T) {
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("SKIPPED: man (man-db) is not installed: cannot render the man pages to compare them")
-	}
+	testkit.NeedTools(t, "man") // renders the man pages to compare them
 	dir := t.TempDir()
 	if code, _, errs := cli(t, "", "gen-man", dir); code != 0 {
 		t.Fatalf("gen-man: exit %d: %s", code, errs)
@@ -295,10 +294,7 @@ func TestCompletionScripts(t *testing.T) {
 	if _, err := os.Stat(bashCompletion); err != nil {
 		t.Skipf("SKIPPED: running the bash script needs the bash-completion package (scripts/test installs it; the packaging test runs it in a Debian root): %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "luksdock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testkit.Luksdock(t)
 	complete := func(words ...string) []string {
 		script := `source ` + bashCompletion + `; source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; __start_luksdock; printf '%s\n' "${COMPREPLY[@]}"`
 		cmd := exec.Command("bash", append([]string{"-c", script, "bash", filepath.Join(dir, "bash/luksdock")}, words...)...)

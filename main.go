@@ -498,6 +498,7 @@ func newVerifyCmd() *cobra.Command {
 	var tf targetFlags
 	var passFile, engine, rkFile string
 	var asJSON bool
+	var maxUnlock time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
@@ -517,6 +518,11 @@ With --recovery-key-file it also proves that the recovery key in FILE ('-':
 standard input) opens the disk, with luks.go and with cryptsetup. The file
 may be the one prepare --recovery-key wrote, or the key typed in (case,
 spaces and dashes do not matter here; at cryptsetup's prompt they do).
+
+The LUKS header is untrusted input: before any key derivation runs, a
+header with a cost or layout no tool writes is refused (exit 5), as is a
+keyslot this machine is estimated to need longer than --max-unlock-time
+for (docs/hostile-disks.md).
 
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -552,7 +558,8 @@ spaces and dashes do not matter here; at cryptsetup's prompt they do).
 				emit = jsonEvents(out)
 			}
 			ran = true
-			_, err = pipeline.VerifyWithRecoveryKey(context.Background(), t, pass, rk, pipeline.Engine(engine), emit)
+			ctx := pipeline.WithMaxUnlockTime(context.Background(), maxUnlock)
+			_, err = pipeline.VerifyWithRecoveryKey(ctx, t, pass, rk, pipeline.Engine(engine), emit)
 			return err
 		},
 	}
@@ -561,6 +568,7 @@ spaces and dashes do not matter here; at cryptsetup's prompt they do).
 	addEngineFlag(cmd, &engine)
 	cmd.Flags().StringVar(&rkFile, "recovery-key-file", "", "also prove that the recovery key in this file (or - for standard input) opens the disk")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON events, the last one the result")
+	cmd.Flags().DurationVar(&maxUnlock, "max-unlock-time", luks.DefaultMaxUnlockTime, "the longest one keyslot's key derivation may take: refused before it runs when this machine is estimated slower, stopped when it runs longer (the header is untrusted input)")
 	return cmd
 }
 

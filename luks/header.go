@@ -250,6 +250,16 @@ func checkKDFCosts(path string) error {
 	if err != nil {
 		return err
 	}
+	limit := machineKDFMemoryKiB()
+	if mem > limit {
+		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
+	}
+	return nil
+}
+
+// machineKDFMemoryKiB is the most memory a key derivation may take here:
+// 4 GiB (cryptsetup's most), or half of this machine's memory if less.
+func machineKDFMemoryKiB() int64 {
 	limit := int64(MaxKDFMemoryKiB)
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
@@ -257,10 +267,7 @@ func checkKDFCosts(path string) error {
 			limit = half
 		}
 	}
-	if mem > limit {
-		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
-	}
-	return nil
+	return limit
 }
 
 // KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header

@@ -173,6 +173,11 @@ func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 		if info, err = ReadHeader(f); err != nil {
 			return err
 		}
+		// A header no tool writes (a cost of years, a keyslot area over
+		// the metadata) is refused before any key derivation runs.
+		if _, err := InspectHeader(f); err != nil {
+			return err
+		}
 		if err := checkKDFCosts(p); err != nil {
 			return err
 		}

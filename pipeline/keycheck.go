@@ -250,7 +250,11 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 			if len(rep.Differences) > 0 {
 				diff = "the header differs from what cryptsetup writes: " + strings.Join(rep.Differences, "; ")
 			}
-			err = fmt.Errorf("cryptsetup unlocks it with %s, luksdock's own LUKS code does not (%v); %s: the disk is not verified", name, oErr, diff)
+			why := oErr.Error()
+			if errors.Is(oErr, luks.ErrWrongPassphrase) {
+				why = "no keyslot's key matched its digest"
+			}
+			err = fmt.Errorf("cryptsetup unlocks it with %s, luksdock's own LUKS code does not (%s); %s: the disk is not verified", name, why, diff)
 		case errors.Is(oErr, luks.ErrWrongPassphrase) && (!csRan || cryptsetupWrongPassphrase(cErr)):
 			err = wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code and cryptsetup)")
 		case errors.Is(oErr, luks.ErrWrongPassphrase):

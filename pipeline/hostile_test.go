@@ -101,7 +101,7 @@ func TestKeyCheckCryptsetupDecides(t *testing.T) {
 func TestKeyCheckDeadline(t *testing.T) {
 	img := keyCheckImage(t, bytes.Repeat([]byte{4}, 64))
 	part := luks.Device{Path: img}
-	ctx := WithMaxUnlockTime(context.Background(), 300*time.Millisecond)
+	ctx := WithMaxUnlockTime(context.Background(), 3*time.Second) // the small keyslot is estimated well under it, even under -race
 	block := make(chan struct{})
 	defer close(block)
 	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
@@ -110,7 +110,7 @@ func TestKeyCheckDeadline(t *testing.T) {
 	}, nil)
 	t0 := time.Now()
 	_, _, _, err := checkKeys(ctx, part, [][]byte{[]byte("first")}, nil)
-	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline") || time.Since(t0) > 10*time.Second {
+	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline") || time.Since(t0) > 20*time.Second {
 		t.Errorf("own unseal that never ends: %v after %s", err, time.Since(t0))
 	}
 	seam(t, luks.UnsealKey, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
@@ -119,7 +119,7 @@ func TestKeyCheckDeadline(t *testing.T) {
 	})
 	t0 = time.Now()
 	_, _, _, err = checkKeys(ctx, part, [][]byte{[]byte("first")}, nil)
-	if err == nil || !strings.Contains(err.Error(), "cryptsetup ran past its deadline") || time.Since(t0) > 10*time.Second {
+	if err == nil || !strings.Contains(err.Error(), "cryptsetup ran past its deadline") || time.Since(t0) > 20*time.Second {
 		t.Errorf("cryptsetup that never ends: %v after %s", err, time.Since(t0))
 	}
 }

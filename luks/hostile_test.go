@@ -3,6 +3,7 @@ package luks
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -167,4 +168,36 @@ func TestDumpVolumeKeyDeadline(t *testing.T) {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// TestInspectHeaderLUKS1: a cryptsetup-made LUKS1 header passes; one whose
+// keyslot or digest asks for 2^32-1 PBKDF2 iterations (LUKS1 has no
+// checksum: the field is simply rewritten) is refused with the number.
+func TestInspectHeaderLUKS1(t *testing.T) {
+	img := testkit.LUKSImage(t, "pw", "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	if rep, err := InspectHeaderDevice(Device{Path: img}); err != nil || rep.Version != 1 || len(rep.Keyslots) != 1 || len(rep.Differences) != 0 {
+		t.Fatalf("control: %+v, %v", rep, err)
+	}
+	for _, c := range []struct {
+		at   int64
+		want string
+	}{
+		{208 + 4, "keyslot 0 asks for 4294967295 PBKDF2 iterations"},
+		{164, "the volume key digest asks for 4294967295 PBKDF2 iterations"},
+	} {
+		f, err := os.OpenFile(img, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var old [4]byte
+		f.ReadAt(old[:], c.at)
+		f.WriteAt([]byte{0xff, 0xff, 0xff, 0xff}, c.at)
+		_, err = InspectHeaderDevice(Device{Path: img})
+		var he *HeaderError
+		if !errors.As(err, &he) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want %q", err, c.want)
+		}
+		f.WriteAt(old[:], c.at)
+		f.Close()
+	}
 }

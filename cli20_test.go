@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"luksdock/internal/testkit"
 	"luksdock/inventory"
 )
 
@@ -42,7 +43,7 @@ func TestDryRunRefusesLabelOfSet(t *testing.T) {
 // wizard would want a tick for, with the wizard's estimate (zxcvbn): on
 // standard error, and with --json as a warning event.
 func TestWeakPassphraseWarned(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	args := func(name string, more ...string) []string {
@@ -121,7 +122,7 @@ func TestHelpOwnExitCodes(t *testing.T) {
 // TestRefusedPrepareSaysSo (item 19): a refused prepare's standard output
 // says what was refused, not a bare indented "FAILED:" under no step.
 func TestRefusedPrepareSaysSo(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	args := append([]string{"prepare", "--image", filepath.Join(dir, "d.img"), "--size", "80M", "--label", "conf1",

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"luksdock/luks"
 	"luksdock/pipeline"
 	"luksdock/recovery"
 )
@@ -32,6 +34,11 @@ standard input) opens the disk, with luks.go and with cryptsetup. The file
 may be the one prepare --recovery-key wrote, or the key typed in (case,
 spaces and dashes do not matter here; at cryptsetup's prompt they do).
 
+The LUKS header is untrusted input: before any key derivation runs, a
+header with a cost or layout no tool writes is refused (exit 5), as is a
+keyslot this machine is estimated to need longer than --max-unlock-time
+for (docs/hostile-disks.md).
+
 ` + verifyExitCodes,
 		Example: verifyExample,
 		Args:    noArgs,
@@ -43,6 +50,7 @@ spaces and dashes do not matter here; at cryptsetup's prompt they do).
 	addEngineFlag(cmd, &vo.engine)
 	cmd.Flags().StringVar(&vo.rkFile, "recovery-key-file", "", "also prove that the recovery key in this file (or - for standard input) opens the disk")
 	cmd.Flags().BoolVar(&vo.asJSON, "json", false, "print JSON events, the last one the result")
+	cmd.Flags().DurationVar(&vo.maxUnlock, "max-unlock-time", luks.DefaultMaxUnlockTime, "the longest one keyslot's key derivation may take: refused before it runs when this machine is estimated slower, stopped when it runs longer (the header is untrusted input)")
 	return cmd
 }
 
@@ -67,6 +75,7 @@ type verifyOptions struct {
 	target                   targetFlags
 	passFile, engine, rkFile string
 	asJSON                   bool
+	maxUnlock                time.Duration
 }
 
 // run is verify: the passphrase (and recovery key) against the disk,
@@ -103,7 +112,8 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 		emit = jsonEvents(out)
 	}
 	ran = true
-	_, err = pipeline.VerifyWithRecoveryKey(context.Background(), t, pass, rk, pipeline.Engine(vo.engine), emit)
+	ctx := pipeline.WithMaxUnlockTime(context.Background(), vo.maxUnlock)
+	_, err = pipeline.VerifyWithRecoveryKey(ctx, t, pass, rk, pipeline.Engine(vo.engine), emit)
 	return err
 }
 

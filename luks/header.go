@@ -173,6 +173,11 @@ func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 		if info, err = ReadHeader(f); err != nil {
 			return err
 		}
+		// A header no tool writes (a cost of years, a keyslot area over
+		// the metadata) is refused before any key derivation runs.
+		if _, err := InspectHeader(f); err != nil {
+			return err
+		}
 		if err := checkKDFCosts(p); err != nil {
 			return err
 		}
@@ -250,6 +255,16 @@ func checkKDFCosts(path string) error {
 	if err != nil {
 		return err
 	}
+	limit := machineKDFMemoryKiB()
+	if mem > limit {
+		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
+	}
+	return nil
+}
+
+// machineKDFMemoryKiB is the most memory a key derivation may take here:
+// 4 GiB (cryptsetup's most), or half of this machine's memory if less.
+func machineKDFMemoryKiB() int64 {
 	limit := int64(MaxKDFMemoryKiB)
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
@@ -257,10 +272,7 @@ func checkKDFCosts(path string) error {
 			limit = half
 		}
 	}
-	if mem > limit {
-		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
-	}
-	return nil
+	return limit
 }
 
 // KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header

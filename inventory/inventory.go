@@ -65,6 +65,15 @@ type Record struct {
 	// list update it), LastSeenAs the device it was then.
 	LastSeen   time.Time `json:"last_seen"`
 	LastSeenAs string    `json:"last_seen_as,omitempty"`
+	// PassphraseChanged is when luksdock passwd last replaced the
+	// passphrase (zero: never since prepare), RecoveryKeyReplaced when
+	// luksdock recovery-key --replace last replaced the recovery key: a set
+	// changed disk by disk shows which disks still have the old one.
+	PassphraseChanged   time.Time `json:"passphrase_changed,omitzero"`
+	RecoveryKeyReplaced time.Time `json:"recovery_key_replaced,omitzero"`
+	// Retired is when luksdock retire crypto-erased the disk: it opens no
+	// more, and its label is free again (zero: in service).
+	Retired time.Time `json:"retired,omitzero"`
 }
 
 // Drive is the drive's identity as far as luksdock could read it. Through

@@ -71,6 +71,11 @@ type Record struct {
 	// changed disk by disk shows which disks still have the old one.
 	PassphraseChanged   time.Time `json:"passphrase_changed,omitzero"`
 	RecoveryKeyReplaced time.Time `json:"recovery_key_replaced,omitzero"`
+	// PassphraseSlot and RecoveryKeySlot are the LUKS keyslots of the
+	// passphrase and the recovery key once passwd or recovery-key moved
+	// them (nil: where prepare put them, 0 and 1).
+	PassphraseSlot  *int `json:"passphrase_keyslot,omitempty"`
+	RecoveryKeySlot *int `json:"recovery_key_keyslot,omitempty"`
 	// Retired is when luksdock retire crypto-erased the disk: it opens no
 	// more, and its label is free again (zero: in service).
 	Retired time.Time `json:"retired,omitzero"`

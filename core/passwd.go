@@ -397,4 +397,3 @@ func updateInventory(uuid string, fn func(*inventory.Record)) bool {
 	})
 	return err == nil && found
 }
-

@@ -147,7 +147,7 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	addWizardFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runWizard(cmd) }
 	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd(), newInventoryCmd())
-	root.AddCommand(newOpenCmd(), newCloseCmd(), newPasswdCmd(), newRecoveryKeyCmd())
+	root.AddCommand(newOpenCmd(), newCloseCmd(), newPasswdCmd(), newRecoveryKeyCmd(), newRetireCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root

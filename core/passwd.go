@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,13 +201,17 @@ func ReplaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions) (*KeyChange, 
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
+		switch {
+		case ok && s == passSlot:
+			return nil, refused("the key in %s is the passphrase's keyslot %d", o.File, s)
+		case ok:
+			newSlot = s
+		case !writtenFor(o.File, d.Info.UUID):
 			return nil, refused("%s already exists (its key opens no keyslot of this disk); refusing to overwrite it", o.File)
 		}
-		if s == passSlot {
-			return nil, refused("the key in %s is the passphrase's keyslot %d", o.File, s)
-		}
-		newSlot, res.Resumed = s, true
+		// Written for this disk by a run killed before its keyslot was
+		// added (newSlot -1: add it now), or after (finish from there).
+		res.Resumed = true
 		res.RecoveryKeyFile = o.File
 	} else {
 		abs, err := pipeline.CheckOutputPath(d.Path, "recovery key file", o.File)
@@ -257,6 +262,23 @@ func ReplaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions) (*KeyChange, 
 		r.RecoveryKeySlot = &newSlot
 	})
 	return res, nil
+}
+
+// writtenFor reports whether the recovery key file at path is one
+// ReplaceRecoveryKey wrote for the disk with this LUKS UUID (its comment
+// line names it).
+func writtenFor(path, uuid string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	defer clear(b)
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("#")) && bytes.Contains(line, []byte("LUKS UUID "+uuid+",")) {
+			return true
+		}
+	}
+	return false
 }
 
 // replaceKey adds newKey (authorised by auth) unless it already has a

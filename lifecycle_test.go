@@ -119,6 +119,7 @@ func TestOpenCloseImage(t *testing.T) {
 	img, key := preparedImage(t, dir, "lcopen01")
 	pf := writeFile(t, dir, "pass", testPass+"\n")
 	mnt := filepath.Join(dir, "mnt")
+	t.Cleanup(func() { cli(t, "", "close", "--mountpoint", mnt) }) // a failed test leaves nothing mounted
 
 	// A wrong passphrase: exit 6, nothing mounted, no holder left.
 	if code, out, errs := cli(t, "wrong passphrase here\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 6 {
@@ -151,6 +152,13 @@ func TestOpenCloseImage(t *testing.T) {
 		t.Errorf("second open: exit %d %s", code, out)
 	}
 
+	// While it is open nothing destroys it: prepare and retire refuse.
+	if code, _, errs := cli(t, testPass+"\n", append([]string{"prepare", "--image", img, "--label", "lcopen01", "--passphrase-file", "-", "--confirm", "disk.img"}, smallKDF...)...); code != 3 {
+		t.Errorf("prepare of the open image: exit %d %s", code, errs)
+	}
+	if code, _, errs := cli(t, "", "retire", "--image", img, "--confirm", "disk.img"); code != 3 || !strings.Contains(errs, "close it first") {
+		t.Errorf("retire of the open image: exit %d %s", code, errs)
+	}
 	// A process with its working directory inside: close refuses, names it.
 	sleeper := exec.Command("sleep", "60")
 	sleeper.Dir = mnt

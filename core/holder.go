@@ -54,6 +54,9 @@ func init() {
 }
 
 type holderConfig struct {
+	// Lock is the whole disk or image, held with a shared flock while the
+	// volume is open: prepare (which takes it exclusively) refuses it.
+	Lock    string       `json:"lock"`
 	Path    string       `json:"path"`
 	Base    int64        `json:"base"`
 	Size    int64        `json:"size"`
@@ -92,6 +95,16 @@ func holdVolume(in io.Reader, out io.Writer) int {
 		reply(holderReady{Error: "holder: no key"})
 		return 1
 	}
+	lock, err := os.Open(cfg.Lock)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+	}
+	if err != nil {
+		clear(key)
+		reply(holderReady{Error: fmt.Sprintf("%s is locked by a luksdock that is preparing it (%v)", cfg.Lock, err)})
+		return 1
+	}
+	defer lock.Close()
 	v, err := luks.MountUserspace(cfg.Path, cfg.Base, cfg.Size, cfg.Segment, key)
 	clear(key)
 	if err != nil {
@@ -180,7 +193,7 @@ func devNumOf(node string) string {
 
 // startHolder starts a holder for the LUKS device d with the volume key
 // and returns its pid and the plaintext file it serves.
-func startHolder(d luks.Device, seg luks.Segment, key []byte) (pid int, file string, err error) {
+func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid int, file string, err error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return 0, "", err
@@ -224,7 +237,7 @@ func startHolder(d luks.Device, seg luks.Segment, key []byte) (pid int, file str
 			size = st.Size() - d.Base
 		}
 	}
-	msg, _ := json.Marshal(holderConfig{Path: d.Path, Base: d.Base, Size: size, Segment: seg, KeyLen: len(key)})
+	msg, _ := json.Marshal(holderConfig{Lock: lock, Path: d.Path, Base: d.Base, Size: size, Segment: seg, KeyLen: len(key)})
 	buf := append(append(msg, '\n'), key...)
 	_, err = inW.Write(buf)
 	clear(buf)

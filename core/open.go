@@ -117,7 +117,7 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 			clear(key)
 			return nil, secretError(err, d)
 		}
-		pid, file, err := startHolder(d.LUKS, info.Segment(), key)
+		pid, file, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
 		clear(key)
 		if err != nil {
 			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}

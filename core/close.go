@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -136,38 +135,46 @@ func discover(o CloseOptions) (*openRecord, error) {
 	if !d.Image {
 		rec.Disk = d.Path
 	}
-	node := d.LUKS.Path
-	if d.Image {
-		node = "" // an image's mapping lies on a loop device
-		for _, l := range loopsOn(d.Path) {
-			node = l
-		}
+	name, mnt, err := mappingOver(d)
+	if err != nil {
+		return nil, err
 	}
-	if node == "" || !d.LUKS.Direct() && !d.Image {
-		return rec, nil
-	}
-	slave := filepath.Base(node)
-	names, _ := filepath.Glob("/sys/block/dm-*/slaves/" + slave)
-	for _, s := range names {
-		dm := filepath.Base(filepath.Dir(filepath.Dir(s)))
-		b, err := os.ReadFile(filepath.Join("/sys/block", dm, "dm", "name"))
-		if err != nil {
-			continue
-		}
-		rec.Mapping = strings.TrimSpace(string(b))
-		rec.Engine = pipeline.EngineKernel
-		rec.Cleartext = "/dev/mapper/" + rec.Mapping
-		mm := devNumOf("/dev/" + dm)
-		for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
-			if m.MajMin == mm {
-				if rec.Mountpoint != "" {
-					return nil, refused("%s is mounted more than once (%s, %s): unmount the others first", rec.Cleartext, rec.Mountpoint, m.MountPoint)
-				}
-				rec.Mountpoint = m.MountPoint
-			}
-		}
+	if name != "" {
+		rec.Mapping, rec.Engine, rec.Cleartext, rec.Mountpoint = name, pipeline.EngineKernel, "/dev/mapper/"+name, mnt
 	}
 	return rec, nil
 }
 
-var _ = errors.New
+// mappingOver finds a dm-crypt mapping on the disk's LUKS device (made by
+// luksdock open, by hand or by the desktop) and where it is mounted ("" for
+// none). More than one mountpoint is refused.
+func mappingOver(d *LUKSDisk) (name, mountpoint string, err error) {
+	var nodes []string
+	if d.Image {
+		nodes = loopsOn(d.Path) // an image's mapping lies on a loop device
+	} else if d.LUKS.Direct() {
+		nodes = []string{d.LUKS.Path}
+	}
+	for _, node := range nodes {
+		holders, _ := filepath.Glob("/sys/block/dm-*/slaves/" + filepath.Base(node))
+		for _, s := range holders {
+			dm := filepath.Base(filepath.Dir(filepath.Dir(s)))
+			b, err := os.ReadFile(filepath.Join("/sys/block", dm, "dm", "name"))
+			if err != nil {
+				continue
+			}
+			name = strings.TrimSpace(string(b))
+			mm := devNumOf("/dev/" + dm)
+			for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
+				if m.MajMin == mm {
+					if mountpoint != "" {
+						return "", "", refused("/dev/mapper/%s is mounted more than once (%s, %s): unmount the others first", name, mountpoint, m.MountPoint)
+					}
+					mountpoint = m.MountPoint
+				}
+			}
+			return name, mountpoint, nil
+		}
+	}
+	return "", "", nil
+}

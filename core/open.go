@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -73,6 +72,9 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		return nil, err
 	}
 	if r := openNow(d); r != nil {
+		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
+			return nil, secretError(err, d)
+		}
 		r.Already = true
 		return r, nil
 	}
@@ -93,7 +95,27 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		}
 		return nil, err
 	}
-	if engine == pipeline.EngineKernel {
+	existing, mounted, err := mappingOver(d)
+	if err != nil {
+		return nil, err
+	}
+	if existing != "" {
+		// Someone else unlocked it: the secret must still open it.
+		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
+			return nil, secretError(err, d)
+		}
+	}
+	switch {
+	case existing != "" && mounted != "":
+		// Unlocked and mounted by someone else (the desktop, by hand):
+		// say where; close finds it the same way.
+		res.Engine, res.Cleartext, res.Mountpoint, res.Already = pipeline.EngineKernel, "/dev/mapper/"+existing, mounted, true
+		res.Label, _ = ext4Label(res.Cleartext)
+		return res, nil
+	case existing != "":
+		// Unlocked but not mounted: mount what is there.
+		res.Engine, res.Cleartext, rec.Mapping = pipeline.EngineKernel, "/dev/mapper/"+existing, existing
+	case engine == pipeline.EngineKernel:
 		dev, release, err := d.blockDevice()
 		if err != nil {
 			return nil, err
@@ -107,7 +129,7 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		undo = append(undo, func() { _ = luks.Close(context.Background(), name) })
 		rec.Mapping = name
 		res.Cleartext = "/dev/mapper/" + name
-	} else {
+	default:
 		info, key, err := luks.UnsealKey(d.LUKS, o.Secret)
 		if err == nil && key == nil {
 			// LUKS1 (luks.go keeps the key): cryptsetup recovers it.
@@ -222,5 +244,3 @@ func Opens() []Opened {
 	}
 	return out
 }
-
-var _ = filepath.Clean

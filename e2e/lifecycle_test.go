@@ -14,7 +14,8 @@ import (
 // process has its cwd inside (exit 3, named); closed with --no-power-off;
 // stock cryptsetup + e2fsck + the file read back; passwd and recovery-key
 // --replace, each proved at stock cryptsetup's prompt (old refused, new
-// accepted); opened with the new recovery key, the file read back; closed
+// accepted); unlocked and mounted by hand, then reported by open and closed
+// by close; opened with the new recovery key, the file read back; closed
 // with power-off: the SCSI disk and the USB device are gone from the
 // guest. Disk B: prepared, retired; blkid -p and cryptsetup isLuks find
 // nothing in the guest and, after the guest exits, on the host's image.
@@ -69,6 +70,16 @@ tail -n 1 /tmp/rk2 > /tmp/rk2.key
 cryptsetup open --test-passphrase /dev/$p < /tmp/rk1.key && fail "the old recovery key still opens"
 cryptsetup open --test-passphrase /dev/$p < /tmp/rk2.key || fail "stock cryptsetup refuses the new recovery key"
 cryptsetup open --test-passphrase /dev/$p < /e2e/newpass || fail "the passphrase no longer opens after recovery-key"
+# Unlocked and mounted by hand (as the desktop would): open reports it,
+# close unmounts and locks it.
+cryptsetup open /dev/$p byhand < /e2e/newpass || fail "stock cryptsetup open with the new passphrase"
+mkdir -p /mnt/h && run mount -t ext4 /dev/mapper/byhand /mnt/h
+luksdock open --device /dev/$n --passphrase-file /e2e/pass </dev/null && fail "open with the old passphrase succeeded on a disk unlocked by hand"
+luksdock open --device /dev/$n --passphrase-file /e2e/newpass </dev/null > /tmp/already.out || fail "open of a disk unlocked by hand"
+grep -q "already open: /mnt/h" /tmp/already.out || fail "open did not report /mnt/h: $(cat /tmp/already.out)"
+run luksdock close --device /dev/$n --no-power-off
+grep -q " /mnt/h " /proc/mounts && fail "close left /mnt/h mounted"
+[ -e /dev/mapper/byhand ] && fail "close left the mapping byhand"
 mkdir -p /mnt/lc
 run luksdock open --device /dev/$n --recovery-key-file /tmp/rk2 --mountpoint /mnt/lc
 [ "$(sha256sum < /mnt/lc/e2e-file)" = "$sum" ] || fail "the file differs after passwd and recovery-key"

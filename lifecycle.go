@@ -35,6 +35,7 @@ func (sf *secretFlags) add(cmd *cobra.Command, what string) {
 	f := cmd.Flags()
 	f.StringVar(&sf.pass, "passphrase-file", "", what+": file holding the passphrase on one line, or - for standard input")
 	f.StringVar(&sf.rk, "recovery-key-file", "", what+", instead of the passphrase: file holding the recovery key (as prepare wrote it), or - for standard input")
+	_ = cmd.MarkFlagFilename("recovery-key-file")
 }
 
 // read returns the secret; the caller clears it.

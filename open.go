@@ -102,6 +102,7 @@ as an argument or from the environment.
 	sf.add(cmd, "unlock with")
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "mount here (an empty directory; made if missing) instead of /media/USER/LABEL")
+	_ = cmd.MarkFlagDirname("mountpoint")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "mount the filesystem read-only")
 	addEngineFlag(cmd, &engine)
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")

@@ -106,6 +106,7 @@ else the only other keyslot; with more, name it with --old-slot.
 	sf.add(cmd, "the current secret")
 	f := cmd.Flags()
 	f.StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase on one line, or - for standard input")
+	_ = cmd.MarkFlagFilename("new-passphrase-file")
 	f.BoolVar(&o.AcceptWeak, "accept-weak", false, "accept a new passphrase zxcvbn rates weak")
 	f.IntVar(&oldSlot, "old-slot", 0, "with --recovery-key-file: the keyslot of the lost passphrase, when luksdock cannot tell")
 	addKeyslotPBKDF(cmd, &o.PBKDF)

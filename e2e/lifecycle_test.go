@@ -29,7 +29,7 @@ func TestLifecycleKernelEngine(t *testing.T) {
 	newPass := "vivid-Ocelot-parsnip-42-lantern"
 	files := map[string][]byte{"newpass": []byte(newPass + "\n")}
 	low := "--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{a, b}, Files: files, Timeout: 6 * time.Minute, Script: `
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{a, b}, Files: files, Timeout: 14 * time.Minute, Script: `
 label=lcdisk01
 n=$(wait_disk ` + a.Serial + ` 60) || fail "disk A did not appear"
 ` + strings.Replace(guestPrepare, "--json", "--recovery-key /tmp/rk1 --json", 1) + `
@@ -103,7 +103,7 @@ cryptsetup isLuks /dev/$n && fail "cryptsetup isLuks /dev/$n"
 sync
 mark retired
 `})
-	mustMark(t, vm, "closed", 5*time.Minute)
+	mustMark(t, vm, "closed", 12*time.Minute) // ~4 min idle; TCG under load is slower
 	openJSON, err := vm.Blob("open", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ mark retired
 	if err := json.Unmarshal(closeJSON, &c); err != nil || !c.PoweredOff || !strings.Contains(c.PowerOff, "disabled its USB port") {
 		t.Errorf("close --json: %v %s", err, closeJSON)
 	}
-	mustMark(t, vm, "retired", 2*time.Minute)
+	mustMark(t, vm, "retired", 4*time.Minute)
 	mustExit(t, vm, time.Minute)
 	// On the host: the retired image carries nothing blkid recognises.
 	if out, err := exec.Command("blkid", "-p", b.Image).CombinedOutput(); err == nil {

@@ -481,50 +481,52 @@ func TestKeyChangesSurviveKills(t *testing.T) {
 		}, func(string) string { return key }, func(d string) string { return readKey(t, filepath.Join(d, "new.key")) }, testPass},
 	}
 	for _, c := range cases {
-		calls := count(c.args(t.TempDir())...)
-		if calls < 4 {
-			t.Fatalf("%s makes %d cryptsetup calls", c.name, calls)
-		}
-		for n := 1; n <= calls; n++ {
-			for _, mode := range []string{"before", "after"} {
-				t.Run(fmt.Sprintf("%s/%s-%d", c.name, mode, n), func(t *testing.T) {
-					d := t.TempDir()
-					work := filepath.Join(d, "disk.img")
-					testkit.Run(t, "", "cp", "--sparse=always", tmpl, work)
-					args := append(c.args(d), "--image", work)
-					code, killed, out := runCLI(t, cryptsetupShim(t, n, mode), "", args...)
-					if !killed {
-						t.Fatalf("not killed at call %d: exit %d\n%s", n, code, out)
-					}
-					if loops := loopsBacking(work); len(loops) > 0 {
-						// autoclear: the loop device goes with its last user
-						time.Sleep(200 * time.Millisecond)
-					}
-					secrets := []string{c.old(d), c.also}
-					newKey := ""
-					if _, err := os.Stat(filepath.Join(d, "new.key")); err == nil || c.name == "passwd" {
-						newKey = c.new(d)
-						secrets = append(secrets, newKey)
-					}
-					got := opens(t, work, secrets...)
-					if !got[1] {
-						t.Fatalf("killed %s call %d: the secret that is not being changed no longer opens (%v)", mode, n, got)
-					}
-					if !got[0] && (len(got) < 3 || !got[2]) {
-						t.Fatalf("killed %s call %d: neither the old nor the new secret opens (%v)", mode, n, got)
-					}
-					// The same command again finishes the change.
-					if code, _, out := runCLI(t, t.TempDir(), "", args...); code != 0 {
-						if !got[0] && code == 6 && c.name == "passwd" {
-							return // the change had finished: the old passphrase is gone
-						}
-						t.Fatalf("rerun after the kill: exit %d\n%s", code, out)
-					}
-					if got := opens(t, work, c.old(d), c.also, c.new(d)); !slices.Equal(got, []bool{false, true, true}) {
-						t.Errorf("after the rerun (old, unchanged, new) open: %v", got)
-					}
-				})
+		t.Run(c.name, func(t *testing.T) {
+			calls := count(c.args(t.TempDir())...)
+			if calls < 4 {
+				t.Fatalf("%s makes %d cryptsetup calls", c.name, calls)
 			}
-		}
+			for n := 1; n <= calls; n++ {
+				for _, mode := range []string{"before", "after"} {
+					t.Run(fmt.Sprintf("%s-%d", mode, n), func(t *testing.T) {
+						d := t.TempDir()
+						work := filepath.Join(d, "disk.img")
+						testkit.Run(t, "", "cp", "--sparse=always", tmpl, work)
+						args := append(c.args(d), "--image", work)
+						code, killed, out := runCLI(t, cryptsetupShim(t, n, mode), "", args...)
+						if !killed {
+							t.Fatalf("not killed at call %d: exit %d\n%s", n, code, out)
+						}
+						if loops := loopsBacking(work); len(loops) > 0 {
+							// autoclear: the loop device goes with its last user
+							time.Sleep(200 * time.Millisecond)
+						}
+						secrets := []string{c.old(d), c.also}
+						newKey := ""
+						if _, err := os.Stat(filepath.Join(d, "new.key")); err == nil || c.name == "passwd" {
+							newKey = c.new(d)
+							secrets = append(secrets, newKey)
+						}
+						got := opens(t, work, secrets...)
+						if !got[1] {
+							t.Fatalf("killed %s call %d: the secret that is not being changed no longer opens (%v)", mode, n, got)
+						}
+						if !got[0] && (len(got) < 3 || !got[2]) {
+							t.Fatalf("killed %s call %d: neither the old nor the new secret opens (%v)", mode, n, got)
+						}
+						// The same command again finishes the change.
+						if code, _, out := runCLI(t, t.TempDir(), "", args...); code != 0 {
+							if !got[0] && code == 6 && c.name == "passwd" {
+								return // the change had finished: the old passphrase is gone
+							}
+							t.Fatalf("rerun after the kill: exit %d\n%s", code, out)
+						}
+						if got := opens(t, work, c.old(d), c.also, c.new(d)); !slices.Equal(got, []bool{false, true, true}) {
+							t.Errorf("after the rerun (old, unchanged, new) open: %v", got)
+						}
+					})
+				}
+			}
+		})
 	}
 }

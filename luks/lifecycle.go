@@ -65,8 +65,9 @@ func AddKeySlot(ctx context.Context, dev string, passphrase, newKey []byte, slot
 }
 
 // KillSlot removes keyslot slot of dev (cryptsetup luksKillSlot),
-// authorised by secret, which must open a keyslot of dev (callers pass a
-// secret of another keyslot, so the disk keeps a way in).
+// authorised by secret, which must open another keyslot: cryptsetup tries
+// the secret on every keyslot but slot (verify_keyslot), so the disk
+// always keeps a way in that was just proven.
 func KillSlot(ctx context.Context, dev string, slot int, secret []byte) error {
 	_, err := run(ctx, []string{"luksKillSlot", "--batch-mode", "--key-file=-", dev, strconv.Itoa(slot)}, secret, nil)
 	return wrongKey(err)

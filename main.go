@@ -153,6 +153,11 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	root.AddCommand(newVerifyCmd())
 	root.AddCommand(newListCmd())
 	root.AddCommand(newInventoryCmd())
+	root.AddCommand(newOpenCmd())
+	root.AddCommand(newCloseCmd())
+	root.AddCommand(newPasswdCmd())
+	root.AddCommand(newRecoveryKeyCmd())
+	root.AddCommand(newRetireCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root

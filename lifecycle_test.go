@@ -432,8 +432,8 @@ exit $rc
 // starting at pathDir, and returns how it ended.
 func runCLI(t *testing.T, pathDir, stdin string, args ...string) (code int, killed bool, out string) {
 	t.Helper()
-	c := exec.Command(os.Args[0], args...)
-	c.Env = append(os.Environ(), "LUKSDOCK_TEST_AS_CLI=1", "PATH="+pathDir+":"+os.Getenv("PATH"))
+	c := testkit.CLICommand(args...)
+	c.Env = append(c.Env, "PATH="+pathDir+":"+os.Getenv("PATH"))
 	c.Stdin = strings.NewReader(stdin)
 	b, err := c.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {

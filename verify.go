@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 	"luksdock/recovery"
 )
@@ -37,7 +38,7 @@ spaces and dashes do not matter here; at cryptsetup's prompt they do).
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return vo.run(cmd) },
 	}
-	setManFiles(cmd, verifyFiles)
+	manpage.SetFiles(cmd, verifyFiles)
 	vo.target.add(cmd, true, false)
 	addPassphraseFlag(cmd, &vo.passFile)
 	addEngineFlag(cmd, &vo.engine)

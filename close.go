@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 )
 
 // closeExample is close's EXAMPLES (in --help and the man page).
@@ -74,7 +75,7 @@ a disk that is not open at all is only powered off.
 			return lifecycleErr(err)
 		},
 	}
-	setManFiles(cmd, closeFiles)
+	manpage.SetFiles(cmd, closeFiles)
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "the mountpoint luksdock open printed")

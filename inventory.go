@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/disk"
+	"luksdock/internal/manpage"
 	"luksdock/inventory"
 )
 
@@ -93,7 +94,7 @@ Exit status: 0 success, 2 usage error, 4 the inventory cannot be read,
 			return nil
 		},
 	}
-	setManFiles(cmd, inventoryFiles)
+	manpage.SetFiles(cmd, inventoryFiles)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the inventory file's JSON")
 	return cmd
 }

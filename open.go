@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
 
@@ -99,7 +100,7 @@ as an argument or from the environment.
 			return nil
 		},
 	}
-	setManFiles(cmd, openFiles)
+	manpage.SetFiles(cmd, openFiles)
 	addSelector(cmd, &o.Selector, true)
 	sf.add(cmd, "unlock with")
 	f := cmd.Flags()

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 	"luksdock/luks"
 )
 
@@ -103,7 +104,7 @@ else the only other keyslot; with more, name it with --old-slot.
 			return nil
 		},
 	}
-	setManFiles(cmd, passwdFiles)
+	manpage.SetFiles(cmd, passwdFiles)
 	addSelector(cmd, &o.Selector, true)
 	sf.add(cmd, "the current secret")
 	f := cmd.Flags()

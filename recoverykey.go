@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 )
 
 // recoveryKeyExample is recovery-key's EXAMPLES (in --help and the man page).
@@ -86,7 +87,7 @@ else the only keyslot besides the passphrase's; with more, name it with
 			return nil
 		},
 	}
-	setManFiles(cmd, recoveryKeyFiles)
+	manpage.SetFiles(cmd, recoveryKeyFiles)
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
 	f.BoolVar(&replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")

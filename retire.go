@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
 
@@ -116,7 +117,7 @@ while the disk is open or in use.
 			return nil
 		},
 	}
-	setManFiles(cmd, retireFiles)
+	manpage.SetFiles(cmd, retireFiles)
 	f := cmd.Flags()
 	f.StringVar(&o.Device, "device", "", "the whole disk, e.g. /dev/sdi")
 	f.StringVar(&o.Image, "image", "", "an image file luksdock prepared")

@@ -434,7 +434,38 @@ func (r *runner) resume() (string, error) {
 	}
 	r.key, r.info = key, info
 	r.expected.DiskGUID = s.DiskGUID
-	return fmt.Sprintf("LUKS%d UUID %s, %d-byte sectors; %s", info.Version, info.UUID, info.SectorSize, s), nil
+	// The interrupted run may have added a recovery key whose paper the
+	// user was told to throw away (the disk "will need preparing again"):
+	// only the passphrase's keyslot is kept, and this run adds its own
+	// recovery key if it was asked for one. The disk ends with exactly
+	// the keyslots this run names.
+	var kept int
+	var removed []int
+	err = r.withoutExcl(func() error {
+		var err error
+		kept, removed, err = luks.KeepOnlyPassphraseDevice(r.work, r.part, r.pass)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("removing the interrupted run's other keyslots: %w", err)
+	}
+	if r.info, err = luks.ReadHeaderDevice(r.part); err != nil {
+		return "", fmt.Errorf("reading the LUKS header: %w", err)
+	}
+	if len(r.info.Keyslots) != 1 || r.info.Keyslots[0] != kept {
+		return "", fmt.Errorf("the header has keyslots %v after keeping only keyslot %d", r.info.Keyslots, kept)
+	}
+	if err := r.readSlotKDF(); err != nil {
+		return "", err
+	}
+	slots := fmt.Sprintf("keyslot %d (the passphrase) kept", kept)
+	if len(removed) > 0 {
+		slots += fmt.Sprintf("; removed keyslot(s) %v of the interrupted run: its recovery key no longer opens the disk", removed)
+	}
+	if r.p.Opts.RecoveryKey != nil {
+		slots += "; the recovery key of this run is added next and is the only one that opens it"
+	}
+	return fmt.Sprintf("LUKS%d UUID %s, %d-byte sectors; %s; %s", info.Version, info.UUID, info.SectorSize, s, slots), nil
 }
 
 // ioChunk is the largest erase or check request: large enough that the

@@ -280,6 +280,15 @@ func (p *Plan) mapperName() string { return "luksdock-" + p.Opts.Label }
 type cmdFacts struct {
 	part, vol string
 	sector    int
+	// run: the command a run reports it runs (secrets on pipes), not the
+	// by-hand one of the plan and the --dry-run script.
+	run bool
+	// script: the --dry-run script's command, which does by hand what
+	// luksdock does itself (generating the recovery key).
+	script bool
+	// kdf is the key derivation cost the recovery key's keyslot gets: the
+	// passphrase keyslot's, read from the header after luksFormat.
+	kdf luks.PBKDF
 }
 
 // planFacts are the facts before the run: an image's partition is the
@@ -341,11 +350,27 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		}
 		return cmd + " && partx --update " + img
 	case StepFormat:
-		return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF}), " ")
+		a := luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF})
+		if !f.run {
+			// By hand the passphrase is typed at cryptsetup's prompt:
+			// twice, so a typo does not go unnoticed (--batch-mode alone
+			// asks once). luksdock gives it on a pipe, where cryptsetup
+			// cannot ask twice.
+			a = slices.Insert(a, 2, "--verify-passphrase")
+		}
+		return "cryptsetup " + strings.Join(a, " ")
 	case StepRecoveryKey:
+		if f.script {
+			return p.recoveryKeyByHand(f)
+		}
 		// luksdock generates the key, writes its file first, and gives
-		// cryptsetup the passphrase on stdin and the key on a pipe (fd 3).
-		return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, o.PBKDF), " ")
+		// cryptsetup the passphrase on stdin and the key on a pipe (fd 3),
+		// at the passphrase keyslot's cost (a run knows it: f.kdf).
+		kdf := f.kdf
+		if !f.run {
+			kdf = o.PBKDF
+		}
+		return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, kdf), " ")
 	case StepOpen:
 		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
 	case StepMkfs:
@@ -363,8 +388,11 @@ func (p *Plan) command(id StepID, f cmdFacts) string {
 		}
 		return fmt.Sprintf("# keep the %s (UUID %s) the interrupted run made; cryptsetup luksDump --dump-volume-key recovers the volume key", what, p.Resume.LUKSUUID)
 	case StepErase:
-		cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M oflag=direct status=progress", f.vol)
-		if p.Engine == EngineUserspace {
+		// count_bytes: exactly the volume's size, so dd does not fail
+		// with "No space left on device" at its end (and stop a set -e
+		// script).
+		cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M count=$(blockdev --getsize64 %s) iflag=count_bytes oflag=direct status=progress", f.vol, f.vol)
+		if f.run && p.Engine == EngineUserspace {
 			cmd = "# " + cmd + "  (userspace engine: luksdock encrypts the zeros on every core and writes the ciphertext straight to the data segment)"
 		}
 		return cmd
@@ -433,9 +461,55 @@ func (p *Plan) scriptNote(id StepID) string {
 		if o.RecoveryKeyFile != "" {
 			n += ", writes it to " + o.RecoveryKeyFile + " (a new file, mode 0600, synced) before the disk accepts it,"
 		}
-		return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3)"
+		return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3); " +
+			"by hand: 256 random bits as 8 groups of 8 modhex letters, the key file written first, the keyslot sealed at the passphrase keyslot's cost read from the header"
+	case id == StepFormat:
+		return "luksdock gives cryptsetup the passphrase on a pipe; by hand it asks for it twice (--verify-passphrase), so a typo does not go unnoticed"
 	}
 	return ""
+}
+
+// kdfOfSlot0 is a shell command substitution that prints the luksAddKey
+// flags for the key derivation cost of keyslot 0 of $PART as luksDump shows
+// it: LUKS2 "PBKDF: argon2id", "Time cost: 4", "Memory: 262144", "Threads: 4"
+// (pbkdf2: "Iterations: N"), LUKS1 "Iterations: N" under "Key Slot 0".
+const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^  0: |^Key Slot 0: ENABLED/{s=1;next} s&&(/^  [0-9]+: /||/^Key Slot /||/^[A-Z]/){exit} ` +
+	`s&&$1=="PBKDF:"{printf "--pbkdf %%s ",$2} s&&$1=="Iterations:"{printf "--pbkdf-force-iterations %%s ",$2} s&&$1=="Time"&&$2=="cost:"{printf "--pbkdf-force-iterations %%s ",$3} ` +
+	`s&&$1=="Memory:"{printf "--pbkdf-memory %%s ",$2} s&&$1=="Threads:"{printf "--pbkdf-parallel %%s ",$2}')`
+
+// recoveryKeyByHand is the recovery-key step of the --dry-run script: what
+// luksdock does, in sh. The key (recovery.Generate's form: 32 bytes from
+// /dev/urandom, each 4 bits one of the modhex letters, 8 groups of 8 joined
+// by dashes) is made in a shell variable, written to the key file (a new
+// file, mode 0600, the same lines as recovery.WriteFile) before the disk
+// gets a keyslot for it; cryptsetup luksAddKey then reads it from the key
+// file's last line (--new-keyfile-offset/--new-keyfile-size: without its
+// newline, so that what is typed at the prompt opens the disk), asks for
+// the passphrase at its prompt, and seals the keyslot at keyslot 0's cost.
+func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
+	o := p.Opts
+	file := shq(o.RecoveryKeyFile)
+	gen := `RK=$(od -An -v -tx1 -N32 /dev/urandom | tr -d ' 
+' | tr 0-9a-f ` + recovery.Alphabet + ` | sed 's/.\{8\}/&-/g;s/-$//')`
+	var write string
+	if o.RecoveryKeyFile != "" {
+		write = fmt.Sprintf(` && test ${#RK} -eq %d && (umask 077 && set -C && printf '%%s# for the disk labelled %%s, LUKS UUID %%s
+%%s
+' %s %s "$(cryptsetup luksUUID %s)" "$RK" > %s)`,
+			recovery.Len, shq(recovery.FileHeader), shq(o.Label), f.part, file)
+	} else {
+		// the wizard shows the key on the screen; by hand, the terminal
+		write = fmt.Sprintf(` && test ${#RK} -eq %d && printf 'recovery key (write it down): %%s
+' "$RK" > /dev/tty`, recovery.Len)
+	}
+	kdf := fmt.Sprintf(`KDF=`+kdfOfSlot0+` && test -n "$KDF"`, f.part)
+	add := "cryptsetup luksAddKey --batch-mode --key-file=- $KDF"
+	if o.RecoveryKeyFile != "" {
+		add += fmt.Sprintf(` --new-keyfile-offset $(($(wc -c < %s) - %d)) --new-keyfile-size %d %s %s`, file, recovery.Len+1, recovery.Len, f.part, file)
+	} else {
+		add = `printf %s "$RK" | ` + add + fmt.Sprintf(` %s /proc/self/fd/3 3<&0 </dev/tty`, f.part)
+	}
+	return gen + write + " && " + kdf + " && " + add + " && RK="
 }
 
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
@@ -462,8 +536,10 @@ func (p *Plan) Script() string {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
 	b.WriteString("set -eu\n")
+	f := p.planFacts()
+	f.script = true
 	for _, s := range p.Steps {
-		cmd := s.Command
+		cmd := p.command(s.ID, f)
 		if strings.Contains(cmd, "&&") {
 			// set -e does not stop at a failure inside an && list
 			cmd += " || exit 1"

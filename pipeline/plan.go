@@ -471,9 +471,9 @@ func (p *Plan) scriptNote(id StepID) string {
 
 // kdfOfSlot0 is a shell command substitution that prints the luksAddKey
 // flags for the key derivation cost of keyslot 0 of $PART as luksDump shows
-// it: LUKS2 "PBKDF: argon2id", "Time cost: 4", "Memory: 262144", "Threads: 4"
+// it: LUKS2 (keyslot "  0:" under "Keyslots:") "PBKDF: argon2id", "Time cost: 4", "Memory: 262144", "Threads: 4"
 // (pbkdf2: "Iterations: N"), LUKS1 "Iterations: N" under "Key Slot 0".
-const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^  0: |^Key Slot 0: ENABLED/{s=1;next} s&&(/^  [0-9]+: /||/^Key Slot /||/^[A-Z]/){exit} ` +
+const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^Keyslots:/{k=1;next} k&&/^  0: /||/^Key Slot 0: ENABLED/{s=1;next} s&&(/^  [0-9]+: /||/^Key Slot /||/^[A-Z]/){exit} ` +
 	`s&&$1=="PBKDF:"{printf "--pbkdf %%s ",$2} s&&$1=="Iterations:"{printf "--pbkdf-force-iterations %%s ",$2} s&&$1=="Time"&&$2=="cost:"{printf "--pbkdf-force-iterations %%s ",$3} ` +
 	`s&&$1=="Memory:"{printf "--pbkdf-memory %%s ",$2} s&&$1=="Threads:"{printf "--pbkdf-parallel %%s ",$2}')`
 
@@ -489,18 +489,15 @@ const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^  0: |^Key Slot 0: ENABLED
 func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 	o := p.Opts
 	file := shq(o.RecoveryKeyFile)
-	gen := `RK=$(od -An -v -tx1 -N32 /dev/urandom | tr -d ' 
-' | tr 0-9a-f ` + recovery.Alphabet + ` | sed 's/.\{8\}/&-/g;s/-$//')`
+	gen := `RK=$(od -An -v -tx1 -N32 /dev/urandom | tr -d ' \n' | tr 0-9a-f ` + recovery.Alphabet + ` | sed 's/.\{8\}/&-/g;s/-$//')` +
+		fmt.Sprintf(` && test ${#RK} -eq %d`, recovery.Len)
 	var write string
 	if o.RecoveryKeyFile != "" {
-		write = fmt.Sprintf(` && test ${#RK} -eq %d && (umask 077 && set -C && printf '%%s# for the disk labelled %%s, LUKS UUID %%s
-%%s
-' %s %s "$(cryptsetup luksUUID %s)" "$RK" > %s)`,
-			recovery.Len, shq(recovery.FileHeader), shq(o.Label), f.part, file)
+		write = fmt.Sprintf(` && (umask 077 && set -C && printf '%%s\n# for the disk labelled %%s, LUKS UUID %%s\n%%s\n' %s %s "$(cryptsetup luksUUID %s)" "$RK" > %s)`,
+			shq(strings.TrimSuffix(recovery.FileHeader, "\n")), shq(o.Label), f.part, file)
 	} else {
 		// the wizard shows the key on the screen; by hand, the terminal
-		write = fmt.Sprintf(` && test ${#RK} -eq %d && printf 'recovery key (write it down): %%s
-' "$RK" > /dev/tty`, recovery.Len)
+		write = ` && printf 'recovery key (write it down): %s\n' "$RK" > /dev/tty`
 	}
 	kdf := fmt.Sprintf(`KDF=`+kdfOfSlot0+` && test -n "$KDF"`, f.part)
 	add := "cryptsetup luksAddKey --batch-mode --key-file=- $KDF"
@@ -519,6 +516,8 @@ func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 func (p *Plan) Script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
+	b.WriteString("# left out (luksdock's own safety checks, not commands a person types): the identity re-check before each destructive step, the exclusive open and lock of the target, " +
+		"the saved position that lets an interrupted erase continue, and the second unlock of each keyslot with luksdock's own LUKS code\n")
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())

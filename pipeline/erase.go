@@ -942,3 +942,42 @@ func (r *runner) badSoFar(s *surface) string {
 	}
 	return fmt.Sprintf("; %d bad sectors so far (%d wrong data, %d unreadable), the first at byte %d of the disk", st.Bad+st.Unreadable, st.Bad, st.Unreadable, s.disk+st.FirstBad)
 }
+
+// SavedErase is the interrupted erase of t that a run would continue, with
+// the options it was started with (Label, Table, LUKS1, SurfaceCheck), or
+// nil. The wizard proposes these options for a disk with a saved position,
+// so that its plan continues the erase rather than starting over: a
+// suggestion of the next label in the series would not match, and hours of
+// erasing would be lost. It is the same check as a plan's (findResume): the
+// same disk, partition, LUKS volume and label.
+func SavedErase(t *Target) *Resume {
+	if t == nil {
+		return nil
+	}
+	var vols []disk.Signature
+	if t.Content.Type == disk.SigLUKS {
+		vols = append(vols, t.Content) // LUKS on the whole disk (--table none)
+	}
+	if len(t.Parts) > 0 && t.Parts[0].Number == 1 && t.Parts[0].Content.Type == disk.SigLUKS {
+		vols = append(vols, t.Parts[0].Content)
+	}
+	for _, v := range vols {
+		if v.UUID == "" {
+			continue
+		}
+		s, err := loadResume(v.UUID)
+		if err != nil {
+			continue
+		}
+		table, err := disk.ParseTableType(s.Table)
+		if err != nil {
+			continue
+		}
+		p := &Plan{Target: t, Opts: Options{Label: s.Label, Table: table, LUKS1: s.LUKS1, Erase: true, SurfaceCheck: s.SurfaceCheck}}
+		p.Layout.Table = table
+		if r, _ := p.findResume(); r != nil {
+			return r
+		}
+	}
+	return nil
+}

@@ -459,6 +459,7 @@ func (r *runner) resume() (string, error) {
 		return "", err
 	}
 	slots := fmt.Sprintf("keyslot %d (the passphrase) kept", kept)
+	r.removedSlots = removed
 	if len(removed) > 0 {
 		slots += fmt.Sprintf("; removed keyslot(s) %v of the interrupted run: its recovery key no longer opens the disk", removed)
 	}

@@ -50,6 +50,8 @@ type runner struct {
 	// the header after luksFormat (or resume): the recovery key's keyslot
 	// gets exactly the same.
 	slotKDF luks.PBKDF
+	// removedSlots are the interrupted run's keyslots resume removed.
+	removedSlots []int
 }
 
 // Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
@@ -648,6 +650,7 @@ func (r *runner) verify() (string, error) {
 		res.RecoveryKey, res.RecoveryKeyFile = true, r.p.Opts.RecoveryKeyFile
 		msg += "; the recovery key opens it too (both checks)"
 	}
+	res.RemovedKeyslots = r.removedSlots
 	r.result = res
 	return msg, nil
 }

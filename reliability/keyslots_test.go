@@ -140,6 +140,15 @@ func TestResumeKeepsOnlyItsRecoveryKey(t *testing.T) {
 					}
 				}
 			}
+			var result string
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if strings.Contains(l, `"event":"result"`) {
+					result = l
+				}
+			}
+			if !strings.Contains(result, `"removed_keyslots":[1]`) || strings.Contains(result, `"recovery_key":true`) != withNew {
+				t.Errorf("the result does not name the keyslots the disk ends with: %s", result)
+			}
 			if !slices.Contains(steps, "resume") {
 				t.Fatalf("the run did not continue the erase (steps %v)", steps)
 			}

@@ -118,6 +118,10 @@ func textEvents(w io.Writer, total int) func(pipeline.Event) {
 				}
 				fmt.Fprintln(w)
 			}
+			if len(r.RemovedKeyslots) > 0 {
+				fmt.Fprintf(w, "  keyslots:     the interrupted run's recovery key no longer opens it (keyslots %v removed); only the passphrase%s do\n",
+					r.RemovedKeyslots, map[bool]string{true: " and this run's recovery key", false: ""}[r.RecoveryKey])
+			}
 			if r.HeaderBackup != "" {
 				fmt.Fprintf(w, "  header backup: %s\n", r.HeaderBackup)
 				fmt.Fprintf(w, "                 with it, any passphrase the disk has now opens the disk forever, even after you change or remove that passphrase: keep it as safe as the passphrase\n")

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -209,7 +210,9 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 		emit = jsonEvents(out)
 	}
 	ran = true
-	_, recErr, err := prep.Run(ctx, po.confirm, pass, emit)
+	res, recErr, err := prep.Run(ctx, po.confirm, pass, emit)
+	sig, _ := lastStop.Load().(os.Signal)
+	journalRun("prepare", prep.Plan.Target.Path, res, err, sig)
 	if err == nil {
 		if recErr != nil {
 			fmt.Fprintf(stderr, "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", recErr)

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	// and keeps erase positions and its journal (journal.log) there too
+	if os.Getenv("LUKSDOCK_STATE_DIR") == "" {
+		os.Setenv("LUKSDOCK_STATE_DIR", filepath.Join(dir, "state"))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	testkit.RemoveBuilt()

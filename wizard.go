@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -97,6 +99,22 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A hang-up (a dropped SSH connection, a closed terminal window) ends
+	// the program like SIGTERM, not luksdock: the run in progress finishes
+	// its step and stops below (m.Close), and journalRun records how it
+	// ended, since the terminal is gone.
+	surviveBrokenOutput()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		select {
+		case s := <-hup:
+			lastStop.Store(s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if ch, err := disk.WatchHotplug(ctx); err == nil {
 		cfg.Hotplug = ch
 	} else {
@@ -114,6 +132,13 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
 	}
 	m.Close()
+	sig, _ := lastStop.Load().(os.Signal)
+	for _, r := range m.Results() {
+		journalRun("wizard", r.Target, r, nil, nil)
+	}
+	if err := m.LastError(); err != nil || sig != nil {
+		journalRun("wizard", "(its last run)", nil, err, sig)
+	}
 	out := cmd.OutOrStdout()
 	if wf.json {
 		for _, r := range m.Results() {

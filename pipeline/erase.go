@@ -342,7 +342,39 @@ func (r *runner) resume() (string, error) {
 	}
 	r.key, r.info = key, info
 	r.expected.DiskGUID = s.DiskGUID
-	return fmt.Sprintf("LUKS%d UUID %s, %d-byte sectors; %s", info.Version, info.UUID, info.SectorSize, s), nil
+	// The interrupted run may have added a recovery key whose paper the
+	// user was told to throw away (the disk "will need preparing again"):
+	// only the passphrase's keyslot is kept, and this run adds its own
+	// recovery key if it was asked for one. The disk ends with exactly
+	// the keyslots this run names.
+	var kept int
+	var removed []int
+	err = r.withoutExcl(func() error {
+		var err error
+		kept, removed, err = luks.KeepOnlyPassphraseDevice(r.work, r.part, r.pass)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("removing the interrupted run's other keyslots: %w", err)
+	}
+	if r.info, err = luks.ReadHeaderDevice(r.part); err != nil {
+		return "", fmt.Errorf("reading the LUKS header: %w", err)
+	}
+	if len(r.info.Keyslots) != 1 || r.info.Keyslots[0] != kept {
+		return "", fmt.Errorf("the header has keyslots %v after keeping only keyslot %d", r.info.Keyslots, kept)
+	}
+	if err := r.readSlotKDF(); err != nil {
+		return "", err
+	}
+	slots := fmt.Sprintf("keyslot %d (the passphrase) kept", kept)
+	r.removedSlots = removed
+	if len(removed) > 0 {
+		slots += fmt.Sprintf("; removed keyslot(s) %v of the interrupted run: its recovery key no longer opens the disk", removed)
+	}
+	if r.p.Opts.RecoveryKey != nil {
+		slots += "; the recovery key of this run is added next and is the only one that opens it"
+	}
+	return fmt.Sprintf("LUKS%d UUID %s, %d-byte sectors; %s; %s", info.Version, info.UUID, info.SectorSize, s, slots), nil
 }
 
 // ioChunk is the largest erase or check request: large enough that the
@@ -813,4 +845,43 @@ func (r *runner) badSoFar(s *surface) string {
 		return ""
 	}
 	return fmt.Sprintf("; %d bad sectors so far (%d wrong data, %d unreadable), the first at byte %d of the disk", st.Bad+st.Unreadable, st.Bad, st.Unreadable, s.disk+st.FirstBad)
+}
+
+// SavedErase is the interrupted erase of t that a run would continue, with
+// the options it was started with (Label, Table, LUKS1, SurfaceCheck), or
+// nil. The wizard proposes these options for a disk with a saved position,
+// so that its plan continues the erase rather than starting over: a
+// suggestion of the next label in the series would not match, and hours of
+// erasing would be lost. It is the same check as a plan's (findResume): the
+// same disk, partition, LUKS volume and label.
+func SavedErase(t *Target) *Resume {
+	if t == nil {
+		return nil
+	}
+	var vols []disk.Signature
+	if t.Content.Type == disk.SigLUKS {
+		vols = append(vols, t.Content) // LUKS on the whole disk (--table none)
+	}
+	if len(t.Parts) > 0 && t.Parts[0].Number == 1 && t.Parts[0].Content.Type == disk.SigLUKS {
+		vols = append(vols, t.Parts[0].Content)
+	}
+	for _, v := range vols {
+		if v.UUID == "" {
+			continue
+		}
+		s, err := loadResume(v.UUID)
+		if err != nil {
+			continue
+		}
+		table, err := disk.ParseTableType(s.Table)
+		if err != nil {
+			continue
+		}
+		p := &Plan{Target: t, Opts: Options{Label: s.Label, Table: table, LUKS1: s.LUKS1, Erase: true, SurfaceCheck: s.SurfaceCheck}}
+		p.Layout.Table = table
+		if r, _ := p.findResume(); r != nil {
+			return r
+		}
+	}
+	return nil
 }

@@ -121,6 +121,10 @@ type Result struct {
 	// verify); RecoveryKeyFile is where it was written. Never the key.
 	RecoveryKey     bool   `json:"recovery_key"`
 	RecoveryKeyFile string `json:"recovery_key_file,omitempty"`
+	// RemovedKeyslots are the keyslots of an interrupted run that this run,
+	// continuing its erase, removed: the recovery key that run made no
+	// longer opens the disk; only RecoveryKey (this run's) does.
+	RemovedKeyslots []int `json:"removed_keyslots,omitempty"`
 	// Version is the luksdock that verified the disk
 	// (internal/version.String()), to quote in a bug report.
 	Version string `json:"version,omitempty"`

@@ -56,7 +56,7 @@ func TestDryRunScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.Script()
-	for _, want := range []string{"truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
+	for _, want := range []string{"truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
 		"mkfs.ext4", "-L backups01", "cryptsetup luksHeaderBackup", "e2fsck -fn"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)

@@ -279,6 +279,15 @@ func (p *Plan) mapperName() string { return "luksdock-" + p.Opts.Label }
 type cmdFacts struct {
 	part, vol string
 	sector    int
+	// run: the command a run reports it runs (secrets on pipes), not the
+	// by-hand one of the plan and the --dry-run script.
+	run bool
+	// script: the --dry-run script's command, which does by hand what
+	// luksdock does itself (generating the recovery key).
+	script bool
+	// kdf is the key derivation cost the recovery key's keyslot gets: the
+	// passphrase keyslot's, read from the header after luksFormat.
+	kdf luks.PBKDF
 }
 
 // planFacts are the facts before the run: an image's partition is the
@@ -294,6 +303,46 @@ func (p *Plan) planFacts() cmdFacts {
 	return f
 }
 
+// kdfOfSlot0 is a shell command substitution that prints the luksAddKey
+// flags for the key derivation cost of keyslot 0 of $PART as luksDump shows
+// it: LUKS2 (keyslot "  0:" under "Keyslots:") "PBKDF: argon2id", "Time cost: 4", "Memory: 262144", "Threads: 4"
+// (pbkdf2: "Iterations: N"), LUKS1 "Iterations: N" under "Key Slot 0".
+const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^Keyslots:/{k=1;next} k&&/^  0: /||/^Key Slot 0: ENABLED/{s=1;next} s&&(/^  [0-9]+: /||/^Key Slot /||/^[A-Z]/){exit} ` +
+	`s&&$1=="PBKDF:"{printf "--pbkdf %%s ",$2} s&&$1=="Iterations:"{printf "--pbkdf-force-iterations %%s ",$2} s&&$1=="Time"&&$2=="cost:"{printf "--pbkdf-force-iterations %%s ",$3} ` +
+	`s&&$1=="Memory:"{printf "--pbkdf-memory %%s ",$2} s&&$1=="Threads:"{printf "--pbkdf-parallel %%s ",$2}')`
+
+// recoveryKeyByHand is the recovery-key step of the --dry-run script: what
+// luksdock does, in sh. The key (recovery.Generate's form: 32 bytes from
+// /dev/urandom, each 4 bits one of the modhex letters, 8 groups of 8 joined
+// by dashes) is made in a shell variable, written to the key file (a new
+// file, mode 0600, the same lines as recovery.WriteFile) before the disk
+// gets a keyslot for it; cryptsetup luksAddKey then reads it from the key
+// file's last line (--new-keyfile-offset/--new-keyfile-size: without its
+// newline, so that what is typed at the prompt opens the disk), asks for
+// the passphrase at its prompt, and seals the keyslot at keyslot 0's cost.
+func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
+	o := p.Opts
+	file := shq(o.RecoveryKeyFile)
+	gen := `RK=$(od -An -v -tx1 -N32 /dev/urandom | tr -d ' \n' | tr 0-9a-f ` + recovery.Alphabet + ` | sed 's/.\{8\}/&-/g;s/-$//')` +
+		fmt.Sprintf(` && test ${#RK} -eq %d`, recovery.Len)
+	var write string
+	if o.RecoveryKeyFile != "" {
+		write = fmt.Sprintf(` && (umask 077 && set -C && printf '%%s\n# for the disk labelled %%s, LUKS UUID %%s\n%%s\n' %s %s "$(cryptsetup luksUUID %s)" "$RK" > %s)`,
+			shq(strings.TrimSuffix(recovery.FileHeader, "\n")), shq(o.Label), f.part, file)
+	} else {
+		// the wizard shows the key on the screen; by hand, the terminal
+		write = ` && printf 'recovery key (write it down): %s\n' "$RK" > /dev/tty`
+	}
+	kdf := fmt.Sprintf(`KDF=`+kdfOfSlot0+` && test -n "$KDF"`, f.part)
+	add := "cryptsetup luksAddKey --batch-mode --key-file=- $KDF"
+	if o.RecoveryKeyFile != "" {
+		add += fmt.Sprintf(` --new-keyfile-offset $(($(wc -c < %s) - %d)) --new-keyfile-size %d %s %s`, file, recovery.Len+1, recovery.Len, f.part, file)
+	} else {
+		add = `printf %s "$RK" | ` + add + fmt.Sprintf(` %s /proc/self/fd/3 3<&0 </dev/tty`, f.part)
+	}
+	return gen + write + " && " + kdf + " && " + add + " && RK="
+}
+
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -301,6 +350,8 @@ func (p *Plan) planFacts() cmdFacts {
 func (p *Plan) Script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
+	b.WriteString("# left out (luksdock's own safety checks, not commands a person types): the identity re-check before each destructive step, the exclusive open and lock of the target, " +
+		"the saved position that lets an interrupted erase continue, and the second unlock of each keyslot with luksdock's own LUKS code\n")
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
@@ -318,8 +369,10 @@ func (p *Plan) Script() string {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
 	b.WriteString("set -eu\n")
+	f := p.planFacts()
+	f.script = true
 	for _, s := range p.Steps {
-		cmd := s.Command
+		cmd := p.command(s.ID, f)
 		if strings.Contains(cmd, "&&") {
 			// set -e does not stop at a failure inside an && list
 			cmd += " || exit 1"

@@ -46,6 +46,12 @@ type runner struct {
 	keys   *keyCheck // the keyslot checks, running from the open step on
 	result *Result
 	state  *Resume // the erase's saved position (erase.go)
+	// slotKDF is the passphrase keyslot's key derivation cost, read from
+	// the header after luksFormat (or resume): the recovery key's keyslot
+	// gets exactly the same.
+	slotKDF luks.PBKDF
+	// removedSlots are the interrupted run's keyslots resume removed.
+	removedSlots []int
 }
 
 // Run prepares the target. confirm must equal Target.ConfirmWord(): nothing
@@ -124,6 +130,7 @@ func (r *runner) facts() cmdFacts {
 		f.vol = r.vol
 	}
 	f.sector = r.info.SectorSize
+	f.run, f.kdf = true, r.slotKDF
 	return f
 }
 
@@ -415,6 +422,9 @@ func (r *runner) format() (string, error) {
 		return "", fmt.Errorf("reading the new header: %w", err)
 	}
 	r.info = info
+	if err := r.readSlotKDF(); err != nil {
+		return "", err
+	}
 	// cryptsetup chose the sector size: the mkfs step's start event
 	// reports the block size it gives mkfs.ext4 (r.facts).
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, disk.SizeString(info.DataOffset)), nil
@@ -435,8 +445,11 @@ func (r *runner) addRecoveryKey() (string, error) {
 		}
 		msg += "; written to " + o.RecoveryKeyFile + " (mode 0600): print it, keep it away from this disk, then delete the file"
 	}
+	if r.slotKDF.Type == "" {
+		return "", errors.New("the passphrase keyslot's key derivation cost is not known")
+	}
 	err := r.withoutExcl(func() error {
-		return luks.AddKeyDevice(r.work, r.part, r.pass, o.RecoveryKey, o.PBKDF)
+		return luks.AddKeyDevice(r.work, r.part, r.pass, o.RecoveryKey, r.slotKDF)
 	})
 	if err != nil {
 		return "", err
@@ -449,7 +462,29 @@ func (r *runner) addRecoveryKey() (string, error) {
 		return "", fmt.Errorf("the header has keyslots %v after adding the recovery key, before %v", info.Keyslots, r.info.Keyslots)
 	}
 	r.info.Keyslots = info.Keyslots
-	return msg, nil
+	return msg + fmt.Sprintf("; its keyslot has the passphrase keyslot's key derivation cost (%s)", kdfText(r.slotKDF)), nil
+}
+
+// readSlotKDF reads the passphrase keyslot's key derivation cost (the only
+// keyslot after luksFormat, the one kept by resume) from the header.
+func (r *runner) readSlotKDF() error {
+	if len(r.info.Keyslots) == 0 {
+		return errors.New("the LUKS header has no keyslot")
+	}
+	k, err := luks.KeyslotPBKDFDevice(r.part, r.info.Keyslots[0])
+	if err != nil {
+		return fmt.Errorf("reading keyslot %d's key derivation cost: %w", r.info.Keyslots[0], err)
+	}
+	r.slotKDF = k
+	return nil
+}
+
+// kdfText is a key derivation cost for people.
+func kdfText(k luks.PBKDF) string {
+	if k.MemoryKiB > 0 {
+		return fmt.Sprintf("%s, %d iterations, %d KiB, %d threads", k.Type, k.ForceIterations, k.MemoryKiB, k.Parallel)
+	}
+	return fmt.Sprintf("%s, %d iterations", k.Type, k.ForceIterations)
 }
 
 func (r *runner) open() (string, error) {
@@ -598,6 +633,7 @@ func (r *runner) verify() (string, error) {
 		res.RecoveryKey, res.RecoveryKeyFile = true, r.p.Opts.RecoveryKeyFile
 		msg += "; the recovery key opens it too (both checks)"
 	}
+	res.RemovedKeyslots = r.removedSlots
 	r.result = res
 	if r.state != nil {
 		r.state.remove() // the erase is done with: forget its position

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"luksdock/disk"
@@ -69,18 +70,14 @@ func init() {
 			after: statePartitioned, failed: statePartPartitioned},
 		{id: StepFormat, titleOf: formatTitle,
 			slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive",
-			in:   notResuming, command: (*Plan).formatCommand, run: (*runner).format,
+			in:   notResuming, command: (*Plan).formatCommand, note: (*Plan).formatNote, run: (*runner).format,
 			after: stateFormatted, failed: statePartFormatted},
 		// Right after luksFormat, so verify proves it with the passphrase.
 		{id: StepRecoveryKey, title: "Add the recovery key (a second keyslot)",
-			slow: "adding a keyslot runs the key derivation function twice: to unlock with the passphrase and to seal the new slot",
-			in:   func(p *Plan) bool { return p.Opts.RecoveryKey != nil },
-			command: func(p *Plan, f cmdFacts) string {
-				// luksdock generates the key, writes its file first, and gives
-				// cryptsetup the passphrase on stdin and the key on a pipe (fd 3).
-				return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, p.Opts.PBKDF), " ")
-			},
-			note: (*Plan).recoveryKeyNote, run: (*runner).addRecoveryKey,
+			slow:    "adding a keyslot runs the key derivation function twice: to unlock with the passphrase and to seal the new slot",
+			in:      func(p *Plan) bool { return p.Opts.RecoveryKey != nil },
+			command: (*Plan).recoveryKeyCommand,
+			note:    (*Plan).recoveryKeyNote, run: (*runner).addRecoveryKey,
 			after: stateFormatted, failed: statePartRecoveryKey},
 		{id: StepOpen, title: "Open the encrypted volume",
 			command: func(p *Plan, f cmdFacts) string { return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName()) },
@@ -275,7 +272,33 @@ func (p *Plan) partitionNote() string {
 
 func (p *Plan) formatCommand(f cmdFacts) string {
 	o := p.Opts
-	return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF}), " ")
+	a := luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF})
+	if !f.run {
+		// By hand the passphrase is typed at cryptsetup's prompt: twice,
+		// so a typo does not go unnoticed (--batch-mode alone asks once).
+		// luksdock gives it on a pipe, where cryptsetup cannot ask twice.
+		a = slices.Insert(a, 2, "--verify-passphrase")
+	}
+	return "cryptsetup " + strings.Join(a, " ")
+}
+
+func (p *Plan) formatNote() string {
+	return "luksdock gives cryptsetup the passphrase on a pipe; by hand it asks for it twice (--verify-passphrase), so a typo does not go unnoticed"
+}
+
+// recoveryKeyCommand: luksdock generates the key, writes its file first,
+// and gives cryptsetup the passphrase on stdin and the key on a pipe (fd
+// 3), at the passphrase keyslot's cost (a run knows it: f.kdf); the
+// --dry-run script does the same by hand (recoveryKeyByHand).
+func (p *Plan) recoveryKeyCommand(f cmdFacts) string {
+	if f.script {
+		return p.recoveryKeyByHand(f)
+	}
+	kdf := f.kdf
+	if !f.run {
+		kdf = p.Opts.PBKDF
+	}
+	return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, kdf), " ")
 }
 
 func (p *Plan) recoveryKeyNote() string {
@@ -283,7 +306,8 @@ func (p *Plan) recoveryKeyNote() string {
 	if f := p.Opts.RecoveryKeyFile; f != "" {
 		n += ", writes it to " + f + " (a new file, mode 0600, synced) before the disk accepts it,"
 	}
-	return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3)"
+	return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3); " +
+		"by hand: 256 random bits as 8 groups of 8 modhex letters, the key file written first, the keyslot sealed at the passphrase keyslot's cost read from the header"
 }
 
 func (p *Plan) resumeCommand(cmdFacts) string {
@@ -295,8 +319,10 @@ func (p *Plan) resumeCommand(cmdFacts) string {
 }
 
 func (p *Plan) eraseCommand(f cmdFacts) string {
-	cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M oflag=direct status=progress", f.vol)
-	if p.Engine == EngineUserspace {
+	// count_bytes: exactly the volume's size, so dd does not fail with "No
+	// space left on device" at its end (and stop a set -e script).
+	cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M count=$(blockdev --getsize64 %s) iflag=count_bytes oflag=direct status=progress", f.vol, f.vol)
+	if f.run && p.Engine == EngineUserspace {
 		cmd = "# " + cmd + "  (userspace engine: luksdock encrypts the zeros on every core and writes the ciphertext straight to the data segment)"
 	}
 	return cmd

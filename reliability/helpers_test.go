@@ -12,6 +12,7 @@
 package reliability
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -176,6 +177,25 @@ type event struct {
 	Result  *struct {
 		FSLabel string `json:"fs_label"`
 	} `json:"result"`
+}
+
+// parseEvents reads the JSON event lines of --json output.
+func parseEvents(t *testing.T, out string) []event {
+	t.Helper()
+	var evs []event
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("--json printed a line that is not JSON: %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
 }
 
 // --- loop devices ---

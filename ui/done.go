@@ -110,8 +110,12 @@ func (s *doneScreen) View() (string, int) {
 		kv("Header backup", "none made (cryptsetup luksHeaderBackup can make one later; with any passphrase valid then, it opens the disk forever)")
 	}
 	kv("Passphrase", c.strength.summary())
-	if r.RecoveryKey {
+	if r.RecoveryKey && len(r.RemovedKeyslots) > 0 {
+		kv("Recovery key", "the one shown in this run opens this disk too (verify proved it); the interrupted run's no longer does (its keyslot was removed): throw that paper away")
+	} else if r.RecoveryKey {
 		kv("Recovery key", "opens this disk too (verify proved it); keep the paper apart from the disk")
+	} else if len(r.RemovedKeyslots) > 0 {
+		kv("Recovery key", "none: only the passphrase opens this disk (the interrupted run's recovery key no longer does)")
 	} else {
 		kv("Recovery key", "none: only the passphrase opens this disk")
 	}

@@ -131,6 +131,10 @@ type optionsScreen struct {
 	checking   bool   // a plan is being made (Enter)
 	session    int    // the choice (shared.session) the fields were set up for
 	keys       struct{ next, prev, enter, back key.Binding }
+
+	// saved is the chosen disk's interrupted erase, whose options are
+	// proposed (pipeline.SavedErase); nil when there is none.
+	saved *pipeline.Resume
 }
 
 func newOptions(c *shared) screen {
@@ -142,6 +146,9 @@ func newOptions(c *shared) screen {
 
 	s.label = &textOption{name: "Label", f: field{CharLimit: 64},
 		help: func(*shared) string {
+			if s.saved != nil && s.suggestion == s.saved.Label {
+				return "suggested: " + s.suggestion + ", the label of this disk's interrupted erase (" + s.saved.String() + "); keep it and the same options to continue the erase"
+			}
 			if s.suggestion != "" {
 				return "suggested: " + s.suggestion + ", the next in your series; ext4 and LUKS2 label, at most 16 bytes"
 			}
@@ -307,6 +314,9 @@ func (s *optionsScreen) seenLabels() []string {
 // numbering, no label any known or attached disk has) when it was read,
 // else from the labels in sight.
 func (s *optionsScreen) suggest() string {
+	if s.saved != nil {
+		return s.saved.Label
+	}
 	if s.c.inv != nil {
 		return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
 	}
@@ -318,13 +328,41 @@ func (s *optionsScreen) Enter() tea.Cmd {
 	if s.session != s.c.session {
 		s.session = s.c.session
 		// a new choice: start from the top with a fresh suggestion
+		s.saved = pipeline.SavedErase(s.c.target)
 		s.suggestion = s.suggest()
 		s.label.f.SetValue(s.suggestion)
+		s.proposeSaved()
 		s.focus = 0
 	}
 	s.checking = false
 	s.setFocus(s.focus)
 	return s.check()
+}
+
+// proposeSaved sets the options an interrupted erase of the chosen disk
+// was started with (its label is the suggestion), so that the plan
+// continues it.
+func (s *optionsScreen) proposeSaved() {
+	r := s.saved
+	if r == nil {
+		return
+	}
+	for _, f := range s.fields {
+		co, ok := f.(*choiceOption)
+		if !ok {
+			continue
+		}
+		switch co.name {
+		case "Partition table":
+			co.cur = map[string]int{string(disk.TableGPT): 0, string(disk.TableNone): 1, string(disk.TableMBR): 2}[r.Table]
+		case "LUKS version":
+			co.cur = map[bool]int{false: 0, true: 1}[r.LUKS1]
+		case "Overwrite first":
+			co.cur = 1
+		case "Read it all back":
+			co.cur = map[bool]int{false: 0, true: 1}[r.SurfaceCheck]
+		}
+	}
 }
 
 func (s *optionsScreen) setFocus(i int) {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,6 +40,10 @@ func newTmux(t *testing.T, width, height int, env []string, command string) *tmu
 	testkit.NeedTools(t, "tmux") // the real terminal
 	tm := &tmux{t: t, socket: fmt.Sprintf("luksdock-test-%d-%d", os.Getpid(), time.Now().UnixNano()), target: "wiz"}
 	args := []string{"new-session", "-d", "-s", tm.target, "-x", fmt.Sprint(width), "-y", fmt.Sprint(height)}
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "LUKSDOCK_STATE_DIR=") }) {
+		// erase positions and the journal of runs: never the host's /var/lib/luksdock
+		env = append(env, "LUKSDOCK_STATE_DIR="+t.TempDir())
+	}
 	for _, e := range env {
 		args = append(args, "-e", e)
 	}

@@ -63,6 +63,12 @@ func main() {
 	tmp, err := os.MkdirTemp(*dir, "luksdock-bench-")
 	check(err)
 	defer os.RemoveAll(tmp)
+	// The luksdock runs measured here record their "bench" disks in an
+	// inventory and keep erase positions of their own, in tmp: never in
+	// the machine's (/var/lib/luksdock), which they would fill with disks
+	// that do not exist. Every luksdock started below inherits this.
+	check(os.Setenv("LUKSDOCK_INVENTORY", filepath.Join(tmp, "inventory.json")))
+	check(os.Setenv("LUKSDOCK_STATE_DIR", filepath.Join(tmp, "state")))
 	bin := filepath.Join(tmp, "luksdock")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -79,20 +85,29 @@ func main() {
 	if want["kdf"] {
 		kdfCompare(tmp, *runs)
 	}
-	if !want["small"] {
-		if want["xts"] {
-			xts(filepath.Join(tmp, "xts"))
-		}
-		return
+	if want["small"] {
+		small(bin, tmp, *sizes)
 	}
+	// each part on its own: -parts erase measures the erase alone
+	if want["erase"] && *eraseSize != "" {
+		eraseBench(bin, tmp, *eraseSize, *eraseRounds)
+		fmt.Println()
+	}
+	if want["xts"] {
+		xts(filepath.Join(tmp, "xts"))
+	}
+}
 
+// small prints the small-PBKDF table: each step's time, the bytes written
+// and the peak RSS of `luksdock prepare` at each of sizes.
+func small(bin, tmp, sizes string) {
 	fmt.Printf("%-6s %-11s", "size", "engine")
 	steps := []pipeline.StepID{pipeline.StepWipe, pipeline.StepPartition, pipeline.StepFormat, pipeline.StepOpen, pipeline.StepMkfs, pipeline.StepClose, pipeline.StepVerify}
 	for _, s := range steps {
 		fmt.Printf(" %11s", s)
 	}
 	fmt.Printf(" %8s %12s %12s %12s\n", "total", "written", "RSS+server", "largest RSS")
-	for _, sz := range strings.Split(*sizes, ",") {
+	for _, sz := range strings.Split(sizes, ",") {
 		if sz == "" {
 			continue
 		}
@@ -142,13 +157,6 @@ func main() {
 		os.Remove(img)
 	}
 	fmt.Println()
-	if want["erase"] && *eraseSize != "" {
-		eraseBench(bin, tmp, *eraseSize, *eraseRounds)
-		fmt.Println()
-	}
-	if want["xts"] {
-		xts(filepath.Join(tmp, "xts"))
-	}
 }
 
 // sampleHWM samples the peak RSS (VmHWM) of luksdock (pid) and of its

@@ -636,8 +636,8 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	if s.openPath == "" {
 		t.Fatal("the open step did not report where it served the volume")
 	}
-	for _, want := range []string{"partitioned, LUKS header, no filesystem", "You stopped the run", "prepare it again", "Not started       mkfs, close, verify"} {
-		if !strings.Contains(s.body, want) {
+	for _, want := range []string{"Stopped before Make the ext4 filesystem", "partitioned, LUKS header, no filesystem", "You stopped the run", "prepare it again", "Not started Make the ext4 filesystem (top directory owned by 0:0); Close the volume; Verify it unlocks"} {
+		if !strings.Contains(flat(s.body), want) {
 			t.Errorf("error screen lacks %q:\n%s", want, s.body)
 		}
 	}

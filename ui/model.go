@@ -650,9 +650,10 @@ type runState struct {
 	finalErr error
 }
 
+// unwrapMsg is an error's message in the wizard's words (screenWords).
 func unwrapMsg(err error) string {
 	if pe, ok := err.(*pipeline.Error); ok {
-		return pe.Err.Error()
+		return screenWords(pe.Err.Error())
 	}
-	return err.Error()
+	return screenWords(err.Error())
 }

@@ -238,7 +238,7 @@ func tableNote(c *shared, cur int) string {
 	}
 	n := "MBR: for very old restore machines; readable only through docks with this dock's sector size"
 	if t := c.target; t != nil && t.Disk != nil && t.Disk.LogicalSector == 4096 {
-		n += ". ⚠ " + pipeline.MBRNotPortable
+		n += ". ⚠ " + screenWords(pipeline.MBRNotPortable)
 	}
 	return n
 }
@@ -371,7 +371,11 @@ func (s *optionsScreen) check() tea.Cmd {
 	return func() tea.Msg {
 		owner := ""
 		if ow, why, err := pipeline.ResolveOwner(o.Owner, os.Getenv); err == nil {
-			owner = ow.String() + " (" + why + ")"
+			why = strings.TrimPrefix(screenWords(why), "Owner ")
+			owner = ow.String()
+			if why != ow.String() {
+				owner += " (" + why + ")"
+			}
 		}
 		if err := pipeline.ValidateOptions(&o); err != nil {
 			return optCheckMsg{seq: seq, err: err, owner: owner}

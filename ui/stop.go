@@ -12,16 +12,9 @@ import (
 // disk in (pipeline.StateAfter, pipeline.StateFailedIn), in the wizard's
 // words.
 
-// inWizard puts the pipeline's command-line advice in the wizard's words:
-// here nobody typed a command to run again.
-func inWizard(s string) string {
-	r := strings.NewReplacer(
-		"run the same command again to continue from there", "prepare this disk again with the same choices to continue from there",
-		"run the same command again to continue", "prepare this disk again with the same choices to continue",
-		"run the same command again", "prepare this disk again with the same choices",
-	)
-	return r.Replace(s)
-}
+// inWizard puts the pipeline's command-line advice in the wizard's words
+// (screenWords): here nobody typed a command to run again.
+func inWizard(s string) string { return screenWords(s) }
 
 // runningStep is the step in progress (ok false: between steps).
 func (c *shared) runningStep() (sv stepView, last, ok bool) {

@@ -943,7 +943,7 @@ func TestTableNoneAndOwner(t *testing.T) {
 		h.waitFor("Owner focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Owner") })
 		h.typ("no-such-user-here")
 		h.waitFor("the wrong owner refused", 5*time.Second, func(s snapshot) bool {
-			return strings.Contains(flat(s.body), `✗ --owner "no-such-user-here"`)
+			return strings.Contains(flat(s.body), `✗ Owner "no-such-user-here"`)
 		})
 		h.enter()
 		time.Sleep(200 * time.Millisecond)
@@ -953,7 +953,7 @@ func TestTableNoneAndOwner(t *testing.T) {
 		h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 		h.typ("1234:5678")
 		h.waitFor("the owner resolved", 5*time.Second, func(s snapshot) bool {
-			return strings.Contains(flat(s.body), "now 1234:5678 (--owner 1234:5678)") && strings.Contains(s.body, "✓ ready")
+			return strings.Contains(flat(s.body), "now 1234:5678") && strings.Contains(s.body, "✓ ready")
 		})
 		s := h.optionsToPlan(testPass)
 		if b := flat(s.body); !strings.Contains(b, "owned by 1234:5678") || !strings.Contains(b, "NONE") || strings.Contains(b, "sfdisk") {
@@ -1110,7 +1110,7 @@ func TestUnhealthyDiskNeedsYes(t *testing.T) {
 			h.key(tea.KeyTab)
 			h.key(tea.KeyLeft) // MBR
 			h.waitFor("the MBR warning", 5*time.Second, func(s snapshot) bool {
-				return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), flat(pipeline.MBRNotPortable))
+				return strings.Contains(s.body, "[MBR]") && strings.Contains(flat(s.body), flat(screenWords(pipeline.MBRNotPortable)))
 			})
 		})
 	}
@@ -1141,7 +1141,7 @@ func TestEraseAndSurfaceCheckProgress(t *testing.T) {
 	h.waitFor("Read it all back focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Read it all back") })
 	h.key(tea.KeyRight)
 	h.waitFor("the check alone refused", 5*time.Second, func(s snapshot) bool {
-		return strings.Contains(flat(s.body), "✗ --surface-check reads back what --erase writes")
+		return strings.Contains(flat(s.body), "✗ Read it all back reads back what Overwrite first writes")
 	})
 	h.tm.Send(tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift})
 	h.key(tea.KeyRight)

@@ -83,7 +83,9 @@ func TestOptionsSpeakInScreenWords(t *testing.T) {
 		h.typ("offsite")
 		h.focusField("LUKS version")
 		h.key(tea.KeyRight) // LUKS1
-		s = h.waitFor("a set on LUKS1 refused", 5*time.Second, func(s snapshot) bool { return strings.Contains(flat(s.body), "✗ Set is kept in the LUKS2 subsystem field") })
+		s = h.waitFor("a set on LUKS1 refused", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(flat(s.body), "✗ Set is kept in the LUKS2 subsystem field")
+		})
 		noFlag("a set on LUKS1", s)
 	})
 }

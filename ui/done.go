@@ -46,7 +46,7 @@ func (s *doneScreen) Update(msg tea.Msg) tea.Cmd {
 		s.c.quitting = true
 		return tea.Quit
 	default:
-		s.scroll(s.c, k, bodyLines(s))
+		s.scroll(s.c, k, bodyLines(s.c, s))
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (s *failedScreen) Update(msg tea.Msg) tea.Cmd {
 		s.c.restart()
 		return nil
 	}
-	s.scroll(s.c, k, bodyLines(s))
+	s.scroll(s.c, k, bodyLines(s.c, s))
 	return nil
 }
 

@@ -97,7 +97,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 		}
 		s.c.forward(scrPlan)
 	default:
-		s.scroll(s.c, k, bodyLines(s))
+		s.scroll(s.c, k, bodyLines(s.c, s))
 	}
 	return nil
 }

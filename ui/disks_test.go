@@ -91,3 +91,38 @@ func TestDiskListChangeDoesNotTakeTheChoice(t *testing.T) {
 		})
 	}
 }
+
+// Defect 5: a refused disk's whole reason is in the list, and Enter on it
+// shows the reason and the fix.
+func TestRefusedDiskReasonAndFix(t *testing.T) {
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		mnt := "/media/someone/a-rather-long-mount-point-name/with/several/levels"
+		fd := &fakeDiscovery{}
+		fd.set(disk.Disk{Name: "sdq", Path: "/dev/sdq", MajMin: "65:0", Size: 1 << 40, LogicalSector: 512, PhysicalSector: 512,
+			Transport: "usb-storage", Vendor: "WD", Model: "Elements",
+			Partitions: []disk.Partition{{Name: "sdq1", Path: "/dev/sdq1", Number: 1, Size: 1 << 39, Mounts: []string{mnt}}}})
+		h := startSized(t, Config{Scan: fd.scan}, w, hgt, nil)
+		s := h.waitFor("the refused disk", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "refused:") })
+		if !strings.Contains(nospace(s.view), nospace("refused: sdq1: mounted at "+mnt)) {
+			t.Errorf("the reason is cut:\n%s", s.view)
+		}
+		for _, l := range strings.Split(s.view, "\n") {
+			if strings.HasSuffix(l, "…") && !strings.Contains(l, "Dock a disk now…") {
+				t.Errorf("a line is cut with an ellipsis: %q", l)
+			}
+		}
+		h.enter()
+		s = h.waitFor("the reason screen", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "Why sdq cannot be prepared") })
+		for _, want := range []string{"✗ sdq1: mounted at " + mnt, "fix: unmount it (umount " + mnt + ", or eject it in the file manager)"} {
+			if !strings.Contains(nospace(s.body), nospace(want)) {
+				t.Errorf("reason screen lacks %q:\n%s", want, s.body)
+			}
+		}
+		if strings.Contains(s.view, "enter choose") {
+			t.Errorf("the help offers to choose a refused disk:\n%s", s.view)
+		}
+		h.enter() // does nothing
+		h.esc()
+		h.onScreen(scrDisks)
+	})
+}

@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"errors"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +91,103 @@ func TestOptionsSpeakInScreenWords(t *testing.T) {
 		})
 		noFlag("a set on LUKS1", s)
 	})
+}
+
+// Defect 6: the Options footer is whole, the full help lists each key
+// once, a focused field is always on screen, and what is typed in a text
+// field is text (? and q included).
+func TestOptionsFooterHelpAndScrolling(t *testing.T) {
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		img := filepath.Join(t.TempDir(), "opt.img")
+		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
+		h.toOptions()
+		s := h.snap()
+		for _, want := range []string{"enter continue", "esc back", "tab/↓ next field"} {
+			if !strings.Contains(s.view, want) {
+				t.Errorf("footer lacks %q:\n%s", want, s.view)
+			}
+		}
+		// ? and q in the label are text.
+		h.typ("?q")
+		s = h.waitFor("?q in the label", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.field("Label"), "backups01?q") })
+		if s.screen != scrOptions || strings.Contains(s.view, "ctrl+w delete word") {
+			t.Errorf("? or q was taken as a command:\n%s", s.view)
+		}
+		// F1: the full help, each key once.
+		h.tm.Send(tea.KeyPressMsg{Code: tea.KeyF1})
+		s = h.waitFor("the full help", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "ctrl+w delete word") })
+		if n := strings.Count(s.view, "more help"); n != 1 {
+			t.Errorf("the full help lists help %d times:\n%s", n, s.view)
+		}
+		if strings.Contains(s.view, "?/F1") {
+			t.Errorf("the help offers ? while ? types into the label:\n%s", s.view)
+		}
+		h.tm.Send(tea.KeyPressMsg{Code: tea.KeyF1})
+		h.key(tea.KeyBackspace)
+		h.key(tea.KeyBackspace)
+		// Every field, in turn, is on screen when it has the focus.
+		for _, name := range []string{"Partition table", "LUKS version", "Header backup", "Recovery key", "Set", "Owner", "Overwrite first", "Read it all back", "PBKDF", "Label"} {
+			h.key(tea.KeyTab)
+			s = h.waitFor(name+" focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› "+name) })
+		}
+		// → on the PBKDF field (shift+tab from Label) changes what is shown.
+		h.tm.Send(tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift})
+		s = h.waitFor("PBKDF focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› PBKDF") })
+		before := s.view
+		h.key(tea.KeyRight)
+		s = h.waitFor("PBKDF changed", 5*time.Second, func(s snapshot) bool { return s.view != before && strings.Contains(s.view, "› PBKDF") })
+		if !strings.Contains(s.view, "[cryptsetup's default]") {
+			t.Errorf("the changed PBKDF choice is not on screen:\n%s", s.view)
+		}
+	})
+}
+
+// Defect 3 (UI side): the header-backup path goes through the pluggable
+// check (pipeline.CheckHeaderBackupPath after the merge): its refusal is
+// shown on Options, and the path it returns is what the plan uses.
+func TestHeaderBackupCheckPlugged(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "hb.img")
+	cfg := imageConfig(img, 128<<20)
+	var mu sync.Mutex
+	var asked [][2]string
+	dir := t.TempDir()
+	cfg.CheckHeaderBackup = func(target, backup string) (string, error) {
+		mu.Lock()
+		asked = append(asked, [2]string{target, backup})
+		mu.Unlock()
+		if strings.Contains(backup, "on-target") {
+			return "", errors.New("the header backup would be written onto the target itself")
+		}
+		return filepath.Join(dir, backup), nil
+	}
+	h := start(t, cfg, nil)
+	h.toOptions()
+	for range 3 {
+		h.key(tea.KeyTab)
+	}
+	h.typ("on-target.hdr")
+	h.enter()
+	s := h.waitFor("the refusal", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "onto the target itself") })
+	if s.screen != scrOptions {
+		t.Fatalf("a refused header path left Options: %s", s.screen)
+	}
+	h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
+	h.typ("ok.hdr")
+	h.waitFor("ready", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "✓ ready") })
+	s = h.optionsToPlan(testPass)
+	if !strings.Contains(flat(s.body), "Header backup: "+filepath.Join(dir, "ok.hdr")) {
+		t.Errorf("the plan does not use the checked path:\n%s", s.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The check runs as the path is typed and again on Enter, always
+	// against the chosen target; the last call is the path the plan uses.
+	if len(asked) < 2 || asked[len(asked)-1][1] != "ok.hdr" {
+		t.Errorf("check called with %q", asked)
+	}
+	for _, a := range asked {
+		if a[0] != img {
+			t.Errorf("check called for target %q, want %q", a[0], img)
+		}
+	}
 }

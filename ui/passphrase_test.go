@@ -172,3 +172,115 @@ func init() {
 		h.enter()
 	}
 }
+
+// Defect 4: a weak passphrase shows zxcvbn's feedback, needs the box
+// ticked, and the verdict is repeated on Plan and Confirm; a strong one
+// goes straight on.
+func TestWeakPassphraseNeedsAcknowledgement(t *testing.T) {
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		img := filepath.Join(t.TempDir(), "weak.img")
+		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
+		h.toOptions()
+		h.enter()
+		h.passphrase("password")
+		s := h.waitFor("the weak verdict", 5*time.Second, func(s snapshot) bool {
+			return strings.Contains(s.body, "[ ] use this weak passphrase anyway")
+		})
+		for _, want := range []string{"very weak (zxcvbn score 0/4)", "most common passwords", "tick the box"} {
+			if !strings.Contains(flat(s.body), want) {
+				t.Errorf("passphrase screen lacks %q:\n%s", want, s.body)
+			}
+		}
+		if !strings.Contains(s.view, "› [ ] use this weak") {
+			t.Errorf("the acknowledgement is not focused and visible:\n%s", s.view)
+		}
+		h.enter() // not ticked: stays
+		time.Sleep(50 * time.Millisecond)
+		if s := h.snap(); s.screen != scrPassphrase {
+			t.Fatalf("Enter without the acknowledgement went to %s", s.screen)
+		}
+		h.key(tea.KeySpace)
+		h.waitFor("the ticked box", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "[x] use this weak") })
+		h.enter()
+		h.typeBackRecovery()
+		s = h.onScreen(scrPlan)
+		if !strings.Contains(flat(s.body), "Passphrase: very weak") {
+			t.Errorf("the plan does not repeat the verdict:\n%s", s.body)
+		}
+		h.enter()
+		s = h.onScreen(scrConfirm)
+		if !strings.Contains(flat(s.view), "Passphrase: very weak (zxcvbn score 0/4)") || !strings.Contains(flat(s.view), "you chose to use it anyway") {
+			t.Errorf("Confirm does not repeat the verdict:\n%s", s.view)
+		}
+		// Back to the passphrase: a strong one needs no acknowledgement.
+		h.esc()
+		h.onScreen(scrPlan)
+		h.esc()
+		h.onScreen(scrRecovery)
+		h.esc()
+		h.onScreen(scrPassphrase)
+		h.esc()
+		h.onScreen(scrOptions)
+		h.enter()
+		h.onScreen(scrPassphrase)
+		h.typ("orbit velvet canyon mustard plains")
+		h.enter()
+		h.typ("orbit velvet canyon mustard plains")
+		s = h.waitFor("the strong verdict", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "strong (zxcvbn score 4/4)") })
+		if strings.Contains(s.body, "use this weak") {
+			t.Errorf("a strong passphrase asks for an acknowledgement:\n%s", s.body)
+		}
+		h.enter()
+		h.typeBackRecovery()
+		h.onScreen(scrPlan)
+	})
+}
+
+// Defect 4: the keyboard warning names this machine's layout and only the
+// characters typed on other keys there than on a US boot prompt.
+func TestKeyboardWarningNamesLayoutAndCharacters(t *testing.T) {
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		for _, c := range []struct {
+			layouts []string
+			want    string // "" no warning
+		}{
+			{nil, ""},
+			{[]string{"de"}, "German (de); boot prompts use the US keymap. These characters of the passphrase are on other keys there: # - Z y"},
+			{[]string{"fr"}, "French AZERTY (fr); boot prompts use the US keymap. These characters of the passphrase are on other keys there: # - 1 Z a"},
+		} {
+			img := filepath.Join(t.TempDir(), "kb.img")
+			cfg := imageConfig(img, 128<<20)
+			layouts := c.layouts
+			cfg.Keyboard = func() []string { return layouts }
+			h := startSized(t, cfg, w, hgt, nil)
+			h.toOptions()
+			h.enter()
+			h.onScreen(scrPassphrase)
+			h.typ("Zebra-yak#1 velvet")
+			s := h.waitFor("the verdict", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "Strength:") })
+			body := flat(s.body)
+			switch {
+			case c.want == "" && strings.Contains(body, "Keyboard"):
+				t.Errorf("US machine: a keyboard warning:\n%s", s.body)
+			case c.want != "" && !strings.Contains(body, c.want):
+				t.Errorf("layouts %v: want %q in\n%s", c.layouts, c.want, s.body)
+			}
+			for _, other := range []string{"QWERTZ", "German", "AZERTY"} {
+				if strings.Contains(body, other) && !strings.Contains(c.want, other) {
+					t.Errorf("layouts %v: names a layout this machine does not use (%s):\n%s", c.layouts, other, s.body)
+				}
+			}
+		}
+	})
+}
+
+func TestNormLayout(t *testing.T) {
+	for in, want := range map[string]string{
+		"de": "de", "de-latin1-nodeadkeys": "de", "uk": "gb", "us": "", "": "", "fr(bepo)": "fr",
+		"sv-latin1": "se", "dvorak": "dvorak", "us(dvorak)": "dvorak", "de_CH-latin1": "ch", "n/a": "",
+	} {
+		if got := normLayout(in); got != want {
+			t.Errorf("normLayout(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

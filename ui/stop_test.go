@@ -1,7 +1,10 @@
 package ui
 
 import (
+	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +13,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/internal/testkit"
+	"luksdock/luks"
 	"luksdock/pipeline"
 )
 
@@ -154,4 +159,122 @@ func TestStopDuringVerifySaysItEndsVerified(t *testing.T) {
 	if s.screen != scrDone {
 		t.Errorf("stopped during verify, the run ended on %s, not Done:\n%s", s.screen, s.body)
 	}
+}
+
+// waitForTool waits until a process whose executable is the real tool
+// (/proc/PID/exe, not a shell of that name) runs with arg in its command
+// line.
+func waitForTool(tool, arg string, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			exe, err := os.Readlink("/proc/" + d.Name() + "/exe")
+			if err != nil || filepath.Base(exe) != tool {
+				continue
+			}
+			if cl, err := os.ReadFile("/proc/" + d.Name() + "/cmdline"); err == nil && bytes.Contains(cl, []byte(arg)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// busyCPU keeps every core busy until the test ends.
+func busyCPU(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+}
+
+// Defect 7: a stop asked for while luksFormat runs (argon2 and two busy
+// loops keep both cores busy) stops at the next step boundary: no later
+// step starts, the screen says so, and the run ends interrupted.
+func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
+	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	eachSize(t, func(t *testing.T, w, hgt int) {
+		tmp := privateTmp(t)
+		busyCPU(t, 2)
+		img := filepath.Join(t.TempDir(), "stop.img")
+		cfg := imageConfig(img, 128<<20)
+		cfg.PBKDF = luks.PBKDF{Type: "argon2id", MemoryKiB: 64 << 10, Parallel: 2, IterTimeMS: 1500}
+		var mu sync.Mutex
+		var stopping string
+		var started []pipeline.StepID
+		stopped, armed := false, false
+		var h *harness
+		hook := func(p *probe, msg tea.Msg) {
+			if k, ok := msg.(tea.KeyPressMsg); ok && k.Text == "y" {
+				mu.Lock()
+				defer mu.Unlock()
+				if !armed {
+					return // a y typed into a field before the run
+				}
+				stopped = true
+				v := p.view()
+				stopping = flat(v)
+				for _, l := range strings.Split(v, "\n") {
+					if strings.HasSuffix(l, "…") && !strings.HasPrefix(l, "engine:") && !strings.Contains(l, "luksdock · ") {
+						t.Errorf("a progress line is cut: %q", l)
+					}
+				}
+				return
+			}
+			e, ok := msg.(runEventMsg)
+			if !ok || e.Kind != pipeline.EventStart {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				started = append(started, e.Step)
+			}
+			if e.Step == pipeline.StepFormat {
+				armed = true
+				// Stop while the real cryptsetup luksFormat runs, not
+				// merely after its start event was drawn.
+				go func() {
+					if !waitForTool("cryptsetup", "luksFormat", 60*time.Second) {
+						t.Errorf("cryptsetup luksFormat was never seen running")
+					}
+					h.ctrlC()
+					h.tm.Send(tea.KeyPressMsg{Code: 'y', Text: "y"})
+				}()
+			}
+		}
+		h = startSized(t, cfg, w, hgt, hook)
+		h.toPlan(testPass)
+		h.enter()
+		h.onScreen(scrConfirm)
+		h.typ("stop.img")
+		h.enter()
+		s := h.waitFor("the end", 120*time.Second, func(s snapshot) bool { return s.screen == scrDone || s.screen == scrFailed })
+		mu.Lock()
+		defer mu.Unlock()
+		if !strings.Contains(stopping, "Stop asked for during Format LUKS2: it runs to its end, then no further step starts") {
+			t.Errorf("the stop was not announced truthfully:\n%s", stopping)
+		}
+		if len(started) > 0 {
+			t.Errorf("steps started after the stop: %v", started)
+		}
+		var e *pipeline.Error
+		if s.screen != scrFailed || !errors.As(s.lastErr, &e) || e.Kind != pipeline.KindInterrupted || e.Step != pipeline.StepRecoveryKey {
+			t.Fatalf("want interrupted before recovery-key, got %v on %s:\n%s", s.lastErr, s.screen, s.body)
+		}
+		for _, want := range []string{"Stopped before Add the recovery key", "Not started recovery-key, open, mkfs, close, verify", "no later step started"} {
+			if !strings.Contains(flat(s.body), want) {
+				t.Errorf("the end screen lacks %q:\n%s", want, s.body)
+			}
+		}
+		if !strings.Contains(s.view, "Stopped: the preparation did not finish") {
+			t.Errorf("title:\n%s", s.view)
+		}
+		noLeftovers(t, img, tmp)
+		testkit.Run(t, "", "cryptsetup", "isLuks", loopPart(t, img))
+	})
 }

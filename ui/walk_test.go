@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -123,3 +124,21 @@ func TestEscBackFromEveryScreen(t *testing.T) {
 		t.Errorf("the walk missed screens: %v", path)
 	}
 }
+
+// sizes are the terminal sizes issue 12's new-user trial found its
+// defects at; the tests of those defects run at both.
+var sizes = []struct{ w, h int }{{80, 24}, {60, 15}}
+
+func eachSize(t *testing.T, f func(t *testing.T, w, h int)) {
+	for _, sz := range sizes {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) { f(t, sz.w, sz.h) })
+	}
+}
+
+// nospace is s without white space (a word longer than the line may be
+// broken; no character may be lost).
+func nospace(s string) string { return strings.Join(strings.Fields(s), "") }
+
+// flat joins the words of s with single spaces (what wrapping may not
+// change).
+func flat(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -16,7 +16,16 @@ import (
 func commandsIn(body string) []string {
 	var out []string
 	cur, open := "", false
-	lines := strings.Split(body, "\n")
+	// a word broken with a backslash at a line's end goes on at the next
+	// line's start, as sh reads it
+	var lines []string
+	for _, l := range strings.Split(body, "\n") {
+		if n := len(lines); n > 0 && strings.HasSuffix(lines[n-1], "\\") && !strings.HasSuffix(lines[n-1], " \\") {
+			lines[n-1] = strings.TrimSuffix(lines[n-1], "\\") + strings.TrimRight(l, " ")
+			continue
+		}
+		lines = append(lines, strings.TrimRight(l, " "))
+	}
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		switch {
@@ -52,10 +61,10 @@ func TestShellLinesRunAsOneCommand(t *testing.T) {
 			t.Fatalf("width %d: not wrapped: %q", w, lines)
 		}
 		for i, l := range lines {
-			if i < len(lines)-1 && !strings.HasSuffix(l, " \\") {
+			if i < len(lines)-1 && !strings.HasSuffix(l, "\\") {
 				t.Errorf("width %d: line %d does not continue: %q", w, i, l)
 			}
-			if len(l) > w && len(strings.Fields(strings.TrimSuffix(l, " \\"))) > 1 {
+			if len(l) > w {
 				t.Errorf("width %d: line %d is %d wide: %q", w, i, len(l), l)
 			}
 		}

@@ -264,6 +264,9 @@ func (s *disksScreen) apply(m scanMsg) {
 	c := s.c
 	d := &c.disc
 	d.scanning, d.scanned = false, true
+	if time.Since(s.movedAt) >= settle {
+		s.moved = "" // said long enough; Enter is taken again
+	}
 	d.disks, d.scanErr, d.logErr = m.disks, m.err, m.logErr
 	if m.lines != nil {
 		d.arrivals = disk.ParseKernelLog(m.lines)

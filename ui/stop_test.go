@@ -266,7 +266,7 @@ func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
 		if s.screen != scrFailed || !errors.As(s.lastErr, &e) || e.Kind != pipeline.KindInterrupted || e.Step != pipeline.StepRecoveryKey {
 			t.Fatalf("want interrupted before recovery-key, got %v on %s:\n%s", s.lastErr, s.screen, s.body)
 		}
-		for _, want := range []string{"Stopped before Add the recovery key", "Not started recovery-key, open, mkfs, close, verify", "no later step started"} {
+		for _, want := range []string{"Stopped before Add the recovery key", "Not started Add the recovery key (a second keyslot); Open the encrypted volume; Make the ext4 filesystem", "no later step started"} {
 			if !strings.Contains(flat(s.body), want) {
 				t.Errorf("the end screen lacks %q:\n%s", want, s.body)
 			}

@@ -701,6 +701,9 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	if !strings.Contains(s.view, "just docked") {
 		t.Errorf("%s is not highlighted as just docked:\n%s", name, s.view)
 	}
+	// the selection moved to it (from another loop device here, perhaps):
+	// Enter is held back for settle after that
+	time.Sleep(settle)
 	h.enter()
 	s = h.onScreen(scrDetails)
 	if !strings.Contains(s.body, loop) || !strings.Contains(strings.Join(strings.Fields(s.body), " "), "backed by "+img) {

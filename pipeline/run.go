@@ -579,7 +579,16 @@ func (r *runner) startKeyCheck() {
 	}
 	r.keys = startKeyCheck(r.work, r.part, r.secrets(), r.key)
 	r.send(Event{Kind: EventInfo, Step: StepOpen, Message: "verify step started early, in the background while the volume is opened and mkfs runs: " +
-		"the passphrase must open the new keyslot with luksdock's own LUKS code and with cryptsetup, to the volume key this run generated; the disk is not called verified until the verify step has also checked the filesystem"})
+		"the passphrase must open the new keyslot with luksdock's own LUKS code and with cryptsetup, to the volume key " + r.keyOrigin() + "; the disk is not called verified until the verify step has also checked the filesystem"})
+}
+
+// keyOrigin says where the volume key verify checks against came from: a
+// resumed run recovered the interrupted run's key with the passphrase.
+func (r *runner) keyOrigin() string {
+	if r.p.Resume != nil {
+		return "the interrupted run generated (this run continued its erase)"
+	}
+	return "this run generated"
 }
 
 // secrets are the passphrases (and keys) whose keyslots verify checks.
@@ -626,8 +635,8 @@ func (r *runner) verify() (string, error) {
 	if w := viewsWarning(res.SectorViews); w != "" {
 		r.send(Event{Kind: EventWarning, Step: StepVerify, Message: w})
 	}
-	msg := fmt.Sprintf("luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key this run generated (%s, during open and mkfs); e2fsck -fn clean; label %q; top directory owned by %s; found with %s",
-		summary, res.FSLabel, res.Owner, SectorViewsText(res.SectorViews))
+	msg := fmt.Sprintf("luksdock's own LUKS code and cryptsetup unlocked the keyslot to the volume key %s (%s, during open and mkfs); e2fsck -fn clean; label %q; top directory owned by %s; found with %s",
+		r.keyOrigin(), summary, res.FSLabel, res.Owner, SectorViewsText(res.SectorViews))
 	if r.p.Opts.RecoveryKey != nil {
 		// secrets() gave the key check the recovery key too
 		res.RecoveryKey, res.RecoveryKeyFile = true, r.p.Opts.RecoveryKeyFile

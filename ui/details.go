@@ -97,7 +97,7 @@ func (s *detailsScreen) Update(msg tea.Msg) tea.Cmd {
 				s.c.forward(scrDetails)
 			}
 		default:
-			s.scroll(s.c, msg, bodyLines(s))
+			s.scroll(s.c, msg, bodyLines(s.c, s))
 		}
 	}
 	return nil

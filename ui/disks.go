@@ -73,8 +73,20 @@ type disksScreen struct {
 	selKey  string // key of the selected row, kept across rescans
 	wantSel string // a disk just docked, to select once it is listed and eligible
 	started bool
+	// A list change that moves the selection (a disk docked or gone) must
+	// not turn a press of Enter meant for the row shown into a choice of
+	// another: a row the user chose within settle of a change stays
+	// chosen, and Enter within settle after the selection moved is
+	// ignored, with the reason (moved) on screen.
+	userAt  time.Time // when the user last moved the selection
+	movedAt time.Time // when a list change last moved it
+	moved   string    // why, while Enter is held back
 	keys    struct{ up, down, enter key.Binding }
 }
+
+// settle is how long a selection is protected from, and Enter held back
+// after, a list change.
+const settle = time.Second
 
 func newDisks(c *shared) screen {
 	s := &disksScreen{c: c, cursor: -1}
@@ -191,7 +203,9 @@ func (s *disksScreen) Update(msg tea.Msg) tea.Cmd {
 		if msg.Action == "add" && !msg.Partition {
 			d.liveAdded[msg.Name] = true
 			d.latest = msg.Name
-			s.wantSel = msg.Name // select the new disk once it is listed and eligible
+			if time.Since(s.userAt) >= settle {
+				s.wantSel = msg.Name // select the new disk once it is listed and eligible
+			}
 		}
 		return tea.Batch(s.waitHotplug(), s.rescan())
 	case rescanTick:
@@ -208,19 +222,28 @@ func (s *disksScreen) Update(msg tea.Msg) tea.Cmd {
 
 func (s *disksScreen) key(msg tea.KeyPressMsg) tea.Cmd {
 	rows := s.c.disc.rows
+	held := s.moved
+	s.moved = ""
 	switch {
 	case key.Matches(msg, s.keys.up):
 		if s.cursor > 0 {
 			s.cursor--
 		}
 		s.wantSel = "" // the user chooses now
+		s.userAt = time.Now()
 	case key.Matches(msg, s.keys.down):
 		if s.cursor < len(rows)-1 {
 			s.cursor++
 		}
 		s.wantSel = ""
+		s.userAt = time.Now()
 	case key.Matches(msg, s.keys.enter):
 		if s.cursor < 0 || s.cursor >= len(rows) {
+			return nil
+		}
+		if held != "" && time.Since(s.movedAt) < settle {
+			// meant for the row shown a moment ago, perhaps
+			s.moved = held + " Enter was not taken: press it again to choose " + rows[s.cursor].name + "."
 			return nil
 		}
 		// Details shows an eligible row's target (read in a command) or a
@@ -241,6 +264,9 @@ func (s *disksScreen) apply(m scanMsg) {
 	c := s.c
 	d := &c.disc
 	d.scanning, d.scanned = false, true
+	if time.Since(s.movedAt) >= settle {
+		s.moved = "" // said long enough; Enter is taken again
+	}
 	d.disks, d.scanErr, d.logErr = m.disks, m.err, m.logErr
 	if m.lines != nil {
 		d.arrivals = disk.ParseKernelLog(m.lines)
@@ -257,6 +283,7 @@ func (s *disksScreen) apply(m scanMsg) {
 			d.latest = a.Disk
 		}
 	}
+	prev := d.rows
 	rows := append([]row(nil), m.imageRow...)
 	for i := range m.disks {
 		x := m.disks[i]
@@ -267,6 +294,28 @@ func (s *disksScreen) apply(m scanMsg) {
 		})
 	}
 	d.rows = rows
+	prevKey, prevName, prevOK := s.selKey, "", false
+	for _, r := range prev {
+		if r.key == prevKey {
+			prevName, prevOK = r.name, r.ok
+		}
+	}
+	defer func() {
+		if !prevOK || s.cursor < 0 || s.cursor >= len(rows) || rows[s.cursor].key == prevKey || !rows[s.cursor].ok {
+			// from a refused row, or none (the wizard was waiting for a
+			// disk to choose, and this is it), or to a refused one (Enter
+			// only says why): nothing to hold back
+			return
+		}
+		why := prevName + " is gone from the list;"
+		for _, r := range rows {
+			if r.key == prevKey {
+				why = "The list changed (" + rows[s.cursor].name + " was docked):"
+			}
+		}
+		s.movedAt = time.Now()
+		s.moved = why + " the selection moved to " + rows[s.cursor].name + "."
+	}()
 	if t := c.target; t != nil && !t.Image && (c.run == nil || c.run.finished) {
 		c.targetGone = true
 		for _, x := range m.disks {
@@ -332,6 +381,15 @@ func (s *disksScreen) preselect() int {
 		return 0
 	}
 	return -1
+}
+
+// Status says why the selection moved, pinned above the footer while
+// Enter is held back.
+func (s *disksScreen) Status() string {
+	if s.moved == "" {
+		return ""
+	}
+	return para(s.c.st.warn, "⚠ "+s.moved, s.c.width, "  ")
 }
 
 func (s *disksScreen) eligible() int {
@@ -406,6 +464,7 @@ func (s *disksScreen) View() (string, int) {
 	if s.cursor >= 0 && s.cursor < len(d.rows) && !d.rows[s.cursor].ok {
 		b.WriteString(para(st.faint, "Enter shows why the selected disk is refused and how to fix it.", w, ""))
 	}
+
 	if d.latest != "" && !d.liveAdded[d.latest] {
 		b.WriteString(para(st.faint, "★ last docked: the kernel log says "+d.latest+" arrived after every other disk listed.", w, ""))
 	}

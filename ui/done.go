@@ -46,7 +46,7 @@ func (s *doneScreen) Update(msg tea.Msg) tea.Cmd {
 		s.c.quitting = true
 		return tea.Quit
 	default:
-		s.scroll(s.c, k, bodyLines(s))
+		s.scroll(s.c, k, bodyLines(s.c, s))
 	}
 	return nil
 }
@@ -100,6 +100,9 @@ func (s *doneScreen) View() (string, int) {
 	}
 	kv("Verification", verify)
 	kv("Label", r.FSLabel+" (ext4; LUKS2 label "+orNone(r.LUKS.Label)+")")
+	if p := c.plan; p != nil && p.Opts.Set != "" {
+		kv("Set", p.Opts.Set+" (in the LUKS2 header's subsystem field and the inventory)")
+	}
 	kv("LUKS", fmt.Sprintf("LUKS%d, %s, %d-byte sectors, data at %s", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.SectorSize, pipeline.HumanSize(r.LUKS.DataOffset)))
 	kv("LUKS UUID", r.LUKS.UUID)
 	kv("Size", fmt.Sprintf("%s disk, %s usable inside", pipeline.HumanSize(r.Size), pipeline.HumanSize(r.LUKS.DataSize)))
@@ -197,7 +200,7 @@ func (s *failedScreen) Update(msg tea.Msg) tea.Cmd {
 		s.c.restart()
 		return nil
 	}
-	s.scroll(s.c, k, bodyLines(s))
+	s.scroll(s.c, k, bodyLines(s.c, s))
 	return nil
 }
 
@@ -213,39 +216,44 @@ func (s *failedScreen) View() (string, int) {
 	kv := func(k, v string, vs ...any) { b.WriteString(c.kv(k, v, lipglossPlain)) }
 	title := string(e.Step)
 	var cmd string
+	began := false // the step had started: it stopped or failed during it
 	for _, sv := range c.steps() {
 		if sv.step.ID == e.Step {
-			title = sv.step.Title + " (" + string(sv.step.ID) + ")"
+			title = sv.step.Title
 			cmd = sv.command
+			began = sv.state != "not started" && sv.state != "pending"
 		}
 	}
 	if c.target != nil {
 		kv("Target", c.target.Path)
 	}
 	switch {
+	case e.Kind == pipeline.KindInterrupted && began:
+		kv("Stopped during", title)
+		cmd = ""
 	case e.Kind == pipeline.KindInterrupted:
 		kv("Stopped before", title)
 		cmd = ""
 	default:
 		kv("Step", title)
 	}
-	b.WriteString(c.kv("What happened", e.Err.Error(), st.err))
-	state := e.State
+	b.WriteString(c.kv("What happened", inWizard(e.Err.Error()), st.err))
+	state := inWizard(e.State)
 	if state == "" {
 		state = "unknown: check it with luksdock list"
 	}
 	kv("Disk state", state)
-	var done, notStarted []string
+	var done, notStarted []pipeline.Step
 	for _, sv := range c.steps() {
 		switch sv.state {
 		case "done":
-			done = append(done, string(sv.step.ID))
+			done = append(done, sv.step)
 		case "not started":
-			notStarted = append(notStarted, string(sv.step.ID))
+			notStarted = append(notStarted, sv.step)
 		}
 	}
-	kv("Steps done", strings.Join(done, ", "))
-	kv("Not started", strings.Join(notStarted, ", "))
+	kv("Steps done", orNone(titles(done)))
+	kv("Not started", orNone(titles(notStarted)))
 	if cmd != "" {
 		b.WriteString(st.label.Render("The step was") + "\n")
 		b.WriteString(c.command("  ", cmd))
@@ -255,6 +263,10 @@ func (s *failedScreen) View() (string, int) {
 	case pipeline.KindRefused:
 		b.WriteString(para(lipglossPlain, "Nothing was written. Fix the cause above and start again from the disk list.", w, ""))
 	case pipeline.KindInterrupted:
+		if began && pipeline.StopsPartWay(e.Step) {
+			b.WriteString(para(lipglossPlain, "You stopped the run. "+title+" stopped where it was and its position is saved; no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: prepare it again with the same choices (label, set and options) and the wizard continues from where it stopped.", w, ""))
+			break
+		}
 		b.WriteString(para(lipglossPlain, "You stopped the run. The step in progress finished, no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: prepare it again.", w, ""))
 	case pipeline.KindNotVerified, pipeline.KindWrongPassphrase:
 		b.WriteString(para(lipglossPlain, "Do NOT use this disk. Prepare it again; if verification fails again, suspect the disk or the dock (look at the kernel log: dmesg).", w, ""))

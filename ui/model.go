@@ -207,6 +207,10 @@ type shared struct {
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
 
+	// bodyAvail is how many body lines the frame shows (Model.avail),
+	// kept up to date by Model.Update for the screens' scrolling.
+	bodyAvail int
+
 	next     screenID            // set by goTo, applied by the root after Update
 	skip     func(screenID) bool // the root's: whether a screen is skipped now
 	quitting bool
@@ -280,6 +284,10 @@ type Model struct {
 	cur      screenID
 	showHelp bool
 	spinning bool // a spinner tick is scheduled
+	// PgUp/PgDn scroll a screen that does not scroll itself: from top,
+	// freely (free) until another key brings its focus back into view.
+	top  int
+	free bool
 }
 
 // New makes the wizard from cfg.
@@ -392,17 +400,19 @@ func owner(msg tea.Msg) (screenID, bool) {
 
 // Update routes a message.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	m.c.bodyAvail = m.avail() // as drawn when the message came
 	cmd := m.update(msg)
 	for m.c.next != "" && !m.c.quitting {
 		to := m.c.next
 		m.c.next = ""
-		m.cur = to
+		m.cur, m.top, m.free = to, 0, false
 		cmd = tea.Batch(cmd, m.screens[to].Enter())
 	}
 	if m.busy() && !m.spinning {
 		m.spinning = true
 		cmd = tea.Batch(cmd, m.c.spin.Tick)
 	}
+	m.c.bodyAvail = m.avail()
 	return m, cmd
 }
 
@@ -441,6 +451,13 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 // key handles the global keys, then gives the key to the current screen.
 func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	c, s := m.c, m.screens[m.cur]
+	if _, own := s.(scrollable); !own {
+		if key.Matches(msg, keyPage) {
+			m.page(msg)
+			return nil
+		}
+		m.free = false
+	}
 	if m.cur != scrProgress {
 		switch {
 		case key.Matches(msg, c.keys.Interrupt):
@@ -541,41 +558,25 @@ func (m *Model) frame() string {
 			focus += strings.Count(warn, "\n")
 		}
 	}
-	short, full := m.bindings()
-	foot := renderHelp(&c.st, short, full, m.showHelp, w)
-	if sl, ok := s.(statusLiner); ok {
-		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
-			foot = st + "\n" + foot
-		}
-	}
-	footLines := strings.Count(foot, "\n") + 1
+	foot := m.footer()
 	head := c.st.title.Render(truncate("luksdock · "+m.title(), w))
-	avail := max(c.height-2-footLines, 3)
-	lines := strings.Split(strings.TrimRight(body, "\n"), "\n")
-	for i, l := range lines {
-		if ansi.StringWidth(l) > w {
-			lines[i] = ansi.Truncate(l, w, "…")
-		}
-	}
+	avail := m.avail()
+	lines, focus := fitLines(body, focus, w)
 	if len(lines) > avail {
-		start := 0
+		start := m.top
 		if p, ok := s.(scrollable); ok {
 			start = p.offset()
+		} else if m.free {
+			focus = -1
 		}
-		if focus >= 0 {
-			// keep the focused line, and the line after it (its note),
-			// visible, with a line of margin for the "more" markers
-			start = min(start, max(focus-1, 0))
-			start = max(start, focus+3-avail)
-		}
-		start = max(min(start, len(lines)-avail), 0)
+		start = window(len(lines), start, focus, focusSpan(s), avail)
 		end := min(start+avail, len(lines))
 		shown := append([]string(nil), lines[start:end]...)
 		if start > 0 {
 			shown[0] = c.st.faint.Render("  ↑ more above")
 		}
 		if end < len(lines) {
-			shown[len(shown)-1] = c.st.faint.Render(fmt.Sprintf("  ↓ %d more lines", len(lines)-end+1))
+			shown[len(shown)-1] = c.st.faint.Render(fmt.Sprintf("  ↓ %d more lines (pgdn)", len(lines)-end+1))
 		}
 		lines = shown
 	}
@@ -583,6 +584,88 @@ func (m *Model) frame() string {
 		lines = append(lines, "")
 	}
 	return head + "\n" + strings.Join(lines, "\n") + "\n\n" + foot
+}
+
+// page scrolls a screen that does not scroll itself by a page, from where
+// it is shown now.
+func (m *Model) page(msg tea.KeyPressMsg) {
+	s, avail := m.screens[m.cur], m.avail()
+	body, focus := s.View()
+	lines, focus := fitLines(body, focus, max(m.c.width, 20))
+	n := len(lines)
+	if m.free {
+		focus = -1
+	}
+	top := window(n, m.top, focus, focusSpan(s), avail)
+	if msg.String() == "pgup" {
+		top -= max(avail-2, 1)
+	} else {
+		top += max(avail-2, 1)
+	}
+	m.top, m.free = max(min(top, n-avail), 0), true
+}
+
+// fitLines splits body into lines of at most w cells: a line too long
+// (a word wider than the terminal, such as a long path) continues on the
+// next, never cut. focus is moved with the lines it follows.
+func fitLines(body string, focus, w int) ([]string, int) {
+	var out []string
+	f := focus
+	for i, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		if ansi.StringWidth(l) <= w {
+			out = append(out, l)
+			continue
+		}
+		parts := strings.Split(ansi.Hardwrap(l, w, true), "\n")
+		if i < focus {
+			f += len(parts) - 1
+		}
+		out = append(out, parts...)
+	}
+	return out, f
+}
+
+// footer is the status line (when the screen has one) and the help.
+func (m *Model) footer() string {
+	c := m.c
+	short, full := m.bindings()
+	foot := renderHelp(&c.st, short, full, m.showHelp, max(c.width, 20))
+	if sl, ok := m.screens[m.cur].(statusLiner); ok {
+		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
+			foot = st + "\n" + foot
+		}
+	}
+	return foot
+}
+
+// avail is the number of body lines the frame shows now: the terminal's
+// height less the title, the blank line and the footer.
+func (m *Model) avail() int {
+	return max(m.c.height-2-(strings.Count(m.footer(), "\n")+1), 3)
+}
+
+// window is the first body line shown of n, from the screen's offset
+// start: with a focus line, moved just enough that the focus line and the
+// span-1 lines after it (its note) are visible between the "more" markers,
+// the focus line first when not all of them fit.
+func window(n, start, focus, span, avail int) int {
+	if focus >= 0 {
+		start = min(start, max(focus-1, 0))
+		start = max(start, focus+span+1-avail)
+		start = min(start, max(focus-1, 0))
+	}
+	return max(min(start, n-avail), 0)
+}
+
+// focusSpanner is a screen whose focus line is followed by more lines that
+// belong to it (a field's note) than the one line the frame keeps.
+type focusSpanner interface{ focusSpan() int }
+
+func focusSpan(s screen) int {
+	if f, ok := s.(focusSpanner); ok {
+		return max(f.focusSpan(), 1)
+	}
+	return 2 // the focus line and its note
 }
 
 // scrollable is a screen that scrolls its body with keys.
@@ -606,18 +689,19 @@ func (p *pager) scroll(c *shared, msg tea.KeyPressMsg, lines int) bool {
 	case "down", "j":
 		p.top++
 	case "pgup":
-		p.top -= 10
+		p.top -= max(c.bodyAvail-2, 1)
 	case "pgdown":
-		p.top += 10
+		p.top += max(c.bodyAvail-2, 1)
 	}
-	p.top = max(min(p.top, lines-(c.height-4)), 0)
+	p.top = max(min(p.top, lines-c.bodyAvail), 0)
 	return true
 }
 
-// bodyLines counts the lines of a screen's body.
-func bodyLines(s screen) int {
+// bodyLines counts the lines of a screen's body as the frame draws them.
+func bodyLines(c *shared, s screen) int {
 	b, _ := s.View()
-	return strings.Count(strings.TrimRight(b, "\n"), "\n") + 1
+	lines, _ := fitLines(b, -1, max(c.width, 20))
+	return len(lines)
 }
 
 // settle records how a run ended.
@@ -651,9 +735,10 @@ type runState struct {
 	finalErr error
 }
 
+// unwrapMsg is an error's message in the wizard's words (screenWords).
 func unwrapMsg(err error) string {
 	if pe, ok := err.(*pipeline.Error); ok {
-		return pe.Err.Error()
+		return screenWords(pe.Err.Error())
 	}
-	return err.Error()
+	return screenWords(err.Error())
 }

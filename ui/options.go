@@ -117,7 +117,12 @@ func fixed(v ...string) func(*shared) []string { return func(*shared) []string {
 // optionsScreen is 3: label, partition table, LUKS version, header backup
 // and key-derivation cost.
 type optionsScreen struct {
-	c          *shared
+	c *shared
+	// PgUp/PgDn scroll the screen freely (free) until the focus moves;
+	// otherwise the frame keeps the focused field and its whole note in
+	// view (focusSpan).
+	pager
+	free       bool
 	fields     []option
 	label      *textOption
 	pbkdf      *choiceOption
@@ -246,7 +251,7 @@ func tableNote(c *shared, cur int) string {
 	}
 	n := "MBR: for very old restore machines; readable only through docks with this dock's sector size"
 	if t := c.target; t != nil && t.Disk != nil && t.Disk.LogicalSector == 4096 {
-		n += ". ⚠ " + pipeline.MBRNotPortable
+		n += ". ⚠ " + screenWords(pipeline.MBRNotPortable)
 	}
 	return n
 }
@@ -280,7 +285,28 @@ func (s *optionsScreen) ShortHelp() []key.Binding {
 }
 
 func (s *optionsScreen) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{s.keys.enter, s.keys.back, s.keys.next, s.keys.prev}, s.fields[s.focus].keys()}
+	return [][]key.Binding{{s.keys.enter, s.keys.back, s.keys.next, s.keys.prev, keyPage}, s.fields[s.focus].keys()}
+}
+
+// keyPage scrolls a screen whose arrows move between fields.
+var keyPage = key.NewBinding(key.WithKeys("pgup", "pgdown"), key.WithHelp("pgup/pgdn", "scroll"))
+
+// focusSpan is the focused field's line and its note's lines.
+func (s *optionsScreen) focusSpan() int {
+	n := s.fields[s.focus].note(s.c)
+	if n == "" {
+		return 1
+	}
+	return 1 + strings.Count(strings.TrimRight(para(s.c.st.faint, "    "+strings.ReplaceAll(n, "\n", " "), s.c.width, "    "), "\n"), "\n") + 1
+}
+
+// page scrolls the screen from where it is shown now.
+func (s *optionsScreen) page(msg tea.KeyPressMsg) {
+	body, focus := s.View()
+	n := strings.Count(strings.TrimRight(body, "\n"), "\n") + 1
+	s.top = window(n, s.top, focus, s.focusSpan(), s.c.bodyAvail)
+	s.free = true
+	s.scroll(s.c, msg, n)
 }
 
 // seenLabels are the LUKS and filesystem labels on everything discovery
@@ -366,6 +392,7 @@ func (s *optionsScreen) proposeSaved() {
 }
 
 func (s *optionsScreen) setFocus(i int) {
+	s.free = false
 	s.fields[s.focus].focus(false)
 	s.focus = (i + len(s.fields)) % len(s.fields)
 	s.fields[s.focus].focus(true)
@@ -410,7 +437,11 @@ func (s *optionsScreen) check() tea.Cmd {
 	return func() tea.Msg {
 		owner := ""
 		if ow, why, err := pipeline.ResolveOwner(o.Owner, os.Getenv); err == nil {
-			owner = ow.String() + " (" + why + ")"
+			why = strings.TrimPrefix(screenWords(why), "Owner ")
+			owner = ow.String()
+			if why != ow.String() {
+				owner += " (" + why + ")"
+			}
 		}
 		if err := pipeline.ValidateOptions(&o); err != nil {
 			return optCheckMsg{seq: seq, err: err, owner: owner}
@@ -541,7 +572,11 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 		case key.Matches(msg, s.keys.prev):
 			s.setFocus(s.focus - 1)
 			return nil
+		case key.Matches(msg, keyPage):
+			s.page(msg)
+			return nil
 		}
+		s.free = false // typing or changing a field shows it
 	}
 	if s.checking {
 		return nil
@@ -577,6 +612,9 @@ func (s *optionsScreen) View() (string, int) {
 		if n := f.note(c); n != "" {
 			b.WriteString(para(st.faint, "    "+strings.ReplaceAll(n, "\n", " "), c.width, "    "))
 		}
+	}
+	if s.free {
+		return b.String(), -1 // scrolled with PgUp/PgDn
 	}
 	return b.String(), focus
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"time"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
@@ -20,8 +22,24 @@ type passphraseScreen struct {
 	focus int    // 0, 1: the entries; 2: the weak-passphrase acknowledgement
 	err   string // shown under the fields
 	ack   bool   // "use this weak passphrase anyway" ticked
-	keys  struct{ enter, back, next, prev, accept key.Binding }
+	// zxcvbn judges the passphrase off the keystroke path: an edit bumps
+	// gen and asks for a judgement after strengthDelay; a tick or a
+	// verdict of an older gen is dropped (stale).
+	gen     int
+	judging bool // the verdict shown is not of the passphrase as it is now
+	keys    struct{ enter, back, next, prev, accept key.Binding }
 }
+
+// strengthDelay is how long typing must pause before zxcvbn runs.
+const strengthDelay = 150 * time.Millisecond
+
+type (
+	strengthTick struct{ gen int }
+	strengthMsg  struct {
+		gen int
+		v   verdict
+	}
+)
 
 func newPassphrase(c *shared) screen {
 	s := &passphraseScreen{c: c}
@@ -68,17 +86,33 @@ func (s *passphraseScreen) Enter() tea.Cmd {
 func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 	c := s.c
 	switch msg := msg.(type) {
+	case strengthTick:
+		if msg.gen != s.gen || !s.judging {
+			return nil // typed on since: a later tick judges
+		}
+		p := bytes.Clone(judged(c.pass[0].Bytes()))
+		in, gen, total := s.userInputs(), s.gen, c.pass[0].Len()
+		return func() tea.Msg {
+			v := assess(p, in, total)
+			clear(p)
+			return strengthMsg{gen: gen, v: v}
+		}
+	case strengthMsg:
+		if msg.gen == s.gen && s.judging {
+			c.strength, s.judging = msg.v, false
+		}
 	case tea.PasteMsg:
 		if s.focus < 2 {
 			c.pass[s.focus].Insert(msg.Content)
-			s.changed()
+			return s.changed()
 		}
 	case tea.KeyPressMsg:
 		switch {
 		case key.Matches(msg, s.keys.back):
 			c.clearSecrets()
 			c.strength = verdict{}
-			s.err, s.focus, s.ack = "", 0, false
+			s.err, s.focus, s.ack, s.judging = "", 0, false, false
+			s.gen++
 			c.back(scrPassphrase)
 		case key.Matches(msg, s.keys.next):
 			s.focus = (s.focus + 1) % s.fields()
@@ -92,41 +126,71 @@ func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 			}
 		case key.Matches(msg, fieldKeys.Delete):
 			c.pass[s.focus].Backspace()
-			s.changed()
+			return s.changed()
 		case key.Matches(msg, fieldKeys.Clear):
 			c.pass[s.focus].Clear()
-			s.changed()
+			return s.changed()
 		case key.Matches(msg, fieldKeys.Word):
 			c.pass[s.focus].BackspaceWord()
-			s.changed()
+			return s.changed()
 		case printable(msg):
 			c.pass[s.focus].Insert(msg.Text)
-			s.changed()
+			return s.changed()
 		}
 	}
 	return nil
 }
 
-// changed re-judges the passphrase after an edit; an edit withdraws the
-// acknowledgement of a weak one.
-func (s *passphraseScreen) changed() {
+// changed checks the entries after an edit and asks for a new verdict
+// (zxcvbn runs in a command once typing pauses: on a long passphrase it
+// takes far longer than a frame); an edit withdraws the acknowledgement of
+// a weak one.
+func (s *passphraseScreen) changed() tea.Cmd {
 	c := s.c
 	s.err = ""
+	var cmd tea.Cmd
 	if s.focus == 0 {
 		s.ack = false
-		c.strength = verdict{}
-		if c.pass[0].Len() > 0 {
-			c.strength = assess(c.pass[0].Bytes(), s.userInputs())
+		s.gen++
+		s.judging = c.pass[0].Len() > 0
+		if !s.judging {
+			c.strength = verdict{}
+		} else {
+			gen := s.gen
+			cmd = tea.Tick(strengthDelay, func(time.Time) tea.Msg { return strengthTick{gen: gen} })
 		}
 	}
 	p1, p2 := c.pass[0].Bytes(), c.pass[1].Bytes()
 	switch {
-	case len(p1) == 0:
-	case pipeline.ValidatePassphrase(p1) != nil:
-		s.err = pipeline.ValidatePassphrase(p1).Error()
-	case len(p2) > 0 && !bytes.HasPrefix(p1, p2):
+	case c.pass[0].Len() == 0:
+	case passphraseErr(&c.pass[0]) != nil:
+		s.err = passphraseErr(&c.pass[0]).Error()
+	case c.pass[1].Over() > 0 || (len(p2) > 0 && !bytes.HasPrefix(p1, p2)):
 		s.err = "the two entries do not match"
 	}
+	return cmd
+}
+
+// passphraseErr is why the passphrase p cannot be used (nil: it can): one
+// longer than cryptsetup takes at its prompt is refused, as the command
+// line refuses it, never cut.
+func passphraseErr(p *secret) error {
+	if p.Over() > 0 {
+		return fmt.Errorf("too long: a passphrase is at most %d bytes (what cryptsetup takes at its prompt; luksdock prepare refuses a longer one too). Delete the %d characters past the limit, or choose a shorter one",
+			pipeline.MaxPassphrase, p.Over())
+	}
+	return pipeline.ValidatePassphrase(p.Bytes())
+}
+
+// judge gives the verdict now, when Enter needs it before the command's
+// verdict has arrived.
+func (s *passphraseScreen) judge() {
+	if !s.judging {
+		return
+	}
+	s.gen++ // a verdict still on its way is stale now
+	s.c.strength = assess(judged(s.c.pass[0].Bytes()), s.userInputs(), s.c.pass[0].Len())
+	s.judging = false
 }
 
 func (s *passphraseScreen) userInputs() []string {
@@ -140,10 +204,13 @@ func (s *passphraseScreen) userInputs() []string {
 func (s *passphraseScreen) enter() {
 	c := s.c
 	p1, p2 := c.pass[0].Bytes(), c.pass[1].Bytes()
-	if err := pipeline.ValidatePassphrase(p1); err != nil {
-		if len(p1) > 0 {
-			s.err = err.Error()
-		}
+	if c.pass[0].Len() == 0 {
+		s.err = "type a passphrase first: it is what unlocks this disk"
+		s.focus = 0
+		return
+	}
+	if err := passphraseErr(&c.pass[0]); err != nil {
+		s.err = err.Error()
 		s.focus = 0
 		return
 	}
@@ -151,12 +218,16 @@ func (s *passphraseScreen) enter() {
 		s.focus = 1
 		return
 	}
-	if !bytes.Equal(p1, p2) {
-		if len(p2) > 0 {
-			s.err = "the two entries do not match"
-		}
+	if c.pass[1].Len() == 0 {
+		s.err = "type the passphrase again under Again, so a typing mistake is caught now and not when you unlock the disk"
+		s.focus = 1
 		return
 	}
+	if c.pass[1].Over() > 0 || !bytes.Equal(p1, p2) {
+		s.err = "the two entries do not match"
+		return
+	}
+	s.judge()
 	if c.strength.weak() && !s.ack {
 		s.focus = 2
 		s.err = "this passphrase is weak: tick the box with space to use it anyway, or change it"
@@ -180,13 +251,20 @@ func (s *passphraseScreen) View() (string, int) {
 			focus = strings.Count(b.String(), "\n")
 		}
 		n := c.pass[i].Len()
-		dots := strings.Repeat("•", min(n, max(w-24, 5)))
+		over := ""
+		if c.pass[i].Over() > 0 {
+			over = fmt.Sprintf(" ✗ %d over", c.pass[i].Over())
+		}
+		dots := strings.Repeat("•", min(n, max(w-24-len(over), 5)))
 		if len(dots)/len("•") < n {
 			dots += "…"
 		}
 		cursor := ""
 		if s.focus == i {
 			cursor = "▏"
+		}
+		if over != "" {
+			cursor += st.err.Render(over)
 		}
 		b.WriteString(marker + st.label.Render(name) + dots + cursor + "\n")
 	}
@@ -209,7 +287,11 @@ func (s *passphraseScreen) View() (string, int) {
 		if v.weak() {
 			vs = st.err
 		}
-		b.WriteString("\n" + para(vs, "Strength: "+v.summary(), w, "  "))
+		sum := v.summary()
+		if s.judging {
+			sum += " (judging the change…)"
+		}
+		b.WriteString("\n" + para(vs, "Strength: "+sum, w, "  "))
 		if v.weak() { // as zxcvbn does: advice only for a weak one
 			for _, f := range v.feedback {
 				b.WriteString(para(st.faint, "  · "+f, w, "    "))

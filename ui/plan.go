@@ -106,7 +106,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 		}
 		s.c.forward(scrPlan)
 	default:
-		s.scroll(s.c, k, bodyLines(s))
+		s.scroll(s.c, k, bodyLines(s.c, s))
 	}
 	return nil
 }
@@ -160,7 +160,7 @@ func (s *planScreen) View() (string, int) {
 		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))
 	}
 	for _, x := range p.Warnings {
-		b.WriteString(para(st.warn, "  ⚠ "+x, w, "    "))
+		b.WriteString(para(st.warn, "  ⚠ "+screenWords(x), w, "    "))
 	}
 	b.WriteString("\n" + st.title.Render("Steps, each with the command you would type by hand:") + "\n")
 	for i, step := range p.Steps {

@@ -182,6 +182,24 @@ func (s *progressScreen) Update(msg tea.Msg) tea.Cmd {
 	return nil
 }
 
+// Status is the stop dialog, pinned above the footer so it is on screen
+// however the steps scroll.
+func (s *progressScreen) Status() string {
+	c := s.c
+	st, w := &c.st, c.width
+	switch {
+	case s.asking:
+		return para(st.warn, c.stopQuestion(s.quitAfter), w, "")
+	case s.stopAt != "":
+		out := para(st.warn, c.stoppingWords(s.stopAt), w, "")
+		if late := s.lateStarts(); len(late) > 0 {
+			out += para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  ")
+		}
+		return out
+	}
+	return ""
+}
+
 // running is the title of the step in progress ("" between steps).
 func (s *progressScreen) running() string {
 	for _, st := range s.c.steps() {
@@ -243,23 +261,6 @@ func (s *progressScreen) View() (string, int) {
 		case e.Kind == pipeline.EventWarning:
 			warnings = append(warnings, e.Message)
 		}
-	}
-	stopping := s.stopAt != ""
-	switch {
-	case s.asking:
-		q := "Stop? "
-		if s.quitAfter {
-			q = "Stop and quit? "
-		}
-		b.WriteString(para(st.warn, q+s.running()+" runs to its end (it cannot be cut off safely), then no further step starts; the volume is closed and the disk released. It will need preparing again. y = stop, n = go on", w, ""))
-	case stopping:
-		b.WriteString(para(st.warn, "Stop asked for during "+s.stopAt+": it runs to its end, then no further step starts; then the volume is closed and the disk released.", w, ""))
-		if late := s.lateStarts(); len(late) > 0 {
-			b.WriteString(para(st.err, "⚠ Started after the stop was asked for: "+strings.Join(late, ", ")+".", w, "  "))
-		}
-	}
-	if s.asking || stopping {
-		b.WriteString("\n")
 	}
 	focus := -1
 	for _, sv := range c.steps() {

@@ -116,6 +116,26 @@ func keyLines(k []byte) []string {
 	return out
 }
 
+// typedLines is the key as typed at the unlock prompt, broken only between
+// groups (after a dash) where the line is too narrow for it all.
+func typedLines(st *styles, k []byte, w int) string {
+	var b strings.Builder
+	line := "  "
+	for g := 1; g <= recovery.Groups; g++ {
+		part := string(recovery.Group(k, g))
+		if g < recovery.Groups {
+			part += "-"
+		}
+		if len(line)+len(part) > w && line != "  " {
+			b.WriteString(st.command.Render(line) + "\n")
+			line = "  "
+		}
+		line += part
+	}
+	b.WriteString(st.command.Render(line) + "\n")
+	return b.String()
+}
+
 // qrStyle draws the code dark on light whatever the terminal's colours.
 var qrStyle = lipgloss.NewStyle().Foreground(lipgloss.Color("0")).Background(lipgloss.Color("15"))
 
@@ -151,7 +171,7 @@ func (s *recoveryScreen) View() (string, int) {
 	leftW := 34
 	// the title, the footer (status and help) and the key's line below
 	room := c.height - 7
-	typed := "\n" + st.faint.Render("As typed at the unlock prompt:") + "\n" + para(st.command, "  "+string(k), w, "  ")
+	typed := "\n" + st.faint.Render("As typed at the unlock prompt:") + "\n" + typedLines(st, k, w)
 	switch {
 	case err == nil && w >= leftW+qw+2 && room >= qrLines:
 		// the key and what it is for beside its QR code

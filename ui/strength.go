@@ -2,8 +2,8 @@ package ui
 
 import "luksdock/core"
 
-// verdict is zxcvbn's judgement of a passphrase (core.AssessPassphrase,
-// the estimate prepare warns with too). It never holds the passphrase or
+// verdict is zxcvbn's judgement of a passphrase (core.AssessPart, the
+// estimate prepare warns with too). It never holds the passphrase or
 // pieces of it.
 type verdict struct {
 	core.Strength
@@ -14,9 +14,13 @@ type verdict struct {
 func (v verdict) weak() bool      { return v.Weak() }
 func (v verdict) summary() string { return v.Summary() }
 
-// assess runs core.AssessPassphrase on p, with the label and the target's
-// name as words an attacker would try first.
-func assess(p []byte, userInputs []string) verdict {
-	s := core.AssessPassphrase(p, userInputs)
+// judged is the part of p that zxcvbn judges (core.Judged).
+func judged(p []byte) []byte { return core.Judged(p) }
+
+// assess runs core.AssessPart on p = judged(the passphrase), with the label
+// and the target's name as words an attacker would try first; total is the
+// passphrase's length in characters, so a verdict on a part says so.
+func assess(p []byte, userInputs []string, total int) verdict {
+	s := core.AssessPart(p, userInputs, total)
 	return verdict{Strength: s, set: s.Set, feedback: s.Feedback}
 }

@@ -129,8 +129,27 @@ func shellLines(prefix, cmd string, w int) []string {
 		}
 		line += word
 		empty = false
+		// a word still wider than the line (a long path) is broken with
+		// a backslash at the line's end and goes on at the next line's
+		// start: the shell joins the two (outside quotes, backslash and
+		// newline are removed)
+		for tail != "" && ansi.StringWidth(line) > w && w > 8 && isPlainASCII(word) && len(line) == ansi.StringWidth(line) {
+			out = append(out, line[:w-1]+"\\")
+			line = line[w-1:]
+		}
 	}
 	return append(out, line)
+}
+
+// isPlainASCII reports whether a shell word can be broken anywhere with a
+// backslash-newline: printable ASCII without quotes or backslashes.
+func isPlainASCII(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; c < 0x21 || c > 0x7e || c == '\'' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // command renders shellLines styled as a command.

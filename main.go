@@ -68,6 +68,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var ce interface{ ExitCode() int } // a command's own status (inventory --check: 1)
+	if errors.As(err, &ce) {
+		return ce.ExitCode()
+	}
 	switch pipeline.KindOf(err) {
 	case pipeline.KindRefused:
 		return exitRefused
@@ -147,6 +151,8 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	addWizardFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runWizard(cmd) }
 	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd(), newInventoryCmd())
+	root.AddCommand(newHostCmd())
+	root.AddCommand(newDockCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root

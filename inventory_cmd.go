@@ -177,7 +177,7 @@ func recognise(path string, entries []listEntry, now time.Time) (warning string)
 	describe := func(f *inventory.File) {
 		for _, h := range hits {
 			k := &knownDisk{SetOnDisk: h.set}
-			k.Description, k.Known = core.Recognise(f, h.uuid, h.set, h.meta, now)
+			k.Description, k.Known = core.RecogniseToken(f, h.uuid, h.set, h.meta, now)
 			if r := f.Find(h.uuid); r != nil {
 				rc := *r
 				k.Record = &rc

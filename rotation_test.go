@@ -149,9 +149,9 @@ func TestRotationTwoSites(t *testing.T) {
 	a, b := newSite(t, dir, "siteA"), newSite(t, dir, "siteB")
 	img := filepath.Join(dir, "disk.img")
 	rk := filepath.Join(dir, "recovery.txt")
-	oldRun := core.RunDir
-	core.RunDir = filepath.Join(dir, "run")
-	t.Cleanup(func() { core.RunDir = oldRun })
+	oldRun := core.DockDir
+	core.DockDir = filepath.Join(dir, "run")
+	t.Cleanup(func() { core.DockDir = oldRun })
 
 	// Site A prepares: the token says what the disk is, readable while locked.
 	a.use(t)
@@ -212,7 +212,7 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 		t.Fatalf("dock at A: exit %d\n%s%s", code, out, errs)
 	}
 	env, _ := os.ReadFile(envFile)
-	for _, want := range []string{"LUKSDOCK_MOUNT=" + filepath.Join(core.RunDir, "backups01"), "LUKSDOCK_LABEL=backups01", "LUKSDOCK_SET=offsite", "LUKSDOCK_UUID=" + aRec.LUKSUUID} {
+	for _, want := range []string{"LUKSDOCK_MOUNT=" + filepath.Join(core.DockDir, "backups01"), "LUKSDOCK_LABEL=backups01", "LUKSDOCK_SET=offsite", "LUKSDOCK_UUID=" + aRec.LUKSUUID} {
 		if !strings.Contains(string(env), want+"\n") {
 			t.Errorf("the command's environment lacks %s:\n%s", want, env)
 		}
@@ -229,7 +229,7 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 	if lb := r.LastBackup(); lb == nil || lb.Outcome != "ok" || lb.Bytes < 1<<20 || lb.FreeLeft <= 0 || r.FSSize <= 0 || r.FSFree <= 0 {
 		t.Errorf("inventory after the run at A: %+v", r)
 	}
-	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), core.RunDir) {
+	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), core.DockDir) {
 		t.Errorf("a mount is left:\n%s", mounts)
 	}
 	if l := testkit.Run(t, "", "losetup", "-j", img); strings.TrimSpace(l) != "" {

@@ -21,8 +21,8 @@ import (
 	"luksdock/luks"
 )
 
-// RunDir is where a docked disk is mounted for its backup: RunDir/LABEL.
-var RunDir = "/run/luksdock"
+// DockDir is where a docked disk is mounted for its backup: DockDir/LABEL.
+var DockDir = "/run/luksdock"
 
 // DockOptions say which disk was docked and where to report.
 type DockOptions struct {
@@ -74,7 +74,7 @@ func CommandFor(label, set string) string {
 // Dock is the backup run on a docked disk (the luksdock-dock@ service): a
 // disk this host holds no key for is left alone. Otherwise it wipes a
 // keyslot this host was told to forget, unlocks the disk with the host key,
-// checks the filesystem (e2fsck -p), mounts it at RunDir/LABEL, merges the
+// checks the filesystem (e2fsck -p), mounts it at DockDir/LABEL, merges the
 // disk's own history into the inventory, runs the command configured for
 // its label or set with LUKSDOCK_MOUNT, LUKSDOCK_LABEL, LUKSDOCK_SET and
 // LUKSDOCK_UUID in its environment, records the outcome, duration, bytes
@@ -414,20 +414,20 @@ func fsck(dev string) (int, string) {
 	return 0, string(out)
 }
 
-// mountAt mounts the ext4 filesystem on dev at RunDir/LABEL (LABEL-UUID8
+// mountAt mounts the ext4 filesystem on dev at DockDir/LABEL (LABEL-UUID8
 // when that is taken).
 func mountAt(dev, label, uuid string) (string, error) {
-	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+	if err := os.MkdirAll(DockDir, 0o755); err != nil {
 		return "", err
 	}
 	name := label
 	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		name = strings.ToLower(uuid)
 	}
-	mnt := filepath.Join(RunDir, name)
+	mnt := filepath.Join(DockDir, name)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		if !errors.Is(err, os.ErrExist) || !emptyDir(mnt) {
-			mnt = filepath.Join(RunDir, name+"-"+strings.ToLower(uuid)[:8])
+			mnt = filepath.Join(DockDir, name+"-"+strings.ToLower(uuid)[:8])
 			if err := os.Mkdir(mnt, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 				return "", err
 			}

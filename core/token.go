@@ -58,10 +58,10 @@ func RecordFromToken(uuid string, m luks.Metadata, seenAs string, now time.Time)
 	}
 }
 
-// Recognise says what the LUKS disk with uuid is: the inventory's record
+// RecogniseToken says what the LUKS disk with uuid is: the inventory's record
 // when it has one, else what the disk's own token says (a disk prepared on
 // another machine: known), else that luksdock does not know it.
-func Recognise(f *inventory.File, uuid, setOnDisk string, m *luks.Metadata, now time.Time) (desc string, known bool) {
+func RecogniseToken(f *inventory.File, uuid, setOnDisk string, m *luks.Metadata, now time.Time) (desc string, known bool) {
 	if f != nil && f.Find(uuid) != nil {
 		return inventory.Recognise(f, uuid, setOnDisk, now)
 	}

@@ -26,7 +26,7 @@ LUKS block device (/dev/sdb1, or /dev/sdb for LUKS on the whole disk).
 A disk this host holds no key for is left alone (exit 0). Otherwise: a
 keyslot this host was told to forget is wiped; the disk is unlocked with the
 host key (/etc/luksdock/keys/LUKS-UUID.key), checked with e2fsck -p,
-mounted at /run/luksdock/LABEL; its own history file is merged into the
+mounted at /run/luksdock/dock/LABEL; its own history file is merged into the
 inventory; the executable /etc/luksdock/run/label-LABEL, else
 /etc/luksdock/run/set-SET, runs there with LUKSDOCK_MOUNT, LUKSDOCK_LABEL,
 LUKSDOCK_SET and LUKSDOCK_UUID in its environment (its output goes to the

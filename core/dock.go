@@ -22,7 +22,7 @@ import (
 )
 
 // DockDir is where a docked disk is mounted for its backup: DockDir/LABEL.
-var DockDir = "/run/luksdock"
+var DockDir = "/run/luksdock/dock"
 
 // DockOptions say which disk was docked and where to report.
 type DockOptions struct {

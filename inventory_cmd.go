@@ -223,9 +223,12 @@ prepared elsewhere that were docked here (recognised by the luksdock token
 in their LUKS2 header, which any machine reads without the passphrase):
 label, set, LUKS UUID, the drive's model and serial (and whether they are
 the drive's own or the dock's), size, date prepared (and where, when not
-here), whether a recovery key was made, the header backup, when and as
+here), whether a recovery key was made (or when it was last replaced), when
+the passphrase was last changed (luksdock passwd: a set changed disk by disk
+shows which disks still have the old one), the header backup, when and as
 what each was last seen docked, its last backup run (when, on which host,
-how it ended), and how full its filesystem was then.
+how it ended), and how full its filesystem was then. A retired disk
+(luksdock retire) stays listed, marked retired.
 
 Disks docked now are looked at first: one prepared elsewhere is added as
 seen here.
@@ -234,7 +237,8 @@ seen here.
 "7d" for every set, "offsite=14d" for one (repeatable; d, w or a Go
 duration such as 36h). A disk whose last successful backup (or, with
 none, its preparation) is older is overdue: listed below the table, and
-with --check the exit status is 1, for monitoring.
+with --check the exit status is 1, for monitoring. Retired disks are
+never overdue.
 
 The inventory is ` + "`/var/lib/luksdock/inventory.json`" + ` for root, else
 $XDG_STATE_HOME/luksdock/inventory.json (~/.local/state/luksdock/...);
@@ -301,7 +305,7 @@ func (e overdueError) Error() string { return fmt.Sprintf("%d disk(s) overdue fo
 
 func writeInventoryTable(out io.Writer, f *inventory.File, now time.Time) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tDRIVE\tSIZE\tPREPARED\tRECOVERY KEY\tHEADER BACKUP\tLAST SEEN\tLAST BACKUP\tFILL")
+	fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tDRIVE\tSIZE\tPREPARED\tPASSPHRASE\tRECOVERY KEY\tHEADER BACKUP\tLAST SEEN\tLAST BACKUP\tFILL")
 	for _, r := range f.Disks {
 		drive := strings.TrimSpace(r.Drive.Model + " " + r.Drive.Serial)
 		if r.Drive.SerialFrom == inventory.FromDock {
@@ -311,6 +315,20 @@ func writeInventoryTable(out io.Writer, f *inventory.File, now time.Time) {
 			drive = "image file"
 		}
 		rk := map[bool]string{true: "yes", false: "no"}[r.RecoveryKey]
+		if !r.RecoveryKeyReplaced.IsZero() {
+			rk = "replaced " + r.RecoveryKeyReplaced.Local().Format("2006-01-02")
+		}
+		// When the passphrase was last set: a set changed disk by
+		// disk shows which disks still have the old one.
+		pass := "as prepared"
+		if !r.PassphraseChanged.IsZero() {
+			pass = "changed " + r.PassphraseChanged.Local().Format("2006-01-02")
+		}
+		label := r.Label
+		if !r.Retired.IsZero() {
+			label += " (retired " + r.Retired.Local().Format("2006-01-02") + ")"
+			pass, rk = "-", "-"
+		}
 		seen := "-"
 		if !r.LastSeen.IsZero() {
 			seen = inventory.Ago(r.LastSeen, now)
@@ -330,8 +348,8 @@ func writeInventoryTable(out io.Writer, f *inventory.File, now time.Time) {
 		if r.FSSize > 0 {
 			fill = fmt.Sprintf("%d%% (%s free)", 100*(r.FSSize-r.FSFree)/r.FSSize, disk.SizeString(r.FSFree))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Label, dash(r.Set), r.LUKSUUID, dash(drive),
-			disk.SizeString(r.Size), prepared, rk, dash(r.HeaderBackup), seen, last, fill)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, dash(r.Set), r.LUKSUUID, dash(drive),
+			disk.SizeString(r.Size), prepared, pass, rk, dash(r.HeaderBackup), seen, last, fill)
 	}
 	tw.Flush()
 }

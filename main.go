@@ -151,6 +151,7 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	addWizardFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runWizard(cmd) }
 	root.AddCommand(newPrepareCmd(), newVerifyCmd(), newListCmd(), newInventoryCmd())
+	root.AddCommand(newOpenCmd(), newCloseCmd(), newPasswdCmd(), newRecoveryKeyCmd(), newRetireCmd())
 	root.AddCommand(newHostCmd())
 	root.AddCommand(newDockCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)

@@ -330,6 +330,24 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 		t.Errorf("the run after the interruption wrote %q %v", got, ok)
 	}
 
+	// Site C, empty inventory, no host key: luksdock open with the
+	// passphrase records the disk from its token and merges its history
+	// (A's and B's runs).
+	cSite := newSite(t, dir, "siteC")
+	cSite.use(t)
+	t.Setenv("LUKSDOCK_RUN_DIR", filepath.Join(dir, "open-records"))
+	mnt := filepath.Join(dir, "mnt-C")
+	if code, out, errs := cli(t, testPass+"\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 0 {
+		t.Fatalf("open at C: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, "", "close", "--mountpoint", mnt); code != 0 {
+		t.Errorf("close at C: exit %d\n%s%s", code, out, errs)
+	}
+	rc := cSite.load(t).Find(aRec.LUKSUUID)
+	if rc == nil || rc.Label != "backups01" || !rc.SeenHere || len(rc.Backups) < 3 || rc.FSSize == 0 {
+		t.Errorf("site C's inventory after open should know the disk and its runs: %+v", rc)
+	}
+
 	// A forgets the disk: the key file goes at once, the keyslot at A's
 	// next docking (the token then names only B).
 	a.use(t)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/inventory"
+	"luksdock/luks"
 )
 
 // HistoryFile is the disk's own record of its backup runs, inside its
@@ -106,3 +108,34 @@ func fsSpace(mnt string) (size, free int64) {
 }
 
 func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+// NoteOpened is what opening a disk (luksdock open) tells the inventory at
+// invPath: a disk it does not know is recorded from its luksdock token (a
+// disk prepared elsewhere), and the history file of its filesystem,
+// mounted at mnt, is merged into its record.
+func NoteOpened(invPath string, d luks.Device, uuid, seenAs, mnt string) error {
+	if m, err := luks.ReadMetadataDevice(d); err == nil {
+		now := time.Now()
+		if err := inventory.Update(invPath, func(f *inventory.File) error {
+			if !f.Seen(uuid, seenAs, now) {
+				f.Put(RecordFromToken(uuid, m, seenAs, now))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return MergeHistory(invPath, uuid, mnt)
+}
+
+// NotePassphraseChanged records in the disk's luksdock token when its
+// passphrase was changed (luksdock passwd). A disk without a token (LUKS1,
+// or prepared before tokens) is left as it is.
+func NotePassphraseChanged(ctx context.Context, d luks.Device, when time.Time) error {
+	m, err := luks.ReadMetadataDevice(d)
+	if err != nil {
+		return err
+	}
+	m.PassphraseChanged = when.UTC()
+	return luks.WriteMetadataDevice(ctx, d, m)
+}

@@ -81,7 +81,7 @@ func Overdue(f *inventory.File, e Every, now time.Time) []string {
 	var out []string
 	for _, r := range f.Disks {
 		every := e.For(r.Set)
-		if !r.Overdue(every, now) {
+		if !r.Retired.IsZero() || !r.Overdue(every, now) {
 			continue
 		}
 		what := r.Label

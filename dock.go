@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"luksdock/core"
 	"luksdock/inventory"
@@ -58,7 +61,10 @@ interrupted.`,
 			default:
 				return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
 			}
-			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
+			// SIGTERM is how systemd stops the unit when the disk goes
+			// (BindsTo): Dock records the run as interrupted. It also comes
+			// right after a finished run's power-off, harmlessly.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
 			defer stop()
 			res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: engine,
 				PowerOff: !noPowerOff && tf.image == "", Log: cmd.OutOrStdout()})

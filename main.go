@@ -64,6 +64,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var ce interface{ ExitCode() int } // a command's own status (inventory --check: 1)
+	if errors.As(err, &ce) {
+		return ce.ExitCode()
+	}
 	switch pipeline.KindOf(err) {
 	case pipeline.KindRefused:
 		return exitRefused
@@ -159,6 +163,8 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	root.AddCommand(newPasswdCmd())
 	root.AddCommand(newRecoveryKeyCmd())
 	root.AddCommand(newRetireCmd())
+	root.AddCommand(newHostCmd())
+	root.AddCommand(newDockCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"luksdock/disk"
+	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -177,6 +178,9 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if err := saveRecord(rec); err != nil {
 		return res, fmt.Errorf("mounted at %s, but the record for luksdock close could not be written: %w", mnt, err)
 	}
+	// The disk's own history (backup runs at any site) joins the
+	// inventory; a disk prepared elsewhere is recorded from its token.
+	_ = NoteOpened(inventory.Path(), d.LUKS, res.LUKSUUID, d.Path, mnt)
 	return res, nil
 }
 

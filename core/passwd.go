@@ -150,6 +150,8 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 		r.PassphraseChanged = res.Changed
 		r.PassphraseSlot = &newSlot
 	})
+	// The disk says so too, for the machine at the other site.
+	_ = NotePassphraseChanged(ctx, d.LUKS, res.Changed)
 	return res, nil
 }
 

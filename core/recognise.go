@@ -7,6 +7,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/inventory"
+	"luksdock/luks"
 )
 
 // KnownDisk is what the inventory says about a docked LUKS disk.
@@ -28,12 +29,13 @@ func Recognise(path string, disks []disk.Disk, now time.Time) (known []*KnownDis
 		i    int
 		uuid string
 		set  string
+		meta *luks.Metadata
 	}
 	known = make([]*KnownDisk, len(disks))
 	var hits []hit
 	for i, d := range disks {
 		if uuid, set := disk.LUKSOn(d.Content, d.Partitions); uuid != "" {
-			hits = append(hits, hit{i, uuid, set})
+			hits = append(hits, hit{i, uuid, set, DiskMetadata(d.Path, d.Content, d.Partitions)})
 		}
 	}
 	if len(hits) == 0 {
@@ -46,12 +48,13 @@ func Recognise(path string, disks []disk.Disk, now time.Time) (known []*KnownDis
 	anyKnown := false
 	for _, h := range hits {
 		k := &KnownDisk{SetOnDisk: h.set}
-		k.Description, k.Known = inventory.Recognise(f, h.uuid, h.set, now)
+		k.Description, k.Known = RecogniseToken(f, h.uuid, h.set, h.meta, now)
 		if r := f.Find(h.uuid); r != nil {
 			rc := *r
 			k.Record = &rc
 			anyKnown = true
 		}
+		anyKnown = anyKnown || h.meta != nil
 		known[h.i] = k
 	}
 	if !anyKnown {
@@ -59,7 +62,10 @@ func Recognise(path string, disks []disk.Disk, now time.Time) (known []*KnownDis
 	}
 	err = inventory.Update(path, func(f *inventory.File) error {
 		for _, h := range hits {
-			f.Seen(h.uuid, disks[h.i].Path, now)
+			if !f.Seen(h.uuid, disks[h.i].Path, now) && h.meta != nil {
+				// Prepared on another machine: its own token says what it is.
+				f.Put(RecordFromToken(h.uuid, *h.meta, disks[h.i].Path, now))
+			}
 		}
 		return nil
 	})

@@ -2,7 +2,6 @@ package core
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,5 +102,3 @@ func needRoot(what string) error {
 	}
 	return nil
 }
-
-var errNotOpen = errors.New("not open")

@@ -80,6 +80,13 @@ type Config struct {
 	Timeout time.Duration
 	// Log receives every console and data line as it arrives (optional).
 	Log func(string)
+	// RootDisk, when set, boots a full system instead of the busybox
+	// initramfs: this raw ext4 image is the root filesystem (virtio,
+	// /dev/vda), Guest.Initramfs is that system's own initrd (used as it
+	// is: Script, Files, Programs and Luksdock do not apply) and
+	// KernelArgs are added to the command line.
+	RootDisk   string
+	KernelArgs string
 }
 
 // Line is one line of guest output with the host time it arrived.
@@ -136,17 +143,23 @@ func Start(dir string, cfg Config) (*VM, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 3 * time.Minute
 	}
-	ov, err := overlay(cfg.Luksdock, cfg.Script, cfg.Files, cfg.Programs)
-	if err != nil {
-		return nil, err
-	}
-	base, err := os.ReadFile(cfg.Guest.Initramfs)
-	if err != nil {
-		return nil, err
-	}
-	initrd := filepath.Join(dir, "initrd.cpio")
-	if err := os.WriteFile(initrd, append(base, ov...), 0o600); err != nil {
-		return nil, err
+	initrd := cfg.Guest.Initramfs
+	appendArgs := "console=ttyS0,115200 loglevel=6 panic=-1 rdinit=/init"
+	if cfg.RootDisk != "" {
+		appendArgs = "console=ttyS0,115200 panic=-1 root=/dev/vda rw " + cfg.KernelArgs
+	} else {
+		ov, err := overlay(cfg.Luksdock, cfg.Script, cfg.Files, cfg.Programs)
+		if err != nil {
+			return nil, err
+		}
+		base, err := os.ReadFile(cfg.Guest.Initramfs)
+		if err != nil {
+			return nil, err
+		}
+		initrd = filepath.Join(dir, "initrd.cpio")
+		if err := os.WriteFile(initrd, append(base, ov...), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	qmpPath := filepath.Join(dir, "qmp.sock")
 	dataPath := filepath.Join(dir, "data.sock")
@@ -163,12 +176,15 @@ func Start(dir string, cfg Config) (*VM, error) {
 		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(cfg.MemoryMB),
 		"-nodefaults", "-no-reboot", "-display", "none", "-no-user-config",
 		"-kernel", cfg.Guest.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0,115200 loglevel=6 panic=-1 rdinit=/init",
+		"-append", appendArgs,
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
 		"-chardev", "socket,id=data,path=" + dataPath + ",server=on,wait=on", "-serial", "chardev:data",
 	}
 	if cfg.Terminal {
 		args = append(args, "-chardev", "socket,id=term,path="+termPath+",server=on,wait=on", "-serial", "chardev:term")
+	}
+	if cfg.RootDisk != "" {
+		args = append(args, "-drive", "file="+cfg.RootDisk+",if=virtio,format=raw,cache=unsafe")
 	}
 	args = append(args,
 		"-qmp", "unix:"+qmpPath+",server=on,wait=off",

@@ -79,6 +79,96 @@ type Record struct {
 	// Retired is when luksdock retire crypto-erased the disk: it opens no
 	// more, and its label is free again (zero: in service).
 	Retired time.Time `json:"retired,omitzero"`
+	// PreparedOn is the host that prepared the disk; SeenHere is set for a
+	// disk this machine did not prepare but learned from the disk's own
+	// luksdock token when it was docked here.
+	PreparedOn string `json:"prepared_on,omitempty"`
+	SeenHere   bool   `json:"seen_here,omitempty"`
+	// Backups are the backup runs known for the disk (this host's and, once
+	// the disk was opened here, those in its own history file), oldest
+	// first, at most MaxBackups.
+	Backups []Backup `json:"backups,omitempty"`
+	// FSSize and FSFree are the filesystem's size and free bytes when last
+	// mounted by luksdock (0: not known).
+	FSSize int64 `json:"fs_size,omitempty"`
+	FSFree int64 `json:"fs_free,omitempty"`
+}
+
+// MaxBackups bounds Record.Backups.
+const MaxBackups = 100
+
+// Backup is one backup run on a disk: where, when, how it ended, how long
+// it took, how many bytes it wrote and how much was free afterwards.
+type Backup struct {
+	Host     string    `json:"host"`
+	Time     time.Time `json:"time"`
+	Outcome  string    `json:"outcome"` // OutcomeOK, OutcomeFailed, OutcomeInterrupted
+	Seconds  float64   `json:"seconds,omitempty"`
+	Bytes    int64     `json:"bytes,omitempty"`
+	FreeLeft int64     `json:"free,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// Outcomes of a backup run.
+const (
+	OutcomeOK          = "ok"
+	OutcomeFailed      = "failed"
+	OutcomeInterrupted = "interrupted"
+)
+
+// AddBackups merges runs into r.Backups: a run already there (same host
+// and time) is not added twice; the result is sorted by time and cut to
+// the MaxBackups newest.
+func (r *Record) AddBackups(runs ...Backup) {
+	for _, b := range runs {
+		b.Time = b.Time.UTC()
+		dup := false
+		for _, x := range r.Backups {
+			if x.Host == b.Host && x.Time.Equal(b.Time) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			r.Backups = append(r.Backups, b)
+		}
+	}
+	sort.SliceStable(r.Backups, func(i, j int) bool { return r.Backups[i].Time.Before(r.Backups[j].Time) })
+	if n := len(r.Backups); n > MaxBackups {
+		r.Backups = r.Backups[n-MaxBackups:]
+	}
+}
+
+// LastBackup is the newest run (nil: none), LastGood the newest that
+// succeeded.
+func (r *Record) LastBackup() *Backup {
+	if len(r.Backups) == 0 {
+		return nil
+	}
+	return &r.Backups[len(r.Backups)-1]
+}
+
+// LastGood is the newest successful run, or nil.
+func (r *Record) LastGood() *Backup {
+	for i := len(r.Backups) - 1; i >= 0; i-- {
+		if r.Backups[i].Outcome == OutcomeOK {
+			return &r.Backups[i]
+		}
+	}
+	return nil
+}
+
+// Overdue says whether the disk's last successful backup (or, with none,
+// its preparation) is more than every before now. every 0: never overdue.
+func (r *Record) Overdue(every time.Duration, now time.Time) bool {
+	if every <= 0 {
+		return false
+	}
+	since := r.Prepared
+	if g := r.LastGood(); g != nil {
+		since = g.Time
+	}
+	return now.Sub(since) > every
 }
 
 // Drive is the drive's identity as far as luksdock could read it. Through

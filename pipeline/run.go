@@ -425,9 +425,31 @@ func (r *runner) format() (string, error) {
 	if err := r.readSlotKDF(); err != nil {
 		return "", err
 	}
+	if !o.LUKS1 {
+		// The disk's own description, readable while locked by any
+		// machine (luks.Metadata): written now so that the verify step
+		// and the header backup cover the header as it stays.
+		if err := r.withoutExcl(func() error { return luks.WriteMetadataDevice(r.work, r.part, r.metadata()) }); err != nil {
+			return "", fmt.Errorf("writing the luksdock token: %w", err)
+		}
+	}
 	// cryptsetup chose the sector size: the mkfs step's start event
 	// reports the block size it gives mkfs.ext4 (r.facts).
 	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, disk.SizeString(info.DataOffset)), nil
+}
+
+// metadata is the disk's luksdock token as prepare writes it.
+func (r *runner) metadata() luks.Metadata {
+	o, t := r.p.Opts, r.p.Target
+	m := luks.Metadata{Label: o.Label, Set: o.Set, Prepared: time.Now().UTC().Truncate(time.Second), RecoveryKey: o.RecoveryKey != nil}
+	m.PreparedOn, _ = os.Hostname()
+	if t.Disk != nil {
+		m.DriveModel, m.DriveSerial = t.Disk.Model, t.Disk.Serial
+		if t.Health != nil && t.Health.Model != "" {
+			m.DriveModel, m.DriveSerial = t.Health.Model, t.Health.Serial
+		}
+	}
+	return m
 }
 
 // addRecoveryKey writes the recovery key to its file (when one is asked

@@ -8,8 +8,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	"luksdock/disk"
-	"luksdock/inventory"
 	"luksdock/pipeline"
 )
 
@@ -182,7 +182,7 @@ func (s *detailsScreen) View() (string, int) {
 		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
 	}
 	if uuid, set := disk.LUKSOn(t.Content, t.Parts); uuid != "" {
-		desc, known := inventory.Recognise(c.inv, uuid, set, time.Now())
+		desc, known := core.RecogniseToken(c.inv, uuid, set, core.DiskMetadata(t.Path, t.Content, t.Parts), time.Now())
 		if known {
 			b.WriteString(para(st.ok, "Known disk: "+desc+" (preparing it again replaces it)", c.width, "  "))
 		} else {

@@ -1236,3 +1236,37 @@ func TestPlanOffersResumeAndStartOver(t *testing.T) {
 		t.Errorf("the restarted plan still continues:\n%s", s.body)
 	}
 }
+
+// A disk prepared on another machine (its luksdock token names label, set
+// and date) is recognised on Details with an empty inventory, without its
+// passphrase.
+func TestKnownDiskFromToken(t *testing.T) {
+	testkit.NeedTools(t, "cryptsetup")
+	img := filepath.Join(t.TempDir(), "k.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	fmtCmd := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+		"--subsystem", "offsite", "--key-file", "-", img)
+	fmtCmd.Stdin = strings.NewReader("x")
+	if out, err := fmtCmd.CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v\n%s", err, out)
+	}
+	imp := exec.Command("cryptsetup", "token", "import", img)
+	imp.Stdin = strings.NewReader(`{"type":"luksdock","keyslots":[],"version":1,"label":"backups09","set":"offsite","prepared":"2026-10-02T08:00:00Z","prepared_on":"elsewhere","recovery_key":true}`)
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("token import: %v\n%s", err, out)
+	}
+	cfg := imageConfig(img, 0)
+	cfg.Inventory = func() (*inventory.File, error) { return &inventory.File{}, nil }
+	h := start(t, cfg, nil)
+	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return s.selected() == "k.img" })
+	h.enter()
+	s := h.onScreen(scrDetails)
+	if want := "Known disk: backups09, set offsite, prepared 2026-10-02 on elsewhere"; !strings.Contains(flat(s.body), want) {
+		t.Errorf("details lack %q:\n%s", want, s.body)
+	}
+}

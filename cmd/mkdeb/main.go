@@ -147,6 +147,8 @@ func build(outDir string) (string, error) {
 	add(filepath.Join(compDir, "bash/luksdock"), "/usr/share/bash-completion/completions/luksdock", 0o644)
 	add(filepath.Join(compDir, "zsh/_luksdock"), "/usr/share/zsh/vendor-completions/_luksdock", 0o644)
 	add(filepath.Join(compDir, "fish/luksdock.fish"), "/usr/share/fish/vendor_completions.d/luksdock.fish", 0o644)
+	add(filepath.Join(top, "packaging", "80-luksdock.rules"), "/usr/lib/udev/rules.d/80-luksdock.rules", 0o644)
+	add(filepath.Join(top, "packaging", "luksdock-dock@.service"), "/usr/lib/systemd/system/luksdock-dock@.service", 0o644)
 
 	doc := "/usr/share/doc/luksdock/"
 	readme, err := gz(filepath.Join(top, "README.md"), "README.md.gz")

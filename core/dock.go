@@ -1,0 +1,564 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"luksdock/disk"
+	"luksdock/inventory"
+	"luksdock/luks"
+)
+
+// DockDir is where a docked disk is mounted for its backup: DockDir/LABEL.
+var DockDir = "/run/luksdock/dock"
+
+// DockOptions say which disk was docked and where to report.
+type DockOptions struct {
+	// Device is the LUKS device: the block device udev named (/dev/sdb1,
+	// or /dev/sdb for LUKS on the whole disk), or a region of an image.
+	Device luks.Device
+	// InvPath is the inventory to record the run in.
+	InvPath string
+	// Engine: "kernel" (cryptsetup open, device-mapper), "userspace" (the
+	// FUSE engine and a loop device), or "" (kernel when device-mapper
+	// works).
+	Engine string
+	// PowerOff powers a USB drive off once it is locked.
+	PowerOff bool
+	// Log receives what happens, for people (the journal under systemd);
+	// the backup command's own output goes there too.
+	Log io.Writer
+}
+
+// DockResult is what a docking did.
+type DockResult struct {
+	UUID, Label, Set string
+	// Enrolled is false for a disk this host has no key for: nothing ran.
+	Enrolled bool
+	Command  string // the command file run ("" none configured)
+	Run      *inventory.Backup
+	Mount    string
+}
+
+// ErrInterrupted means the disk went away (or the service was stopped)
+// during the run: recorded as interrupted, the mapping removed.
+var ErrInterrupted = errors.New("the backup run was interrupted: the disk was undocked or the service stopped")
+
+// CommandFor is the backup command configured for a disk: the executable
+// ConfigDir/run/label-LABEL, else ConfigDir/run/set-SET ("" for none).
+func CommandFor(label, set string) string {
+	for _, name := range []string{"label-" + label, "set-" + set} {
+		if strings.HasSuffix(name, "-") || strings.ContainsAny(name, "/\x00") {
+			continue
+		}
+		p := filepath.Join(ConfigDir(), "run", name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// Dock is the backup run on a docked disk (the luksdock-dock@ service): a
+// disk this host holds no key for is left alone. Otherwise it wipes a
+// keyslot this host was told to forget, unlocks the disk with the host key,
+// checks the filesystem (e2fsck -p), mounts it at DockDir/LABEL, merges the
+// disk's own history into the inventory, runs the command configured for
+// its label or set with LUKSDOCK_MOUNT, LUKSDOCK_LABEL, LUKSDOCK_SET and
+// LUKSDOCK_UUID in its environment, records the outcome, duration, bytes
+// written and free space (in the disk's history file and the inventory),
+// unmounts, locks and (PowerOff) powers the drive off. A cancelled ctx or
+// a disk that vanished is recorded as interrupted in the inventory and
+// nothing but the mount and the mapping is touched.
+func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
+	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
+	info, err := luks.ReadHeaderDevice(o.Device)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Device.Path, err)
+	}
+	res := &DockResult{UUID: info.UUID, Label: info.Label, Set: info.Subsystem}
+	if PendingForget(info.UUID) {
+		msg, err := ApplyForget(ctx, o.Device)
+		if err != nil {
+			logf("luksdock: disk %s: forgetting this host's keyslot failed: %v", info.UUID, err)
+		} else {
+			logf("luksdock: disk %s: %s", info.UUID, msg)
+		}
+	}
+	kf := KeyFile(info.UUID)
+	if _, err := os.Stat(kf); err != nil {
+		logf("luksdock: disk %s is not enrolled on this host; left to the desktop", info.UUID)
+		return res, nil
+	}
+	res.Enrolled = true
+	meta, merr := luks.ReadMetadataDevice(o.Device)
+	if merr == nil {
+		res.Label, res.Set = meta.Label, meta.Set
+	}
+	now := time.Now()
+	_ = inventory.Update(o.InvPath, func(f *inventory.File) error {
+		if !f.Seen(info.UUID, o.Device.Path, now) {
+			m := meta
+			if merr != nil {
+				m = luks.Metadata{Label: res.Label, Set: res.Set}
+			}
+			f.Put(RecordFromToken(info.UUID, m, o.Device.Path, now))
+		}
+		return nil
+	})
+	logf("luksdock: disk %s (%s) docked as %s", res.Label, info.UUID, o.Device.Path)
+
+	v, err := unlock(ctx, o, info, kf)
+	if err != nil {
+		return res, recordFailure(o, res, now, "unlock", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			v.close(context.WithoutCancel(ctx), true)
+		}
+	}()
+	if code, out := fsck(v.dev); code >= 4 {
+		return res, recordFailure(o, res, now, "e2fsck", fmt.Errorf("e2fsck -p exit %d: %s", code, strings.TrimSpace(out)))
+	} else if code != 0 {
+		logf("luksdock: e2fsck -p repaired the filesystem (exit %d): %s", code, strings.TrimSpace(out))
+	} else {
+		logf("luksdock: e2fsck -p: clean")
+	}
+	mnt, err := mountAt(v.dev, res.Label, info.UUID)
+	if err != nil {
+		return res, recordFailure(o, res, now, "mount", err)
+	}
+	v.mnt, res.Mount = mnt, mnt
+	if err := MergeHistory(o.InvPath, info.UUID, mnt); err != nil {
+		logf("luksdock: %v", err)
+	}
+	host, _ := os.Hostname()
+	run := inventory.Backup{Host: host, Time: now.UTC().Truncate(time.Second), Outcome: inventory.OutcomeOK}
+	res.Command = CommandFor(res.Label, res.Set)
+	written0 := lifetimeWrites(v.dev)
+	t0 := time.Now()
+	if res.Command == "" {
+		run.Detail = "no backup command configured (" + filepath.Join(ConfigDir(), "run", "label-"+res.Label) + " or set-" + res.Set + ")"
+		logf("luksdock: %s", run.Detail)
+	} else {
+		logf("luksdock: running %s on %s", res.Command, mnt)
+		if err := runCommand(ctx, res.Command, mnt, res, o.Log); err != nil {
+			run.Outcome, run.Detail = inventory.OutcomeFailed, err.Error()
+		}
+	}
+	unix.Sync()
+	run.Seconds = time.Since(t0).Round(10 * time.Millisecond).Seconds()
+	if w := lifetimeWrites(v.dev); w >= written0 && written0 >= 0 {
+		run.Bytes = w - written0
+	}
+	if ctx.Err() != nil || !present(o.Device.Path) {
+		run.Outcome, run.Detail = inventory.OutcomeInterrupted, "the disk was undocked or the service stopped during the run"
+		res.Run = &run
+		v.close(context.WithoutCancel(ctx), true)
+		closed = true
+		record(o, info.UUID, run, 0, 0)
+		logf("luksdock: %s: INTERRUPTED after %.0f s; mapping removed, nothing else touched; the next docking checks the filesystem first", res.Label, run.Seconds)
+		notify(fmt.Sprintf("luksdock: backup to %s interrupted", res.Label), "The disk was undocked during the run. Dock it again to finish.")
+		return res, ErrInterrupted
+	}
+	size, free := fsSpace(mnt)
+	run.FreeLeft = free
+	if err := AppendHistory(mnt, run); err != nil {
+		logf("luksdock: writing the disk's history: %v", err)
+	}
+	res.Run = &run
+	record(o, info.UUID, run, size, free)
+	if err := v.close(context.WithoutCancel(ctx), false); err != nil {
+		logf("luksdock: locking: %v", err)
+	}
+	closed = true
+	what := fmt.Sprintf("%s: backup %s in %.0f s, %s written, %s free; locked", res.Label, run.Outcome, run.Seconds, disk.SizeString(run.Bytes), disk.SizeString(free))
+	if o.PowerOff {
+		if msg := powerOff(o.Device.Path); msg != "" {
+			what += "; " + msg
+		}
+	}
+	logf("luksdock: %s", what)
+	notify("luksdock: "+res.Label+" "+run.Outcome, what)
+	if run.Outcome != inventory.OutcomeOK {
+		return res, fmt.Errorf("the backup command failed: %s", run.Detail)
+	}
+	return res, nil
+}
+
+// recordFailure records a run that failed before the command and returns err.
+func recordFailure(o DockOptions, res *DockResult, start time.Time, step string, err error) error {
+	host, _ := os.Hostname()
+	run := inventory.Backup{Host: host, Time: start.UTC().Truncate(time.Second), Outcome: inventory.OutcomeFailed,
+		Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds(), Detail: step + ": " + err.Error()}
+	if !present(o.Device.Path) {
+		run.Outcome = inventory.OutcomeInterrupted
+		err = fmt.Errorf("%w (%s: %v)", ErrInterrupted, step, err)
+	}
+	res.Run = &run
+	record(o, res.UUID, run, 0, 0)
+	fmt.Fprintf(o.Log, "luksdock: %s: backup %s at %s: %v\n", res.Label, run.Outcome, step, err)
+	notify("luksdock: "+res.Label+" "+run.Outcome, step+": "+err.Error())
+	return err
+}
+
+func record(o DockOptions, uuid string, run inventory.Backup, size, free int64) {
+	err := inventory.Update(o.InvPath, func(f *inventory.File) error {
+		r := f.Find(uuid)
+		if r == nil {
+			return nil
+		}
+		r.AddBackups(run)
+		if size > 0 {
+			r.FSSize, r.FSFree = size, free
+		}
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(o.Log, "luksdock: recording the run in the inventory: %v\n", err)
+	}
+}
+
+// present says whether the device node and its kernel device still exist.
+func present(path string) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
+	return err == nil
+}
+
+// volume is the unlocked disk: dev is the block device holding the
+// filesystem (the dm-crypt mapping, or a loop device on the userspace
+// engine's file).
+type volume struct {
+	dev    string
+	mapper string
+	loop   *disk.Loop // the LUKS region of an image (kernel engine) or the FUSE file (userspace)
+	under  *disk.Loop
+	uvol   *luks.UserspaceVolume
+	mnt    string
+}
+
+func unlock(ctx context.Context, o DockOptions, info luks.Info, kf string) (*volume, error) {
+	engine := o.Engine
+	if engine == "" || engine == "auto" {
+		engine = "userspace"
+		if ok, _ := luks.DeviceMapper(); ok {
+			engine = "kernel"
+		}
+	}
+	d := o.Device
+	v := &volume{}
+	if engine == "kernel" {
+		dev := d.Path
+		if !d.Direct() {
+			l, err := disk.AttachLoop(d.Path, d.Base, d.Size)
+			if err != nil {
+				return nil, err
+			}
+			v.under, dev = l, l.Path
+		}
+		name := "luksdock-dock-" + strings.ToLower(info.UUID)[:8]
+		if err := luks.OpenKeyFile(ctx, dev, name, kf); err != nil {
+			v.close(ctx, true)
+			return nil, err
+		}
+		v.mapper, v.dev = name, "/dev/mapper/"+name
+		return v, nil
+	}
+	key, err := readKey(kf)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	hinfo, vk, err := luks.UnsealKey(d, key)
+	if err != nil {
+		return nil, fmt.Errorf("the host key does not open the disk: %w", err)
+	}
+	defer clear(vk)
+	size := d.Size
+	if size <= 0 {
+		if st, err := os.Stat(d.Path); err == nil && st.Mode().IsRegular() {
+			size = st.Size() - d.Base
+		} else {
+			size = blockSize(d.Path)
+		}
+	}
+	seg := hinfo.Segment()
+	if seg.Size == 0 {
+		seg.Size = size - seg.Offset
+	}
+	uv, err := luks.MountUserspace(d.Path, d.Base, size, seg, vk)
+	if err != nil {
+		return nil, err
+	}
+	v.uvol = uv
+	l, err := disk.AttachLoop(uv.Path(), 0, uv.Size())
+	if err != nil {
+		uv.Close()
+		return nil, err
+	}
+	v.loop, v.dev = l, l.Path
+	return v, nil
+}
+
+func blockSize(path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n, _ := f.Seek(0, io.SeekEnd)
+	return n
+}
+
+// readKey reads a host key file, refusing one that others could read.
+func readKey(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by others (mode %04o): refused; it must be 0400 root", path, st.Mode().Perm())
+	}
+	return io.ReadAll(io.LimitReader(f, 8192))
+}
+
+// close unmounts (lazily when lost), and locks. With lost the disk may be
+// gone: the mount is detached and the mapping removed as soon as it is free.
+func (v *volume) close(ctx context.Context, lost bool) error {
+	var errs []error
+	if v.mnt != "" {
+		flags := 0
+		if lost {
+			flags = unix.MNT_DETACH
+		}
+		if err := unix.Unmount(v.mnt, flags); err != nil && !lost {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", v.mnt, err))
+		} else {
+			os.Remove(v.mnt)
+		}
+		v.mnt = ""
+	}
+	if v.mapper != "" {
+		if lost {
+			_ = luks.CloseDeferred(ctx, v.mapper)
+		}
+		var err error
+		for i := 0; i < 50; i++ {
+			if _, serr := os.Stat("/dev/mapper/" + v.mapper); serr != nil {
+				err = nil
+				break
+			}
+			if err = luks.Close(ctx, v.mapper); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		v.mapper = ""
+	}
+	if v.loop != nil {
+		v.loop.Close()
+		v.loop = nil
+	}
+	if v.uvol != nil {
+		if err := v.uvol.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		v.uvol = nil
+	}
+	if v.under != nil {
+		v.under.Close()
+		v.under = nil
+	}
+	return errors.Join(errs...)
+}
+
+// fsck runs e2fsck -p (preen: fix what is safe without asking).
+func fsck(dev string) (int, string) {
+	cmd := exec.Command("e2fsck", "-p", dev)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		return 8, err.Error()
+	}
+	return 0, string(out)
+}
+
+// mountAt mounts the ext4 filesystem on dev at DockDir/LABEL (LABEL-UUID8
+// when that is taken).
+func mountAt(dev, label, uuid string) (string, error) {
+	if err := os.MkdirAll(DockDir, 0o755); err != nil {
+		return "", err
+	}
+	name := label
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		name = strings.ToLower(uuid)
+	}
+	mnt := filepath.Join(DockDir, name)
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		if !errors.Is(err, os.ErrExist) || !emptyDir(mnt) {
+			mnt = filepath.Join(DockDir, name+"-"+strings.ToLower(uuid)[:8])
+			if err := os.Mkdir(mnt, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				return "", err
+			}
+		}
+	}
+	if err := unix.Mount(dev, mnt, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		os.Remove(mnt)
+		return "", fmt.Errorf("mounting %s at %s: %w", dev, mnt, err)
+	}
+	return mnt, nil
+}
+
+func emptyDir(p string) bool {
+	ents, err := os.ReadDir(p)
+	return err == nil && len(ents) == 0
+}
+
+// lifetimeWrites is ext4's count of bytes written to the filesystem on dev
+// (/sys/fs/ext4/NAME/lifetime_write_kbytes); -1 when unknown.
+func lifetimeWrites(dev string) int64 {
+	real, err := filepath.EvalSymlinks(dev)
+	if err != nil {
+		return -1
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", filepath.Base(real), "lifetime_write_kbytes"))
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n * 1024
+}
+
+// runCommand runs the backup command in its own process group, with the
+// disk's mount point, label, set and LUKS UUID in its environment (and no
+// secret: the host key is not in it). A cancelled ctx stops the group
+// (SIGTERM, then SIGKILL after 5 s).
+func runCommand(ctx context.Context, path, mnt string, res *DockResult, log io.Writer) error {
+	cmd := exec.Command(path)
+	cmd.Dir = mnt
+	cmd.Env = []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "LANG=C.UTF-8",
+		"LUKSDOCK_MOUNT=" + mnt, "LUKSDOCK_LABEL=" + res.Label, "LUKSDOCK_SET=" + res.Set, "LUKSDOCK_UUID=" + res.UUID,
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGTERM)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+			return <-done
+		}
+	}
+}
+
+// powerOff powers off the USB drive holding the block device path, as
+// udisksctl power-off does: the SCSI device is deleted, then the USB
+// device is removed, which turns its port's power off. It says what it
+// did; "" for a device that is not a USB drive (a loop device, an image).
+func powerOff(path string) string {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return ""
+	}
+	sys, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", filepath.Base(real)))
+	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
+		sys = filepath.Dir(sys)
+	}
+	var usb string
+	for d := sys; d != "/" && d != "/sys"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "idVendor")); err == nil {
+			usb = d
+			break
+		}
+	}
+	if usb == "" {
+		return ""
+	}
+	unix.Sync()
+	if err := os.WriteFile(filepath.Join(sys, "device", "delete"), []byte("1"), 0); err != nil {
+		return "could not detach the drive: " + err.Error()
+	}
+	if err := os.WriteFile(filepath.Join(usb, "remove"), []byte("1"), 0); err != nil {
+		return "detached; could not power the USB port off: " + err.Error()
+	}
+	return "powered off; it can be undocked"
+}
+
+// notify tells the people logged in on a desktop, best effort: notify-send
+// as each user with a session bus in /run/user. The journal has it anyway.
+func notify(summary, body string) {
+	ns, err := exec.LookPath("notify-send")
+	if err != nil {
+		return
+	}
+	ents, _ := os.ReadDir("/run/user")
+	for _, e := range ents {
+		uid, err := strconv.Atoi(e.Name())
+		if err != nil || uid == 0 {
+			continue
+		}
+		bus := filepath.Join("/run/user", e.Name(), "bus")
+		if _, err := os.Stat(bus); err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		u, err := user.LookupId(e.Name())
+		if err != nil {
+			cancel()
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "setpriv", "--reuid="+u.Uid, "--regid="+u.Gid, "--clear-groups", ns, "--app-name=luksdock", summary, body)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "DBUS_SESSION_BUS_ADDRESS=unix:path=" + bus, "XDG_RUNTIME_DIR=/run/user/" + e.Name()}
+		_ = cmd.Run()
+		cancel()
+	}
+}

@@ -68,8 +68,9 @@ func buildDeb(t *testing.T, dir string) string {
 		return p
 	}
 	out := filepath.Join(dir, "deb")
-	cmd := exec.Command("go", "run", "./cmd/mkdeb", "-out", out)
-	cmd.Dir = repoRoot(t)
+	// cmd/mkdeb is a module of its own (scripts/package runs it the same way).
+	cmd := exec.Command("go", "run", ".", "-out", out)
+	cmd.Dir = filepath.Join(repoRoot(t), "cmd", "mkdeb")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cmd/mkdeb: %v\n%s", err, b)
 	}

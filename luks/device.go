@@ -129,36 +129,7 @@ func FormatDevice(ctx context.Context, d Device, passphrase, volumeKey []byte, o
 // header area, which is then written back into the image at Base. Only the
 // header area is written.
 func AddKeyDevice(ctx context.Context, d Device, passphrase, newKey []byte, pbkdf PBKDF) error {
-	if d.Direct() {
-		return AddKey(ctx, d.Path, passphrase, newKey, pbkdf)
-	}
-	s, err := newStage(d.Size)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	src, err := os.OpenFile(d.Path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	area, err := headerArea(io.NewSectionReader(src, d.Base, d.Size))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, area)); err != nil {
-		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
-	}
-	if err := AddKey(ctx, s.path(), passphrase, newKey, pbkdf); err != nil {
-		return err
-	}
-	if after, err := headerArea(s.f); err != nil || after != area {
-		return fmt.Errorf("the LUKS header area changed size adding a key (%d -> %d): %v", area, after, err)
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(src, d.Base), io.NewSectionReader(s.f, 0, area)); err != nil {
-		return fmt.Errorf("writing LUKS header into %s: %w", d.Path, err)
-	}
-	return src.Sync()
+	return d.modifyHeader(func(path string) error { return AddKey(ctx, path, passphrase, newKey, pbkdf) })
 }
 
 // headerArea returns the size of the LUKS metadata in front of the data

@@ -101,7 +101,7 @@ func KeyslotPBKDFDevice(d Device, slot int) (p PBKDF, err error) {
 // region of an image file is worked on in an in-memory copy of its header
 // area, written back into the image when done, as AddKeyDevice does.
 func KeepOnlyPassphraseDevice(ctx context.Context, d Device, passphrase []byte) (kept int, removed []int, err error) {
-	err = d.withWritableHeader(func(path string) error {
+	err = d.modifyHeader(func(path string) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -126,41 +126,4 @@ func KeepOnlyPassphraseDevice(ctx context.Context, d Device, passphrase []byte) 
 		return nil
 	})
 	return kept, removed, err
-}
-
-// withWritableHeader runs fn with a path at which the LUKS header of d can
-// be changed: the block device itself, or an in-memory copy of a region's
-// header area, written back into the image at Base if fn succeeds and the
-// header area kept its size.
-func (d Device) withWritableHeader(fn func(path string) error) error {
-	if d.Direct() {
-		return fn(d.Path)
-	}
-	s, err := newStage(d.Size)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	src, err := os.OpenFile(d.Path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	area, err := headerArea(io.NewSectionReader(src, d.Base, d.Size))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, area)); err != nil {
-		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
-	}
-	if err := fn(s.path()); err != nil {
-		return err
-	}
-	if after, err := headerArea(s.f); err != nil || after != area {
-		return fmt.Errorf("the LUKS header area changed size (%d -> %d): %v", area, after, err)
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(src, d.Base), io.NewSectionReader(s.f, 0, area)); err != nil {
-		return fmt.Errorf("writing LUKS header into %s: %w", d.Path, err)
-	}
-	return src.Sync()
 }

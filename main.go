@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -415,7 +416,7 @@ starts over instead).
 				if err != nil {
 					return err
 				}
-				defer clear(k)
+				defer secret.Free(k)
 				o.RecoveryKey = k
 			}
 			t, err := tf.target(!dryRun)
@@ -436,7 +437,7 @@ starts over instead).
 			if err != nil {
 				return err
 			}
-			defer clear(pass)
+			defer secret.Free(pass)
 			ctx, stop, finished := signalContext(cmd.ErrOrStderr())
 			defer stop()
 			emit := textEvents(out, 0)
@@ -538,13 +539,13 @@ spaces and dashes do not matter here; at cryptsetup's prompt they do).
 			if err != nil {
 				return err
 			}
-			defer clear(pass)
+			defer secret.Free(pass)
 			var rk []byte
 			if rkFile != "" {
 				if rk, err = recovery.ReadFile(rkFile, cmd.InOrStdin()); err != nil {
 					return &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepVerify, Err: err}
 				}
-				defer clear(rk)
+				defer secret.Free(rk)
 			}
 			out := cmd.OutOrStdout()
 			emit := textEvents(out, 1)

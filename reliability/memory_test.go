@@ -1,25 +1,20 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"luksdock/internal/procmem"
 	"luksdock/internal/testkit"
 	"luksdock/recovery"
 )
@@ -51,131 +46,20 @@ import (
 //     half of the key each, so the halves are not searched in the server;
 //   - at the exit stop no copy at all, locked or not;
 //   - VmLck > 0 in /proc/PID/status of luksdock while it holds a secret (the
-//     tool points) and of the volume server.
-
-// memRegion is one readable mapping's bytes.
-type memRegion struct {
-	start  uint64
-	name   string
-	locked bool // VmFlags has "lo"
-	dump   bool // VmFlags lacks "dd": it would be in a core dump
-	data   []byte
-}
+//     tool points) and of the volume server;
+//   - controls: the scan finds the passphrase in luksdock's locked memory at
+//     the tool points (it holds it until it returns) and the volume key in
+//     the volume server's.
+//
+// Reading the memory (and running under ptrace) is internal/procmem, which
+// e2e/guestwatch uses for the same test with the kernel engine.
 
 // memSnap is one process's memory at one point.
 type memSnap struct {
+	*procmem.Snapshot
 	point, who string
 	pid        int
-	vmLck      string // /proc/PID/status VmLck
-	regions    []memRegion
-	size       int
 	err        error
-}
-
-// readMem reads every readable mapping of pid (a process, or a thread id
-// whose memory is the process's) with its smaps flags.
-func readMem(pid int) (*memSnap, error) {
-	s := &memSnap{pid: pid}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmLck:"); ok {
-			s.vmLck = strings.TrimSpace(v)
-		}
-	}
-	sm, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		return nil, err
-	}
-	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer mem.Close()
-	type mapping struct {
-		start, end uint64
-		perms      string
-		name       string
-		flags      string
-	}
-	var maps []*mapping
-	sc := bufio.NewScanner(bytes.NewReader(sm))
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		f := strings.Fields(l)
-		if len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4 {
-			a, b, _ := strings.Cut(f[0], "-")
-			lo, err1 := strconv.ParseUint(a, 16, 64)
-			hi, err2 := strconv.ParseUint(b, 16, 64)
-			if err1 != nil || err2 != nil {
-				continue
-			}
-			m := &mapping{start: lo, end: hi, perms: f[1]}
-			if len(f) >= 6 {
-				m.name = strings.Join(f[5:], " ")
-			}
-			maps = append(maps, m)
-			continue
-		}
-		if v, ok := strings.CutPrefix(l, "VmFlags:"); ok && len(maps) > 0 {
-			maps[len(maps)-1].flags = " " + strings.TrimSpace(v) + " "
-		}
-	}
-	for _, m := range maps {
-		if m.perms[0] != 'r' || m.name == "[vvar]" || m.name == "[vsyscall]" || m.name == "[vvar_vclock]" {
-			continue
-		}
-		// File mappings that are not writable hold the program and
-		// libraries: no secret can be in them.
-		if m.perms[1] != 'w' && m.name != "" && !strings.HasPrefix(m.name, "[") {
-			continue
-		}
-		buf := make([]byte, m.end-m.start)
-		n, _ := mem.ReadAt(buf, int64(m.start))
-		s.regions = append(s.regions, memRegion{start: m.start, name: m.name, locked: strings.Contains(m.flags, " lo "), dump: !strings.Contains(m.flags, " dd "), data: buf[:n]})
-		s.size += n
-	}
-	if s.size == 0 {
-		return nil, errors.New("no readable memory")
-	}
-	return s, nil
-}
-
-// memHit is one copy of a secret found in a snapshot.
-type memHit struct {
-	form    string
-	addr    uint64
-	region  string
-	locked  bool
-	context string // the bytes around it, to tell what holds it
-}
-
-func (s *memSnap) find(forms map[string][]byte) []memHit {
-	var hits []memHit
-	for _, r := range s.regions {
-		for name, f := range forms {
-			if len(f) == 0 {
-				continue
-			}
-			for off := 0; ; {
-				i := bytes.Index(r.data[off:], f)
-				if i < 0 {
-					break
-				}
-				at := off + i
-				ctx := fmt.Sprintf("%q", r.data[max(at-48, 0):min(at+len(f)+48, len(r.data))])
-				hits = append(hits, memHit{form: name, addr: r.start + uint64(at), region: r.name, locked: r.locked, context: ctx})
-				off += i + 1
-			}
-		}
-	}
-	sort.Slice(hits, func(i, j int) bool {
-		return hits[i].form < hits[j].form || hits[i].form == hits[j].form && hits[i].addr < hits[j].addr
-	})
-	return hits
 }
 
 // stopTools makes shims that stop themselves (SIGSTOP) right before they
@@ -192,13 +76,11 @@ func stopTools(t *testing.T, tools ...string) string {
 	return dir
 }
 
-// tracedRun runs luksdock under ptrace so that its memory can be read at
-// its exit, and calls atStop with every stopped tool shim (a descendant of
-// luksdock in state T running a shim from shims) before continuing it.
-// Tracing every thread is needed because Go's os.Exit runs on whichever
-// thread holds the main goroutine; the exit stop of the thread that calls
-// exit_group keeps the memory in place while it is read. It must not run
-// beside other tests (it waits for any traced thread with wait4(-1)).
+// tracedRun runs luksdock under ptrace (procmem.RunTraced) so that its
+// memory can be read at its exit, and calls atStop with every stopped tool
+// shim (a descendant of luksdock in state T running a shim from shims)
+// before continuing it. It must not run beside other tests (RunTraced
+// waits with wait4(-1)).
 func tracedRun(t *testing.T, tmpdir, shims string, stdin []byte, atStop func(tool string, pid int), args ...string) (result, *memSnap) {
 	t.Helper()
 	env := caseEnv(tmpdir)
@@ -216,95 +98,39 @@ func tracedRun(t *testing.T, tmpdir, shims string, stdin []byte, atStop func(too
 	go func() { defer wg.Done(); io.Copy(&se, errR) }()
 	go func() { inW.Write(stdin); inW.Close() }()
 
-	type exitInfo struct {
-		code int
-		snap *memSnap
-		err  error
-	}
-	done := make(chan exitInfo, 1)
-	started := make(chan int, 1)
+	var exitSnap *memSnap
+	pids := make(chan int, 1)
+	done := make(chan struct{})
+	var code int
+	var runErr error
 	go func() {
-		runtime.LockOSThread() // every ptrace request from this thread
-		defer runtime.UnlockOSThread()
-		p, err := os.StartProcess(bin, append([]string{bin}, args...), &os.ProcAttr{
-			Env: env, Files: []*os.File{inR, outW, errW},
-			Sys: &syscall.SysProcAttr{Ptrace: true},
-		})
-		inR.Close()
-		outW.Close()
-		errW.Close()
-		if err != nil {
-			started <- 0
-			done <- exitInfo{err: err}
-			return
+		defer close(done)
+		code, runErr = procmem.RunTraced(bin, append([]string{bin}, args...),
+			&os.ProcAttr{Env: env, Files: []*os.File{inR, outW, errW}},
+			func(pid int) {
+				inR.Close()
+				outW.Close()
+				errW.Close()
+				pids <- pid
+			},
+			func(tid int) {
+				s, err := procmem.Read(tid)
+				exitSnap = &memSnap{Snapshot: s, pid: tid, err: err}
+			})
+		if runErr != nil {
+			inR.Close()
+			outW.Close()
+			errW.Close()
+			close(pids)
 		}
-		pid := p.Pid
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
-			started <- 0
-			done <- exitInfo{err: fmt.Errorf("no stop at exec: %v %v", err, ws)}
-			return
-		}
-		if err := unix.PtraceSetOptions(pid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEEXIT|unix.PTRACE_O_EXITKILL); err != nil {
-			started <- 0
-			done <- exitInfo{err: err}
-			return
-		}
-		unix.PtraceCont(pid, 0)
-		started <- pid
-		var info exitInfo
-		info.code = -1
-		for {
-			tid, err := unix.Wait4(-1, &ws, unix.WALL, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				break // ECHILD: all gone
-			}
-			switch {
-			case ws.Exited() || ws.Signaled():
-				if tid == pid {
-					if ws.Exited() {
-						info.code = ws.ExitStatus()
-					} else {
-						info.code = 128 + int(ws.Signal())
-					}
-					done <- info
-					return
-				}
-			case ws.Stopped():
-				sig := ws.StopSignal()
-				switch {
-				case sig == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_EXIT:
-					if info.snap == nil && info.err == nil {
-						// The thread that calls exit_group stops first,
-						// with the memory still in place.
-						info.snap, info.err = readMem(tid)
-					}
-					unix.PtraceCont(tid, 0)
-				case sig == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_CLONE:
-					unix.PtraceCont(tid, 0)
-				case sig == unix.SIGSTOP:
-					// a new thread's first stop (nothing here sends
-					// luksdock SIGSTOP)
-					unix.PtraceCont(tid, 0)
-				default:
-					unix.PtraceCont(tid, int(sig))
-				}
-			}
-		}
-		done <- info
 	}()
-	pid := <-started
-	var info exitInfo
-	if pid != 0 {
+	if pid, ok := <-pids; ok {
 		// Continue the stopped shims after atStop has looked.
 		seen := map[int]bool{}
 	poll:
 		for {
 			select {
-			case info = <-done:
+			case <-done:
 				break poll
 			default:
 			}
@@ -323,17 +149,13 @@ func tracedRun(t *testing.T, tmpdir, shims string, stdin []byte, atStop func(too
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-	} else {
-		info = <-done
 	}
+	<-done
 	wg.Wait()
-	if info.err != nil && info.snap == nil && pid == 0 {
-		t.Fatalf("running luksdock under ptrace: %v", info.err)
+	if runErr != nil {
+		t.Fatalf("running luksdock under ptrace: %v", runErr)
 	}
-	if info.err != nil {
-		t.Errorf("reading luksdock's memory at its exit: %v", info.err)
-	}
-	return result{code: info.code, stdout: so.String(), stderr: se.String()}, info.snap
+	return result{code: code, stdout: so.String(), stderr: se.String()}, exitSnap
 }
 
 // modhexBytes decodes a recovery key's characters to its 32 random bytes.
@@ -366,12 +188,6 @@ func memoryForms(pass string, rk, key []byte) map[string][]byte {
 		f[fmt.Sprintf("volume key luksDump line %d", i/16+1)] = []byte(strings.TrimSpace(fmt.Sprintf("% x", key[i:i+16])))
 	}
 	return f
-}
-
-// vmLckKB is the number in a VmLck value ("12 kB").
-func vmLckKB(s string) int {
-	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(s, "kB")))
-	return n
 }
 
 // TestSecretsInMemory: see the top of this file. Both key derivation
@@ -407,11 +223,8 @@ func secretsInMemory(t *testing.T, kdf []string) {
 		return func(tool string, pid int) {
 			point := run + ", " + tool + " running"
 			add := func(who string, p int) {
-				s, err := readMem(p)
-				if err != nil {
-					s = &memSnap{err: err}
-				}
-				s.point, s.who, s.pid = point, who, p
+				ps, err := procmem.Read(p)
+				s := &memSnap{Snapshot: ps, err: err, point: point, who: who, pid: p}
 				mu.Lock()
 				snaps = append(snaps, s)
 				mu.Unlock()
@@ -439,10 +252,12 @@ func secretsInMemory(t *testing.T, kdf []string) {
 		s    *memSnap
 		name string
 	}{{pexit, "prepare"}, {vexit, "verify"}} {
-		if e.s != nil {
-			e.s.point, e.s.who = e.name+", at its exit", "luksdock"
-			snaps = append(snaps, e.s)
+		if e.s == nil {
+			t.Errorf("%s: luksdock's memory was not read at its exit", e.name)
+			continue
 		}
+		e.s.point, e.s.who = e.name+", at its exit", "luksdock"
+		snaps = append(snaps, e.s)
 	}
 
 	p1, _ := testkit.Partition1(t, img)
@@ -473,22 +288,22 @@ func secretsInMemory(t *testing.T, kdf []string) {
 		if _, ok := want[k]; ok {
 			want[k] = true
 		}
-		hits := s.find(forms)
+		hits := s.Find(forms)
 		atExit := strings.HasSuffix(s.point, "at its exit")
 		type tally struct {
 			n     int
-			first memHit
+			first procmem.Hit
 		}
 		counts := map[string]*tally{}
 		for _, h := range hits {
 			where := "unlocked"
-			if h.locked {
+			if h.Locked {
 				where = "locked"
 			}
-			if s.who == "volume server" && strings.Contains(h.form, "half") {
+			if s.who == "volume server" && strings.Contains(h.Form, "half") {
 				where = "schedule" // the AES key schedules begin with the halves
 			}
-			k := h.form + " (" + where + ")"
+			k := h.Form + " (" + where + ")"
 			if counts[k] == nil {
 				counts[k] = &tally{first: h}
 			}
@@ -500,20 +315,26 @@ func secretsInMemory(t *testing.T, kdf []string) {
 			switch {
 			case strings.HasSuffix(k, "(schedule)"):
 			case atExit:
-				t.Errorf("%s: %s (pid %d) still holds %d copies of the %s, the first at %#x (%q) in %s", s.point, s.who, s.pid, c.n, k, c.first.addr, c.first.region, c.first.context)
-			case !c.first.locked:
-				t.Errorf("%s: %s (pid %d) holds %d copies of the %s outside locked memory, the first at %#x (%q) in %s", s.point, s.who, s.pid, c.n, c.first.form, c.first.addr, c.first.region, c.first.context)
+				t.Errorf("%s: %s (pid %d) still holds %d copies of the %s, the first at %#x (%q) in %s", s.point, s.who, s.pid, c.n, k, c.first.Addr, c.first.Region, c.first.Context)
+			case !c.first.Locked:
+				t.Errorf("%s: %s (pid %d) holds %d copies of the %s outside locked memory, the first at %#x (%q) in %s", s.point, s.who, s.pid, c.n, c.first.Form, c.first.Addr, c.first.Region, c.first.Context)
 			}
 		}
 		sort.Strings(sum)
-		t.Logf("%s: %s (pid %d): %d MiB read, VmLck %s; found: %s", s.point, s.who, s.pid, s.size>>20, s.vmLck, strings.Join(sum, ", "))
-		if !atExit && len(hits) > 0 && vmLckKB(s.vmLck) == 0 {
-			t.Errorf("%s: %s holds secrets with VmLck %s: nothing is locked in memory", s.point, s.who, s.vmLck)
+		t.Logf("%s: %s (pid %d): %d MiB read, VmLck %s; found: %s", s.point, s.who, s.pid, s.Size>>20, s.VmLck, strings.Join(sum, ", "))
+		if !atExit && len(hits) > 0 && s.VmLckKB() == 0 {
+			t.Errorf("%s: %s holds secrets with VmLck %s: nothing is locked in memory", s.point, s.who, s.VmLck)
+		}
+		if s.who == "luksdock" && !atExit {
+			// luksdock holds the passphrase until the command returns.
+			if _, ok := counts["passphrase (locked)"]; !ok {
+				t.Errorf("control: the passphrase is not found in luksdock's locked memory at %s: the scan finds nothing", s.point)
+			}
 		}
 		if s.who == "volume server" {
 			n := 0
 			for _, h := range hits {
-				if h.form == "volume key" {
+				if h.Form == "volume key" {
 					n++
 				}
 			}

@@ -56,7 +56,10 @@ type mapping struct {
 // (needed at an exit stop, when the leader may have let go of the memory
 // already). Mappings of files that are not writable (the program and its
 // libraries) are skipped: no secret is in them.
-func Read(pid int) (*Snapshot, error) {
+func Read(pid int) (*Snapshot, error) { return read(pid, nil) }
+
+// read is Read of the mappings keep accepts (all when keep is nil).
+func read(pid int, keep func(start, end uint64) bool) (*Snapshot, error) {
 	s := &Snapshot{PID: pid}
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -108,6 +111,9 @@ func Read(pid int) (*Snapshot, error) {
 			continue
 		}
 		if m.perms[1] != 'w' && m.name != "" && !strings.HasPrefix(m.name, "[") {
+			continue
+		}
+		if keep != nil && !keep(m.start, m.end) {
 			continue
 		}
 		locked := strings.Contains(m.flags, " lo ")
@@ -264,3 +270,33 @@ func RunTraced(path string, argv []string, attr *os.ProcAttr, started func(pid i
 	r := <-done
 	return r.code, r.err
 }
+
+// Forms are the forms of the secrets the memory tests search for: the
+// passphrase; the recovery key as printed, without dashes and as its 32
+// bytes (rk may be nil); the volume key, each of its halves (one AES-256
+// key each), in hex, and each line of cryptsetup's luksDump printout of it
+// ("xx xx ..." 16 bytes a line).
+func Forms(pass, rk, key []byte) map[string][]byte {
+	f := map[string][]byte{"passphrase": pass}
+	if len(rk) > 0 {
+		bare := bytes.ReplaceAll(rk, []byte("-"), nil)
+		raw := make([]byte, len(bare)/2)
+		for i := range raw {
+			raw[i] = byte(strings.IndexByte(modhex, bare[2*i]))<<4 | byte(strings.IndexByte(modhex, bare[2*i+1]))
+		}
+		f["recovery key"], f["recovery key bare"], f["recovery key bytes"] = rk, bare, raw
+	}
+	if len(key) == 64 {
+		f["volume key"] = key
+		f["volume key first half"], f["volume key second half"] = key[:32], key[32:]
+		f["volume key hex"] = []byte(fmt.Sprintf("%x", key))
+		f["volume key hex (halves)"] = []byte(fmt.Sprintf("%x", key[:32]))
+		for i := 0; i < len(key); i += 16 {
+			f[fmt.Sprintf("volume key luksDump line %d", i/16+1)] = []byte(strings.TrimSpace(fmt.Sprintf("% x", key[i:i+16])))
+		}
+	}
+	return f
+}
+
+// modhex is the recovery key's alphabet (recovery.Alphabet).
+const modhex = "cbdefghijklnrtuv"

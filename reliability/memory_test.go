@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -158,38 +157,6 @@ func tracedRun(t *testing.T, tmpdir, shims string, stdin []byte, atStop func(too
 	return result{code: code, stdout: so.String(), stderr: se.String()}, exitSnap
 }
 
-// modhexBytes decodes a recovery key's characters to its 32 random bytes.
-func modhexBytes(rk []byte) []byte {
-	bare := bytes.ReplaceAll(rk, []byte("-"), nil)
-	out := make([]byte, len(bare)/2)
-	for i := range out {
-		out[i] = byte(strings.IndexByte(recovery.Alphabet, bare[2*i]))<<4 | byte(strings.IndexByte(recovery.Alphabet, bare[2*i+1]))
-	}
-	return out
-}
-
-// memoryForms are the forms searched in memory: the passphrase; the
-// recovery key as printed, without dashes and as its 32 bytes; the volume
-// key, each of its halves (one AES-256 key each), in hex, and each line of
-// cryptsetup's luksDump printout of it ("xx xx ..." 16 bytes a line).
-func memoryForms(pass string, rk, key []byte) map[string][]byte {
-	f := map[string][]byte{
-		"passphrase":              []byte(pass),
-		"recovery key":            rk,
-		"recovery key bare":       bytes.ReplaceAll(rk, []byte("-"), nil),
-		"recovery key bytes":      modhexBytes(rk),
-		"volume key":              key,
-		"volume key first half":   key[:32],
-		"volume key second half":  key[32:],
-		"volume key hex":          []byte(hex.EncodeToString(key)),
-		"volume key hex (halves)": []byte(hex.EncodeToString(key[:32])),
-	}
-	for i := 0; i < len(key); i += 16 {
-		f[fmt.Sprintf("volume key luksDump line %d", i/16+1)] = []byte(strings.TrimSpace(fmt.Sprintf("% x", key[i:i+16])))
-	}
-	return f
-}
-
 // TestSecretsInMemory: see the top of this file. Both key derivation
 // functions, at small costs: PBKDF2 (what the other tests use) and
 // Argon2id (cryptsetup's default, with its own working memory).
@@ -269,7 +236,7 @@ func secretsInMemory(t *testing.T, kdf []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forms := memoryForms(testPass, rk, key)
+	forms := procmem.Forms([]byte(testPass), rk, key)
 
 	// The points that must have been seen: a snapshot proves nothing about
 	// a point it missed.

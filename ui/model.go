@@ -26,6 +26,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/disk"
+	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -247,7 +248,7 @@ func (c *shared) clearSecrets() {
 }
 
 func (c *shared) clearRecoveryKey() {
-	clear(c.recKey)
+	lsecret.Free(c.recKey)
 	c.recKey, c.recChallenge, c.recConfirmed = nil, recovery.Challenge{}, false
 }
 
@@ -255,7 +256,7 @@ func (c *shared) clearRecoveryKey() {
 // a run is using it.
 func (c *shared) dropPlan() {
 	if c.plan != nil && (c.run == nil || c.run.finished) {
-		clear(c.plan.Opts.RecoveryKey)
+		lsecret.Free(c.plan.Opts.RecoveryKey)
 	}
 	c.plan = nil
 }

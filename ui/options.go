@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -393,13 +393,13 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	s.checking = true
 	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
 	wantKey := s.rec.cur == 0
-	oldKey, oldCh := bytes.Clone(s.c.recKey), s.c.recChallenge
+	oldKey, oldCh := lsecret.Clone(s.c.recKey), s.c.recChallenge
 	inv, seen := s.c.inv, s.seenLabels()
 	return func() tea.Msg {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
 			if err != nil {
-				clear(oldKey)
+				lsecret.Free(oldKey)
 				return planMsg{seq: seq, err: err}
 			}
 			o.HeaderBackup = abs
@@ -415,14 +415,14 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 					m.recCh, err = recovery.NewChallenge(2)
 				}
 				if err != nil {
-					clear(m.recKey)
+					lsecret.Free(m.recKey)
 					return planMsg{seq: seq, err: fmt.Errorf("making the recovery key: %w", err)}
 				}
 				m.recNew = true
 			}
-			o.RecoveryKey = bytes.Clone(m.recKey) // the plan's own copy
+			o.RecoveryKey = lsecret.Clone(m.recKey) // the plan's own copy
 		} else {
-			clear(oldKey)
+			lsecret.Free(oldKey)
 		}
 		p, err := pipeline.NewPlan(t, o)
 		if err == nil {
@@ -436,9 +436,9 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 		}
 		m.opts, m.plan, m.err = o, p, err
 		if err != nil {
-			clear(o.RecoveryKey)
+			lsecret.Free(o.RecoveryKey)
 			if m.recNew {
-				clear(m.recKey)
+				lsecret.Free(m.recKey)
 			}
 			m.recKey = nil
 		}
@@ -475,7 +475,7 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 			s.c.clearRecoveryKey()
 			s.c.recKey, s.c.recChallenge = msg.recKey, msg.recCh
 		default:
-			clear(msg.recKey) // a copy of the one kept
+			lsecret.Free(msg.recKey) // a copy of the one kept
 		}
 		s.c.forward(scrOptions)
 		return nil

@@ -1,13 +1,13 @@
 package ui
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	lsecret "luksdock/internal/secret"
 	"luksdock/pipeline"
 )
 
@@ -55,7 +55,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 	if m, ok := msg.(restartMsg); ok {
 		if !s.remaking {
 			if m.plan != nil {
-				clear(m.plan.Opts.RecoveryKey)
+				lsecret.Free(m.plan.Opts.RecoveryKey)
 			}
 			return nil
 		}
@@ -79,11 +79,11 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 		s.remaking = true
 		o, t := s.c.plan.Opts, s.c.target
 		o.Restart = true
-		o.RecoveryKey = bytes.Clone(o.RecoveryKey) // the new plan's own copy
+		o.RecoveryKey = lsecret.Clone(o.RecoveryKey) // the new plan's own copy
 		return func() tea.Msg {
 			p, err := pipeline.NewPlan(t, o)
 			if err != nil {
-				clear(o.RecoveryKey)
+				lsecret.Free(o.RecoveryKey)
 			}
 			return restartMsg{plan: p, err: err}
 		}

@@ -10,6 +10,7 @@ import (
 	"charm.land/bubbles/v2/progress"
 	tea "charm.land/bubbletea/v2"
 
+	lsecret "luksdock/internal/secret"
 	"luksdock/pipeline"
 )
 
@@ -107,7 +108,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 			send(runEventMsg(e))
 		})
 		clear(pass)
-		clear(plan.Opts.RecoveryKey)
+		lsecret.Free(plan.Opts.RecoveryKey)
 		recorded := ""
 		if err == nil && res != nil && record != nil {
 			// the inventory, here in the run's goroutine (file I/O)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // TestDryRunScript: --dry-run prints a shell script that does by hand what
@@ -19,8 +21,8 @@ import (
 // table in it as in an image luksdock prepared. The QEMU guest runs the
 // whole script (e2e TestDryRunScriptKernel).
 func TestDryRunScript(t *testing.T) {
-	needRoot(t)
-	needTools(t, "sh", "sfdisk", "wipefs", "truncate")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "sh", "sfdisk", "wipefs", "truncate")
 	for _, table := range []string{"gpt", "mbr"} {
 		t.Run(table, func(t *testing.T) {
 			dir := t.TempDir()

@@ -15,19 +15,11 @@ import (
 	"luksdock/inventory"
 )
 
-// The test binary runs as luksdock itself when LUKSDOCK_TEST_RUN_MAIN holds
-// the arguments (separated by \x1f): separate processes, as concurrent
-// luksdocks are (cobra's set-up is not safe to run in parallel in one).
-func init() {
-	if args := os.Getenv("LUKSDOCK_TEST_RUN_MAIN"); args != "" {
-		os.Exit(run(strings.Split(args, "\x1f"), os.Stdin, os.Stdout, os.Stderr))
-	}
-}
-
-// cliProcess runs luksdock as a separate process (the test binary).
+// cliProcess runs luksdock as a separate process (the test binary, see
+// testkit.CLICommand), as concurrent luksdocks are (cobra's set-up is not
+// safe to run in parallel in one).
 func cliProcess(stdin string, args ...string) (int, string) {
-	c := exec.Command(os.Args[0])
-	c.Env = append(os.Environ(), "LUKSDOCK_TEST_RUN_MAIN="+strings.Join(args, "\x1f"))
+	c := testkit.CLICommand(args...)
 	c.Stdin = strings.NewReader(stdin)
 	out, err := c.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -78,8 +70,8 @@ func listed(t *testing.T, dev string) listEntry {
 // luksdock did not make is called unknown; a third disk of the set may not
 // take a label the set already has.
 func TestInventoryRecognition(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "losetup")
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "state", "inventory.json"))
 	imgA, imgB := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
@@ -200,7 +192,7 @@ func TestInventoryRecognition(t *testing.T) {
 // TestInventoryConcurrentPrepares: three prepares at once, one inventory;
 // all three recorded, the file parses.
 func TestInventoryConcurrentPrepares(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	var wg sync.WaitGroup
@@ -230,7 +222,7 @@ func TestInventoryConcurrentPrepares(t *testing.T) {
 // TestInventoryCorrupt: a damaged inventory is reported by prepare (which
 // still makes the disk), inventory and list, and never overwritten.
 func TestInventoryCorrupt(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "inventory.json")
 	t.Setenv("LUKSDOCK_INVENTORY", p)
@@ -261,7 +253,7 @@ func TestInventoryCorrupt(t *testing.T) {
 // subsystem field or a shell, and --set with LUKS1, are refused before
 // anything is written.
 func TestSetNameRefused(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	img := testkit.SparseFile(t, filepath.Join(dir, "d.img"), 80<<20)
@@ -289,7 +281,7 @@ func TestSetNameRefused(t *testing.T) {
 // TestDuplicateLabelWithoutSet: without --set a label another disk has is
 // a warning, not a refusal.
 func TestDuplicateLabelWithoutSet(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	for i, want := range []string{"", "luksdock: warning: label backups01: the inventory already has backups01 (LUKS UUID "} {

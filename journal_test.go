@@ -26,8 +26,8 @@ import (
 // That mount must succeed with the synced file intact, and e2fsck -fn must
 // be clean afterwards.
 func TestLazyJournalCrash(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "debugfs", "dumpe2fs", "xfs_io", "mount", "umount")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "debugfs", "dumpe2fs", "xfs_io", "mount", "umount")
 	img := filepath.Join(t.TempDir(), "j.img")
 	args := append([]string{"prepare", "--image", img, "--size", "300M", "--label", "jtest", "--passphrase-file", "-", "--confirm", "j.img"}, smallKDF...)
 	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {

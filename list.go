@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -14,11 +13,18 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/health"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 )
+
+// listReason is a refusal in `list --json`: the reason and its fix.
+type listReason struct {
+	Text string `json:"text"`
+	Fix  string `json:"fix,omitempty"`
+}
 
 // listEntry is one disk in `luksdock list --json`.
 type listEntry struct {
@@ -32,7 +38,10 @@ type listEntry struct {
 	Arrival *disk.Arrival `json:"arrival,omitempty"`
 	// Known is set for a LUKS disk: whether the inventory knows it (by its
 	// LUKS UUID) and what it is.
-	Known *knownDisk `json:"known,omitempty"`
+	Known *core.KnownDisk `json:"known,omitempty"`
+	// Reasons are why it may not be prepared under the given
+	// --allow-internal, each with what to do about it.
+	Reasons []listReason `json:"reasons,omitempty"`
 	// Health is the drive's SMART health (not for loop devices).
 	Health *health.Report `json:"health,omitempty"`
 }
@@ -73,7 +82,8 @@ poll every second as a backstop) and prints only that disk.
 
 Exit status: 0 success, 2 usage error, 4 discovery failed (sysfs not
 readable), 130 interrupted while waiting.`,
-		Args: noArgs,
+		Example: listExample,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sys := disk.Sys{Root: sysRoot}
 			out := cmd.OutOrStdout()
@@ -113,6 +123,9 @@ readable), 130 interrupted while waiting.`,
 			for i, d := range disks {
 				v := disk.Assess(d)
 				entries[i] = listEntry{Disk: d, Summary: d.Summary(), Verdict: v, OK: v.OK(allowInternal), Status: v.Status(allowInternal)}
+				for _, r := range v.Reasons(allowInternal) {
+					entries[i].Reasons = append(entries[i].Reasons, listReason{r.Text, r.Fix})
+				}
 				for j := len(arrivals) - 1; j >= 0; j-- {
 					if arrivals[j].Disk == d.Name && !arrivals[j].Gone {
 						a := arrivals[j]
@@ -134,8 +147,12 @@ readable), 130 interrupted while waiting.`,
 				}
 				wg.Wait()
 			}
-			if w := recognise(inventory.Path(), entries, time.Now()); w != "" {
+			known, w := core.Recognise(inventory.Path(), disks, time.Now())
+			if w != "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
+			}
+			for i := range entries {
+				entries[i].Known = known[i]
 			}
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -163,6 +180,7 @@ readable), 130 interrupted while waiting.`,
 	cmd.Flags().BoolVar(&allowInternal, "allow-internal", false, "treat internal (non-USB) disks as eligible in the status column")
 	cmd.Flags().StringVar(&sysRoot, "sysroot", "/", "read sysfs/proc below this directory (for tests)")
 	_ = cmd.Flags().MarkHidden("sysroot")
+	setManFiles(cmd, listFiles)
 	return cmd
 }
 
@@ -170,11 +188,7 @@ func writeListTable(w io.Writer, entries []listEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tSECTORS\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
 	for _, e := range entries {
-		vendor := e.Vendor
-		if vendor == "ATA" { // the SCSI-ATA translation's placeholder, not a maker
-			vendor = ""
-		}
-		model := strings.TrimSpace(vendor + " " + e.Model)
+		model := e.VendorModel()
 		if e.USB != nil && e.USB.Product != "" && model == "" {
 			model = e.USB.Product
 		}
@@ -209,4 +223,20 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// listExample is list's EXAMPLES (in --help and the man page).
+const listExample = `  # Every disk, what is on it and whether luksdock may prepare it:
+  luksdock list
+
+  # Wait for the disk you are about to dock and show only it, with the
+  # kernel's log of its arrival (what you would look for in dmesg):
+  luksdock list --wait
+
+  # The same for scripts:
+  luksdock list --json | jq -r '.[] | select(.ok) | .path'`
+
+// listFiles are the FILES of list's man page.
+var listFiles = [][2]string{
+	{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival; list writes nothing."},
 }

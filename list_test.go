@@ -151,14 +151,7 @@ func TestListUsageErrors(t *testing.T) {
 // TestListWaitReal: `luksdock list --wait --json` returns when a disk
 // appears (a real loop device here) and prints it.
 func TestListWaitReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: needs root to attach a loop device")
-	}
-	for _, tool := range []string{"losetup", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s not installed", tool)
-		}
-	}
+	testkit.NeedRoot(t, "losetup", "mkfs.ext4")
 	// Loop devices of other tests (this binary's or another package's)
 	// can arrive first: then list --wait rightly prints that one, and the
 	// attempt is repeated with a new image. The test fails unless one

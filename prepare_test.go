@@ -25,22 +25,6 @@ const testPass = "correct horse battery staple"
 
 var smallKDF = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (loop devices, FUSE mounts, block-device ioctls)")
-	}
-}
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed; scripts/test installs it", tool)
-		}
-	}
-}
-
 // cli runs luksdock in-process with stdin and returns exit code, stdout, stderr.
 func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
@@ -168,8 +152,8 @@ func checkPrepared(t *testing.T, img, table, label string, luksVersion int) {
 }
 
 func TestPrepareFreshImage(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs")
 	img := filepath.Join(t.TempDir(), "disk.img")
 	args := append([]string{"prepare", "--image", img, "--size", "128M", "--label", "backups01",
 		"--passphrase-file", "-", "--confirm", "disk.img"}, smallKDF...)
@@ -189,7 +173,7 @@ func TestPrepareFreshImage(t *testing.T) {
 }
 
 func TestPrepareMBRLUKS1(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	args := append([]string{"prepare", "--image", img, "--size", "100M", "--label", "backups02",
 		"--passphrase-file", "-", "--confirm", "old.img", "--table", "mbr", "--luks1", "--json"}, smallKDF...)
@@ -211,8 +195,8 @@ func TestPrepareMBRLUKS1(t *testing.T) {
 // "before" (MBR, an LVM PV of type 8e and an ext4 "photos" with data) and
 // checks that nothing of it survives.
 func TestPrepareReplacesOldLayout(t *testing.T) {
-	needRoot(t)
-	needTools(t, "pvcreate", "mkfs.ext4")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "pvcreate", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "disk.img")
 	testkit.Run(t, "", "truncate", "-s", "200M", img)
 	testkit.Run(t, "label: dos\nstart=2048, size=100M, type=8e\nstart=206848, type=83\n", "sfdisk", "-q", img)
@@ -253,7 +237,7 @@ func TestPrepareReplacesOldLayout(t *testing.T) {
 // 4096-byte logical sectors) through the device path: O_EXCL, the kernel's
 // partition node (BLKRRPART, then BLKPG), cryptsetup on the partition node.
 func TestPrepare4KLoopDevice(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	img := filepath.Join(t.TempDir(), "4k.img")
 	testkit.Run(t, "", "truncate", "-s", "128M", img)
 	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
@@ -278,7 +262,7 @@ func TestPrepare4KLoopDevice(t *testing.T) {
 }
 
 func TestPrepareKernelEngine(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	if ok, why := luks.DeviceMapper(); !ok {
 		t.Skipf("SKIPPED: the kernel engine needs device-mapper, and this kernel has none: %s. The QEMU suite (e2e/) runs it on a stock kernel.", why)
 	}
@@ -293,7 +277,7 @@ func TestPrepareKernelEngine(t *testing.T) {
 // TestRefusalsWriteNothing: each refusal exits non-zero with a clear message
 // and leaves the image byte-identical.
 func TestRefusalsWriteNothing(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
 	testkit.Run(t, "", "truncate", "-s", "80M", img)
@@ -333,7 +317,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 }
 
 func TestVerifyWrongPassphrase(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	img := filepath.Join(t.TempDir(), "v.img")
 	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "v1", "--passphrase-file", "-", "--confirm", "v.img"}, smallKDF...)
 	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
@@ -354,7 +338,7 @@ func TestVerifyWrongPassphrase(t *testing.T) {
 }
 
 func TestHeaderBackupAndJSON(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	dir := t.TempDir()
 	img, hdr := filepath.Join(dir, "h.img"), filepath.Join(dir, "h.header")
 	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "h1", "--passphrase-file", "-", "--confirm", "h.img", "--json", "--header-backup", hdr}, smallKDF...)
@@ -412,7 +396,7 @@ func TestHeaderBackupAndJSON(t *testing.T) {
 // LUKS volume with 4 KiB sectors passes e2fsck but no kernel mounts it;
 // verify must fail it.
 func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	img := filepath.Join(t.TempDir(), "b.img")
 	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "b1", "--passphrase-file", "-", "--confirm", "b.img"}, smallKDF...)
 	if code, out, errs := cli(t, testPass+"\n", args...); code != 0 {
@@ -446,8 +430,8 @@ func TestVerifyRefusesUnmountableBlockSize(t *testing.T) {
 // reads the backup only when the primary is good, and needs the protective
 // MBR), so verify must not pass it. sfdisk confirms each damage is real.
 func TestVerifyRefusesTableKernelIgnores(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "k.img")
 	args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "k1", "--passphrase-file", "-", "--confirm", "k.img"}, smallKDF...)
@@ -533,8 +517,8 @@ func topDir(t *testing.T, dev testkit.Device) string {
 // directory belongs to the user behind sudo; verify finds the volume with
 // both sector sizes and reports the owner. --owner overrides sudo's user.
 func TestPrepareTableNoneAndOwner(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs", "debugfs")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "blkid", "wipefs", "debugfs")
 	t.Setenv("SUDO_UID", "1000")
 	t.Setenv("SUDO_GID", "1001")
 	t.Setenv("PKEXEC_UID", "")
@@ -605,8 +589,8 @@ func TestPrepareTableNoneAndOwner(t *testing.T) {
 // image) and back, and verify says both; an MBR made through the 4096-byte
 // dock is warned about in the plan and is found with 4096-byte sectors only.
 func TestPrepareThroughEitherDock(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "dock.img")
 	testkit.Run(t, "", "truncate", "-s", "128M", img)
@@ -657,8 +641,8 @@ func TestPrepareThroughEitherDock(t *testing.T) {
 // A partition table that points, with either sector size, at something that
 // is not LUKS fails verify (exit 5) and says what kernels find.
 func TestVerifyFailsReadableInNeither(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "sfdisk")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "sfdisk")
 	img := filepath.Join(t.TempDir(), "n.img")
 	testkit.Run(t, "", "truncate", "-s", "96M", img)
 	testkit.Run(t, "label: dos\nstart=2048, size=100000, type=83\n", "sfdisk", "-q", img)

@@ -35,8 +35,8 @@ func promptOpens(t *testing.T, dev, typed string) bool {
 // shows two keyslots; luksdock verify proves both keys and fails with a
 // wrong one.
 func TestRecoveryKey(t *testing.T) {
-	needRoot(t)
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4")
 	dir := t.TempDir()
 	img, rkFile := filepath.Join(dir, "disk.img"), filepath.Join(dir, "backups01.recovery")
 	args := append([]string{"prepare", "--image", img, "--size", "100M", "--label", "backups01",
@@ -111,8 +111,8 @@ func TestRecoveryKey(t *testing.T) {
 // missing directory and a path inside the target are refused, all before
 // anything is written.
 func TestRecoveryKeyFileRefusals(t *testing.T) {
-	needRoot(t)
-	needTools(t, "mkfs.ext4")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "mkfs.ext4")
 	dir := t.TempDir()
 	img := testkit.SparseFile(t, filepath.Join(dir, "disk.img"), 100<<20)
 	existing := filepath.Join(dir, "old.key")

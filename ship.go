@@ -37,12 +37,7 @@ func addShipping(root *cobra.Command) {
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.DisableAutoGenTag = true
 	root.AddCommand(newGenManCmd(), newGenCompletionsCmd())
-	walk(root, func(c *cobra.Command) {
-		if ex, ok := examples[c.CommandPath()]; ok && c.Example == "" {
-			c.Example = strings.Trim(ex, "\n")
-		}
-		registerCompletions(c)
-	})
+	walk(root, registerCompletions)
 }
 
 func walk(c *cobra.Command, f func(*cobra.Command)) {
@@ -62,7 +57,7 @@ func registerCompletions(c *cobra.Command) {
 		eligibleOnly := c.Name() == "prepare"
 		_ = c.RegisterFlagCompletionFunc("device", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 			allowInternal, _ := cmd.Flags().GetBool("allow-internal")
-			return deviceCompletions(disk.Sys{Root: "/"}, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
+			return deviceCompletions(disk.Host, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
 		})
 	}
 	for _, name := range []string{"image", "passphrase-file", "header-backup", "recovery-key"} {
@@ -91,11 +86,7 @@ func choices(usage string) []string {
 	if m == nil {
 		return nil
 	}
-	var out []string
-	for _, w := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, w)
-	}
-	return out
+	return strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // deviceCompletions lists the disks `luksdock list` reads (the same sysfs
@@ -113,100 +104,13 @@ func deviceCompletions(sys disk.Sys, eligibleOnly, allowInternal bool) []string 
 			continue
 		}
 		desc := []string{disk.SizeString(d.Size), d.Transport}
-		if m := strings.TrimSpace(d.Vendor + " " + d.Model); m != "" {
+		if m := d.VendorModel(); m != "" {
 			desc = append(desc, m)
 		}
 		desc = append(desc, d.Summary(), v.Status(allowInternal))
 		out = append(out, d.Path+"\t"+strings.Join(desc, ", "))
 	}
 	return out
-}
-
-// examples are each command's EXAMPLES (in --help and the man page). Together
-// they walk the manual procedure luksdock replaces: find the docked disk
-// (dmesg), look at the plan (the commands a person would type), prepare,
-// verify, and use the disk by hand.
-var examples = map[string]string{
-	"luksdock": `
-  # Dock the disk, then start the wizard: it offers the disk, asks for a
-  # label and a passphrase, shows the plan and wants the disk's name typed.
-  luksdock
-
-  # The same without the wizard, step by step:
-  luksdock list --wait      # dock the disk now: prints it, as dmesg would
-  luksdock prepare --device /dev/sdi --label backups01 --dry-run    # the plan
-  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - --confirm sdi \
-      --header-backup /root/backups01-header.img
-  luksdock verify --device /dev/sdi --passphrase-file -
-
-  # Use the disk by hand (the desktop does this when it is docked):
-  cryptsetup open /dev/sdi1 backups01 && mount /dev/mapper/backups01 /mnt
-  umount /mnt && cryptsetup close backups01`,
-	"luksdock list": `
-  # Every disk, what is on it and whether luksdock may prepare it:
-  luksdock list
-
-  # Wait for the disk you are about to dock and show only it, with the
-  # kernel's log of its arrival (what you would look for in dmesg):
-  luksdock list --wait
-
-  # The same for scripts:
-  luksdock list --json | jq -r '.[] | select(.ok) | .path'`,
-	"luksdock prepare": `
-  # See the plan: the shell commands a person would type, nothing touched.
-  luksdock prepare --device /dev/sdi --label backups01 --dry-run
-
-  # Prepare the docked disk sdi; type the passphrase on standard input and
-  # keep a header backup off the disk:
-  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - \
-      --confirm sdi --header-backup /root/backups01-header.img
-
-  # One disk of the rotation set "offsite", with a recovery key (a second
-  # keyslot) written to a file off the disk, to print and keep apart:
-  luksdock prepare --device /dev/sdj --label backups02 --set offsite \
-      --recovery-key /root/backups02-recovery.txt --passphrase-file - --confirm sdj
-
-  # Try it on a 1 GiB image file first (cheap KDF: for tests only):
-  printf '%s\n' 'correct horse battery staple' > pass.txt
-  luksdock prepare --image demo.img --size 1G --label demo --passphrase-file pass.txt \
-      --confirm demo.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000`,
-	"luksdock inventory": `
-  # The disks of your rotation, where each was last seen docked:
-  luksdock inventory
-
-  # The same for scripts: labels of the set "offsite"
-  luksdock inventory --json | jq -r '.disks[]? | select(.set == "offsite") | .label'`,
-	"luksdock verify": `
-  # Check an offsite disk when it comes back (nothing is written to it):
-  luksdock verify --device /dev/sdi --passphrase-file -
-
-  # Prove the recovery key too (typed on standard input after the
-  # passphrase file is read from pass.txt):
-  luksdock verify --device /dev/sdi --passphrase-file pass.txt --recovery-key-file -
-
-  # The same for an image, with the result as JSON:
-  luksdock verify --image demo.img --passphrase-file pass.txt --json`,
-}
-
-// files are the FILES sections of the man pages, by command path.
-var files = map[string][][2]string{
-	"luksdock": {
-		{"/dev/sdX", "the disk it prepares: wiped, partitioned, LUKS-formatted, ext4 inside (prepare and the wizard; verify and list only read)."},
-		{"IMAGE", "with --image, the image file; created sparse with --size when it does not exist (never over an existing file of another size)."},
-		{"HEADER-BACKUP", "with --header-backup, a copy of the LUKS header (cryptsetup luksHeaderBackup), mode 0600; an existing file is never overwritten."},
-		{"/dev/mapper/luksdock-*", "the kernel engine's dm-crypt mapping while a volume is open (luksdock-LABEL, luksdock-verify-PID); removed when the run ends, and a stale unused one is closed by the next run."},
-		{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory (mode 0700) while a volume is open; removed when the run ends, and a dead one is removed by the next run."},
-		{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival."},
-	},
-	"luksdock list": {
-		{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival; list writes nothing."},
-	},
-	"luksdock prepare": nil, // the root's
-	"luksdock verify": {
-		{"/dev/sdX, IMAGE", "read only: verify writes nothing to the disk or image."},
-		{"/dev/mapper/luksdock-verify-*", "the kernel engine's read-only dm-crypt mapping while checking; removed when it ends."},
-		{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory while checking; removed when it ends."},
-	},
 }
 
 func newGenManCmd() *cobra.Command {
@@ -312,12 +216,40 @@ func genManTree(root *cobra.Command, dir string) error {
 // exitParagraph matches the exit-code paragraph of a Long help text.
 var exitParagraph = regexp.MustCompile(`(?s)(?:^|\n\n)(Exit (?:codes|status):.*?)(?:\n\n|$)`)
 
+// manFilesKey is the annotation that holds a command's FILES section
+// (setManFiles).
+const manFilesKey = "luksdock-man-files"
+
+// setManFiles gives command c the FILES section of its man page: each entry
+// a path and what luksdock does with it.
+func setManFiles(c *cobra.Command, files [][2]string) {
+	var b strings.Builder
+	for _, f := range files {
+		b.WriteString(f[0] + "\t" + f[1] + "\n")
+	}
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[manFilesKey] = b.String()
+}
+
+// manFiles is command c's FILES section, as setManFiles gave it.
+func manFiles(c *cobra.Command) [][2]string {
+	var out [][2]string
+	for _, l := range strings.Split(strings.TrimSuffix(c.Annotations[manFilesKey], "\n"), "\n") {
+		if path, what, ok := strings.Cut(l, "\t"); ok {
+			out = append(out, [2]string{path, what})
+		}
+	}
+	return out
+}
+
 // manPage renders one command's page.
 func manPage(c *cobra.Command, date time.Time) ([]byte, error) {
 	// The exit codes are part of --help's Long text; in the man page they
 	// are the EXIT STATUS section.
 	long := c.Long
-	exit := exitCodesHelp
+	exit := ""
 	if m := exitParagraph.FindStringSubmatchIndex(long); m != nil {
 		exit = long[m[2]:m[3]]
 		long = strings.TrimSpace(long[:m[0]] + "\n\n" + long[m[1]:])
@@ -353,12 +285,8 @@ func manPage(c *cobra.Command, date time.Time) ([]byte, error) {
 	var extra strings.Builder
 	extra.WriteString(".SH EXIT STATUS\n")
 	extra.WriteString(exitStatusRoff(exit))
-	fs, ok := files[c.CommandPath()]
-	if !ok || fs == nil {
-		fs = files["luksdock"]
-	}
 	extra.WriteString(".SH FILES\n")
-	for _, f := range fs {
+	for _, f := range manFiles(c) {
 		fmt.Fprintf(&extra, ".TP\n\\fI%s\\fR\n%s\n", roffEscape(f[0]), roffEscape(f[1]))
 	}
 	// man-pages(7) order: ... OPTIONS, EXIT STATUS, FILES, EXAMPLES, SEE ALSO.

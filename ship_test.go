@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/disk"
+	"luksdock/internal/testkit"
 	"luksdock/internal/version"
 )
 
@@ -92,9 +93,7 @@ var manFlag = regexp.MustCompile(`(?m)^\s{7}(?:-\w, )?--([a-z0-9][a-z0-9-]*)`)
 // that every command's page lists exactly the flags its --help lists, and
 // has the sections a sysadmin looks for.
 func TestHelpAndManAgree(t *testing.T) {
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("SKIPPED: man (man-db) is not installed: cannot render the man pages to compare them")
-	}
+	testkit.NeedTools(t, "man") // renders the man pages to compare them
 	dir := t.TempDir()
 	if code, _, errs := cli(t, "", "gen-man", dir); code != 0 {
 		t.Fatalf("gen-man: exit %d: %s", code, errs)
@@ -134,8 +133,9 @@ func TestHelpAndManAgree(t *testing.T) {
 					t.Errorf("EXIT STATUS does not list %d as an item:\n%s", code, secs["EXIT STATUS"])
 				}
 			}
-			if len(path) == 0 || (path[0] != "list" && path[0] != "inventory") { // those two write nothing: exit codes of their own
-				for code := range exitCodes(exitCodesHelp) {
+			if _, own, ok := strings.Cut(help, "Exit codes:\n"); ok { // each command's own codes
+				own, _, _ = strings.Cut(own, "\n\n")
+				for code := range exitCodes(own) {
 					if !regexp.MustCompile(`(?m)^\s+` + regexpQuoteInt(code) + `\s`).MatchString(secs["EXIT STATUS"]) {
 						t.Errorf("EXIT STATUS does not list %d:\n%s", code, secs["EXIT STATUS"])
 					}
@@ -177,16 +177,16 @@ func regexpQuoteInt(n int) string { return regexp.QuoteMeta(itoa(n)) }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-// TestExitCodesREADME: the README's exit-code table and --help's are the
-// same codes with the same first words.
-func TestExitCodesREADME(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+// TestExitCodesDocs: the exit-code table of docs/usage.md and --help's are
+// the same codes with the same first words.
+func TestExitCodesDocs(t *testing.T) {
+	readme, err := os.ReadFile("docs/usage.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, table, ok := strings.Cut(string(readme), "### Exit codes\n")
+	_, table, ok := strings.Cut(string(readme), "## Exit codes\n")
 	if !ok {
-		t.Fatal("README has no '### Exit codes' section")
+		t.Fatal("docs/usage.md has no '## Exit codes' section")
 	}
 	row := regexp.MustCompile(`(?m)^\| (\d+) \| (.*) \|$`)
 	readmeCodes := map[string]bool{}
@@ -198,11 +198,11 @@ func TestExitCodesREADME(t *testing.T) {
 		helpCodes[itoa(c)] = true
 	}
 	if len(helpCodes) < 6 || len(readmeCodes) != len(helpCodes) {
-		t.Fatalf("README codes %v, --help codes %v", readmeCodes, helpCodes)
+		t.Fatalf("docs/usage.md codes %v, --help codes %v", readmeCodes, helpCodes)
 	}
 	for c := range helpCodes {
 		if !readmeCodes[c] {
-			t.Errorf("--help lists exit code %s, README does not", c)
+			t.Errorf("--help lists exit code %s, docs/usage.md does not", c)
 		}
 	}
 }
@@ -294,10 +294,7 @@ func TestCompletionScripts(t *testing.T) {
 	if _, err := os.Stat(bashCompletion); err != nil {
 		t.Skipf("SKIPPED: running the bash script needs the bash-completion package (scripts/test installs it; the packaging test runs it in a Debian root): %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "luksdock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testkit.Luksdock(t)
 	complete := func(words ...string) []string {
 		script := `source ` + bashCompletion + `; source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; __start_luksdock; printf '%s\n' "${COMPREPLY[@]}"`
 		cmd := exec.Command("bash", append([]string{"-c", script, "bash", filepath.Join(dir, "bash/luksdock")}, words...)...)

@@ -8,23 +8,21 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"luksdock/internal/testkit"
 	"luksdock/pipeline"
 )
 
 // TestMain lets a test run this package's test binary as the luksdock CLI
-// (LUKSDOCK_TEST_AS_CLI=1), to send it real signals, and keeps the tests off
-// the machine's own inventory (/var/lib/luksdock): every prepare here
-// records its disk.
+// (testkit.CLICommand), to send it real signals or run luksdocks
+// concurrently, and keeps the tests off the machine's own inventory
+// (/var/lib/luksdock): every prepare here records its disk.
 func TestMain(m *testing.M) {
-	if os.Getenv("LUKSDOCK_TEST_AS_CLI") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-	}
+	testkit.ServeCLI(run)
 	// Every run here records into a private inventory, never the host's
 	// /var/lib/luksdock (the CLI children inherit it).
 	dir, err := os.MkdirTemp("", "luksdock-test-inventory-")
@@ -34,31 +32,8 @@ func TestMain(m *testing.M) {
 	os.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
 	code := m.Run()
 	os.RemoveAll(dir)
+	testkit.RemoveBuilt()
 	os.Exit(code)
-}
-
-// busy keeps n goroutines spinning until stop is closed: CPU load beside
-// the run's own argon2.
-func busy(n int, stop <-chan struct{}) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			x := 0
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					for i := range 100000 {
-						x += i
-					}
-				}
-			}
-		}()
-	}
-	return &wg
 }
 
 // TestStopUnderLoad (issue 12 defect 7): a stop request takes effect at the
@@ -70,11 +45,7 @@ func busy(n int, stop <-chan struct{}) *sync.WaitGroup {
 // during verify, the last step: the run did finish, so it exits 0 with its
 // result.
 func TestStopUnderLoad(t *testing.T) {
-	needRoot(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	testkit.NeedRoot(t)
 	kdf := []string{"--pbkdf", "argon2id", "--pbkdf-memory", "65536", "--pbkdf-parallel", "2", "--iter-time", "1500"}
 	for _, c := range []struct {
 		name   string
@@ -88,15 +59,12 @@ func TestStopUnderLoad(t *testing.T) {
 		{"verify", pipeline.StepVerify, false, 0, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			stop := make(chan struct{})
-			wg := busy(max(2, runtime.NumCPU()), stop)
-			defer func() { close(stop); wg.Wait() }()
+			testkit.Busy(t, max(2, runtime.NumCPU()))
 
 			img := filepath.Join(t.TempDir(), "stop.img")
 			args := append([]string{"prepare", "--image", img, "--size", "80M", "--label", "stop1", "--passphrase-file", "-",
 				"--confirm", "stop.img", "--json"}, kdf...)
-			cmd := exec.Command(self, args...)
-			cmd.Env = append(os.Environ(), "LUKSDOCK_TEST_AS_CLI=1")
+			cmd := testkit.CLICommand(args...)
 			cmd.Stdin = strings.NewReader(testPass + "\n")
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			var stderr lockedBuffer

@@ -12,28 +12,28 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/core"
 	"luksdock/disk"
+	term "luksdock/internal/tty"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 	"luksdock/ui"
 )
 
-// wizardFlags are the root command's flags, used when it starts the wizard:
-// --image/--size and the options it shares with prepare, declared once
-// (targetFlags, optionFlags in main.go).
-type wizardFlags struct {
+// wizardOptions are the root command's flags, used when it starts the
+// wizard: --image/--size and the options it shares with prepare, declared
+// once (targetFlags, optionFlags).
+type wizardOptions struct {
 	target targetFlags
 	opts   optionFlags
 	json   bool
 }
 
-var wflags wizardFlags
-
-// addWizardFlags registers the wizard's flags on the root command.
-func addWizardFlags(cmd *cobra.Command) {
-	wflags.target.add(cmd, false, true)
-	wflags.opts.add(cmd, true)
-	cmd.Flags().BoolVar(&wflags.json, "json", false, "when the wizard ends, print each verified disk as one JSON line (the pipeline's result) instead of the summary")
+// flags registers the wizard's flags on the root command.
+func (wo *wizardOptions) flags(cmd *cobra.Command) {
+	wo.target.add(cmd, false, true)
+	wo.opts.add(cmd, true)
+	cmd.Flags().BoolVar(&wo.json, "json", false, "when the wizard ends, print each verified disk as one JSON line (the pipeline's result) instead of the summary")
 }
 
 // errNoTerminal is returned when the wizard is started without a terminal.
@@ -46,9 +46,9 @@ func openTerminal() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (opening /dev/tty: %v)", errNoTerminal, err)
 	}
-	if _, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err != nil {
+	if !term.Is(tty) {
 		tty.Close()
-		return nil, fmt.Errorf("%w (/dev/tty is not a terminal: %v)", errNoTerminal, err)
+		return nil, fmt.Errorf("%w (/dev/tty is not a terminal)", errNoTerminal)
 	}
 	return tty, nil
 }
@@ -58,8 +58,8 @@ func openTerminal() (*os.File, error) {
 // person can read of every disk it prepared and verified (and of a last run
 // that did not finish), or with --json one JSON line (the pipeline's
 // Result) per disk.
-func runWizard(cmd *cobra.Command) error {
-	wf := wflags
+func (wo *wizardOptions) run(cmd *cobra.Command) error {
+	wf := wo
 	if wf.target.size != "" && wf.target.image == "" {
 		return usageError{errors.New("--size goes with --image")}
 	}
@@ -67,24 +67,14 @@ func runWizard(cmd *cobra.Command) error {
 		AllowInternal: wf.opts.allowInternal,
 		Engine:        wf.opts.engine,
 		Rescan:        2 * time.Second,
-		Scan:          disk.Sys{Root: "/"}.Scan,
+		Scan:          core.System.Scan,
 		KernelLog:     disk.ReadKernelLog,
 		// Choosing a disk closes dm-crypt mappings a killed luksdock left
 		// on it; the run shows the notes.
-		DeviceTarget: func(name string) (*pipeline.Target, error) {
-			return pipeline.Tidied("/dev/"+name, false, func() (*pipeline.Target, error) {
-				return pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
-			})
-		},
-		PBKDF: wf.opts.pbkdf,
+		DeviceTarget: func(name string) (*pipeline.Target, error) { return core.DeviceTarget("/dev/"+name, true) },
+		PBKDF:        wf.opts.pbkdf,
 		// A verified disk goes into the inventory, as with prepare.
-		Record: func(p *pipeline.Plan, res *pipeline.Result) string {
-			path := inventory.Path()
-			if err := recordPrepared(path, p.Target, p.Opts, targetLUKSUUID(p.Target), res, driveOf(p.Target)); err != nil {
-				return "not recorded: " + err.Error()
-			}
-			return "recorded in " + path
-		},
+		InventoryPath: inventory.Path(),
 	}
 	if err := cfg.PBKDF.Validate(false); err != nil {
 		return usageError{err}
@@ -94,7 +84,7 @@ func runWizard(cmd *cobra.Command) error {
 		if err != nil {
 			return err
 		}
-		if _, err := pipeline.ImageTarget(wf.target.image, size); err != nil {
+		if _, err := core.ImageTarget(wf.target.image, size, false); err != nil {
 			return err
 		}
 		cfg.Images = []ui.Image{{Path: wf.target.image, Size: size}}

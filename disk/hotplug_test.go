@@ -71,8 +71,8 @@ func waitEvent(t *testing.T, ch <-chan Hotplug, name, action string, partition b
 // a partition with BLKPG (partx --add), and checks the watcher reports each
 // within one second.
 func TestWatchHotplugLoopReal(t *testing.T) {
-	needRoot(t)
-	needTool(t, "losetup", "sfdisk", "partx")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "sfdisk", "partx")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch, err := WatchHotplug(ctx)
@@ -114,8 +114,8 @@ func TestWatchHotplugLoopReal(t *testing.T) {
 // TestWaitForNewDiskReal: a disk (a loop device here) that appears while
 // waiting is returned within a second, already discovered.
 func TestWaitForNewDiskReal(t *testing.T) {
-	needRoot(t)
-	needTool(t, "losetup", "mkfs.ext4")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "mkfs.ext4")
 	s := Sys{Root: "/"}
 	known, err := s.Scan()
 	if err != nil {

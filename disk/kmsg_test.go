@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 func readDmesgFixture(t testing.TB, name string) []KernelLine {
@@ -256,7 +258,7 @@ func TestReadKernelLogReal(t *testing.T) {
 	if len(lines) == 0 {
 		t.Fatal("empty kernel log")
 	}
-	needTool(t, "dmesg")
+	testkit.NeedTools(t, "dmesg")
 	out, err := exec.Command("dmesg").Output()
 	if err != nil {
 		t.Skipf("SKIP: dmesg failed (%v); cannot cross-check", err)
@@ -289,9 +291,7 @@ func TestReadKernelLogReal(t *testing.T) {
 		}
 	}
 
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: writing to /dev/kmsg needs root")
-	}
+	testkit.NeedRoot(t) // writing to /dev/kmsg
 	w, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
 	if err != nil {
 		t.Skipf("SKIP: /dev/kmsg not writable: %v", err)
@@ -351,7 +351,7 @@ func TestParseKernelLogCapsEvidence(t *testing.T) {
 
 // Without a readable /dev/kmsg the log comes from the dmesg tool.
 func TestReadKernelLogFallsBackToDmesg(t *testing.T) {
-	needTool(t, "dmesg")
+	testkit.NeedTools(t, "dmesg")
 	want, err := exec.Command("dmesg").Output()
 	if err != nil {
 		t.Skipf("SKIP: dmesg cannot read the log here: %v", err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 func TestPlanLayout(t *testing.T) {
@@ -63,9 +65,7 @@ func TestWipeExtents(t *testing.T) {
 // TestWritePartitionTableSfdisk checks the tables go-diskfs writes with
 // util-linux's sfdisk.
 func TestWritePartitionTableSfdisk(t *testing.T) {
-	if _, err := exec.LookPath("sfdisk"); err != nil {
-		t.Fatal("sfdisk is not installed; scripts/test installs fdisk")
-	}
+	testkit.NeedTools(t, "sfdisk")
 	for _, table := range []TableType{TableGPT, TableMBR} {
 		img := filepath.Join(t.TempDir(), string(table)+".img")
 		f, err := os.Create(img)

@@ -29,7 +29,7 @@ const (
 // partitions: "photos" holding ext4 "photos", and a swap partition.
 func damagedGPTImage(t *testing.T) string {
 	t.Helper()
-	needTool(t, "sfdisk", "blkid", "mkfs.ext4")
+	testkit.NeedTools(t, "sfdisk", "blkid", "mkfs.ext4")
 	img := sparse(t, 64<<20)
 	testkit.Run(t, "label: gpt\nsize=16MiB, type=linux, name=\"photos\"\nsize=8MiB, type=swap\n", "sfdisk", "-q", img)
 	p := sfdiskDump(t, img).PartitionTable.Partitions[0]
@@ -195,7 +195,7 @@ func TestProbeDamagedGPT(t *testing.T) {
 // writes the protective MBR, then the backup entries and header, then the
 // primary), after the wipe zeroed the head and tail of the disk.
 func TestProbeInterruptedTableWrite(t *testing.T) {
-	needTool(t, "blkid")
+	testkit.NeedTools(t, "blkid")
 	const size = 96 << 20
 	img := sparse(t, size)
 	l, err := PlanLayout("gpt", size, 512)
@@ -282,8 +282,8 @@ func TestProbeHybridMBR(t *testing.T) {
 
 // The same on a 4K-sector disk: the headers are 4096-byte sectors.
 func TestProbeDamagedGPT4K(t *testing.T) {
-	needRoot(t)
-	needTool(t, "sfdisk", "blkid")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "sfdisk", "blkid")
 	img := sparse(t, 64<<20)
 	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
 	testkit.Run(t, "label: gpt\nsize=16MiB, name=\"four\"\n", "sfdisk", "-q", dev)
@@ -357,7 +357,7 @@ func TestProtectiveMBRIsNotEmpty(t *testing.T) {
 
 // Through discovery on a loop device: what `luksdock list` and the wizard show.
 func TestProtectiveMBRThroughDiscovery(t *testing.T) {
-	needRoot(t)
+	testkit.NeedRoot(t)
 	img := damagedGPTImage(t)
 	zeroAt(t, img, 512, 512)
 	zeroAt(t, img, 64<<20-512, 512)

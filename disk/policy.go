@@ -38,7 +38,11 @@ type Verdict struct {
 // preflight all call it.
 func (v Verdict) Check(path string, allowInternal bool) error {
 	if len(v.Refused) > 0 {
-		return fmt.Errorf("%s is refused: %s", path, strings.Join(Texts(v.Refused), "; "))
+		with := make([]string, len(v.Refused))
+		for i, r := range v.Refused {
+			with[i] = r.WithFix()
+		}
+		return fmt.Errorf("%s is refused: %s", path, strings.Join(with, "; "))
 	}
 	if v.Internal && !allowInternal {
 		return fmt.Errorf("%s is %s; backup disks come through the dock. Pass --allow-internal (and confirm with internal:NAME) if you really mean it", path, v.InternalReason)
@@ -54,7 +58,9 @@ func (v Verdict) OK(allowInternal bool) bool { return v.Check("", allowInternal)
 // with its fix (empty when OK).
 func (v Verdict) Reasons(allowInternal bool) []Reason {
 	r := append([]Reason(nil), v.Refused...)
-	if v.Internal && !allowInternal {
+	// A refused disk stays refused with --allow-internal: it does not
+	// "need" it.
+	if v.Internal && !allowInternal && len(v.Refused) == 0 {
 		r = append(r, Reason{v.InternalReason + " (internal disk; needs --allow-internal)", fixInternal})
 	}
 	return r

@@ -38,8 +38,8 @@ func everythingDiscoveryDoes(t *testing.T, name string) (Disk, Verdict, error) {
 // has no partition-table parsers.
 func partitionedLoop(t *testing.T) (img, dev, part string) {
 	t.Helper()
-	needRoot(t)
-	needTool(t, "losetup", "sfdisk", "partx", "mkfs.ext4", "mount")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "sfdisk", "partx", "mkfs.ext4", "mount")
 	img = sparse(t, 128<<20)
 	testkit.Run(t, "label: gpt\nstart=2048, size=100MiB, type=linux\n", "sfdisk", "-q", img)
 	dev = testkit.AttachLoop(t, img)
@@ -104,8 +104,8 @@ func TestRealMountedPartitionRefused(t *testing.T) {
 }
 
 func TestRealSwapOnLoopRefused(t *testing.T) {
-	needRoot(t)
-	needTool(t, "losetup", "mkswap", "swapon", "swapoff")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "mkswap", "swapon", "swapoff")
 	img := sparse(t, 96<<20)
 	testkit.Run(t, "", "mkswap", "-L", "tmpswap", img)
 	dev := testkit.AttachLoop(t, img)
@@ -152,8 +152,8 @@ func TestRealLoopBackedByFileOnTarget(t *testing.T) {
 }
 
 func TestRealUnusedLoopAllowedAndExclusive(t *testing.T) {
-	needRoot(t)
-	needTool(t, "losetup", "mkfs.ext4", "mount")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "mkfs.ext4", "mount")
 	img := sparse(t, 80<<20)
 	testkit.Run(t, "", "mkfs.ext4", "-q", "-F", "-L", "mountable", img)
 	dev := testkit.AttachLoop(t, img)

@@ -14,7 +14,7 @@ import (
 // be spliced where a layout puts LUKS.
 func luksHeaderFile(t *testing.T) string {
 	t.Helper()
-	needTool(t, "cryptsetup")
+	testkit.NeedTools(t, "cryptsetup")
 	f := sparse(t, 20<<20)
 	testkit.Run(t, "pw", "cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
 		"--pbkdf-force-iterations", "1000", "--key-file=-", f)
@@ -27,8 +27,8 @@ func luksHeaderFile(t *testing.T) string {
 // same PARTUUID, same disk GUID) in both; the kernel view luksdock computes
 // agrees and finds the LUKS header in both.
 func TestPortableGPTBothViews(t *testing.T) {
-	needRoot(t)
-	needTool(t, "sfdisk", "gdisk", "parted", "blkid")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "sfdisk", "gdisk", "parted", "blkid")
 	hdr := luksHeaderFile(t)
 	for _, size := range []int64{100 << 20, 300<<20 + 12<<10} {
 		img := sparse(t, size)
@@ -116,7 +116,7 @@ func TestPortableGPTBothViews(t *testing.T) {
 // GPT of one sector size (sfdisk's) is read in that view only. LUKS on the
 // whole disk is read in both.
 func TestKernelViewsOfOtherLayouts(t *testing.T) {
-	needTool(t, "sfdisk", "cryptsetup")
+	testkit.NeedTools(t, "sfdisk", "cryptsetup")
 	hdr := luksHeaderFile(t)
 	const size = 64 << 20
 	for _, c := range []struct {

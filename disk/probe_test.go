@@ -13,43 +13,6 @@ import (
 	"luksdock/internal/testkit"
 )
 
-// needTool skips loudly when a real tool the test compares against is absent.
-func needTool(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s is not installed (apt-get install %s); this comparison needs it", tool, debPackage(tool))
-		}
-	}
-}
-
-func debPackage(tool string) string {
-	switch tool {
-	case "mkfs.vfat":
-		return "dosfstools"
-	case "mkfs.xfs":
-		return "xfsprogs"
-	case "mkfs.btrfs":
-		return "btrfs-progs"
-	case "mkntfs":
-		return "ntfs-3g"
-	case "pvcreate":
-		return "lvm2"
-	case "cryptsetup":
-		return "cryptsetup-bin"
-	case "mkswap", "sfdisk", "blkid", "losetup", "partx", "wipefs":
-		return "util-linux / fdisk"
-	}
-	return "e2fsprogs"
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: needs root (loop devices); running as uid %d", os.Geteuid())
-	}
-}
-
 // sparse is a sparse image of size bytes in a fresh temporary directory.
 func sparse(t *testing.T, size int64) string {
 	t.Helper()
@@ -114,7 +77,7 @@ func sameAsBlkid(t *testing.T, what string, s Signature, b map[string]string) {
 }
 
 func TestProbeFilesystemsAgainstBlkid(t *testing.T) {
-	needTool(t, "blkid")
+	testkit.NeedTools(t, "blkid")
 	type mk struct {
 		name  string
 		tool  string
@@ -142,8 +105,8 @@ func TestProbeFilesystemsAgainstBlkid(t *testing.T) {
 			testkit.Run(t, "", "mkntfs", "-q", "-F", "-f", "-L", "Windows Data", img)
 		}, `ntfs "Windows Data"`},
 		{"lvm", "pvcreate", 16 << 20, func(t *testing.T, img string) {
-			needRoot(t)
-			needTool(t, "losetup")
+			testkit.NeedRoot(t)
+			testkit.NeedTools(t, "losetup")
 			dev := testkit.AttachLoop(t, img)
 			testkit.Run(t, "", "pvcreate", "-q", "-y", dev)
 			if err := testkit.DetachLoop(dev); err != nil {
@@ -153,7 +116,7 @@ func TestProbeFilesystemsAgainstBlkid(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			needTool(t, c.tool)
+			testkit.NeedTools(t, c.tool)
 			img := sparse(t, c.size)
 			c.build(t, img)
 			sig, parts := probeFile(t, img)
@@ -231,7 +194,7 @@ func checkTable(t *testing.T, img string, sig Signature, parts []Partition, extr
 }
 
 func TestProbeGPTAgainstSfdisk(t *testing.T) {
-	needTool(t, "sfdisk", "blkid", "mkfs.ext4", "cryptsetup")
+	testkit.NeedTools(t, "sfdisk", "blkid", "mkfs.ext4", "cryptsetup")
 	img := sparse(t, 256<<20)
 	testkit.Run(t, "label: gpt\nsize=64MiB, type=linux, name=\"photos part\"\nsize=64MiB, type=swap\ntype=linux\n", "sfdisk", "-q", img)
 	j := sfdiskDump(t, img)
@@ -254,8 +217,8 @@ func TestProbeGPTAgainstSfdisk(t *testing.T) {
 }
 
 func TestProbeGPT4K(t *testing.T) {
-	needTool(t, "sfdisk", "blkid", "losetup")
-	needRoot(t)
+	testkit.NeedTools(t, "sfdisk", "blkid", "losetup")
+	testkit.NeedRoot(t)
 	img := sparse(t, 64<<20)
 	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
 	testkit.Run(t, "label: gpt\nsize=16MiB\nsize=16MiB\n", "sfdisk", "-q", dev)
@@ -267,7 +230,7 @@ func TestProbeGPT4K(t *testing.T) {
 }
 
 func TestProbeGPTBackupHeader(t *testing.T) {
-	needTool(t, "sfdisk")
+	testkit.NeedTools(t, "sfdisk")
 	img := sparse(t, 64<<20)
 	testkit.Run(t, "label: gpt\nsize=16MiB\n", "sfdisk", "-q", img)
 	want, wantParts := probeFile(t, img)
@@ -287,7 +250,7 @@ func TestProbeGPTBackupHeader(t *testing.T) {
 }
 
 func TestProbeMBRWithLogicalPartitions(t *testing.T) {
-	needTool(t, "sfdisk", "blkid", "mkswap")
+	testkit.NeedTools(t, "sfdisk", "blkid", "mkswap")
 	img := sparse(t, 128<<20)
 	testkit.Run(t, "label: dos\nlabel-id: 0x1234abcd\nsize=32MiB, type=8e\nsize=80MiB, type=5\n"+
 		img+"5 : size=16MiB, type=82\n"+img+"6 : size=16MiB, type=83\n", "sfdisk", "-q", img)
@@ -307,7 +270,7 @@ func TestProbeMBRWithLogicalPartitions(t *testing.T) {
 }
 
 func TestProbeVFATIsNotAnMBR(t *testing.T) {
-	needTool(t, "mkfs.vfat", "blkid")
+	testkit.NeedTools(t, "mkfs.vfat", "blkid")
 	img := sparse(t, 32<<20)
 	testkit.Run(t, "", "mkfs.vfat", "-n", "STICK", img)
 	sig, parts := probeFile(t, img)
@@ -355,8 +318,8 @@ func splice(t *testing.T, src, dst string, off, n int64) {
 // present 4K logical sectors): discovery must scale them by the disk's
 // logical sector size.
 func TestProbeMBR4KnThroughDiscovery(t *testing.T) {
-	needRoot(t)
-	needTool(t, "sfdisk", "blkid", "mkswap", "losetup")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "sfdisk", "blkid", "mkswap", "losetup")
 	img := sparse(t, 64<<20)
 	dev := testkit.AttachLoop(t, img, "--sector-size", "4096")
 	testkit.Run(t, "label: dos\nlabel-id: 0x4b4b4b4b\nstart=256, size=2048, type=83\nstart=2304, size=4096, type=82\n", "sfdisk", "-q", dev)

@@ -1,5 +1,7 @@
 package disk
 
+import "strings"
+
 // Reason is one reason a disk must not be prepared, decided where the
 // reason is found, with what its owner can do about it. It reads, and is
 // written to JSON, as its text alone (list --json keeps strings).
@@ -21,6 +23,15 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.Text), nil }
 func (r *Reason) UnmarshalText(b []byte) error {
 	*r = Reason{Text: string(b)}
 	return nil
+}
+
+// WithFix is the reason and, when one is known, its fix: "TEXT (to fix:
+// FIX)", for messages that have only one line to say both.
+func (r Reason) WithFix() string {
+	if r.Fix == "" {
+		return r.Text
+	}
+	return r.Text + " (to fix: " + strings.TrimSuffix(r.Fix, ".") + ")"
 }
 
 // Texts are the reasons' texts.

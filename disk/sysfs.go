@@ -27,6 +27,9 @@ import (
 // fixture). Reported device paths are always "/dev/NAME".
 type Sys struct{ Root string }
 
+// Host is the running machine's sysfs, /proc and /dev.
+var Host = Sys{Root: "/"}
+
 // Disk is one whole block disk as discovered from sysfs, with what it holds
 // and how it is in use.
 type Disk struct {

@@ -315,9 +315,7 @@ func (s Sys) stackUse(u *usage, name string, depth int) (holders, mounts []strin
 			swap = true
 			inUse = append(inUse, Reason{fmt.Sprintf("%s is active swap", h), fixSwapoff(h)})
 		}
-		for _, l := range u.loopsOn[h] {
-			inUse = append(inUse, l)
-		}
+		inUse = append(inUse, u.loopsOn[h]...)
 		if depth < 8 {
 			_, m2, i2, sw2 := s.stackUse(u, h, depth+1)
 			for _, m := range m2 {

@@ -30,10 +30,6 @@ var (
 	guestVal  *Guest
 	guestErr  error
 
-	binOnce sync.Once
-	binPath string
-	binErr  error
-
 	watchOnce sync.Once
 	watchPath string
 	watchErr  error
@@ -97,33 +93,20 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(wd)
 }
 
-// luksdockBinary builds the luksdock binary once per test run, statically
-// (CGO_ENABLED=0) so it runs in the guest, or uses $LUKSDOCK_E2E_BIN.
-// A build failure fails the test: the VM tests exist to test that binary.
+// luksdockBinary is $LUKSDOCK_E2E_BIN, or the luksdock binary testkit
+// builds once per test run, statically (CGO_ENABLED=0) so it runs in the
+// guest. A build failure fails the test: the VM tests exist to test that
+// binary.
 func luksdockBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("LUKSDOCK_E2E_BIN"); p != "" {
-			binPath, binErr = filepath.Abs(p)
-			return
-		}
-		dir, err := os.MkdirTemp("", "luksdock-e2e-bin-")
+	if p := os.Getenv("LUKSDOCK_E2E_BIN"); p != "" {
+		abs, err := filepath.Abs(p)
 		if err != nil {
-			binErr = err
-			return
+			t.Fatal(err)
 		}
-		binPath = filepath.Join(dir, "luksdock")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("CGO_ENABLED=0 go build -o %s . failed: %v\n%s", binPath, err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("cannot build luksdock for the guest: %v", binErr)
+		return abs
 	}
-	return binPath
+	return testkit.Luksdock(t)
 }
 
 // guestwatchBinary builds the guest helper e2e/guestwatch once per test run

@@ -207,6 +207,17 @@ run umount /mnt
 run cryptsetup close rk
 luksdock verify --device /dev/$n --passphrase-file /e2e/pass --recovery-key-file /e2e/rkfile --json </dev/null > /tmp/verify.json 2>/tmp/verify.err || { cat /tmp/verify.json /tmp/verify.err; fail "luksdock verify failed on the prepared disk"; }
 grep -q '"recovery_key":true' /tmp/verify.json || fail "luksdock verify did not prove the recovery key"
+# The kernel engine's verify fails on an ext4 damaged inside the volume
+# (blocks near its end marked in use that no file owns: only e2fsck -fn
+# sees it), exit 5 with e2fsck's words. The damage goes through dm-crypt.
+cryptsetup open /dev/$p dmg < /e2e/pass || fail "stock cryptsetup open of /dev/$p for the damage failed"
+blocks=$(dumpe2fs -h /dev/mapper/dmg 2>/dev/null | sed -n 's/^Block count: *//p')
+[ -n "$blocks" ] || fail "dumpe2fs found no block count"
+debugfs -w -R "setb $((blocks - 100)) 16" /dev/mapper/dmg || fail "debugfs could not mark blocks in use"
+run cryptsetup close dmg
+rc=0; luksdock verify --device /dev/$n --passphrase-file /e2e/pass --engine kernel </dev/null >/tmp/dmg.out 2>&1 || rc=$?
+cat /tmp/dmg.out
+[ $rc = 5 ] && grep -q "e2fsck -fn is not clean" /tmp/dmg.out && grep -q "Block bitmap differences" /tmp/dmg.out || fail "luksdock verify --engine kernel of a damaged ext4: exit $rc, want 5 and e2fsck's words"
 dmsetup ls
 mark checked
 `})

@@ -233,7 +233,10 @@ func run(ctx context.Context, args []string) ([]byte, error) {
 	cmd.Env = []string{"LC_ALL=C", "PATH=" + os.Getenv("PATH") + ":/usr/sbin:/sbin"}
 	// A process group of its own: a terminal's Ctrl-C goes to luksdock,
 	// which lets the step finish, not to mkfs/e2fsck halfway through it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// It dies with luksdock (Pdeathsig), and a cancelled context kills its
+	// group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

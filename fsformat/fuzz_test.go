@@ -9,6 +9,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"luksdock/internal/testkit"
 )
 
 // FuzzValidateLabel: an accepted label fits ext4's 16-byte field, is valid
@@ -52,11 +54,7 @@ func FuzzValidateLabel(f *testing.F) {
 // label blkid reads back byte for byte, and label is one directory name.
 func ext4TakesLabel(t *testing.T, label string) {
 	t.Helper()
-	for _, tool := range []string{"mkfs.ext4", "blkid"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s (an oracle of this fuzz target) is not installed: %v", tool, err)
-		}
-	}
+	testkit.NeedTools(t, "mkfs.ext4", "blkid") // the oracles of this fuzz target
 	dir := t.TempDir()
 	img := filepath.Join(dir, "label.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {

@@ -121,14 +121,7 @@ func opensslSpeed(procs int) (float64, error) {
 // image), peak RSS of this process during mount+mkfs+e2fsck+close (VmHWM after
 // resetting it), of the volume server (its VmHWM before Close) and of mke2fs.
 func BenchmarkUserspaceMkfs(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skipf("needs root for the FUSE mount; euid %d", os.Geteuid())
-	}
-	for _, tool := range []string{"cryptsetup", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("needs %s: %v", tool, err)
-		}
-	}
+	testkit.NeedRoot(b, "cryptsetup", "mkfs.ext4") // the FUSE mount
 	for _, sz := range []struct {
 		name string
 		size int64

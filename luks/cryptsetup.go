@@ -310,7 +310,11 @@ func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.B
 	cmd.Env = cleanEnv()
 	// A process group of its own: a terminal's Ctrl-C goes to luksdock,
 	// which lets the step finish, not to cryptsetup halfway through it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Yet it never outlives luksdock: the kernel kills it when luksdock
+	// dies (Pdeathsig; a stopped verify left a key derivation computing),
+	// and a cancelled context kills its whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var toClose []*os.File
 	defer func() {
 		for _, f := range toClose {

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	lukslib "github.com/anatol/luks.go"
+
+	"luksdock/internal/secret"
 )
 
 // Info is what a LUKS header says about a volume. It never holds a key.
@@ -153,7 +155,7 @@ var ErrWrongPassphrase = errors.New("the passphrase does not unlock any keyslot"
 // header's description; the key is dropped. See UnsealKey.
 func Unseal(d Device, passphrase []byte) (Info, error) {
 	info, key, err := UnsealKey(d, passphrase)
-	clear(key)
+	secret.Free(key)
 	return info, err
 }
 
@@ -171,6 +173,11 @@ func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 		}
 		defer f.Close()
 		if info, err = ReadHeader(f); err != nil {
+			return err
+		}
+		// A header no tool writes (a cost of years, a keyslot area over
+		// the metadata) is refused before any key derivation runs.
+		if _, err := InspectHeader(f); err != nil {
 			return err
 		}
 		if err := checkKDFCosts(p); err != nil {
@@ -250,6 +257,16 @@ func checkKDFCosts(path string) error {
 	if err != nil {
 		return err
 	}
+	limit := machineKDFMemoryKiB()
+	if mem > limit {
+		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
+	}
+	return nil
+}
+
+// machineKDFMemoryKiB is the most memory a key derivation may take here:
+// 4 GiB (cryptsetup's most), or half of this machine's memory if less.
+func machineKDFMemoryKiB() int64 {
 	limit := int64(MaxKDFMemoryKiB)
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
@@ -257,10 +274,7 @@ func checkKDFCosts(path string) error {
 			limit = half
 		}
 	}
-	if mem > limit {
-		return fmt.Errorf("keyslot %s asks for %d KiB of memory for its %s key derivation, more than cryptsetup sets (at most %d KiB here): a damaged or hostile header", slot, mem, kdf, limit)
-	}
-	return nil
+	return limit
 }
 
 // KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header

@@ -380,7 +380,7 @@ func (v *UserspaceVolume) Close() error {
 // once they are a minute old.
 func CleanupStaleUserspaceMounts() ([]string, error) {
 	var stale []string
-	for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
+	for _, m := range disk.Host.MountInfo() {
 		if m.FSType != "fuse.luksdock" {
 			continue
 		}

@@ -371,7 +371,7 @@ func mountFuse(dir string, maxRead int) (int, error) {
 // device) of the mount at dir in /proc/self/mountinfo, without touching the
 // mount itself. 0 if not found.
 func fuseConnOf(dir string) uint32 {
-	for _, m := range (disk.Sys{Root: "/"}).MountInfo() {
+	for _, m := range disk.Host.MountInfo() {
 		if m.MountPoint != dir {
 			continue
 		}

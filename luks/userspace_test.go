@@ -29,17 +29,8 @@ const usPass = "correct horse battery staple"
 
 func usRequire(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("userspace engine tests need root (FUSE direct mount, loop devices); euid is %d", os.Geteuid())
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("userspace engine tests need /dev/fuse: %v", err)
-	}
-	for _, tool := range []string{"cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("userspace engine tests need %s (apt-get install cryptsetup-bin e2fsprogs mount): %v", tool, err)
-		}
-	}
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "losetup") // FUSE direct mount, loop devices
+	testkit.NeedFUSE(t)
 }
 
 // usRun runs a command with optional stdin and an optional extra pipe on fd 3

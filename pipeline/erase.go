@@ -138,7 +138,7 @@ func (s *Resume) String() string {
 	if s.Phase == StepSurfaceCheck {
 		what = "surface check"
 	}
-	return fmt.Sprintf("the %s stopped at %s of %s (%.1f%%)", what, HumanSize(s.Pos), HumanSize(s.Total), 100*float64(s.Pos)/float64(max(s.Total, 1)))
+	return fmt.Sprintf("the %s stopped at %s of %s (%.1f%%)", what, disk.SizeString(s.Pos), disk.SizeString(s.Total), 100*float64(s.Pos)/float64(max(s.Total, 1)))
 }
 
 func statePath(uuid string) string {
@@ -199,10 +199,9 @@ func validateErase(o *Options) error {
 	return nil
 }
 
-// planErase adds the erase and surface-check steps after open and, when an
-// interrupted run of the same options on the same disk left its position
-// (and Opts.Restart is not set), replaces wipe, partition and luks-format
-// with resume.
+// planErase decides, for an erase, whether the run continues an
+// interrupted one (Plan.Resume: the resume step replaces wipe, partition and
+// luks-format) or says why a saved position is not used.
 func (p *Plan) planErase() {
 	if !p.Opts.Erase {
 		return
@@ -213,35 +212,6 @@ func (p *Plan) planErase() {
 	} else if why != "" {
 		p.Warnings = append(p.Warnings, why)
 	}
-	var steps []Step
-	for _, s := range p.Steps {
-		switch s.ID {
-		case StepWipe, StepPartition:
-			if p.Resume != nil {
-				continue
-			}
-		case StepFormat:
-			if p.Resume != nil {
-				steps = append(steps, Step{ID: StepResume, Title: "Continue the interrupted erase (" + p.Resume.String() + ")",
-					Slow: "runs the key derivation function to recover the volume key"})
-				continue
-			}
-		}
-		steps = append(steps, s)
-		if s.ID == StepOpen {
-			steps = append(steps, Step{ID: StepErase, Title: "Erase the whole disk (zeros through the encryption)",
-				Slow: "writes every byte of the disk: hours on a large USB disk; Ctrl+C stops it and the same command continues it"})
-			if p.Opts.SurfaceCheck {
-				steps = append(steps, Step{ID: StepSurfaceCheck, Title: "Read the whole disk back (surface check)",
-					Slow: "reads every byte of the disk back: as long as the erase"})
-			}
-		}
-	}
-	f := p.planFacts()
-	for i := range steps {
-		steps[i].Command = p.command(steps[i].ID, f)
-	}
-	p.Steps = steps
 }
 
 // findResume looks for the position an interrupted run left for the LUKS
@@ -317,77 +287,15 @@ func (p *Plan) newResume(uuid string) *Resume {
 	return s
 }
 
-// runStep is one entry of Run's step table.
-type runStep = struct {
-	id StepID
-	fn func() (string, error)
-}
-
-// eraseSteps adds the erase steps to Run's step table as planErase laid
-// them out, and forgets the saved position once the disk is verified.
-func (r *runner) eraseSteps(steps []runStep) []runStep {
-	if !r.p.Opts.Erase {
-		return steps
+// beginResume takes over the position of the interrupted erase the plan
+// continues, and says so.
+func (r *runner) beginResume() {
+	if r.p.Resume == nil {
+		return
 	}
-	if r.p.Resume != nil {
-		st := *r.p.Resume // the run moves its own copy on
-		r.state = &st
-		r.send(Event{Kind: EventInfo, Message: fmt.Sprintf("continuing the interrupted erase of %s: %s (saved in %s; --restart starts over)", r.p.Target.Path, &st, statePath(st.LUKSUUID))})
-	}
-	var out []runStep
-	for _, s := range steps {
-		switch s.id {
-		case StepWipe, StepPartition:
-			if r.state != nil {
-				continue
-			}
-		case StepFormat:
-			if r.state != nil {
-				out = append(out, runStep{StepResume, r.resume})
-				continue
-			}
-		case StepVerify:
-			verify := s.fn
-			s.fn = func() (string, error) {
-				msg, err := verify()
-				if err == nil && r.state != nil {
-					r.state.remove()
-				}
-				return msg, err
-			}
-		}
-		out = append(out, s)
-		if s.id == StepOpen {
-			out = append(out, runStep{StepErase, r.erase})
-			if r.p.Opts.SurfaceCheck {
-				out = append(out, runStep{StepSurfaceCheck, r.surfaceCheck})
-			}
-		}
-	}
-	return out
-}
-
-// eraseState is the disk's state after, or during, the erase steps; ok is
-// false for the other steps.
-func eraseState(step StepID, failed bool) (string, bool) {
-	switch step {
-	case StepResume:
-		if failed {
-			return "partitioned, LUKS header, no filesystem; the erase is incomplete: run the same command again to continue, or prepare it again", true
-		}
-		return "partitioned, LUKS header, no filesystem; the erase is incomplete: run the same command again to continue", true
-	case StepErase:
-		if failed {
-			return "partitioned, LUKS header, partly erased, no filesystem: run the same command again to continue", true
-		}
-		return "partitioned, LUKS header, erased, no filesystem: run the same command again to continue", true
-	case StepSurfaceCheck:
-		if failed {
-			return "partitioned, LUKS header, erased, partly read back, no filesystem: run the same command again to continue", true
-		}
-		return "partitioned, LUKS header, erased and read back, no filesystem: run the same command again to continue", true
-	}
-	return "", false
+	st := *r.p.Resume // the run moves its own copy on
+	r.state = &st
+	r.send(Event{Kind: EventInfo, Message: fmt.Sprintf("continuing the interrupted erase of %s: %s (saved in %s; --restart starts over)", r.p.Target.Path, &st, statePath(st.LUKSUUID))})
 }
 
 // resume takes over the partition and LUKS header of the interrupted run
@@ -724,7 +632,7 @@ func (r *runner) erase() (string, error) {
 		},
 		func(c *chunk) {
 			if _, err := s.f.WriteAt(c.b, s.base+c.off); err != nil {
-				c.err = fmt.Errorf("writing %s at byte %d of the disk: %w", HumanSize(int64(len(c.b))), s.disk+c.off, err)
+				c.err = fmt.Errorf("writing %s at byte %d of the disk: %w", disk.SizeString(int64(len(c.b))), s.disk+c.off, err)
 			}
 		},
 		func(c *chunk) bool {
@@ -745,8 +653,8 @@ func (r *runner) erase() (string, error) {
 	if werr != nil {
 		// An undock or a failing disk: what was flushed before is kept,
 		// so the same command continues from the last saved position.
-		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (erased %s of %s, %s; the position saved to continue from is %s)", mustState(StepErase, true), HumanSize(written), HumanSize(s.size), pct(written, s.size), HumanSize(st.Pos)),
-			Err: fmt.Errorf("%w; the erase reached %s of %s (%s)", werr, HumanSize(written), HumanSize(s.size), pct(written, s.size))}
+		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (erased %s of %s, %s; the position saved to continue from is %s)", StateFailedIn(StepErase, ""), disk.SizeString(written), disk.SizeString(s.size), pct(written, s.size), disk.SizeString(st.Pos)),
+			Err: fmt.Errorf("%w; the erase reached %s of %s (%s)", werr, disk.SizeString(written), disk.SizeString(s.size), pct(written, s.size))}
 	}
 	if cerr != nil {
 		return "", cerr
@@ -765,12 +673,7 @@ func (r *runner) erase() (string, error) {
 	if err := st.save(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("wrote %s of encrypted zeros (%s this run)", HumanSize(s.size), HumanSize(s.size-start)), nil
-}
-
-func mustState(step StepID, failed bool) string {
-	s, _ := eraseState(step, failed)
-	return s
+	return fmt.Sprintf("wrote %s of encrypted zeros (%s this run)", disk.SizeString(s.size), disk.SizeString(s.size-start)), nil
 }
 
 // stoppedAt is the error of an erase or check stopped by a signal at pos.
@@ -779,9 +682,9 @@ func (r *runner) stoppedAt(step StepID, pos, total int64) error {
 	if step == StepSurfaceCheck {
 		what = "surface check"
 	}
-	return &Error{Kind: KindInterrupted, State: fmt.Sprintf("%s (%s stopped at %s of %s, %s)", mustState(step, true), what, HumanSize(pos), HumanSize(total), pct(pos, total)),
+	return &Error{Kind: KindInterrupted, State: fmt.Sprintf("%s (%s stopped at %s of %s, %s)", StateFailedIn(step, ""), what, disk.SizeString(pos), disk.SizeString(total), pct(pos, total)),
 		Err: fmt.Errorf("interrupted: the %s stopped at %s of %s (%s); the volume is closed and the disk released; run the same command again to continue from there (the position is saved in %s)",
-			what, HumanSize(pos), HumanSize(total), pct(pos, total), statePath(r.state.LUKSUUID))}
+			what, disk.SizeString(pos), disk.SizeString(total), pct(pos, total), statePath(r.state.LUKSUUID))}
 }
 
 // maxUnreadable bounds the sectors the check reads one by one after read
@@ -882,8 +785,8 @@ func (r *runner) surfaceCheck() (string, error) {
 	if ferr != nil {
 		st.Pos = pos
 		st.save()
-		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (read back %s of %s, %s)", mustState(StepSurfaceCheck, true), HumanSize(pos), HumanSize(s.size), pct(pos, s.size)),
-			Err: fmt.Errorf("%w; the surface check reached %s of %s (%s)%s", ferr, HumanSize(pos), HumanSize(s.size), pct(pos, s.size), r.badSoFar(s))}
+		return "", &Error{Kind: KindStep, State: fmt.Sprintf("%s (read back %s of %s, %s)", StateFailedIn(StepSurfaceCheck, ""), disk.SizeString(pos), disk.SizeString(s.size), pct(pos, s.size)),
+			Err: fmt.Errorf("%w; the surface check reached %s of %s (%s)%s", ferr, disk.SizeString(pos), disk.SizeString(s.size), pct(pos, s.size), r.badSoFar(s))}
 	}
 	if pos < s.size {
 		st.Pos = pos
@@ -895,14 +798,14 @@ func (r *runner) surfaceCheck() (string, error) {
 	if n := st.Bad + st.Unreadable; n > 0 {
 		st.remove()
 		msg := fmt.Sprintf("%d of %d sectors did not read back as the zeros written (%d wrong data, %d unreadable); the first at byte %d of the disk (%s into the encrypted volume): the disk is failing, or smaller than it claims",
-			n, s.size/s.sector, st.Bad, st.Unreadable, s.disk+st.FirstBad, HumanSize(st.FirstBad))
+			n, s.size/s.sector, st.Bad, st.Unreadable, s.disk+st.FirstBad, disk.SizeString(st.FirstBad))
 		return "", &Error{Kind: KindNotVerified, State: "surface check FAILED: do not use this disk for backups", Err: errors.New(msg)}
 	}
 	st.Phase, st.Pos = StepMkfs, 0
 	if err := st.save(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("read back %s: every sector decrypts to the zeros written", HumanSize(s.size)), nil
+	return fmt.Sprintf("read back %s: every sector decrypts to the zeros written", disk.SizeString(s.size)), nil
 }
 
 func (r *runner) badSoFar(s *surface) string {

@@ -58,13 +58,14 @@ var ErrConfirm = errors.New("confirmation does not match")
 
 // States the disk can be left in, reported on failure.
 const (
-	stateUnchanged   = "unchanged: nothing was written"
-	stateWiped       = "old signatures wiped; no partition table: prepare it again"
-	statePartitioned = "partitioned, no LUKS header: prepare it again"
-	stateFormatted   = "partitioned, LUKS header, no filesystem: prepare it again"
-	stateNoVerify    = "LUKS and filesystem made but NOT verified: do not use it; prepare it again"
-	stateVerifyFail  = "verification FAILED: do not use this disk; prepare it again"
-	stateReady       = "ready: verified backup disk"
+	stateUnchanged    = "unchanged: nothing was written"
+	stateWiped        = "old signatures wiped; no partition table: prepare it again"
+	statePartitioned  = "partitioned, no LUKS header: prepare it again"
+	stateFormatted    = "partitioned, LUKS header, no filesystem: prepare it again"
+	stateNoVerify     = "LUKS and filesystem made but NOT verified: do not use it; prepare it again"
+	stateVerifyFail   = "verification FAILED: do not use this disk; prepare it again"
+	stateReady        = "ready: verified backup disk"
+	stateBackupFailed = stateReady + " (but the header backup failed)"
 )
 
 // States of a disk whose step failed (or stopped) part way: a step that
@@ -76,46 +77,3 @@ const (
 	statePartRecoveryKey = "partitioned, LUKS header; the recovery keyslot may be missing, no filesystem: prepare it again"
 	statePartMkfs        = "partitioned, LUKS header, filesystem incomplete: prepare it again"
 )
-
-// StateFailedIn is the disk's state when step failed after done (the last
-// step that completed): the steps that write say that they may have written
-// part of their changes; the others leave the state after done.
-func StateFailedIn(step, done StepID) string {
-	if s, ok := eraseState(step, true); ok {
-		return s
-	}
-	switch step {
-	case StepWipe:
-		return statePartWiped
-	case StepPartition:
-		return statePartPartitioned
-	case StepFormat:
-		return statePartFormatted
-	case StepRecoveryKey:
-		return statePartRecoveryKey
-	case StepMkfs:
-		return statePartMkfs
-	}
-	return StateAfter(done)
-}
-
-// StateAfter is the disk's state once step has completed.
-func StateAfter(step StepID) string {
-	if s, ok := eraseState(step, false); ok {
-		return s
-	}
-	switch step {
-	case "", StepPreflight:
-		return stateUnchanged
-	case StepWipe:
-		return stateWiped
-	case StepPartition:
-		return statePartitioned
-	case StepFormat, StepRecoveryKey, StepOpen:
-		return stateFormatted
-	case StepMkfs, StepClose:
-		return stateNoVerify
-	default:
-		return stateReady
-	}
-}

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"hash/fnv"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -119,9 +118,7 @@ func FuzzValidatePassphrase(f *testing.F) {
 // p's last character left off.
 func cryptsetupTakesAtPrompt(t *testing.T, p []byte) {
 	t.Helper()
-	if _, err := exec.LookPath("cryptsetup"); err != nil {
-		t.Fatalf("cryptsetup (the oracle of this fuzz target) is not installed: %v", err)
-	}
+	testkit.NeedTools(t, "cryptsetup") // the oracle of this fuzz target
 	img := filepath.Join(t.TempDir(), "luks1.img")
 	testkit.SparseFile(t, img, 4<<20)
 	testkit.Run(t, string(p), "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks1", "--key-size", "256",

@@ -89,7 +89,7 @@ func sameFile(a, b string) bool {
 // partition, dm/md/loop device on it, or, for an image, a loop device backed
 // by it. "" when it is not.
 func fsOnTarget(target string, dir os.FileInfo) string {
-	sys := disk.Sys{Root: "/"}
+	sys := disk.Host
 	name := sys.NameOfDevNum(uint64(dir.Sys().(*syscall.Stat_t).Dev))
 	if name == "" {
 		return "" // tmpfs, FUSE, a network filesystem: on no block device

@@ -47,14 +47,7 @@ func TestCheckHeaderBackupPath(t *testing.T) {
 // partition, through a symlink, and, for an image target, on a loop device
 // backed by the image. The same path is accepted for another target.
 func TestCheckHeaderBackupPathOnTarget(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (loop devices, mount)")
-	}
-	for _, tool := range []string{"mkfs.ext4", "mount", "sfdisk", "partx"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed; scripts/test installs it", tool)
-		}
-	}
+	testkit.NeedRoot(t, "mkfs.ext4", "mount", "sfdisk", "partx")
 	dir := t.TempDir()
 	mount := func(dev string) string {
 		m, err := os.MkdirTemp(dir, "mnt")

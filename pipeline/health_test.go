@@ -18,9 +18,7 @@ import (
 // warns loudly; a healthy disk is neither refused nor warned about; a dock
 // without SMART pass-through is a warning, not a refusal.
 func TestHealthConfirmation(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (a loop device as the target)")
-	}
+	testkit.NeedRoot(t) // a loop device as the target
 	img := testkit.SparseFile(t, filepath.Join(t.TempDir(), "d.img"), 128<<20)
 	dev := testkit.AttachLoop(t, img)
 	report := func(name string) *health.Report {

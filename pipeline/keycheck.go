@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,9 +151,6 @@ func (c *keyCheck) stop() {
 // neither keeps both cores busy through its memory-bound passes. Only the
 // prepare needs both: a restore unlocks once, with cryptsetup.
 func parallelKDF(part luks.Device) bool {
-	if runtime.NumCPU() < 2 {
-		return false
-	}
 	mem, err := luks.KDFMemoryKiBDevice(part)
 	if err != nil {
 		return false
@@ -162,12 +160,47 @@ func parallelKDF(part luks.Device) bool {
 		return false
 	}
 	free := int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024
-	return free >= 2*mem+512<<10
+	return parallelFits(runtime.NumCPU(), mem, free)
 }
 
+// parallelFits is parallelKDF's rule: two KDFs of memKiB side by side only
+// on two CPUs or more and when freeKiB holds both plus 512 MiB.
+func parallelFits(cpus int, memKiB, freeKiB int64) bool {
+	return cpus >= 2 && freeKiB >= 2*memKiB+512<<10
+}
+
+// checkKeys checks every secret on part, luksdock's own unseal and
+// cryptsetup's. The header is read first: a header no tool writes
+// (luks.HeaderError), a keyslot whose memory this machine lacks or whose
+// key derivation is estimated to outlast the --max-unlock-time limit is
+// refused before either key derivation starts; each then runs under that
+// deadline. When the two disagree, cryptsetup's answer decides whether the
+// passphrase is wrong: a disk that opens with cryptsetup is never reported
+// as a wrong passphrase.
 func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []byte) (info luks.Info, csKey []byte, summary string, err error) {
 	if len(secrets) == 0 {
 		return info, nil, "", errors.New("no passphrase to check")
+	}
+	rep, err := luks.InspectHeaderDevice(part)
+	if errors.Is(err, luks.ErrNotLUKS) {
+		return info, nil, "", fmt.Errorf("%s holds no LUKS header", part.Path)
+	}
+	if err != nil {
+		return info, nil, "", err
+	}
+	limit := maxUnlockTime(ctx)
+	estimate, err := rep.Affordable(limit)
+	if err != nil {
+		return info, nil, "", err
+	}
+	// One secret tries each keyslot at most once: each may take the limit.
+	// A header someone handed over (no volume key of this run to compare
+	// with) gets within that ten times what this machine was measured to
+	// need (at least 30 s): a key derivation running far past its estimate
+	// is stopped rather than waited for.
+	deadline := limit * time.Duration(max(1, len(rep.Keyslots)))
+	if want == nil {
+		deadline = min(deadline, max(30*time.Second, 10*estimate))
 	}
 	par := parallelKDF(part)
 	var own, cs time.Duration
@@ -179,16 +212,23 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 			oErr     error
 			cKey     []byte
 			cErr     error
+			csRan    bool
 			ownStart time.Time
 		)
 		ownRun := func() {
 			ownStart = time.Now()
-			oInfo, oKey, oErr = luks.UnsealKey(part, s)
+			oInfo, oKey, oErr = ownUnsealWithin(ctx, part, s, deadline)
 			own += time.Since(ownStart)
 		}
 		csRun := func() {
 			t0 := time.Now()
-			cKey, cErr = luks.DumpVolumeKeyDevice(ctx, part, s)
+			cctx, cancel := context.WithTimeout(ctx, deadline)
+			cKey, cErr = cryptsetupDumpKey(cctx, part, s)
+			if cErr != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+				cErr = &deadlineError{who: "cryptsetup", limit: deadline}
+			}
+			cancel()
+			csRan = true
 			cs += time.Since(t0)
 		}
 		if par {
@@ -198,7 +238,9 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 			wg.Wait()
 		} else {
 			ownRun()
-			if oErr == nil {
+			// A passphrase luksdock's code finds wrong is asked of
+			// cryptsetup too: its answer decides.
+			if oErr == nil || errors.Is(oErr, luks.ErrWrongPassphrase) {
 				csRun()
 			}
 		}
@@ -209,8 +251,22 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 			which = " (" + name + ")"
 		}
 		switch {
+		case oErr != nil && csRan && cErr == nil:
+			// cryptsetup opens it, luksdock's code does not: never a
+			// wrong passphrase; say what differs.
+			diff := "no difference from what cryptsetup writes was found in the header"
+			if len(rep.Differences) > 0 {
+				diff = "the header differs from what cryptsetup writes: " + strings.Join(rep.Differences, "; ")
+			}
+			why := oErr.Error()
+			if errors.Is(oErr, luks.ErrWrongPassphrase) {
+				why = "no keyslot's key matched its digest"
+			}
+			err = fmt.Errorf("cryptsetup unlocks it with %s, luksdock's own LUKS code does not (%s); %s: the disk is not verified", name, why, diff)
+		case errors.Is(oErr, luks.ErrWrongPassphrase) && (!csRan || cryptsetupWrongPassphrase(cErr)):
+			err = wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code and cryptsetup)")
 		case errors.Is(oErr, luks.ErrWrongPassphrase):
-			err = wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code)")
+			err = fmt.Errorf("luksdock's own LUKS code finds no keyslot %s opens, and cryptsetup could not check it: %w", name, cErr)
 		case errors.Is(oErr, luks.ErrNotLUKS):
 			err = fmt.Errorf("%s holds no LUKS header", part.Path)
 		case oErr != nil:
@@ -242,4 +298,11 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 	}
 	summary = fmt.Sprintf("luksdock's own unseal %.1fs and cryptsetup's %.1fs, %s", own.Seconds(), cs.Seconds(), how)
 	return info, csKey, summary, nil
+}
+
+// cryptsetupWrongPassphrase says whether err is cryptsetup's "No key
+// available with this passphrase" (exit 2).
+func cryptsetupWrongPassphrase(err error) bool {
+	var ce *luks.Error
+	return errors.As(err, &ce) && ce.Code == 2
 }

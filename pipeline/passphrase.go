@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
-
 	"luksdock/internal/secret"
+	"luksdock/internal/tty"
 )
 
 // MaxPassphrase is the longest passphrase cryptsetup accepts when it is typed
@@ -63,7 +61,7 @@ func ReadPassphrase(r io.Reader) ([]byte, error) {
 	if verr := ValidatePassphrase(p); verr != nil {
 		return fail(verr)
 	}
-	if nl >= 0 && !isTerminal(r) { // a line ending: only line endings may follow
+	if nl >= 0 && !tty.Is(r) { // a line ending: only line endings may follow
 		more := errors.New("the passphrase file has more than one line; the passphrase is its first line, and a file with more (a key file, or a line break in the middle) is refused rather than cut short")
 		if len(bytes.Trim(buf[nl+1:n], "\r\n")) > 0 {
 			return fail(more)
@@ -115,15 +113,4 @@ func ValidatePassphrase(p []byte) error {
 		}
 	}
 	return nil
-}
-
-// isTerminal reports whether r is a terminal, where nothing follows the
-// typed line until the user ends the input.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

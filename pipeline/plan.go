@@ -3,7 +3,6 @@ package pipeline
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"luksdock/disk"
@@ -175,7 +174,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		}
 	} else {
 		if t.Create && t.Size > 0 {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, HumanSize(t.Size)))
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, disk.SizeString(t.Size)))
 		}
 		if loop := loopUsing(t.fileID); loop != "" {
 			return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", t.Path, loop, loop)
@@ -183,7 +182,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		p.Warnings = append(p.Warnings, imageWarnings(t)...)
 	}
 	if t.Size < MinSize {
-		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, HumanSize(t.Size), HumanSize(MinSize))
+		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, disk.SizeString(t.Size), disk.SizeString(MinSize))
 	}
 	var err error
 	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
@@ -198,8 +197,8 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	if err := p.chooseEngine(); err != nil {
 		return nil, err
 	}
-	p.Steps = p.layoutSteps()
 	p.planErase()
+	p.Steps = p.planSteps()
 	return p, nil
 }
 
@@ -222,11 +221,11 @@ func (p *Plan) LayoutLine() string {
 	l := p.Layout
 	switch l.Table {
 	case disk.TableNone:
-		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", HumanSize(l.Size))
+		return fmt.Sprintf("no partition table: LUKS on the whole disk (%s), found through docks of 512- and 4096-byte sectors", disk.SizeString(l.Size))
 	case disk.TableMBR:
-		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, HumanSize(l.Size), p.Target.logicalSector())
+		return fmt.Sprintf("MBR, partition 1 at %d bytes, %s; found only through docks of %d-byte sectors", l.Start, disk.SizeString(l.Size), p.Target.logicalSector())
 	}
-	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, HumanSize(l.Size))
+	return fmt.Sprintf("GPT valid with 512- and 4096-byte sectors, partition 1 at %d bytes, %s", l.Start, disk.SizeString(l.Size))
 }
 
 func imageWarnings(t *Target) []string {
@@ -295,149 +294,6 @@ func (p *Plan) planFacts() cmdFacts {
 	return f
 }
 
-// command is step id's shell command, the one a person would type to do the
-// same by hand on a kernel with device-mapper, given f. The plan's steps and
-// --dry-run's script use the plan's facts; a run reports it with what it
-// learnt in each start event.
-func (p *Plan) command(id StepID, f cmdFacts) string {
-	t, o := p.Target, p.Opts
-	img := shq(t.Path)
-	switch id {
-	case StepPreflight:
-		if t.Image {
-			if t.Create {
-				// luksdock creates the image (O_EXCL) in preflight.
-				return fmt.Sprintf("test ! -e %s && truncate -s %d %s", img, t.Size, img)
-			}
-			return fmt.Sprintf("test -f %s && test -z \"$(losetup --associated %s)\"", img, img)
-		}
-		return "lsblk --output NAME,SIZE,MODEL,SERIAL,MOUNTPOINTS " + img
-	case StepWipe:
-		wipe := "wipefs --all"
-		for _, pt := range t.Parts {
-			if pt.Path != "" {
-				wipe += " " + shq(pt.Path)
-			}
-		}
-		return wipe + " " + img
-	case StepPartition:
-		ss := int64(t.logicalSector())
-		if o.Table == disk.TableNone {
-			if t.Image {
-				return fmt.Sprintf("LOOP=$(losetup --find --show %s) && PART=$LOOP", img)
-			}
-			return "blockdev --rereadpt " + img
-		}
-		// the partition as disk.WritePartitionTable writes it
-		part := "type=L, name=luksdock"
-		if o.Table == disk.TableMBR {
-			part = "type=83"
-		}
-		cmd := fmt.Sprintf("printf 'label: %s\\nstart=%d, size=%d, %s\\n' | sfdisk --quiet %s", o.Table.SfdiskLabel(), p.Layout.Start/ss, p.Layout.Size/ss, part, img)
-		if t.Image {
-			// The kernel makes the partition node of a loop device
-			// attached with --partscan.
-			return cmd + fmt.Sprintf(" && LOOP=$(losetup --find --show --partscan %s) && PART=${LOOP}p1 && test -b \"$PART\"", img)
-		}
-		return cmd + " && partx --update " + img
-	case StepFormat:
-		return "cryptsetup " + strings.Join(luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF}), " ")
-	case StepRecoveryKey:
-		// luksdock generates the key, writes its file first, and gives
-		// cryptsetup the passphrase on stdin and the key on a pipe (fd 3).
-		return "cryptsetup " + strings.Join(luks.AddKeyArgs(f.part, o.PBKDF), " ")
-	case StepOpen:
-		return fmt.Sprintf("cryptsetup open %s %s", f.part, p.mapperName())
-	case StepMkfs:
-		return strings.Join(fsformat.MkfsArgs(f.vol, o.Label, f.sector, p.Owner), " ")
-	case StepClose:
-		return "cryptsetup close " + p.mapperName()
-	case StepVerify:
-		return fmt.Sprintf("cryptsetup open --readonly %s luksdock-verify && e2fsck -fn /dev/mapper/luksdock-verify && cryptsetup close luksdock-verify", f.part)
-	case StepHeaderBackup:
-		return fmt.Sprintf("cryptsetup luksHeaderBackup %s --header-backup-file %s", f.part, shq(o.HeaderBackup))
-	case StepResume:
-		what := "partition and LUKS header"
-		if o.Table == disk.TableNone {
-			what = "LUKS header on the whole disk"
-		}
-		return fmt.Sprintf("# keep the %s (UUID %s) the interrupted run made; cryptsetup luksDump --dump-volume-key recovers the volume key", what, p.Resume.LUKSUUID)
-	case StepErase:
-		cmd := fmt.Sprintf("dd if=/dev/zero of=%s bs=16M oflag=direct status=progress", f.vol)
-		if p.Engine == EngineUserspace {
-			cmd = "# " + cmd + "  (userspace engine: luksdock encrypts the zeros on every core and writes the ciphertext straight to the data segment)"
-		}
-		return cmd
-	case StepSurfaceCheck:
-		return fmt.Sprintf("cmp --bytes=$(blockdev --getsize64 %s) %s /dev/zero", f.vol, f.vol)
-	}
-	return ""
-}
-
-func (p *Plan) layoutSteps() []Step {
-	o, f := p.Opts, p.planFacts()
-	luksV := "2"
-	if o.LUKS1 {
-		luksV = "1"
-	}
-	steps := []Step{
-		{ID: StepPreflight, Title: "Check the target"},
-		{ID: StepWipe, Title: "Wipe old signatures"},
-		{ID: StepPartition, Title: partTitle(o.Table)},
-		{ID: StepFormat, Title: "Format LUKS" + luksV,
-			Slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive"},
-		{ID: StepOpen, Title: "Open the encrypted volume"},
-		{ID: StepMkfs, Title: "Make the ext4 filesystem (top directory owned by " + p.Owner.String() + ")",
-			Slow: "writes the journal (up to 1 GiB on large disks) through the encryption"},
-		{ID: StepClose, Title: "Close the volume"},
-		{ID: StepVerify, Title: "Verify it unlocks and fscks clean",
-			Slow: "unlocks the keyslot with luksdock's own LUKS code and with cryptsetup, each running the key derivation function (started early: during open and mkfs)"},
-	}
-	if o.RecoveryKey != nil {
-		// Right after luksFormat, so verify proves it with the passphrase.
-		rk := Step{ID: StepRecoveryKey, Title: "Add the recovery key (a second keyslot)",
-			Slow: "adding a keyslot runs the key derivation function twice: to unlock with the passphrase and to seal the new slot"}
-		i := slices.IndexFunc(steps, func(s Step) bool { return s.ID == StepFormat })
-		steps = slices.Insert(steps, i+1, rk)
-	}
-	if o.HeaderBackup != "" {
-		steps = append(steps, Step{ID: StepHeaderBackup, Title: "Back up the LUKS header"})
-	}
-	for i := range steps {
-		steps[i].Command = p.command(steps[i].ID, f)
-	}
-	return steps
-}
-
-func partTitle(t disk.TableType) string {
-	switch t {
-	case disk.TableNone:
-		return "No partition table (LUKS on the whole disk)"
-	case disk.TableMBR:
-		return "Partition (MBR, one partition from 1 MiB)"
-	}
-	return "Partition (GPT for 512- and 4096-byte sectors, one partition from 1 MiB)"
-}
-
-// scriptNote is what a person running the --dry-run script by hand should
-// know about a step that its one-line command cannot say.
-func (p *Plan) scriptNote(id StepID) string {
-	o := p.Opts
-	switch {
-	case id == StepPartition && o.Table == disk.TableGPT:
-		return fmt.Sprintf("luksdock writes one GPT valid with 512- and 4096-byte sectors; this sfdisk equivalent is valid with %d-byte sectors only", p.Target.logicalSector())
-	case id == StepPartition && o.Table == disk.TableNone:
-		return "no partition table: LUKS goes directly on the whole disk"
-	case id == StepRecoveryKey:
-		n := "luksdock generates the recovery key"
-		if o.RecoveryKeyFile != "" {
-			n += ", writes it to " + o.RecoveryKeyFile + " (a new file, mode 0600, synced) before the disk accepts it,"
-		}
-		return n + " and gives cryptsetup the passphrase on stdin and the key on a pipe (fd 3)"
-	}
-	return ""
-}
-
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -445,7 +301,7 @@ func (p *Plan) scriptNote(id StepID) string {
 func (p *Plan) Script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, HumanSize(p.Target.Size), p.Engine, p.EngineWhy)
+	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
 	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"luksdock/internal/testkit"
 	"luksdock/luks"
 )
 
@@ -17,9 +18,7 @@ import (
 // really opened. Folded into a Progress, every step ends done with that
 // command; a run stopped before it starts ends with the first step stopped.
 func TestRunReportsWhatItRuns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (FUSE for the userspace engine)")
-	}
+	testkit.NeedRoot(t) // FUSE for the userspace engine
 	img := filepath.Join(t.TempDir(), "run.img")
 	tg, err := ImageTarget(img, 80<<20)
 	if err != nil {

@@ -82,27 +82,9 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		r.removeStaleMounts()
 	}
 	defer r.cleanup()
-	steps := []struct {
-		id StepID
-		fn func() (string, error)
-	}{
-		{StepPreflight, r.preflight},
-		{StepWipe, r.wipe},
-		{StepPartition, r.partition},
-		{StepFormat, r.format},
-		{StepRecoveryKey, r.addRecoveryKey},
-		{StepOpen, r.open},
-		{StepMkfs, r.mkfs},
-		{StepClose, r.closeVolume},
-		{StepVerify, r.verify},
-		{StepHeaderBackup, r.headerBackup},
-	}
-	steps = r.eraseSteps(steps)
-	for _, s := range steps {
-		if s.id == StepHeaderBackup && p.Opts.HeaderBackup == "" || s.id == StepRecoveryKey && p.Opts.RecoveryKey == nil {
-			continue
-		}
-		if err := r.step(s.id, s.fn); err != nil {
+	r.beginResume()
+	for _, s := range p.Steps {
+		if err := r.step(s.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -167,7 +149,11 @@ func (r *runner) stopped(id StepID) error {
 	return r.fail(&Error{Kind: KindInterrupted, Step: id, State: StateAfter(r.done), Err: errors.New("interrupted before this step; the volume is closed and the disk released")})
 }
 
-func (r *runner) step(id StepID, fn func() (string, error)) error {
+func (r *runner) step(id StepID) error {
+	d, ok := lookupStep(id)
+	if !ok {
+		return r.fail(&Error{Kind: KindStep, Step: id, State: StateAfter(r.done), Err: fmt.Errorf("step %q is not in the step table", id)})
+	}
 	if err := r.stopped(id); err != nil {
 		return err
 	}
@@ -176,7 +162,7 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 	// next boundary, as the wizard and the CLI tell the user.
 	r.send(Event{Kind: EventStart, Step: id, Command: r.command(id), Message: r.stepDef(id).Title})
 	t0 := time.Now()
-	msg, err := fn()
+	msg, err := d.run(r)
 	if err != nil {
 		r.release()
 		kind, state := KindStep, StateFailedIn(id, r.done)
@@ -191,11 +177,8 @@ func (r *runner) step(id StepID, fn func() (string, error)) error {
 				state = pe.State
 			}
 			err = pe.Err
-		} else if id == StepVerify {
-			kind, state = KindNotVerified, stateVerifyFail
-		}
-		if id == StepHeaderBackup {
-			state = stateReady + " (but the header backup failed)"
+		} else if d.failKind != "" {
+			kind, state = d.failKind, d.failed
 		}
 		if r.readOnlyNow() {
 			// The tools' own messages ("Device wipe error", "could not
@@ -270,7 +253,7 @@ func (r *runner) preflight() (string, error) {
 	if err := r.acquire(); err != nil {
 		return "", refused("%v", err)
 	}
-	return fmt.Sprintf("%s %s %s, %s; not mounted, no holders; opened exclusively", t.Name, d.Vendor, d.Model, HumanSize(d.Size)), nil
+	return fmt.Sprintf("%s %s, %s; not mounted, no holders; opened exclusively", t.Name, d.VendorModel(), disk.SizeString(d.Size)), nil
 }
 
 func (r *runner) preflightImage() (string, error) {
@@ -285,7 +268,7 @@ func (r *runner) preflightImage() (string, error) {
 		if err := f.Truncate(t.Size); err != nil {
 			f.Close()
 			os.Remove(t.Path)
-			return "", refused("creating %s of %s: %v", t.Path, HumanSize(t.Size), err)
+			return "", refused("creating %s of %s: %v", t.Path, disk.SizeString(t.Size), err)
 		}
 		st, _ := f.Stat()
 		s := st.Sys().(*syscall.Stat_t)
@@ -310,7 +293,7 @@ func (r *runner) preflightImage() (string, error) {
 	if l := loopUsing(r.fileID); l != "" {
 		return "", refused("%s is in use by %s", t.Path, l)
 	}
-	return fmt.Sprintf("%s, %s; locked", t.Path, HumanSize(t.Size)), nil
+	return fmt.Sprintf("%s, %s; locked", t.Path, disk.SizeString(t.Size)), nil
 }
 
 // acquire opens a block device target O_EXCL, so no mount, mapping or other
@@ -373,7 +356,7 @@ func (r *runner) wipe() (string, error) {
 	// identity was captured with: from here on the disk has none until the
 	// partition step writes ours.
 	r.expected.DiskGUID = ""
-	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", HumanSize(n), len(ex)), nil
+	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", disk.SizeString(n), len(ex)), nil
 }
 
 func (r *runner) partition() (string, error) {
@@ -403,14 +386,14 @@ func (r *runner) partition() (string, error) {
 	r.expected.DiskGUID = guid
 	if t.Image {
 		r.part = luks.Device{Path: t.Path, Base: l.Start, Size: l.Size}
-		return fmt.Sprintf("%s table, partition 1 at %d, %s", l.Table, l.Start, HumanSize(l.Size)), nil
+		return fmt.Sprintf("%s table, partition 1 at %d, %s", l.Table, l.Start, disk.SizeString(l.Size)), nil
 	}
 	node, how, err := disk.SyncPartition(r.excl, t.Name, l, PartitionTimeout)
 	if err != nil {
 		return "", err
 	}
 	r.part = luks.Device{Path: node, Size: l.Size}
-	return fmt.Sprintf("%s table, %s from %d, %s; kernel: %s", l.Table, node, l.Start, HumanSize(l.Size), how), nil
+	return fmt.Sprintf("%s table, %s from %d, %s; kernel: %s", l.Table, node, l.Start, disk.SizeString(l.Size), how), nil
 }
 
 func (r *runner) format() (string, error) {
@@ -435,7 +418,7 @@ func (r *runner) format() (string, error) {
 	r.info = info
 	// cryptsetup chose the sector size: the mkfs step's start event
 	// reports the block size it gives mkfs.ext4 (r.facts).
-	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, HumanSize(info.DataOffset)), nil
+	return fmt.Sprintf("LUKS%d %s, UUID %s, %d-byte sectors, data at %s", info.Version, info.Cipher, info.UUID, info.SectorSize, disk.SizeString(info.DataOffset)), nil
 }
 
 // addRecoveryKey writes the recovery key to its file (when one is asked
@@ -617,6 +600,9 @@ func (r *runner) verify() (string, error) {
 		msg += "; the recovery key opens it too (both checks)"
 	}
 	r.result = res
+	if r.state != nil {
+		r.state.remove() // the erase is done with: forget its position
+	}
 	return msg, nil
 }
 
@@ -630,7 +616,8 @@ func (r *runner) partName() string {
 func (r *runner) headerBackup() (string, error) {
 	path := r.p.Opts.HeaderBackup
 	if err := r.withoutExcl(func() error { return luks.HeaderBackupDevice(r.work, r.part, path) }); err != nil {
-		return "", err
+		// The disk itself is verified and ready.
+		return "", &Error{Kind: KindStep, State: StateFailedIn(StepHeaderBackup, ""), Err: err}
 	}
 	r.result.HeaderBackup = path
 	return "saved to " + path + " (mode 0600); keep it with your passphrase records, not on this disk", nil

@@ -64,16 +64,16 @@ func (t *Target) ConfirmWord() string {
 func (t *Target) Destroys() []string {
 	var out []string
 	if !t.Content.Empty() && t.Content.Table == "" {
-		out = append(out, fmt.Sprintf("%s: %s, %s", t.Name, t.Content, HumanSize(t.Size)))
+		out = append(out, fmt.Sprintf("%s: %s, %s", t.Name, t.Content, disk.SizeString(t.Size)))
 	}
 	for _, p := range t.Parts {
-		out = append(out, fmt.Sprintf("%s: %s, %s", t.PartName(p), p.Content, HumanSize(p.Size)))
+		out = append(out, fmt.Sprintf("%s: %s, %s", t.PartName(p), p.Content, disk.SizeString(p.Size)))
 	}
 	if t.Content.Table != "" {
 		out = append(out, fmt.Sprintf("%s: %s", t.Name, t.Content.TableString()))
 	}
 	if len(out) == 0 {
-		out = append(out, fmt.Sprintf("%s: no recognised content (%s)", t.Name, HumanSize(t.Size)))
+		out = append(out, fmt.Sprintf("%s: no recognised content (%s)", t.Name, disk.SizeString(t.Size)))
 	}
 	return out
 }
@@ -179,9 +179,10 @@ func (t *Target) logicalSector() int {
 }
 
 // loopUsing returns the loop device whose backing file is id, if any.
-func loopUsing(id fileID) string { return disk.Sys{Root: "/"}.LoopBackedBy(id.dev, id.ino) }
+func loopUsing(id fileID) string { return disk.Host.LoopBackedBy(id.dev, id.ino) }
 
-// HumanSize formats bytes in binary units, as lsblk does ("465.8 GiB").
+// HumanSize is disk.SizeString, which the rest of luksdock calls; the
+// wizard's screens still use this name (to move with their next change).
 func HumanSize(n int64) string { return disk.SizeString(n) }
 
 // ParseSize reads sizes like 512M, 64G, 1T, 1.5T (binary units), or plain
@@ -269,7 +270,7 @@ func Tidied(path string, image bool, lookup func() (*Target, error)) (*Target, e
 }
 
 func tidyStale(path string, image bool) []string {
-	sys := disk.Sys{Root: "/"}
+	sys := disk.Host
 	if image {
 		st, err := os.Stat(path)
 		if err != nil || !st.Mode().IsRegular() {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 // damagedImage makes a 64 MiB image with a GPT of two partitions (sfdisk),
@@ -14,9 +16,7 @@ import (
 // keepBackup: what a kill while writing the table, or a damaged disk, leaves.
 func damagedImage(t *testing.T, keepBackup bool) string {
 	t.Helper()
-	if _, err := exec.LookPath("sfdisk"); err != nil {
-		t.Skip("SKIP: sfdisk is not installed (apt-get install fdisk); the fixture is made with it")
-	}
+	testkit.NeedTools(t, "sfdisk") // the fixture is made with it
 	img := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -30,60 +29,40 @@ import (
 	"luksdock/internal/testkit"
 )
 
-// bin is the luksdock binary built once for the whole suite.
+// bin is the luksdock binary built once for the whole suite
+// (testkit.BuildLuksdock).
 var bin string
 
-// envSkip is why the suite cannot run here ("" when it can).
-var envSkip string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "luksdock-reliability-bin-")
+	dir, err := os.MkdirTemp("", "luksdock-reliability-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "luksdock")
 	invDir = filepath.Join(dir, "state")
-	os.Chmod(dir, 0o755) // the without-root cases run it as nobody
-	envSkip = checkEnv()
-	if envSkip == "" {
-		out, err := exec.Command("go", "build", "-o", bin, "luksdock").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building luksdock: %v\n%s", err, out)
+	// The without-root cases run luksdock as nobody.
+	os.Chmod(dir, 0o755)
+	// Without root every test skips (requireEnv).
+	if os.Geteuid() == 0 {
+		if bin, err = testkit.BuildLuksdock(); err != nil {
+			fmt.Fprintf(os.Stderr, "building luksdock: %v\n", err)
 			os.RemoveAll(dir)
 			os.Exit(1)
 		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	testkit.RemoveBuilt()
 	os.Exit(code)
 }
 
-func checkEnv() string {
-	if os.Geteuid() != 0 {
-		return "the reliability suite needs root (loop devices, FUSE mounts, tmpfs mounts, blockdev --setro)"
-	}
-	for _, tool := range []string{"cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "blkid", "sfdisk", "losetup", "partx", "blockdev", "setpriv", "mount", "umount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return tool + " is not installed (apt-get install cryptsetup-bin e2fsprogs util-linux fdisk mount)"
-		}
-	}
-	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
-		return fmt.Sprintf("FUSE is not available (%v): the userspace engine cannot run", err)
-	} else {
-		f.Close()
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		return "loop devices are not available (/dev/loop-control missing)"
-	}
-	return ""
-}
-
+// requireEnv skips the test, with the reason, unless the suite can run
+// here: root, loop devices, FUSE, cryptsetup, e2fsprogs, util-linux.
 func requireEnv(t *testing.T) {
 	t.Helper()
-	if envSkip != "" {
-		t.Skipf("SKIP: %s", envSkip)
-	}
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "blkid", "sfdisk", "losetup", "partx", "blockdev", "setpriv", "mount", "umount")
+	testkit.NeedFUSE(t)
+	testkit.NeedLoop(t)
 }
 
 // lowCost are the PBKDF flags every test run uses.
@@ -199,24 +178,6 @@ type event struct {
 	} `json:"result"`
 }
 
-func parseEvents(t *testing.T, out string) []event {
-	t.Helper()
-	var evs []event
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("--json printed a line that is not JSON: %q: %v", sc.Text(), err)
-		}
-		evs = append(evs, e)
-	}
-	return evs
-}
-
 // --- loop devices ---
 
 // attachLoop is testkit.AttachLoop: it drops the partition entries and the
@@ -250,11 +211,6 @@ func loopsFor(path string) []string {
 
 // mount is one line of /proc/self/mountinfo.
 type mount struct{ point, fstype, source, majmin string }
-
-func mounts(t *testing.T) []mount {
-	t.Helper()
-	return mountsOf(t, "self")
-}
 
 // mountsOf lists the mounts in the mount namespace of process pid ("self"
 // for this one).

@@ -15,7 +15,6 @@ import (
 // say want (a substring of stderr), and leave every file in keep
 // byte-identical.
 type refusal struct {
-	name  string
 	args  []string
 	stdin []byte
 	code  int

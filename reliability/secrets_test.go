@@ -83,7 +83,6 @@ type inotify struct {
 	fd    int
 	mu    sync.Mutex
 	dirs  map[int32]string
-	skip  func(string) bool
 	onNew func(path string, isDir bool)
 	onCW  func(path string)
 }

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,18 +14,6 @@ import (
 // cryptsetup, e2fsck, dumpe2fs, and golang.org/x/crypto/xts for decryption
 // (this machine's kernel has no device-mapper, so cryptsetup open cannot map
 // the volume; the volume key cryptsetup itself dumps decrypts it instead).
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: needs root for loop devices and FUSE (euid %d)", os.Geteuid())
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s is not installed (apt-get install cryptsetup-bin e2fsprogs fdisk mount tmux)", tool)
-		}
-	}
-}
 
 // loopPart attaches partition 1 of img to a loop device (read-only) and
 // detaches it when the test ends. It checks partition 1 is the only one and

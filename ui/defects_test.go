@@ -112,7 +112,7 @@ func TestShellLinesRunAsOneCommand(t *testing.T) {
 // Defect 1 on the Plan screen: every step's command, reassembled from the
 // screen, is the pipeline's command exactly.
 func TestPlanCommandsCopyable(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	eachSize(t, func(t *testing.T, w, hgt int) {
 		img := filepath.Join(t.TempDir(), "copy.img")
 		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
@@ -406,7 +406,7 @@ func TestHeaderBackupCheckPlugged(t *testing.T) {
 // alike, Details asks about the image file, and the plan's "will be
 // created as a sparse file" is gone once the run has made it.
 func TestImageWording(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "losetup")
 	eachSize(t, func(t *testing.T, w, hgt int) {
 		img := filepath.Join(t.TempDir(), "new.img")
 		var mu sync.Mutex
@@ -479,26 +479,14 @@ func waitForTool(tool, arg string, timeout time.Duration) bool {
 	return false
 }
 
-// busyCPU keeps every core busy until the test ends.
-func busyCPU(t *testing.T, n int) {
-	t.Helper()
-	for range n {
-		cmd := exec.Command("sh", "-c", "while :; do :; done")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	}
-}
-
 // Defect 7: a stop asked for while luksFormat runs (argon2 and two busy
 // loops keep both cores busy) stops at the next step boundary: no later
 // step starts, the screen says so, and the run ends interrupted.
 func TestStopDuringLuksFormatUnderLoad(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "losetup")
 	eachSize(t, func(t *testing.T, w, hgt int) {
 		tmp := privateTmp(t)
-		busyCPU(t, 2)
+		testkit.Busy(t, 2)
 		img := filepath.Join(t.TempDir(), "stop.img")
 		cfg := imageConfig(img, 128<<20)
 		cfg.PBKDF = luks.PBKDF{Type: "argon2id", MemoryKiB: 64 << 10, Parallel: 2, IterTimeMS: 1500}

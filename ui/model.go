@@ -25,6 +25,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"luksdock/core"
 	"luksdock/disk"
 	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
@@ -64,10 +65,10 @@ type Config struct {
 	// Inventory reads luksdock's inventory of the disks it prepared (nil:
 	// inventory.Load(inventory.Path())). It runs in a tea.Cmd at start.
 	Inventory func() (*inventory.File, error)
-	// Record records a verified disk in the inventory and says so ("recorded
-	// in PATH", or why not); it runs in the run's goroutine after the run.
-	// nil: nothing recorded.
-	Record func(p *pipeline.Plan, res *pipeline.Result) string
+	// InventoryPath is the inventory a verified disk is recorded in, as
+	// prepare records it (core.RunPlan; inventory.Path() in production).
+	// "": nothing recorded.
+	InventoryPath string
 	// Images are image files listed alongside the disks.
 	Images []Image
 	// AllowInternal offers disks not on USB (with the louder confirmation).
@@ -203,7 +204,7 @@ type shared struct {
 	runStart  time.Time
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result
-	recorded  string // what Config.Record said about the last result
+	recorded  string // what recording the last result in the inventory did
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
 
@@ -289,7 +290,7 @@ func New(cfg Config) *Model {
 	}
 	if cfg.DeviceTarget == nil {
 		cfg.DeviceTarget = func(name string) (*pipeline.Target, error) {
-			return pipeline.DeviceTarget(disk.Sys{Root: "/"}, "/dev/"+name)
+			return core.DeviceTarget("/dev/"+name, false)
 		}
 	}
 	if cfg.CheckHeaderBackup == nil {

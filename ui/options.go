@@ -9,6 +9,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/fsformat"
 	lsecret "luksdock/internal/secret"
@@ -395,6 +396,9 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	wantKey := s.rec.cur == 0
 	oldKey, oldCh := lsecret.Clone(s.c.recKey), s.c.recChallenge
 	inv, seen := s.c.inv, s.seenLabels()
+	if inv == nil {
+		inv = &inventory.File{} // not read (or damaged): no set to check against
+	}
 	return func() tea.Msg {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
@@ -404,34 +408,34 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 			}
 			o.HeaderBackup = abs
 		}
-		m := planMsg{seq: seq}
+		// keep the key already shown (going back and forth must not
+		// change what is on the user's paper); core makes a new one
+		var key []byte
 		if wantKey {
-			// keep the key already shown (going back and forth must not
-			// change what is on the user's paper)
-			m.recKey, m.recCh = oldKey, oldCh
-			if m.recKey == nil {
-				var err error
-				if m.recKey, err = recovery.Generate(); err == nil {
-					m.recCh, err = recovery.NewChallenge(2)
-				}
-				if err != nil {
-					lsecret.Free(m.recKey)
-					return planMsg{seq: seq, err: fmt.Errorf("making the recovery key: %w", err)}
-				}
-				m.recNew = true
-			}
-			o.RecoveryKey = lsecret.Clone(m.recKey) // the plan's own copy
+			key = oldKey
 		} else {
 			lsecret.Free(oldKey)
 		}
-		p, err := pipeline.NewPlan(t, o)
+		// the same prepare as the CLI's: the plan, the set's label rule,
+		// the recovery key
+		prep, err := core.PlanPrepare(core.PrepareRequest{Target: t, Options: o, WantRecoveryKey: wantKey, RecoveryKey: key,
+			Inventory: inv, Labels: append([]string{}, seen...)})
+		lsecret.Free(oldKey) // core keeps its own copy
+		m := planMsg{seq: seq}
+		var p *pipeline.Plan
 		if err == nil {
-			// the set's label rule, as prepare applies it
-			replacing, _ := disk.LUKSOn(t.Content, t.Parts)
-			if w, lerr := inventory.CheckLabel(inv, o.Set, o.Label, replacing, seen); lerr != nil {
-				p, err = nil, lerr // the key is cleared below
-			} else if w != "" {
-				p.Warnings = append(p.Warnings, w)
+			p = prep.Plan
+			if prep.Warning != "" {
+				p.Warnings = append(p.Warnings, prep.Warning)
+			}
+			if wantKey {
+				m.recKey, m.recCh, m.recNew = lsecret.Clone(p.Opts.RecoveryKey), oldCh, oldKey == nil
+				if m.recNew {
+					if m.recCh, err = recovery.NewChallenge(2); err != nil {
+						lsecret.Free(p.Opts.RecoveryKey)
+						p, err = nil, fmt.Errorf("making the recovery key: %w", err)
+					}
+				}
 			}
 		}
 		m.opts, m.plan, m.err = o, p, err

@@ -9,6 +9,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	"luksdock/pipeline"
 )
 
@@ -129,11 +130,11 @@ func (s *passphraseScreen) changed() {
 }
 
 func (s *passphraseScreen) userInputs() []string {
-	in := []string{s.c.opts.Label, "luksdock", "backup"}
+	name := ""
 	if s.c.target != nil {
-		in = append(in, s.c.target.Name)
+		name = s.c.target.Name
 	}
-	return in
+	return core.StrengthInputs(s.c.opts.Label, name)
 }
 
 func (s *passphraseScreen) enter() {

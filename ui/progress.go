@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 	"charm.land/bubbles/v2/progress"
 	tea "charm.land/bubbletea/v2"
 
-	lsecret "luksdock/internal/secret"
+	"luksdock/core"
 	"luksdock/pipeline"
 )
 
@@ -73,7 +74,6 @@ type stepView struct {
 	started time.Time
 	elapsed time.Duration
 	msg     string
-	late    bool // started after the stop was asked for
 }
 
 // Enter starts the run: the plan in a goroutine, its events forwarded as
@@ -89,7 +89,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 	rs := &runState{cancel: cancel, msgs: make(chan tea.Msg), done: make(chan struct{})}
 	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
 	c.runStart = time.Now()
-	plan, word, record := c.plan, c.confirmed, c.cfg.Record
+	plan, word, invPath := c.plan, c.confirmed, c.cfg.InventoryPath
 	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
 	c.confirmed = ""
 	rs.wg.Add(1)
@@ -101,18 +101,22 @@ func (s *progressScreen) Enter() tea.Cmd {
 			case <-rs.done:
 			}
 		}
-		res, err := plan.Run(ctx, word, pass, func(e pipeline.Event) {
+		// the same run as prepare's: the plan, then the inventory (file
+		// I/O, here in the run's goroutine)
+		res, recErr, err := core.RunPlan(ctx, plan, invPath, word, pass, func(e pipeline.Event) {
 			// The pipeline goes on changing its plan's steps (it learns
 			// mkfs's block size in luks-format): the UI keeps a copy.
 			e.Steps = append([]pipeline.Step(nil), e.Steps...)
 			send(runEventMsg(e))
 		})
 		clear(pass)
-		lsecret.Free(plan.Opts.RecoveryKey)
 		recorded := ""
-		if err == nil && res != nil && record != nil {
-			// the inventory, here in the run's goroutine (file I/O)
-			recorded = record(plan, res)
+		switch {
+		case err != nil || res == nil || invPath == "":
+		case recErr != nil:
+			recorded = "not recorded: " + recErr.Error()
+		default:
+			recorded = "recorded in " + invPath
 		}
 		rs.finalRes, rs.finalErr = res, err
 		send(runDoneMsg{res: res, err: err, recorded: recorded})
@@ -188,56 +192,37 @@ func (s *progressScreen) running() string {
 	return "the current step"
 }
 
-// steps are the run's steps as its events tell them.
+// steps are the run's steps as its events tell them, folded by
+// pipeline.Progress as prepare's text output folds them: a step the run
+// never started (a stop at the boundary before it, or a run that ended
+// first) is "not started".
 func (c *shared) steps() []stepView {
-	var out []stepView
+	var p pipeline.Progress
 	for _, st := range c.runSteps {
-		out = append(out, stepView{step: st, state: "pending"})
+		p.Steps = append(p.Steps, pipeline.StepProgress{Step: st, State: pipeline.StepPending})
 	}
-	idx := func(id pipeline.StepID) int {
-		for i := range out {
-			if out[i].step.ID == id {
-				return i
-			}
-		}
-		return -1
-	}
-	stopped := false
 	for _, e := range c.events {
-		switch e.Kind {
-		case pipeline.EventPlan:
-			out = out[:0]
-			for _, st := range e.Steps {
-				out = append(out, stepView{step: st, state: "pending"})
-			}
-		case pipeline.EventStart:
-			if i := idx(e.Step); i >= 0 {
-				out[i].state, out[i].started, out[i].command = "running", e.Time, e.Command
-				if out[i].command == "" {
-					out[i].command = out[i].step.Command
-				}
-			}
-		case pipeline.EventDone:
-			if i := idx(e.Step); i >= 0 {
-				out[i].state, out[i].elapsed, out[i].msg = "done", e.Elapsed, e.Message
-			}
-		case pipeline.EventFailed:
-			if i := idx(e.Step); i >= 0 && out[i].state != "done" {
-				if out[i].state == "pending" {
-					out[i].state, stopped = "not started", true
-				} else {
-					out[i].state = "failed"
-				}
-				out[i].elapsed, out[i].msg = e.Elapsed, e.Message
-			}
-		}
+		p.Apply(e)
 	}
-	if stopped || (c.run != nil && c.run.finished) {
-		for i := range out {
-			if out[i].state == "pending" {
-				out[i].state = "not started"
-			}
+	notStarted := func(st pipeline.StepProgress) bool {
+		return (st.State == pipeline.StepFailed || st.State == pipeline.StepStopped) && st.Started.IsZero()
+	}
+	ended := (c.run != nil && c.run.finished) || slices.ContainsFunc(p.Steps, notStarted)
+	out := make([]stepView, 0, len(p.Steps))
+	for _, st := range p.Steps {
+		v := stepView{step: st.Step, command: st.Ran, started: st.Started, elapsed: st.Elapsed, msg: st.Message}
+		if v.command == "" {
+			v.command = st.Command
 		}
+		switch {
+		case st.State == pipeline.StepPending && ended, notStarted(st):
+			v.state = "not started"
+		case st.State == pipeline.StepStopped:
+			v.state = "failed" // stopped inside (an erase at its next request)
+		default:
+			v.state = string(st.State)
+		}
+		out = append(out, v)
 	}
 	return out
 }

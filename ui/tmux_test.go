@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,41 +22,10 @@ import (
 // Real-terminal tests of the built binary: tmux gives it a terminal, keys
 // are sent with send-keys and the screen is read with capture-pane.
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildBin  string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testkit.RemoveBuilt()
 	os.Exit(code)
-}
-
-// buildLuksdock builds the luksdock binary from the repository root (once
-// per test run).
-func buildLuksdock(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "luksdock-ui-test-")
-		if buildErr != nil {
-			return
-		}
-		buildBin = filepath.Join(buildDir, "luksdock")
-		cmd := exec.Command("go", "build", "-o", buildBin, ".")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
 }
 
 type tmux struct {
@@ -68,9 +36,7 @@ type tmux struct {
 
 func newTmux(t *testing.T, width, height int, env []string, command string) *tmux {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skipf("SKIP: tmux is not installed (apt-get install tmux); the real-terminal test cannot run")
-	}
+	testkit.NeedTools(t, "tmux") // the real terminal
 	tm := &tmux{t: t, socket: fmt.Sprintf("luksdock-test-%d-%d", os.Getpid(), time.Now().UnixNano()), target: "wiz"}
 	args := []string{"new-session", "-d", "-s", tm.target, "-x", fmt.Sprint(width), "-y", fmt.Sprint(height)}
 	for _, e := range env {
@@ -150,11 +116,9 @@ func (tm *tmux) typeBackRecovery() {
 var colourSGR = regexp.MustCompile(`\x1b\[[0-9;]*(3[0-7]|38;|4[0-7]|48;|9[0-7])[0-9;]*m`)
 
 func TestTerminalPreparesImageEndToEnd(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skipf("SKIP: tmux is not installed (apt-get install tmux); the real-terminal test cannot run")
-	}
-	bin := buildLuksdock(t)
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	testkit.NeedTools(t, "tmux") // the real terminal
+	bin := testkit.Luksdock(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "offsite.img")
 	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json >%s/out.json 2>%s/err.txt; echo $? >%s/rc; sleep 60",
@@ -174,7 +138,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	tm.keys("Enter")
 	tm.waitFor(5*time.Second, "2/9", "to be created as a sparse file")
 	tm.keys("Enter")
-	s = tm.waitFor(5*time.Second, "3/9 Options", "next in your series")
+	tm.waitFor(5*time.Second, "3/9 Options", "next in your series")
 	// A label typed by hand: invalid while too long, valid again after.
 	tm.keys("C-u")
 	tm.text("offsite-backups-2026")
@@ -228,7 +192,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 	}
 	tm.text("g")
 	tm.keys("Enter")
-	s = tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
+	tm.waitFor(120*time.Second, "9/9 Done", "verified backup disk")
 	tm.keys("PageDown")
 	tm.waitFor(5*time.Second, "Inventory", "recorded in")
 	tm.keys("q")
@@ -281,7 +245,7 @@ func TestTerminalPreparesImageEndToEnd(t *testing.T) {
 }
 
 func TestWizardRefusesWithoutTerminal(t *testing.T) {
-	bin := buildLuksdock(t)
+	bin := testkit.Luksdock(t)
 	cmd := exec.Command(bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal
 	var stdout, stderr bytes.Buffer
@@ -343,8 +307,8 @@ func (tm *tmux) checkScreen(w, h int) {
 // F1 lists help once, the focused field is on screen), a weak passphrase
 // (4), the Plan's commands (1), and the summary on standard output (8).
 func TestTerminalDefectsAtSizes(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "sfdisk", "losetup", "tmux")
-	bin := buildLuksdock(t)
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "sfdisk", "losetup", "tmux")
+	bin := testkit.Luksdock(t)
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
 			w, h := sz.w, sz.h
@@ -417,7 +381,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 			tm.keys("Enter")
 			tm.typeBackRecovery()
 			tm.checkScreen(w, h)
-			s = tm.waitFor(5*time.Second, "6/9 Plan")
+			tm.waitFor(5*time.Second, "6/9 Plan")
 			tm.checkScreen(w, h)
 			// Every command line but a command's last ends in " \".
 			var all strings.Builder
@@ -432,7 +396,7 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 				}
 			}
 			tm.keys("Enter")
-			s = tm.waitFor(5*time.Second, "7/9 Confirm", "very weak")
+			tm.waitFor(5*time.Second, "7/9 Confirm", "very weak")
 			tm.checkScreen(w, h)
 			tm.text("term.im")
 			tm.keys("Enter")
@@ -462,9 +426,9 @@ func TestTerminalDefectsAtSizes(t *testing.T) {
 // argon2 and two busy loops on both cores, ctrl+c y during luksFormat
 // stops before the next step (recovery-key); the wizard says so, exits 130 and says so on stdout.
 func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "losetup", "tmux")
-	bin := buildLuksdock(t)
-	busyCPU(t, 2)
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "losetup", "tmux")
+	bin := testkit.Luksdock(t)
+	testkit.Busy(t, 2)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "stop.img")
 	tmp := filepath.Join(dir, "tmp")
@@ -523,7 +487,7 @@ func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 
 // TestHelpDocumentsSummaryAndJSON: --help says what the wizard prints.
 func TestHelpDocumentsSummaryAndJSON(t *testing.T) {
-	bin := buildLuksdock(t)
+	bin := testkit.Luksdock(t)
 	out, err := exec.Command(bin, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, out)

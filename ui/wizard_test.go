@@ -328,7 +328,7 @@ func (h *harness) toPlan(pass string) {
 const testPass = "Tr0ub4dor & horse battery"
 
 func TestHappyPathToVerifiedDisk(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
 	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "backup.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
@@ -418,7 +418,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 }
 
 func TestWrongConfirmationWritesNothing(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "disk.img")
 	f, err := os.Create(img)
 	if err != nil {
@@ -500,7 +500,7 @@ func TestPassphraseMismatchShownAtOnce(t *testing.T) {
 }
 
 func TestEscBackFromEveryScreen(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "e.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
 	h.waitFor("the image row", 10*time.Second, func(s snapshot) bool { return s.selected() == "e.img" })
@@ -661,7 +661,7 @@ func TestHotplugOnDisksScreen(t *testing.T) {
 }
 
 func TestCtrlCDuringStepStopsSafely(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "losetup")
 	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "stop.img")
 	var once sync.Once
@@ -747,7 +747,7 @@ func TestSuggestLabel(t *testing.T) {
 // docked, and be prepared through the real pipeline (partition node made
 // with BLKPG, userspace engine where device-mapper is missing).
 func TestRealHotplugLoopDevicePrepared(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch, err := disk.WatchHotplug(ctx)
@@ -822,7 +822,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 // TestLUKS1AndMBRImage chooses MBR and LUKS1 on the Options screen and
 // checks the result with sfdisk and cryptsetup.
 func TestLUKS1AndMBRImage(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
 	tmp := privateTmp(t)
 	img := filepath.Join(t.TempDir(), "old.img")
 	h := start(t, imageConfig(img, 100<<20), nil)
@@ -893,7 +893,7 @@ func TestKernelLogPicksMostRecentDock(t *testing.T) {
 // the key again and goes back; the screen fits 80x24 and 60x15 (with the
 // QR code at 80x24, and a note instead at 60x15).
 func TestRecoveryKeyMustBeTypedBack(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	for _, sz := range [][2]int{{80, 24}, {60, 15}, {100, 32}} {
 		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "r.img")
@@ -962,7 +962,7 @@ func TestRecoveryKeyMustBeTypedBack(t *testing.T) {
 
 // With the recovery key off, no key screen and no keyslot in the plan.
 func TestRecoveryKeyOff(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "r.img")
 	h := start(t, imageConfig(img, 128<<20), nil)
 	h.toOptions()
@@ -992,7 +992,7 @@ func TestRecoveryKeyOff(t *testing.T) {
 // choice; the Owner field shows what it resolves to, refuses a wrong
 // entry, and its value reaches the plan.
 func TestTableNoneAndOwner(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	eachSize(t, func(t *testing.T, w, hgt int) {
 		img := filepath.Join(t.TempDir(), "t.img")
 		h := startSized(t, imageConfig(img, 128<<20), w, hgt, nil)
@@ -1037,7 +1037,7 @@ func TestTableNoneAndOwner(t *testing.T) {
 // refuses a wrong name, and the label suggestion follows the set's
 // numbering from the inventory. An unknown LUKS image is said to be one.
 func TestKnownDiskAndSet(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "k.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -1192,7 +1192,7 @@ func TestUnhealthyDiskNeedsYes(t *testing.T) {
 // bar with the percentage, the amount and the rate from the pipeline's
 // progress events, and the disk is done.
 func TestEraseAndSurfaceCheckProgress(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "sfdisk", "losetup")
 	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
 	img := filepath.Join(t.TempDir(), "e.img")
 	var mu sync.Mutex
@@ -1242,7 +1242,7 @@ func TestEraseAndSurfaceCheckProgress(t *testing.T) {
 // choices, the Plan says it continues the interrupted erase and offers r
 // to start over, which makes a plan that does not continue.
 func TestPlanOffersResumeAndStartOver(t *testing.T) {
-	needTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "losetup")
+	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "sfdisk", "losetup")
 	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
 	img := filepath.Join(t.TempDir(), "big.img")
 	// an existing file: the saved position names it by device and inode

@@ -1,6 +1,11 @@
 // Command mkdeb builds luksdock's Debian package with nFPM (as a library):
 //
-//	go run ./cmd/mkdeb [-out DIR]
+//	cd cmd/mkdeb && go run . [-out DIR]
+//
+// It is a Go module of its own (cmd/mkdeb/go.mod, which replaces luksdock
+// with ../..), so nFPM and the modules it needs are not in the product's
+// go.mod: `go test ./...` at the repository root does not build it, and
+// scripts/test runs its test from this directory.
 //
 // It builds a static luksdock (CGO_ENABLED=0, -trimpath, VCS stamping on),
 // asks that binary for its man pages and completion scripts (the hidden
@@ -216,17 +221,24 @@ func build(outDir string) (string, error) {
 	return target, f.Close()
 }
 
-// moduleRoot is the directory of luksdock's go.mod.
+// moduleRoot is the directory of the luksdock module this one builds: mkdeb
+// is a module of its own (so nFPM and its dependencies stay out of the
+// product's go.mod) whose go.mod replaces luksdock with ../.., and
+// `go list -m` resolves that replacement to the directory.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{with .Replace}}{{.Dir}}{{else}}{{.Dir}}{{end}}", "luksdock").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("go list -m luksdock (run mkdeb inside cmd/mkdeb): %w: %s", err, ee.Stderr)
+		}
+		return "", fmt.Errorf("go list -m luksdock: %w", err)
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run mkdeb inside the luksdock module")
+	dir := strings.TrimSpace(string(out))
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return "", fmt.Errorf("the luksdock module is not at %q: %w", dir, err)
 	}
-	return filepath.Dir(gomod), nil
+	return dir, nil
 }
 
 // checkStatic refuses a binary that needs a dynamic loader or libraries.

@@ -28,11 +28,9 @@ import (
 // bash-completion's loader, and a `prepare` of an image file whose result is
 // then checked from outside with cryptsetup, x/crypto/xts and e2fsck.
 func TestDeb(t *testing.T) {
-	for _, tool := range []string{"go", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIPPED: %s is not installed (scripts/test installs it): cannot build or read a .deb", tool)
-		}
-	}
+	// go builds, dpkg-deb reads the .deb, lintian checks it against Debian
+	// policy.
+	testkit.NeedTools(t, "go", "dpkg-deb", "lintian")
 	out := t.TempDir()
 	t0 := time.Now()
 	deb, err := build(out)
@@ -107,14 +105,29 @@ func TestDeb(t *testing.T) {
 		t.Errorf("hidden commands got man pages:\n%s", contents)
 	}
 
-	// The copyright file: luksdock's own (no license granted yet), then
-	// every module linked in, by its build info.
+	// The copyright file: luksdock's own license (MIT, the repository's
+	// LICENSE, which Debian calls Expat), then every module linked in, by
+	// its build info.
 	cr, err := os.ReadFile(filepath.Join(x, "usr/share/doc/luksdock/copyright"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cr), "License: none\n No license has been granted") {
-		t.Errorf("copyright does not say luksdock's own code has no license yet")
+	top, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lic, err := os.ReadFile(filepath.Join(top, "LICENSE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, rest, _ := strings.Cut(string(lic), "\n\n")
+	holder, terms, _ := strings.Cut(rest, "\n\n")
+	if title != "MIT License" || holder != "Copyright (c) 2026 the luksdock authors" {
+		t.Errorf("LICENSE starts %q / %q, want the MIT License of the luksdock authors", title, holder)
+	}
+	own := "\nFiles: *\nCopyright: 2026 the luksdock authors\nLicense: Expat\n" + indent(terms)
+	if !strings.Contains(string(cr), own) {
+		t.Errorf("copyright has no paragraph for luksdock's own code under LICENSE's terms; want:\n%s", own)
 	}
 	for _, d := range bi.Deps {
 		if !strings.Contains(string(cr), "Go module "+d.Path+" "+d.Version+",") {
@@ -123,19 +136,15 @@ func TestDeb(t *testing.T) {
 	}
 
 	// lintian: no error or warning (the overrides carry their reasons).
-	if _, err := exec.LookPath("lintian"); err != nil {
-		t.Log("LINTIAN SKIPPED: lintian is not installed (scripts/test installs it); the package was not checked against Debian policy")
-	} else {
-		cmd := exec.Command("lintian", "--info", "--pedantic", "--fail-on", "error,warning", deb)
-		b, err := cmd.CombinedOutput()
-		t.Logf("lintian --pedantic:\n%s", b)
-		if err != nil {
-			t.Errorf("lintian: %v", err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") {
-				t.Errorf("lintian: %s", l)
-			}
+	cmd := exec.Command("lintian", "--info", "--pedantic", "--fail-on", "error,warning", deb)
+	b, err := cmd.CombinedOutput()
+	t.Logf("lintian --pedantic:\n%s", b)
+	if err != nil {
+		t.Errorf("lintian: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") {
+			t.Errorf("lintian: %s", l)
 		}
 	}
 
@@ -145,14 +154,8 @@ func TestDeb(t *testing.T) {
 	if os.Getenv("LUKSDOCK_PKGTEST_CHROOT") == "0" {
 		t.Skip("SKIPPED: LUKSDOCK_PKGTEST_CHROOT=0: the package was not installed into a Debian root")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: installing into a Debian root needs root (chroot, mounts)")
-	}
-	for _, tool := range []string{"mmdebstrap", "unshare", "chroot", "tar"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed (scripts/test installs it)", tool)
-		}
-	}
+	// Installing into a Debian root: chroot, mounts.
+	testkit.NeedRoot(t, "mmdebstrap", "unshare", "chroot", "tar")
 	root := debianRoot(t)
 	deb2 := filepath.Join(root, "tmp", "luksdock.deb")
 	run(t, "cp", deb, deb2)

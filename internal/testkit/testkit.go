@@ -1,11 +1,33 @@
-// Package testkit holds helpers shared by luksdock's test suites: running
-// tools, sparse images, loop devices (loop.go) and an independent look inside
-// LUKS volumes (luks.go).
+// Package testkit holds what luksdock's test suites share: running tools,
+// sparse images, loop devices (loop.go), an independent look inside LUKS
+// volumes (luks.go, erase.go), a terminal (pty.go), what a test needs from
+// the machine (require.go), the built luksdock binary (binary.go), the test
+// binary as the CLI (cli.go) and CPU load (busy.go).
 //
 // Everything here checks luksdock with tools no one here wrote (cryptsetup,
 // losetup, partx, sfdisk, golang.org/x/crypto/xts). testkit must never import
 // luksdock's own packages: a test that used luksdock's code to check
 // luksdock would prove nothing.
+//
+// # Requirements: one rule
+//
+// A test that needs root, a tool or a device says so first, with NeedRoot,
+// NeedTools, NeedFUSE or NeedLoop. When the machine lacks it the test SKIPS, loudly:
+// "SKIP: " and the reason, with what to install. It never fails for that
+// and never passes silently:
+//
+//   - A developer's `go test ./pkg/` as a user, or on a machine without
+//     some tool, runs what it can and lists the rest as skipped, each with
+//     its reason.
+//   - scripts/test (the full run, as root, after installing every tool)
+//     fails on any skip that is not on the allow-list scripts/skips.allow
+//     (read by internal/testreport). So in the full run a missing tool or
+//     device is a failure, unless the allow-list names the test and says
+//     where its promise is proved instead.
+//   - Under -fuzz a requirement that is not met fails the fuzz target (a
+//     skip there would throw every generated input away unseen).
+//
+// A test never checks os.Geteuid or exec.LookPath itself for this.
 package testkit
 
 import (

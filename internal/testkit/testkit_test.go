@@ -13,23 +13,6 @@ import (
 	"time"
 )
 
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: needs root (loop devices); euid is %d", os.Geteuid())
-	}
-	needTools(t, tools...)
-}
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s is not installed (apt-get install cryptsetup-bin util-linux fdisk)", tool)
-		}
-	}
-}
-
 // cryptsetupVolume makes, with cryptsetup alone, a LUKS volume of region
 // bytes at base inside a new image file whose data segment holds plain
 // encrypted by cryptsetup: luksFormat with key and pass on a region file
@@ -89,7 +72,7 @@ func cryptsetupVolume(t *testing.T, luks1 bool, sector int, base, region int64, 
 // decryptions give back exactly the plaintext cryptsetup encrypted. This
 // keeps DecryptXTS's own IV rule (and iv_tweak) honest.
 func TestDecryptMatchesCryptsetup(t *testing.T) {
-	needRoot(t, "cryptsetup")
+	NeedRoot(t, "cryptsetup")
 	for _, c := range []struct {
 		luks1  bool
 		sector int
@@ -173,7 +156,7 @@ func TestDecryptMatchesCryptsetup(t *testing.T) {
 }
 
 func TestPartition1(t *testing.T) {
-	needTools(t, "sfdisk")
+	NeedTools(t, "sfdisk")
 	img := SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), 64<<20)
 	if d, ok := Partition1(t, img); ok {
 		t.Fatalf("Partition1 of a blank image: %+v", d)
@@ -198,7 +181,7 @@ func partitions(dev string) []string {
 // earlier user left on a loop number (detached without dropping it) is
 // removed by dropPartitions, which AttachLoop runs right after attaching.
 func TestLoopLeavesNoPartitions(t *testing.T) {
-	needRoot(t, "losetup", "partx", "sfdisk")
+	NeedRoot(t, "losetup", "partx", "sfdisk")
 	img := SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), 32<<20)
 	Run(t, "label: gpt\nsize=8MiB\n", "sfdisk", "-q", img)
 
@@ -240,7 +223,7 @@ func TestLoopLeavesNoPartitions(t *testing.T) {
 // TestLoopCleanupSparesAReattachedNumber: once a test detached its device
 // early, its cleanup leaves alone the next attachment of the same number.
 func TestLoopCleanupSparesAReattachedNumber(t *testing.T) {
-	needRoot(t, "losetup")
+	NeedRoot(t, "losetup")
 	dir := t.TempDir()
 	img := SparseFile(t, filepath.Join(dir, "a.img"), 8<<20)
 	other := SparseFile(t, filepath.Join(dir, "b.img"), 8<<20)

@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"luksdock/internal/testkit"
 )
 
 func TestDebian(t *testing.T) {
@@ -28,9 +30,8 @@ func TestDebian(t *testing.T) {
 
 // TestDebianOrder checks with dpkg itself that the mapping keeps Go's order.
 func TestDebianOrder(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("SKIPPED: dpkg not installed, cannot compare Debian versions")
-	}
+	// dpkg compares the Debian versions.
+	testkit.NeedTools(t, "dpkg")
 	ordered := []string{ // ascending in Go's (semver) order
 		"v0.0.0-20261201034023-65bf4be1a2b3",
 		"v0.0.0-20261202000000-000000000000",

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,8 +17,8 @@ import (
 // refuses it, naming the loop device on top, and prepare exits 3 with the
 // disk byte-identical.
 func TestLoopOnTargetRefused(t *testing.T) {
-	needRoot(t)
-	needTools(t, "losetup", "sfdisk", "partx")
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup", "sfdisk", "partx")
 	for _, onPart := range []bool{false, true} {
 		name := map[bool]string{false: "on-disk", true: "on-partition"}[onPart]
 		t.Run(name, func(t *testing.T) {
@@ -91,32 +90,5 @@ func TestHeaderBackupOnTargetRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "new.img")); err == nil {
 		t.Error("the image was created")
-	}
-}
-
-// TestDemoKeepsExistingImage (issue 12 defect 11): scripts/demo --scripted
-// without a terminal leaves an existing demo image alone and prepares a new
-// one beside it (it asks on a terminal).
-func TestDemoKeepsExistingImage(t *testing.T) {
-	needRoot(t)
-	dir := t.TempDir()
-	old := filepath.Join(dir, "demo.img")
-	if err := os.WriteFile(old, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("./scripts/demo", "--scripted")
-	cmd.Env = append(os.Environ(), "DEMO_IMAGE="+old)
-	out, err := cmd.CombinedOutput() // stdin: /dev/null
-	if err != nil {
-		t.Fatalf("scripts/demo --scripted: %v\n%s", err, out)
-	}
-	if b, _ := os.ReadFile(old); string(b) != "keep me" {
-		t.Errorf("the existing demo image was changed")
-	}
-	if !strings.Contains(string(out), "preparing "+filepath.Join(dir, "demo-2.img")) {
-		t.Errorf("no word of the new image:\n%s", out)
-	}
-	if !strings.Contains(string(out), "Done: "+filepath.Join(dir, "demo-2.img")+" is a verified backup disk") {
-		t.Errorf("the new image was not prepared:\n%s", out)
 	}
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"luksdock/internal/testkit"
+	"luksdock/inventory"
+)
+
+// Issue 20's CLI defects, each proved through the real CLI (run).
+
+// TestDryRunRefusesLabelOfSet (issue 20 item 10): --dry-run applies every
+// refusal the real run would: a label another disk of the set has in the
+// inventory is refused with exit 3, and no script is printed.
+func TestDryRunRefusesLabelOfSet(t *testing.T) {
+	dir := t.TempDir()
+	invPath := filepath.Join(dir, "inventory.json")
+	t.Setenv("LUKSDOCK_INVENTORY", invPath)
+	err := inventory.Update(invPath, func(f *inventory.File) error {
+		f.Put(inventory.Record{LUKSUUID: "00000000-0000-0000-0000-000000000001", Label: "backups01", Set: "offsite"})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, "", "prepare", "--dry-run", "--image", filepath.Join(dir, "c.img"), "--size", "80M",
+		"--label", "backups01", "--set", "offsite")
+	if code != 3 || !strings.Contains(errs, "two disks of a set must not share a label") || strings.Contains(out, "#!/bin/sh") {
+		t.Errorf("dry run of a label the set has: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	// another label of the same set is fine
+	if code, _, errs := cli(t, "", "prepare", "--dry-run", "--image", filepath.Join(dir, "c.img"), "--size", "80M",
+		"--label", "backups02", "--set", "offsite"); code != 0 {
+		t.Errorf("dry run of a free label: exit %d: %s", code, errs)
+	}
+}
+
+// TestWeakPassphraseWarned (item 15): prepare warns about a passphrase the
+// wizard would want a tick for, with the wizard's estimate (zxcvbn): on
+// standard error, and with --json as a warning event.
+func TestWeakPassphraseWarned(t *testing.T) {
+	testkit.NeedRoot(t)
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	args := func(name string, more ...string) []string {
+		return append(append([]string{"prepare", "--image", filepath.Join(dir, name), "--size", "80M", "--label", "weak1",
+			"--passphrase-file", "-", "--confirm", name}, smallKDF...), more...)
+	}
+	code, out, errs := cli(t, "password\n", args("a.img")...)
+	if code != 0 || !strings.Contains(errs, "warning: the passphrase is very weak (zxcvbn score 0/4)") || !strings.Contains(errs, "most common passwords") {
+		t.Errorf("weak passphrase: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	code, out, errs = cli(t, "password\n", args("b.img", "--json")...)
+	found := false
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct{ Event, Message string }
+		if json.Unmarshal([]byte(l), &e) == nil && e.Event == "warning" && strings.Contains(e.Message, "the passphrase is very weak") {
+			found = true
+		}
+	}
+	if code != 0 || !found {
+		t.Errorf("weak passphrase, --json: exit %d, no warning event\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if code, _, errs := cli(t, testPass+"\n", args("c.img")...); code != 0 || strings.Contains(errs, "passphrase is") {
+		t.Errorf("strong passphrase: exit %d, stderr: %s", code, errs)
+	}
+}
+
+// TestListJSONCarriesFix (item 16): a refused disk in list --json has each
+// reason with its fix.
+func TestListJSONCarriesFix(t *testing.T) {
+	out, errs, code := listRun(t, "--json", "--sysroot", fixtureRoot("loop"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got []struct {
+		Name    string
+		Reasons []struct{ Text, Fix string }
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range got {
+		if e.Name != "vda" {
+			continue
+		}
+		if len(e.Reasons) == 0 || !strings.Contains(e.Reasons[0].Text, "holds the running system") || !strings.Contains(e.Reasons[0].Fix, "never prepares it") {
+			t.Errorf("vda's reasons: %+v", e.Reasons)
+		}
+		for _, r := range e.Reasons {
+			if strings.Contains(r.Text, "needs --allow-internal") {
+				t.Errorf("the system disk is refused regardless, yet: %q", r.Text) // item 24
+			}
+		}
+		return
+	}
+	t.Fatalf("no vda in %s", out)
+}
+
+// TestHelpOwnExitCodes (item 18): verify's help lists verify's exit codes,
+// not prepare's, and its --image help does not speak of the wizard.
+func TestHelpOwnExitCodes(t *testing.T) {
+	_, help, _ := cli(t, "", "verify", "--help")
+	for _, bad := range []string{"wrong --confirm", "the disk is made", "the wizard lists it"} {
+		if strings.Contains(help, bad) {
+			t.Errorf("verify --help says %q:\n%s", bad, help)
+		}
+	}
+	if !strings.Contains(help, "unlocks no keyslot") {
+		t.Errorf("verify --help does not list exit 6:\n%s", help)
+	}
+	_, help, _ = cli(t, "", "prepare", "--help")
+	if strings.Contains(help, "verify: the passphrase") || strings.Contains(help, "the wizard lists it") {
+		t.Errorf("prepare --help lists verify's exit code or the wizard's --image:\n%s", help)
+	}
+}
+
+// TestRefusedPrepareSaysSo (item 19): a refused prepare's standard output
+// says what was refused, not a bare indented "FAILED:" under no step.
+func TestRefusedPrepareSaysSo(t *testing.T) {
+	testkit.NeedRoot(t)
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	args := append([]string{"prepare", "--image", filepath.Join(dir, "d.img"), "--size", "80M", "--label", "conf1",
+		"--passphrase-file", "-", "--confirm", "other.img"}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != 3 || !strings.HasPrefix(out, "refused before any step ran: confirmation does not match") || strings.Contains(out, "FAILED") {
+		t.Errorf("wrong --confirm: exit %d\nstdout: %q\nstderr: %s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "d.img")); err == nil {
+		t.Error("the refused image was created")
+	}
+}
+
+// TestPrepareNoFlags (item 23): prepare without flags asks for the target
+// first and points to prepare's own help.
+func TestPrepareNoFlags(t *testing.T) {
+	code, _, errs := cli(t, "", "prepare")
+	if code != 2 || !strings.Contains(errs, "give --device /dev/sdX or --image PATH") || !strings.Contains(errs, "Run 'luksdock prepare --help'") {
+		t.Errorf("prepare without flags: exit %d: %s", code, errs)
+	}
+	code, _, errs = cli(t, "", "verify", "--bogus")
+	if code != 2 || !strings.Contains(errs, "Run 'luksdock verify --help'") {
+		t.Errorf("verify --bogus: exit %d: %s", code, errs)
+	}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/core"
+	"luksdock/luks"
+	"luksdock/pipeline"
+)
+
+// targetFlags are --device / --image / --size: prepare and verify take a
+// target; the wizard takes --image and --size (it offers the image in its
+// disk list).
+type targetFlags struct {
+	device, image, size string
+}
+
+func (tf *targetFlags) add(cmd *cobra.Command, withDevice, withSize bool) {
+	if withDevice {
+		cmd.Flags().StringVar(&tf.device, "device", "", "the whole disk to use, e.g. /dev/sdi")
+	}
+	imageHelp := "an image file to use instead of a disk"
+	if !withDevice {
+		imageHelp += " (the wizard lists it with the disks)"
+	}
+	cmd.Flags().StringVar(&tf.image, "image", "", imageHelp)
+	if withSize {
+		cmd.Flags().StringVar(&tf.size, "size", "", "create the image with this size when it does not exist (512M, 64G, 1T)")
+	}
+}
+
+// size parses --size (0 when not given).
+func (tf *targetFlags) sizeBytes() (int64, error) {
+	if tf.size == "" {
+		return 0, nil
+	}
+	n, err := pipeline.ParseSize(tf.size)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("--size: %w", err)}
+	}
+	return n, nil
+}
+
+// addEngineFlag declares --engine (the wizard, prepare and verify take it).
+func addEngineFlag(cmd *cobra.Command, engine *string) {
+	cmd.Flags().StringVar(engine, "engine", string(pipeline.EngineAuto), "how to open the volume: auto, kernel or userspace")
+}
+
+// optionFlags are the choices the wizard and prepare share, declared once:
+// --allow-internal, --engine and the PBKDF cost. The wizard hides the
+// advanced ones from its --help.
+type optionFlags struct {
+	allowInternal bool
+	engine        string
+	pbkdf         luks.PBKDF
+}
+
+func (of *optionFlags) add(cmd *cobra.Command, wizard bool) {
+	f := cmd.Flags()
+	f.BoolVar(&of.allowInternal, "allow-internal", false, "allow a disk that is not on USB (confirm with internal:NAME)")
+	addEngineFlag(cmd, &of.engine)
+	f.StringVar(&of.pbkdf.Type, "pbkdf", "", "keyslot PBKDF: argon2id, argon2i or pbkdf2 (default: cryptsetup's)")
+	f.IntVar(&of.pbkdf.MemoryKiB, "pbkdf-memory", 0, "PBKDF memory cost in KiB (argon2)")
+	f.IntVar(&of.pbkdf.Parallel, "pbkdf-parallel", 0, "PBKDF parallel threads (argon2)")
+	f.IntVar(&of.pbkdf.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
+	f.IntVar(&of.pbkdf.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
+	if wizard {
+		for _, n := range []string{"engine", "pbkdf-parallel", "iter-time"} {
+			_ = f.MarkHidden(n)
+		}
+	}
+}
+
+// target looks the target up (core.Lookup). With tidy, dm-crypt mappings
+// a killed luksdock left on it are closed first and the target's Notes say
+// so (pipeline.Tidied).
+func (tf *targetFlags) target(tidy bool) (*pipeline.Target, error) {
+	var size int64
+	if tf.image != "" && tf.device == "" {
+		var err error
+		if size, err = tf.sizeBytes(); err != nil {
+			return nil, err
+		}
+	}
+	t, err := core.Lookup(tf.device, tf.image, size, tf.size != "", tidy)
+	var tc core.ErrTargetChoice
+	if errors.As(err, &tc) {
+		return nil, usageError{tc.Err}
+	}
+	return t, err
+}
+
+// addPassphraseFlag declares --passphrase-file (prepare and verify).
+func addPassphraseFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "passphrase-file", "", "file holding the passphrase on one line, or - for standard input")
+}
+
+// readPassphrase reads the passphrase from a file or "-" (standard input).
+func readPassphrase(path string, stdin io.Reader) ([]byte, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--passphrase-file FILE (or - for standard input) is required; passphrases are never taken as arguments")}
+	}
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("passphrase file: %w", err)}
+		}
+		defer f.Close()
+		r = f
+	}
+	p, err := pipeline.ReadPassphrase(r)
+	if err != nil {
+		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+	}
+	return p, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM. The pipeline finishes the
+// step in progress, closes the volume and releases the disk. finished is
+// called when the run has returned: it reports whether a signal was taken
+// before that (and so announced "stopping safely"); a signal after it is
+// only acknowledged.
+func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished func() (signalled bool)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	var mu sync.Mutex
+	var done, got bool
+	go func() {
+		for s := range ch {
+			mu.Lock()
+			if done {
+				fmt.Fprintf(stderr, "luksdock: %v: the run has already finished\n", s)
+			} else {
+				got = true
+				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step (an erase or surface check stops at its next request)...\n", s)
+				cancel()
+			}
+			mu.Unlock()
+		}
+	}()
+	finished = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		return got
+	}
+	return ctx, func() { signal.Stop(ch); cancel() }, finished
+}

@@ -1,0 +1,145 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"luksdock/internal/testkit"
+	"luksdock/luks"
+)
+
+// seam replaces the unlocks keyCheck compares for one test.
+func seam(t *testing.T, own func(luks.Device, []byte) (luks.Info, []byte, error), cs func(context.Context, luks.Device, []byte) ([]byte, error)) {
+	t.Helper()
+	o, c := ownUnsealKey, cryptsetupDumpKey
+	if own != nil {
+		ownUnsealKey = own
+	}
+	if cs != nil {
+		cryptsetupDumpKey = cs
+	}
+	t.Cleanup(func() { ownUnsealKey, cryptsetupDumpKey = o, c })
+}
+
+// TestKeyCheckHeaderBeforeAnyKDF: a hostile header is refused before
+// either key derivation starts: cryptsetup is never started beside
+// luksdock's own refusal (the audit saw it run 29 s at 4.2 GB).
+func TestKeyCheckHeaderBeforeAnyKDF(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{1}, 64))
+	testkit.EditLUKS2(t, img, 0, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["memory"] = 4<<20 + 1 })
+	var started atomic.Int32
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		started.Add(1)
+		return luks.Info{}, nil, errors.New("own unseal started")
+	}, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
+		started.Add(1)
+		return nil, errors.New("cryptsetup started")
+	})
+	_, _, _, err := checkKeys(context.Background(), luks.Device{Path: img}, [][]byte{[]byte("first")}, nil)
+	var he *luks.HeaderError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "4194305 KiB") {
+		t.Errorf("got %v, want the header refused with the numbers", err)
+	}
+	if n := started.Load(); n != 0 {
+		t.Errorf("%d key derivation(s) started for a header that was refused", n)
+	}
+}
+
+// TestKeyCheckComparesKeys: a standalone verify (no generated key to
+// compare with) must still find that luksdock's own unseal and cryptsetup
+// recovered different volume keys, whichever side is wrong.
+func TestKeyCheckComparesKeys(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{2}, 64))
+	part := luks.Device{Path: img}
+	flip := func(k []byte) []byte { k = bytes.Clone(k); k[17] ^= 0x40; return k }
+	for _, side := range []string{"own", "cryptsetup"} {
+		t.Run(side, func(t *testing.T) {
+			if side == "own" {
+				seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+					i, k, err := luks.UnsealKey(d, s)
+					return i, flip(k), err
+				}, nil)
+			} else {
+				seam(t, nil, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
+					k, err := luks.DumpVolumeKeyDevice(ctx, d, s)
+					return flip(k), err
+				})
+			}
+			_, key, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+			if err == nil || !strings.Contains(err.Error(), "recovered different volume keys") || key != nil {
+				t.Errorf("one side recovers another key: %v (key returned: %v)", err, key != nil)
+			}
+		})
+	}
+}
+
+// TestKeyCheckCryptsetupDecides: af.stripes other than 4000 makes
+// luksdock's own code find no keyslot while cryptsetup (which reads 4000)
+// opens the disk: that is reported as a header difference, never as a
+// wrong passphrase; a passphrase cryptsetup refuses too is one.
+func TestKeyCheckCryptsetupDecides(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{3}, 64))
+	testkit.EditLUKS2(t, img, 0, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "af")["stripes"] = 2000 })
+	part := luks.Device{Path: img}
+	_, _, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+	if err == nil || errors.Is(err, luks.ErrWrongPassphrase) || !strings.Contains(err.Error(), "cryptsetup unlocks it") || !strings.Contains(err.Error(), "af.stripes 2000") {
+		t.Errorf("the right passphrase: %v; want not a wrong passphrase, the difference named", err)
+	}
+	_, _, _, err = checkKeys(context.Background(), part, [][]byte{[]byte("wrong")}, nil)
+	if !errors.Is(err, luks.ErrWrongPassphrase) {
+		t.Errorf("a passphrase cryptsetup refuses too: %v; want a wrong passphrase", err)
+	}
+}
+
+// TestKeyCheckDeadline: each unlock is bounded by the --max-unlock-time
+// deadline even when it runs longer than estimated.
+func TestKeyCheckDeadline(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{4}, 64))
+	part := luks.Device{Path: img}
+	ctx := WithMaxUnlockTime(context.Background(), 3*time.Second) // the small keyslot is estimated well under it, even under -race
+	block := make(chan struct{})
+	defer close(block)
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		<-block
+		return luks.Info{}, nil, errors.New("released")
+	}, nil)
+	t0 := time.Now()
+	_, _, _, err := checkKeys(ctx, part, [][]byte{[]byte("first")}, nil)
+	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline") || time.Since(t0) > 20*time.Second {
+		t.Errorf("own unseal that never ends: %v after %s", err, time.Since(t0))
+	}
+	seam(t, luks.UnsealKey, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	t0 = time.Now()
+	_, _, _, err = checkKeys(ctx, part, [][]byte{[]byte("first")}, nil)
+	if err == nil || !strings.Contains(err.Error(), "cryptsetup ran past its deadline") || time.Since(t0) > 20*time.Second {
+		t.Errorf("cryptsetup that never ends: %v after %s", err, time.Since(t0))
+	}
+}
+
+// TestParallelFits: two key derivations run side by side only when memory
+// holds both (plus 512 MiB) and there are two CPUs.
+func TestParallelFits(t *testing.T) {
+	for _, c := range []struct {
+		cpus      int
+		mem, free int64
+		want      bool
+	}{
+		{2, 1 << 20, 3 << 20, true},
+		{1, 1 << 20, 30 << 20, false},
+		{2, 4 << 20, 8 << 20, false}, // 4 GiB twice does not fit in 8 GiB + 512 MiB
+		{2, 4 << 20, 8<<20 + 512<<10, true},
+		{4, 4 << 20, 6 << 20, false},
+	} {
+		if got := parallelFits(c.cpus, c.mem, c.free); got != c.want {
+			t.Errorf("%d CPUs, %d KiB each, %d KiB free: side by side %v, want %v", c.cpus, c.mem, c.free, got, c.want)
+		}
+	}
+}

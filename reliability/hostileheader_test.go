@@ -1,0 +1,244 @@
+package reliability
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"luksdock/internal/testkit"
+)
+
+// argon2Image is a finished backup disk whose keyslot uses argon2id at a
+// small cost (8 MiB, t=4): the header hostile cases edit.
+func argon2Image(t *testing.T, extra ...string) string {
+	t.Helper()
+	img := sparseImage(t, t.TempDir(), imgSize)
+	pass := passFile(t, []byte(testPass+"\n"))
+	args := []string{"prepare", "--image", img, "--label", "backups01", "--passphrase-file", pass, "--confirm", filepath.Base(img)}
+	if len(extra) == 0 {
+		extra = []string{"--pbkdf", "argon2id", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4"}
+	}
+	if r := luksdock(t, runOpts{}, append(args, extra...)...); r.code != 0 {
+		t.Fatalf("prepare: %v", r)
+	}
+	return img
+}
+
+// measured is a luksdock run with its wall time and the peak resident
+// memory of luksdock and every child it waited for (wait4's rusage).
+type measured struct {
+	result
+	took   time.Duration
+	maxRSS int64 // bytes
+}
+
+func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = caseEnv(t.TempDir())
+	cmd.Stdin = bytes.NewReader(stdin)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(3*time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
+	m := measured{result: result{stdout: so.String(), stderr: se.String()}, took: time.Since(t0)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		m.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.maxRSS = ru.Maxrss << 10
+	}
+	return m
+}
+
+// TestHostileHeaders: luksdock verify of a disk whose LUKS header was
+// edited (cryptsetup-made, checksums recomputed: cryptsetup reads the
+// metadata) into what a damaged disk or an attacker hands over. Each is
+// refused before any key derivation, exit 5 with the numbers, in seconds
+// and without the memory the header asks for; cryptsetup decides when the
+// two implementations disagree.
+func TestHostileHeaders(t *testing.T) {
+	requireEnv(t)
+	orig := argon2Image(t)
+	base, _, ok := partStart(t, orig)
+	if !ok {
+		t.Fatal("no partition 1")
+	}
+	right := []byte(testPass + "\n")
+	for _, c := range []struct {
+		name  string
+		edit  func(t *testing.T, m map[string]any)
+		stdin []byte
+		extra []string
+		code  int
+		want  []string
+	}{
+		{name: "argon2-time-2^31", edit: func(t *testing.T, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 1 << 31 },
+			code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "2147483648 argon2 passes"}},
+		{name: "pbkdf2-iterations-2^32-1", edit: func(t *testing.T, m map[string]any) {
+			salt := testkit.Obj(t, m, "keyslots", "0", "kdf")["salt"]
+			testkit.Obj(t, m, "keyslots", "0")["kdf"] = map[string]any{"type": "pbkdf2", "hash": "sha256", "iterations": 1<<32 - 1, "salt": salt}
+		}, code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "4294967295 PBKDF2 iterations"}},
+		{name: "digest-iterations-2^31", edit: func(t *testing.T, m map[string]any) { testkit.Obj(t, m, "digests", "0")["iterations"] = 1 << 31 },
+			code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "digest 0 asks for 2147483648 PBKDF2 iterations"}},
+		{name: "argon2-memory-4GiB+1KiB", edit: func(t *testing.T, m map[string]any) {
+			testkit.Obj(t, m, "keyslots", "0", "kdf")["memory"] = 4<<20 + 1
+		}, code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "4194305 KiB"}},
+		{name: "argon2-memory-4GiB-beyond-max-unlock-time", edit: func(t *testing.T, m map[string]any) {
+			testkit.Obj(t, m, "keyslots", "0", "kdf")["memory"] = 4 << 20
+		}, extra: []string{"--max-unlock-time", "1s"}, code: 5, want: []string{"keyslot 0 would take about", "m=4194304 KiB", "--max-unlock-time 1s"}},
+		{name: "area-over-json", edit: func(t *testing.T, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "area")["offset"] = "8192" },
+			code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "overlaps the JSON metadata area"}},
+		{name: "area-over-data", edit: func(t *testing.T, m map[string]any) {
+			testkit.Obj(t, m, "keyslots", "0", "area")["offset"] = "16773120"
+		}, code: 5, want: []string{"not a disk luksdock or cryptsetup would make", "overlaps the data segment"}},
+		{name: "af-stripes-2000", edit: func(t *testing.T, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "af")["stripes"] = 2000 },
+			code: 5, want: []string{"cryptsetup unlocks it with the passphrase", "af.stripes 2000"}},
+		{name: "af-stripes-2000-wrong-passphrase", edit: func(t *testing.T, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "af")["stripes"] = 2000 },
+			stdin: []byte("not-the-passphrase\n"), code: 6, want: []string{"does not unlock any keyslot"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "disk.img")
+			mustRun(t, "cp", "--sparse=always", orig, img)
+			testkit.EditLUKS2(t, img, base, func(m map[string]any) { c.edit(t, m) })
+			before := testkit.SHA256File(t, img)
+			stdin := c.stdin
+			if stdin == nil {
+				stdin = right
+			}
+			r := luksdockMeasured(t, stdin, append([]string{"verify", "--image", img, "--passphrase-file", "-"}, c.extra...)...)
+			if r.code != c.code {
+				t.Errorf("exit %d, want %d\n%v", r.code, c.code, r.result)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
+				}
+			}
+			if c.code == 5 && strings.Contains(r.stderr, "does not unlock any keyslot") {
+				t.Errorf("reported as a wrong passphrase:\n%s", r.stderr)
+			}
+			// Bounds: a refusal runs at most the small real KDF (8 MiB);
+			// what the header asks for is gigabytes and hours.
+			if r.took > 30*time.Second {
+				t.Errorf("verify took %s", r.took)
+			}
+			if r.maxRSS > 256<<20 {
+				t.Errorf("peak resident memory %d MiB (luksdock or a child): the header's cost was paid", r.maxRSS>>20)
+			}
+			if testkit.SHA256File(t, img) != before {
+				t.Errorf("verify changed the image")
+			}
+			t.Logf("exit %d in %s, peak RSS %d MiB: %s", r.code, r.took.Round(time.Millisecond), r.maxRSS>>20, strings.TrimSpace(lastLines(r.stderr, 1)))
+		})
+	}
+}
+
+// TestVerifyStoppedEndsChildren: SIGINT or SIGTERM to a verify while its
+// cryptsetup runs a key derivation ends that cryptsetup with luksdock (it
+// runs in a process group of its own, so only luksdock's own death can end
+// it). The keyslot's cost is raised to half a minute.
+func TestVerifyStoppedEndsChildren(t *testing.T) {
+	requireEnv(t)
+	img := argon2Image(t)
+	base, _, _ := partStart(t, img)
+	// 4000 passes over 8 MiB: half a minute of key derivation (the key it
+	// derives no longer opens the keyslot; it is stopped long before).
+	testkit.EditLUKS2(t, img, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 4000 })
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(bin, "verify", "--image", img, "--passphrase-file", "-", "--max-unlock-time", "1h")
+			cmd.Env = caseEnv(t.TempDir())
+			cmd.Stdin = strings.NewReader(testPass + "\n")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			var kid int
+			for deadline := time.Now().Add(120 * time.Second); kid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				for _, p := range descendants(cmd.Process.Pid) {
+					if p.Comm == "cryptsetup" {
+						kid = p.PID
+					}
+				}
+			}
+			if kid == 0 {
+				t.Fatal("verify never started cryptsetup")
+			}
+			time.Sleep(100 * time.Millisecond) // into the key derivation
+			cmd.Process.Signal(sig)
+			cmd.Wait()
+			for deadline := time.Now().Add(3 * time.Second); alive(kid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			}
+			if alive(kid) {
+				stat, _ := os.ReadFile("/proc/" + strconv.Itoa(kid) + "/stat")
+				syscall.Kill(kid, syscall.SIGKILL)
+				t.Fatalf("cryptsetup (pid %d) still runs 3 s after luksdock verify ended by %v: %s", kid, sig, stat)
+			}
+		})
+	}
+}
+
+// TestVerifyDamagedFilesystem: a disk whose LUKS header is sound and whose
+// passphrase is right but whose ext4 inside the volume is damaged (blocks
+// marked in use that no file owns: e2fsck -fn finds bitmap differences,
+// while the label, the superblock and the top directory still read) is not
+// verified: exit 5, e2fsck's words. The damage is made outside luksdock:
+// cryptsetup recovers the key, x/crypto/xts decrypts, debugfs damages,
+// `cryptsetup reencrypt --encrypt` encrypts again. This is the only check
+// that catches it: without the "e2fsck -fn is not clean" rule verify says
+// the disk is verified. (The userspace engine; the kernel engine's verify
+// runs the same verifyDevice check after dm-crypt maps the volume, proved
+// on a kernel with device-mapper in the QEMU guest only.)
+func TestVerifyDamagedFilesystem(t *testing.T) {
+	requireEnv(t)
+	img := sparseImage(t, t.TempDir(), imgSize)
+	if r := luksdock(t, runOpts{}, prepareArgs(img, passFile(t, []byte(testPass+"\n")))...); r.code != 0 {
+		t.Fatalf("prepare: %v", r)
+	}
+	part, _ := testkit.Partition1(t, img)
+	vol, err := testkit.Unlock(t, part, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testkit.DecryptXTS(t, vol)
+	if out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput(); err != nil {
+		t.Fatalf("control: the prepared filesystem is not clean: %v\n%s", err, out)
+	}
+	mustRun(t, "debugfs", "-w", "-R", "setb 3000 16", plain)
+	out, err := exec.Command("e2fsck", "-fn", plain).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Block bitmap differences") {
+		t.Fatalf("the damage is not what e2fsck should find: %v\n%s", err, out)
+	}
+	testkit.EncryptCryptsetup(t, plain, vol.Key, vol.Seg.SectorSize)
+	cipher, err := os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(cipher, part.Base+vol.Seg.Offset); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r := luksdock(t, runOpts{stdin: []byte(testPass + "\n")}, "verify", "--image", img, "--passphrase-file", "-", "--engine", "userspace")
+	if r.code != 5 || !strings.Contains(r.stderr, "e2fsck -fn is not clean") || !strings.Contains(r.stderr, "Block bitmap differences") {
+		t.Fatalf("verify of a damaged filesystem: %v", r)
+	}
+	t.Logf("%s", strings.TrimSpace(lastLines(r.stderr, 1)))
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/disk"
+	"luksdock/internal/manpage"
 	"luksdock/inventory"
 )
 
@@ -21,7 +22,10 @@ func newInventoryCmd() *cobra.Command {
 		Long: `inventory prints the disks luksdock prepared and verified on this machine:
 label, set, LUKS UUID, the drive's model and serial (and whether they are
 the drive's own or the dock's), size, date prepared, whether a recovery key
-was made, the header backup, and when each was last seen docked.
+was made (or when it was last replaced), when the passphrase was last
+changed (luksdock passwd: a set changed disk by disk shows which disks
+still have the old one), the header backup, and when each was last seen
+docked. A retired disk (luksdock retire) stays listed, marked retired.
 
 The inventory is ` + "`/var/lib/luksdock/inventory.json`" + ` for root, else
 $XDG_STATE_HOME/luksdock/inventory.json (~/.local/state/luksdock/...);
@@ -51,7 +55,7 @@ Exit status: 0 success, 2 usage error, 4 the inventory cannot be read,
 			}
 			now := time.Now()
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tDRIVE\tSIZE\tPREPARED\tRECOVERY KEY\tHEADER BACKUP\tLAST SEEN")
+			fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tDRIVE\tSIZE\tPREPARED\tPASSPHRASE\tRECOVERY KEY\tHEADER BACKUP\tLAST SEEN")
 			for _, r := range f.Disks {
 				drive := strings.TrimSpace(r.Drive.Model + " " + r.Drive.Serial)
 				if r.Drive.SerialFrom == inventory.FromDock {
@@ -61,6 +65,20 @@ Exit status: 0 success, 2 usage error, 4 the inventory cannot be read,
 					drive = "image file"
 				}
 				rk := map[bool]string{true: "yes", false: "no"}[r.RecoveryKey]
+				if !r.RecoveryKeyReplaced.IsZero() {
+					rk = "replaced " + r.RecoveryKeyReplaced.Local().Format("2006-01-02")
+				}
+				// When the passphrase was last set: a set changed disk by
+				// disk shows which disks still have the old one.
+				pass := "as prepared"
+				if !r.PassphraseChanged.IsZero() {
+					pass = "changed " + r.PassphraseChanged.Local().Format("2006-01-02")
+				}
+				label := r.Label
+				if !r.Retired.IsZero() {
+					label += " (retired " + r.Retired.Local().Format("2006-01-02") + ")"
+					pass, rk = "-", "-"
+				}
 				seen := "-"
 				if !r.LastSeen.IsZero() {
 					seen = inventory.Ago(r.LastSeen, now)
@@ -68,15 +86,15 @@ Exit status: 0 success, 2 usage error, 4 the inventory cannot be read,
 						seen += " as " + r.LastSeenAs
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Label, dash(r.Set), r.LUKSUUID, dash(drive),
-					disk.SizeString(r.Size), r.Prepared.Local().Format("2006-01-02"), rk, dash(r.HeaderBackup), seen)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, dash(r.Set), r.LUKSUUID, dash(drive),
+					disk.SizeString(r.Size), r.Prepared.Local().Format("2006-01-02"), pass, rk, dash(r.HeaderBackup), seen)
 			}
 			tw.Flush()
 			fmt.Fprintf(out, "\n(%s)\n", path)
 			return nil
 		},
 	}
-	setManFiles(cmd, inventoryFiles)
+	manpage.SetFiles(cmd, inventoryFiles)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the inventory file's JSON")
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/health"
+	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 )
@@ -180,7 +181,7 @@ readable), 130 interrupted while waiting.`,
 	cmd.Flags().BoolVar(&allowInternal, "allow-internal", false, "treat internal (non-USB) disks as eligible in the status column")
 	cmd.Flags().StringVar(&sysRoot, "sysroot", "/", "read sysfs/proc below this directory (for tests)")
 	_ = cmd.Flags().MarkHidden("sysroot")
-	setManFiles(cmd, listFiles)
+	manpage.SetFiles(cmd, listFiles)
 	return cmd
 }
 

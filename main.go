@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
 
@@ -145,7 +146,7 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	setManFiles(root, rootFiles)
+	manpage.SetFiles(root, rootFiles)
 	var wo wizardOptions
 	wo.flags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return wo.run(cmd) }
@@ -153,6 +154,11 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	root.AddCommand(newVerifyCmd())
 	root.AddCommand(newListCmd())
 	root.AddCommand(newInventoryCmd())
+	root.AddCommand(newOpenCmd())
+	root.AddCommand(newCloseCmd())
+	root.AddCommand(newPasswdCmd())
+	root.AddCommand(newRecoveryKeyCmd())
+	root.AddCommand(newRetireCmd())
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root

@@ -9,6 +9,7 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
+	"luksdock/internal/manpage"
 	"luksdock/internal/secret"
 	"luksdock/pipeline"
 )
@@ -104,7 +105,7 @@ starts over instead).
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return po.run(cmd) },
 	}
-	setManFiles(cmd, rootFiles)
+	manpage.SetFiles(cmd, rootFiles)
 	po.flags(cmd)
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/disk"
+	"luksdock/internal/manpage"
 	"luksdock/internal/testkit"
 	"luksdock/internal/version"
 )
@@ -135,7 +136,7 @@ func TestHelpAndManAgree(t *testing.T) {
 			}
 			if _, own, ok := strings.Cut(help, "Exit codes:\n"); ok { // each command's own codes
 				own, _, _ = strings.Cut(own, "\n\n")
-				for code := range exitCodes(own) {
+				for code := range manpage.ExitCodes(own) {
 					if !regexp.MustCompile(`(?m)^\s+` + regexpQuoteInt(code) + `\s`).MatchString(secs["EXIT STATUS"]) {
 						t.Errorf("EXIT STATUS does not list %d:\n%s", code, secs["EXIT STATUS"])
 					}
@@ -194,7 +195,7 @@ func TestExitCodesDocs(t *testing.T) {
 		readmeCodes[m[1]] = true
 	}
 	helpCodes := map[string]bool{}
-	for c := range exitCodes(exitCodesHelp) {
+	for c := range manpage.ExitCodes(exitCodesHelp) {
 		helpCodes[itoa(c)] = true
 	}
 	if len(helpCodes) < 6 || len(readmeCodes) != len(helpCodes) {

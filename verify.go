@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/internal/manpage"
 	"luksdock/internal/secret"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -45,7 +46,7 @@ for (docs/hostile-disks.md).
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return vo.run(cmd) },
 	}
-	setManFiles(cmd, verifyFiles)
+	manpage.SetFiles(cmd, verifyFiles)
 	vo.target.add(cmd, true, false)
 	addPassphraseFlag(cmd, &vo.passFile)
 	addEngineFlag(cmd, &vo.engine)

@@ -43,10 +43,10 @@ func (v Strength) Warning() string {
 // patterns needs, and what makes it guessable. It never holds the
 // passphrase or pieces of it.
 type Strength struct {
-	Set      bool
-	Score    int // 0..4 (zxcvbn)
-	Log10    float64
-	Feedback []string
+	Set      bool     `json:"-"`
+	Score    int      `json:"score"` // 0..4 (zxcvbn)
+	Log10    float64  `json:"log10_guesses"`
+	Feedback []string `json:"feedback,omitempty"`
 }
 
 // WeakScore: below it (fewer than 10^10 guesses) a passphrase is weak and

@@ -189,163 +189,203 @@ func splitInquiry(s string) (vendor, model, rev string) {
 // set when its USB device disconnects (or the sd driver reports the device
 // gone). A later arrival at the same address (re-dock) is a new Arrival.
 func ParseKernelLog(lines []KernelLine) []Arrival {
-	var out []*Arrival
-	byAddr := map[string]*Arrival{}     // live arrival per SCSI address
-	lastByAddr := map[string]*Arrival{} // latest arrival per SCSI address, gone or not
-	byDisk := map[string]*Arrival{}     // live arrival per disk name
-	hostPort := map[string]string{}     // scsi host number -> USB port
-	hostDrv := map[string]string{}      // scsi host number -> driver
-	portLines := map[string][]KernelLine{}
-	lastNewPort := ""
-	var liveUSB []*Arrival // arrivals through a USB port, not yet gone
-
-	start := func(addr string, l KernelLine) *Arrival {
-		a := &Arrival{SCSI: addr}
-		host, _, _ := strings.Cut(addr, ":")
-		a.USBPort, a.Driver = hostPort[host], hostDrv[host]
-		if a.USBPort != "" {
-			for _, pl := range portLines[a.USBPort] {
-				a.add(pl)
-			}
-			liveUSB = append(liveUSB, a)
-		}
-		out = append(out, a)
-		byAddr[addr] = a
-		lastByAddr[addr] = a
-		return a
+	p := &kmsgParser{
+		byAddr: map[string]*Arrival{}, lastByAddr: map[string]*Arrival{}, byDisk: map[string]*Arrival{},
+		hostPort: map[string]string{}, hostDrv: map[string]string{}, portLines: map[string][]KernelLine{},
 	}
 	for _, l := range lines {
 		t := l.Text
 		if m := usbLineRe.FindStringSubmatch(t); m != nil {
-			port, msg := m[1], m[2]
-			switch {
-			case usbNewRe.MatchString(msg):
-				portLines[port] = []KernelLine{l}
-				lastNewPort = port
-			case usbDiscRe.MatchString(msg):
-				keep := liveUSB[:0]
-				for _, a := range liveUSB {
-					if a.Gone {
-						continue
-					}
-					if a.USBPort != port && !strings.HasPrefix(a.USBPort, port+".") {
-						keep = append(keep, a)
-						continue
-					}
-					a.Gone = true
-					a.add(l)
-					if byAddr[a.SCSI] == a {
-						delete(byAddr, a.SCSI)
-					}
-					if byDisk[a.Disk] == a {
-						delete(byDisk, a.Disk)
-					}
-				}
-				liveUSB = keep
-				delete(portLines, port)
-				for h, p := range hostPort {
-					if p == port || strings.HasPrefix(p, port+".") {
-						delete(hostPort, h)
-						delete(hostDrv, h)
-					}
-				}
-			default:
-				if _, ok := portLines[port]; ok {
-					portLines[port] = appendCapped(portLines[port], l)
-				}
+			p.usbLine(l, m[1], m[2])
+		} else if m := ifaceRe.FindStringSubmatch(t); m != nil {
+			if _, ok := p.portLines[m[2]]; ok {
+				p.portLines[m[2]] = appendCapped(p.portLines[m[2]], l)
 			}
-			continue
-		}
-		if m := ifaceRe.FindStringSubmatch(t); m != nil {
-			if _, ok := portLines[m[2]]; ok {
-				portLines[m[2]] = appendCapped(portLines[m[2]], l)
-			}
-			lastNewPort = m[2]
-			continue
-		}
-		if m := hostRe.FindStringSubmatch(t); m != nil {
-			port := m[3]
-			if port == "" {
-				port = lastNewPort // "scsi hostN: uas" names no port: the device just probed
-			}
-			hostPort[m[1]], hostDrv[m[1]] = port, m[2]
-			if port != "" {
-				portLines[port] = appendCapped(portLines[port], l)
-			}
-			continue
-		}
-		if m := scsiInqRe.FindStringSubmatch(t); m != nil {
-			a := start(m[1], l)
-			a.add(l)
-			full := m[2] + m[3]
-			inq := strings.TrimSpace(m[3])
-			if len(full) >= 18 && full[17] == ' ' {
-				inq = full[18:] // the device type is printed padded to 17 characters
-			}
-			a.Vendor, a.Model, a.Revision = splitInquiry(inq)
-			continue
-		}
-		if m := sdLineRe.FindStringSubmatch(t); m != nil {
-			addr, name, msg := m[1], m[2], m[3]
-			a := byAddr[addr]
-			if a == nil {
-				// After a disconnect the sd driver still reports on the
-				// address (cache sync failures): that is the gone arrival's
-				// tail, not a new one. A capacity or attach line is new.
-				if last := lastByAddr[addr]; last != nil && !sdBlocksRe.MatchString(msg) && !strings.HasPrefix(msg, "Attached SCSI") {
-					last.add(l)
-					continue
-				}
-				a = start(addr, l)
-			}
-			if name != "" && a.Disk == "" {
-				a.Disk = name
-				if old := byDisk[name]; old != nil && old != a && !old.Gone {
-					old.Gone = true // the name was reused: the old one is gone
-				}
-				byDisk[name] = a
-			}
-			a.add(l)
-			switch {
-			case sdBlocksRe.MatchString(msg):
-				mm := sdBlocksRe.FindStringSubmatch(msg)
-				a.Sectors, _ = strconv.ParseInt(mm[1], 10, 64)
-				ss, _ := strconv.Atoi(mm[2])
-				a.SectorSize = ss
-			case sdPhysRe.MatchString(msg):
-				ps, _ := strconv.Atoi(sdPhysRe.FindStringSubmatch(msg)[1])
-				a.PhysicalSize = ps
-			case strings.HasPrefix(msg, "Write Protect is on"):
-				a.WriteProtect = true
-			case strings.HasPrefix(msg, "Write Protect is off"):
-				a.WriteProtect = false
-			case strings.HasPrefix(msg, "Attached SCSI removable disk"):
-				a.Attached, a.Removable = true, true
-			case strings.HasPrefix(msg, "Attached SCSI disk"):
-				a.Attached = true
-			case strings.Contains(msg, "DID_NO_CONNECT"):
-				a.Gone = true
-				delete(byAddr, addr)
-			}
-			continue
-		}
-		if m := partLineRe.FindStringSubmatch(t); m != nil {
-			if a := byDisk[m[1]]; a != nil {
-				a.add(l)
-				a.Partitions = nil
-				for _, p := range strings.Fields(m[2]) {
-					if partNamesRe.MatchString(p) && strings.HasPrefix(p, m[1]) {
-						a.Partitions = append(a.Partitions, p)
-					}
-				}
-			}
+			p.lastNewPort = m[2]
+		} else if m := hostRe.FindStringSubmatch(t); m != nil {
+			p.hostLine(l, m[1], m[2], m[3])
+		} else if m := scsiInqRe.FindStringSubmatch(t); m != nil {
+			p.inquiryLine(l, m)
+		} else if m := sdLineRe.FindStringSubmatch(t); m != nil {
+			p.sdLine(l, m[1], m[2], m[3])
+		} else if m := partLineRe.FindStringSubmatch(t); m != nil {
+			p.partLine(l, m[1], m[2])
 		}
 	}
+	out := p.out
 	res := make([]Arrival, len(out))
 	for i, a := range out {
 		res[i] = *a
 	}
 	return res
+}
+
+// kmsgParser is ParseKernelLog's state: the arrivals so far and what the
+// lines before told about SCSI addresses, disks, hosts and USB ports.
+type kmsgParser struct {
+	out         []*Arrival
+	byAddr      map[string]*Arrival     // live arrival per SCSI address
+	lastByAddr  map[string]*Arrival     // latest arrival per SCSI address, gone or not
+	byDisk      map[string]*Arrival     // live arrival per disk name
+	hostPort    map[string]string       // scsi host number -> USB port
+	hostDrv     map[string]string       // scsi host number -> driver
+	portLines   map[string][]KernelLine // evidence per USB port, before its disk
+	lastNewPort string
+	liveUSB     []*Arrival // arrivals through a USB port, not yet gone
+}
+
+// start begins an arrival at SCSI address addr.
+func (p *kmsgParser) start(addr string) *Arrival {
+	a := &Arrival{SCSI: addr}
+	host, _, _ := strings.Cut(addr, ":")
+	a.USBPort, a.Driver = p.hostPort[host], p.hostDrv[host]
+	if a.USBPort != "" {
+		for _, pl := range p.portLines[a.USBPort] {
+			a.add(pl)
+		}
+		p.liveUSB = append(p.liveUSB, a)
+	}
+	p.out = append(p.out, a)
+	p.byAddr[addr] = a
+	p.lastByAddr[addr] = a
+	return a
+}
+
+// usbLine is a "usb PORT: MSG" line: a new device, a disconnect, or
+// evidence for the port.
+func (p *kmsgParser) usbLine(l KernelLine, port, msg string) {
+	switch {
+	case usbNewRe.MatchString(msg):
+		p.portLines[port] = []KernelLine{l}
+		p.lastNewPort = port
+	case usbDiscRe.MatchString(msg):
+		p.disconnect(l, port)
+	default:
+		if _, ok := p.portLines[port]; ok {
+			p.portLines[port] = appendCapped(p.portLines[port], l)
+		}
+	}
+}
+
+// disconnect marks the arrivals through port (or a port behind it) gone.
+func (p *kmsgParser) disconnect(l KernelLine, port string) {
+	under := func(q string) bool { return q == port || strings.HasPrefix(q, port+".") }
+	keep := p.liveUSB[:0]
+	for _, a := range p.liveUSB {
+		if a.Gone {
+			continue
+		}
+		if !under(a.USBPort) {
+			keep = append(keep, a)
+			continue
+		}
+		a.Gone = true
+		a.add(l)
+		if p.byAddr[a.SCSI] == a {
+			delete(p.byAddr, a.SCSI)
+		}
+		if p.byDisk[a.Disk] == a {
+			delete(p.byDisk, a.Disk)
+		}
+	}
+	p.liveUSB = keep
+	delete(p.portLines, port)
+	for h, q := range p.hostPort {
+		if under(q) {
+			delete(p.hostPort, h)
+			delete(p.hostDrv, h)
+		}
+	}
+}
+
+// hostLine is a "scsi hostN: DRIVER" line, naming its USB port or not.
+func (p *kmsgParser) hostLine(l KernelLine, host, driver, port string) {
+	if port == "" {
+		port = p.lastNewPort // "scsi hostN: uas" names no port: the device just probed
+	}
+	p.hostPort[host], p.hostDrv[host] = port, driver
+	if port != "" {
+		p.portLines[port] = appendCapped(p.portLines[port], l)
+	}
+}
+
+// inquiryLine is a SCSI INQUIRY line: it starts an arrival.
+func (p *kmsgParser) inquiryLine(l KernelLine, m []string) {
+	a := p.start(m[1])
+	a.add(l)
+	full := m[2] + m[3]
+	inq := strings.TrimSpace(m[3])
+	if len(full) >= 18 && full[17] == ' ' {
+		inq = full[18:] // the device type is printed padded to 17 characters
+	}
+	a.Vendor, a.Model, a.Revision = splitInquiry(inq)
+}
+
+// sdLine is an "sd ADDR: [NAME] MSG" line: evidence for the arrival at
+// addr, or the first line of a new one.
+func (p *kmsgParser) sdLine(l KernelLine, addr, name, msg string) {
+	a := p.byAddr[addr]
+	if a == nil {
+		// After a disconnect the sd driver still reports on the
+		// address (cache sync failures): that is the gone arrival's
+		// tail, not a new one. A capacity or attach line is new.
+		if last := p.lastByAddr[addr]; last != nil && !sdBlocksRe.MatchString(msg) && !strings.HasPrefix(msg, "Attached SCSI") {
+			last.add(l)
+			return
+		}
+		a = p.start(addr)
+	}
+	if name != "" && a.Disk == "" {
+		a.Disk = name
+		if old := p.byDisk[name]; old != nil && old != a && !old.Gone {
+			old.Gone = true // the name was reused: the old one is gone
+		}
+		p.byDisk[name] = a
+	}
+	a.add(l)
+	if sdFact(a, msg) {
+		delete(p.byAddr, addr)
+	}
+}
+
+// sdFact records what an sd message says about the disk; gone reports
+// that the device is gone (DID_NO_CONNECT).
+func sdFact(a *Arrival, msg string) (gone bool) {
+	switch {
+	case sdBlocksRe.MatchString(msg):
+		mm := sdBlocksRe.FindStringSubmatch(msg)
+		a.Sectors, _ = strconv.ParseInt(mm[1], 10, 64)
+		a.SectorSize, _ = strconv.Atoi(mm[2])
+	case sdPhysRe.MatchString(msg):
+		a.PhysicalSize, _ = strconv.Atoi(sdPhysRe.FindStringSubmatch(msg)[1])
+	case strings.HasPrefix(msg, "Write Protect is on"):
+		a.WriteProtect = true
+	case strings.HasPrefix(msg, "Write Protect is off"):
+		a.WriteProtect = false
+	case strings.HasPrefix(msg, "Attached SCSI removable disk"):
+		a.Attached, a.Removable = true, true
+	case strings.HasPrefix(msg, "Attached SCSI disk"):
+		a.Attached = true
+	case strings.Contains(msg, "DID_NO_CONNECT"):
+		a.Gone = true
+		return true
+	}
+	return false
+}
+
+// partLine is the partition line (" sdi: sdi1 sdi2") of a disk.
+func (p *kmsgParser) partLine(l KernelLine, name, parts string) {
+	a := p.byDisk[name]
+	if a == nil {
+		return
+	}
+	a.add(l)
+	a.Partitions = nil
+	for _, q := range strings.Fields(parts) {
+		if partNamesRe.MatchString(q) && strings.HasPrefix(q, name) {
+			a.Partitions = append(a.Partitions, q)
+		}
+	}
 }
 
 // LatestArrival returns the most recent arrival that attached a disk and

@@ -497,6 +497,13 @@ func (p *prober) ntfs() (Signature, bool) {
 		}
 		copy(r[end:end+2], r[usaOff+2*i:usaOff+2*i+2])
 	}
+	s.Label = ntfsVolumeName(r)
+	return s, true
+}
+
+// ntfsVolumeName is the resident $VOLUME_NAME attribute of an MFT record
+// (fixups undone), "" when it has none.
+func ntfsVolumeName(r []byte) string {
 	off := int(binary.LittleEndian.Uint16(r[0x14:0x16]))
 	for off+16 <= len(r) {
 		typ := binary.LittleEndian.Uint32(r[off:])
@@ -511,13 +518,13 @@ func (p *prober) ntfs() (Signature, bool) {
 			vlen := int(binary.LittleEndian.Uint32(r[off+16:]))
 			voff := int(binary.LittleEndian.Uint16(r[off+20:]))
 			if voff+vlen <= alen && vlen%2 == 0 {
-				s.Label = utf16le(r[off+voff : off+voff+vlen])
+				return utf16le(r[off+voff : off+voff+vlen])
 			}
-			break
+			return ""
 		}
 		off += alen
 	}
-	return s, true
+	return ""
 }
 
 func utf16le(b []byte) string {

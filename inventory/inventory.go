@@ -65,6 +65,20 @@ type Record struct {
 	// list update it), LastSeenAs the device it was then.
 	LastSeen   time.Time `json:"last_seen"`
 	LastSeenAs string    `json:"last_seen_as,omitempty"`
+	// PassphraseChanged is when luksdock passwd last replaced the
+	// passphrase (zero: never since prepare), RecoveryKeyReplaced when
+	// luksdock recovery-key --replace last replaced the recovery key: a set
+	// changed disk by disk shows which disks still have the old one.
+	PassphraseChanged   time.Time `json:"passphrase_changed,omitzero"`
+	RecoveryKeyReplaced time.Time `json:"recovery_key_replaced,omitzero"`
+	// PassphraseSlot and RecoveryKeySlot are the LUKS keyslots of the
+	// passphrase and the recovery key once passwd or recovery-key moved
+	// them (nil: where prepare put them, 0 and 1).
+	PassphraseSlot  *int `json:"passphrase_keyslot,omitempty"`
+	RecoveryKeySlot *int `json:"recovery_key_keyslot,omitempty"`
+	// Retired is when luksdock retire crypto-erased the disk: it opens no
+	// more, and its label is free again (zero: in service).
+	Retired time.Time `json:"retired,omitzero"`
 }
 
 // Drive is the drive's identity as far as luksdock could read it. Through

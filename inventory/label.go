@@ -28,7 +28,9 @@ func SuggestLabel(f *File, set string, attached []string) string {
 	width, next := 2, 1
 	var best string
 	for _, r := range f.Disks {
-		taken[r.Label] = true
+		if r.Retired.IsZero() { // a retired disk's label is free again
+			taken[r.Label] = true
+		}
 		if r.Set != set {
 			continue
 		}
@@ -65,10 +67,11 @@ func SuggestLabel(f *File, set string, attached []string) string {
 
 // LabelClash reports another disk of the same set in the inventory that has
 // label (not the disk whose LUKS UUID is replacing, which is being prepared
-// over), with what it is; "" when there is none.
+// over), with what it is; "" when there is none. A retired disk (luksdock
+// retire) holds no label.
 func LabelClash(f *File, set, label, replacing string) string {
 	for _, r := range f.Disks {
-		if r.Label == label && r.Set == set && !strings.EqualFold(r.LUKSUUID, replacing) {
+		if r.Label == label && r.Set == set && !strings.EqualFold(r.LUKSUUID, replacing) && r.Retired.IsZero() {
 			what := "the inventory already has " + r.Label
 			if set != "" {
 				what += " in set " + set

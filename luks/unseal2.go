@@ -192,6 +192,30 @@ func openKeyslot(r io.ReaderAt, ks luks2Keyslot, passphrase []byte) ([]byte, err
 	if err1 != nil || err2 != nil || off <= 0 || off%512 != 0 || n > size || size > 128<<20 {
 		return nil, fmt.Errorf("keyslot area at %q of %q bytes is invalid for %d bytes of key material", ks.Area.Offset, ks.Area.Size, n)
 	}
+	areaKey, err := keyslotAreaKey(ks, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	defer secret.Free(areaKey)
+	c, err := xts.NewCipher(aes.NewCipher, areaKey)
+	if err != nil {
+		return nil, err
+	}
+	material := make([]byte, n)
+	defer clear(material)
+	if _, err := r.ReadAt(material, off); err != nil {
+		return nil, fmt.Errorf("reading the keyslot area: %w", err)
+	}
+	for s := int64(0); s < n/512; s++ {
+		sec := material[s*512 : (s+1)*512]
+		c.Decrypt(sec, sec, uint64(s))
+	}
+	return afMerge(material, ks.KeySize, ks.AF.Stripes, afHash), nil
+}
+
+// keyslotAreaKey derives the key of a keyslot's area from the passphrase
+// with the keyslot's KDF (argon2id, argon2i or pbkdf2), its costs checked.
+func keyslotAreaKey(ks luks2Keyslot, passphrase []byte) ([]byte, error) {
 	salt, err := base64.StdEncoding.DecodeString(ks.KDF.Salt)
 	if err != nil {
 		return nil, fmt.Errorf("KDF salt: %w", err)
@@ -218,23 +242,10 @@ func openKeyslot(r io.ReaderAt, ks luks2Keyslot, passphrase []byte) ([]byte, err
 		return nil, fmt.Errorf("%w: KDF %q", errUnsupported, ks.KDF.Type)
 	}
 	if err != nil {
+		secret.Free(areaKey)
 		return nil, err
 	}
-	defer secret.Free(areaKey)
-	c, err := xts.NewCipher(aes.NewCipher, areaKey)
-	if err != nil {
-		return nil, err
-	}
-	material := make([]byte, n)
-	defer clear(material)
-	if _, err := r.ReadAt(material, off); err != nil {
-		return nil, fmt.Errorf("reading the keyslot area: %w", err)
-	}
-	for s := int64(0); s < n/512; s++ {
-		sec := material[s*512 : (s+1)*512]
-		c.Decrypt(sec, sec, uint64(s))
-	}
-	return afMerge(material, ks.KeySize, ks.AF.Stripes, afHash), nil
+	return areaKey, nil
 }
 
 // afMerge is the anti-forensic merge of LUKS (the inverse of the split that

@@ -20,9 +20,9 @@ import (
 // code path: cryptsetup formats, mkfs.ext4 writes a plaintext file,
 // `cryptsetup reencrypt --encrypt` encrypts it into the data segment.
 func TestVerifyDeviceOwnerAndLabel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skipf("SKIP: needs root for the userspace engine's FUSE mount (euid %d); the reliability suite proves the same rules end to end", os.Geteuid())
-	}
+	// The userspace engine's FUSE mount; the reliability suite proves the
+	// same rules end to end.
+	testkit.NeedRoot(t)
 	key := make([]byte, 64)
 	rand.Read(key)
 	img := keyCheckImage(t, key)

@@ -7,7 +7,9 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	lsecret "luksdock/internal/secret"
+	"luksdock/inventory"
 	"luksdock/pipeline"
 )
 
@@ -77,15 +79,22 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 	case key.Matches(k, s.keys.restart) && s.c.plan != nil && s.c.plan.Resume != nil:
 		// the same choices, with Restart: a new plan in a command
 		s.remaking = true
-		o, t := s.c.plan.Opts, s.c.target
+		o, t, inv := s.c.plan.Opts, s.c.target, s.c.inv
 		o.Restart = true
-		o.RecoveryKey = lsecret.Clone(o.RecoveryKey) // the new plan's own copy
+		key := lsecret.Clone(o.RecoveryKey) // the one on the user's paper
+		o.RecoveryKey = nil
+		if inv == nil {
+			inv = &inventory.File{}
+		}
 		return func() tea.Msg {
-			p, err := pipeline.NewPlan(t, o)
+			// the same prepare as before, started over: core's plan
+			prep, err := core.PlanPrepare(core.PrepareRequest{Target: t, Options: o, WantRecoveryKey: key != nil, RecoveryKey: key,
+				Inventory: inv, Labels: []string{}})
+			lsecret.Free(key) // the plan has its own copy
 			if err != nil {
-				lsecret.Free(o.RecoveryKey)
+				return restartMsg{err: err}
 			}
-			return restartMsg{plan: p, err: err}
+			return restartMsg{plan: prep.Plan}
 		}
 	case key.Matches(k, s.keys.back):
 		s.c.back(scrPlan)

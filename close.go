@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/core"
+	"luksdock/internal/manpage"
+)
+
+// closeExample is close's EXAMPLES (in --help and the man page).
+const closeExample = `  # Unmount, lock and power off the disk labelled backups01, then pull it:
+  sudo luksdock close --label backups01
+
+  # By the mountpoint open printed, leaving the disk powered:
+  sudo luksdock close --mountpoint /media/alice/backups01 --no-power-off
+
+  # Who keeps it busy? close names them and changes nothing:
+  sudo luksdock close --device /dev/sdi --json | jq .message`
+
+// closeFiles are the FILES of close's man page.
+var closeFiles = [][2]string{
+	{"/proc/*/fd, cwd, root, maps", "read to name the processes that still use the filesystem."},
+	{"/sys/block/sdX/device/delete", "written (1) to remove the SCSI disk before power-off."},
+	{"/sys/bus/usb/devices/*/remove", "written (1) to disable the USB port of the dock, as udisksctl power-off does."},
+	{"$LUKSDOCK_RUN_DIR", "default /run/luksdock/open: the records luksdock open wrote; removed here."},
+}
+
+func newCloseCmd() *cobra.Command {
+	var o core.CloseOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
+		Short: "Flush, unmount, lock and power off a backup disk so it can be pulled",
+		Long: `close undoes 'luksdock open': it flushes the filesystem, unmounts it, locks
+the volume (closes the dm-crypt mapping, or stops the userspace engine's
+volume holder, which wipes the key) and, for a disk on USB, powers it off
+as 'udisksctl power-off' does: the disk is flushed and removed from the
+kernel, and the dock's USB port is disabled, so it can be pulled.
+--no-power-off leaves it powered.
+
+It refuses while any process has a file open on the filesystem, its
+working directory in it or a file from it mapped, names those processes
+and changes nothing (exit 3).
+
+A disk luksdock did not open (unlocked by hand or by the desktop as
+luks-UUID) is found through its dm-crypt mapping and closed the same way;
+a disk that is not open at all is only powered off.
+
+` + exitCodesHelp,
+		Example: closeExample,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			out := cmd.OutOrStdout()
+			var res *core.Closed
+			defer func() {
+				if asJSON {
+					jsonResult(out, "close", res, err)
+				}
+			}()
+			res, err = core.Close(context.Background(), o)
+			if res != nil && !asJSON {
+				switch {
+				case res.Unmounted || res.Locked:
+					fmt.Fprintf(out, "%s: unmounted %s and locked\n", res.Target, res.Mountpoint)
+				default:
+					fmt.Fprintf(out, "%s was not open\n", res.Target)
+				}
+				if res.PowerOff != "" {
+					fmt.Fprintf(out, "power: %s\n", res.PowerOff)
+				}
+			}
+			return lifecycleErr(err)
+		},
+	}
+	manpage.SetFiles(cmd, closeFiles)
+	addSelector(cmd, &o.Selector, true)
+	f := cmd.Flags()
+	f.StringVar(&o.Mountpoint, "mountpoint", "", "the mountpoint luksdock open printed")
+	f.BoolVar(&o.NoPowerOff, "no-power-off", false, "leave a USB disk powered")
+	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	return cmd
+}

@@ -1,0 +1,246 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"luksdock/disk"
+	"luksdock/luks"
+	"luksdock/pipeline"
+)
+
+// OpenOptions are what luksdock open takes.
+type OpenOptions struct {
+	Selector
+	// Secret unlocks the disk: the passphrase, or the recovery key in its
+	// printed form (recovery.ReadFile).
+	Secret []byte
+	// Mountpoint is where to mount; "" mounts at /media/USER/LABEL for
+	// User, as the desktop does.
+	Mountpoint string
+	User       Person
+	// Engine: EngineAuto (kernel where device-mapper works, else
+	// userspace), EngineKernel or EngineUserspace.
+	Engine   pipeline.Engine
+	ReadOnly bool
+}
+
+// Opened is an open, mounted disk: what luksdock open prints (--json: this
+// object) and what luksdock close undoes.
+type Opened struct {
+	Target   string          `json:"target"`    // /dev/sdi, or the image
+	LUKS     string          `json:"luks"`      // the LUKS device: /dev/sdi1, or "disk.img (LUKS at byte N)"
+	LUKSUUID string          `json:"luks_uuid"` // names the volume
+	Label    string          `json:"label"`     // the filesystem's label
+	Engine   pipeline.Engine `json:"engine"`
+	// Cleartext is the decrypted block device that is mounted: the
+	// dm-crypt mapping (/dev/mapper/luks-UUID) or, with the userspace
+	// engine, the loop device on the volume holder's FUSE file.
+	Cleartext  string `json:"cleartext"`
+	Mountpoint string `json:"mountpoint"`
+	ReadOnly   bool   `json:"read_only,omitempty"`
+	// Holder is the pid of the process that keeps a userspace volume
+	// served until luksdock close.
+	Holder int `json:"holder_pid,omitempty"`
+	// Already is set when the disk was open and mounted before: nothing
+	// was done.
+	Already bool `json:"already_open,omitempty"`
+}
+
+// MappingName is the dm-crypt mapping luksdock open makes: luks-UUID, the
+// name udisks and systemd-cryptsetup give an unlocked LUKS volume, so the
+// desktop shows it as an unlocked disk it can lock.
+func MappingName(uuid string) string { return "luks-" + strings.ToLower(uuid) }
+
+// Open unlocks the selected disk with o.Secret and mounts its filesystem.
+// A secret that opens no keyslot fails with pipeline.KindWrongPassphrase
+// and nothing done; a disk already open and mounted is reported (Already)
+// and left as it is.
+func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
+	if err := needRoot("luksdock open"); err != nil {
+		return nil, err
+	}
+	if len(o.Secret) == 0 {
+		return nil, &UsageError{errors.New("a passphrase or recovery key is required")}
+	}
+	d, err := Find(o.Selector)
+	if err != nil {
+		return nil, err
+	}
+	if r := openNow(d); r != nil {
+		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
+			return nil, secretError(err, d)
+		}
+		r.Already = true
+		return r, nil
+	}
+	engine, err := chooseEngine(o.Engine)
+	if err != nil {
+		return nil, err
+	}
+	res := &Opened{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Engine: engine, ReadOnly: o.ReadOnly}
+	rec := &openRecord{Time: time.Now().UTC().Truncate(time.Second)}
+	if !d.Image {
+		rec.Disk = d.Path
+	}
+	// undo runs the steps back when a later one fails.
+	var undo []func()
+	fail := func(err error) (*Opened, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+	existing, mounted, err := mappingOver(d)
+	if err != nil {
+		return nil, err
+	}
+	if existing != "" {
+		// Someone else unlocked it: the secret must still open it.
+		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
+			return nil, secretError(err, d)
+		}
+	}
+	switch {
+	case existing != "" && mounted != "":
+		// Unlocked and mounted by someone else (the desktop, by hand):
+		// say where; close finds it the same way.
+		res.Engine, res.Cleartext, res.Mountpoint, res.Already = pipeline.EngineKernel, "/dev/mapper/"+existing, mounted, true
+		res.Label, _ = ext4Label(res.Cleartext)
+		return res, nil
+	case existing != "":
+		// Unlocked but not mounted: mount what is there.
+		res.Engine, res.Cleartext, rec.Mapping = pipeline.EngineKernel, "/dev/mapper/"+existing, existing
+	case engine == pipeline.EngineKernel:
+		dev, release, err := d.blockDevice()
+		if err != nil {
+			return nil, err
+		}
+		name := MappingName(d.Info.UUID)
+		err = luks.Open(ctx, dev, name, o.Secret)
+		release() // the mapping holds the loop device of an image
+		if err != nil {
+			return nil, secretError(err, d)
+		}
+		undo = append(undo, func() { _ = luks.Close(context.Background(), name) })
+		rec.Mapping = name
+		res.Cleartext = "/dev/mapper/" + name
+	default:
+		info, key, err := luks.UnsealKey(d.LUKS, o.Secret)
+		if err == nil && key == nil {
+			// LUKS1 (luks.go keeps the key): cryptsetup recovers it.
+			key, err = luks.DumpVolumeKeyDevice(ctx, d.LUKS, o.Secret)
+		}
+		if err != nil {
+			clear(key)
+			return nil, secretError(err, d)
+		}
+		pid, file, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
+		clear(key)
+		if err != nil {
+			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}
+		}
+		undo = append(undo, func() { _ = stopHolder(pid, time.Minute) })
+		res.Holder = pid
+		l, err := disk.AttachLoop(file, 0, info.DataSize)
+		if err != nil {
+			return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("a loop device on the decrypted volume: %w", err)})
+		}
+		// The mount holds the loop device; it detaches itself once unmounted.
+		defer l.Close()
+		res.Cleartext = l.Path
+	}
+	label, ok := ext4Label(res.Cleartext)
+	if !ok {
+		return fail(&pipeline.Error{Kind: pipeline.KindNotVerified, Err: fmt.Errorf("%s unlocked, but it holds no ext4 filesystem; it was locked again", d.What())})
+	}
+	res.Label = label
+	if res.Label == "" {
+		res.Label = d.Info.Label
+	}
+	mnt, made, err := chooseMountpoint(o.Mountpoint, o.User, res.Label)
+	if err != nil {
+		return fail(err)
+	}
+	if made {
+		undo = append(undo, func() { os.Remove(mnt) })
+	}
+	if err := mountExt4(res.Cleartext, mnt, o.ReadOnly); err != nil {
+		return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: err})
+	}
+	res.Mountpoint, rec.MadeDir = mnt, made
+	rec.Opened = *res
+	if err := saveRecord(rec); err != nil {
+		return res, fmt.Errorf("mounted at %s, but the record for luksdock close could not be written: %w", mnt, err)
+	}
+	return res, nil
+}
+
+// secretError classifies an unlock failure: a wrong secret (exit 6), else
+// a failed step.
+func secretError(err error, d *LUKSDisk) error {
+	if errors.Is(err, luks.ErrWrongPassphrase) {
+		return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: fmt.Errorf("%s: the passphrase (or recovery key) opens no keyslot", d.What())}
+	}
+	return &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("%s: %w", d.What(), err)}
+}
+
+// chooseEngine resolves EngineAuto: kernel when device-mapper works, else
+// userspace when FUSE does.
+func chooseEngine(e pipeline.Engine) (pipeline.Engine, error) {
+	dm, why := luks.DeviceMapper()
+	fuse, fwhy := luks.FUSE()
+	switch e {
+	case "", pipeline.EngineAuto:
+		if dm {
+			return pipeline.EngineKernel, nil
+		}
+		if fuse {
+			return pipeline.EngineUserspace, nil
+		}
+		return "", refused("neither engine works here: %s; %s", why, fwhy)
+	case pipeline.EngineKernel:
+		if !dm {
+			return "", refused("--engine kernel: %s", why)
+		}
+		return e, nil
+	case pipeline.EngineUserspace:
+		if !fuse {
+			return "", refused("--engine userspace: %s", fwhy)
+		}
+		return e, nil
+	}
+	return "", &UsageError{fmt.Errorf("--engine %q: want auto, kernel or userspace", e)}
+}
+
+// openNow returns the disk's open record when it is open and mounted now.
+func openNow(d *LUKSDisk) *Opened {
+	for _, r := range records() {
+		if !strings.EqualFold(r.LUKSUUID, d.Info.UUID) {
+			continue
+		}
+		if isMountpoint(r.Mountpoint) && (r.Holder == 0 || isHolder(r.Holder)) {
+			o := r.Opened
+			return &o
+		}
+		// A stale record (a reboot without /run on tmpfs, or a killed
+		// holder): forget it.
+		removeRecord(r.LUKSUUID)
+	}
+	return nil
+}
+
+// Opens lists the disks luksdock open has open now.
+func Opens() []Opened {
+	var out []Opened
+	for _, r := range records() {
+		if isMountpoint(r.Mountpoint) {
+			out = append(out, r.Opened)
+		}
+	}
+	return out
+}

@@ -1,0 +1,78 @@
+package main
+
+// Helpers the lifecycle commands (open, close, passwd, recovery-key,
+// retire) share: the disk selector flags, the secret flags and the JSON
+// result line.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/core"
+	"luksdock/pipeline"
+	"luksdock/recovery"
+)
+
+// addSelector declares --device, --image and (withLabel) --label.
+func addSelector(cmd *cobra.Command, s *core.Selector, withLabel bool) {
+	f := cmd.Flags()
+	f.StringVar(&s.Device, "device", "", "the whole disk, e.g. /dev/sdi")
+	f.StringVar(&s.Image, "image", "", "an image file luksdock prepared")
+	if withLabel {
+		f.StringVar(&s.Label, "label", "", "the attached disk whose LUKS volume has this label (e.g. backups01)")
+	}
+}
+
+// secretFlags are --passphrase-file and --recovery-key-file: exactly one
+// names the secret that unlocks the disk.
+type secretFlags struct{ pass, rk string }
+
+func (sf *secretFlags) add(cmd *cobra.Command, what string) {
+	f := cmd.Flags()
+	f.StringVar(&sf.pass, "passphrase-file", "", what+": file holding the passphrase on one line, or - for standard input")
+	f.StringVar(&sf.rk, "recovery-key-file", "", what+", instead of the passphrase: file holding the recovery key (as prepare wrote it), or - for standard input")
+	_ = cmd.MarkFlagFilename("recovery-key-file")
+}
+
+// read returns the secret; the caller clears it.
+func (sf *secretFlags) read(stdin io.Reader) ([]byte, error) {
+	switch {
+	case sf.pass != "" && sf.rk != "":
+		return nil, usageError{errors.New("give --passphrase-file or --recovery-key-file, not both")}
+	case sf.rk != "":
+		k, err := recovery.ReadFile(sf.rk, stdin)
+		if err != nil {
+			return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+		}
+		return k, nil
+	}
+	return readPassphrase(sf.pass, stdin)
+}
+
+// lifecycleErr maps core's usage errors onto the CLI's (exit 2).
+func lifecycleErr(err error) error {
+	var ue *core.UsageError
+	if errors.As(err, &ue) {
+		return usageError{ue}
+	}
+	return err
+}
+
+// jsonResult prints v as one JSON line (--json), or, for a failure, a
+// "failed" event as prepare and verify print it.
+func jsonResult(w io.Writer, step pipeline.StepID, v any, err error) {
+	if err != nil {
+		jsonRefusal(w, err, step)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// warnf prints a warning on standard error.
+func warnf(cmd *cobra.Command, format string, a ...any) {
+	fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: "+format+"\n", a...)
+}

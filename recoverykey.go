@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/core"
+	"luksdock/internal/manpage"
+)
+
+// recoveryKeyExample is recovery-key's EXAMPLES (in --help and the man page).
+const recoveryKeyExample = `  # Replace the recovery key of the docked disk backups01: the new key is
+  # written to a new file (mode 0600), the old key's keyslot removed:
+  sudo luksdock recovery-key --replace --label backups01 --passphrase-file - \
+      --recovery-key /root/backups01-recovery-2027.txt
+
+  # Interrupted? The same command with the same file finishes the change.`
+
+// recoveryKeyFiles are the FILES of recovery-key's man page.
+var recoveryKeyFiles = [][2]string{
+	{"NEWFILE", "the new recovery key, written once to a new file of mode 0600 (never overwritten; refused on the disk itself)."},
+	{"/dev/sdX, IMAGE", "only the LUKS header's keyslot area is written, by cryptsetup (luksAddKey, luksKillSlot)."},
+	{"INVENTORY", "the disk's record gets recovery_key_replaced (see luksdock inventory)."},
+}
+
+func newRecoveryKeyCmd() *cobra.Command {
+	var o core.RecoveryKeyOptions
+	var passFile string
+	var replace, asJSON bool
+	var oldSlot int
+	cmd := &cobra.Command{
+		Use:   "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
+		Short: "Replace a backup disk's recovery key, never leaving it without a way in",
+		Long: `recovery-key --replace generates a new recovery key (256 bits, as prepare
+--recovery-key makes them), writes it once to NEWFILE (a new file, mode
+0600, not on the disk itself), adds it to a free keyslot authorised by the
+passphrase, proves with cryptsetup that it opens that keyslot, and only
+then removes the old recovery key's keyslot (authorised by the new key).
+Interrupted or killed at any point, the disk opens with the passphrase and
+with the old or the new recovery key; the same command with the same
+NEWFILE finishes the change (the file is written before its keyslot is
+added, and a key that already opens the disk is not added twice).
+
+A disk without a recovery key gets its first. The old recovery key's
+keyslot is the inventory's (where prepare or the last replacement put it),
+else the only keyslot besides the passphrase's; with more, name it with
+--old-slot. The inventory's record gets the date (recovery_key_replaced).
+
+` + exitCodesHelp,
+		Example: recoveryKeyExample,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			out := cmd.OutOrStdout()
+			var res *core.KeyChange
+			defer func() {
+				if asJSON {
+					jsonResult(out, "recovery-key", res, err)
+				}
+			}()
+			if !replace {
+				return usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
+			}
+			if err := o.Selector.Check(); err != nil {
+				return lifecycleErr(err)
+			}
+			if o.File == "" {
+				return usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
+			}
+			if cmd.Flags().Changed("old-slot") {
+				o.OldSlot = &oldSlot
+			}
+			pass, err := readPassphrase(passFile, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			o.Passphrase = pass
+			res, err = core.ReplaceRecoveryKey(context.Background(), o)
+			if err != nil {
+				return lifecycleErr(err)
+			}
+			if !asJSON {
+				printKeyChange(cmd, res, "recovery key")
+			}
+			return nil
+		},
+	}
+	manpage.SetFiles(cmd, recoveryKeyFiles)
+	addSelector(cmd, &o.Selector, true)
+	f := cmd.Flags()
+	f.BoolVar(&replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")
+	addPassphraseFlag(cmd, &passFile)
+	f.StringVar(&o.File, "recovery-key", "", "the new file to write the new recovery key to (mode 0600; never overwritten)")
+	f.IntVar(&oldSlot, "old-slot", 0, "the keyslot of the old recovery key, when luksdock cannot tell")
+	addKeyslotPBKDF(cmd, &o.PBKDF)
+	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	return cmd
+}

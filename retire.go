@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"luksdock/core"
+	"luksdock/internal/manpage"
+	"luksdock/pipeline"
+)
+
+// retireExample is retire's EXAMPLES (in --help and the man page).
+const retireExample = `  # The disk sdi leaves the rotation for good: crypto-erase it (instant),
+  # prove it, and free its label in the inventory:
+  sudo luksdock retire --device /dev/sdi --confirm sdi
+
+  # Overwrite it all with zeros too (takes as long as a full write):
+  sudo luksdock retire --device /dev/sdi --confirm sdi --erase
+
+  # Check by hand afterwards: no LUKS signature, no partition table.
+  blkid -p /dev/sdi; sfdisk -d /dev/sdi`
+
+// retireFiles are the FILES of retire's man page.
+var retireFiles = [][2]string{
+	{"/dev/sdX, IMAGE", "every keyslot wiped (cryptsetup luksErase), the LUKS metadata and the first and last MiB zeroed; with --erase every byte."},
+	{"HEADER-BACKUP", "the inventory's header backup of the disk, overwritten and removed when it is reachable and unchanged."},
+	{"INVENTORY", "the disk's record is kept, marked retired with the date; its label is free again."},
+}
+
+func newRetireCmd() *cobra.Command {
+	var o core.RetireOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
+		Short: "Crypto-erase a backup disk that leaves the rotation, and prove it",
+		Long: `retire destroys the encrypted volume of a disk luksdock prepared, so that
+nothing on it can be decrypted again: cryptsetup luksErase wipes every
+keyslot (no passphrase, recovery key or host key opens it), then both LUKS2
+header copies with the whole metadata area and the partition table (the
+first and the last MiB of the disk) are zeroed. It proves the result:
+cryptsetup finds no keyslot after the erase and no LUKS device afterwards,
+blkid -p finds no LUKS signature on the disk or where the volume was.
+
+--erase then overwrites the whole disk with zeros (as long as a full write;
+Ctrl+C stops it, the disk is crypto-erased already). The crypto-erase comes
+first so that an interrupted overwrite still leaves nothing readable.
+
+A header backup made with prepare --header-backup brings the keyslots
+back: the inventory's is overwritten and removed when it is reachable and
+unchanged; otherwise retire says so loudly (a warning, and in --json
+header_backup_note).
+
+The inventory keeps the disk's record, marked retired with the date; its
+label is free for a new disk.
+
+--confirm must name the disk: its kernel name (sdi), internal:NAME for a
+disk not on USB, or the image's file name. Nothing is written otherwise, or
+while the disk is open or in use.
+
+` + exitCodesHelp,
+		Example: retireExample,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			out := cmd.OutOrStdout()
+			var res *core.Retired
+			defer func() {
+				if asJSON {
+					jsonResult(out, "retire", res, err)
+				}
+			}()
+			if (o.Device == "") == (o.Image == "") {
+				return usageError{errors.New("give --device /dev/sdX or --image PATH")}
+			}
+			if o.Confirm == "" {
+				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
+			}
+			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
+			defer stop()
+			if o.Erase && !asJSON {
+				last := time.Time{}
+				o.Progress = func(done, total int64) {
+					if time.Since(last) > 2*time.Second || done == total {
+						last = time.Now()
+						fmt.Fprintf(out, "overwriting: %s of %s\n", pipeline.HumanSize(done), pipeline.HumanSize(total))
+					}
+				}
+			}
+			res, err = core.Retire(ctx, o)
+			if err != nil {
+				return lifecycleErr(err)
+			}
+			if !asJSON {
+				fmt.Fprintf(out, "%s is retired: crypto-erased (keyslots %v wiped)", res.Target, res.KeyslotsBefore)
+				if res.Erased {
+					fmt.Fprint(out, " and overwritten with zeros")
+				}
+				fmt.Fprintln(out)
+				for _, p := range res.Proved {
+					fmt.Fprintf(out, "  proved: %s\n", p)
+				}
+				if res.HeaderBackupNote != "" {
+					if res.HeaderBackupRemoved {
+						fmt.Fprintf(out, "  %s\n", res.HeaderBackupNote)
+					} else {
+						warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
+					}
+				}
+				if res.Recorded {
+					fmt.Fprintf(out, "  inventory: %s marked retired on %s; the label is free\n", res.Label, res.Time.Format("2006-01-02"))
+				}
+			} else if res.HeaderBackup != "" && !res.HeaderBackupRemoved {
+				warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
+			}
+			return nil
+		},
+	}
+	manpage.SetFiles(cmd, retireFiles)
+	f := cmd.Flags()
+	f.StringVar(&o.Device, "device", "", "the whole disk, e.g. /dev/sdi")
+	f.StringVar(&o.Image, "image", "", "an image file luksdock prepared")
+	f.StringVar(&o.Confirm, "confirm", "", "the disk's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
+	f.BoolVar(&o.Erase, "erase", false, "after the crypto-erase, overwrite the whole disk with zeros")
+	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	return cmd
+}

@@ -123,9 +123,10 @@ func assessInChild(p []byte, userInputs []string) (Strength, error) {
 		return Strength{}, err
 	}
 	var v Strength
-	if err := json.Unmarshal(out.Bytes(), &v); err != nil || !v.Set {
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
 		return Strength{}, fmt.Errorf("passphrase strength: %q: %v", out.Bytes(), err)
 	}
+	v.Set = true // not in the JSON
 	return v, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/internal/manpage"
+	"luksdock/internal/secret"
 	"luksdock/pipeline"
 )
 
@@ -184,7 +185,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	if err != nil {
 		return err
 	}
-	defer clear(prep.Plan.Opts.RecoveryKey)
+	defer secret.Free(prep.Plan.Opts.RecoveryKey)
 	if prep.Warning != "" {
 		fmt.Fprintf(stderr, "luksdock: warning: %s\n", prep.Warning)
 	}
@@ -196,7 +197,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	if err != nil {
 		return err
 	}
-	defer clear(pass)
+	defer secret.Free(pass)
 	// the wizard's estimate: there a weak passphrase needs a tick, here a warning
 	if w := core.AssessPassphrase(pass, core.StrengthInputs(o.Label, t.Name)).Warning(); w != "" && po.asJSON {
 		jsonEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/internal/manpage"
+	"luksdock/internal/secret"
 	"luksdock/luks"
 	"luksdock/pipeline"
 	"luksdock/recovery"
@@ -100,13 +101,13 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 	if err != nil {
 		return err
 	}
-	defer clear(pass)
+	defer secret.Free(pass)
 	var rk []byte
 	if vo.rkFile != "" {
 		if rk, err = recovery.ReadFile(vo.rkFile, cmd.InOrStdin()); err != nil {
 			return &pipeline.Error{Kind: pipeline.KindRefused, Step: pipeline.StepVerify, Err: err}
 		}
-		defer clear(rk)
+		defer secret.Free(rk)
 	}
 	emit := textEvents(out, 1)
 	if vo.asJSON {

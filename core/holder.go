@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/internal/secret"
 	"luksdock/luks"
 )
 
@@ -77,21 +78,29 @@ func holdVolume(in io.Reader, out io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	reply := func(r holderReady) { _ = json.NewEncoder(out).Encode(r) }
-	br := bufio.NewReader(in)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		reply(holderReady{Error: "holder: no configuration"})
-		return 1
+	// The configuration line byte by byte, then the key straight into
+	// secret memory: a bufio.Reader would take the key into its heap
+	// buffer along with the line.
+	var line []byte
+	var c [1]byte
+	for len(line) < 1<<16 {
+		if _, err := io.ReadFull(in, c[:]); err != nil {
+			reply(holderReady{Error: "holder: no configuration"})
+			return 1
+		}
+		if c[0] == '\n' {
+			break
+		}
+		line = append(line, c[0])
 	}
 	var cfg holderConfig
 	if err := json.Unmarshal(line, &cfg); err != nil || cfg.KeyLen <= 0 || cfg.KeyLen > 128 {
 		reply(holderReady{Error: "holder: bad configuration"})
 		return 1
 	}
-	key := make([]byte, cfg.KeyLen)
-	_, err = io.ReadFull(br, key)
-	if err != nil {
-		clear(key)
+	key := secret.New(cfg.KeyLen)
+	defer secret.Free(key)
+	if _, err := io.ReadFull(in, key); err != nil {
 		reply(holderReady{Error: "holder: no key"})
 		return 1
 	}
@@ -100,13 +109,12 @@ func holdVolume(in io.Reader, out io.Writer) int {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_SH|unix.LOCK_NB)
 	}
 	if err != nil {
-		clear(key)
 		reply(holderReady{Error: fmt.Sprintf("%s is locked by a luksdock that is preparing it (%v)", cfg.Lock, err)})
 		return 1
 	}
 	defer lock.Close()
 	v, err := luks.MountUserspace(cfg.Path, cfg.Base, cfg.Size, cfg.Segment, key)
-	clear(key)
+	secret.Free(key)
 	if err != nil {
 		reply(holderReady{Error: err.Error()})
 		return 1
@@ -238,9 +246,11 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid 
 		}
 	}
 	msg, _ := json.Marshal(holderConfig{Lock: lock, Path: d.Path, Base: d.Base, Size: size, Segment: seg, KeyLen: len(key)})
-	buf := append(append(msg, '\n'), key...)
-	_, err = inW.Write(buf)
-	clear(buf)
+	// the key straight from where the caller keeps it into the pipe
+	_, err = inW.Write(append(msg, '\n'))
+	if err == nil {
+		_, err = inW.Write(key)
+	}
 	inW.Close()
 	if err != nil {
 		cmd.Process.Kill()

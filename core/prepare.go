@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"luksdock/disk"
+	"luksdock/internal/secret"
 	"luksdock/internal/version"
 	"luksdock/inventory"
 	"luksdock/pipeline"
@@ -59,7 +59,7 @@ type Prepare struct {
 func PlanPrepare(req PrepareRequest) (_ *Prepare, err error) {
 	o := req.Options
 	if req.WantRecoveryKey || o.RecoveryKeyFile != "" {
-		key := bytes.Clone(req.RecoveryKey)
+		key := secret.Clone(req.RecoveryKey)
 		if key == nil {
 			if key, err = recovery.Generate(); err != nil {
 				return nil, fmt.Errorf("making the recovery key: %w", err)
@@ -68,7 +68,7 @@ func PlanPrepare(req PrepareRequest) (_ *Prepare, err error) {
 		o.RecoveryKey = key
 		defer func() {
 			if err != nil {
-				clear(key)
+				secret.Free(key)
 			}
 		}()
 	}
@@ -98,7 +98,7 @@ func (p *Prepare) Run(ctx context.Context, confirm string, passphrase []byte, em
 // not recorded; it does not make the run fail. The caller owns passphrase;
 // the plan's recovery key is cleared when the run ends.
 func RunPlan(ctx context.Context, plan *pipeline.Plan, inventoryPath, confirm string, passphrase []byte, emit func(pipeline.Event)) (res *pipeline.Result, recordErr, err error) {
-	defer clear(plan.Opts.RecoveryKey)
+	defer secret.Free(plan.Opts.RecoveryKey)
 	res, err = plan.Run(ctx, confirm, passphrase, emit)
 	if err != nil || inventoryPath == "" {
 		return res, nil, err

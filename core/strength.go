@@ -1,12 +1,20 @@
 package core
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"os"
+	"os/exec"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/trustelem/zxcvbn"
+	"golang.org/x/sys/unix"
+
+	"luksdock/internal/secret"
 )
 
 // The one passphrase estimate luksdock shows: the wizard's Passphrase screen
@@ -95,8 +103,104 @@ func AssessPassphrase(p []byte, userInputs []string) Strength {
 
 // AssessPart judges part, the Judged part of a passphrase of total
 // characters; a verdict on less than the whole says so (Partial).
+//
+// zxcvbn takes the passphrase as a string and makes more (lower-cased
+// copies, substrings, l33t variants) that nothing can wipe. So it runs in a
+// short-lived child process (this program again, argv[0] strengthArg0),
+// which reads the passphrase from a pipe, locks its memory where allowed,
+// dumps no core, and exits: its copies end with it. Only if that child
+// cannot run is zxcvbn run here.
 func AssessPart(part []byte, userInputs []string, total int) Strength {
-	p := part
+	if v, err := assessInChild(part, userInputs, total); err == nil {
+		return v
+	}
+	return assess(part, userInputs, total)
+}
+
+// strengthArg0 is argv[0] of the child that runs zxcvbn.
+const strengthArg0 = "luksdock-passphrase-strength"
+
+func init() {
+	if len(os.Args) == 1 && os.Args[0] == strengthArg0 {
+		os.Exit(strengthChild(os.Stdin, os.Stdout))
+	}
+}
+
+// strengthJob is the first line the child reads: everything but the
+// passphrase, which follows it.
+type strengthJob struct {
+	Inputs []string `json:"inputs"`
+	Total  int      `json:"total"`
+}
+
+// assessInChild runs assess in a child: the job as one JSON line, then the
+// passphrase, on its standard input (written straight from p into the
+// pipe); the Strength as JSON on its standard output.
+func assessInChild(p []byte, userInputs []string, total int) (Strength, error) {
+	line, err := json.Marshal(strengthJob{userInputs, total})
+	if err != nil {
+		return Strength{}, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return Strength{}, err
+	}
+	defer r.Close()
+	defer w.Close()
+	var out bytes.Buffer
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{strengthArg0}, Env: []string{}, Dir: "/", Stdin: r, Stdout: &out}
+	if err := cmd.Start(); err != nil {
+		return Strength{}, err
+	}
+	r.Close()
+	// a line of words and a passphrase fit in the pipe's buffer
+	if _, err := w.Write(append(line, '\n')); err == nil {
+		w.Write(p)
+	}
+	w.Close()
+	if err := cmd.Wait(); err != nil {
+		return Strength{}, err
+	}
+	var v Strength
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		return Strength{}, fmt.Errorf("passphrase strength: %q: %v", out.Bytes(), err)
+	}
+	v.Set = true // not in the JSON
+	return v, nil
+}
+
+// strengthChild is the child's main.
+func strengthChild(in io.Reader, out io.Writer) int {
+	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
+	_ = unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE) // root: never in swap
+	var job strengthJob
+	var line []byte
+	var c [1]byte
+	for {
+		if _, err := io.ReadFull(in, c[:]); err != nil {
+			return 1
+		}
+		if c[0] == '\n' {
+			break
+		}
+		line = append(line, c[0])
+	}
+	if json.Unmarshal(line, &job) != nil {
+		return 1
+	}
+	buf := secret.New(4096)
+	n, _ := io.ReadFull(in, buf)
+	v := assess(buf[:n], job.Inputs, job.Total)
+	secret.Free(buf)
+	if json.NewEncoder(out).Encode(v) != nil {
+		return 1
+	}
+	return 0
+}
+
+// assess is zxcvbn's verdict on p (of a passphrase of total characters),
+// computed in this process.
+func assess(p []byte, userInputs []string, total int) Strength {
 	r := zxcvbn.PasswordStrength(string(p), userInputs)
 	v := Strength{Set: true, Score: r.Score, Log10: math.Log10(math.Max(r.Guesses, 1))}
 	if n := utf8.RuneCount(p); n < total {

@@ -13,10 +13,8 @@
 package luks
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -28,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"luksdock/internal/secret"
 )
 
 // Cipher and KeyBytes are what luksdock formats with: aes-xts-plain64 with a
@@ -168,37 +168,70 @@ func TestPassphrase(ctx context.Context, dev string, passphrase []byte) error {
 
 // DumpVolumeKey recovers the volume key with the passphrase through
 // cryptsetup. The key is read from cryptsetup's standard output pipe and never
-// touches a file.
+// touches a file: the printout goes straight from the pipe into secret
+// memory of a fixed size (luksdock/internal/secret; no growing buffer that
+// would leave copies behind) and is decoded from there into the key, which
+// is secret memory too: the caller frees it with secret.Free.
 func DumpVolumeKey(ctx context.Context, dev string, passphrase []byte) ([]byte, error) {
-	out, err := run(ctx, []string{"luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", dev}, passphrase, nil)
-	defer clear(out)
+	out := secret.New(dumpMax)
+	defer secret.Free(out)
+	n, err := runSecretOut(ctx, []string{"luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", dev}, passphrase, out)
 	if err != nil {
 		return nil, err
 	}
-	var hexkey []byte
+	// The hex digits of the "MK dump:" lines (16 bytes a line, the
+	// continuation lines indented), counted first, then decoded in place
+	// at the start of out, then copied into a key of the right size.
+	text := out[:n]
+	digits := 0
 	in := false
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := sc.Bytes()
+	for line := range bytes.Lines(text) {
 		if i := bytes.Index(line, []byte("MK dump:")); i >= 0 {
 			in = true
 			line = line[i+len("MK dump:"):]
-		} else if in && (len(line) == 0 || (line[0] != '\t' && line[0] != ' ')) {
+		} else if in && (len(bytes.TrimRight(line, "\n")) == 0 || (line[0] != '\t' && line[0] != ' ')) {
 			break
 		}
-		if in {
-			for _, f := range bytes.Fields(line) {
-				hexkey = append(hexkey, f...)
+		if !in {
+			continue
+		}
+		for _, c := range line {
+			if c == ' ' || c == '\t' || c == '\n' {
+				continue
 			}
+			if _, ok := fromHex(c); !ok {
+				return nil, errors.New("cryptsetup luksDump printed something other than hex digits as the volume key")
+			}
+			text[digits] = c // digits <= the index of c: compacts in place
+			digits++
 		}
 	}
-	defer clear(hexkey)
-	key := make([]byte, hex.DecodedLen(len(hexkey)))
-	if _, err := hex.Decode(key, hexkey); err != nil || len(key) == 0 {
-		clear(key)
+	if digits == 0 || digits%2 != 0 {
 		return nil, errors.New("cryptsetup luksDump printed no volume key")
 	}
+	key := secret.New(digits / 2)
+	for i := range key {
+		hi, _ := fromHex(text[2*i])
+		lo, _ := fromHex(text[2*i+1])
+		key[i] = hi<<4 | lo
+	}
 	return key, nil
+}
+
+// dumpMax bounds what DumpVolumeKey reads of cryptsetup's printout (about
+// 400 bytes for a 512-bit key).
+const dumpMax = 8 << 10
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // HeaderBackup writes dev's LUKS header to path with mode 0600, refusing to
@@ -254,6 +287,25 @@ func (e *Error) Error() string {
 // run executes cryptsetup with stdin (the passphrase, if any) and fd 3 (the
 // volume key, if any) as pipes. It returns stdout.
 func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) {
+	var out bytes.Buffer
+	_, err := runTool(ctx, args, stdin, fd3, &out, nil)
+	return out.Bytes(), err
+}
+
+// runSecretOut is run for a command that prints a secret: its standard
+// output is read from the pipe straight into out (secret memory), never
+// into a growing buffer; it returns how many bytes came. More than fits
+// is an error.
+func runSecretOut(ctx context.Context, args []string, stdin, out []byte) (int, error) {
+	return runTool(ctx, args, stdin, nil, nil, out)
+}
+
+// runTool runs cryptsetup. The secrets (stdin, fd3) are written from where
+// they lie straight into pipes, which hold far more than a passphrase or
+// key, before the child reads them: no copy is made on the way (os/exec's
+// copying goroutine is not used). Standard output goes to out, or, when
+// secretOut is not nil, into secretOut (see runSecretOut).
+func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.Buffer, secretOut []byte) (int, error) {
 	cmd := exec.CommandContext(ctx, "cryptsetup", args...)
 	cmd.Env = cleanEnv()
 	// A process group of its own: a terminal's Ctrl-C goes to luksdock,
@@ -263,33 +315,89 @@ func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) 
 	// and a cancelled context kills its whole group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var toClose []*os.File
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			toClose = append(toClose, r, w)
+		}
+		return r, w, err
+	}
+	var inW, fd3W, outR *os.File
 	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var w *os.File
-	if fd3 != nil {
-		r, pw, err := os.Pipe()
+		r, w, err := pipe()
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		defer r.Close()
-		w = pw
-		cmd.ExtraFiles = []*os.File{r}
+		cmd.Stdin, inW = r, w
 	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	if fd3 != nil {
+		r, w, err := pipe()
+		if err != nil {
+			return 0, err
+		}
+		cmd.ExtraFiles, fd3W = []*os.File{r}, w
+	}
+	if secretOut != nil {
+		r, w, err := pipe()
+		if err != nil {
+			return 0, err
+		}
+		cmd.Stdout, outR = w, r
+	} else {
+		cmd.Stdout = out
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
-		if w != nil {
-			w.Close()
-		}
-		return nil, fmt.Errorf("cryptsetup: %w", err)
+		return 0, fmt.Errorf("cryptsetup: %w", err)
 	}
-	if w != nil {
-		// 64 bytes fit in any pipe buffer: the write cannot block.
-		w.Write(fd3)
-		w.Close()
+	// The parent's copies of the child's ends: closed now, so the pipes
+	// end when the child ends.
+	for _, f := range toClose {
+		if f != inW && f != fd3W && f != outR {
+			f.Close()
+		}
+	}
+	toClose = []*os.File{outR}
+	for _, w := range []struct {
+		f *os.File
+		b []byte
+	}{{inW, stdin}, {fd3W, fd3}} {
+		if w.f != nil {
+			// A passphrase or key fits in any pipe buffer: the write
+			// cannot block. A child that died already makes it fail,
+			// and Wait says why.
+			w.f.Write(w.b)
+			w.f.Close()
+		}
+	}
+	n := 0
+	var overflow bool
+	if outR != nil {
+		for {
+			if n == len(secretOut) {
+				// Full: drain the rest over the same buffer's end, and
+				// refuse the result.
+				overflow = true
+				n = max(len(secretOut)-512, 0)
+			}
+			m, err := outR.Read(secretOut[n:])
+			n += m
+			if err != nil {
+				break
+			}
+		}
 	}
 	err := cmd.Wait()
+	if err == nil && overflow {
+		err = fmt.Errorf("cryptsetup %s printed more than the %d bytes expected", args[0], len(secretOut))
+	}
 	if err != nil {
 		code := -1
 		var ee *exec.ExitError
@@ -297,11 +405,18 @@ func run(ctx context.Context, args []string, stdin, fd3 []byte) ([]byte, error) 
 			code = ee.ExitCode()
 		}
 		if ctx.Err() != nil {
-			return out.Bytes(), fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
+			return n, fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
 		}
-		return out.Bytes(), cryptsetupError(args, code, out.String(), errb.String())
+		if ee == nil {
+			return n, err
+		}
+		stdout := ""
+		if out != nil {
+			stdout = out.String()
+		}
+		return n, cryptsetupError(args, code, stdout, errb.String())
 	}
-	return out.Bytes(), nil
+	return n, nil
 }
 
 // cryptsetupError is the error of a cryptsetup run that exited with code.

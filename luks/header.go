@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	lukslib "github.com/anatol/luks.go"
+
+	"luksdock/internal/secret"
 )
 
 // Info is what a LUKS header says about a volume. It never holds a key.
@@ -153,7 +155,7 @@ var ErrWrongPassphrase = errors.New("the passphrase does not unlock any keyslot"
 // header's description; the key is dropped. See UnsealKey.
 func Unseal(d Device, passphrase []byte) (Info, error) {
 	info, key, err := UnsealKey(d, passphrase)
-	clear(key)
+	secret.Free(key)
 	return info, err
 }
 

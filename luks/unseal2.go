@@ -17,10 +17,10 @@ import (
 	"slices"
 	"strconv"
 
-	"golang.org/x/crypto/pbkdf2"
 	"golang.org/x/crypto/xts"
 
 	"luksdock/internal/argon2"
+	"luksdock/internal/secret"
 )
 
 // This file unseals LUKS2 keyslots with luksdock's own code: the KDF from
@@ -163,13 +163,13 @@ func unsealLUKS2(r io.ReaderAt, passphrase []byte) (slot int, key []byte, err er
 		}
 		ok, err := checkDigest(dg, key)
 		if err != nil {
-			clear(key)
+			secret.Free(key)
 			return 0, nil, fmt.Errorf("digest of keyslot %d: %w", n, err)
 		}
 		if ok {
 			return n, key, nil
 		}
-		clear(key)
+		secret.Free(key)
 	}
 	return 0, nil, ErrWrongPassphrase
 }
@@ -196,7 +196,7 @@ func openKeyslot(r io.ReaderAt, ks luks2Keyslot, passphrase []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	defer clear(areaKey)
+	defer secret.Free(areaKey)
 	c, err := xts.NewCipher(aes.NewCipher, areaKey)
 	if err != nil {
 		return nil, err
@@ -236,12 +236,13 @@ func keyslotAreaKey(ks luks2Keyslot, passphrase []byte) ([]byte, error) {
 		if h == nil || ks.KDF.Iterations < 1 {
 			return nil, fmt.Errorf("%w: pbkdf2 with %q, %d iterations", errUnsupported, ks.KDF.Hash, ks.KDF.Iterations)
 		}
-		areaKey = pbkdf2.Key(passphrase, salt, ks.KDF.Iterations, ks.Area.KeySize, h)
+		areaKey = secret.New(ks.Area.KeySize)
+		pbkdf2Key(passphrase, salt, ks.KDF.Iterations, areaKey, h)
 	default:
 		return nil, fmt.Errorf("%w: KDF %q", errUnsupported, ks.KDF.Type)
 	}
 	if err != nil {
-		clear(areaKey)
+		secret.Free(areaKey)
 		return nil, err
 	}
 	return areaKey, nil
@@ -251,14 +252,14 @@ func keyslotAreaKey(ks luks2Keyslot, passphrase []byte) ([]byte, error) {
 // spreads a key over stripes): d = diffuse(d XOR s_i) over all stripes but
 // the last, and the key is d XOR the last stripe.
 func afMerge(material []byte, keySize, stripes int, h func() hash.Hash) []byte {
-	d := make([]byte, keySize)
+	d := secret.New(keySize)
+	defer secret.Free(d)
 	for i := 0; i < stripes-1; i++ {
 		subtle.XORBytes(d, d, material[i*keySize:(i+1)*keySize])
 		diffuse(d, h)
 	}
-	key := make([]byte, keySize)
+	key := secret.New(keySize)
 	subtle.XORBytes(key, d, material[(stripes-1)*keySize:stripes*keySize])
-	clear(d)
 	return key
 }
 
@@ -290,6 +291,7 @@ func checkDigest(dg *luks2Digest, key []byte) (bool, error) {
 	if err1 != nil || err2 != nil || len(want) == 0 || dg.Iterations < 1 {
 		return false, errors.New("digest salt, value or iterations invalid")
 	}
-	got := pbkdf2.Key(key, salt, dg.Iterations, len(want), h)
+	got := make([]byte, len(want))
+	pbkdf2Key(key, salt, dg.Iterations, got, h)
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

@@ -50,8 +50,9 @@ type UserspaceStats struct {
 // The volume is served by a separate process, the volume server (see
 // serverArg0 in userspace_server.go for why and how): MountUserspace starts
 // it, hands it the backing file and (over a pipe) the key, and waits until
-// the file is there. The calling process keeps no copy of the key and may
-// read and write the file itself.
+// the file is there. The calling process makes no copy of the key (it is
+// written to the pipe from the caller's own secret memory, which the caller
+// frees) and may read and write the file itself.
 //
 // Properties of the served file:
 //   - reads decrypt whatever is on the backing store (never-written areas
@@ -78,7 +79,9 @@ type UserspaceStats struct {
 // buffers, which are reused without clearing. Nothing is logged (go-fuse's
 // logger is discarded). The server zeroes the key and the expanded key
 // schedules when the volume is closed (see xtsCipher.wipe for the one
-// exception on CPUs without AES-NI). Memory is not mlocked.
+// exception on CPUs without AES-NI). The server's working key is secret
+// memory (luksdock/internal/secret: locked, out of core dumps); its AES key
+// schedules are in the Go heap, wiped at close.
 //
 // Process death: if the calling process dies (even by SIGKILL), the server
 // sees its control pipe close, detaches the mount and aborts the FUSE
@@ -227,9 +230,12 @@ func startVolumeServer(backing *os.File, cfg serverConfig, key []byte) (*Userspa
 	if err != nil {
 		return fail(err)
 	}
-	buf := append(append(msg, '\n'), key...)
-	_, err = ctlW.Write(buf)
-	clear(buf)
+	// The key goes from where the caller keeps it straight into the pipe,
+	// after the configuration line (a pipe holds both without blocking).
+	_, err = ctlW.Write(append(msg, '\n'))
+	if err == nil {
+		_, err = ctlW.Write(key)
+	}
 	if err != nil {
 		return fail(fmt.Errorf("volume server: %w", err))
 	}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/internal/secret"
 )
 
 // The volume server: the process that holds the volume key of a
@@ -134,12 +135,19 @@ func serveVolume(ctl io.Reader, out io.Writer, backing *os.File) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	signal.Ignore(syscall.SIGPIPE)
 
+	// The configuration line and the key are read without a buffer: a
+	// bufio.Reader would take the key into its heap buffer with the line.
+	cfgLine, key, err := readConfig(ctl)
 	in := bufio.NewReader(ctl)
 	reply := func(x any) {
 		b, _ := json.Marshal(x)
 		out.Write(append(b, '\n'))
 	}
-	v, err := startServer(in, backing)
+	var v *volServer
+	if err == nil {
+		v, err = startServer(cfgLine, key, backing)
+	}
+	secret.Free(key)
 	if err != nil {
 		reply(serverReady{Error: err.Error()})
 		return 1
@@ -186,23 +194,41 @@ func serveVolume(ctl io.Reader, out io.Writer, backing *os.File) int {
 	}
 }
 
-// startServer reads the configuration and the key, and mounts the volume.
-func startServer(in *bufio.Reader, backing *os.File) (*volServer, error) {
-	line, err := in.ReadBytes('\n')
-	if err != nil {
-		return nil, fmt.Errorf("read configuration: %w", err)
+// readConfig reads the configuration line and the key that follows it
+// from ctl, byte by byte up to the line's end (it is short), then the key
+// straight into secret memory, which the caller frees.
+func readConfig(ctl io.Reader) (line, key []byte, err error) {
+	var c [1]byte
+	for len(line) < 4096 {
+		if _, err := io.ReadFull(ctl, c[:]); err != nil {
+			return nil, nil, fmt.Errorf("read configuration: %w", err)
+		}
+		if c[0] == '\n' {
+			break
+		}
+		line = append(line, c[0])
 	}
 	var cfg serverConfig
 	if err := json.Unmarshal(line, &cfg); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.KeyLen != 32 && cfg.KeyLen != 64 {
-		return nil, fmt.Errorf("configuration: key length %d", cfg.KeyLen)
+		return nil, nil, fmt.Errorf("configuration: key length %d", cfg.KeyLen)
 	}
-	key := make([]byte, cfg.KeyLen)
-	defer clear(key)
-	if _, err := io.ReadFull(in, key); err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
+	key = secret.New(cfg.KeyLen)
+	if _, err := io.ReadFull(ctl, key); err != nil {
+		secret.Free(key)
+		return nil, nil, fmt.Errorf("read key: %w", err)
+	}
+	return line, key, nil
+}
+
+// startServer mounts the volume with the configuration and key readConfig
+// read; the key is copied.
+func startServer(line, key []byte, backing *os.File) (*volServer, error) {
+	var cfg serverConfig
+	if err := json.Unmarshal(line, &cfg); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	v, err := newVolServer(backing, cfg, key)
 	if err != nil {
@@ -227,7 +253,7 @@ func newVolServer(backing *os.File, cfg serverConfig, key []byte) (*volServer, e
 		size:       cfg.Size,
 		sectorSize: cfg.SectorSize,
 		ivTweak:    cfg.IVTweak,
-		key:        append([]byte(nil), key...),
+		key:        secret.Clone(key), // the working key
 	}
 	var err error
 	if v.c, err = newXTSCipher(v.key, int(cfg.SectorSize)); err != nil {
@@ -238,7 +264,7 @@ func newVolServer(backing *os.File, cfg serverConfig, key []byte) (*volServer, e
 }
 
 func (v *volServer) wipe() {
-	clear(v.key)
+	secret.Free(v.key)
 	if v.c != nil {
 		v.c.wipe()
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
+	"luksdock/internal/secret"
 	"luksdock/luks"
 )
 
@@ -333,11 +334,11 @@ func (r *runner) resume() (string, error) {
 	}
 	info, err := luks.ReadHeaderDevice(r.part)
 	if err != nil {
-		clear(key)
+		secret.Free(key)
 		return "", fmt.Errorf("reading the LUKS header: %w", err)
 	}
 	if info.UUID != s.LUKSUUID {
-		clear(key)
+		secret.Free(key)
 		return "", refused("%s holds LUKS volume %s, not %s: pass --restart to start over", r.part.Path, info.UUID, s.LUKSUUID)
 	}
 	r.key, r.info = key, info

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/secret"
 	"luksdock/luks"
 )
 
@@ -58,16 +58,16 @@ func (e wrongSecretError) Unwrap() error { return luks.ErrWrongPassphrase }
 func startKeyCheck(ctx context.Context, part luks.Device, secrets [][]byte, want []byte) *keyCheck {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &keyCheck{done: make(chan struct{}), cancel: cancel}
-	want = bytes.Clone(want)
+	want = secret.Clone(want)
 	go func() {
 		defer close(c.done)
-		defer clear(want)
+		defer secret.Free(want)
 		if c.header, c.err = headerSum(part); c.err != nil {
 			return
 		}
 		c.info, c.key, c.summary, c.err = checkKeys(ctx, part, secrets, want)
 		if c.err != nil {
-			clear(c.key)
+			secret.Free(c.key)
 			c.key = nil
 		}
 	}()
@@ -90,7 +90,7 @@ func (c *keyCheck) wait(part luks.Device) (luks.Info, []byte, string, error) {
 		err = errors.New("the LUKS header area changed while its keyslot was being checked")
 	}
 	if err != nil {
-		clear(key)
+		secret.Free(key)
 		return luks.Info{}, nil, "", err
 	}
 	return c.info, key, c.summary, nil
@@ -138,7 +138,7 @@ func (c *keyCheck) stop() {
 	}
 	c.cancel()
 	<-c.done
-	clear(c.key)
+	secret.Free(c.key)
 	c.key = nil
 }
 
@@ -280,16 +280,16 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 		case csKey != nil && subtle.ConstantTimeCompare(cKey, csKey) != 1:
 			err = fmt.Errorf("the keyslot%s holds a different volume key than the passphrase's", which)
 		}
-		clear(oKey)
+		secret.Free(oKey)
 		if err != nil {
-			clear(cKey)
-			clear(csKey)
+			secret.Free(cKey)
+			secret.Free(csKey)
 			return luks.Info{}, nil, "", err
 		}
 		if csKey == nil {
 			info, csKey = oInfo, cKey
 		} else {
-			clear(cKey)
+			secret.Free(cKey)
 		}
 	}
 	how := "one after the other"

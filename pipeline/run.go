@@ -13,6 +13,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/internal/secret"
 	"luksdock/internal/version"
 	"luksdock/luks"
 	"luksdock/recovery"
@@ -406,7 +407,7 @@ func (r *runner) format() (string, error) {
 	if err := r.checkIdentity(); err != nil {
 		return "", err
 	}
-	r.key = make([]byte, luks.KeyBytes)
+	r.key = secret.New(luks.KeyBytes)
 	if _, err := rand.Read(r.key); err != nil {
 		return "", err
 	}
@@ -559,7 +560,7 @@ func (r *runner) mkfs() (string, error) {
 
 func (r *runner) closeVolume() (string, error) {
 	err := r.closeAll(r.work)
-	clear(r.key)
+	secret.Free(r.key)
 	if err != nil {
 		return "", err
 	}
@@ -693,7 +694,7 @@ func (r *runner) headerBackup() (string, error) {
 func (r *runner) release() {
 	r.keys.stop()
 	_ = r.closeAll(context.Background())
-	clear(r.key)
+	secret.Free(r.key)
 	if r.excl != nil && r.excl != r.lock {
 		r.excl.Close()
 	}

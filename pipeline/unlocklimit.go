@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"luksdock/internal/secret"
 	"luksdock/luks"
 )
 
@@ -48,11 +49,11 @@ type unsealed struct {
 // interrupted; a given-up one finishes in the background and its key is
 // cleared (verify exits right after; its cost was bounded before it began,
 // see luks.HeaderReport.Affordable).
-func ownUnsealWithin(ctx context.Context, part luks.Device, secret []byte, deadline time.Duration) (luks.Info, []byte, error) {
+func ownUnsealWithin(ctx context.Context, part luks.Device, pass []byte, deadline time.Duration) (luks.Info, []byte, error) {
 	ch := make(chan unsealed, 1)
 	unseal := ownUnsealKey
 	go func() {
-		info, key, err := unseal(part, secret)
+		info, key, err := unseal(part, pass)
 		ch <- unsealed{info, key, err}
 	}()
 	t := time.NewTimer(deadline)
@@ -61,10 +62,10 @@ func ownUnsealWithin(ctx context.Context, part luks.Device, secret []byte, deadl
 	case u := <-ch:
 		return u.info, u.key, u.err
 	case <-t.C:
-		go func() { u := <-ch; clear(u.key) }()
+		go func() { u := <-ch; secret.Free(u.key) }()
 		return luks.Info{}, nil, &deadlineError{who: "luksdock's own key derivation", limit: deadline}
 	case <-ctx.Done():
-		go func() { u := <-ch; clear(u.key) }()
+		go func() { u := <-ch; secret.Free(u.key) }()
 		return luks.Info{}, nil, ctx.Err()
 	}
 }

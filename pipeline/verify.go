@@ -10,6 +10,7 @@ import (
 
 	"luksdock/disk"
 	"luksdock/fsformat"
+	"luksdock/internal/secret"
 	"luksdock/internal/version"
 	"luksdock/luks"
 )
@@ -26,7 +27,7 @@ import (
 // the top directory must have.
 func verifyDevice(ctx context.Context, part luks.Device, partName string, kc *keyCheck, engine Engine, wantLabel string, wantOwner *fsformat.Owner) (*Result, string, error) {
 	info, key, summary, err := kc.wait(part)
-	defer clear(key)
+	defer secret.Free(key)
 	if err != nil {
 		return nil, "", err
 	}
@@ -60,7 +61,7 @@ func verifyDevice(ctx context.Context, part luks.Device, partName string, kc *ke
 		}
 		vol, closeVol = v.Path(), v.Close
 	}
-	clear(key)
+	secret.Free(key)
 	chk, ferr := fsformat.Fsck(ctx, vol)
 	sb, lerr := fsformat.ReadSuper(ctx, vol)
 	top, oerr := fsformat.ReadTopDir(ctx, vol)

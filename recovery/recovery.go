@@ -20,8 +20,10 @@
 // accepts looser input (upper case, spaces or no separators) where luksdock
 // itself reads a key, and turns it into that exact form.
 //
-// Keys are []byte, not string, so the caller can clear them; Parse and the
-// QR renderer say where copies are made that cannot be cleared.
+// Keys are []byte, never strings, and Generate, Parse and ReadFile return
+// them in secret memory (luksdock/internal/secret: locked, out of core
+// dumps): the caller frees them with secret.Free. The QR renderer says
+// where copies are made that cannot be cleared.
 package recovery
 
 import (
@@ -36,6 +38,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"luksdock/internal/secret"
 )
 
 // Alphabet is modhex: the character for each 4-bit value, in order.
@@ -53,17 +57,20 @@ const (
 func Generate() ([]byte, error) { return generate(rand.Reader) }
 
 func generate(r io.Reader) ([]byte, error) {
-	raw := make([]byte, Bits/8)
-	defer clear(raw)
+	raw := secret.New(Bits / 8)
+	defer secret.Free(raw)
 	if _, err := io.ReadFull(r, raw); err != nil {
 		return nil, fmt.Errorf("reading random bytes: %w", err)
 	}
-	key := make([]byte, 0, Len)
+	key := secret.New(Len)
+	k := 0
 	for i, b := range raw {
 		if i > 0 && i%(GroupChars/2) == 0 {
-			key = append(key, '-')
+			key[k] = '-'
+			k++
 		}
-		key = append(key, Alphabet[b>>4], Alphabet[b&0xf])
+		key[k], key[k+1] = Alphabet[b>>4], Alphabet[b&0xf]
+		k += 2
 	}
 	return key, nil
 }
@@ -75,11 +82,11 @@ var ErrInvalid = errors.New("not a recovery key")
 // Case does not matter; dashes, spaces, tabs, line breaks, dots, colons and
 // underscores between characters are ignored, so "FVBJ HRLU ectb..." and the
 // key without dashes are accepted. Anything else is an error that says which
-// character was wrong (and never echoes the key). The returned slice is new;
-// the input is not modified.
+// character was wrong (and never echoes the key). The returned slice is new,
+// in secret memory (free it with secret.Free); the input is not modified.
 func Parse(in []byte) ([]byte, error) {
-	chars := make([]byte, 0, Groups*GroupChars)
-	defer clear(chars)
+	chars := secret.New(Groups * GroupChars)[:0] // appends stay in its capacity
+	defer secret.Free(chars)
 	for i, c := range in {
 		switch {
 		case c == '-' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '.' || c == ':' || c == '_':
@@ -101,7 +108,7 @@ func Parse(in []byte) ([]byte, error) {
 	if len(chars) != Groups*GroupChars {
 		return nil, fmt.Errorf("%w: %d characters, want %d (%d groups of %d)", ErrInvalid, len(chars), Groups*GroupChars, Groups, GroupChars)
 	}
-	key := make([]byte, 0, Len)
+	key := secret.New(Len)[:0]
 	for i, c := range chars {
 		if i > 0 && i%GroupChars == 0 {
 			key = append(key, '-')
@@ -117,7 +124,7 @@ func Valid(key []byte) bool {
 	if err != nil {
 		return false
 	}
-	defer clear(k)
+	defer secret.Free(k)
 	return subtle.ConstantTimeCompare(k, key) == 1
 }
 
@@ -182,13 +189,13 @@ func (c Challenge) Check(key, typed []byte) bool {
 	if len(c.Groups) == 0 || len(key) != Len {
 		return false
 	}
-	want := make([]byte, 0, len(c.Groups)*GroupChars)
-	defer clear(want)
+	want := secret.New(len(c.Groups) * GroupChars)[:0]
+	defer secret.Free(want)
 	for _, g := range c.Groups {
 		want = append(want, Group(key, g)...)
 	}
-	got := make([]byte, 0, len(typed))
-	defer clear(got)
+	got := secret.New(len(typed))[:0]
+	defer secret.Free(got)
 	for _, ch := range typed {
 		switch {
 		case ch == '-' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '.' || ch == ':' || ch == '_':
@@ -205,21 +212,27 @@ func (c Challenge) Check(key, typed []byte) bool {
 // exact form (see Parse). The file may hold other lines (a comment such as
 // WriteFile's); the key is the first line that parses.
 func ReadFile(path string, r io.Reader) ([]byte, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(r, 64<<10))
-	} else {
-		var f *os.File
-		if f, err = os.Open(path); err == nil {
-			b, err = io.ReadAll(io.LimitReader(f, 64<<10))
-			f.Close()
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("recovery key file: %w", err)
 		}
+		defer f.Close()
+		r = f
 	}
-	defer clear(b)
+	// Read straight into secret memory, of a fixed size (a growing buffer
+	// would leave copies behind): the first maxFile bytes, as many as a
+	// key file holds many times over.
+	buf := secret.New(maxFile)
+	defer secret.Free(buf)
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recovery key file: %w", err)
 	}
+	b := buf[:n]
 	var firstErr error
 	for line := range splitLines(b) {
 		if len(line) == 0 || line[0] == '#' {
@@ -258,6 +271,9 @@ func splitLines(b []byte) func(func([]byte) bool) {
 	}
 }
 
+// maxFile is how much of a recovery key file ReadFile reads.
+const maxFile = 16 << 10
+
 // FileHeader is the comment WriteFile puts above the key.
 const FileHeader = "# luksdock recovery key: type the next line exactly (lower case, with the dashes) at the disk's passphrase prompt.\n"
 
@@ -284,8 +300,8 @@ func WriteFile(path string, key []byte, about string) (err error) {
 	if err := f.Chmod(0o600); err != nil { // whatever the umask
 		return fmt.Errorf("recovery key file: %w", err)
 	}
-	buf := make([]byte, 0, len(FileHeader)+len(about)+len(key)+4)
-	defer clear(buf)
+	buf := secret.New(len(FileHeader) + len(about) + len(key) + 4)[:0]
+	defer secret.Free(buf)
 	buf = append(buf, FileHeader...)
 	if about != "" {
 		buf = append(buf, "# "+strings.ReplaceAll(about, "\n", " ")+"\n"...)

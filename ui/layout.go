@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The keyboard-layout warning compares the keymaps configured on this
@@ -76,7 +77,9 @@ func layoutDiff(layouts []string, p []byte) map[string][]rune {
 	for _, l := range layouts {
 		rows, known := layoutRows[l]
 		set := map[rune]bool{}
-		for _, r := range string(p) {
+		for i := 0; i < len(p); { // not range string(p): that copies the passphrase into the heap
+			r, n := utf8.DecodeRune(p[i:])
+			i += n
 			if r == ' ' {
 				continue
 			}
@@ -108,7 +111,9 @@ func layoutDiff(layouts []string, p []byte) map[string][]rune {
 // nonUS are the characters of p the US keymap of a boot prompt cannot type.
 func nonUS(p []byte) []rune {
 	set := map[rune]bool{}
-	for _, r := range string(p) {
+	for i := 0; i < len(p); { // not range string(p): that copies the passphrase into the heap
+		r, n := utf8.DecodeRune(p[i:])
+		i += n
 		if _, _, ok := keyPos(usRows, r); !ok && r != ' ' {
 			set[r] = true
 		}

@@ -27,6 +27,7 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
+	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -252,7 +253,7 @@ func (c *shared) clearSecrets() {
 }
 
 func (c *shared) clearRecoveryKey() {
-	clear(c.recKey)
+	lsecret.Free(c.recKey)
 	c.recKey, c.recChallenge, c.recConfirmed = nil, recovery.Challenge{}, false
 }
 
@@ -260,7 +261,7 @@ func (c *shared) clearRecoveryKey() {
 // a run is using it.
 func (c *shared) dropPlan() {
 	if c.plan != nil && (c.run == nil || c.run.finished) {
-		clear(c.plan.Opts.RecoveryKey)
+		lsecret.Free(c.plan.Opts.RecoveryKey)
 	}
 	c.plan = nil
 }

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/fsformat"
+	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -463,7 +463,7 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 	s.checking = true
 	o, seq, t, checkHdr := s.options(), s.seq, s.c.target, s.c.cfg.CheckHeaderBackup
 	wantKey := s.rec.cur == 0
-	oldKey, oldCh := bytes.Clone(s.c.recKey), s.c.recChallenge
+	oldKey, oldCh := lsecret.Clone(s.c.recKey), s.c.recChallenge
 	inv, seen := s.c.inv, s.seenLabels()
 	if inv == nil {
 		inv = &inventory.File{} // not read (or damaged): no set to check against
@@ -472,7 +472,7 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 		if o.HeaderBackup != "" {
 			abs, err := checkHdr(t.Path, o.HeaderBackup)
 			if err != nil {
-				clear(oldKey)
+				lsecret.Free(oldKey)
 				return planMsg{seq: seq, err: err}
 			}
 			o.HeaderBackup = abs
@@ -483,13 +483,13 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 		if wantKey {
 			key = oldKey
 		} else {
-			clear(oldKey)
+			lsecret.Free(oldKey)
 		}
 		// the same prepare as the CLI's: the plan, the set's label rule,
 		// the recovery key
 		prep, err := core.PlanPrepare(core.PrepareRequest{Target: t, Options: o, WantRecoveryKey: wantKey, RecoveryKey: key,
 			Inventory: inv, Labels: append([]string{}, seen...)})
-		clear(oldKey) // core keeps its own copy
+		lsecret.Free(oldKey) // core keeps its own copy
 		m := planMsg{seq: seq}
 		var p *pipeline.Plan
 		if err == nil {
@@ -498,10 +498,10 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 				p.Warnings = append(p.Warnings, prep.Warning)
 			}
 			if wantKey {
-				m.recKey, m.recCh, m.recNew = bytes.Clone(p.Opts.RecoveryKey), oldCh, oldKey == nil
+				m.recKey, m.recCh, m.recNew = lsecret.Clone(p.Opts.RecoveryKey), oldCh, oldKey == nil
 				if m.recNew {
 					if m.recCh, err = recovery.NewChallenge(2); err != nil {
-						clear(p.Opts.RecoveryKey)
+						lsecret.Free(p.Opts.RecoveryKey)
 						p, err = nil, fmt.Errorf("making the recovery key: %w", err)
 					}
 				}
@@ -509,9 +509,9 @@ func (s *optionsScreen) makePlan() tea.Cmd {
 		}
 		m.opts, m.plan, m.err = o, p, err
 		if err != nil {
-			clear(o.RecoveryKey)
+			lsecret.Free(o.RecoveryKey)
 			if m.recNew {
-				clear(m.recKey)
+				lsecret.Free(m.recKey)
 			}
 			m.recKey = nil
 		}
@@ -548,7 +548,7 @@ func (s *optionsScreen) Update(msg tea.Msg) tea.Cmd {
 			s.c.clearRecoveryKey()
 			s.c.recKey, s.c.recChallenge = msg.recKey, msg.recCh
 		default:
-			clear(msg.recKey) // a copy of the one kept
+			lsecret.Free(msg.recKey) // a copy of the one kept
 		}
 		s.c.forward(scrOptions)
 		return nil

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 
@@ -9,6 +8,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/core"
+	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/pipeline"
 )
@@ -57,7 +57,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 	if m, ok := msg.(restartMsg); ok {
 		if !s.remaking {
 			if m.plan != nil {
-				clear(m.plan.Opts.RecoveryKey)
+				lsecret.Free(m.plan.Opts.RecoveryKey)
 			}
 			return nil
 		}
@@ -81,7 +81,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 		s.remaking = true
 		o, t, inv := s.c.plan.Opts, s.c.target, s.c.inv
 		o.Restart = true
-		key := bytes.Clone(o.RecoveryKey) // the one on the user's paper
+		key := lsecret.Clone(o.RecoveryKey) // the one on the user's paper
 		o.RecoveryKey = nil
 		if inv == nil {
 			inv = &inventory.File{}
@@ -90,7 +90,7 @@ func (s *planScreen) Update(msg tea.Msg) tea.Cmd {
 			// the same prepare as before, started over: core's plan
 			prep, err := core.PlanPrepare(core.PrepareRequest{Target: t, Options: o, WantRecoveryKey: key != nil, RecoveryKey: key,
 				Inventory: inv, Labels: []string{}})
-			clear(key) // the plan has its own copy
+			lsecret.Free(key) // the plan has its own copy
 			if err != nil {
 				return restartMsg{err: err}
 			}

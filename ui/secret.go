@@ -3,10 +3,12 @@ package ui
 import (
 	"unicode/utf8"
 
+	lsecret "luksdock/internal/secret"
 	"luksdock/pipeline"
 )
 
-// secret is a masked input that keeps its bytes in one fixed buffer, so
+// secret is a masked input that keeps its bytes in one fixed buffer of
+// secret memory (luksdock/internal/secret: locked, out of core dumps), so
 // Clear really removes the passphrase from memory (no copies left behind by
 // growing a slice or a string).
 //
@@ -22,7 +24,7 @@ type secret struct {
 // Insert appends typed or pasted text; control characters are dropped.
 func (s *secret) Insert(t string) {
 	if s.b == nil {
-		s.b = make([]byte, 0, pipeline.MaxPassphrase+utf8.UTFMax)
+		s.b = lsecret.New(pipeline.MaxPassphrase + utf8.UTFMax)[:0]
 	}
 	for _, r := range t {
 		if r < 0x20 || r == 0x7f || r == utf8.RuneError {

@@ -16,6 +16,11 @@
 // to REPORT (a path outside the watched directories) and exits with CMD's
 // exit status. It judges nothing: the Go test scans the report for secrets.
 //
+//	guestwatch memwatch -out REPORT -shims DIR -pass FILE -vk-dev DEV [-rk FILE] -- CMD ARGS...
+//
+// reads CMD's memory at fixed points and searches it for the secrets: see
+// memwatch.go.
+//
 //	guestwatch excl DEV...
 //
 // opens each block device with O_EXCL, as a new luksdock or mkfs would, and
@@ -129,6 +134,8 @@ func main() {
 		os.Exit(killatCmd(os.Args[2:]))
 	case "pauseat":
 		os.Exit(pauseatCmd(os.Args[2:]))
+	case "memwatch":
+		os.Exit(memwatchCmd(os.Args[2:]))
 	default:
 		usage()
 	}
@@ -137,7 +144,8 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: guestwatch watch -out REPORT [-dirs D,D] [-every 2ms] [-dm-every 100ms] -- CMD ARGS... | guestwatch excl DEV... |\n"+
 		"       guestwatch killat -out REPORT (-event start|done -step STEP | -child REGEX [-exe REGEX [-progress write|read -disk DISK]]) [-after DUR] [-orphans DUR] [-pause-event E -pause-step S -pause-file F] -- CMD ARGS... |\n"+
-		"       guestwatch pauseat -event start|done -step STEP -pidfile FILE -- CMD ARGS...")
+		"       guestwatch pauseat -event start|done -step STEP -pidfile FILE -- CMD ARGS... |\n"+
+		"       guestwatch memwatch -out REPORT -shims DIR -pass FILE -vk-dev DEV [-rk FILE] -- CMD ARGS...")
 	os.Exit(2)
 }
 

@@ -145,6 +145,11 @@ func initialHash(password, salt []byte, p Params) [64]byte {
 	}
 	var out [64]byte
 	h.Sum(out[:0])
+	// The hash keeps the last partial block it was given (the end of
+	// the password, when salt and the rest are empty) in its buffer:
+	// a block of zeros overwrites it.
+	var zero [blake2b.BlockSize]byte
+	h.Write(zero[:])
 	return out
 }
 

@@ -28,6 +28,10 @@ func mapBlocks(n, lanes int) (*mapping, error) {
 		return nil, err
 	}
 	_ = unix.Madvise(raw, unix.MADV_DONTDUMP) // no derived secrets in core dumps
+	// Nor in swap, where the machine allows it (root; else RLIMIT_MEMLOCK
+	// is usually far smaller than a KDF's memory, and the pages may swap).
+	// munmap in free gives them back to the kernel, which zeroes them.
+	_ = unix.Mlock(raw)
 	per := (n + lanes - 1) / lanes * 1024
 	var wg sync.WaitGroup
 	for off := 0; off < len(raw); off += per {

@@ -255,7 +255,7 @@ func (s *progressScreen) View() (string, int) {
 	for _, e := range c.events {
 		switch {
 		case e.Kind == pipeline.EventPlan:
-			b.WriteString(st.faint.Render(truncate("engine: "+string(e.Engine)+" — "+e.Message, w)) + "\n\n")
+			b.WriteString(para(st.faint, "engine: "+string(e.Engine)+" — "+e.Message, w, "  ") + "\n")
 		case e.Kind == pipeline.EventDone && e.Step == pipeline.StepPreflight:
 			preflightDone = true
 		case e.Kind == pipeline.EventWarning:

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"luksdock/pipeline"
 )
@@ -22,6 +23,29 @@ func TestProgressBarFitsTheWidth(t *testing.T) {
 			first := strings.Split(out, "\n")[0]
 			if lipgloss.Width(first) > w || !strings.HasSuffix(first, "100.0%") {
 				t.Errorf("the bar line is %d wide at %d columns: %q", lipgloss.Width(first), w, first)
+			}
+		})
+	}
+}
+
+// Found trying the wizard: the progress screen cut the engine line with
+// an ellipsis ("served to mkfs.ext4 throug…" at 80 columns, "served…" at
+// 60); it is wrapped whole now.
+func TestProgressEngineLineWhole(t *testing.T) {
+	msg := "image file: AES-XTS in luksdock, served to mkfs.ext4 through FUSE"
+	for _, w := range []int{60, 80} {
+		t.Run(fmt.Sprint(w), func(t *testing.T) {
+			m := New(Config{Keyboard: func() []string { return nil }})
+			m.c.width = w
+			m.c.events = []pipeline.Event{{Kind: pipeline.EventPlan, Engine: pipeline.EngineUserspace, Message: msg}}
+			v, _ := m.screens[scrProgress].View()
+			if !strings.Contains(flat(ansi.Strip(v)), "engine: userspace — "+msg) {
+				t.Errorf("the engine line is cut at %d columns:\n%s", w, v)
+			}
+			for _, l := range strings.Split(v, "\n") {
+				if lipgloss.Width(l) > w {
+					t.Errorf("line wider than %d: %q", w, l)
+				}
 			}
 		})
 	}

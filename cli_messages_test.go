@@ -148,3 +148,32 @@ func TestPrepareNoFlags(t *testing.T) {
 		t.Errorf("verify --bogus: exit %d: %s", code, errs)
 	}
 }
+
+// Found trying the CLI: open, close, passwd, recovery-key and retire listed
+// the wizard's exit codes ("0 success (prepare: the disk is made and
+// verified)", 5 "verification failed", 6 "verify: ..."), not their own.
+// Each lists its own now, and the codes seen when trying them are in it.
+func TestLifecycleHelpListsOwnExitCodes(t *testing.T) {
+	for cmd, want := range map[string][]string{
+		"open":         {"0    unlocked and mounted", "3    refused", "6    the passphrase (or the recovery key) opens no keyslot"},
+		"close":        {"0    unmounted, locked", "3    refused"},
+		"passwd":       {"0    the new passphrase opens the disk", "3    refused", "6    the old passphrase"},
+		"recovery-key": {"0    the new recovery key opens the disk", "2    usage error", "6    the passphrase opens no keyslot"},
+		"retire":       {"0    crypto-erased and proved", "3    refused: wrong --confirm", "130  interrupted (SIGINT/SIGTERM) during --erase"},
+	} {
+		code, help, errs := cli(t, "", cmd, "--help")
+		if code != 0 {
+			t.Fatalf("%s --help: exit %d: %s", cmd, code, errs)
+		}
+		_, codes, _ := strings.Cut(help, "Exit codes:\n")
+		codes, _, _ = strings.Cut(codes, "\n\n")
+		if strings.Contains(codes, "prepare: the disk is made") || strings.Contains(codes, "6    verify:") {
+			t.Errorf("%s --help lists the wizard's exit codes:\n%s", cmd, codes)
+		}
+		for _, w := range want {
+			if !strings.Contains(codes, w) {
+				t.Errorf("%s --help: exit codes lack %q:\n%s", cmd, w, codes)
+			}
+		}
+	}
+}

@@ -49,7 +49,7 @@ A disk luksdock did not open (unlocked by hand or by the desktop as
 luks-UUID) is found through its dm-crypt mapping and closed the same way;
 a disk that is not open at all is only powered off.
 
-` + exitCodesHelp,
+` + closeExitCodes,
 		Example: closeExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -83,3 +83,13 @@ a disk that is not open at all is only powered off.
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
+
+// closeExitCodes are close's own exit codes (exitCode maps the errors).
+const closeExitCodes = `Exit codes:
+  0    unmounted, locked (and powered off), or the disk was not open
+  2    usage error (bad flags or arguments)
+  3    refused: not run as root, no attached disk has that label, a
+       process uses the filesystem (named; nothing was changed), or the
+       volume was closed but the disk could not be powered off
+  4    a step failed (unmount, lock); the message names it
+  130  killed by Ctrl+C (SIGINT) before it finished`

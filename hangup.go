@@ -66,7 +66,11 @@ func journalRun(command, target string, res *pipeline.Result, err error, sig os.
 		}
 	}
 	if sig != nil {
-		fmt.Fprintf(&b, " [stopped by %s%s]", sig, map[bool]string{true: ": the terminal hung up (a dropped connection or a closed window)", false: ""}[sig == syscall.SIGHUP])
+		how := "stopped by"
+		if err == nil && res != nil {
+			how = "the run had finished; then ended by" // nothing was stopped
+		}
+		fmt.Fprintf(&b, " [%s %s%s]", how, sig, map[bool]string{true: ": the terminal hung up (a dropped connection or a closed window)", false: ""}[sig == syscall.SIGHUP])
 	}
 	msg := strings.ReplaceAll(b.String(), "\n", " ")
 	if w, err := syslog.New(syslog.LOG_NOTICE|syslog.LOG_USER, "luksdock"); err == nil {

@@ -60,7 +60,7 @@ With the recovery key as the old secret, the keyslot of the lost
 passphrase is the inventory's (where prepare or the last passwd put it),
 else the only other keyslot; with more, name it with --old-slot.
 
-` + exitCodesHelp,
+` + passwdExitCodes,
 		Example: passwdExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -149,3 +149,17 @@ func printKeyChange(cmd *cobra.Command, r *core.KeyChange, what string) {
 		warnf(cmd, "%s is not in the inventory, so the date of this change is not recorded", r.Target)
 	}
 }
+
+// passwdExitCodes are passwd's own exit codes (exitCode maps the errors).
+const passwdExitCodes = `Exit codes:
+  0    the new passphrase opens the disk and the old one no longer does
+  2    usage error (bad flags or arguments)
+  3    refused: not run as root, a secret file cannot be read, the new
+       passphrase is weak (see --accept-weak) or too long, the disk is in
+       use; nothing was written
+  4    a step failed; the message names it; the disk opens with the old
+       or the new passphrase (run the same command again)
+  5    not a disk luksdock prepared (no LUKS volume found)
+  6    the old passphrase (or the recovery key) opens no keyslot
+  130  killed by Ctrl+C (SIGINT): the disk opens with the old or the new
+       passphrase; the same command run again finishes the change`

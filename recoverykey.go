@@ -48,7 +48,7 @@ keyslot is the inventory's (where prepare or the last replacement put it),
 else the only keyslot besides the passphrase's; with more, name it with
 --old-slot. The inventory's record gets the date (recovery_key_replaced).
 
-` + exitCodesHelp,
+` + recoveryKeyExitCodes,
 		Example: recoveryKeyExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -98,3 +98,17 @@ else the only keyslot besides the passphrase's; with more, name it with
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
+
+// recoveryKeyExitCodes are recovery-key's own exit codes (exitCode maps the errors).
+const recoveryKeyExitCodes = `Exit codes:
+  0    the new recovery key opens the disk and the old one no longer does
+  2    usage error (bad flags or arguments; --replace missing)
+  3    refused: not run as root, the passphrase file cannot be read,
+       NEWFILE cannot be written, the disk is in use; nothing was written
+  4    a step failed; the message names it; the disk opens with the
+       passphrase and the old or the new recovery key
+  5    not a disk luksdock prepared (no LUKS volume found)
+  6    the passphrase opens no keyslot
+  130  killed by Ctrl+C (SIGINT): the disk opens with the passphrase and
+       the old or the new recovery key; the same command with the same
+       NEWFILE finishes the change`

@@ -133,12 +133,7 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 	}
 	m.Close()
 	sig, _ := lastStop.Load().(os.Signal)
-	for _, r := range m.Results() {
-		journalRun("wizard", r.Target, r, nil, nil)
-	}
-	if err := m.LastError(); err != nil || sig != nil {
-		journalRun("wizard", "(its last run)", nil, err, sig)
-	}
+	journalWizard(m.Results(), m.LastError(), sig)
 	out := cmd.OutOrStdout()
 	if wf.json {
 		for _, r := range m.Results() {
@@ -157,4 +152,21 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		return runErr
 	}
 	return nil
+}
+
+// journalWizard records how the wizard's runs ended: each disk it made,
+// then its last run when that failed or a signal ended the wizard. A signal
+// that came after the last run finished (a hang-up on the Done screen) is
+// told on that run's line, not as a run that prepared nothing.
+func journalWizard(results []*pipeline.Result, lastErr error, sig os.Signal) {
+	for i, r := range results {
+		var s os.Signal
+		if i == len(results)-1 && lastErr == nil {
+			s = sig
+		}
+		journalRun("wizard", r.Target, r, nil, s)
+	}
+	if lastErr != nil || (sig != nil && len(results) == 0) {
+		journalRun("wizard", "(its last run)", nil, lastErr, sig)
+	}
 }

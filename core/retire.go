@@ -163,7 +163,11 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 			return nil, err
 		}
 		if err := overwrite(ctx, d.Path, d.Size, o.Progress); err != nil {
-			return nil, &pipeline.Error{Kind: pipeline.KindStep, State: "crypto-erased and the headers wiped; the overwrite did not finish", Err: err}
+			kind := pipeline.KindStep
+			if ctx.Err() != nil {
+				kind = pipeline.KindInterrupted // a stop, not a failure: exit 130
+			}
+			return nil, &pipeline.Error{Kind: kind, State: "crypto-erased and the headers wiped; the overwrite did not finish", Err: err}
 		}
 		res.Erased = true
 	}

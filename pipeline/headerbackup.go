@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -46,6 +48,10 @@ func CheckOutputPath(target, what, path string) (abs string, err error) {
 	}
 	if _, err := os.Lstat(abs); err == nil {
 		return "", fmt.Errorf("%s %s already exists; refusing to overwrite it", what, abs)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		// a name too long, a directory not searchable: the file could not
+		// be made either, and that is known before the disk is written
+		return "", fmt.Errorf("%s %s: %v", what, abs, errors.Unwrap(err))
 	}
 	if on := fsOnTarget(target, st); on != "" {
 		return "", fmt.Errorf("%s %s would be written to %s, which is on the target %s and is destroyed with it%s", what, abs, on, target, keep)

@@ -40,6 +40,9 @@ func TestCheckHeaderBackupPath(t *testing.T) {
 	os.WriteFile("old", nil, 0o600)
 	wantRefused(t, img, "old", "already exists")
 	wantRefused(t, img, "nodir/hdr", "does not exist")
+	// Found trying prepare: a name longer than the filesystem takes was
+	// refused only at the last step, after the disk was written.
+	wantRefused(t, img, strings.Repeat("h", 300)+".img", "file name too long")
 }
 
 // TestCheckHeaderBackupPathOnTarget: a backup into a filesystem that lives

@@ -223,7 +223,11 @@ func (s *disksScreen) Update(msg tea.Msg) tea.Cmd {
 func (s *disksScreen) key(msg tea.KeyPressMsg) tea.Cmd {
 	rows := s.c.disc.rows
 	held := s.moved
-	s.moved = ""
+	if key.Matches(msg, s.keys.up, s.keys.down, s.keys.enter) {
+		// only a key the list takes ends the hold: a stray key (Home, Tab,
+		// a letter) just before Enter must not let that Enter through
+		s.moved = ""
+	}
 	switch {
 	case key.Matches(msg, s.keys.up):
 		if s.cursor > 0 {

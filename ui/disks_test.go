@@ -126,3 +126,25 @@ func TestRefusedDiskReasonAndFix(t *testing.T) {
 		h.onScreen(scrDisks)
 	})
 }
+
+// Found trying the wizard: a key the list does not take (Home, a letter)
+// pressed between a list change that moved the selection and Enter ended
+// the hold, so that Enter chose the disk just docked.
+func TestStrayKeyDoesNotReleaseHeldEnter(t *testing.T) {
+	fd := &fakeDiscovery{ch: make(chan disk.Hotplug, 4)}
+	sdx, sdw := usbDisk("sdx", "65:112", "X1"), usbDisk("sdw", "65:96", "W1")
+	fd.set(sdx)
+	h := startSized(t, Config{Scan: fd.scan, Hotplug: fd.ch}, 80, 24, nil)
+	h.waitFor("the list", 5*time.Second, func(s snapshot) bool { return s.selected() == "sdx" })
+	time.Sleep(1100 * time.Millisecond)
+	fd.set(sdx, sdw)
+	fd.ch <- disk.Hotplug{Action: "add", Name: "sdw", MajMin: "65:96"}
+	h.waitFor("sdw selected", 5*time.Second, func(s snapshot) bool { return s.selected() == "sdw" })
+	h.key(tea.KeyHome)
+	h.key('x')
+	h.enter()
+	time.Sleep(100 * time.Millisecond)
+	if s := h.snap(); s.screen != scrDisks {
+		t.Fatalf("Enter after a stray key, as the selection moved, chose %s:\n%s", s.selected(), s.view)
+	}
+}

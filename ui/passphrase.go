@@ -310,7 +310,11 @@ func (s *passphraseScreen) Status() string {
 	case s.err != "":
 		return para(c.st.err, "✗ "+s.err, c.width, "  ")
 	case len(p2) > 0 && bytes.Equal(p1, p2):
-		return c.st.ok.Render("✓ the two entries match") + " — Enter shows the plan"
+		next := "the plan"
+		if c.step(scrPassphrase, +1) == scrRecovery {
+			next = "the recovery key"
+		}
+		return c.st.ok.Render("✓ the two entries match") + " — Enter shows " + next
 	case len(p2) > 0:
 		return c.st.faint.Render("…keep typing")
 	}

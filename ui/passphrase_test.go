@@ -286,3 +286,32 @@ func TestNormLayout(t *testing.T) {
 		}
 	}
 }
+
+// Found trying the wizard: with the recovery key on, the match message
+// said "Enter shows the plan" while Enter showed the recovery key.
+func TestPassphraseMatchNamesTheNextScreen(t *testing.T) {
+	for _, rec := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recovery=%v", rec), func(t *testing.T) {
+			h := startSized(t, imageConfig(filepath.Join(t.TempDir(), "n.img"), 128<<20), 60, 18, nil)
+			h.walkTo(scrOptions)
+			want, next := "Enter shows the recovery key", scrRecovery
+			if !rec {
+				h.focusField("Recovery key")
+				h.key(tea.KeyRight)
+				h.waitFor("recovery key off", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "on  [off]") })
+				want, next = "Enter shows the plan", scrPlan
+			}
+			h.enter()
+			h.onScreen(scrPassphrase)
+			h.typ(testPass)
+			h.enter()
+			h.typ(testPass)
+			s := h.waitFor("the entries match", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "entries match") })
+			if !strings.Contains(flat(s.view), want) {
+				t.Errorf("the match message does not say %q:\n%s", want, s.view)
+			}
+			h.enter()
+			h.onScreen(next)
+		})
+	}
+}

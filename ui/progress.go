@@ -255,7 +255,7 @@ func (s *progressScreen) View() (string, int) {
 	for _, e := range c.events {
 		switch {
 		case e.Kind == pipeline.EventPlan:
-			b.WriteString(st.faint.Render(truncate("engine: "+string(e.Engine)+" — "+e.Message, w)) + "\n\n")
+			b.WriteString(para(st.faint, "engine: "+string(e.Engine)+" — "+e.Message, w, "  ") + "\n")
 		case e.Kind == pipeline.EventDone && e.Step == pipeline.StepPreflight:
 			preflightDone = true
 		case e.Kind == pipeline.EventWarning:
@@ -330,9 +330,10 @@ func (c *shared) advance(step pipeline.StepID) *pipeline.Advance {
 }
 
 // progressLines draws a long step's progress: a bar with the percentage,
+// the line no wider than the screen (4 spaces, the bar, " 100.0%"),
 // then the rate, the time left and what a surface check found.
 func progressLines(c *shared, a *pipeline.Advance) string {
-	bar := progress.New(progress.WithWidth(max(min(c.width-6, 60), 10)), progress.WithoutPercentage())
+	bar := progress.New(progress.WithWidth(max(min(c.width-12, 60), 10)), progress.WithoutPercentage())
 	line := fmt.Sprintf("    %s %5.1f%%", bar.ViewAs(a.Fraction), a.Fraction*100)
 	var parts []string
 	parts = append(parts, pipeline.HumanSize(a.Done)+" of "+pipeline.HumanSize(a.Total))

@@ -177,3 +177,14 @@ func TestLifecycleHelpListsOwnExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestHostUnknownCommand: "host" with no command or an unknown one is a
+// usage error (exit 2) that names it, not the help with exit 0.
+func TestHostUnknownCommand(t *testing.T) {
+	for _, args := range [][]string{{"host", "bogus"}, {"host"}} {
+		code, out, errs := cli(t, "", args...)
+		if code != 2 || !strings.Contains(errs, "luksdock host") || strings.Contains(out, "Available Commands") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 naming the problem", args, code, out, errs)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -43,9 +44,9 @@ recorded as interrupted in the inventory, the mount detached and the
 mapping removed; nothing else is touched, and the next docking checks the
 filesystem first.
 
-Exit status: 0 success or not enrolled, 4 the backup failed, 130
-interrupted.`,
-		Args: cobra.MaximumNArgs(1),
+` + dockExitCodes,
+		Example: dockExample,
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var d luks.Device
 			switch {
@@ -80,5 +81,33 @@ interrupted.`,
 	tf.add(cmd, false, false)
 	cmd.Flags().StringVar(&engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
 	cmd.Flags().BoolVar(&noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
+	manpage.SetFiles(cmd, dockFiles)
 	return cmd
+}
+
+// dockExitCodes are dock's exit codes.
+const dockExitCodes = `Exit codes:
+  0    the backup ran and the disk is locked and powered off, or this host
+       holds no key for the disk (left alone)
+  2    usage error (bad flags or arguments)
+  4    the backup failed (the command, fsck, unlock or mount); recorded,
+       and the disk is locked
+  130  interrupted: undocked or the service stopped; recorded as
+       interrupted, the mapping removed`
+
+// dockExample is dock's EXAMPLES.
+const dockExample = `  # What the udev rule starts when an enrolled disk is docked as sdb:
+  systemctl start luksdock-dock@sdb1.service
+  journalctl -u luksdock-dock@sdb1.service
+
+  # The same run by hand, on an image:
+  luksdock dock --image /srv/images/backups01.img`
+
+// dockFiles are the FILES of dock's man page.
+var dockFiles = [][2]string{
+	{"/etc/luksdock/keys/LUKS-UUID.key", "the host key that unlocks the disk (luksdock host enroll)."},
+	{"/etc/luksdock/run/label-LABEL, /etc/luksdock/run/set-SET", "the executable run on the mounted disk, with LUKSDOCK_MOUNT, LUKSDOCK_LABEL, LUKSDOCK_SET and LUKSDOCK_UUID set."},
+	{"/run/luksdock/dock/LABEL", "where the disk is mounted during the run."},
+	{"DISK/.luksdock/history.jsonl", "the disk's own history of backup runs, merged into the inventory of every machine that opens it."},
+	{"/usr/lib/udev/rules.d/80-luksdock.rules, /usr/lib/systemd/system/luksdock-dock@.service", "the udev rule and systemd unit that start dock."},
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -34,10 +35,22 @@ host status lists the disks this host holds keys for.
 
 The disk's passphrase (for enroll) is read as prepare reads it; the host
 key never appears in argv, the environment, logs, the inventory or the
-token. See docs/rotation.md.`,
-		Args: noArgs,
+token. See docs/rotation.md.
+
+` + hostExitCodes,
+		Example: hostExample,
+		// "host" alone or "host bogus" is a usage error (exit 2), not the
+		// help with exit 0.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return usageError{fmt.Errorf("%s needs a command: enroll, forget or status", cmd.CommandPath())}
+		},
 	}
 	cmd.AddCommand(newHostEnrollCmd(), newHostForgetCmd(), newHostStatusCmd())
+	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
 
@@ -64,7 +77,15 @@ func newHostEnrollCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
 		Short: "Add a keyslot only this machine can use, and name it in the disk's token",
-		Args:  noArgs,
+		Long: `enroll adds a keyslot to the docked disk (or image) that only this machine
+can use: 32 random bytes in /etc/luksdock/keys/LUKS-UUID.key (mode 0400,
+root, in a 0700 directory), given to cryptsetup on a pipe; luksdock's own
+LUKS code proves the key opens that keyslot, and the disk's luksdock token
+names this host. The passphrase authorises the new keyslot.
+
+` + hostExitCodes,
+		Example: hostExample,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, uuid, err := luksTarget(&tf)
 			if err != nil {
@@ -90,6 +111,7 @@ func newHostEnrollCmd() *cobra.Command {
 	}
 	tf.add(cmd, true, false)
 	addPassphraseFlag(cmd, &passFile)
+	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
 
@@ -106,7 +128,14 @@ func newHostForgetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
 		Short: "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
-		Args:  noArgs,
+		Long: `forget deletes this machine's key file for the disk at once. Its keyslot
+is wiped when the disk is next docked here, or at once when the disk is
+given (--device or --image); only a keyslot that is this host's and not
+the disk's last is ever wiped.
+
+` + hostExitCodes,
+		Example: hostExample,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
@@ -133,6 +162,7 @@ func newHostForgetCmd() *cobra.Command {
 	}
 	tf.add(cmd, true, false)
 	cmd.Flags().StringVar(&uuid, "uuid", "", "the disk's LUKS UUID (it need not be docked)")
+	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
 
@@ -141,7 +171,12 @@ func newHostStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "List the disks this machine holds keys for",
-		Args:  noArgs,
+		Long: `status lists the disks this machine holds keys for (their LUKS UUID and
+label from the inventory), and the keyslots it was told to forget.
+
+` + hostExitCodes,
+		Example: hostExample,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			keys, err := core.HostStatus(inventory.Path())
 			if err != nil {
@@ -177,5 +212,37 @@ func newHostStatusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	manpage.SetFiles(cmd, hostFiles)
 	return cmd
+}
+
+// hostExitCodes are the exit codes of host and its commands.
+const hostExitCodes = `Exit codes:
+  0    success
+  2    usage error (bad flags or arguments)
+  3    refused: not root, the target is not a LUKS disk, the passphrase
+       file cannot be read, missing tools
+  4    a step failed (cryptsetup, writing the key file or the token); the
+       message names it
+  6    enroll: the passphrase opens no keyslot
+  130  interrupted (SIGINT/SIGTERM)`
+
+// hostExample is the EXAMPLES of host and its commands.
+const hostExample = `  # Let this machine unlock the docked disk sdi by itself, and run the
+  # backup configured for its set whenever it is docked here:
+  luksdock host enroll --device /dev/sdi --passphrase-file -
+  printf '#!/bin/sh\nexec rsync -a /srv/backup/ "$LUKSDOCK_MOUNT"/\n' > /etc/luksdock/run/set-offsite
+  chmod 0755 /etc/luksdock/run/set-offsite
+
+  # Which disks does this machine hold keys for?
+  luksdock host status
+
+  # This machine no longer backs up to that disk:
+  luksdock host forget --device /dev/sdi`
+
+// hostFiles are the FILES of host's man pages.
+var hostFiles = [][2]string{
+	{"/etc/luksdock/keys/LUKS-UUID.key", "this host's key for the disk with that LUKS UUID: 32 random bytes, mode 0400, root, in a 0700 directory."},
+	{"/etc/luksdock/run/set-SET, /etc/luksdock/run/label-LABEL", "the backup command the luksdock-dock@ service runs for a docked disk (see luksdock-dock(8))."},
+	{"/var/lib/luksdock/inventory.json", "the inventory: which disks this host holds keys for, keyslots to forget."},
 }

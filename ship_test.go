@@ -109,7 +109,8 @@ func TestHelpAndManAgree(t *testing.T) {
 				t.Fatalf("--help: exit %d: %s", code, errs)
 			}
 			hf := helpFlags(help)
-			if len(hf) < 2 {
+			// a group of commands (host) has only --help of its own
+			if len(hf) < 2 && !strings.Contains(help, "Available Commands:") {
 				t.Fatalf("parsed only %v from --help:\n%s", hf, help)
 			}
 			secs := manSections(t, filepath.Join(dir, name))

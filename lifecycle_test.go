@@ -530,3 +530,54 @@ func TestKeyChangesSurviveKills(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenUnrecordedLeavesNothing: an open that cannot record the mount
+// for luksdock close (its run directory cannot be made) unlocks nothing:
+// no mount, no volume holder, no FUSE volume left serving the key. Before,
+// the holder went on serving a mount no close could find (also after an
+// open killed between the mount and the record: the holder now releases
+// the volume when open ends without committing).
+func TestOpenUnrecordedLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	blocker := writeFile(t, dir, "not-a-dir", "x")
+	t.Setenv("LUKSDOCK_RUN_DIR", filepath.Join(blocker, "run")) // under a regular file: mkdir fails
+	img, _ := preparedImage(t, dir, "lcunrec1")
+	mnt := filepath.Join(dir, "mnt")
+	before := volumeHolders(t)
+	code, out, errs := cli(t, testPass+"\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt)
+	if code != 4 || !strings.Contains(errs, "could not be written") {
+		t.Errorf("open without a run directory: exit %d, want 4 saying the record could not be written\n%s%s", code, out, errs)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for ; time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if mountedAt(mnt) == "" && len(volumeHolders(t)) <= len(before) {
+			break
+		}
+	}
+	if fs := mountedAt(mnt); fs != "" {
+		t.Errorf("%s is still mounted (%s) though open failed", mnt, fs)
+	}
+	if h := volumeHolders(t); len(h) > len(before) {
+		t.Errorf("a volume holder is still serving the key: %v (before: %v)", h, before)
+		for _, pid := range h {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+}
+
+// volumeHolders are the pids of running luksdock volume holders.
+func volumeHolders(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.HasPrefix(string(b), "luksdock-volume-holder\x00") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

@@ -40,6 +40,11 @@ import (
 //
 //	open → holder: one JSON line (holderConfig), then KeyLen raw key bytes
 //	holder → open: one JSON line (holderReady): the plaintext file, or an error
+//	open → holder: "commit\n" once the mount is recorded for luksdock close
+//
+// A holder whose open ends (killed, or failed) before it committed sees its
+// standard input close and releases the volume by itself, as on SIGTERM:
+// nothing would ever tell close about it.
 //
 // The key is in no argv, environment or file; the holder keeps no copy of
 // it once the server has it. If the holder is killed with SIGKILL the
@@ -123,11 +128,27 @@ func holdVolume(in io.Reader, out io.Writer) int {
 	if c, ok := out.(io.Closer); ok {
 		c.Close()
 	}
-	for range sigs {
-		if releaseFile(v.Path()) {
-			break
+	abandoned := make(chan struct{})
+	go func() {
+		var b [7]byte
+		if n, _ := io.ReadFull(in, b[:]); string(b[:n]) != "commit\n" {
+			close(abandoned)
 		}
-		// Still mounted and busy: keep serving; the next SIGTERM tries again.
+	}()
+	for released := false; !released; {
+		select {
+		case <-sigs:
+			// Still mounted and busy: keep serving; the next SIGTERM tries again.
+			released = releaseFile(v.Path())
+		case <-abandoned:
+			// open ended before it recorded the mount: release it (the
+			// mount is seconds old and no one was told of it), trying
+			// again while something still holds it.
+			for !releaseFile(v.Path()) {
+				time.Sleep(time.Second)
+			}
+			released = true
+		}
 	}
 	if err := v.Close(); err != nil {
 		return 1
@@ -201,20 +222,39 @@ func devNumOf(node string) string {
 
 // startHolder starts a holder for the LUKS device d with the volume key
 // and returns its pid and the plaintext file it serves.
-func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid int, file string, err error) {
+// holder is a started volume holder, not yet committed.
+type holder struct {
+	pid  int
+	file string
+	in   *os.File // the holder's standard input: "commit", or closed
+}
+
+// commit tells the holder that open recorded its mount: it now serves until
+// luksdock close stops it.
+func (h *holder) commit() error {
+	_, err := h.in.Write([]byte("commit\n"))
+	h.in.Close()
+	return err
+}
+
+// abandon closes the holder's standard input without committing: it
+// releases the volume by itself (stopHolder waits for that).
+func (h *holder) abandon() { h.in.Close() }
+
+func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (h *holder, err error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
-		return 0, "", err
+		return nil, err
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	defer null.Close()
 	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -234,7 +274,7 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid 
 	defer outR.Close()
 	if err != nil {
 		inW.Close()
-		return 0, "", fmt.Errorf("start the volume holder: %w", err)
+		return nil, fmt.Errorf("start the volume holder: %w", err)
 	}
 	// Reap it if it exits while luksdock open still runs; after open
 	// returns, init does.
@@ -251,10 +291,10 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid 
 	if err == nil {
 		_, err = inW.Write(key)
 	}
-	inW.Close()
 	if err != nil {
+		inW.Close()
 		cmd.Process.Kill()
-		return 0, "", fmt.Errorf("volume holder: %w", err)
+		return nil, fmt.Errorf("volume holder: %w", err)
 	}
 	outR.SetReadDeadline(time.Now().Add(60 * time.Second))
 	line, err := bufio.NewReader(outR).ReadBytes('\n')
@@ -266,10 +306,11 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (pid 
 		err = errors.New(r.Error)
 	}
 	if err != nil {
+		inW.Close()
 		cmd.Process.Kill()
-		return 0, "", fmt.Errorf("volume holder: %w", err)
+		return nil, fmt.Errorf("volume holder: %w", err)
 	}
-	return cmd.Process.Pid, r.File, nil
+	return &holder{pid: cmd.Process.Pid, file: r.File, in: inW}, nil
 }
 
 // isHolder reports whether pid is a running volume holder.

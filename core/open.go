@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"luksdock/disk"
 	"luksdock/inventory"
 	"luksdock/luks"
@@ -90,6 +92,7 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	}
 	// undo runs the steps back when a later one fails.
 	var undo []func()
+	var held *holder // the userspace engine's volume holder, committed once the mount is recorded
 	fail := func(err error) (*Opened, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -140,14 +143,15 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 			clear(key)
 			return nil, secretError(err, d)
 		}
-		pid, file, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
+		h, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
 		clear(key)
 		if err != nil {
 			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 		}
-		undo = append(undo, func() { _ = stopHolder(pid, time.Minute) })
-		res.Holder = pid
-		l, err := disk.AttachLoop(file, 0, info.DataSize)
+		undo = append(undo, func() { h.abandon(); _ = stopHolder(h.pid, time.Minute) })
+		held = h
+		res.Holder = h.pid
+		l, err := disk.AttachLoop(h.file, 0, info.DataSize)
 		if err != nil {
 			return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("a loop device on the decrypted volume: %w", err)})
 		}
@@ -173,10 +177,18 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if err := mountExt4(res.Cleartext, mnt, o.ReadOnly); err != nil {
 		return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: err})
 	}
+	undo = append(undo, func() { _ = unix.Unmount(mnt, 0) })
 	res.Mountpoint, rec.MadeDir = mnt, made
 	rec.Opened = *res
 	if err := saveRecord(rec); err != nil {
-		return res, fmt.Errorf("mounted at %s, but the record for luksdock close could not be written: %w", mnt, err)
+		// luksdock close could never find it: unlock nothing.
+		return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("the record for luksdock close could not be written, so the disk was unmounted and locked again: %w", err)})
+	}
+	if held != nil {
+		// Recorded: the holder serves until luksdock close stops it.
+		if err := held.commit(); err != nil {
+			return res, fmt.Errorf("mounted at %s, but the volume holder did not take the commit: %w", mnt, err)
+		}
 	}
 	// The disk's own history (backup runs at any site) joins the
 	// inventory; a disk prepared elsewhere is recorded from its token.

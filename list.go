@@ -203,6 +203,14 @@ func writeListTable(w io.Writer, entries []listEntry) {
 				fmt.Fprintf(w, "warning: %s: %s\n", e.Name, x)
 			}
 		}
+		// Why it may not be prepared, each with its fix (as in --json's
+		// reasons[].fix and the wizard's Details).
+		for _, r := range e.Reasons {
+			fmt.Fprintf(w, "%s: %s\n", e.Name, r.Text)
+			if r.Fix != "" {
+				fmt.Fprintf(w, "  fix: %s\n", r.Fix)
+			}
+		}
 		if e.Known != nil {
 			fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
 		}

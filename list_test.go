@@ -139,6 +139,34 @@ func TestListAllowInternal(t *testing.T) {
 	}
 }
 
+// Issue 20 (item 16): the table names each reason a disk is refused with
+// its fix, as `list --json` (reasons[].fix) and the wizard's Details do.
+func TestListTableFixes(t *testing.T) {
+	out, errs, code := listRun(t, "--sysroot", fixtureRoot("loop"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var entries []struct {
+		Reasons []listReason `json:"reasons"`
+	}
+	jout, _, _ := listRun(t, "--json", "--sysroot", fixtureRoot("loop"))
+	if err := json.Unmarshal([]byte(jout), &entries); err != nil || len(entries) != 2 || len(entries[1].Reasons) != 2 {
+		t.Fatalf("--json: %v\n%s", err, jout)
+	}
+	for _, r := range entries[1].Reasons {
+		if r.Fix == "" {
+			t.Fatalf("--json gives no fix for %q", r.Text)
+		}
+		if want := "vda: " + r.Text + "\n  fix: " + r.Fix + "\n"; !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, _ = listRun(t, "--sysroot", fixtureRoot("sata-spare"))
+	if !strings.Contains(out, "\n  fix: backup disks come through the dock. If you really mean this disk, start luksdock again with --allow-internal.\n") {
+		t.Errorf("sata-spare: no fix for the internal disk:\n%s", out)
+	}
+}
+
 func TestListUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"extra"}, {"--no-such-flag"}} {
 		_, errs, code := listRun(t, args...)

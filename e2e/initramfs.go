@@ -50,6 +50,12 @@ var guestTools = []struct{ name, pkg string }{
 	{"sfdisk", "fdisk"},
 	{"dmsetup", "dmsetup"},
 	{"smartctl", "smartmontools"}, // luksdock's health check (issue 11)
+	// what the prepare --dry-run script calls that busybox lacks or does
+	// not parse (partx; dd status=progress iflag=count_bytes; cmp --bytes):
+	// TestDryRunScriptDevice runs them by path (issue 20)
+	{"partx", "util-linux"},
+	{"dd", "coreutils"},
+	{"cmp", "diffutils"},
 }
 
 // guestDataFiles are configuration files the tools read at run time.

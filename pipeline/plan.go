@@ -320,6 +320,11 @@ const kdfOfSlot0 = `$(cryptsetup luksDump %s | awk '/^Keyslots:/{k=1;next} k&&/^
 // file's last line (--new-keyfile-offset/--new-keyfile-size: without its
 // newline, so that what is typed at the prompt opens the disk), asks for
 // the passphrase at its prompt, and seals the keyslot at keyslot 0's cost.
+// No --key-file=-: at a terminal cryptsetup prompts either way, but from a
+// pipe a key file "-" is read to its end (newlines included), so the
+// passphrase lines fed to the script for its later prompts made it "No key
+// available with this passphrase"; without it, one line, as luksFormat and
+// open read.
 func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 	o := p.Opts
 	file := shq(o.RecoveryKeyFile)
@@ -334,7 +339,7 @@ func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 		write = ` && printf 'recovery key (write it down): %s\n' "$RK" > /dev/tty`
 	}
 	kdf := fmt.Sprintf(`KDF=`+kdfOfSlot0+` && test -n "$KDF"`, f.part)
-	add := "cryptsetup luksAddKey --batch-mode --key-file=- $KDF"
+	add := "cryptsetup luksAddKey --batch-mode $KDF"
 	if o.RecoveryKeyFile != "" {
 		add += fmt.Sprintf(` --new-keyfile-offset $(($(wc -c < %s) - %d)) --new-keyfile-size %d %s %s`, file, recovery.Len+1, recovery.Len, f.part, file)
 	} else {

@@ -61,7 +61,15 @@ func TestKeyCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte{1}, 8<<20); err != nil { // inside the keyslot area, after the keyslots
+	// Inside the keyslot area, after the keyslots. cryptsetup fills that
+	// area with random bytes: flip the byte found there, so the write
+	// always changes it (writing a fixed value left it unchanged one run
+	// in 256).
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{^b[0]}, 8<<20); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

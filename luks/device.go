@@ -73,14 +73,9 @@ func (d Device) withPath(fn func(path string) error) error {
 		return err
 	}
 	defer src.Close()
-	size := d.Size
-	if size <= 0 {
-		// the region runs to the end of the file
-		st, err := src.Stat()
-		if err != nil {
-			return err
-		}
-		size = st.Size() - d.Base
+	size, err := d.regionSize(src)
+	if err != nil {
+		return err
 	}
 	s, err := newStage(size)
 	if err != nil {
@@ -92,6 +87,19 @@ func (d Device) withPath(fn func(path string) error) error {
 		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
 	}
 	return fn(s.path())
+}
+
+// regionSize is the size of d's region of the open file src: d.Size, or
+// when that is not set, the rest of the file from d.Base.
+func (d Device) regionSize(src *os.File) (int64, error) {
+	if d.Size > 0 {
+		return d.Size, nil
+	}
+	st, err := src.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size() - d.Base, nil
 }
 
 // FormatDevice is Format on a Device: directly on a block device, or, for a

@@ -189,18 +189,14 @@ func (d Device) modifyHeader(fn func(path string) error) error {
 	if d.Direct() {
 		return fn(d.Path)
 	}
-	size := d.Size
 	src, err := os.OpenFile(d.Path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	if size <= 0 {
-		st, err := src.Stat()
-		if err != nil {
-			return err
-		}
-		size = st.Size() - d.Base
+	size, err := d.regionSize(src)
+	if err != nil {
+		return err
 	}
 	s, err := newStage(size)
 	if err != nil {

@@ -53,27 +53,7 @@ func TestTerminalHangupDuringLuksFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm.waitFor(15*time.Second, "1/9 Choose", "hup.img")
-	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
-	tm.waitFor(5*time.Second, "› hup.img")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "2/9 Is this the image file")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "3/9 Options", "✓ ready")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "4/9 Passphrase")
-	pass := "orbit velvet canyon mustard plains"
-	tm.text(pass)
-	tm.keys("Enter")
-	tm.text(pass)
-	tm.keys("Enter")
-	tm.typeBackRecovery()
-	tm.waitFor(5*time.Second, "6/9 Plan")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "7/9 Confirm")
-	tm.text("hup.img")
-	tm.keys("Enter")
-	tm.waitFor(60*time.Second, "Format LUKS2", "running")
+	tm.runImageUntilFormat("hup.img")
 	tm.run("kill-server") // the terminal is gone: SIGHUP
 	deadline := time.Now().Add(2 * time.Minute)
 	for !procGone(pid) && time.Now().Before(deadline) {

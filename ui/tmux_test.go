@@ -443,27 +443,7 @@ func TestTerminalStopDuringLuksFormatUnderLoad(t *testing.T) {
 	cmd := fmt.Sprintf("%s --image %s --size 256M --pbkdf argon2id --pbkdf-memory 65536 --iter-time 2000 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
 		bin, img, dir, dir, dir)
 	tm := newTmux(t, 80, 24, []string{"NO_COLOR=1", "TERM=xterm-256color", "TMPDIR=" + tmp, "LUKSDOCK_INVENTORY=" + filepath.Join(dir, "inventory.json")}, cmd)
-	tm.waitFor(15*time.Second, "1/9 Choose", "stop.img")
-	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
-	tm.waitFor(5*time.Second, "› stop.img")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "2/9 Is this the image file")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "3/9 Options", "✓ ready")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "4/9 Passphrase")
-	pass := "orbit velvet canyon mustard plains"
-	tm.text(pass)
-	tm.keys("Enter")
-	tm.text(pass)
-	tm.keys("Enter")
-	tm.typeBackRecovery()
-	tm.waitFor(5*time.Second, "6/9 Plan")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "7/9 Confirm")
-	tm.text("stop.img")
-	tm.keys("Enter")
-	tm.waitFor(60*time.Second, "Format LUKS2", "running")
+	tm.runImageUntilFormat("stop.img")
 	tm.keys("C-c")
 	tm.waitFor(5*time.Second, "Stop? Format LUKS2 runs to its end")
 	tm.keys("y")
@@ -502,4 +482,32 @@ func TestHelpDocumentsSummaryAndJSON(t *testing.T) {
 			t.Errorf("--help lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// runImageUntilFormat takes the wizard, started on the image file name,
+// from the disk list through every screen with the defaults, a passphrase
+// typed twice and the recovery key typed back, confirms, and waits until
+// Format LUKS2 runs.
+func (tm *tmux) runImageUntilFormat(name string) {
+	tm.waitFor(15*time.Second, "1/9 Choose", name)
+	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
+	tm.waitFor(5*time.Second, "› "+name)
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "2/9 Is this the image file")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "3/9 Options", "✓ ready")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "4/9 Passphrase")
+	pass := "orbit velvet canyon mustard plains"
+	tm.text(pass)
+	tm.keys("Enter")
+	tm.text(pass)
+	tm.keys("Enter")
+	tm.typeBackRecovery()
+	tm.waitFor(5*time.Second, "6/9 Plan")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "7/9 Confirm")
+	tm.text(name)
+	tm.keys("Enter")
+	tm.waitFor(60*time.Second, "Format LUKS2", "running")
 }

@@ -40,8 +40,16 @@ type measured struct {
 
 func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = caseEnv(t.TempDir())
+	// GNU time starts luksdock and reports its peak RSS (and that of the
+	// children it waited for). The test binary's own rusage of its child
+	// cannot: Go starts children sharing its memory until exec, and the
+	// kernel carries that high-water mark, the test binary's, into the
+	// child's ru_maxrss (seen as the same 1740 MiB for every case after
+	// other tests had grown this binary).
+	dir := t.TempDir()
+	rssFile := filepath.Join(dir, "maxrss")
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
+	cmd.Env = caseEnv(dir)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -58,9 +66,15 @@ func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss << 10
+	b, err := os.ReadFile(rssFile)
+	if err != nil {
+		t.Fatalf("GNU time wrote no peak RSS: %v", err)
 	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(lastLines(string(b), 1)), 10, 64)
+	if err != nil {
+		t.Fatalf("GNU time's peak RSS %q: %v", b, err)
+	}
+	m.maxRSS = kib << 10
 	return m
 }
 

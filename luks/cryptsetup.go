@@ -312,8 +312,15 @@ func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.B
 	// which lets the step finish, not to cryptsetup halfway through it.
 	// Yet it never outlives luksdock: the kernel kills it when luksdock
 	// dies (Pdeathsig; a stopped verify left a key derivation computing),
-	// and a cancelled context kills its whole group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// and a cancelled context kills its whole group. Except "close": it
+	// tidies up (removes a mapping, derives no key), and killed with
+	// luksdock it would leave the mapping behind
+	// (e2e.TestSIGKILLKernelEngine/inside/in-close-cryptsetup).
+	deathsig := syscall.SIGKILL
+	if len(args) > 0 && args[0] == "close" {
+		deathsig = 0
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathsig}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var toClose []*os.File
 	defer func() {

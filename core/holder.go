@@ -242,6 +242,11 @@ func (h *holder) commit() error {
 func (h *holder) abandon() { h.in.Close() }
 
 func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (h *holder, err error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -252,11 +257,6 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (h *h
 		inW.Close()
 		return nil, err
 	}
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer null.Close()
 	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	for _, k := range []string{"TMPDIR", "GORACE"} {
 		if x, ok := os.LookupEnv(k); ok {

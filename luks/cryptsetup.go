@@ -315,7 +315,7 @@ func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.B
 	// and a cancelled context kills its whole group. Except "close": it
 	// tidies up (removes a mapping, derives no key), and killed with
 	// luksdock it would leave the mapping behind
-	// (e2e.TestSIGKILLKernelEngine/inside/in-close-cryptsetup).
+	// (e2e.TestSIGKILLKernelEngine/inside-late/in-close-cryptsetup).
 	deathsig := syscall.SIGKILL
 	if len(args) > 0 && args[0] == "close" {
 		deathsig = 0

@@ -136,7 +136,8 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	default:
 		info, key, err := luks.UnsealKey(d.LUKS, o.Secret)
 		if err == nil && key == nil {
-			// LUKS1 (luks.go keeps the key): cryptsetup recovers it.
+			// A header luksdock's own code does not read (luks.go
+			// keeps the key): cryptsetup recovers it.
 			key, err = luks.DumpVolumeKeyDevice(ctx, d.LUKS, o.Secret)
 		}
 		if err != nil {

@@ -164,6 +164,14 @@ func TestSecretsInMemoryLifecycle(t *testing.T) {
 		"recovery-key --replace, cryptsetup running/luksdock": false, "recovery-key --replace, at its exit/luksdock": false,
 		"host enroll, cryptsetup running/luksdock": false, "host enroll, at its exit/luksdock": false,
 	}
+	scanLifecycleSnaps(t, snaps, forms, control, want)
+}
+
+// scanLifecycleSnaps applies the rules of TestSecretsInMemoryLifecycle to
+// snaps: want names every point/who that must have been read, control the
+// secret luksdock must hold locked while cryptsetup runs, per command.
+func scanLifecycleSnaps(t *testing.T, snaps []*memSnap, forms map[string][]byte, control map[string]string, want map[string]bool) {
+	t.Helper()
 	for _, s := range snaps {
 		if s.err != nil {
 			t.Errorf("%s, %s (pid %d): reading its memory: %v", s.point, s.who, s.pid, s.err)
@@ -220,4 +228,67 @@ func TestSecretsInMemoryLifecycle(t *testing.T) {
 			t.Errorf("no snapshot of %s", k)
 		}
 	}
+}
+
+// TestSecretsInMemoryOpenLUKS1: open of a LUKS1 disk (prepare --luks1),
+// whose keyslot luksdock's own LUKS1 code unseals (luks/unseal1.go): the
+// same rules as the open of TestSecretsInMemoryLifecycle, luksdock at its
+// exit and the volume holder and server while the disk is open.
+func TestSecretsInMemoryOpenLUKS1(t *testing.T) {
+	requireEnv(t)
+	dir, tmpdir, keyDir := t.TempDir(), t.TempDir(), t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	pf := filepath.Join(keyDir, "pass")
+	os.WriteFile(pf, []byte(testPass+"\n"), 0o600)
+	os.MkdirAll(invDir, 0o700)
+	if r := luksdock(t, runOpts{tmpdir: tmpdir}, append(prepareArgs(img, pf), "--size", "96M", "--engine", "userspace", "--luks1", "--table", "mbr")...); r.code != 0 {
+		t.Fatalf("prepare --luks1: %v", r)
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	t.Cleanup(func() { luksdock(t, runOpts{tmpdir: tmpdir}, "close", "--mountpoint", mnt) })
+	var snaps []*memSnap
+	add := func(point, who string, p int) {
+		ps, err := procmem.Read(p)
+		snaps = append(snaps, &memSnap{Snapshot: ps, err: err, point: point, who: who, pid: p})
+	}
+	r, s := tracedRunEnv(t, tmpdir, nil, t.TempDir(), []byte(testPass+"\n"), func(string, int) {}, "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt, "--engine", "userspace", "--json")
+	if r.code != 0 {
+		t.Fatalf("open: %v", r)
+	}
+	if s != nil {
+		s.point, s.who = "open, at its exit", "luksdock"
+		snaps = append(snaps, s)
+	}
+	var opened struct {
+		Holder int `json:"holder_pid"`
+	}
+	json.Unmarshal([]byte(r.stdout), &opened)
+	if opened.Holder == 0 {
+		t.Fatalf("open --json names no volume holder: %s", r.stdout)
+	}
+	add("open, disk open", "volume holder", opened.Holder)
+	for _, d := range descendants(opened.Holder) {
+		if d.Comm == "luksdock-volume" {
+			add("open, disk open", "volume server", d.PID)
+		}
+	}
+	if r := luksdock(t, runOpts{tmpdir: tmpdir}, "close", "--mountpoint", mnt); r.code != 0 {
+		t.Fatalf("close: %v", r)
+	}
+	p1, _ := testkit.Partition1(t, img)
+	key, err := testkit.VolumeKey(t, p1, testPass)
+	if err != nil || len(key) != 64 {
+		t.Fatalf("cryptsetup could not recover a 64-byte volume key: %v", err)
+	}
+	if f, err := os.Open(img); err == nil {
+		var v [2]byte
+		f.ReadAt(v[:], p1.Base+6)
+		f.Close()
+		if v != [2]byte{0, 1} {
+			t.Fatalf("the disk is not LUKS1 (header version %x)", v)
+		}
+	}
+	scanLifecycleSnaps(t, snaps, procmem.Forms([]byte(testPass), nil, key), nil, map[string]bool{
+		"open, at its exit/luksdock": false, "open, disk open/volume holder": false, "open, disk open/volume server": false,
+	})
 }

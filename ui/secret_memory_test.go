@@ -36,6 +36,9 @@ import (
 // a Go string before the field sees it: those copies are in memory luksdock
 // cannot wipe, and docs/secrets.md says so; the test logs how many. Control:
 // the passphrase is found in locked memory (the two fields) every time.
+// After "typed", the test goes on to the Recovery key screen and logs how
+// many copies of the shown recovery key luksdock holds (a measurement: to
+// be shown, the key is rendered as text).
 func TestWizardPassphraseInMemory(t *testing.T) {
 	testkit.NeedRoot(t, "cryptsetup", "mkfs.ext4", "e2fsck", "sfdisk", "losetup", "tmux")
 	bin := testkit.Luksdock(t)
@@ -107,6 +110,39 @@ func TestWizardPassphraseInMemory(t *testing.T) {
 			if c.name == "typed" && counts["unlocked"] > 0 {
 				t.Errorf("typed key by key, the passphrase is found whole %d times outside locked memory", counts["unlocked"])
 			}
+			if c.name != "typed" {
+				return
+			}
+			// Measured, not a rule: the recovery key while the wizard
+			// shows it (rendered as text for the terminal).
+			tm.keys("Enter")
+			sc := tm.waitFor(10*time.Second, "Recovery key: write it down", "8 ")
+			g := map[string]string{}
+			for _, m := range keyGroupRe.FindAllStringSubmatch(sc, -1) {
+				g[m[1]] = m[2]
+			}
+			if len(g) != 8 {
+				t.Fatalf("the terminal shows %d groups of the key, want 8:\n%s", len(g), sc)
+			}
+			var groups []string
+			for i := 1; i <= 8; i++ {
+				groups = append(groups, g[strconv.Itoa(i)])
+			}
+			rk := strings.Join(groups, "-")
+			s, err = procmem.Read(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := map[string]int{}
+			for _, h := range s.Find(map[string][]byte{"recovery key": []byte(rk), "group 1-2": []byte(groups[0] + "-" + groups[1])}) {
+				where := "unlocked"
+				if h.Locked {
+					where = "locked"
+				}
+				rc[h.Form+" "+where]++
+			}
+			t.Logf("recovery key screen: recovery key whole: locked ×%d, unlocked ×%d; its first two groups: unlocked ×%d",
+				rc["recovery key locked"], rc["recovery key unlocked"], rc["group 1-2 unlocked"])
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 )
 
@@ -32,24 +33,9 @@ func newCloseCmd() *cobra.Command {
 	var o core.CloseOptions
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
-		Short: "Flush, unmount, lock and power off a backup disk so it can be pulled",
-		Long: `close undoes 'luksdock open': it flushes the filesystem, unmounts it, locks
-the volume (closes the dm-crypt mapping, or stops the userspace engine's
-volume holder, which wipes the key) and, for a disk on USB, powers it off
-as 'udisksctl power-off' does: the disk is flushed and removed from the
-kernel, and the dock's USB port is disabled, so it can be pulled.
---no-power-off leaves it powered.
-
-It refuses while any process has a file open on the filesystem, its
-working directory in it or a file from it mapped, names those processes
-and changes nothing (exit 3).
-
-A disk luksdock did not open (unlocked by hand or by the desktop as
-luks-UUID) is found through its dm-crypt mapping and closed the same way;
-a disk that is not open at all is only powered off.
-
-` + closeExitCodes,
+		Use:     "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
+		Short:   "Flush, unmount, lock and power off a backup disk so it can be pulled",
+		Long:    help.Text("close") + closeExitCodes,
 		Example: closeExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/luks"
@@ -21,30 +22,9 @@ func newDockCmd() *cobra.Command {
 	var engine string
 	var noPowerOff bool
 	cmd := &cobra.Command{
-		Use:   "dock (DEVICE | --image PATH)",
-		Short: "The backup run on a docked disk (started by the luksdock-dock@ service)",
-		Long: `dock is what the luksdock-dock@DEVICE.service unit runs when udev sees a
-LUKS volume this host holds a key for (luksdock host enroll). DEVICE is the
-LUKS block device (/dev/sdb1, or /dev/sdb for LUKS on the whole disk).
-
-A disk this host holds no key for is left alone (exit 0). Otherwise: a
-keyslot this host was told to forget is wiped; the disk is unlocked with the
-host key (/etc/luksdock/keys/LUKS-UUID.key), checked with e2fsck -p,
-mounted at /run/luksdock/dock/LABEL; its own history file is merged into the
-inventory; the executable /etc/luksdock/run/label-LABEL, else
-/etc/luksdock/run/set-SET, runs there with LUKSDOCK_MOUNT, LUKSDOCK_LABEL,
-LUKSDOCK_SET and LUKSDOCK_UUID in its environment (its output goes to the
-journal); the outcome, duration, bytes written and free space are recorded
-in the disk's history file (.luksdock/history.jsonl) and the inventory; the
-disk is unmounted, locked and its USB drive powered off; the journal and
-the logged-in desktop's notifications say how it went.
-
-Undocked (or the service stopped) mid-run: the command is stopped, the run
-recorded as interrupted in the inventory, the mount detached and the
-mapping removed; nothing else is touched, and the next docking checks the
-filesystem first.
-
-` + dockExitCodes,
+		Use:     "dock (DEVICE | --image PATH)",
+		Short:   "The backup run on a docked disk (started by the luksdock-dock@ service)",
+		Long:    help.Text("dock") + dockExitCodes,
 		Example: dockExample,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

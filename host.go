@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/luks"
@@ -18,26 +19,9 @@ import (
 
 func newHostCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "host",
-		Short: "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
-		Long: `host enroll adds a keyslot to a docked disk that only this machine can use:
-a key of 32 random bytes kept in /etc/luksdock/keys/LUKS-UUID.key (mode
-0400, root, in a 0700 directory), and names this host (its name and
-/etc/machine-id, the keyslot's number; never the key) in the disk's
-luksdock token. When that disk is docked again, the luksdock-dock@ service
-unlocks it with the key, runs the backup configured for it and locks it
-(see 'luksdock dock').
-
-host forget removes this host's key file at once; the keyslot is wiped when
-the disk is next docked here (or at once, with the disk given).
-
-host status lists the disks this host holds keys for.
-
-The disk's passphrase (for enroll) is read as prepare reads it; the host
-key never appears in argv, the environment, logs, the inventory or the
-token. See docs/rotation.md.
-
-` + hostExitCodes,
+		Use:     "host",
+		Short:   "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
+		Long:    help.Text("host") + hostExitCodes,
 		Example: hostExample,
 		// "host" alone or "host bogus" is a usage error (exit 2), not the
 		// help with exit 0.
@@ -75,15 +59,9 @@ func newHostEnrollCmd() *cobra.Command {
 	var tf targetFlags
 	var passFile string
 	cmd := &cobra.Command{
-		Use:   "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
-		Short: "Add a keyslot only this machine can use, and name it in the disk's token",
-		Long: `enroll adds a keyslot to the docked disk (or image) that only this machine
-can use: 32 random bytes in /etc/luksdock/keys/LUKS-UUID.key (mode 0400,
-root, in a 0700 directory), given to cryptsetup on a pipe; luksdock's own
-LUKS code proves the key opens that keyslot, and the disk's luksdock token
-names this host. The passphrase authorises the new keyslot.
-
-` + hostExitCodes,
+		Use:     "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
+		Short:   "Add a keyslot only this machine can use, and name it in the disk's token",
+		Long:    help.Text("host-enroll") + hostExitCodes,
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -126,14 +104,9 @@ func newHostForgetCmd() *cobra.Command {
 	var tf targetFlags
 	var uuid string
 	cmd := &cobra.Command{
-		Use:   "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
-		Short: "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
-		Long: `forget deletes this machine's key file for the disk at once. Its keyslot
-is wiped when the disk is next docked here, or at once when the disk is
-given (--device or --image); only a keyslot that is this host's and not
-the disk's last is ever wiped.
-
-` + hostExitCodes,
+		Use:     "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
+		Short:   "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
+		Long:    help.Text("host-forget") + hostExitCodes,
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -169,12 +142,9 @@ the disk's last is ever wiped.
 func newHostStatusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "List the disks this machine holds keys for",
-		Long: `status lists the disks this machine holds keys for (their LUKS UUID and
-label from the inventory), and the keyslots it was told to forget.
-
-` + hostExitCodes,
+		Use:     "status",
+		Short:   "List the disks this machine holds keys for",
+		Long:    help.Text("host-status") + hostExitCodes,
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -12,6 +12,7 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/inventory"
 )
@@ -22,29 +23,7 @@ func newInventoryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "List the disks luksdock knows (the rotation set), their backups and which are overdue",
-		Long: `inventory prints the disks luksdock prepared on this machine, and those
-prepared elsewhere that were docked here (recognised by the luksdock token
-in their LUKS2 header, which any machine reads without the passphrase):
-label, set, LUKS UUID, the drive's model and serial (and whether they are
-the drive's own or the dock's), size, date prepared (and where, when not
-here), whether a recovery key was made (or when it was last replaced), when
-the passphrase was last changed (luksdock passwd: a set changed disk by disk
-shows which disks still have the old one), the header backup, when and as
-what each was last seen docked, its last backup run (when, on which host,
-how it ended), and how full its filesystem was then. A retired disk
-(luksdock retire) stays listed, marked retired.
-
-Disks docked now are looked at first: one prepared elsewhere is added as
-seen here.
-
---every INTERVAL says how often each disk of a set should get a backup:
-"7d" for every set, "offsite=14d" for one (repeatable; d, w or a Go
-duration such as 36h). A disk whose last successful backup (or, with
-none, its preparation) is older is overdue: listed below the table, and
-with --check the exit status is 1, for monitoring. Retired disks are
-never overdue.
-
-The inventory is ` + "`/var/lib/luksdock/inventory.json`" + ` for root, else
+		Long: help.Text("inventory") + "`/var/lib/luksdock/inventory.json`" + ` for root, else
 $XDG_STATE_HOME/luksdock/inventory.json (~/.local/state/luksdock/...);
 LUKSDOCK_INVENTORY names another file. It is JSON a person can read and
 other tools can parse; it holds no secret. A damaged file is reported, and

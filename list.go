@@ -16,6 +16,7 @@ import (
 	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/health"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/pipeline"
@@ -51,38 +52,9 @@ func newListCmd() *cobra.Command {
 	var asJSON, wait, allowInternal bool
 	var sysRoot string
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List disks, what is on them, and whether luksdock may prepare them",
-		Long: `List every whole disk the kernel knows (read from sysfs; no udevd needed):
-name, size, transport, the logical/physical sector sizes the dock reports
-(SECTORS, e.g. 512/4096), model, serial, what is on it, and its status under the
-safety policy (why it is refused, or that it is internal and needs
---allow-internal). Loop devices are listed only while bound to a file;
-RAM disks, zram, device-mapper and md devices are not listed.
-
-A LUKS disk is looked up by its LUKS UUID in the inventory of disks
-luksdock prepared (see 'luksdock inventory'): a known one is named
-("backups01, set offsite, prepared 2026-11-23, last seen 9 days ago") and
-its last-seen time updated; an unknown one is said to be unknown.
-
-Each disk's SMART health is read with smartctl (read-only commands; through
-USB docks with SAT or the bridge's documented pass-through): overall
-verdict, power-on hours, reallocated, pending and offline-uncorrectable
-sectors, and the drive's own model, serial and sector sizes. A dock that
-passes no SMART commands says so; without smartctl, list says how to
-install it. --wait prints the new disk at once, without its health (smartctl
-can take seconds through a dock): run list again to see it.
-
-A USB dock that reports 4096-byte logical sectors gets a warning: a disk
-prepared through it unlocks elsewhere only with a layout readable with both
-sector sizes (luksdock's default GPT, or --table none). --json has
-logical_sector and physical_sector for every disk.
-
---wait blocks until a new disk arrives (kernel hotplug event, with a sysfs
-poll every second as a backstop) and prints only that disk.
-
-Exit status: 0 success, 2 usage error, 4 discovery failed (sysfs not
-readable), 130 interrupted while waiting.`,
+		Use:     "list",
+		Short:   "List disks, what is on them, and whether luksdock may prepare them",
+		Long:    help.Text("list"),
 		Example: listExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
@@ -128,20 +129,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "luksdock",
-		Short: "Turn a disk in a USB dock into a verified LUKS-encrypted backup disk",
-		Long: `luksdock turns a bare disk in a USB dock into a LUKS-encrypted, labelled
-offsite backup disk: it finds the disk you just docked, wipes it, makes one
-partition, formats it with LUKS2 (cryptsetup), makes an ext4 filesystem with
-your label inside, and proves the result unlocks and fscks clean.
-
-Run without a command on a terminal, it starts a wizard. The wizard draws on
-the terminal; when it ends it prints to standard output a summary of each
-disk it prepared and verified, and of a last run that did not finish (with
---json: one JSON line per disk, the "result" object of 'prepare --json').
-The same pipeline runs non-interactively as 'luksdock prepare'.
-
-` + exitCodesHelp,
+		Use:           "luksdock",
+		Short:         "Turn a disk in a USB dock into a verified LUKS-encrypted backup disk",
+		Long:          help.Text("luksdock") + exitCodesHelp,
 		Example:       rootExample,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
@@ -37,32 +38,9 @@ func newOpenCmd() *cobra.Command {
 	var engine string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
-		Short: "Unlock a backup disk and mount it, as the desktop does",
-		Long: `open unlocks the LUKS volume of a disk luksdock prepared (partition 1, or
-the whole disk) with the passphrase or the recovery key and mounts its
-filesystem (nosuid, nodev) at /media/USER/LABEL, USER being the person
-behind sudo or pkexec, as the desktop mounts a docked disk; --mountpoint
-names another (empty) directory. It prints where. A disk that is already
-open is reported and left as it is. Undo it with 'luksdock close'.
-
---label finds the attached disk whose LUKS2 label (or, for LUKS1, whose
-inventory record) has that label.
-
-Engines: 'kernel' unlocks with cryptsetup open as the mapping
-/dev/mapper/luks-UUID (udisks' and systemd-cryptsetup's name: the desktop
-shows the disk as unlocked and can lock it). 'userspace', for machines
-without device-mapper, decrypts in luksdock: a volume holder process
-(luksdock-volume-holder, in a session of its own) keeps the decrypted
-volume served through FUSE after open returns, a loop device on it is
-mounted, and 'luksdock close' stops the holder, which wipes the key. 'auto'
-picks kernel where device-mapper works.
-
-The passphrase is the line in --passphrase-file ('-': standard input);
---recovery-key-file reads the recovery key instead. Neither is ever taken
-as an argument or from the environment.
-
-` + openExitCodes,
+		Use:     "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
+		Short:   "Unlock a backup disk and mount it, as the desktop does",
+		Long:    help.Text("open") + openExitCodes,
 		Example: openExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {

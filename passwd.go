@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/luks"
 )
@@ -37,30 +38,9 @@ func newPasswdCmd() *cobra.Command {
 	var oldSlot int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "passwd (--device DEV | --image PATH | --label LABEL) --passphrase-file OLD|- --new-passphrase-file NEW|-",
-		Short: "Change a backup disk's passphrase, never leaving it without a way in",
-		Long: `passwd replaces the disk's passphrase. The old secret is the passphrase
-(--passphrase-file) or, when that is lost, the recovery key
-(--recovery-key-file); the new passphrase is the line in
---new-passphrase-file. It is checked with zxcvbn as the wizard checks it: a
-weak one (score below 3 of 4) is refused unless --accept-weak is given.
-
-At no moment has the disk fewer ways in than before: cryptsetup adds the
-new passphrase to a free keyslot (luksAddKey, authorised by the old
-secret), luksdock proves with cryptsetup that it opens that keyslot, and
-only then removes the old passphrase's keyslot (luksKillSlot, authorised by
-the new passphrase). Interrupted or killed at any point, the disk opens
-with the old or the new passphrase (both, between the two writes); the
-same command run again finishes the change. A recovery key stays as it is.
-
-The disk's inventory record gets the date (passphrase_changed), so a set
-changed disk by disk shows which disks still have the old passphrase.
-
-With the recovery key as the old secret, the keyslot of the lost
-passphrase is the inventory's (where prepare or the last passwd put it),
-else the only other keyslot; with more, name it with --old-slot.
-
-` + passwdExitCodes,
+		Use:     "passwd (--device DEV | --image PATH | --label LABEL) --passphrase-file OLD|- --new-passphrase-file NEW|-",
+		Short:   "Change a backup disk's passphrase, never leaving it without a way in",
+		Long:    help.Text("passwd") + passwdExitCodes,
 		Example: passwdExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 )
 
@@ -31,24 +32,9 @@ func newRecoveryKeyCmd() *cobra.Command {
 	var replace, asJSON bool
 	var oldSlot int
 	cmd := &cobra.Command{
-		Use:   "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
-		Short: "Replace a backup disk's recovery key, never leaving it without a way in",
-		Long: `recovery-key --replace generates a new recovery key (256 bits, as prepare
---recovery-key makes them), writes it once to NEWFILE (a new file, mode
-0600, not on the disk itself), adds it to a free keyslot authorised by the
-passphrase, proves with cryptsetup that it opens that keyslot, and only
-then removes the old recovery key's keyslot (authorised by the new key).
-Interrupted or killed at any point, the disk opens with the passphrase and
-with the old or the new recovery key; the same command with the same
-NEWFILE finishes the change (the file is written before its keyslot is
-added, and a key that already opens the disk is not added twice).
-
-A disk without a recovery key gets its first. The old recovery key's
-keyslot is the inventory's (where prepare or the last replacement put it),
-else the only keyslot besides the passphrase's; with more, name it with
---old-slot. The inventory's record gets the date (recovery_key_replaced).
-
-` + recoveryKeyExitCodes,
+		Use:     "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
+		Short:   "Replace a backup disk's recovery key, never leaving it without a way in",
+		Long:    help.Text("recovery-key") + recoveryKeyExitCodes,
 		Example: recoveryKeyExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {

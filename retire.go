@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
@@ -34,33 +35,9 @@ func newRetireCmd() *cobra.Command {
 	var o core.RetireOptions
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
-		Short: "Crypto-erase a backup disk that leaves the rotation, and prove it",
-		Long: `retire destroys the encrypted volume of a disk luksdock prepared, so that
-nothing on it can be decrypted again: cryptsetup luksErase wipes every
-keyslot (no passphrase, recovery key or host key opens it), then both LUKS2
-header copies with the whole metadata area and the partition table (the
-first and the last MiB of the disk) are zeroed. It proves the result:
-cryptsetup finds no keyslot after the erase and no LUKS device afterwards,
-blkid -p finds no LUKS signature on the disk or where the volume was.
-
---erase then overwrites the whole disk with zeros (as long as a full write;
-Ctrl+C stops it, the disk is crypto-erased already). The crypto-erase comes
-first so that an interrupted overwrite still leaves nothing readable.
-
-A header backup made with prepare --header-backup brings the keyslots
-back: the inventory's is overwritten and removed when it is reachable and
-unchanged; otherwise retire says so loudly (a warning, and in --json
-header_backup_note).
-
-The inventory keeps the disk's record, marked retired with the date; its
-label is free for a new disk.
-
---confirm must name the disk: its kernel name (sdi), internal:NAME for a
-disk not on USB, or the image's file name. Nothing is written otherwise, or
-while the disk is open or in use.
-
-` + retireExitCodes,
+		Use:     "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
+		Short:   "Crypto-erase a backup disk that leaves the rotation, and prove it",
+		Long:    help.Text("retire") + retireExitCodes,
 		Example: retireExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {

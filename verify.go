@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/internal/secret"
 	"luksdock/luks"
@@ -17,31 +18,9 @@ import (
 func newVerifyCmd() *cobra.Command {
 	var vo verifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
-		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
-		Long: `verify reads partition 1 of the disk or image (or, with no partition table,
-LUKS on the whole disk), unseals a LUKS keyslot with the passphrase with
-luksdock's own LUKS code (independent of cryptsetup; luks.go for LUKS1),
-unlocks it with cryptsetup too (both must give one volume key), runs e2fsck
--fn and dumpe2fs on the decrypted ext4 and reports the owner of its top
-directory (debugfs). It reports with which logical sector sizes (512, 4096)
-a Linux kernel finds the volume, warns when only one, and fails (exit 5)
-when neither: the partition table must be one Linux reads when the disk
-is docked (not a GPT readable only from its backup header, nor one without
-a protective MBR). It writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
-luksdock left on it is closed first, and reported.
-
-With --recovery-key-file it also proves that the recovery key in FILE ('-':
-standard input) opens the disk, with luks.go and with cryptsetup. The file
-may be the one prepare --recovery-key wrote, or the key typed in (case,
-spaces and dashes do not matter here; at cryptsetup's prompt they do).
-
-The LUKS header is untrusted input: before any key derivation runs, a
-header with a cost or layout no tool writes is refused (exit 5), as is a
-keyslot this machine is estimated to need longer than --max-unlock-time
-for (docs/hostile-disks.md).
-
-` + verifyExitCodes,
+		Use:     "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
+		Short:   "Check that a prepared disk unlocks with the passphrase and fscks clean",
+		Long:    help.Text("verify") + verifyExitCodes,
 		Example: verifyExample,
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return vo.run(cmd) },

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 )
 
 // closeExample is close's EXAMPLES (in --help and the man page).
@@ -43,20 +43,12 @@ func newCloseCmd() *cobra.Command {
 			var res *core.Closed
 			defer func() {
 				if asJSON {
-					jsonResult(out, "close", res, err)
+					report.JSONResult(out, "close", res, err)
 				}
 			}()
 			res, err = core.Close(context.Background(), o)
 			if res != nil && !asJSON {
-				switch {
-				case res.Unmounted || res.Locked:
-					fmt.Fprintf(out, "%s: unmounted %s and locked\n", res.Target, res.Mountpoint)
-				default:
-					fmt.Fprintf(out, "%s was not open\n", res.Target)
-				}
-				if res.PowerOff != "" {
-					fmt.Fprintf(out, "power: %s\n", res.PowerOff)
-				}
+				report.Closed(out, res)
 			}
 			return lifecycleErr(err)
 		},

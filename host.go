@@ -1,17 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -83,7 +81,7 @@ func newHostEnrollCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Enrolled %s on disk %s: keyslot %d, key in %s (0400 root).\n", h.Name, uuid, h.Keyslot, core.KeyFile(uuid))
+			report.Enrolled(cmd.OutOrStdout(), h, uuid)
 			return nil
 		},
 	}
@@ -129,7 +127,7 @@ func newHostForgetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Disk %s: %s.\n", uuid, msg)
+			report.Forgot(cmd.OutOrStdout(), uuid, msg)
 			return nil
 		},
 	}
@@ -152,33 +150,7 @@ func newHostStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if keys == nil {
-					keys = []core.HostKey{}
-				}
-				return enc.Encode(keys)
-			}
-			if len(keys) == 0 {
-				fmt.Fprintf(out, "This host holds no disk keys (%s/keys).\n", core.ConfigDir())
-				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tKEY\tSTATE")
-			for _, k := range keys {
-				state := "enrolled (" + k.Method + ")"
-				if k.Forget {
-					state = "forgotten: keyslot wiped at next docking"
-				}
-				key := dash(k.KeyFile)
-				if k.Mode != "" {
-					key += " (" + k.Mode + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(k.Label), dash(k.Set), strings.ToLower(k.LUKSUUID), key, state)
-			}
-			return tw.Flush()
+			return report.HostKeys(cmd.OutOrStdout(), keys, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

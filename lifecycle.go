@@ -5,7 +5,6 @@ package main
 // result line.
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,16 +59,6 @@ func lifecycleErr(err error) error {
 		return usageError{ue}
 	}
 	return err
-}
-
-// jsonResult prints v as one JSON line (--json), or, for a failure, a
-// "failed" event as prepare and verify print it.
-func jsonResult(w io.Writer, step pipeline.StepID, v any, err error) {
-	if err != nil {
-		jsonRefusal(w, err, step)
-		return
-	}
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // warnf prints a warning on standard error.

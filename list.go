@@ -1,52 +1,20 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"sync"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"luksdock/core"
 	"luksdock/disk"
-	"luksdock/health"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
-	"luksdock/inventory"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 )
-
-// listReason is a refusal in `list --json`: the reason and its fix.
-type listReason struct {
-	Text string `json:"text"`
-	Fix  string `json:"fix,omitempty"`
-}
-
-// listEntry is one disk in `luksdock list --json`.
-type listEntry struct {
-	disk.Disk
-	Summary string       `json:"summary"`
-	Verdict disk.Verdict `json:"verdict"`
-	OK      bool         `json:"ok"`     // may be prepared under the given --allow-internal
-	Status  string       `json:"status"` // the table's status column
-	// Arrival is the kernel log's account of this disk's most recent
-	// attach, when the log has one.
-	Arrival *disk.Arrival `json:"arrival,omitempty"`
-	// Known is set for a LUKS disk: whether the inventory knows it (by its
-	// LUKS UUID) and what it is.
-	Known *core.KnownDisk `json:"known,omitempty"`
-	// Reasons are why it may not be prepared under the given
-	// --allow-internal, each with what to do about it.
-	Reasons []listReason `json:"reasons,omitempty"`
-	// Health is the drive's SMART health (not for loop devices).
-	Health *health.Report `json:"health,omitempty"`
-}
 
 func newListCmd() *cobra.Command {
 	var asJSON, wait, allowInternal bool
@@ -86,65 +54,20 @@ func newListCmd() *cobra.Command {
 					return err
 				}
 			}
-			var arrivals []disk.Arrival
-			if sysRoot == "" || sysRoot == "/" {
-				if lines, err := disk.ReadKernelLog(); err == nil {
-					arrivals = disk.ParseKernelLog(lines)
-				}
-			}
-			entries := make([]listEntry, len(disks))
-			for i, d := range disks {
-				v := disk.Assess(d)
-				entries[i] = listEntry{Disk: d, Summary: d.Summary(), Verdict: v, OK: v.OK(allowInternal), Status: v.Status(allowInternal)}
-				for _, r := range v.Reasons(allowInternal) {
-					entries[i].Reasons = append(entries[i].Reasons, listReason{r.Text, r.Fix})
-				}
-				for j := len(arrivals) - 1; j >= 0; j-- {
-					if arrivals[j].Disk == d.Name && !arrivals[j].Gone {
-						a := arrivals[j]
-						entries[i].Arrival = &a
-						break
-					}
-				}
-			}
+			local := sysRoot == "" || sysRoot == "/"
 			// --wait prints the new disk at once: reading SMART through a
 			// dock can take seconds, so its health is left to `list`.
-			if (sysRoot == "" || sysRoot == "/") && !wait {
-				var wg sync.WaitGroup
-				for i := range entries {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						entries[i].Health = health.ForDisk(cmd.Context(), entries[i].Disk)
-					}()
-				}
-				wg.Wait()
-			}
-			known, w := core.Recognise(inventory.Path(), disks, time.Now())
+			entries, w := core.List(cmd.Context(), disks, core.ListOptions{AllowInternal: allowInternal, KernelLog: local, Health: local && !wait})
 			if w != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: %s\n", w)
+				report.Warnf(cmd.ErrOrStderr(), "%s", w)
 			}
-			for i := range entries {
-				entries[i].Known = known[i]
+			switch {
+			case asJSON && wait:
+				return report.JSONIndented(out, entries[0])
+			case asJSON:
+				return report.JSONIndented(out, entries)
 			}
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if wait {
-					return enc.Encode(entries[0])
-				}
-				return enc.Encode(entries)
-			}
-			writeListTable(out, entries)
-			if wait {
-				e := entries[0]
-				if e.Arrival != nil {
-					fmt.Fprintln(out, "\nKernel log of its arrival:")
-					for _, l := range e.Arrival.Lines {
-						fmt.Fprintln(out, "  "+l.String())
-					}
-				}
-			}
+			report.List(out, entries, wait)
 			return nil
 		},
 	}
@@ -155,55 +78,6 @@ func newListCmd() *cobra.Command {
 	_ = cmd.Flags().MarkHidden("sysroot")
 	manpage.SetFiles(cmd, listFiles)
 	return cmd
-}
-
-func writeListTable(w io.Writer, entries []listEntry) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tTRANSPORT\tSECTORS\tMODEL\tSERIAL\tCONTENTS\tSTATUS")
-	for _, e := range entries {
-		model := e.VendorModel()
-		if e.USB != nil && e.USB.Product != "" && model == "" {
-			model = e.USB.Product
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", e.Name, disk.SizeString(e.Size), e.Transport,
-			e.LogicalSector, e.PhysicalSector, dash(model), dash(e.Serial), e.Summary, e.Status)
-	}
-	tw.Flush()
-	for _, e := range entries {
-		for _, x := range e.Verdict.Warnings {
-			if x == disk.USB4KWarning {
-				fmt.Fprintf(w, "warning: %s: %s\n", e.Name, x)
-			}
-		}
-		// Why it may not be prepared, each with its fix (as in --json's
-		// reasons[].fix and the wizard's Details).
-		for _, r := range e.Reasons {
-			fmt.Fprintf(w, "%s: %s\n", e.Name, r.Text)
-			if r.Fix != "" {
-				fmt.Fprintf(w, "  fix: %s\n", r.Fix)
-			}
-		}
-		if e.Known != nil {
-			fmt.Fprintf(w, "%s: %s\n", e.Name, e.Known.Description)
-		}
-		if h := e.Health; h != nil {
-			line := h.Summary()
-			if h.Verdict != health.Unknown {
-				line += fmt.Sprintf(" (drive %s, serial %s)", dash(h.Model), dash(h.Serial))
-			}
-			if h.Bad() {
-				line = "WARNING: " + line + ": do not trust it with backups"
-			}
-			fmt.Fprintf(w, "%s: %s\n", e.Name, line)
-		}
-	}
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // listExample is list's EXAMPLES (in --help and the man page).

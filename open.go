@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -10,6 +9,7 @@ import (
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 )
 
@@ -48,7 +48,7 @@ func newOpenCmd() *cobra.Command {
 			var res *core.Opened
 			defer func() {
 				if asJSON {
-					jsonResult(out, "open", res, err)
+					report.JSONResult(out, "open", res, err)
 				}
 			}()
 			if err := o.Selector.Check(); err != nil {
@@ -68,12 +68,7 @@ func newOpenCmd() *cobra.Command {
 				return lifecycleErr(err)
 			}
 			if !asJSON {
-				if res.Already {
-					fmt.Fprintf(out, "%s is already open: %s\n", res.Target, res.Mountpoint)
-				} else {
-					fmt.Fprintf(out, "%s (%s) unlocked (%s engine) and mounted at %s\n", res.Target, res.Label, res.Engine, res.Mountpoint)
-				}
-				fmt.Fprintf(out, "%s\n", res.Mountpoint)
+				report.Opened(out, res)
 			}
 			return nil
 		},

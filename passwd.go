@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/luks"
 )
 
@@ -48,7 +48,7 @@ func newPasswdCmd() *cobra.Command {
 			var res *core.KeyChange
 			defer func() {
 				if asJSON {
-					jsonResult(out, "passwd", res, err)
+					report.JSONResult(out, "passwd", res, err)
 				}
 			}()
 			if err := o.Selector.Check(); err != nil {
@@ -79,7 +79,7 @@ func newPasswdCmd() *cobra.Command {
 				return lifecycleErr(err)
 			}
 			if !asJSON {
-				printKeyChange(cmd, res, "passphrase")
+				report.KeyChange(out, cmd.ErrOrStderr(), res, "passphrase")
 			}
 			return nil
 		},
@@ -104,30 +104,6 @@ func addKeyslotPBKDF(cmd *cobra.Command, p *luks.PBKDF) {
 	f.IntVar(&p.MemoryKiB, "pbkdf-memory", 0, "PBKDF memory cost in KiB (argon2)")
 	f.IntVar(&p.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
 	f.IntVar(&p.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
-}
-
-// printKeyChange prints a passwd or recovery-key result for people.
-func printKeyChange(cmd *cobra.Command, r *core.KeyChange, what string) {
-	out := cmd.OutOrStdout()
-	if r.Resumed {
-		fmt.Fprintf(out, "note: the new %s already had keyslot %d (an interrupted run): finished the change\n", what, r.NewSlot)
-	}
-	fmt.Fprintf(out, "%s: the %s is replaced (keyslot %d", r.Target, what, r.NewSlot)
-	if r.OldSlot >= 0 {
-		fmt.Fprintf(out, "; keyslot %d removed", r.OldSlot)
-	}
-	fmt.Fprintf(out, ")\n  proved:       %s\n", r.Proved)
-	if r.Strength != nil {
-		fmt.Fprintf(out, "  strength:     %s\n", r.Strength.Summary())
-	}
-	if r.RecoveryKeyFile != "" {
-		fmt.Fprintf(out, "  recovery key: written to %s: print it, keep the paper away from this disk, then delete the file\n", r.RecoveryKeyFile)
-	}
-	if r.Recorded {
-		fmt.Fprintf(out, "  inventory:    changed %s\n", r.Changed.Format("2006-01-02"))
-	} else {
-		warnf(cmd, "%s is not in the inventory, so the date of this change is not recorded", r.Target)
-	}
 }
 
 // passwdExitCodes are passwd's own exit codes (exitCode maps the errors).

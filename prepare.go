@@ -12,6 +12,7 @@ import (
 	"luksdock/disk"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/internal/secret"
 	"luksdock/pipeline"
 )
@@ -89,7 +90,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	defer func() {
 		if po.asJSON && !ran {
-			jsonRefusal(out, err, pipeline.StepPreflight)
+			report.JSONRefusal(out, err, pipeline.StepPreflight)
 		}
 	}()
 	if err := po.check(); err != nil {
@@ -120,15 +121,15 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	defer secret.Free(pass)
 	// the wizard's estimate: there a weak passphrase needs a tick, here a warning
 	if w := core.AssessPassphrase(pass, core.StrengthInputs(o.Label, t.Name)).Warning(); w != "" && po.asJSON {
-		jsonEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})
+		report.JSONEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})
 	} else if w != "" {
 		fmt.Fprintf(stderr, "luksdock: warning: %s\n", w)
 	}
 	ctx, stop, finished := signalContext(stderr)
 	defer stop()
-	emit := textEvents(out, 0)
+	emit := report.TextEvents(out, 0)
 	if po.asJSON {
-		emit = jsonEvents(out)
+		emit = report.JSONEvents(out)
 	}
 	ran = true
 	res, recErr, err := prep.Run(ctx, po.confirm, pass, emit)

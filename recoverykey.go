@@ -9,6 +9,7 @@ import (
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 )
 
 // recoveryKeyExample is recovery-key's EXAMPLES (in --help and the man page).
@@ -42,7 +43,7 @@ func newRecoveryKeyCmd() *cobra.Command {
 			var res *core.KeyChange
 			defer func() {
 				if asJSON {
-					jsonResult(out, "recovery-key", res, err)
+					report.JSONResult(out, "recovery-key", res, err)
 				}
 			}()
 			if !replace {
@@ -68,7 +69,7 @@ func newRecoveryKeyCmd() *cobra.Command {
 				return lifecycleErr(err)
 			}
 			if !asJSON {
-				printKeyChange(cmd, res, "recovery key")
+				report.KeyChange(out, cmd.ErrOrStderr(), res, "recovery key")
 			}
 			return nil
 		},

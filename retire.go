@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -10,7 +9,7 @@ import (
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
-	"luksdock/pipeline"
+	"luksdock/internal/report"
 )
 
 // retireExample is retire's EXAMPLES (in --help and the man page).
@@ -45,7 +44,7 @@ func newRetireCmd() *cobra.Command {
 			var res *core.Retired
 			defer func() {
 				if asJSON {
-					jsonResult(out, "retire", res, err)
+					report.JSONResult(out, "retire", res, err)
 				}
 			}()
 			if (o.Device == "") == (o.Image == "") {
@@ -61,7 +60,7 @@ func newRetireCmd() *cobra.Command {
 				o.Progress = func(done, total int64) {
 					if time.Since(last) > 2*time.Second || done == total {
 						last = time.Now()
-						fmt.Fprintf(out, "overwriting: %s of %s\n", pipeline.HumanSize(done), pipeline.HumanSize(total))
+						report.EraseProgress(out, done, total)
 					}
 				}
 			}
@@ -69,28 +68,7 @@ func newRetireCmd() *cobra.Command {
 			if err != nil {
 				return lifecycleErr(err)
 			}
-			if !asJSON {
-				fmt.Fprintf(out, "%s is retired: crypto-erased (keyslots %v wiped)", res.Target, res.KeyslotsBefore)
-				if res.Erased {
-					fmt.Fprint(out, " and overwritten with zeros")
-				}
-				fmt.Fprintln(out)
-				for _, p := range res.Proved {
-					fmt.Fprintf(out, "  proved: %s\n", p)
-				}
-				if res.HeaderBackupNote != "" {
-					if res.HeaderBackupRemoved {
-						fmt.Fprintf(out, "  %s\n", res.HeaderBackupNote)
-					} else {
-						warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
-					}
-				}
-				if res.Recorded {
-					fmt.Fprintf(out, "  inventory: %s marked retired on %s; the label is free\n", res.Label, res.Time.Format("2006-01-02"))
-				}
-			} else if res.HeaderBackup != "" && !res.HeaderBackupRemoved {
-				warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
-			}
+			report.Retired(out, cmd.ErrOrStderr(), res, !asJSON)
 			return nil
 		},
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/internal/manpage"
 	"luksdock/internal/testkit"
@@ -245,7 +246,7 @@ func TestDeviceCompletion(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("list %v: exit %d %s", args, code, errs)
 			}
-			var entries []listEntry
+			var entries []core.ListEntry
 			if err := json.Unmarshal([]byte(out), &entries); err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/internal/secret"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -66,7 +67,7 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 	out := cmd.OutOrStdout()
 	defer func() {
 		if vo.asJSON && !ran {
-			jsonRefusal(out, err, pipeline.StepVerify)
+			report.JSONRefusal(out, err, pipeline.StepVerify)
 		}
 	}()
 	t, err := vo.target.target(true)
@@ -88,9 +89,9 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 		}
 		defer secret.Free(rk)
 	}
-	emit := textEvents(out, 1)
+	emit := report.TextEvents(out, 1)
 	if vo.asJSON {
-		emit = jsonEvents(out)
+		emit = report.JSONEvents(out)
 	}
 	ran = true
 	ctx := pipeline.WithMaxUnlockTime(context.Background(), vo.maxUnlock)

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,8 +132,8 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	}
 	ran = true
 	res, recErr, err := prep.Run(ctx, po.confirm, pass, emit)
-	sig, _ := lastStop.Load().(os.Signal)
-	journalRun("prepare", prep.Plan.Target.Path, res, err, sig)
+	sig := finished()
+	core.JournalRun("prepare", prep.Plan.Target.Path, res, err, sig)
 	if err == nil {
 		if recErr != nil {
 			fmt.Fprintf(stderr, "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", recErr)
@@ -142,7 +141,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 			fmt.Fprintf(out, "  inventory:    recorded in %s\n", prep.InventoryPath)
 		}
 	}
-	if finished() && err == nil {
+	if sig != nil && err == nil {
 		// The signal came during the last step or after it: every
 		// step finished, nothing was stopped, the disk is verified.
 		fmt.Fprintln(stderr, "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,16 +102,17 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 	defer cancel()
 	// A hang-up (a dropped SSH connection, a closed terminal window) ends
 	// the program like SIGTERM, not luksdock: the run in progress finishes
-	// its step and stops below (m.Close), and journalRun records how it
+	// its step and stops below (m.Close), and core.JournalRun records how it
 	// ended, since the terminal is gone.
 	surviveBrokenOutput()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var hungUp atomic.Value // the SIGHUP that ended the wizard
 	go func() {
 		select {
 		case s := <-hup:
-			lastStop.Store(s)
+			hungUp.Store(s)
 			cancel()
 		case <-ctx.Done():
 		}
@@ -132,8 +134,8 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
 	}
 	m.Close()
-	sig, _ := lastStop.Load().(os.Signal)
-	journalWizard(m.Results(), m.LastError(), sig)
+	sig, _ := hungUp.Load().(os.Signal)
+	core.JournalWizard(m.Results(), m.LastError(), sig)
 	out := cmd.OutOrStdout()
 	if wf.json {
 		for _, r := range m.Results() {
@@ -152,21 +154,4 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		return runErr
 	}
 	return nil
-}
-
-// journalWizard records how the wizard's runs ended: each disk it made,
-// then its last run when that failed or a signal ended the wizard. A signal
-// that came after the last run finished (a hang-up on the Done screen) is
-// told on that run's line, not as a run that prepared nothing.
-func journalWizard(results []*pipeline.Result, lastErr error, sig os.Signal) {
-	for i, r := range results {
-		var s os.Signal
-		if i == len(results)-1 && lastErr == nil {
-			s = sig
-		}
-		journalRun("wizard", r.Target, r, nil, s)
-	}
-	if lastErr != nil || (sig != nil && len(results) == 0) {
-		journalRun("wizard", "(its last run)", nil, lastErr, sig)
-	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 func newDockCmd() *cobra.Command {
-	var tf targetFlags
+	var image string
 	var engine string
 	var noPowerOff bool
 	cmd := &cobra.Command{
@@ -30,15 +30,16 @@ func newDockCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var d luks.Device
 			switch {
-			case len(args) == 1 && tf.image != "":
+			case len(args) == 1 && image != "":
 				return usageError{errors.New("give DEVICE or --image, not both")}
 			case len(args) == 1:
 				d = luks.Device{Path: args[0]}
-			case tf.image != "":
-				var err error
-				if d, _, err = luksTarget(&tf); err != nil {
+			case image != "":
+				ld, err := core.FindLUKS(core.Selector{Image: image})
+				if err != nil {
 					return err
 				}
+				d = ld.LUKS
 			default:
 				return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
 			}
@@ -48,7 +49,7 @@ func newDockCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
 			defer stop()
 			res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: engine,
-				PowerOff: !noPowerOff && tf.image == "", Log: cmd.OutOrStdout()})
+				PowerOff: !noPowerOff && image == "", Log: cmd.OutOrStdout()})
 			if errors.Is(err, core.ErrInterrupted) {
 				return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: err}
 			}
@@ -58,7 +59,7 @@ func newDockCmd() *cobra.Command {
 			return err
 		},
 	}
-	tf.add(cmd, false, false)
+	cmd.Flags().StringVar(&image, "image", "", "an image file luksdock prepared")
 	cmd.Flags().StringVar(&engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
 	cmd.Flags().BoolVar(&noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
 	manpage.SetFiles(cmd, dockFiles)

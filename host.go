@@ -36,37 +36,21 @@ func newHostCmd() *cobra.Command {
 	return cmd
 }
 
-// luksTarget looks up --device/--image and returns its LUKS device.
-func luksTarget(tf *targetFlags) (luks.Device, string, error) {
-	t, err := tf.target(false)
-	if err != nil {
-		return luks.Device{}, "", err
-	}
-	d, ok := core.LUKSDevice(t.Path, t.Content, t.Parts)
-	if !ok {
-		return luks.Device{}, "", &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("%s holds no LUKS volume (it holds %s)", t.Path, t.Content)}
-	}
-	info, err := luks.ReadHeaderDevice(d)
-	if err != nil {
-		return d, "", err
-	}
-	return d, info.UUID, nil
-}
-
 func newHostEnrollCmd() *cobra.Command {
-	var tf targetFlags
+	var sel core.Selector
 	var passFile string
 	cmd := &cobra.Command{
-		Use:     "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
+		Use:     "enroll (--device /dev/sdX | --image PATH | --label LABEL) --passphrase-file FILE|-",
 		Short:   "Add a keyslot only this machine can use, and name it in the disk's token",
 		Long:    help.Text("host-enroll") + hostExitCodes,
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, uuid, err := luksTarget(&tf)
+			d, err := core.FindLUKS(sel)
 			if err != nil {
-				return err
+				return lifecycleErr(err)
 			}
+			uuid := d.Info.UUID
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return err
@@ -74,7 +58,7 @@ func newHostEnrollCmd() *cobra.Command {
 			defer clear(pass)
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			h, err := core.Enroll(ctx, d, pass)
+			h, err := core.Enroll(ctx, d.LUKS, pass)
 			if errors.Is(err, luks.ErrWrongPassphrase) || isWrongPassphrase(err) {
 				return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: err}
 			}
@@ -85,7 +69,7 @@ func newHostEnrollCmd() *cobra.Command {
 			return nil
 		},
 	}
-	tf.add(cmd, true, false)
+	addSelector(cmd, &sel, true)
 	addPassphraseFlag(cmd, &passFile)
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
@@ -99,10 +83,10 @@ func isWrongPassphrase(err error) bool {
 }
 
 func newHostForgetCmd() *cobra.Command {
-	var tf targetFlags
+	var sel core.Selector
 	var uuid string
 	cmd := &cobra.Command{
-		Use:     "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
+		Use:     "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH | --label LABEL)",
 		Short:   "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
 		Long:    help.Text("host-forget") + hostExitCodes,
 		Example: hostExample,
@@ -111,17 +95,17 @@ func newHostForgetCmd() *cobra.Command {
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
 			var dev *luks.Device
-			if tf.device != "" || tf.image != "" {
+			if sel != (core.Selector{}) {
 				if uuid != "" {
-					return usageError{errors.New("give --uuid, or the disk with --device/--image, not both")}
+					return usageError{errors.New("give --uuid, or the disk with --device/--image/--label, not both")}
 				}
-				d, u, err := luksTarget(&tf)
+				d, err := core.FindLUKS(sel)
 				if err != nil {
-					return err
+					return lifecycleErr(err)
 				}
-				dev, uuid = &d, u
+				dev, uuid = &d.LUKS, d.Info.UUID
 			} else if uuid == "" {
-				return usageError{errors.New("give --uuid LUKS-UUID (see `luksdock host status`), or the docked disk with --device/--image")}
+				return usageError{errors.New("give --uuid LUKS-UUID (see `luksdock host status`), or the docked disk with --device/--image/--label")}
 			}
 			msg, err := core.Forget(ctx, uuid, dev)
 			if err != nil {
@@ -131,7 +115,7 @@ func newHostForgetCmd() *cobra.Command {
 			return nil
 		},
 	}
-	tf.add(cmd, true, false)
+	addSelector(cmd, &sel, true)
 	cmd.Flags().StringVar(&uuid, "uuid", "", "the disk's LUKS UUID (it need not be docked)")
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd

@@ -35,7 +35,7 @@ func newCloseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
 		Short:   "Flush, unmount, lock and power off a backup disk so it can be pulled",
-		Long:    help.Text("close") + closeExitCodes,
+		Long:    help.Text("close") + help.ExitCodes("close"),
 		Example: closeExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -61,13 +61,3 @@ func newCloseCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
-
-// closeExitCodes are close's own exit codes (exitCode maps the errors).
-const closeExitCodes = `Exit codes:
-  0    unmounted, locked (and powered off), or the disk was not open
-  2    usage error (bad flags or arguments)
-  3    refused: not run as root, no attached disk has that label, a
-       process uses the filesystem (named; nothing was changed), or the
-       volume was closed but the disk could not be powered off
-  4    a step failed (unmount, lock); the message names it
-  130  killed by Ctrl+C (SIGINT) before it finished`

@@ -24,7 +24,7 @@ func newDockCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "dock (DEVICE | --image PATH)",
 		Short:   "The backup run on a docked disk (started by the luksdock-dock@ service)",
-		Long:    help.Text("dock") + dockExitCodes,
+		Long:    help.Text("dock") + help.ExitCodes("dock"),
 		Example: dockExample,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,16 +65,6 @@ func newDockCmd() *cobra.Command {
 	manpage.SetFiles(cmd, dockFiles)
 	return cmd
 }
-
-// dockExitCodes are dock's exit codes.
-const dockExitCodes = `Exit codes:
-  0    the backup ran and the disk is locked and powered off, or this host
-       holds no key for the disk (left alone)
-  2    usage error (bad flags or arguments)
-  4    the backup failed (the command, fsck, unlock or mount); recorded,
-       and the disk is locked
-  130  interrupted: undocked or the service stopped; recorded as
-       interrupted, the mapping removed`
 
 // dockExample is dock's EXAMPLES.
 const dockExample = `  # What the udev rule starts when an enrolled disk is docked as sdb:

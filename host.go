@@ -19,7 +19,7 @@ func newHostCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "host",
 		Short:   "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
-		Long:    help.Text("host") + hostExitCodes,
+		Long:    help.Text("host") + help.ExitCodes("host"),
 		Example: hostExample,
 		// "host" alone or "host bogus" is a usage error (exit 2), not the
 		// help with exit 0.
@@ -42,7 +42,7 @@ func newHostEnrollCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "enroll (--device /dev/sdX | --image PATH | --label LABEL) --passphrase-file FILE|-",
 		Short:   "Add a keyslot only this machine can use, and name it in the disk's token",
-		Long:    help.Text("host-enroll") + hostExitCodes,
+		Long:    help.Text("host-enroll") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -88,7 +88,7 @@ func newHostForgetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH | --label LABEL)",
 		Short:   "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
-		Long:    help.Text("host-forget") + hostExitCodes,
+		Long:    help.Text("host-forget") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -126,7 +126,7 @@ func newHostStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "status",
 		Short:   "List the disks this machine holds keys for",
-		Long:    help.Text("host-status") + hostExitCodes,
+		Long:    help.Text("host-status") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -141,17 +141,6 @@ func newHostStatusCmd() *cobra.Command {
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
-
-// hostExitCodes are the exit codes of host and its commands.
-const hostExitCodes = `Exit codes:
-  0    success
-  2    usage error (bad flags or arguments)
-  3    refused: not root, the target is not a LUKS disk, the passphrase
-       file cannot be read, missing tools
-  4    a step failed (cryptsetup, writing the key file or the token); the
-       message names it
-  6    enroll: the passphrase opens no keyslot
-  130  interrupted (SIGINT/SIGTERM)`
 
 // hostExample is the EXAMPLES of host and its commands.
 const hostExample = `  # Let this machine unlock the docked disk sdi by itself, and run the

@@ -18,16 +18,9 @@ func newInventoryCmd() *cobra.Command {
 	var asJSON, check bool
 	var every []string
 	cmd := &cobra.Command{
-		Use:   "inventory",
-		Short: "List the disks luksdock knows (the rotation set), their backups and which are overdue",
-		Long: help.Text("inventory") + "`/var/lib/luksdock/inventory.json`" + ` for root, else
-$XDG_STATE_HOME/luksdock/inventory.json (~/.local/state/luksdock/...);
-LUKSDOCK_INVENTORY names another file. It is JSON a person can read and
-other tools can parse; it holds no secret. A damaged file is reported, and
-never overwritten.
-
-Exit status: 0 success, 1 (--check) a disk is overdue, 2 usage error,
-4 the inventory cannot be read, 130 interrupted.`,
+		Use:     "inventory",
+		Short:   "List the disks luksdock knows (the rotation set), their backups and which are overdue",
+		Long:    help.Text("inventory"),
 		Example: inventoryExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

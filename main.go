@@ -22,29 +22,11 @@ import (
 )
 
 // exitCodesHelp is the root command's (the wizard's) exit codes: every code
-// luksdock exits with. Each command's help lists its own (prepareExitCodes,
-// verifyExitCodes, ...).
-const exitCodesHelp = `Exit codes:
-  0    success (prepare: the disk is made and verified)
-  2    usage error (bad flags or arguments)
-  3    refused by safety: wrong --confirm, the disk is in use, internal, too
-       small, read-only, a partition; bad label or passphrase; missing tools.
-       Nothing was written.
-  4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the disk is damaged or not a finished backup
-       disk (no LUKS header, no clean ext4, a table Linux does not read, no
-       kernel finds it with 512- or 4096-byte sectors), or the surface
-       check found bad sectors
-  6    verify: the passphrase (or the recovery key) unlocks no keyslot (a
-       typo, or another disk)
-` + exitInterruptedHelp
+// luksdock exits with. Each command's help lists its own (help.ExitCodes).
+var exitCodesHelp = help.ExitCodes("luksdock") + exitInterruptedHelp
 
 // exitInterruptedHelp is the 130 line of a command that runs the pipeline.
-const exitInterruptedHelp = `  130  interrupted (SIGINT/SIGTERM): the step in progress finished (an
-       erase or surface check stopped at its next request and kept its
-       position), no later step started, the volume was closed and the disk
-       released; the state is reported. A run whose last step finished
-       exits 0.`
+var exitInterruptedHelp = help.ExitCodes("interrupted")
 
 // Exit codes: the CLI's mapping of the pipeline's failure kinds.
 const (

@@ -40,7 +40,7 @@ func newOpenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
 		Short:   "Unlock a backup disk and mount it, as the desktop does",
-		Long:    help.Text("open") + openExitCodes,
+		Long:    help.Text("open") + help.ExitCodes("open"),
 		Example: openExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -84,16 +84,3 @@ func newOpenCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
-
-// openExitCodes are open's own exit codes (exitCode maps the errors).
-const openExitCodes = `Exit codes:
-  0    unlocked and mounted (or already open: reported, left as it is)
-  2    usage error (bad flags or arguments)
-  3    refused: not run as root, the secret file cannot be read, no
-       attached disk has that label, the disk or mountpoint is in use;
-       nothing was unlocked
-  4    a step failed (unlock, loop device, mount); the message names it
-  5    not a disk luksdock prepared: no LUKS volume on partition 1 or the
-       whole disk, or no ext4 filesystem inside (it was locked again)
-  6    the passphrase (or the recovery key) opens no keyslot; nothing done
-  130  killed by Ctrl+C (SIGINT) before it finished`

@@ -40,7 +40,7 @@ func newPasswdCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "passwd (--device DEV | --image PATH | --label LABEL) --passphrase-file OLD|- --new-passphrase-file NEW|-",
 		Short:   "Change a backup disk's passphrase, never leaving it without a way in",
-		Long:    help.Text("passwd") + passwdExitCodes,
+		Long:    help.Text("passwd") + help.ExitCodes("passwd"),
 		Example: passwdExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -105,17 +105,3 @@ func addKeyslotPBKDF(cmd *cobra.Command, p *luks.PBKDF) {
 	f.IntVar(&p.ForceIterations, "pbkdf-force-iterations", 0, "PBKDF iterations, skipping cryptsetup's benchmark")
 	f.IntVar(&p.IterTimeMS, "iter-time", 0, "PBKDF unlock time in milliseconds for cryptsetup's benchmark")
 }
-
-// passwdExitCodes are passwd's own exit codes (exitCode maps the errors).
-const passwdExitCodes = `Exit codes:
-  0    the new passphrase opens the disk and the old one no longer does
-  2    usage error (bad flags or arguments)
-  3    refused: not run as root, a secret file cannot be read, the new
-       passphrase is weak (see --accept-weak) or too long, the disk is in
-       use; nothing was written
-  4    a step failed; the message names it; the disk opens with the old
-       or the new passphrase (run the same command again)
-  5    not a disk luksdock prepared (no LUKS volume found)
-  6    the old passphrase (or the recovery key) opens no keyslot
-  130  killed by Ctrl+C (SIGINT): the disk opens with the old or the new
-       passphrase; the same command run again finishes the change`

@@ -21,7 +21,7 @@ func newPrepareCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
 		Short:   "Prepare a backup disk non-interactively (the wizard's pipeline)",
-		Long:    help.Text("prepare") + prepareExitCodes,
+		Long:    help.Text("prepare") + help.ExitCodes("prepare") + exitInterruptedHelp,
 		Example: prepareExample,
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return po.run(cmd) },
@@ -167,16 +167,3 @@ const prepareExample = `  # See the plan: the shell commands a person would type
   printf '%s\n' 'correct horse battery staple' > pass.txt
   luksdock prepare --image demo.img --size 1G --label demo --passphrase-file pass.txt \
       --confirm demo.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000`
-
-// prepareExitCodes are prepare's exit codes.
-const prepareExitCodes = `Exit codes:
-  0    success: the disk is made and verified
-  2    usage error (bad flags or arguments)
-  3    refused by safety: wrong --confirm, the disk is in use, internal, too
-       small, read-only, a partition; bad label, or a label another disk of
-       the set has; bad passphrase; missing tools. Nothing was written.
-  4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the new disk does not unlock, fsck clean or
-       read with 512- and 4096-byte sectors, or the surface check found bad
-       sectors
-` + exitInterruptedHelp

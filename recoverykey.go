@@ -35,7 +35,7 @@ func newRecoveryKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
 		Short:   "Replace a backup disk's recovery key, never leaving it without a way in",
-		Long:    help.Text("recovery-key") + recoveryKeyExitCodes,
+		Long:    help.Text("recovery-key") + help.ExitCodes("recovery-key"),
 		Example: recoveryKeyExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -85,17 +85,3 @@ func newRecoveryKeyCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
-
-// recoveryKeyExitCodes are recovery-key's own exit codes (exitCode maps the errors).
-const recoveryKeyExitCodes = `Exit codes:
-  0    the new recovery key opens the disk and the old one no longer does
-  2    usage error (bad flags or arguments; --replace missing)
-  3    refused: not run as root, the passphrase file cannot be read,
-       NEWFILE cannot be written, the disk is in use; nothing was written
-  4    a step failed; the message names it; the disk opens with the
-       passphrase and the old or the new recovery key
-  5    not a disk luksdock prepared (no LUKS volume found)
-  6    the passphrase opens no keyslot
-  130  killed by Ctrl+C (SIGINT): the disk opens with the passphrase and
-       the old or the new recovery key; the same command with the same
-       NEWFILE finishes the change`

@@ -36,7 +36,7 @@ func newRetireCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
 		Short:   "Crypto-erase a backup disk that leaves the rotation, and prove it",
-		Long:    help.Text("retire") + retireExitCodes,
+		Long:    help.Text("retire") + help.ExitCodes("retire"),
 		Example: retireExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -81,15 +81,3 @@ func newRetireCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
-
-// retireExitCodes are retire's own exit codes (exitCode maps the errors).
-const retireExitCodes = `Exit codes:
-  0    crypto-erased and proved (and overwritten, with --erase)
-  2    usage error (bad flags or arguments; --confirm missing)
-  3    refused: wrong --confirm, not run as root, the disk is open or in
-       use; nothing was written
-  4    a step failed; the message names it and the state of the disk
-  5    not a LUKS disk, or the proof failed: a keyslot or a LUKS signature
-       is still found after the erase
-  130  interrupted (SIGINT/SIGTERM) during --erase: the overwrite stopped;
-       the disk was crypto-erased already`

@@ -21,7 +21,7 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
 		Short:   "Check that a prepared disk unlocks with the passphrase and fscks clean",
-		Long:    help.Text("verify") + verifyExitCodes,
+		Long:    help.Text("verify") + help.ExitCodes("verify"),
 		Example: verifyExample,
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return vo.run(cmd) },
@@ -35,22 +35,6 @@ func newVerifyCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&vo.maxUnlock, "max-unlock-time", luks.DefaultMaxUnlockTime, "the longest one keyslot's key derivation may take: refused before it runs when this machine is estimated slower, stopped when it runs longer (the header is untrusted input)")
 	return cmd
 }
-
-// verifyExitCodes are verify's exit codes.
-const verifyExitCodes = `Exit codes:
-  0    the disk unlocks with the passphrase (and the recovery key), its
-       ext4 fscks clean and a kernel finds it
-  2    usage error (bad flags or arguments)
-  3    refused: the target does not exist or is not a disk or image, the
-       passphrase or recovery-key file cannot be read, missing tools.
-       verify never writes to the disk.
-  4    a check could not run (a tool failed); the message names it
-  5    verification failed: the disk is damaged or not a finished backup
-       disk (no LUKS header, no clean ext4, a table Linux does not read, no
-       kernel finds it with 512- or 4096-byte sectors)
-  6    the passphrase (or the recovery key) unlocks no keyslot (a typo, or
-       another disk)
-  130  interrupted (SIGINT/SIGTERM)`
 
 // verifyOptions are verify's flags.
 type verifyOptions struct {

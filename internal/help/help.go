@@ -1,7 +1,9 @@
 // Package help holds the long reference text of each command's --help and
-// man page (DESCRIPTION), one file per command (<command>.txt, a subcommand
-// joined with a dash: host-enroll.txt). The command's file in package main
-// keeps its short help, Example, FILES and exit codes; this is the prose.
+// man page: the prose (DESCRIPTION), one file per command (<command>.txt,
+// a subcommand joined with a dash: host-enroll.txt), and its exit codes
+// (exit-<command>.txt, the paragraph internal/manpage turns into EXIT
+// STATUS). The command's file in package main keeps its short help,
+// Example and FILES.
 package help
 
 import (
@@ -22,3 +24,7 @@ func Text(name string) string {
 	}
 	return string(b)
 }
+
+// ExitCodes is the "Exit codes:" paragraph of command name (exit-name.txt),
+// appended to its long help.
+func ExitCodes(name string) string { return Text("exit-" + name) }

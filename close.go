@@ -50,7 +50,7 @@ func newCloseCmd() *cobra.Command {
 			if res != nil && !asJSON {
 				report.Closed(out, res)
 			}
-			return lifecycleErr(err)
+			return err
 		},
 	}
 	manpage.SetFiles(cmd, closeFiles)

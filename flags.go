@@ -87,12 +87,7 @@ func (tf *targetFlags) target(tidy bool) (*pipeline.Target, error) {
 			return nil, err
 		}
 	}
-	t, err := core.Lookup(tf.device, tf.image, size, tf.size != "", tidy)
-	var tc core.ErrTargetChoice
-	if errors.As(err, &tc) {
-		return nil, usageError{tc.Err}
-	}
-	return t, err
+	return core.Lookup(tf.device, tf.image, size, tf.size != "", tidy)
 }
 
 // addPassphraseFlag declares --passphrase-file (prepare and verify).

@@ -48,7 +48,7 @@ func newHostEnrollCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := core.FindLUKS(sel)
 			if err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			uuid := d.Info.UUID
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
@@ -101,7 +101,7 @@ func newHostForgetCmd() *cobra.Command {
 				}
 				d, err := core.FindLUKS(sel)
 				if err != nil {
-					return lifecycleErr(err)
+					return err
 				}
 				dev, uuid = &d.LUKS, d.Info.UUID
 			} else if uuid == "" {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -50,18 +49,4 @@ func (sf *secretFlags) read(stdin io.Reader) ([]byte, error) {
 		return k, nil
 	}
 	return readPassphrase(sf.pass, stdin)
-}
-
-// lifecycleErr maps core's usage errors onto the CLI's (exit 2).
-func lifecycleErr(err error) error {
-	var ue *core.UsageError
-	if errors.As(err, &ue) {
-		return usageError{ue}
-	}
-	return err
-}
-
-// warnf prints a warning on standard error.
-func warnf(cmd *cobra.Command, format string, a ...any) {
-	fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: "+format+"\n", a...)
 }

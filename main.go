@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/pipeline"
@@ -43,8 +44,7 @@ func exitCode(err error) int {
 	if err == nil {
 		return 0
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if isUsage(err) {
 		return exitUsage
 	}
 	var ce interface{ ExitCode() int } // a command's own status (inventory --check: 1)
@@ -66,6 +66,16 @@ func exitCode(err error) int {
 
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }
+
+// isUsage says whether err is a usage error: the CLI's own (usageError) or
+// core's (a selector or target given wrongly: core.UsageError,
+// core.ErrTargetChoice).
+func isUsage(err error) bool {
+	var ue usageError
+	var cu *core.UsageError
+	var tc core.ErrTargetChoice
+	return errors.As(err, &ue) || errors.As(err, &cu) || errors.As(err, &tc)
+}
 
 // noArgs refuses positional arguments as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -90,8 +100,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if isUsage(err) {
 		// the help of the command that was given the wrong flags
 		path := "luksdock"
 		if cmd != nil {

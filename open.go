@@ -52,7 +52,7 @@ func newOpenCmd() *cobra.Command {
 				}
 			}()
 			if err := o.Selector.Check(); err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			secret, err := sf.read(cmd.InOrStdin())
 			if err != nil {
@@ -65,7 +65,7 @@ func newOpenCmd() *cobra.Command {
 			o.Secret, o.Engine = secret, pipeline.Engine(engine)
 			res, err = core.Open(context.Background(), o)
 			if err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			if !asJSON {
 				report.Opened(out, res)

@@ -52,7 +52,7 @@ func newPasswdCmd() *cobra.Command {
 				}
 			}()
 			if err := o.Selector.Check(); err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			if newFile == "" {
 				return usageError{errors.New("--new-passphrase-file FILE (or -) is required")}
@@ -76,7 +76,7 @@ func newPasswdCmd() *cobra.Command {
 			o.Old, o.New, o.OldIsRecoveryKey = old, nw, sf.rk != ""
 			res, err = core.Passwd(context.Background(), o)
 			if err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			if !asJSON {
 				report.KeyChange(out, cmd.ErrOrStderr(), res, "passphrase")

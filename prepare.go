@@ -66,7 +66,7 @@ func (po *prepareOptions) flags(cmd *cobra.Command) {
 // first, then the label and the options that go together.
 func (po *prepareOptions) check() error {
 	if err := core.CheckTargetChoice(po.target.device, po.target.image, po.target.size != ""); err != nil {
-		return usageError{err}
+		return err
 	}
 	o := &po.o
 	switch {

@@ -50,7 +50,7 @@ func newRecoveryKeyCmd() *cobra.Command {
 				return usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
 			}
 			if err := o.Selector.Check(); err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			if o.File == "" {
 				return usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
@@ -66,7 +66,7 @@ func newRecoveryKeyCmd() *cobra.Command {
 			o.Passphrase = pass
 			res, err = core.ReplaceRecoveryKey(context.Background(), o)
 			if err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			if !asJSON {
 				report.KeyChange(out, cmd.ErrOrStderr(), res, "recovery key")

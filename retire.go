@@ -66,7 +66,7 @@ func newRetireCmd() *cobra.Command {
 			}
 			res, err = core.Retire(ctx, o)
 			if err != nil {
-				return lifecycleErr(err)
+				return err
 			}
 			report.Retired(out, cmd.ErrOrStderr(), res, !asJSON)
 			return nil

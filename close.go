@@ -30,34 +30,41 @@ var closeFiles = [][2]string{
 }
 
 func newCloseCmd() *cobra.Command {
-	var o core.CloseOptions
-	var asJSON bool
+	var co closeOptions
 	cmd := &cobra.Command{
 		Use:     "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
 		Short:   "Flush, unmount, lock and power off a backup disk so it can be pulled",
 		Long:    help.Text("close") + help.ExitCodes("close"),
 		Example: closeExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Closed
-			defer func() {
-				if asJSON {
-					report.JSONResult(out, "close", res, err)
-				}
-			}()
-			res, err = core.Close(context.Background(), o)
-			if res != nil && !asJSON {
-				report.Closed(out, res)
-			}
-			return err
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return co.run(cmd) },
 	}
 	manpage.SetFiles(cmd, closeFiles)
+	o := &co.CloseOptions
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "the mountpoint luksdock open printed")
 	f.BoolVar(&o.NoPowerOff, "no-power-off", false, "leave a USB disk powered")
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&co.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
+}
+
+// closeOptions are close's flags.
+type closeOptions struct {
+	core.CloseOptions
+	asJSON bool
+}
+
+// run is close: what was done is printed even when a later step failed
+// (unmounted and locked, but not powered off).
+func (co *closeOptions) run(cmd *cobra.Command) error {
+	out := cmd.OutOrStdout()
+	res, err := core.Close(context.Background(), co.CloseOptions)
+	switch {
+	case co.asJSON:
+		report.JSONResult(out, "close", res, err)
+	case res != nil:
+		report.Closed(out, res)
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 	"luksdock/recovery"
 )
@@ -49,4 +50,17 @@ func (sf *secretFlags) read(stdin io.Reader) ([]byte, error) {
 		return k, nil
 	}
 	return readPassphrase(sf.pass, stdin)
+}
+
+// printResult runs a command that has one result and prints it: with
+// --json the result as one JSON line (a failure as a "failed" event, as
+// prepare prints it), else, when it succeeded, text.
+func printResult[T any](cmd *cobra.Command, asJSON bool, step pipeline.StepID, run func(*cobra.Command) (*T, error), text func(io.Writer, io.Writer, *T)) error {
+	res, err := run(cmd)
+	if asJSON {
+		report.JSONResult(cmd.OutOrStdout(), step, res, err)
+	} else if err == nil {
+		text(cmd.OutOrStdout(), cmd.ErrOrStderr(), res)
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -33,54 +34,51 @@ var openFiles = [][2]string{
 }
 
 func newOpenCmd() *cobra.Command {
-	var o core.OpenOptions
-	var sf secretFlags
-	var engine string
-	var asJSON bool
+	var oo openOptions
 	cmd := &cobra.Command{
 		Use:     "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
 		Short:   "Unlock a backup disk and mount it, as the desktop does",
 		Long:    help.Text("open") + help.ExitCodes("open"),
 		Example: openExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Opened
-			defer func() {
-				if asJSON {
-					report.JSONResult(out, "open", res, err)
-				}
-			}()
-			if err := o.Selector.Check(); err != nil {
-				return err
-			}
-			secret, err := sf.read(cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(secret)
-			if o.User, err = core.MountUser(os.Getenv); err != nil {
-				return &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
-			}
-			o.Secret, o.Engine = secret, pipeline.Engine(engine)
-			res, err = core.Open(context.Background(), o)
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				report.Opened(out, res)
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printResult(cmd, oo.asJSON, "open", oo.run, func(w, _ io.Writer, r *core.Opened) { report.Opened(w, r) })
 		},
 	}
 	manpage.SetFiles(cmd, openFiles)
+	o := &oo.OpenOptions
 	addSelector(cmd, &o.Selector, true)
-	sf.add(cmd, "unlock with")
+	oo.secret.add(cmd, "unlock with")
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "mount here (an empty directory; made if missing) instead of /media/USER/LABEL")
 	_ = cmd.MarkFlagDirname("mountpoint")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "mount the filesystem read-only")
-	addEngineFlag(cmd, &engine)
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	addEngineFlag(cmd, &oo.engine)
+	f.BoolVar(&oo.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
+}
+
+// openOptions are open's flags.
+type openOptions struct {
+	core.OpenOptions
+	secret secretFlags
+	engine string
+	asJSON bool
+}
+
+func (oo *openOptions) run(cmd *cobra.Command) (*core.Opened, error) {
+	o := oo.OpenOptions
+	if err := o.Selector.Check(); err != nil {
+		return nil, err
+	}
+	secret, err := oo.secret.read(cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	if o.User, err = core.MountUser(os.Getenv); err != nil {
+		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+	}
+	o.Secret, o.Engine = secret, pipeline.Engine(oo.engine)
+	return core.Open(context.Background(), o)
 }

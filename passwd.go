@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -32,69 +33,66 @@ var passwdFiles = [][2]string{
 }
 
 func newPasswdCmd() *cobra.Command {
-	var o core.PasswdOptions
-	var sf secretFlags
-	var newFile string
-	var oldSlot int
-	var asJSON bool
+	var po passwdOptions
 	cmd := &cobra.Command{
 		Use:     "passwd (--device DEV | --image PATH | --label LABEL) --passphrase-file OLD|- --new-passphrase-file NEW|-",
 		Short:   "Change a backup disk's passphrase, never leaving it without a way in",
 		Long:    help.Text("passwd") + help.ExitCodes("passwd"),
 		Example: passwdExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.KeyChange
-			defer func() {
-				if asJSON {
-					report.JSONResult(out, "passwd", res, err)
-				}
-			}()
-			if err := o.Selector.Check(); err != nil {
-				return err
-			}
-			if newFile == "" {
-				return usageError{errors.New("--new-passphrase-file FILE (or -) is required")}
-			}
-			if newFile == "-" && (sf.pass == "-" || sf.rk == "-") {
-				return usageError{errors.New("the old and the new secret cannot both be standard input")}
-			}
-			if cmd.Flags().Changed("old-slot") {
-				o.OldSlot = &oldSlot
-			}
-			old, err := sf.read(cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(old)
-			nw, err := readPassphrase(newFile, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(nw)
-			o.Old, o.New, o.OldIsRecoveryKey = old, nw, sf.rk != ""
-			res, err = core.Passwd(context.Background(), o)
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				report.KeyChange(out, cmd.ErrOrStderr(), res, "passphrase")
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printResult(cmd, po.asJSON, "passwd", po.run, func(w, stderr io.Writer, r *core.KeyChange) { report.KeyChange(w, stderr, r, "passphrase") })
 		},
 	}
 	manpage.SetFiles(cmd, passwdFiles)
+	o := &po.PasswdOptions
 	addSelector(cmd, &o.Selector, true)
-	sf.add(cmd, "the current secret")
+	po.secret.add(cmd, "the current secret")
 	f := cmd.Flags()
-	f.StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase on one line, or - for standard input")
+	f.StringVar(&po.newFile, "new-passphrase-file", "", "file holding the new passphrase on one line, or - for standard input")
 	_ = cmd.MarkFlagFilename("new-passphrase-file")
 	f.BoolVar(&o.AcceptWeak, "accept-weak", false, "accept a new passphrase zxcvbn rates weak")
-	f.IntVar(&oldSlot, "old-slot", 0, "with --recovery-key-file: the keyslot of the lost passphrase, when luksdock cannot tell")
+	f.IntVar(&po.oldSlot, "old-slot", 0, "with --recovery-key-file: the keyslot of the lost passphrase, when luksdock cannot tell")
 	addKeyslotPBKDF(cmd, &o.PBKDF)
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&po.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
+}
+
+// passwdOptions are passwd's flags.
+type passwdOptions struct {
+	core.PasswdOptions
+	secret  secretFlags
+	newFile string
+	oldSlot int
+	asJSON  bool
+}
+
+func (po *passwdOptions) run(cmd *cobra.Command) (*core.KeyChange, error) {
+	o, sf := po.PasswdOptions, po.secret
+	if err := o.Selector.Check(); err != nil {
+		return nil, err
+	}
+	if po.newFile == "" {
+		return nil, usageError{errors.New("--new-passphrase-file FILE (or -) is required")}
+	}
+	if po.newFile == "-" && (sf.pass == "-" || sf.rk == "-") {
+		return nil, usageError{errors.New("the old and the new secret cannot both be standard input")}
+	}
+	if cmd.Flags().Changed("old-slot") {
+		o.OldSlot = &po.oldSlot
+	}
+	old, err := sf.read(cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(old)
+	nw, err := readPassphrase(po.newFile, cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(nw)
+	o.Old, o.New, o.OldIsRecoveryKey = old, nw, sf.rk != ""
+	return core.Passwd(context.Background(), o)
 }
 
 // addKeyslotPBKDF declares the PBKDF cost flags of a new keyslot.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -28,60 +29,57 @@ var recoveryKeyFiles = [][2]string{
 }
 
 func newRecoveryKeyCmd() *cobra.Command {
-	var o core.RecoveryKeyOptions
-	var passFile string
-	var replace, asJSON bool
-	var oldSlot int
+	var ro recoveryKeyOptions
 	cmd := &cobra.Command{
 		Use:     "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
 		Short:   "Replace a backup disk's recovery key, never leaving it without a way in",
 		Long:    help.Text("recovery-key") + help.ExitCodes("recovery-key"),
 		Example: recoveryKeyExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.KeyChange
-			defer func() {
-				if asJSON {
-					report.JSONResult(out, "recovery-key", res, err)
-				}
-			}()
-			if !replace {
-				return usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
-			}
-			if err := o.Selector.Check(); err != nil {
-				return err
-			}
-			if o.File == "" {
-				return usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
-			}
-			if cmd.Flags().Changed("old-slot") {
-				o.OldSlot = &oldSlot
-			}
-			pass, err := readPassphrase(passFile, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			o.Passphrase = pass
-			res, err = core.ReplaceRecoveryKey(context.Background(), o)
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				report.KeyChange(out, cmd.ErrOrStderr(), res, "recovery key")
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printResult(cmd, ro.asJSON, "recovery-key", ro.run, func(w, stderr io.Writer, r *core.KeyChange) { report.KeyChange(w, stderr, r, "recovery key") })
 		},
 	}
 	manpage.SetFiles(cmd, recoveryKeyFiles)
+	o := &ro.RecoveryKeyOptions
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
-	f.BoolVar(&replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")
-	addPassphraseFlag(cmd, &passFile)
+	f.BoolVar(&ro.replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")
+	addPassphraseFlag(cmd, &ro.passFile)
 	f.StringVar(&o.File, "recovery-key", "", "the new file to write the new recovery key to (mode 0600; never overwritten)")
-	f.IntVar(&oldSlot, "old-slot", 0, "the keyslot of the old recovery key, when luksdock cannot tell")
+	f.IntVar(&ro.oldSlot, "old-slot", 0, "the keyslot of the old recovery key, when luksdock cannot tell")
 	addKeyslotPBKDF(cmd, &o.PBKDF)
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&ro.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
+}
+
+// recoveryKeyOptions are recovery-key's flags.
+type recoveryKeyOptions struct {
+	core.RecoveryKeyOptions
+	passFile        string
+	replace, asJSON bool
+	oldSlot         int
+}
+
+func (ro *recoveryKeyOptions) run(cmd *cobra.Command) (*core.KeyChange, error) {
+	o := ro.RecoveryKeyOptions
+	if !ro.replace {
+		return nil, usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
+	}
+	if err := o.Selector.Check(); err != nil {
+		return nil, err
+	}
+	if o.File == "" {
+		return nil, usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
+	}
+	if cmd.Flags().Changed("old-slot") {
+		o.OldSlot = &ro.oldSlot
+	}
+	pass, err := readPassphrase(ro.passFile, cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	o.Passphrase = pass
+	return core.ReplaceRecoveryKey(context.Background(), o)
 }

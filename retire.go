@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,53 +32,56 @@ var retireFiles = [][2]string{
 }
 
 func newRetireCmd() *cobra.Command {
-	var o core.RetireOptions
-	var asJSON bool
+	var ro retireOptions
 	cmd := &cobra.Command{
 		Use:     "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
 		Short:   "Crypto-erase a backup disk that leaves the rotation, and prove it",
 		Long:    help.Text("retire") + help.ExitCodes("retire"),
 		Example: retireExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Retired
-			defer func() {
-				if asJSON {
-					report.JSONResult(out, "retire", res, err)
-				}
-			}()
-			if (o.Device == "") == (o.Image == "") {
-				return usageError{errors.New("give --device /dev/sdX or --image PATH")}
-			}
-			if o.Confirm == "" {
-				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
-			}
-			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
-			defer stop()
-			if o.Erase && !asJSON {
-				last := time.Time{}
-				o.Progress = func(done, total int64) {
-					if time.Since(last) > 2*time.Second || done == total {
-						last = time.Now()
-						report.EraseProgress(out, done, total)
-					}
-				}
-			}
-			res, err = core.Retire(ctx, o)
-			if err != nil {
-				return err
-			}
-			report.Retired(out, cmd.ErrOrStderr(), res, !asJSON)
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// the warning of a header backup left behind goes to stderr with --json too
+			return printResult(cmd, ro.asJSON, "retire", ro.run, func(w, stderr io.Writer, r *core.Retired) { report.Retired(w, stderr, r, true) })
 		},
 	}
 	manpage.SetFiles(cmd, retireFiles)
+	o := &ro.RetireOptions
+	addSelector(cmd, &o.Selector, false)
 	f := cmd.Flags()
-	f.StringVar(&o.Device, "device", "", "the whole disk, e.g. /dev/sdi")
-	f.StringVar(&o.Image, "image", "", "an image file luksdock prepared")
 	f.StringVar(&o.Confirm, "confirm", "", "the disk's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
 	f.BoolVar(&o.Erase, "erase", false, "after the crypto-erase, overwrite the whole disk with zeros")
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&ro.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
+}
+
+// retireOptions are retire's flags.
+type retireOptions struct {
+	core.RetireOptions
+	asJSON bool
+}
+
+func (ro *retireOptions) run(cmd *cobra.Command) (*core.Retired, error) {
+	o := ro.RetireOptions
+	if (o.Device == "") == (o.Image == "") {
+		return nil, usageError{errors.New("give --device /dev/sdX or --image PATH")}
+	}
+	if o.Confirm == "" {
+		return nil, usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
+	}
+	ctx, stop, _ := signalContext(cmd.ErrOrStderr())
+	defer stop()
+	if o.Erase && !ro.asJSON {
+		last := time.Time{}
+		o.Progress = func(done, total int64) {
+			if time.Since(last) > 2*time.Second || done == total {
+				last = time.Now()
+				report.EraseProgress(cmd.OutOrStdout(), done, total)
+			}
+		}
+	}
+	res, err := core.Retire(ctx, o)
+	if err == nil && ro.asJSON {
+		report.Retired(nil, cmd.ErrOrStderr(), res, false)
+	}
+	return res, err
 }

@@ -18,52 +18,58 @@ import (
 )
 
 func newDockCmd() *cobra.Command {
-	var image string
-	var engine string
-	var noPowerOff bool
+	var do dockOptions
 	cmd := &cobra.Command{
 		Use:     "dock (DEVICE | --image PATH)",
 		Short:   "The backup run on a docked disk (started by the luksdock-dock@ service)",
 		Long:    help.Text("dock") + help.ExitCodes("dock"),
 		Example: dockExample,
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var d luks.Device
-			switch {
-			case len(args) == 1 && image != "":
-				return usageError{errors.New("give DEVICE or --image, not both")}
-			case len(args) == 1:
-				d = luks.Device{Path: args[0]}
-			case image != "":
-				ld, err := core.FindLUKS(core.Selector{Image: image})
-				if err != nil {
-					return err
-				}
-				d = ld.LUKS
-			default:
-				return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
-			}
-			// SIGTERM is how systemd stops the unit when the disk goes
-			// (BindsTo): Dock records the run as interrupted. It also comes
-			// right after a finished run's power-off, harmlessly.
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
-			defer stop()
-			res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: engine,
-				PowerOff: !noPowerOff && image == "", Log: cmd.OutOrStdout()})
-			if errors.Is(err, core.ErrInterrupted) {
-				return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: err}
-			}
-			if err == nil && res != nil && !res.Enrolled {
-				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: %s: not enrolled on this host, nothing done\n", d.Path)
-			}
-			return err
-		},
+		RunE:    do.run,
 	}
-	cmd.Flags().StringVar(&image, "image", "", "an image file luksdock prepared")
-	cmd.Flags().StringVar(&engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
-	cmd.Flags().BoolVar(&noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
+	cmd.Flags().StringVar(&do.image, "image", "", "an image file luksdock prepared")
+	cmd.Flags().StringVar(&do.engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
+	cmd.Flags().BoolVar(&do.noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
 	manpage.SetFiles(cmd, dockFiles)
 	return cmd
+}
+
+// dockOptions are dock's flags.
+type dockOptions struct {
+	image, engine string
+	noPowerOff    bool
+}
+
+func (do *dockOptions) run(cmd *cobra.Command, args []string) error {
+	var d luks.Device
+	switch {
+	case len(args) == 1 && do.image != "":
+		return usageError{errors.New("give DEVICE or --image, not both")}
+	case len(args) == 1:
+		d = luks.Device{Path: args[0]}
+	case do.image != "":
+		ld, err := core.FindLUKS(core.Selector{Image: do.image})
+		if err != nil {
+			return err
+		}
+		d = ld.LUKS
+	default:
+		return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
+	}
+	// SIGTERM is how systemd stops the unit when the disk goes (BindsTo):
+	// Dock records the run as interrupted. It also comes right after a
+	// finished run's power-off, harmlessly.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
+	res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: do.engine,
+		PowerOff: !do.noPowerOff && do.image == "", Log: cmd.OutOrStdout()})
+	if errors.Is(err, core.ErrInterrupted) {
+		return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: err}
+	}
+	if err == nil && res != nil && !res.Enrolled {
+		fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: %s: not enrolled on this host, nothing done\n", d.Path)
+	}
+	return err
 }
 
 // dockExample is dock's EXAMPLES.

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
-	"luksdock/disk"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/internal/report"
@@ -15,50 +14,53 @@ import (
 )
 
 func newInventoryCmd() *cobra.Command {
-	var asJSON, check bool
-	var every []string
+	var iv inventoryOptions
 	cmd := &cobra.Command{
 		Use:     "inventory",
 		Short:   "List the disks luksdock knows (the rotation set), their backups and which are overdue",
 		Long:    help.Text("inventory"),
 		Example: inventoryExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			policy, err := core.ParseEvery(every)
-			if err != nil {
-				return usageError{err}
-			}
-			path := inventory.Path()
-			now := time.Now()
-			if disks, err := disk.Host.Scan(); err == nil {
-				if _, w := core.Recognise(path, disks, now); w != "" {
-					report.Warnf(cmd.ErrOrStderr(), "%s", w)
-				}
-			}
-			f, err := inventory.Load(path)
-			if err != nil {
-				return err
-			}
-			overdue := core.Overdue(f, policy, now)
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if err := report.JSONIndented(out, f); err != nil {
-					return err
-				}
-			} else {
-				report.Inventory(out, f, overdue, path, now)
-			}
-			if check && len(overdue) > 0 {
-				return overdueError{n: len(overdue)}
-			}
-			return nil
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return iv.run(cmd) },
 	}
 	manpage.SetFiles(cmd, inventoryFiles)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the inventory file's JSON")
-	cmd.Flags().StringArrayVar(&every, "every", nil, "how often each disk of a set should get a backup: 7d (every set) or SET=14d (repeatable)")
-	cmd.Flags().BoolVar(&check, "check", false, "exit 1 when a disk is overdue (with --every), for monitoring")
+	cmd.Flags().BoolVar(&iv.asJSON, "json", false, "print the inventory file's JSON")
+	cmd.Flags().StringArrayVar(&iv.every, "every", nil, "how often each disk of a set should get a backup: 7d (every set) or SET=14d (repeatable)")
+	cmd.Flags().BoolVar(&iv.check, "check", false, "exit 1 when a disk is overdue (with --every), for monitoring")
 	return cmd
+}
+
+// inventoryOptions are inventory's flags.
+type inventoryOptions struct {
+	asJSON, check bool
+	every         []string
+}
+
+func (iv *inventoryOptions) run(cmd *cobra.Command) error {
+	policy, err := core.ParseEvery(iv.every)
+	if err != nil {
+		return usageError{err}
+	}
+	path, now := inventory.Path(), time.Now()
+	f, overdue, w, err := core.InventoryNow(path, policy, now)
+	if w != "" {
+		report.Warnf(cmd.ErrOrStderr(), "%s", w)
+	}
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if iv.asJSON {
+		if err := report.JSONIndented(out, f); err != nil {
+			return err
+		}
+	} else {
+		report.Inventory(out, f, overdue, path, now)
+	}
+	if iv.check && len(overdue) > 0 {
+		return overdueError{n: len(overdue)}
+	}
+	return nil
 }
 
 // overdueError is inventory --check finding overdue disks: exit status 1.

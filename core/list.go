@@ -87,3 +87,17 @@ func List(ctx context.Context, disks []disk.Disk, o ListOptions) (entries []List
 	}
 	return entries, warning
 }
+
+// InventoryNow is the inventory as `luksdock inventory` shows it: the
+// attached disks it knows are recorded as seen first (Recognise; warning
+// says when that failed), then the file at path is read and the disks
+// overdue under policy listed.
+func InventoryNow(path string, policy Every, now time.Time) (f *inventory.File, overdue []string, warning string, err error) {
+	if disks, err := System.Scan(); err == nil {
+		_, warning = Recognise(path, disks, now)
+	}
+	if f, err = inventory.Load(path); err != nil {
+		return nil, nil, warning, err
+	}
+	return f, Overdue(f, policy, now), warning, nil
+}

@@ -126,10 +126,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	}
 	ctx, stop, finished := signalContext(stderr)
 	defer stop()
-	emit := report.TextEvents(out, 0)
-	if po.asJSON {
-		emit = report.JSONEvents(out)
-	}
+	emit := report.Events(out, po.asJSON, 0)
 	ran = true
 	res, recErr, err := prep.Run(ctx, po.confirm, pass, emit)
 	sig := finished()

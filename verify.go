@@ -73,10 +73,7 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 		}
 		defer secret.Free(rk)
 	}
-	emit := report.TextEvents(out, 1)
-	if vo.asJSON {
-		emit = report.JSONEvents(out)
-	}
+	emit := report.Events(out, vo.asJSON, 1)
 	ran = true
 	ctx := pipeline.WithMaxUnlockTime(context.Background(), vo.maxUnlock)
 	_, err = pipeline.VerifyWithRecoveryKey(ctx, t, pass, rk, pipeline.Engine(vo.engine), emit)

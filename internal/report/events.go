@@ -40,6 +40,15 @@ func JSONRefusal(w io.Writer, err error, step pipeline.StepID) {
 	JSONEvents(w)(e)
 }
 
+// Events is a run's event writer: JSONEvents with --json, else
+// TextEvents (total: the number of steps when no plan event says it).
+func Events(w io.Writer, asJSON bool, total int) func(pipeline.Event) {
+	if asJSON {
+		return JSONEvents(w)
+	}
+	return TextEvents(w, total)
+}
+
 // JSONEvents prints one JSON event per line.
 func JSONEvents(w io.Writer) func(pipeline.Event) {
 	enc := json.NewEncoder(w)

@@ -150,32 +150,3 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
 }
-
-// rootExample is the wizard's EXAMPLES (in --help and the man page).
-// Together the commands' examples walk the manual procedure luksdock
-// replaces: find the docked disk (dmesg), look at the plan, prepare,
-// verify, and use the disk by hand.
-const rootExample = `  # Dock the disk, then start the wizard: it offers the disk, asks for a
-  # label and a passphrase, shows the plan and wants the disk's name typed.
-  luksdock
-
-  # The same without the wizard, step by step:
-  luksdock list --wait      # dock the disk now: prints it, as dmesg would
-  luksdock prepare --device /dev/sdi --label backups01 --dry-run    # the plan
-  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - --confirm sdi \
-      --header-backup /root/backups01-header.img
-  luksdock verify --device /dev/sdi --passphrase-file -
-
-  # Use the disk by hand (the desktop does this when it is docked):
-  cryptsetup open /dev/sdi1 backups01 && mount /dev/mapper/backups01 /mnt
-  umount /mnt && cryptsetup close backups01`
-
-// rootFiles are the FILES of the wizard's and prepare's man pages.
-var rootFiles = [][2]string{
-	{"/dev/sdX", "the disk it prepares: wiped, partitioned, LUKS-formatted, ext4 inside (prepare and the wizard; verify and list only read)."},
-	{"IMAGE", "with --image, the image file; created sparse with --size when it does not exist (never over an existing file of another size)."},
-	{"HEADER-BACKUP", "with --header-backup, a copy of the LUKS header (cryptsetup luksHeaderBackup), mode 0600; an existing file is never overwritten."},
-	{"/dev/mapper/luksdock-*", "the kernel engine's dm-crypt mapping while a volume is open (luksdock-LABEL, luksdock-verify-PID); removed when the run ends, and a stale unused one is closed by the next run."},
-	{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory (mode 0700) while a volume is open; removed when the run ends, and a dead one is removed by the next run."},
-	{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival."},
-}

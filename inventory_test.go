@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/core"
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
 )
@@ -44,13 +45,13 @@ func loadInventory(t *testing.T) *inventory.File {
 }
 
 // listed returns the `list --json` entry for the loop device dev.
-func listed(t *testing.T, dev string) listEntry {
+func listed(t *testing.T, dev string) core.ListEntry {
 	t.Helper()
 	code, out, errs := cli(t, "", "list", "--json")
 	if code != 0 {
 		t.Fatalf("list --json: exit %d %s", code, errs)
 	}
-	var entries []listEntry
+	var entries []core.ListEntry
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func listed(t *testing.T, dev string) listEntry {
 		}
 	}
 	t.Fatalf("%s is not in list --json", dev)
-	return listEntry{}
+	return core.ListEntry{}
 }
 
 // TestInventoryRecognition prepares two images of set "offsite", checks

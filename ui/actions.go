@@ -267,7 +267,7 @@ func (r *actionRun) Busy() bool { return r.running }
 func (r *actionRun) status(c *shared, working string) string {
 	switch {
 	case r.running:
-		return c.spin.View() + " " + working
+		return para(lipglossPlain, c.spin.View()+" "+working, c.width, "  ")
 	case r.err != "":
 		return para(c.st.err, "✗ "+r.err, c.width, "  ")
 	}

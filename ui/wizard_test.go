@@ -141,6 +141,9 @@ type harness struct {
 	tm   *teatest.TestModel
 	p    *probe
 	w, h int
+	// act is what the Actions screen's walker chooses on a known disk
+	// ("": prepare again).
+	act action
 }
 
 func start(t *testing.T, cfg Config, hook func(*probe, tea.Msg)) *harness {

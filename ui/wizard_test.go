@@ -392,8 +392,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	})
 	h.enter()
 	h.onScreen(scrDetails)
-	h.enter()
-	s = h.onScreen(scrOptions)
+	s = h.walkTo(scrOptions) // a known disk: Actions, Prepare again
 	if l := s.field("Label"); l != "backups02" {
 		t.Errorf("second suggestion %q, want backups02", l)
 	}

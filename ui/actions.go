@@ -219,6 +219,10 @@ func (s *actionsScreen) View() (string, int) {
 	return b.String(), focus
 }
 
+// secretHolder is a screen that keeps typed secrets of its own (an
+// action's); quitting clears them.
+type secretHolder interface{ clearSecrets() }
+
 // actionDoneMsg is an action's outcome, for the screen that started it.
 type actionDoneMsg struct {
 	to  screenID
@@ -342,3 +346,8 @@ func (c *shared) finishAction() {
 	c.knownDisk = knownDisk{}
 	c.restart()
 }
+
+func (s *openScreen) clearSecrets()   { s.pass.Clear() }
+func (s *enrollScreen) clearSecrets() { s.pass.Clear() }
+func (s *passwdScreen) clearSecrets() { s.clear() }
+func (s *newKeyScreen) clearSecrets() { s.forget() }

@@ -218,3 +218,23 @@ func TestUnknownDiskOnlyPrepares(t *testing.T) {
 		t.Fatalf("an unknown LUKS disk got the Actions screen:\n%s", s.view)
 	}
 }
+
+// Quitting the wizard wipes what was typed on an action's screen (the
+// buffers themselves, not only their length).
+func TestQuitClearsActionSecrets(t *testing.T) {
+	m := New(Config{})
+	pw := m.screens[scrPasswd].(*passwdScreen)
+	op := m.screens[scrOpen].(*openScreen)
+	nk := m.screens[scrNewKey].(*newKeyScreen)
+	en := m.screens[scrEnroll].(*enrollScreen)
+	bufs := []*secret{&pw.sec[0], &pw.sec[1], &pw.sec[2], &op.pass, &nk.pass, &en.pass}
+	for _, b := range bufs {
+		b.Insert("secret words here")
+	}
+	m.quit()
+	for i, b := range bufs {
+		if all := b.Bytes()[:cap(b.Bytes())]; strings.Trim(string(all), "\x00") != "" {
+			t.Errorf("buffer %d still holds %q after quit", i, strings.Trim(string(all), "\x00"))
+		}
+	}
+}

@@ -514,6 +514,11 @@ func (m *Model) helpKey() key.Binding {
 func (m *Model) quit() tea.Cmd {
 	m.c.quitting = true
 	m.c.clearSecrets()
+	for _, s := range m.screens {
+		if h, ok := s.(secretHolder); ok {
+			h.clearSecrets()
+		}
+	}
 	m.c.dropPlan()
 	return tea.Quit
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"luksdock/internal/testkit"
+	"luksdock/inventory"
 )
 
 // The actions on a known disk, each proved on a real image prepared by the
@@ -135,7 +136,7 @@ func knownImage(t *testing.T, label string) (img, key string) {
 func actionConfig(img string) Config {
 	cfg := imageConfig(img, 0)
 	cfg.Engine = "userspace"
-	cfg.Inventory = nil // the test's LUKSDOCK_INVENTORY
+	cfg.Inventory = func() (*inventory.File, error) { return inventory.Load(os.Getenv("LUKSDOCK_INVENTORY")) }
 	return cfg
 }
 

@@ -41,6 +41,7 @@ type row struct {
 	reasons []disk.Reason
 	summary string
 	img     Image
+	luks    string // the LUKS UUID of the volume it holds ("": none)
 }
 
 // arrivalOf is the kernel log's latest account of a disk still attached.
@@ -175,6 +176,7 @@ func imageRow(im Image) row {
 		return r
 	}
 	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
+	r.luks, _ = disk.LUKSOn(t.Content, t.Parts)
 	switch {
 	case t.Create:
 		r.summary = "nothing yet: the image file is to be created (sparse)"
@@ -356,9 +358,10 @@ func (d *discovery) updateLatest(disks []disk.Disk) {
 // diskRow is the disk list's row of a scanned disk.
 func diskRow(x disk.Disk, allowInternal bool) row {
 	v := disk.Assess(x)
+	uuid, _ := disk.LUKSOn(x.Content, x.Partitions)
 	return row{
 		key: "disk:" + x.Name + "|" + x.MajMin, name: x.Name, path: x.Path, size: x.Size,
-		disk: &x, ok: v.OK(allowInternal), reasons: v.Reasons(allowInternal), summary: x.Summary(),
+		disk: &x, ok: v.OK(allowInternal), reasons: v.Reasons(allowInternal), summary: x.Summary(), luks: uuid,
 	}
 }
 
@@ -478,6 +481,9 @@ func (s *disksScreen) View() (string, int) {
 		case sel:
 			b.WriteString(st.sel.Render(line) + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
+			if r.luks != "" && c.inv != nil && c.inv.Find(r.luks) != nil {
+				b.WriteString(para(st.ok, "    known disk: Enter offers open or close, passphrase, recovery key, enroll, retire", c.width, "      "))
+			}
 		default:
 			b.WriteString(line + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))

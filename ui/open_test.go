@@ -15,6 +15,10 @@ import (
 func TestActionOpenThenClose(t *testing.T) {
 	img, _ := knownImage(t, "wzopen01")
 	h := startAction(t, img, actOpen, 80, 24)
+	// the list says what Enter offers on a disk the inventory knows
+	h.waitFor("the known-disk hint", 10*time.Second, func(s snapshot) bool {
+		return strings.Contains(flat(s.body), "known disk: Enter offers open or close")
+	})
 	s := h.walkTo(scrActions)
 	if !strings.Contains(s.body, "Known disk: wzopen01") {
 		t.Errorf("the Actions screen does not name the disk:\n%s", s.body)

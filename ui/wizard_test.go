@@ -1005,8 +1005,7 @@ func TestKnownDiskAndSet(t *testing.T) {
 			if !strings.Contains(flat(s.body), want) {
 				t.Errorf("details lack %q:\n%s", want, s.body)
 			}
-			h.enter()
-			h.onScreen(scrOptions)
+			h.walkTo(scrOptions) // a known disk: Actions, Prepare again
 			for range 5 { // table, LUKS version, header backup, recovery key, set
 				h.key(tea.KeyTab)
 			}
@@ -1221,8 +1220,7 @@ func TestPlanOffersResumeAndStartOver(t *testing.T) {
 	h.onScreen(scrDisks)
 	h.enter()
 	h.onScreen(scrDetails)
-	h.enter()
-	h.onScreen(scrOptions)
+	h.walkTo(scrOptions) // known from its token: Actions, Prepare again
 	h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 	h.typ("backups01") // the same label as the interrupted run
 	h.waitFor("ready", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "✓ ready") })

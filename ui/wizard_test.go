@@ -1006,7 +1006,8 @@ func TestKnownDiskAndSet(t *testing.T) {
 				t.Errorf("details lack %q:\n%s", want, s.body)
 			}
 			h.walkTo(scrOptions) // a known disk: Actions, Prepare again
-			for range 5 {        // table, LUKS version, header backup, recovery key, set
+			// table, LUKS version, header backup, recovery key, set
+			for range 5 {
 				h.key(tea.KeyTab)
 			}
 			h.waitFor("Set focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Set") })

@@ -3,12 +3,10 @@ package ui
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/pipeline"
 )
@@ -16,9 +14,10 @@ import (
 // targetMsg is the chosen row's target, read in a command (for a disk this
 // also closes dm-crypt mappings a killed luksdock left on it).
 type targetMsg struct {
-	key string
-	t   *pipeline.Target
-	err error
+	key   string
+	t     *pipeline.Target
+	err   error
+	known knownDisk
 }
 
 // detailsScreen is 2: everything about the chosen disk or image, so the
@@ -68,12 +67,16 @@ func (s *detailsScreen) Enter() tea.Cmd {
 	}
 	s.loading = true
 	dt := s.c.cfg.DeviceTarget
+	inv := s.c.inv
 	return func() tea.Msg {
 		m := targetMsg{key: r.key}
 		if r.image {
 			m.t, m.err = pipeline.ImageTarget(r.img.Path, r.img.Size)
 		} else {
 			m.t, m.err = dt(r.name)
+		}
+		if m.err == nil {
+			m.known = readKnown(m.t, inv)
 		}
 		return m
 	}
@@ -84,7 +87,7 @@ func (s *detailsScreen) Update(msg tea.Msg) tea.Cmd {
 	case targetMsg:
 		if msg.key == s.c.row.key && s.loading {
 			s.loading = false
-			s.c.target, s.c.targetErr = msg.t, msg.err
+			s.c.target, s.c.targetErr, s.c.knownDisk = msg.t, msg.err, msg.known
 		}
 	case tea.KeyPressMsg:
 		switch {
@@ -139,21 +142,21 @@ func (s *detailsScreen) View() (string, int) {
 	if t.Image {
 		kv("Image file", t.Path)
 		if t.Create {
-			kv("Size", pipeline.HumanSize(t.Size)+" (to be created as a sparse file)")
+			kv("Size", disk.SizeString(t.Size)+" (to be created as a sparse file)")
 			kv("Holds", "nothing yet: the file is to be created")
 		} else {
-			kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(t.Size), t.Size))
+			kv("Size", fmt.Sprintf("%s (%d bytes)", disk.SizeString(t.Size), t.Size))
 			kv("Holds", t.Content.String())
 		}
 	} else if d := t.Disk; d != nil {
 		kv("Disk", d.Path+"  ("+d.MajMin+")")
-		kv("Model", strings.TrimSpace(d.Vendor+" "+d.Model+" "+d.Revision))
+		kv("Model", strings.TrimSpace(d.VendorModel()+" "+d.Revision))
 		serial := d.Serial
 		if d.WWN != "" {
 			serial += "  WWN " + d.WWN
 		}
 		kv("Serial", serial)
-		kv("Size", fmt.Sprintf("%s (%d bytes)", pipeline.HumanSize(d.Size), d.Size))
+		kv("Size", fmt.Sprintf("%s (%d bytes)", disk.SizeString(d.Size), d.Size))
 		tr := d.Transport
 		if d.USB != nil {
 			usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
@@ -179,14 +182,17 @@ func (s *detailsScreen) View() (string, int) {
 		if name == "" { // an image file: no partition nodes
 			name = fmt.Sprintf("partition %d", p.Number)
 		}
-		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, pipeline.HumanSize(p.Size), uuidSuffix(p.Content)))
+		kv("  "+name, fmt.Sprintf("%s, %s%s", p.Content, disk.SizeString(p.Size), uuidSuffix(p.Content)))
 	}
-	if uuid, set := disk.LUKSOn(t.Content, t.Parts); uuid != "" {
-		desc, known := core.RecogniseToken(c.inv, uuid, set, core.DiskMetadata(t.Path, t.Content, t.Parts), time.Now())
-		if known {
-			b.WriteString(para(st.ok, "Known disk: "+desc+" (preparing it again replaces it)", c.width, "  "))
+	if k := c.knownDisk; k.uuid != "" {
+		// read with the target (readKnown), not here: View only draws
+		if k.known {
+			b.WriteString(para(st.ok, "Known disk: "+k.desc+" (preparing it again replaces it)", c.width, "  "))
 		} else {
-			b.WriteString(para(st.warn, "⚠ This is "+desc+".", c.width, "  "))
+			b.WriteString(para(st.warn, "⚠ This is "+k.desc+".", c.width, "  "))
+		}
+		if k.mounted != "" {
+			b.WriteString(para(lipglossPlain, "Open now: mounted at "+k.mounted, c.width, "  "))
 		}
 	}
 	for _, w := range t.Verdict.Warnings {
@@ -210,7 +216,11 @@ func (s *detailsScreen) View() (string, int) {
 			b.WriteString(para(st.warn, "No arrival in the kernel log for "+t.Name+": it may have been attached since boot. Make sure it is the disk you mean.", c.width, ""))
 		}
 	}
-	b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
+	if c.knownDisk.known {
+		b.WriteString("\n" + para(lipglossPlain, "Enter shows what can be done with it: open or close, change its passphrase or recovery key, enroll this host, retire it, or prepare it again.", c.width, ""))
+	} else {
+		b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
+	}
 	return b.String(), -1
 }
 

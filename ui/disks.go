@@ -41,6 +41,7 @@ type row struct {
 	reasons []disk.Reason
 	summary string
 	img     Image
+	luks    string // the LUKS UUID of the volume it holds ("": none)
 }
 
 // arrivalOf is the kernel log's latest account of a disk still attached.
@@ -175,6 +176,7 @@ func imageRow(im Image) row {
 		return r
 	}
 	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
+	r.luks, _ = disk.LUKSOn(t.Content, t.Parts)
 	switch {
 	case t.Create:
 		r.summary = "nothing yet: the image file is to be created (sparse)"
@@ -186,7 +188,7 @@ func imageRow(im Image) row {
 	}
 	if t.Size < pipeline.MinSize {
 		r.ok = false
-		r.reasons = []disk.Reason{{Text: fmt.Sprintf("smaller than %s", pipeline.HumanSize(pipeline.MinSize)), Fix: "give a larger --size, or choose another image."}}
+		r.reasons = []disk.Reason{{Text: fmt.Sprintf("smaller than %s", disk.SizeString(pipeline.MinSize)), Fix: "give a larger --size, or choose another image."}}
 	}
 	return r
 }
@@ -275,27 +277,11 @@ func (s *disksScreen) apply(m scanMsg) {
 	if m.lines != nil {
 		d.arrivals = disk.ParseKernelLog(m.lines)
 	}
-	present := map[string]bool{}
-	for _, x := range m.disks {
-		present[x.Name] = true
-	}
-	if d.latest != "" && (!d.liveAdded[d.latest] || !present[d.latest]) {
-		d.latest = ""
-	}
-	if d.latest == "" {
-		if a, ok := disk.LatestArrival(d.arrivals); ok && present[a.Disk] {
-			d.latest = a.Disk
-		}
-	}
+	d.updateLatest(m.disks)
 	prev := d.rows
 	rows := append([]row(nil), m.imageRow...)
 	for i := range m.disks {
-		x := m.disks[i]
-		v := disk.Assess(x)
-		rows = append(rows, row{
-			key: "disk:" + x.Name + "|" + x.MajMin, name: x.Name, path: x.Path, size: x.Size,
-			disk: &x, ok: v.OK(c.cfg.AllowInternal), reasons: v.Reasons(c.cfg.AllowInternal), summary: x.Summary(),
-		})
+		rows = append(rows, diskRow(m.disks[i], c.cfg.AllowInternal))
 	}
 	d.rows = rows
 	prevKey, prevName, prevOK := s.selKey, "", false
@@ -320,14 +306,13 @@ func (s *disksScreen) apply(m scanMsg) {
 		s.movedAt = time.Now()
 		s.moved = why + " the selection moved to " + rows[s.cursor].name + "."
 	}()
-	if t := c.target; t != nil && !t.Image && (c.run == nil || c.run.finished) {
-		c.targetGone = true
-		for _, x := range m.disks {
-			if x.Name == t.Name && t.Disk != nil && x.MajMin == t.Disk.MajMin && x.Size == t.Size {
-				c.targetGone = false
-			}
-		}
-	}
+	c.checkTargetGone(m.disks)
+	s.reselect(rows)
+}
+
+// reselect puts the cursor on the new list: on a disk just docked once it
+// is eligible, else on the row selected before, else on preselect's.
+func (s *disksScreen) reselect(rows []row) {
 	s.cursor = -1
 	if s.wantSel != "" {
 		for i, r := range rows {
@@ -349,6 +334,49 @@ func (s *disksScreen) apply(m scanMsg) {
 	}
 	if s.cursor >= 0 && s.cursor < len(rows) {
 		s.selKey = rows[s.cursor].key
+	}
+}
+
+// updateLatest forgets a most recently docked disk that is gone (or was
+// only in the kernel log), and takes the kernel log's latest arrival among
+// the disks present when there is none.
+func (d *discovery) updateLatest(disks []disk.Disk) {
+	present := map[string]bool{}
+	for _, x := range disks {
+		present[x.Name] = true
+	}
+	if d.latest != "" && (!d.liveAdded[d.latest] || !present[d.latest]) {
+		d.latest = ""
+	}
+	if d.latest == "" {
+		if a, ok := disk.LatestArrival(d.arrivals); ok && present[a.Disk] {
+			d.latest = a.Disk
+		}
+	}
+}
+
+// diskRow is the disk list's row of a scanned disk.
+func diskRow(x disk.Disk, allowInternal bool) row {
+	v := disk.Assess(x)
+	uuid, _ := disk.LUKSOn(x.Content, x.Partitions)
+	return row{
+		key: "disk:" + x.Name + "|" + x.MajMin, name: x.Name, path: x.Path, size: x.Size,
+		disk: &x, ok: v.OK(allowInternal), reasons: v.Reasons(allowInternal), summary: x.Summary(), luks: uuid,
+	}
+}
+
+// checkTargetGone notes whether the chosen disk is still attached as it
+// was (not while a run holds it).
+func (c *shared) checkTargetGone(disks []disk.Disk) {
+	t := c.target
+	if t == nil || t.Image || (c.run != nil && !c.run.finished) {
+		return
+	}
+	c.targetGone = true
+	for _, x := range disks {
+		if x.Name == t.Name && t.Disk != nil && x.MajMin == t.Disk.MajMin && x.Size == t.Size {
+			c.targetGone = false
+		}
 	}
 }
 
@@ -424,14 +452,14 @@ func (s *disksScreen) View() (string, int) {
 			marker = "› "
 			focus = strings.Count(b.String(), "\n")
 		}
-		size := pipeline.HumanSize(r.size)
+		size := disk.SizeString(r.size)
 		if r.size == 0 && r.image {
 			size = "-"
 		}
 		kind, model := "image", ""
 		if r.disk != nil {
 			kind = r.disk.Transport
-			model = strings.TrimSpace(r.disk.Vendor + " " + r.disk.Model)
+			model = r.disk.VendorModel()
 			if r.disk.Serial != "" {
 				model += " #" + r.disk.Serial
 			}
@@ -453,6 +481,9 @@ func (s *disksScreen) View() (string, int) {
 		case sel:
 			b.WriteString(st.sel.Render(line) + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
+			if r.luks != "" && c.inv != nil && c.inv.Find(r.luks) != nil {
+				b.WriteString(para(st.ok, "    known disk: Enter offers open or close, passphrase, recovery key, enroll, retire", c.width, "      "))
+			}
 		default:
 			b.WriteString(line + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))

@@ -103,9 +103,9 @@ func (s *doneScreen) View() (string, int) {
 	if p := c.plan; p != nil && p.Opts.Set != "" {
 		kv("Set", p.Opts.Set+" (in the LUKS2 header's subsystem field and the inventory)")
 	}
-	kv("LUKS", fmt.Sprintf("LUKS%d, %s, %d-byte sectors, data at %s", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.SectorSize, pipeline.HumanSize(r.LUKS.DataOffset)))
+	kv("LUKS", fmt.Sprintf("LUKS%d, %s, %d-byte sectors, data at %s", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.SectorSize, disk.SizeString(r.LUKS.DataOffset)))
 	kv("LUKS UUID", r.LUKS.UUID)
-	kv("Size", fmt.Sprintf("%s disk, %s usable inside", pipeline.HumanSize(r.Size), pipeline.HumanSize(r.LUKS.DataSize)))
+	kv("Size", fmt.Sprintf("%s disk, %s usable inside", disk.SizeString(r.Size), disk.SizeString(r.LUKS.DataSize)))
 	kv("Partition", r.Partition)
 	if r.HeaderBackup != "" {
 		kv("Header backup", r.HeaderBackup+" (keep it safe and off this disk)")

@@ -100,6 +100,16 @@ const (
 	scrProgress   screenID = "progress"
 	scrDone       screenID = "done"
 	scrFailed     screenID = "failed"
+
+	// A known disk's actions (actions.go): the menu after Details, and
+	// one screen per action, reached from the menu only.
+	scrActions screenID = "actions"
+	scrOpen    screenID = "open"
+	scrClose   screenID = "close"
+	scrPasswd  screenID = "passwd"
+	scrNewKey  screenID = "recovery-key"
+	scrEnroll  screenID = "enroll"
+	scrRetire  screenID = "retire"
 )
 
 // flow is the routing table: the screens in the order the wizard walks
@@ -113,6 +123,7 @@ var flow = []struct {
 }{
 	{scrDisks, true, newDisks},
 	{scrDetails, true, newDetails},
+	{scrActions, true, newActions},
 	{scrUnhealthy, true, newUnhealthy},
 	{scrOptions, true, newOptions},
 	{scrPassphrase, true, newPassphrase},
@@ -122,6 +133,14 @@ var flow = []struct {
 	{scrProgress, true, newProgress},
 	{scrDone, true, newDone},
 	{scrFailed, false, newFailed},
+	// The actions on a known disk: each skipped unless it is the one
+	// chosen on the Actions screen.
+	{scrOpen, false, newOpen},
+	{scrClose, false, newClose},
+	{scrPasswd, false, newPasswd},
+	{scrNewKey, false, newNewKey},
+	{scrEnroll, false, newEnroll},
+	{scrRetire, false, newRetire},
 }
 
 // screen is one page of the wizard.
@@ -181,6 +200,10 @@ type shared struct {
 	target     *pipeline.Target
 	targetErr  error
 	targetGone bool // the chosen disk left (or changed) after it was chosen
+	// knownDisk is what is known of the target's LUKS volume (read with
+	// the target); action is the one chosen on the Actions screen.
+	knownDisk knownDisk
+	action    action
 	// acceptUnhealthy: "yes" was typed for a failing or degrading disk
 	acceptUnhealthy bool
 	opts            pipeline.Options
@@ -270,6 +293,7 @@ func (c *shared) dropPlan() {
 func (c *shared) restart() {
 	c.dropPlan()
 	c.row, c.target, c.targetErr, c.targetGone, c.acceptUnhealthy = row{}, nil, nil, false, false
+	c.knownDisk, c.action = knownDisk{}, ""
 	c.opts = pipeline.Options{}
 	c.clearSecrets()
 	c.strength = verdict{}
@@ -446,6 +470,9 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 	if id, ok := owner(msg); ok {
 		return m.screens[id].Update(msg)
 	}
+	if a, ok := msg.(actionDoneMsg); ok {
+		return m.screens[a.to].Update(msg)
+	}
 	return m.screens[m.cur].Update(msg)
 }
 
@@ -487,6 +514,11 @@ func (m *Model) helpKey() key.Binding {
 func (m *Model) quit() tea.Cmd {
 	m.c.quitting = true
 	m.c.clearSecrets()
+	for _, s := range m.screens {
+		if h, ok := s.(secretHolder); ok {
+			h.clearSecrets()
+		}
+	}
 	m.c.dropPlan()
 	return tea.Quit
 }

@@ -6,8 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"luksdock/disk"
 	"luksdock/luks"
-	"luksdock/pipeline"
 )
 
 // pbkdfNote says in plain words what a keyslot cost means for the weakest
@@ -15,7 +15,7 @@ import (
 func pbkdfNote(p luks.PBKDF, luks1 bool, ram int64) string {
 	ramNote := ""
 	if ram > 0 {
-		ramNote = fmt.Sprintf(" (this machine has %s)", pipeline.HumanSize(ram))
+		ramNote = fmt.Sprintf(" (this machine has %s)", disk.SizeString(ram))
 	}
 	switch {
 	case p == (luks.PBKDF{}) && luks1:
@@ -35,7 +35,7 @@ func pbkdfNote(p luks.PBKDF, luks1 bool, ram int64) string {
 	}
 	parts = append(parts, kdf)
 	if p.MemoryKiB > 0 {
-		parts = append(parts, fmt.Sprintf("needs %s of free memory to unlock", pipeline.HumanSize(int64(p.MemoryKiB)<<10)))
+		parts = append(parts, fmt.Sprintf("needs %s of free memory to unlock", disk.SizeString(int64(p.MemoryKiB)<<10)))
 	}
 	switch {
 	case p.ForceIterations > 0:

@@ -8,6 +8,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/core"
+	"luksdock/disk"
 	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/pipeline"
@@ -122,11 +123,11 @@ func (s *planScreen) View() (string, int) {
 	var b strings.Builder
 	what := t.Path
 	if t.Disk != nil {
-		if model := strings.TrimSpace(t.Disk.Vendor + " " + t.Disk.Model); model != "" {
+		if model := t.Disk.VendorModel(); model != "" {
 			what += " — " + model
 		}
 	}
-	b.WriteString(para(lipglossPlain, fmt.Sprintf("Target: %s, %s", what, pipeline.HumanSize(t.Size)), w, "  "))
+	b.WriteString(para(lipglossPlain, fmt.Sprintf("Target: %s, %s", what, disk.SizeString(t.Size)), w, "  "))
 	b.WriteString(para(lipglossPlain, fmt.Sprintf("Label %q, %s, LUKS%s; engine %s (%s)", p.Opts.Label, strings.ToUpper(string(p.Opts.Table)), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy), w, "  "))
 	if p.Opts.HeaderBackup != "" {
 		b.WriteString(para(lipglossPlain, "Header backup: "+p.Opts.HeaderBackup, w, "  "))
@@ -228,7 +229,7 @@ func (s *confirmScreen) View() (string, int) {
 	t := c.target
 	var b strings.Builder
 	word := t.ConfirmWord()
-	b.WriteString(para(st.danger, "Everything on "+t.Path+" ("+pipeline.HumanSize(t.Size)+") will be destroyed:", w, "  "))
+	b.WriteString(para(st.danger, "Everything on "+t.Path+" ("+disk.SizeString(t.Size)+") will be destroyed:", w, "  "))
 	for _, d := range t.Destroys() {
 		b.WriteString(para(st.danger, "  ✗ "+d, w, "    "))
 	}

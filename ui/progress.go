@@ -12,6 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/core"
+	"luksdock/disk"
 	"luksdock/pipeline"
 )
 
@@ -336,7 +337,7 @@ func progressLines(c *shared, a *pipeline.Advance) string {
 	bar := progress.New(progress.WithWidth(max(min(c.width-12, 60), 10)), progress.WithoutPercentage())
 	line := fmt.Sprintf("    %s %5.1f%%", bar.ViewAs(a.Fraction), a.Fraction*100)
 	var parts []string
-	parts = append(parts, pipeline.HumanSize(a.Done)+" of "+pipeline.HumanSize(a.Total))
+	parts = append(parts, disk.SizeString(a.Done)+" of "+disk.SizeString(a.Total))
 	if a.Rate > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f MB/s", a.Rate/1e6))
 	}
@@ -344,7 +345,7 @@ func progressLines(c *shared, a *pipeline.Advance) string {
 		parts = append(parts, "about "+fmtDur(time.Duration(a.ETA*float64(time.Second)))+" left")
 	}
 	if a.Resumed > 0 {
-		parts = append(parts, "continued from "+pipeline.HumanSize(a.Resumed))
+		parts = append(parts, "continued from "+disk.SizeString(a.Resumed))
 	}
 	out := line + "\n" + para(c.st.faint, "    "+strings.Join(parts, " · "), c.width, "    ")
 	if a.Bad > 0 {

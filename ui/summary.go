@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"luksdock/disk"
 	"luksdock/pipeline"
 )
 
@@ -15,7 +16,7 @@ func Summary(results []*pipeline.Result, last error) string {
 	var b strings.Builder
 	for _, r := range results {
 		fmt.Fprintf(&b, "%s is a verified backup disk, labelled %q.\n", r.Target, r.FSLabel)
-		fmt.Fprintf(&b, "  LUKS%d %s, UUID %s; %s usable.\n", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.UUID, pipeline.HumanSize(r.LUKS.DataSize))
+		fmt.Fprintf(&b, "  LUKS%d %s, UUID %s; %s usable.\n", r.LUKS.Version, r.LUKS.Cipher, r.LUKS.UUID, disk.SizeString(r.LUKS.DataSize))
 		if r.HeaderBackup != "" {
 			fmt.Fprintf(&b, "  Header backup: %s (keep it safe and off the disk).\n", r.HeaderBackup)
 		}

@@ -141,6 +141,9 @@ type harness struct {
 	tm   *teatest.TestModel
 	p    *probe
 	w, h int
+	// act is what the Actions screen's walker chooses on a known disk
+	// ("": prepare again).
+	act action
 }
 
 func start(t *testing.T, cfg Config, hook func(*probe, tea.Msg)) *harness {
@@ -389,8 +392,7 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	})
 	h.enter()
 	h.onScreen(scrDetails)
-	h.enter()
-	s = h.onScreen(scrOptions)
+	s = h.walkTo(scrOptions) // a known disk: Actions, Prepare again
 	if l := s.field("Label"); l != "backups02" {
 		t.Errorf("second suggestion %q, want backups02", l)
 	}
@@ -1003,9 +1005,9 @@ func TestKnownDiskAndSet(t *testing.T) {
 			if !strings.Contains(flat(s.body), want) {
 				t.Errorf("details lack %q:\n%s", want, s.body)
 			}
-			h.enter()
-			h.onScreen(scrOptions)
-			for range 5 { // table, LUKS version, header backup, recovery key, set
+			h.walkTo(scrOptions) // a known disk: Actions, Prepare again
+			// table, LUKS version, header backup, recovery key, set
+			for range 5 {
 				h.key(tea.KeyTab)
 			}
 			h.waitFor("Set focused", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.view, "› Set") })
@@ -1219,8 +1221,7 @@ func TestPlanOffersResumeAndStartOver(t *testing.T) {
 	h.onScreen(scrDisks)
 	h.enter()
 	h.onScreen(scrDetails)
-	h.enter()
-	h.onScreen(scrOptions)
+	h.walkTo(scrOptions) // known from its token: Actions, Prepare again
 	h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 	h.typ("backups01") // the same label as the interrupted run
 	h.waitFor("ready", 5*time.Second, func(s snapshot) bool { return strings.Contains(s.body, "✓ ready") })

@@ -176,6 +176,62 @@ type RecoveryKeyOptions struct {
 // file, adds it as a keyslot (authorised by the passphrase), proves it
 // opens, and removes the old recovery key's keyslot.
 func ReplaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions) (*KeyChange, error) {
+	var key []byte
+	defer func() { clear(key) }()
+	return replaceRecoveryKey(ctx, o, func(d *LUKSDisk, dev string, passSlot int, res *KeyChange) ([]byte, int, error) {
+		newSlot := -1
+		if _, err := os.Lstat(o.File); err == nil {
+			// An interrupted run wrote it: finish with it, or refuse.
+			if key, err = recovery.ReadFile(o.File, nil); err != nil {
+				return nil, -1, refused("%s already exists and holds no recovery key; refusing to overwrite it", o.File)
+			}
+			s, ok, err := existingSlot(ctx, dev, key)
+			if err != nil {
+				return nil, -1, err
+			}
+			switch {
+			case ok && s == passSlot:
+				return nil, -1, refused("the key in %s is the passphrase's keyslot %d", o.File, s)
+			case ok:
+				newSlot = s
+			case !writtenFor(o.File, d.Info.UUID):
+				return nil, -1, refused("%s already exists (its key opens no keyslot of this disk); refusing to overwrite it", o.File)
+			}
+			// Written for this disk by a run killed before its keyslot was
+			// added (newSlot -1: add it now), or after (finish from there).
+			res.Resumed = true
+			res.RecoveryKeyFile = o.File
+			return key, newSlot, nil
+		}
+		abs, err := pipeline.CheckOutputPath(d.Path, "recovery key file", o.File)
+		if err != nil {
+			return nil, -1, refused("%v", err)
+		}
+		if key, err = recovery.Generate(); err != nil {
+			return nil, -1, err
+		}
+		about := fmt.Sprintf("disk %s, LUKS UUID %s, made %s", d.Info.Label, d.Info.UUID, time.Now().UTC().Format("2006-01-02"))
+		if err := recovery.WriteFile(abs, key, about); err != nil {
+			return nil, -1, refused("%v", err)
+		}
+		res.RecoveryKeyFile = abs
+		return key, newSlot, nil
+	})
+}
+
+// newRecoveryKey gives replaceRecoveryKey the new key once the passphrase
+// is known to open passSlot of d (dev is its block device): the key, and
+// the keyslot it already opens (-1: none, it is added). It notes in res
+// what it did (Resumed, RecoveryKeyFile). The caller owns the key.
+type newRecoveryKey func(d *LUKSDisk, dev string, passSlot int, res *KeyChange) (key []byte, newSlot int, err error)
+
+// replaceRecoveryKey is what ReplaceRecoveryKey and ReplaceRecoveryKeyWith
+// share: the passphrase is proved to open a keyslot, newKey gives the new
+// key, and then, in this order, the new key is added (authorised by the
+// passphrase), proved to open its keyslot (as the passphrase still does),
+// and only then the old recovery key's keyslot is removed and the
+// inventory updated.
+func replaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions, newKey newRecoveryKey) (*KeyChange, error) {
 	d, err := Find(o.Selector)
 	if err != nil {
 		return nil, err
@@ -191,43 +247,9 @@ func ReplaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions) (*KeyChange, 
 		return nil, secretError(err, d)
 	}
 	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1}
-	var key []byte
-	defer func() { clear(key) }()
-	newSlot := -1
-	if _, err := os.Lstat(o.File); err == nil {
-		// An interrupted run wrote it: finish with it, or refuse.
-		if key, err = recovery.ReadFile(o.File, nil); err != nil {
-			return nil, refused("%s already exists and holds no recovery key; refusing to overwrite it", o.File)
-		}
-		s, ok, err := existingSlot(ctx, dev, key)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case ok && s == passSlot:
-			return nil, refused("the key in %s is the passphrase's keyslot %d", o.File, s)
-		case ok:
-			newSlot = s
-		case !writtenFor(o.File, d.Info.UUID):
-			return nil, refused("%s already exists (its key opens no keyslot of this disk); refusing to overwrite it", o.File)
-		}
-		// Written for this disk by a run killed before its keyslot was
-		// added (newSlot -1: add it now), or after (finish from there).
-		res.Resumed = true
-		res.RecoveryKeyFile = o.File
-	} else {
-		abs, err := pipeline.CheckOutputPath(d.Path, "recovery key file", o.File)
-		if err != nil {
-			return nil, refused("%v", err)
-		}
-		if key, err = recovery.Generate(); err != nil {
-			return nil, err
-		}
-		about := fmt.Sprintf("disk %s, LUKS UUID %s, made %s", d.Info.Label, d.Info.UUID, time.Now().UTC().Format("2006-01-02"))
-		if err := recovery.WriteFile(abs, key, about); err != nil {
-			return nil, refused("%v", err)
-		}
-		res.RecoveryKeyFile = abs
+	key, newSlot, err := newKey(d, dev, passSlot, res)
+	if err != nil {
+		return nil, err
 	}
 	known := 1
 	if rec != nil && rec.RecoveryKeySlot != nil {

@@ -3,11 +3,7 @@ package core
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
-	"time"
 
-	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/recovery"
 )
@@ -46,62 +42,15 @@ func ReplaceRecoveryKeyWith(ctx context.Context, o RecoveryKeyOptions, key []byt
 	if !recovery.Valid(key) {
 		return nil, &UsageError{errors.New("the new recovery key is not in its printed form")}
 	}
-	d, err := Find(o.Selector)
-	if err != nil {
-		return nil, err
-	}
-	rec := inventoryRecord(d.Info.UUID)
-	dev, release, err := d.blockDevice()
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	passSlot, err := luks.TestPassphraseSlot(ctx, dev, o.Passphrase)
-	if err != nil {
-		return nil, secretError(err, d)
-	}
-	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1}
-	newSlot, resumed, err := existingSlot(ctx, dev, key)
-	if err != nil {
-		return nil, err
-	}
-	if resumed && newSlot == passSlot {
-		return nil, refused("the new recovery key is the passphrase's keyslot %d", newSlot)
-	}
-	res.Resumed = resumed
-	known := 1
-	if rec != nil && rec.RecoveryKeySlot != nil {
-		known = *rec.RecoveryKeySlot
-	}
-	oldSlot, err := otherSlot(dev, "recovery key", known, o.OldSlot, passSlot, newSlot)
-	if errors.Is(err, errNoOtherSlot) {
-		oldSlot, err = -1, nil // no recovery key yet: this adds the first
-	}
-	if err != nil {
-		return nil, err
-	}
-	if newSlot, err = replaceKey(ctx, dev, o.Passphrase, key, oldSlot, newSlot, o.PBKDF); err != nil {
-		return nil, stepErr(err, d)
-	}
-	res.OldSlot, res.NewSlot = oldSlot, newSlot
-	if s, err := luks.TestPassphraseSlot(ctx, dev, key); err != nil || s != newSlot {
-		return nil, stepErr(fmt.Errorf("after the change the new recovery key does not open keyslot %d (%v)", newSlot, err), d)
-	}
-	if s, err := luks.TestPassphraseSlot(ctx, dev, o.Passphrase); err != nil || s != passSlot {
-		return nil, stepErr(fmt.Errorf("after the change the passphrase does not open keyslot %d (%v)", passSlot, err), d)
-	}
-	res.Proved = fmt.Sprintf("cryptsetup: the new recovery key opens keyslot %d, the passphrase keyslot %d", newSlot, passSlot)
-	if oldSlot >= 0 {
-		if slots, err := activeSlots(dev); err == nil && slices.Contains(slots, oldSlot) {
-			return nil, stepErr(fmt.Errorf("keyslot %d (the old recovery key) is still there", oldSlot), d)
+	return replaceRecoveryKey(ctx, o, func(_ *LUKSDisk, dev string, passSlot int, res *KeyChange) ([]byte, int, error) {
+		newSlot, resumed, err := existingSlot(ctx, dev, key)
+		if err != nil {
+			return nil, -1, err
 		}
-		res.Proved += fmt.Sprintf("; keyslot %d (the old recovery key) is gone", oldSlot)
-	}
-	res.Changed = time.Now().UTC().Truncate(time.Second)
-	res.Recorded = updateInventory(d.Info.UUID, func(r *inventory.Record) {
-		r.RecoveryKey = true
-		r.RecoveryKeyReplaced = res.Changed
-		r.RecoveryKeySlot = &newSlot
+		if resumed && newSlot == passSlot {
+			return nil, -1, refused("the new recovery key is the passphrase's keyslot %d", newSlot)
+		}
+		res.Resumed = resumed
+		return key, newSlot, nil
 	})
-	return res, nil
 }

@@ -347,7 +347,5 @@ func (c *shared) finishAction() {
 	c.restart()
 }
 
-func (s *openScreen) clearSecrets()   { s.pass.Clear() }
-func (s *enrollScreen) clearSecrets() { s.pass.Clear() }
 func (s *passwdScreen) clearSecrets() { s.clear() }
 func (s *newKeyScreen) clearSecrets() { s.forget() }

@@ -13,76 +13,43 @@ import (
 // closeScreen flushes, unmounts, locks and (on USB) powers off a disk that
 // is open (core.Close, as luksdock close does). While a process uses the
 // filesystem it changes nothing and names the processes, as core does.
-type closeScreen struct {
-	c    *shared
-	run  actionRun
-	res  *core.Closed
-	keys struct{ enter, back key.Binding }
-}
+type closeScreen struct{ actionBase }
 
 func newClose(c *shared) screen {
-	s := &closeScreen{c: c}
-	s.keys.enter = keyEnter("close it")
-	s.keys.back = keyBack("back")
+	s := &closeScreen{}
+	s.actionBase = newActionBase(c, actClose, "Close: unmount, lock, power off", "Flushing, unmounting and locking…", "close it")
 	return s
 }
 
-func (s *closeScreen) Title() string { return "Close: unmount, lock, power off" }
-func (s *closeScreen) Typing() bool  { return false }
-func (s *closeScreen) Skip() bool    { return s.c.action != actClose }
-func (s *closeScreen) Busy() bool    { return s.run.Busy() }
-func (s *closeScreen) ShortHelp() []key.Binding {
-	if s.run.done {
-		return []key.Binding{keyEnter("disk list")}
-	}
-	return []key.Binding{s.keys.enter, s.keys.back}
-}
+func (s *closeScreen) Typing() bool              { return false }
 func (s *closeScreen) FullHelp() [][]key.Binding { return [][]key.Binding{s.ShortHelp()} }
 
 func (s *closeScreen) Enter() tea.Cmd {
-	s.run.reset()
-	s.res = nil
+	s.begin()
 	return nil
 }
 
-func (s *closeScreen) Update(msg tea.Msg) tea.Cmd {
-	c := s.c
-	switch msg := msg.(type) {
-	case actionDoneMsg:
-		if s.run.finish(msg) && msg.res != nil {
-			s.res = msg.res.(*core.Closed)
+func (s *closeScreen) Update(msg tea.Msg) tea.Cmd { return s.update(msg, nil, s.close, nil) }
+
+// close runs core.Close in a command; what it did is shown even when it
+// then failed (a process still using the filesystem).
+func (s *closeScreen) close() tea.Cmd {
+	done := s.start()
+	sel := s.c.selector()
+	return func() tea.Msg {
+		res, err := core.Close(context.Background(), core.CloseOptions{Selector: sel})
+		if err != nil && res == nil {
+			return done(nil, err)
 		}
-	case tea.KeyPressMsg:
-		switch {
-		case s.run.running:
-		case s.run.done && key.Matches(msg, s.keys.enter, s.keys.back):
-			c.finishAction()
-		case key.Matches(msg, s.keys.back):
-			c.goTo(scrActions)
-		case key.Matches(msg, s.keys.enter):
-			done := s.run.start(scrClose)
-			sel := c.selector()
-			return func() tea.Msg {
-				res, err := core.Close(context.Background(), core.CloseOptions{Selector: sel})
-				if err != nil && res == nil {
-					return done(nil, err)
-				}
-				return done(res, err)
-			}
-		}
+		return done(res, err)
 	}
-	return nil
-}
-
-func (s *closeScreen) Status() string {
-	return s.run.status(s.c, "Flushing, unmounting and locking…")
 }
 
 func (s *closeScreen) View() (string, int) {
 	c := s.c
 	st := &c.st
 	var b strings.Builder
-	if r := s.res; s.run.done && r != nil {
+	if r, _ := s.res.(*core.Closed); s.run.done && r != nil {
 		switch {
 		case r.Unmounted || r.Locked:
 			b.WriteString(para(st.ok, "✓ "+r.Target+": unmounted "+r.Mountpoint+" and locked.", c.width, "  "))

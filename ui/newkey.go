@@ -18,15 +18,12 @@ import (
 // core.ReplaceRecoveryKeyWith adds it, proves it and removes the old
 // key's keyslot. The key is never written to a file.
 type newKeyScreen struct {
-	c     *shared
+	actionBase
 	pass  secret
 	phase int // 0: passphrase; 1: the key shown; 2: groups typed back
 	key   []byte
 	ch    recovery.Challenge
 	f     field
-	run   actionRun
-	res   *core.KeyChange
-	keys  struct{ enter, back key.Binding }
 }
 
 // keyChecked is the result of the passphrase check that comes before the
@@ -34,25 +31,12 @@ type newKeyScreen struct {
 type keyChecked struct{}
 
 func newNewKey(c *shared) screen {
-	s := &newKeyScreen{c: c, f: field{Prompt: "> ", CharLimit: 2 * recovery.Len}}
-	s.keys.enter = keyEnter("continue")
-	s.keys.back = keyBack("back")
+	s := &newKeyScreen{f: field{Prompt: "> ", CharLimit: 2 * recovery.Len}}
+	s.actionBase = newActionBase(c, actRecoveryKey, "New recovery key", "", "continue")
 	return s
 }
 
-func (s *newKeyScreen) Title() string { return "New recovery key" }
-func (s *newKeyScreen) Typing() bool  { return !s.run.done && s.phase != 1 }
-func (s *newKeyScreen) Skip() bool    { return s.c.action != actRecoveryKey }
-func (s *newKeyScreen) Busy() bool    { return s.run.Busy() }
-func (s *newKeyScreen) ShortHelp() []key.Binding {
-	if s.run.done {
-		return []key.Binding{keyEnter("disk list")}
-	}
-	return []key.Binding{s.keys.enter, s.keys.back}
-}
-func (s *newKeyScreen) FullHelp() [][]key.Binding {
-	return [][]key.Binding{s.ShortHelp(), fieldKeys.list()}
-}
+func (s *newKeyScreen) Typing() bool { return !s.run.done && s.phase != 1 }
 
 func (s *newKeyScreen) forget() {
 	s.pass.Clear()
@@ -64,8 +48,7 @@ func (s *newKeyScreen) forget() {
 
 func (s *newKeyScreen) Enter() tea.Cmd {
 	s.forget()
-	s.run.reset()
-	s.res = nil
+	s.begin()
 	s.help()
 	return nil
 }
@@ -99,7 +82,7 @@ func (s *newKeyScreen) Update(msg tea.Msg) tea.Cmd {
 			s.run.done = false
 			return s.showKey()
 		default:
-			s.res = msg.res.(*core.KeyChange)
+			s.res = msg.res
 			s.forget()
 		}
 		s.help()
@@ -154,12 +137,7 @@ func (s *newKeyScreen) back() {
 func (s *newKeyScreen) enter() tea.Cmd {
 	switch s.phase {
 	case 0:
-		if s.pass.Len() == 0 {
-			s.run.err = "type the disk's passphrase first: it authorises the new key"
-			return nil
-		}
-		if err := passphraseErr(&s.pass); err != nil {
-			s.run.err = err.Error()
+		if s.run.refused(&s.pass, "type the disk's passphrase first: it authorises the new key") {
 			return nil
 		}
 		k, isKey := unlockSecret(&s.pass)
@@ -170,7 +148,7 @@ func (s *newKeyScreen) enter() tea.Cmd {
 			return nil
 		}
 		p := lsecret.Clone(s.pass.Bytes())
-		done := s.run.start(scrNewKey)
+		done := s.start()
 		sel := s.c.selector()
 		return func() tea.Msg {
 			defer lsecret.Free(p)
@@ -211,7 +189,7 @@ func (s *newKeyScreen) showKey() tea.Cmd {
 // replace runs core.ReplaceRecoveryKeyWith in a command.
 func (s *newKeyScreen) replace() tea.Cmd {
 	p, k := lsecret.Clone(s.pass.Bytes()), lsecret.Clone(s.key)
-	done := s.run.start(scrNewKey)
+	done := s.start()
 	o := core.RecoveryKeyOptions{Selector: s.c.selector(), Passphrase: p, PBKDF: s.c.cfg.PBKDF}
 	return func() tea.Msg {
 		defer lsecret.Free(p)
@@ -237,7 +215,7 @@ func (s *newKeyScreen) View() (string, int) {
 	st := &c.st
 	w := c.width
 	var b strings.Builder
-	if r := s.res; s.run.done && r != nil {
+	if r, _ := s.res.(*core.KeyChange); s.run.done && r != nil {
 		b.WriteString(para(st.ok, "✓ "+r.Target+" has a new recovery key; the one you wrote down before no longer opens it.", w, "  "))
 		b.WriteString(para(lipglossPlain, "Proved: "+r.Proved, w, "  "))
 		b.WriteString("\n" + para(lipglossPlain, "Destroy the old paper; keep the new one apart from the disk.", w, ""))

@@ -19,15 +19,13 @@ import (
 // screen's limit (512 bytes) and strength check (a weak one needs the box
 // ticked).
 type passwdScreen struct {
-	c     *shared
+	actionBase
 	sec   [3]secret // old, new, again
 	focus int       // 0-2: the entries; 3: the weak-passphrase box
 	ack   bool
 	v     verdict // of the new passphrase, once judged
 	vgen  int
-	run   actionRun
-	res   *core.KeyChange
-	keys  struct{ enter, back, next, prev, accept key.Binding }
+	more  struct{ next, prev, accept key.Binding }
 }
 
 // passwdVerdict is zxcvbn's verdict on the new passphrase, judged in a
@@ -40,19 +38,16 @@ type passwdVerdict struct {
 var passwdLabels = [3]string{"Old secret", "New passphrase", "Again"}
 
 func newPasswd(c *shared) screen {
-	s := &passwdScreen{c: c}
-	s.keys.enter = keyEnter("next/change")
+	s := &passwdScreen{}
+	s.actionBase = newActionBase(c, actPasswd, "Change the passphrase", "Adding the new passphrase, proving it, removing the old one…", "next/change")
 	s.keys.back = keyBack("back (clears it)")
-	s.keys.next = key.NewBinding(key.WithKeys("tab", "down"), key.WithHelp("tab/↓", "next field"))
-	s.keys.prev = key.NewBinding(key.WithKeys("shift+tab", "up"), key.WithHelp("shift+tab/↑", "previous"))
-	s.keys.accept = key.NewBinding(key.WithKeys("space"), key.WithHelp("space", "accept a weak passphrase"))
+	s.more.next = key.NewBinding(key.WithKeys("tab", "down"), key.WithHelp("tab/↓", "next field"))
+	s.more.prev = key.NewBinding(key.WithKeys("shift+tab", "up"), key.WithHelp("shift+tab/↑", "previous"))
+	s.more.accept = key.NewBinding(key.WithKeys("space"), key.WithHelp("space", "accept a weak passphrase"))
 	return s
 }
 
-func (s *passwdScreen) Title() string { return "Change the passphrase" }
-func (s *passwdScreen) Typing() bool  { return !s.run.done && s.focus < 3 }
-func (s *passwdScreen) Skip() bool    { return s.c.action != actPasswd }
-func (s *passwdScreen) Busy() bool    { return s.run.Busy() }
+func (s *passwdScreen) Typing() bool { return !s.run.done && s.focus < 3 }
 func (s *passwdScreen) fields() int {
 	if s.v.weak() {
 		return 4
@@ -64,9 +59,9 @@ func (s *passwdScreen) ShortHelp() []key.Binding {
 	if s.run.done {
 		return []key.Binding{keyEnter("disk list")}
 	}
-	b := []key.Binding{s.keys.enter, s.keys.back, s.keys.next}
+	b := []key.Binding{s.keys.enter, s.keys.back, s.more.next}
 	if s.focus == 3 {
-		b = append(b, s.keys.accept)
+		b = append(b, s.more.accept)
 	}
 	return b
 }
@@ -74,7 +69,7 @@ func (s *passwdScreen) FullHelp() [][]key.Binding {
 	if s.run.done {
 		return [][]key.Binding{s.ShortHelp()}
 	}
-	return [][]key.Binding{{s.keys.enter, s.keys.back, s.keys.next, s.keys.prev, s.keys.accept}, fieldKeys.list()}
+	return [][]key.Binding{{s.keys.enter, s.keys.back, s.more.next, s.more.prev, s.more.accept}, fieldKeys.list()}
 }
 
 func (s *passwdScreen) clear() {
@@ -87,18 +82,15 @@ func (s *passwdScreen) clear() {
 
 func (s *passwdScreen) Enter() tea.Cmd {
 	s.clear()
-	s.run.reset()
-	s.res = nil
+	s.begin()
 	return nil
 }
 
 func (s *passwdScreen) Update(msg tea.Msg) tea.Cmd {
-	c := s.c
 	switch msg := msg.(type) {
 	case actionDoneMsg:
-		if s.run.finish(msg) {
+		if s.took(msg) {
 			if msg.err == nil {
-				s.res = msg.res.(*core.KeyChange)
 				s.clear()
 			} else {
 				s.focus = 0
@@ -121,27 +113,18 @@ func (s *passwdScreen) Update(msg tea.Msg) tea.Cmd {
 		return nil
 	}
 	if k, ok := msg.(tea.KeyPressMsg); ok {
+		if cmd, ok := s.press(k, func() { s.clear(); s.run.reset() }, s.enter); ok {
+			return cmd
+		}
 		switch {
-		case s.run.done && key.Matches(k, s.keys.enter, s.keys.back):
-			c.finishAction()
-			return nil
-		case s.run.done:
-			return nil
-		case key.Matches(k, s.keys.back):
-			s.clear()
-			s.run.reset()
-			c.goTo(scrActions)
-			return nil
-		case key.Matches(k, s.keys.next):
+		case key.Matches(k, s.more.next):
 			s.focus = (s.focus + 1) % s.fields()
 			return nil
-		case key.Matches(k, s.keys.prev):
+		case key.Matches(k, s.more.prev):
 			s.focus = (s.focus + s.fields() - 1) % s.fields()
 			return nil
-		case key.Matches(k, s.keys.enter):
-			return s.enter()
 		case s.focus == 3:
-			if key.Matches(k, s.keys.accept) {
+			if key.Matches(k, s.more.accept) {
 				s.ack = !s.ack
 			}
 			return nil
@@ -224,7 +207,7 @@ func (s *passwdScreen) enter() tea.Cmd {
 func (s *passwdScreen) change() tea.Cmd {
 	old, isKey := unlockSecret(&s.sec[0])
 	nw := lsecret.Clone(s.sec[1].Bytes())
-	done := s.run.start(scrPasswd)
+	done := s.start()
 	o := core.PasswdOptions{Selector: s.c.selector(), Old: old, OldIsRecoveryKey: isKey, New: nw, AcceptWeak: true, PBKDF: s.c.cfg.PBKDF}
 	return func() tea.Msg {
 		defer lsecret.Free(old)
@@ -237,15 +220,11 @@ func (s *passwdScreen) change() tea.Cmd {
 	}
 }
 
-func (s *passwdScreen) Status() string {
-	return s.run.status(s.c, "Adding the new passphrase, proving it, removing the old one…")
-}
-
 func (s *passwdScreen) View() (string, int) {
 	c := s.c
 	st := &c.st
 	var b strings.Builder
-	if r := s.res; s.run.done && r != nil {
+	if r, _ := s.res.(*core.KeyChange); s.run.done && r != nil {
 		b.WriteString(para(st.ok, "✓ The passphrase of "+r.Target+" is changed (keyslot "+strconv.Itoa(r.NewSlot)+").", c.width, "  "))
 		b.WriteString(para(lipglossPlain, "Proved: "+r.Proved, c.width, "  "))
 		if r.Strength != nil {

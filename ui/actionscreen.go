@@ -56,6 +56,19 @@ func (s *actionBase) start() func(res any, err error) tea.Msg {
 	return s.run.start(actionScreens[s.act])
 }
 
+// runCore starts core's run: work runs in the returned command, and what
+// it returns (no result when it fails) ends the run.
+func (s *actionBase) runCore(work func() (any, error)) tea.Cmd {
+	done := s.start()
+	return func() tea.Msg {
+		res, err := work()
+		if err != nil {
+			return done(nil, err)
+		}
+		return done(res, nil)
+	}
+}
+
 // took takes core's outcome, keeping its result; it reports false for a
 // stale message.
 func (s *actionBase) took(m actionDoneMsg) bool {
@@ -149,16 +162,11 @@ func (s *secretAction) submit() tea.Cmd {
 	}
 	sec, _ := unlockSecret(&s.pass)
 	s.pass.Clear()
-	done := s.start()
 	work := s.work(sec)
-	return func() tea.Msg {
+	return s.runCore(func() (any, error) {
 		defer lsecret.Free(sec)
-		res, err := work()
-		if err != nil {
-			return done(nil, err)
-		}
-		return done(res, nil)
-	}
+		return work()
+	})
 }
 
 // entryView is the screen before the run: intro, then the masked secret

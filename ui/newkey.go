@@ -148,12 +148,11 @@ func (s *newKeyScreen) enter() tea.Cmd {
 			return nil
 		}
 		p := lsecret.Clone(s.pass.Bytes())
-		done := s.start()
 		sel := s.c.selector()
-		return func() tea.Msg {
+		return s.runCore(func() (any, error) {
 			defer lsecret.Free(p)
-			return done(keyChecked{}, core.CheckSecret(sel, p))
-		}
+			return keyChecked{}, core.CheckSecret(sel, p)
+		})
 	case 1:
 		s.phase = 2
 		s.f.focused = true
@@ -189,17 +188,12 @@ func (s *newKeyScreen) showKey() tea.Cmd {
 // replace runs core.ReplaceRecoveryKeyWith in a command.
 func (s *newKeyScreen) replace() tea.Cmd {
 	p, k := lsecret.Clone(s.pass.Bytes()), lsecret.Clone(s.key)
-	done := s.start()
 	o := core.RecoveryKeyOptions{Selector: s.c.selector(), Passphrase: p, PBKDF: s.c.cfg.PBKDF}
-	return func() tea.Msg {
+	return s.runCore(func() (any, error) {
 		defer lsecret.Free(p)
 		defer lsecret.Free(k)
-		res, err := core.ReplaceRecoveryKeyWith(context.Background(), o, k)
-		if err != nil {
-			return done(nil, err)
-		}
-		return done(res, nil)
-	}
+		return core.ReplaceRecoveryKeyWith(context.Background(), o, k)
+	})
 }
 
 func (s *newKeyScreen) Status() string {

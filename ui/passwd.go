@@ -207,17 +207,12 @@ func (s *passwdScreen) enter() tea.Cmd {
 func (s *passwdScreen) change() tea.Cmd {
 	old, isKey := unlockSecret(&s.sec[0])
 	nw := lsecret.Clone(s.sec[1].Bytes())
-	done := s.start()
 	o := core.PasswdOptions{Selector: s.c.selector(), Old: old, OldIsRecoveryKey: isKey, New: nw, AcceptWeak: true, PBKDF: s.c.cfg.PBKDF}
-	return func() tea.Msg {
+	return s.runCore(func() (any, error) {
 		defer lsecret.Free(old)
 		defer lsecret.Free(nw)
-		res, err := core.Passwd(context.Background(), o)
-		if err != nil {
-			return done(nil, err)
-		}
-		return done(res, nil)
-	}
+		return core.Passwd(context.Background(), o)
+	})
 }
 
 func (s *passwdScreen) View() (string, int) {

@@ -56,15 +56,10 @@ func (s *retireScreen) retire() tea.Cmd {
 		s.f.SetValue("")
 		return nil
 	}
-	done := s.start()
 	sel := s.c.selector()
-	return func() tea.Msg {
-		res, err := core.Retire(context.Background(), core.RetireOptions{Selector: sel, Confirm: typed})
-		if err != nil {
-			return done(nil, err)
-		}
-		return done(res, nil)
-	}
+	return s.runCore(func() (any, error) {
+		return core.Retire(context.Background(), core.RetireOptions{Selector: sel, Confirm: typed})
+	})
 }
 
 func (s *retireScreen) View() (string, int) {

@@ -336,17 +336,14 @@ func (s *optionsScreen) seenLabels() []string {
 	return out
 }
 
-// suggest is the label for the next disk: from the inventory (the set's
-// numbering, no label any known or attached disk has) when it was read,
-// else from the labels in sight.
+// suggest is the label for the next disk: the one rule of
+// inventory.SuggestLabel (the set's numbering, no label any known or
+// attached disk has; without an inventory, the first free backupsNN).
 func (s *optionsScreen) suggest() string {
 	if s.saved != nil {
 		return s.saved.Label
 	}
-	if s.c.inv != nil {
-		return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
-	}
-	return SuggestLabel(s.seenLabels())
+	return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
 }
 
 // Enter suggests a label when there is none yet.

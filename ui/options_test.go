@@ -79,6 +79,10 @@ func TestOptionsSpeakInScreenWords(t *testing.T) {
 		h.typ("no-such-user-here")
 		s = h.waitFor("the wrong owner refused", 5*time.Second, func(s snapshot) bool { return strings.Contains(flat(s.body), `✗ Owner "no-such-user-here"`) })
 		noFlag("a wrong owner", s)
+		// in the user's words, not Go's ("user: unknown user ...")
+		if b := flat(s.body); !strings.Contains(b, "there is no user named no-such-user-here on this computer") || strings.Contains(b, "unknown user") {
+			t.Errorf("the wrong owner is not said in the user's words:\n%s", s.body)
+		}
 		h.setText("")
 		s = h.waitFor("the owner explained", 5*time.Second, func(s snapshot) bool { return strings.Contains(flat(s.body), "now 0:0") })
 		noFlag("the owner as resolved", s)

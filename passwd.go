@@ -129,8 +129,8 @@ func addKeyslotPBKDF(cmd *cobra.Command, p *luks.PBKDF) {
 // printKeyChange prints a passwd or recovery-key result for people.
 func printKeyChange(cmd *cobra.Command, r *core.KeyChange, what string) {
 	out := cmd.OutOrStdout()
-	if r.Resumed {
-		fmt.Fprintf(out, "note: the new %s already had keyslot %d (an interrupted run): finished the change\n", what, r.NewSlot)
+	if n := r.Note(what); n != "" {
+		fmt.Fprintln(out, n)
 	}
 	fmt.Fprintf(out, "%s: the %s is replaced (keyslot %d", r.Target, what, r.NewSlot)
 	if r.OldSlot >= 0 {

@@ -16,6 +16,7 @@ import (
 	"luksdock/core"
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
+	"luksdock/recovery"
 )
 
 // The lifecycle commands (open, close, passwd, recovery-key, retire) on
@@ -121,9 +122,23 @@ func TestOpenCloseImage(t *testing.T) {
 	mnt := filepath.Join(dir, "mnt")
 	t.Cleanup(func() { cli(t, "", "close", "--mountpoint", mnt) }) // a failed test leaves nothing mounted
 
-	// A wrong passphrase: exit 6, nothing mounted, no holder left.
-	if code, out, errs := cli(t, "wrong passphrase here\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 6 {
+	// A wrong passphrase: exit 6, nothing mounted, no holder left; the
+	// refusal names only what was tried.
+	if code, out, errs := cli(t, "wrong passphrase here\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 6 ||
+		!strings.Contains(errs, "the passphrase opens no keyslot") || strings.Contains(errs, "recovery key") {
 		t.Fatalf("open with a wrong passphrase: exit %d\n%s%s", code, out, errs)
+	}
+	// A wrong recovery key (a well-formed one, of no keyslot): the same,
+	// naming the recovery key.
+	wrongKey := strings.Map(func(r rune) rune {
+		if i := strings.IndexRune(recovery.Alphabet, r); i >= 0 {
+			return rune(recovery.Alphabet[15-i]) // another character at each place
+		}
+		return r
+	}, key)
+	if code, out, errs := cli(t, wrongKey+"\n", "open", "--image", img, "--recovery-key-file", "-", "--mountpoint", mnt); code != 6 ||
+		!strings.Contains(errs, "the recovery key opens no keyslot") || strings.Contains(errs, "passphrase") {
+		t.Fatalf("open with a wrong recovery key: exit %d\n%s%s", code, out, errs)
 	}
 	if fs := mountedAt(mnt); fs != "" {
 		t.Fatalf("mounted after a wrong passphrase: %s", fs)

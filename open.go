@@ -84,7 +84,7 @@ as an argument or from the environment.
 			if o.User, err = core.MountUser(os.Getenv); err != nil {
 				return &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
 			}
-			o.Secret, o.Engine = secret, pipeline.Engine(engine)
+			o.Secret, o.SecretIsRecoveryKey, o.Engine = secret, sf.rk != "", pipeline.Engine(engine)
 			res, err = core.Open(context.Background(), o)
 			if err != nil {
 				return lifecycleErr(err)

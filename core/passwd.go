@@ -115,7 +115,10 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 	defer release()
 	authSlot, err := luks.TestPassphraseSlot(ctx, dev, o.Old)
 	if err != nil {
-		return nil, secretError(err, d)
+		if o.OldIsRecoveryKey {
+			return nil, secretError(err, d, "the recovery key")
+		}
+		return nil, secretError(err, d, "the old passphrase")
 	}
 	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1, Strength: &st}
 	newSlot, resumed, err := existingSlot(ctx, dev, o.New)
@@ -214,7 +217,7 @@ func ReplaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions) (*KeyChange, 
 	defer release()
 	passSlot, err := luks.TestPassphraseSlot(ctx, dev, o.Passphrase)
 	if err != nil {
-		return nil, secretError(err, d)
+		return nil, secretError(err, d, "the passphrase")
 	}
 	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1}
 	var key []byte

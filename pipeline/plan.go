@@ -374,6 +374,14 @@ func (p *Plan) Script() string {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
 	b.WriteString("set -eu\n")
+	if p.Target.Image {
+		// set -e stops at the first failure: without this the loop device
+		// (and a mapping on it) would stay behind.
+		fmt.Fprintf(&b, "# On a failure: close what is open on the image and detach its loop device\n"+
+			"MAPPER=%s\n"+
+			"trap 'rc=$?; if [ $rc -ne 0 ] && [ -n \"${LOOP:-}\" ]; then cryptsetup close luksdock-verify 2>/dev/null || true; cryptsetup close \"$MAPPER\" 2>/dev/null || true; losetup --detach \"$LOOP\" || true; fi; exit $rc' EXIT\n",
+			shq(p.mapperName()))
+	}
 	f := p.planFacts()
 	f.script = true
 	for _, s := range p.Steps {

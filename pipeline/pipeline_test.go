@@ -55,8 +55,16 @@ func TestDryRunScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// the plan's summary names the set and the owner
+	ps, err := NewPlan(tg, Options{Label: "backups01", Set: "offsite", Owner: "4242:4343"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "# set: offsite; owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)\n"; !strings.Contains(ps.Script(), want) {
+		t.Errorf("script lacks %q:\n%s", want, ps.Script())
+	}
 	s := p.Script()
-	for _, want := range []string{"truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
+	for _, want := range []string{"# set: none; owner of the filesystem's top directory: ", "truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
 		"mkfs.ext4", "-L backups01", "cryptsetup luksHeaderBackup", "e2fsck -fn"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)

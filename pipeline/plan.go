@@ -348,6 +348,17 @@ func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 	return gen + write + " && " + kdf + " && " + add + " && RK="
 }
 
+// SetOwnerLine is the plan's set and the owner of the filesystem's top
+// directory, with why, for the plan's summary: the --dry-run script, the
+// run's first notes, the wizard's Plan screen.
+func (p *Plan) SetOwnerLine() string {
+	set := "none"
+	if p.Opts.Set != "" {
+		set = p.Opts.Set
+	}
+	return fmt.Sprintf("set: %s; owner of the filesystem's top directory: %s (%s)", set, p.Owner, p.OwnerWhy)
+}
+
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -360,7 +371,7 @@ func (p *Plan) Script() string {
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
-	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)
+	fmt.Fprintf(&b, "# %s\n", p.SetOwnerLine())
 	if p.Engine == EngineUserspace {
 		b.WriteString("# (the userspace engine decrypts in luksdock and serves the volume through FUSE;\n#  by hand, cryptsetup open does the same with dm-crypt, as below)\n")
 	}

@@ -60,11 +60,16 @@ func TestDryRunScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "# set: offsite; owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)\n"; !strings.Contains(ps.Script(), want) {
-		t.Errorf("script lacks %q:\n%s", want, ps.Script())
+	for _, want := range []string{"\n# set: offsite\n# owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)\n"} {
+		if !strings.Contains(ps.Script(), want) {
+			t.Errorf("script lacks %q:\n%s", want, ps.Script())
+		}
+	}
+	if want := "set: offsite; owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)"; ps.SetOwnerLine() != want {
+		t.Errorf("SetOwnerLine() = %q, want %q", ps.SetOwnerLine(), want)
 	}
 	s := p.Script()
-	for _, want := range []string{"# set: none; owner of the filesystem's top directory: ", "truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
+	for _, want := range []string{"\n# set: none\n", "truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
 		"mkfs.ext4", "-L backups01", "cryptsetup luksHeaderBackup", "e2fsck -fn"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)

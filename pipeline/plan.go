@@ -349,14 +349,18 @@ func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 }
 
 // SetOwnerLine is the plan's set and the owner of the filesystem's top
-// directory, with why, for the plan's summary: the --dry-run script, the
-// run's first notes, the wizard's Plan screen.
+// directory, with why, for the run's first notes (the --dry-run script
+// has a line for each).
 func (p *Plan) SetOwnerLine() string {
-	set := "none"
-	if p.Opts.Set != "" {
-		set = p.Opts.Set
+	return fmt.Sprintf("set: %s; owner of the filesystem's top directory: %s (%s)", p.setName(), p.Owner, p.OwnerWhy)
+}
+
+// setName is the plan's rotation set, "none" without one.
+func (p *Plan) setName() string {
+	if p.Opts.Set == "" {
+		return "none"
 	}
-	return fmt.Sprintf("set: %s; owner of the filesystem's top directory: %s (%s)", set, p.Owner, p.OwnerWhy)
+	return p.Opts.Set
 }
 
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
@@ -371,7 +375,8 @@ func (p *Plan) Script() string {
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
-	fmt.Fprintf(&b, "# %s\n", p.SetOwnerLine())
+	fmt.Fprintf(&b, "# set: %s\n", p.setName())
+	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)
 	if p.Engine == EngineUserspace {
 		b.WriteString("# (the userspace engine decrypts in luksdock and serves the volume through FUSE;\n#  by hand, cryptsetup open does the same with dm-crypt, as below)\n")
 	}

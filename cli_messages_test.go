@@ -188,3 +188,31 @@ func TestHostUnknownCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestHostTargetSelection: host enroll and forget find their disk as the
+// other lifecycle commands do (core.Selector, core.Find): the same usage
+// error without one, --label, and a disk with no LUKS volume still refused
+// (exit 3, as host's exit codes say), as is dock --image on one.
+func TestHostTargetSelection(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.img")
+	if err := os.WriteFile(empty, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"host", "enroll", "--passphrase-file", "-"}, 2, "give exactly one of --device /dev/sdX, --image PATH or --label LABEL"},
+		{[]string{"host", "enroll", "--image", empty, "--label", "x", "--passphrase-file", "-"}, 2, "give exactly one of"},
+		{[]string{"host", "enroll", "--image", empty, "--passphrase-file", "-"}, 3, "holds no LUKS volume"},
+		{[]string{"host", "forget", "--label", "no-such-label-here"}, 3, `no attached disk has a LUKS volume labelled "no-such-label-here"`},
+		{[]string{"host", "forget", "--uuid", "1234", "--label", "backups01"}, 2, "give --uuid, or the disk with --device/--image/--label, not both"},
+		{[]string{"dock", "--image", empty}, 3, "holds no LUKS volume"},
+	} {
+		code, _, errs := cli(t, "pass\n", c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+}

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 )
 
 // closeExample is close's EXAMPLES (in --help and the man page).
@@ -29,67 +30,41 @@ var closeFiles = [][2]string{
 }
 
 func newCloseCmd() *cobra.Command {
-	var o core.CloseOptions
-	var asJSON bool
+	var co closeOptions
 	cmd := &cobra.Command{
-		Use:   "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
-		Short: "Flush, unmount, lock and power off a backup disk so it can be pulled",
-		Long: `close undoes 'luksdock open': it flushes the filesystem, unmounts it, locks
-the volume (closes the dm-crypt mapping, or stops the userspace engine's
-volume holder, which wipes the key) and, for a disk on USB, powers it off
-as 'udisksctl power-off' does: the disk is flushed and removed from the
-kernel, and the dock's USB port is disabled, so it can be pulled.
---no-power-off leaves it powered.
-
-It refuses while any process has a file open on the filesystem, its
-working directory in it or a file from it mapped, names those processes
-and changes nothing (exit 3).
-
-A disk luksdock did not open (unlocked by hand or by the desktop as
-luks-UUID) is found through its dm-crypt mapping and closed the same way;
-a disk that is not open at all is only powered off.
-
-` + closeExitCodes,
+		Use:     "close (--device DEV | --image PATH | --label LABEL | --mountpoint DIR) [--no-power-off]",
+		Short:   "Flush, unmount, lock and power off a backup disk so it can be pulled",
+		Long:    help.Text("close") + help.ExitCodes("close"),
 		Example: closeExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Closed
-			defer func() {
-				if asJSON {
-					jsonResult(out, "close", res, err)
-				}
-			}()
-			res, err = core.Close(context.Background(), o)
-			if res != nil && !asJSON {
-				switch {
-				case res.Unmounted || res.Locked:
-					fmt.Fprintf(out, "%s: unmounted %s and locked\n", res.Target, res.Mountpoint)
-				default:
-					fmt.Fprintf(out, "%s was not open\n", res.Target)
-				}
-				if res.PowerOff != "" {
-					fmt.Fprintf(out, "power: %s\n", res.PowerOff)
-				}
-			}
-			return lifecycleErr(err)
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return co.run(cmd) },
 	}
 	manpage.SetFiles(cmd, closeFiles)
+	o := &co.CloseOptions
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "the mountpoint luksdock open printed")
 	f.BoolVar(&o.NoPowerOff, "no-power-off", false, "leave a USB disk powered")
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&co.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
 
-// closeExitCodes are close's own exit codes (exitCode maps the errors).
-const closeExitCodes = `Exit codes:
-  0    unmounted, locked (and powered off), or the disk was not open
-  2    usage error (bad flags or arguments)
-  3    refused: not run as root, no attached disk has that label, a
-       process uses the filesystem (named; nothing was changed), or the
-       volume was closed but the disk could not be powered off
-  4    a step failed (unmount, lock); the message names it
-  130  killed by Ctrl+C (SIGINT) before it finished`
+// closeOptions are close's flags.
+type closeOptions struct {
+	core.CloseOptions
+	asJSON bool
+}
+
+// run is close: what was done is printed even when a later step failed
+// (unmounted and locked, but not powered off).
+func (co *closeOptions) run(cmd *cobra.Command) error {
+	out := cmd.OutOrStdout()
+	res, err := core.Close(context.Background(), co.CloseOptions)
+	switch {
+	case co.asJSON:
+		report.JSONResult(out, "close", res, err)
+	case res != nil:
+		report.Closed(out, res)
+	}
+	return err
+}

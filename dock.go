@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/inventory"
 	"luksdock/luks"
@@ -17,83 +18,59 @@ import (
 )
 
 func newDockCmd() *cobra.Command {
-	var tf targetFlags
-	var engine string
-	var noPowerOff bool
+	var do dockOptions
 	cmd := &cobra.Command{
-		Use:   "dock (DEVICE | --image PATH)",
-		Short: "The backup run on a docked disk (started by the luksdock-dock@ service)",
-		Long: `dock is what the luksdock-dock@DEVICE.service unit runs when udev sees a
-LUKS volume this host holds a key for (luksdock host enroll). DEVICE is the
-LUKS block device (/dev/sdb1, or /dev/sdb for LUKS on the whole disk).
-
-A disk this host holds no key for is left alone (exit 0). Otherwise: a
-keyslot this host was told to forget is wiped; the disk is unlocked with the
-host key (/etc/luksdock/keys/LUKS-UUID.key), checked with e2fsck -p,
-mounted at /run/luksdock/dock/LABEL; its own history file is merged into the
-inventory; the executable /etc/luksdock/run/label-LABEL, else
-/etc/luksdock/run/set-SET, runs there with LUKSDOCK_MOUNT, LUKSDOCK_LABEL,
-LUKSDOCK_SET and LUKSDOCK_UUID in its environment (its output goes to the
-journal); the outcome, duration, bytes written and free space are recorded
-in the disk's history file (.luksdock/history.jsonl) and the inventory; the
-disk is unmounted, locked and its USB drive powered off; the journal and
-the logged-in desktop's notifications say how it went.
-
-Undocked (or the service stopped) mid-run: the command is stopped, the run
-recorded as interrupted in the inventory, the mount detached and the
-mapping removed; nothing else is touched, and the next docking checks the
-filesystem first.
-
-` + dockExitCodes,
+		Use:     "dock (DEVICE | --image PATH)",
+		Short:   "The backup run on a docked disk (started by the luksdock-dock@ service)",
+		Long:    help.Text("dock") + help.ExitCodes("dock"),
 		Example: dockExample,
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var d luks.Device
-			switch {
-			case len(args) == 1 && tf.image != "":
-				return usageError{errors.New("give DEVICE or --image, not both")}
-			case len(args) == 1:
-				d = luks.Device{Path: args[0]}
-			case tf.image != "":
-				var err error
-				if d, _, err = luksTarget(&tf); err != nil {
-					return err
-				}
-			default:
-				return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
-			}
-			// SIGTERM is how systemd stops the unit when the disk goes
-			// (BindsTo): Dock records the run as interrupted. It also comes
-			// right after a finished run's power-off, harmlessly.
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
-			defer stop()
-			res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: engine,
-				PowerOff: !noPowerOff && tf.image == "", Log: cmd.OutOrStdout()})
-			if errors.Is(err, core.ErrInterrupted) {
-				return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: err}
-			}
-			if err == nil && res != nil && !res.Enrolled {
-				fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: %s: not enrolled on this host, nothing done\n", d.Path)
-			}
-			return err
-		},
+		RunE:    do.run,
 	}
-	tf.add(cmd, false, false)
-	cmd.Flags().StringVar(&engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
-	cmd.Flags().BoolVar(&noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
+	cmd.Flags().StringVar(&do.image, "image", "", "an image file luksdock prepared")
+	cmd.Flags().StringVar(&do.engine, "engine", "auto", "how to unlock: auto, kernel (device-mapper) or userspace (FUSE and a loop device)")
+	cmd.Flags().BoolVar(&do.noPowerOff, "no-power-off", false, "leave the drive powered on after locking it")
 	manpage.SetFiles(cmd, dockFiles)
 	return cmd
 }
 
-// dockExitCodes are dock's exit codes.
-const dockExitCodes = `Exit codes:
-  0    the backup ran and the disk is locked and powered off, or this host
-       holds no key for the disk (left alone)
-  2    usage error (bad flags or arguments)
-  4    the backup failed (the command, fsck, unlock or mount); recorded,
-       and the disk is locked
-  130  interrupted: undocked or the service stopped; recorded as
-       interrupted, the mapping removed`
+// dockOptions are dock's flags.
+type dockOptions struct {
+	image, engine string
+	noPowerOff    bool
+}
+
+func (do *dockOptions) run(cmd *cobra.Command, args []string) error {
+	var d luks.Device
+	switch {
+	case len(args) == 1 && do.image != "":
+		return usageError{errors.New("give DEVICE or --image, not both")}
+	case len(args) == 1:
+		d = luks.Device{Path: args[0]}
+	case do.image != "":
+		ld, err := core.FindLUKS(core.Selector{Image: do.image})
+		if err != nil {
+			return err
+		}
+		d = ld.LUKS
+	default:
+		return usageError{errors.New("give the docked LUKS device (/dev/sdb1) or --image PATH")}
+	}
+	// SIGTERM is how systemd stops the unit when the disk goes (BindsTo):
+	// Dock records the run as interrupted. It also comes right after a
+	// finished run's power-off, harmlessly.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
+	res, err := core.Dock(ctx, core.DockOptions{Device: d, InvPath: inventory.Path(), Engine: do.engine,
+		PowerOff: !do.noPowerOff && do.image == "", Log: cmd.OutOrStdout()})
+	if errors.Is(err, core.ErrInterrupted) {
+		return &pipeline.Error{Kind: pipeline.KindInterrupted, Err: err}
+	}
+	if err == nil && res != nil && !res.Enrolled {
+		fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: %s: not enrolled on this host, nothing done\n", d.Path)
+	}
+	return err
+}
 
 // dockExample is dock's EXAMPLES.
 const dockExample = `  # What the udev rule starts when an enrolled disk is docked as sdb:

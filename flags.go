@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -91,12 +87,7 @@ func (tf *targetFlags) target(tidy bool) (*pipeline.Target, error) {
 			return nil, err
 		}
 	}
-	t, err := core.Lookup(tf.device, tf.image, size, tf.size != "", tidy)
-	var tc core.ErrTargetChoice
-	if errors.As(err, &tc) {
-		return nil, usageError{tc.Err}
-	}
-	return t, err
+	return core.Lookup(tf.device, tf.image, size, tf.size != "", tidy)
 }
 
 // addPassphraseFlag declares --passphrase-file (prepare and verify).
@@ -123,42 +114,4 @@ func readPassphrase(path string, stdin io.Reader) ([]byte, error) {
 		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
 	}
 	return p, nil
-}
-
-// signalContext is cancelled by SIGINT, SIGTERM or SIGHUP (the terminal
-// hung up: a dropped SSH connection). The pipeline finishes the step in
-// progress, closes the volume and releases the disk. finished is called
-// when the run has returned: it reports whether a signal was taken before
-// that (and so announced "stopping safely"); a signal after it is only
-// acknowledged. Writes to a standard output or error that is gone fail
-// instead of ending luksdock (surviveBrokenOutput); lastStop says which
-// signal stopped the run.
-func signalContext(stderr io.Writer) (ctx context.Context, stop func(), finished func() (signalled bool)) {
-	surviveBrokenOutput()
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	var mu sync.Mutex
-	var done, got bool
-	go func() {
-		for s := range ch {
-			mu.Lock()
-			if done {
-				fmt.Fprintf(stderr, "luksdock: %v: the run has already finished\n", s)
-			} else {
-				got = true
-				lastStop.Store(s)
-				fmt.Fprintf(stderr, "luksdock: %v: stopping safely after the current step (an erase or surface check stops at its next request)...\n", s)
-				cancel()
-			}
-			mu.Unlock()
-		}
-	}()
-	finished = func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		return got
-	}
-	return ctx, func() { signal.Stop(ch); cancel() }, finished
 }

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -18,26 +17,9 @@ import (
 
 func newHostCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "host",
-		Short: "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
-		Long: `host enroll adds a keyslot to a docked disk that only this machine can use:
-a key of 32 random bytes kept in /etc/luksdock/keys/LUKS-UUID.key (mode
-0400, root, in a 0700 directory), and names this host (its name and
-/etc/machine-id, the keyslot's number; never the key) in the disk's
-luksdock token. When that disk is docked again, the luksdock-dock@ service
-unlocks it with the key, runs the backup configured for it and locks it
-(see 'luksdock dock').
-
-host forget removes this host's key file at once; the keyslot is wiped when
-the disk is next docked here (or at once, with the disk given).
-
-host status lists the disks this host holds keys for.
-
-The disk's passphrase (for enroll) is read as prepare reads it; the host
-key never appears in argv, the environment, logs, the inventory or the
-token. See docs/rotation.md.
-
-` + hostExitCodes,
+		Use:     "host",
+		Short:   "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
+		Long:    help.Text("host") + help.ExitCodes("host"),
 		Example: hostExample,
 		// "host" alone or "host bogus" is a usage error (exit 2), not the
 		// help with exit 0.
@@ -54,43 +36,21 @@ token. See docs/rotation.md.
 	return cmd
 }
 
-// luksTarget looks up --device/--image and returns its LUKS device.
-func luksTarget(tf *targetFlags) (luks.Device, string, error) {
-	t, err := tf.target(false)
-	if err != nil {
-		return luks.Device{}, "", err
-	}
-	d, ok := core.LUKSDevice(t.Path, t.Content, t.Parts)
-	if !ok {
-		return luks.Device{}, "", &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("%s holds no LUKS volume (it holds %s)", t.Path, t.Content)}
-	}
-	info, err := luks.ReadHeaderDevice(d)
-	if err != nil {
-		return d, "", err
-	}
-	return d, info.UUID, nil
-}
-
 func newHostEnrollCmd() *cobra.Command {
-	var tf targetFlags
+	var sel core.Selector
 	var passFile string
 	cmd := &cobra.Command{
-		Use:   "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
-		Short: "Add a keyslot only this machine can use, and name it in the disk's token",
-		Long: `enroll adds a keyslot to the docked disk (or image) that only this machine
-can use: 32 random bytes in /etc/luksdock/keys/LUKS-UUID.key (mode 0400,
-root, in a 0700 directory), given to cryptsetup on a pipe; luksdock's own
-LUKS code proves the key opens that keyslot, and the disk's luksdock token
-names this host. The passphrase authorises the new keyslot.
-
-` + hostExitCodes,
+		Use:     "enroll (--device /dev/sdX | --image PATH | --label LABEL) --passphrase-file FILE|-",
+		Short:   "Add a keyslot only this machine can use, and name it in the disk's token",
+		Long:    help.Text("host-enroll") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, uuid, err := luksTarget(&tf)
+			d, err := core.FindLUKS(sel)
 			if err != nil {
 				return err
 			}
+			uuid := d.Info.UUID
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return err
@@ -98,18 +58,18 @@ names this host. The passphrase authorises the new keyslot.
 			defer clear(pass)
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			h, err := core.Enroll(ctx, d, pass)
+			h, err := core.Enroll(ctx, d.LUKS, pass)
 			if errors.Is(err, luks.ErrWrongPassphrase) || isWrongPassphrase(err) {
 				return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: err}
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Enrolled %s on disk %s: keyslot %d, key in %s (0400 root).\n", h.Name, uuid, h.Keyslot, core.KeyFile(uuid))
+			report.Enrolled(cmd.OutOrStdout(), h, uuid)
 			return nil
 		},
 	}
-	tf.add(cmd, true, false)
+	addSelector(cmd, &sel, true)
 	addPassphraseFlag(cmd, &passFile)
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
@@ -123,44 +83,39 @@ func isWrongPassphrase(err error) bool {
 }
 
 func newHostForgetCmd() *cobra.Command {
-	var tf targetFlags
+	var sel core.Selector
 	var uuid string
 	cmd := &cobra.Command{
-		Use:   "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
-		Short: "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
-		Long: `forget deletes this machine's key file for the disk at once. Its keyslot
-is wiped when the disk is next docked here, or at once when the disk is
-given (--device or --image); only a keyslot that is this host's and not
-the disk's last is ever wiped.
-
-` + hostExitCodes,
+		Use:     "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH | --label LABEL)",
+		Short:   "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
+		Long:    help.Text("host-forget") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
 			var dev *luks.Device
-			if tf.device != "" || tf.image != "" {
+			if sel != (core.Selector{}) {
 				if uuid != "" {
-					return usageError{errors.New("give --uuid, or the disk with --device/--image, not both")}
+					return usageError{errors.New("give --uuid, or the disk with --device/--image/--label, not both")}
 				}
-				d, u, err := luksTarget(&tf)
+				d, err := core.FindLUKS(sel)
 				if err != nil {
 					return err
 				}
-				dev, uuid = &d, u
+				dev, uuid = &d.LUKS, d.Info.UUID
 			} else if uuid == "" {
-				return usageError{errors.New("give --uuid LUKS-UUID (see `luksdock host status`), or the docked disk with --device/--image")}
+				return usageError{errors.New("give --uuid LUKS-UUID (see `luksdock host status`), or the docked disk with --device/--image/--label")}
 			}
 			msg, err := core.Forget(ctx, uuid, dev)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Disk %s: %s.\n", uuid, msg)
+			report.Forgot(cmd.OutOrStdout(), uuid, msg)
 			return nil
 		},
 	}
-	tf.add(cmd, true, false)
+	addSelector(cmd, &sel, true)
 	cmd.Flags().StringVar(&uuid, "uuid", "", "the disk's LUKS UUID (it need not be docked)")
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
@@ -169,12 +124,9 @@ the disk's last is ever wiped.
 func newHostStatusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "List the disks this machine holds keys for",
-		Long: `status lists the disks this machine holds keys for (their LUKS UUID and
-label from the inventory), and the keyslots it was told to forget.
-
-` + hostExitCodes,
+		Use:     "status",
+		Short:   "List the disks this machine holds keys for",
+		Long:    help.Text("host-status") + help.ExitCodes("host"),
 		Example: hostExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -182,50 +134,13 @@ label from the inventory), and the keyslots it was told to forget.
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if keys == nil {
-					keys = []core.HostKey{}
-				}
-				return enc.Encode(keys)
-			}
-			if len(keys) == 0 {
-				fmt.Fprintf(out, "This host holds no disk keys (%s/keys).\n", core.ConfigDir())
-				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "LABEL\tSET\tLUKS UUID\tKEY\tSTATE")
-			for _, k := range keys {
-				state := "enrolled (" + k.Method + ")"
-				if k.Forget {
-					state = "forgotten: keyslot wiped at next docking"
-				}
-				key := dash(k.KeyFile)
-				if k.Mode != "" {
-					key += " (" + k.Mode + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(k.Label), dash(k.Set), strings.ToLower(k.LUKSUUID), key, state)
-			}
-			return tw.Flush()
+			return report.HostKeys(cmd.OutOrStdout(), keys, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
-
-// hostExitCodes are the exit codes of host and its commands.
-const hostExitCodes = `Exit codes:
-  0    success
-  2    usage error (bad flags or arguments)
-  3    refused: not root, the target is not a LUKS disk, the passphrase
-       file cannot be read, missing tools
-  4    a step failed (cryptsetup, writing the key file or the token); the
-       message names it
-  6    enroll: the passphrase opens no keyslot
-  130  interrupted (SIGINT/SIGTERM)`
 
 // hostExample is the EXAMPLES of host and its commands.
 const hostExample = `  # Let this machine unlock the docked disk sdi by itself, and run the

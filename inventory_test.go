@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"luksdock/core"
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
 )
@@ -40,17 +42,23 @@ func loadInventory(t *testing.T) *inventory.File {
 	if err := json.Unmarshal([]byte(out), &f); err != nil {
 		t.Fatalf("inventory --json: %v\n%s", err, out)
 	}
+	// list and inventory record every luksdock disk docked on this machine
+	// (learned from its token: SeenHere), as they promise. go test runs
+	// packages side by side, and another package's test may have a disk of
+	// its own attached as a loop device at that moment: these tests count
+	// what this test's prepares recorded, so such records are left out.
+	f.Disks = slices.DeleteFunc(f.Disks, func(r inventory.Record) bool { return r.SeenHere })
 	return &f
 }
 
 // listed returns the `list --json` entry for the loop device dev.
-func listed(t *testing.T, dev string) listEntry {
+func listed(t *testing.T, dev string) core.ListEntry {
 	t.Helper()
 	code, out, errs := cli(t, "", "list", "--json")
 	if code != 0 {
 		t.Fatalf("list --json: exit %d %s", code, errs)
 	}
-	var entries []listEntry
+	var entries []core.ListEntry
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +68,7 @@ func listed(t *testing.T, dev string) listEntry {
 		}
 	}
 	t.Fatalf("%s is not in list --json", dev)
-	return listEntry{}
+	return core.ListEntry{}
 }
 
 // TestInventoryRecognition prepares two images of set "offsite", checks

@@ -5,14 +5,13 @@ package main
 // result line.
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 	"luksdock/recovery"
 )
@@ -53,26 +52,15 @@ func (sf *secretFlags) read(stdin io.Reader) ([]byte, error) {
 	return readPassphrase(sf.pass, stdin)
 }
 
-// lifecycleErr maps core's usage errors onto the CLI's (exit 2).
-func lifecycleErr(err error) error {
-	var ue *core.UsageError
-	if errors.As(err, &ue) {
-		return usageError{ue}
+// printResult runs a command that has one result and prints it: with
+// --json the result as one JSON line (a failure as a "failed" event, as
+// prepare prints it), else, when it succeeded, text.
+func printResult[T any](cmd *cobra.Command, asJSON bool, step pipeline.StepID, run func(*cobra.Command) (*T, error), text func(io.Writer, io.Writer, *T)) error {
+	res, err := run(cmd)
+	if asJSON {
+		report.JSONResult(cmd.OutOrStdout(), step, res, err)
+	} else if err == nil {
+		text(cmd.OutOrStdout(), cmd.ErrOrStderr(), res)
 	}
 	return err
-}
-
-// jsonResult prints v as one JSON line (--json), or, for a failure, a
-// "failed" event as prepare and verify print it.
-func jsonResult(w io.Writer, step pipeline.StepID, v any, err error) {
-	if err != nil {
-		jsonRefusal(w, err, step)
-		return
-	}
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// warnf prints a warning on standard error.
-func warnf(cmd *cobra.Command, format string, a ...any) {
-	fmt.Fprintf(cmd.ErrOrStderr(), "luksdock: warning: "+format+"\n", a...)
 }

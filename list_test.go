@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/internal/testkit"
 )
@@ -147,7 +148,7 @@ func TestListTableFixes(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	var entries []struct {
-		Reasons []listReason `json:"reasons"`
+		Reasons []core.ListReason `json:"reasons"`
 	}
 	jout, _, _ := listRun(t, "--json", "--sysroot", fixtureRoot("loop"))
 	if err := json.Unmarshal([]byte(jout), &entries); err != nil || len(entries) != 2 || len(entries[1].Reasons) != 2 {

@@ -16,34 +16,18 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/pipeline"
 )
 
 // exitCodesHelp is the root command's (the wizard's) exit codes: every code
-// luksdock exits with. Each command's help lists its own (prepareExitCodes,
-// verifyExitCodes, ...).
-const exitCodesHelp = `Exit codes:
-  0    success (prepare: the disk is made and verified)
-  2    usage error (bad flags or arguments)
-  3    refused by safety: wrong --confirm, the disk is in use, internal, too
-       small, read-only, a partition; bad label or passphrase; missing tools.
-       Nothing was written.
-  4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the disk is damaged or not a finished backup
-       disk (no LUKS header, no clean ext4, a table Linux does not read, no
-       kernel finds it with 512- or 4096-byte sectors), or the surface
-       check found bad sectors
-  6    verify: the passphrase (or the recovery key) unlocks no keyslot (a
-       typo, or another disk)
-` + exitInterruptedHelp
+// luksdock exits with. Each command's help lists its own (help.ExitCodes).
+var exitCodesHelp = help.ExitCodes("luksdock") + exitInterruptedHelp
 
 // exitInterruptedHelp is the 130 line of a command that runs the pipeline.
-const exitInterruptedHelp = `  130  interrupted (SIGINT/SIGTERM): the step in progress finished (an
-       erase or surface check stopped at its next request and kept its
-       position), no later step started, the volume was closed and the disk
-       released; the state is reported. A run whose last step finished
-       exits 0.`
+var exitInterruptedHelp = help.ExitCodes("interrupted")
 
 // Exit codes: the CLI's mapping of the pipeline's failure kinds.
 const (
@@ -60,8 +44,7 @@ func exitCode(err error) int {
 	if err == nil {
 		return 0
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if isUsage(err) {
 		return exitUsage
 	}
 	var ce interface{ ExitCode() int } // a command's own status (inventory --check: 1)
@@ -83,6 +66,16 @@ func exitCode(err error) int {
 
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }
+
+// isUsage says whether err is a usage error: the CLI's own (usageError) or
+// core's (a selector or target given wrongly: core.UsageError,
+// core.ErrTargetChoice).
+func isUsage(err error) bool {
+	var ue usageError
+	var cu *core.UsageError
+	var tc core.ErrTargetChoice
+	return errors.As(err, &ue) || errors.As(err, &cu) || errors.As(err, &tc)
+}
 
 // noArgs refuses positional arguments as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -107,8 +100,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if isUsage(err) {
 		// the help of the command that was given the wrong flags
 		path := "luksdock"
 		if cmd != nil {
@@ -128,20 +120,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "luksdock",
-		Short: "Turn a disk in a USB dock into a verified LUKS-encrypted backup disk",
-		Long: `luksdock turns a bare disk in a USB dock into a LUKS-encrypted, labelled
-offsite backup disk: it finds the disk you just docked, wipes it, makes one
-partition, formats it with LUKS2 (cryptsetup), makes an ext4 filesystem with
-your label inside, and proves the result unlocks and fscks clean.
-
-Run without a command on a terminal, it starts a wizard. The wizard draws on
-the terminal; when it ends it prints to standard output a summary of each
-disk it prepared and verified, and of a last run that did not finish (with
---json: one JSON line per disk, the "result" object of 'prepare --json').
-The same pipeline runs non-interactively as 'luksdock prepare'.
-
-` + exitCodesHelp,
+		Use:           "luksdock",
+		Short:         "Turn a disk in a USB dock into a verified LUKS-encrypted backup disk",
+		Long:          help.Text("luksdock") + exitCodesHelp,
 		Example:       rootExample,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -168,33 +149,4 @@ The same pipeline runs non-interactively as 'luksdock prepare'.
 	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
-}
-
-// rootExample is the wizard's EXAMPLES (in --help and the man page).
-// Together the commands' examples walk the manual procedure luksdock
-// replaces: find the docked disk (dmesg), look at the plan, prepare,
-// verify, and use the disk by hand.
-const rootExample = `  # Dock the disk, then start the wizard: it offers the disk, asks for a
-  # label and a passphrase, shows the plan and wants the disk's name typed.
-  luksdock
-
-  # The same without the wizard, step by step:
-  luksdock list --wait      # dock the disk now: prints it, as dmesg would
-  luksdock prepare --device /dev/sdi --label backups01 --dry-run    # the plan
-  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - --confirm sdi \
-      --header-backup /root/backups01-header.img
-  luksdock verify --device /dev/sdi --passphrase-file -
-
-  # Use the disk by hand (the desktop does this when it is docked):
-  cryptsetup open /dev/sdi1 backups01 && mount /dev/mapper/backups01 /mnt
-  umount /mnt && cryptsetup close backups01`
-
-// rootFiles are the FILES of the wizard's and prepare's man pages.
-var rootFiles = [][2]string{
-	{"/dev/sdX", "the disk it prepares: wiped, partitioned, LUKS-formatted, ext4 inside (prepare and the wizard; verify and list only read)."},
-	{"IMAGE", "with --image, the image file; created sparse with --size when it does not exist (never over an existing file of another size)."},
-	{"HEADER-BACKUP", "with --header-backup, a copy of the LUKS header (cryptsetup luksHeaderBackup), mode 0600; an existing file is never overwritten."},
-	{"/dev/mapper/luksdock-*", "the kernel engine's dm-crypt mapping while a volume is open (luksdock-LABEL, luksdock-verify-PID); removed when the run ends, and a stale unused one is closed by the next run."},
-	{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory (mode 0700) while a volume is open; removed when the run ends, and a dead one is removed by the next run."},
-	{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival."},
 }

@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 )
 
@@ -32,95 +34,51 @@ var openFiles = [][2]string{
 }
 
 func newOpenCmd() *cobra.Command {
-	var o core.OpenOptions
-	var sf secretFlags
-	var engine string
-	var asJSON bool
+	var oo openOptions
 	cmd := &cobra.Command{
-		Use:   "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
-		Short: "Unlock a backup disk and mount it, as the desktop does",
-		Long: `open unlocks the LUKS volume of a disk luksdock prepared (partition 1, or
-the whole disk) with the passphrase or the recovery key and mounts its
-filesystem (nosuid, nodev) at /media/USER/LABEL, USER being the person
-behind sudo or pkexec, as the desktop mounts a docked disk; --mountpoint
-names another (empty) directory. It prints where. A disk that is already
-open is reported and left as it is. Undo it with 'luksdock close'.
-
---label finds the attached disk whose LUKS2 label (or, for LUKS1, whose
-inventory record) has that label.
-
-Engines: 'kernel' unlocks with cryptsetup open as the mapping
-/dev/mapper/luks-UUID (udisks' and systemd-cryptsetup's name: the desktop
-shows the disk as unlocked and can lock it). 'userspace', for machines
-without device-mapper, decrypts in luksdock: a volume holder process
-(luksdock-volume-holder, in a session of its own) keeps the decrypted
-volume served through FUSE after open returns, a loop device on it is
-mounted, and 'luksdock close' stops the holder, which wipes the key. 'auto'
-picks kernel where device-mapper works.
-
-The passphrase is the line in --passphrase-file ('-': standard input);
---recovery-key-file reads the recovery key instead. Neither is ever taken
-as an argument or from the environment.
-
-` + openExitCodes,
+		Use:     "open (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- [--mountpoint DIR]",
+		Short:   "Unlock a backup disk and mount it, as the desktop does",
+		Long:    help.Text("open") + help.ExitCodes("open"),
 		Example: openExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Opened
-			defer func() {
-				if asJSON {
-					jsonResult(out, "open", res, err)
-				}
-			}()
-			if err := o.Selector.Check(); err != nil {
-				return lifecycleErr(err)
-			}
-			secret, err := sf.read(cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(secret)
-			if o.User, err = core.MountUser(os.Getenv); err != nil {
-				return &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
-			}
-			o.Secret, o.SecretIsRecoveryKey, o.Engine = secret, sf.rk != "", pipeline.Engine(engine)
-			res, err = core.Open(context.Background(), o)
-			if err != nil {
-				return lifecycleErr(err)
-			}
-			if !asJSON {
-				if res.Already {
-					fmt.Fprintf(out, "%s is already open: %s\n", res.Target, res.Mountpoint)
-				} else {
-					fmt.Fprintf(out, "%s (%s) unlocked (%s engine) and mounted at %s\n", res.Target, res.Label, res.Engine, res.Mountpoint)
-				}
-				fmt.Fprintf(out, "%s\n", res.Mountpoint)
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printResult(cmd, oo.asJSON, "open", oo.run, func(w, _ io.Writer, r *core.Opened) { report.Opened(w, r) })
 		},
 	}
 	manpage.SetFiles(cmd, openFiles)
+	o := &oo.OpenOptions
 	addSelector(cmd, &o.Selector, true)
-	sf.add(cmd, "unlock with")
+	oo.secret.add(cmd, "unlock with")
 	f := cmd.Flags()
 	f.StringVar(&o.Mountpoint, "mountpoint", "", "mount here (an empty directory; made if missing) instead of /media/USER/LABEL")
 	_ = cmd.MarkFlagDirname("mountpoint")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "mount the filesystem read-only")
-	addEngineFlag(cmd, &engine)
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	addEngineFlag(cmd, &oo.engine)
+	f.BoolVar(&oo.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
 
-// openExitCodes are open's own exit codes (exitCode maps the errors).
-const openExitCodes = `Exit codes:
-  0    unlocked and mounted (or already open: reported, left as it is)
-  2    usage error (bad flags or arguments)
-  3    refused: not run as root, the secret file cannot be read, no
-       attached disk has that label, the disk or mountpoint is in use;
-       nothing was unlocked
-  4    a step failed (unlock, loop device, mount); the message names it
-  5    not a disk luksdock prepared: no LUKS volume on partition 1 or the
-       whole disk, or no ext4 filesystem inside (it was locked again)
-  6    the passphrase (or the recovery key) opens no keyslot; nothing done
-  130  killed by Ctrl+C (SIGINT) before it finished`
+// openOptions are open's flags.
+type openOptions struct {
+	core.OpenOptions
+	secret secretFlags
+	engine string
+	asJSON bool
+}
+
+func (oo *openOptions) run(cmd *cobra.Command) (*core.Opened, error) {
+	o := oo.OpenOptions
+	if err := o.Selector.Check(); err != nil {
+		return nil, err
+	}
+	secret, err := oo.secret.read(cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	if o.User, err = core.MountUser(os.Getenv); err != nil {
+		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+	}
+	o.Secret, o.SecretIsRecoveryKey, o.Engine = secret, oo.secret.rk != "", pipeline.Engine(oo.engine)
+	return core.Open(context.Background(), o)
+}

@@ -3,14 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
 	"luksdock/disk"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/internal/secret"
 	"luksdock/pipeline"
 )
@@ -18,90 +19,9 @@ import (
 func newPrepareCmd() *cobra.Command {
 	var po prepareOptions
 	cmd := &cobra.Command{
-		Use:   "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
-		Short: "Prepare a backup disk non-interactively (the wizard's pipeline)",
-		Long: `prepare wipes the target, makes one partition from 1 MiB to the end (none
-with --table none: LUKS on the whole disk), formats it with LUKS2
-(aes-xts-plain64, 512-bit key; LUKS1 with --luks1) whose label is LABEL,
-opens it, makes an ext4 filesystem labelled LABEL inside (4096-byte blocks,
-which mount behind any dock), closes it, and verifies that the passphrase
-unlocks it (with luksdock's own LUKS code and with cryptsetup, to the volume
-key it generated; started during open and mkfs), that e2fsck -fn is clean,
-who owns the top directory, and with which sector sizes a kernel finds the
-volume.
-
-Docks disagree about sector size: many USB bridges present a disk with
-4096-byte logical sectors, SATA and other docks with 512. The default table
-(--table gpt) is one GPT valid with both, so the disk unlocks in any dock.
---table none puts LUKS directly on the whole disk (no partition; also found
-with both). --table mbr counts the sectors of the dock it is made in and is
-found only through docks of that sector size.
-
-The filesystem's top directory belongs to the person who ran luksdock: the
-user behind sudo (SUDO_UID, SUDO_GID) or pkexec (PKEXEC_UID and that user's
-primary group), root when there is none; --owner USER or UID:GID overrides
-(mke2fs -E root_owner).
-
-With --recovery-key FILE it also generates a recovery key (256 bits from
-the system's random generator, 8 groups of 8 letters, as
-systemd-cryptenroll --recovery-key makes them), writes it to FILE (a new
-file, mode 0600, which must not be on the target disk) and adds it as a
-second LUKS keyslot; verify then proves that it opens the disk too. Type it
-exactly as written, dashes included, at the disk's passphrase prompt when
-the passphrase is lost. Print it, keep the paper away from the disk and
-delete the file.
-
-Before anything is written the drive's SMART health is read with smartctl
-(read-only commands; through a USB dock with SAT or the bridge's documented
-pass-through). A failing or degrading disk (FAILED self-assessment, an
-attribute at its threshold, reallocated, pending or offline-uncorrectable
-sectors) is refused unless --accept-unhealthy is given too. A dock that
-passes no SMART commands, or a missing smartctl, is said and does not stop
-the run.
-
---set NAME names the rotation set the disk belongs to ("offsite"); it is
-kept in the LUKS2 subsystem field (cryptsetup luksDump shows it), so any
-machine can tell. Every verified disk is recorded in the inventory (see
-'luksdock inventory'); a label that another disk of the same set has there
-is refused, with the next free one suggested (without --set: a warning).
-
---confirm must name the target: the kernel name of a disk (sdi for /dev/sdi),
-internal:NAME for a disk not on USB (which also needs --allow-internal), or
-the file name of an image (disk.img). Otherwise nothing is written.
-
-The passphrase is the line in --passphrase-file without its line ending,
-exactly what you will type at the unlock prompt; '-' reads standard input. A
-file of more than one line is refused rather than cut short. The passphrase
-is never accepted as an argument or from the environment.
-
-Engines: 'kernel' opens the volume with cryptsetup (device-mapper);
-'userspace' encrypts in luksdock and serves the volume to mkfs.ext4 through
-FUSE, for machines without device-mapper and for image files. 'auto' picks
-kernel for block devices when device-mapper works, userspace otherwise.
-
-What a killed luksdock left on the target is cleaned up first and reported:
-an unused luksdock-* dm-crypt mapping on its partitions, a dead luksdock FUSE
-mount (not with --dry-run, which touches nothing).
-
-The PBKDF flags are passed to cryptsetup as they are; without them
-cryptsetup's own benchmarked defaults apply.
-
---erase writes the whole LUKS data segment with zeros through the encryption
-after luksFormat and before mkfs, so the disk holds only ciphertext (old data
-is gone; used space cannot be told from free space). --surface-check then
-reads it all back and checks that every sector decrypts to zeros: a disk
-that returns wrong data (fake capacity) or read errors is refused with exit
-5, naming the first bad byte and the count. Both run at the disk's speed and
-print their progress (a line updated in place on a terminal; 'progress'
-events with --json). Ctrl+C or SIGTERM stops them within a second; the
-position is saved with the disk's identity and LUKS UUID (in
-$LUKSDOCK_STATE_DIR, default /var/lib/luksdock, or
-~/.local/state/luksdock for a user other than root), also every few seconds
-while they run, so after an interruption, a kill or an undock the same
-command on the same disk continues from there (it says so; --restart
-starts over instead).
-
-` + prepareExitCodes,
+		Use:     "prepare (--device /dev/sdX | --image PATH [--size SIZE]) --label LABEL --passphrase-file FILE|- --confirm NAME",
+		Short:   "Prepare a backup disk non-interactively (the wizard's pipeline)",
+		Long:    help.Text("prepare") + help.ExitCodes("prepare") + exitInterruptedHelp,
 		Example: prepareExample,
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return po.run(cmd) },
@@ -146,7 +66,7 @@ func (po *prepareOptions) flags(cmd *cobra.Command) {
 // first, then the label and the options that go together.
 func (po *prepareOptions) check() error {
 	if err := core.CheckTargetChoice(po.target.device, po.target.image, po.target.size != ""); err != nil {
-		return usageError{err}
+		return err
 	}
 	o := &po.o
 	switch {
@@ -169,7 +89,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	defer func() {
 		if po.asJSON && !ran {
-			jsonRefusal(out, err, pipeline.StepPreflight)
+			report.JSONRefusal(out, err, pipeline.StepPreflight)
 		}
 	}()
 	if err := po.check(); err != nil {
@@ -200,20 +120,17 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 	defer secret.Free(pass)
 	// the wizard's estimate: there a weak passphrase needs a tick, here a warning
 	if w := core.AssessPassphrase(pass, core.StrengthInputs(o.Label, t.Name)).Warning(); w != "" && po.asJSON {
-		jsonEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})
+		report.JSONEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})
 	} else if w != "" {
 		fmt.Fprintf(stderr, "luksdock: warning: %s\n", w)
 	}
 	ctx, stop, finished := signalContext(stderr)
 	defer stop()
-	emit := textEvents(out, 0)
-	if po.asJSON {
-		emit = jsonEvents(out)
-	}
+	emit := report.Events(out, po.asJSON, 0)
 	ran = true
 	res, recErr, err := prep.Run(ctx, po.confirm, pass, emit)
-	sig, _ := lastStop.Load().(os.Signal)
-	journalRun("prepare", prep.Plan.Target.Path, res, err, sig)
+	sig := finished()
+	core.JournalRun("prepare", prep.Plan.Target.Path, res, err, sig)
 	if err == nil {
 		if recErr != nil {
 			fmt.Fprintf(stderr, "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", recErr)
@@ -221,7 +138,7 @@ func (po *prepareOptions) run(cmd *cobra.Command) (err error) {
 			fmt.Fprintf(out, "  inventory:    recorded in %s\n", prep.InventoryPath)
 		}
 	}
-	if finished() && err == nil {
+	if sig != nil && err == nil {
 		// The signal came during the last step or after it: every
 		// step finished, nothing was stopped, the disk is verified.
 		fmt.Fprintln(stderr, "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")
@@ -247,16 +164,3 @@ const prepareExample = `  # See the plan: the shell commands a person would type
   printf '%s\n' 'correct horse battery staple' > pass.txt
   luksdock prepare --image demo.img --size 1G --label demo --passphrase-file pass.txt \
       --confirm demo.img --pbkdf pbkdf2 --pbkdf-force-iterations 1000`
-
-// prepareExitCodes are prepare's exit codes.
-const prepareExitCodes = `Exit codes:
-  0    success: the disk is made and verified
-  2    usage error (bad flags or arguments)
-  3    refused by safety: wrong --confirm, the disk is in use, internal, too
-       small, read-only, a partition; bad label, or a label another disk of
-       the set has; bad passphrase; missing tools. Nothing was written.
-  4    a step failed; the message names the step and the state of the disk
-  5    verification failed: the new disk does not unlock, fsck clean or
-       read with 512- and 4096-byte sectors, or the surface check found bad
-       sectors
-` + exitInterruptedHelp

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 )
 
@@ -18,7 +19,7 @@ import (
 // and the bad-sector count when there is one.
 func TestTextProgress(t *testing.T) {
 	var b bytes.Buffer
-	emit := textEvents(&b, 3)
+	emit := report.TextEvents(&b, 3)
 	emit(pipeline.Event{Kind: pipeline.EventStart, Step: pipeline.StepSurfaceCheck, Message: "Read the whole disk back"})
 	const total = 1000 << 20
 	for done := int64(0); done <= total; done += 25 << 20 {
@@ -73,7 +74,7 @@ func TestTextProgressTerminal(t *testing.T) {
 	if err := unix.IoctlSetTermios(int(slave.Fd()), unix.TCSETS, tio); err != nil {
 		t.Fatal(err)
 	}
-	emit := textEvents(slave, 2)
+	emit := report.TextEvents(slave, 2)
 	for _, done := range []int64{0, 50, 100} {
 		emit(pipeline.Event{Kind: pipeline.EventProgress, Step: pipeline.StepErase, Progress: &pipeline.Advance{Done: done << 20, Total: 100 << 20, Fraction: float64(done) / 100}})
 	}

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 )
 
 // recoveryKeyExample is recovery-key's EXAMPLES (in --help and the man page).
@@ -26,89 +29,57 @@ var recoveryKeyFiles = [][2]string{
 }
 
 func newRecoveryKeyCmd() *cobra.Command {
-	var o core.RecoveryKeyOptions
-	var passFile string
-	var replace, asJSON bool
-	var oldSlot int
+	var ro recoveryKeyOptions
 	cmd := &cobra.Command{
-		Use:   "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
-		Short: "Replace a backup disk's recovery key, never leaving it without a way in",
-		Long: `recovery-key --replace generates a new recovery key (256 bits, as prepare
---recovery-key makes them), writes it once to NEWFILE (a new file, mode
-0600, not on the disk itself), adds it to a free keyslot authorised by the
-passphrase, proves with cryptsetup that it opens that keyslot, and only
-then removes the old recovery key's keyslot (authorised by the new key).
-Interrupted or killed at any point, the disk opens with the passphrase and
-with the old or the new recovery key; the same command with the same
-NEWFILE finishes the change (the file is written before its keyslot is
-added, and a key that already opens the disk is not added twice).
-
-A disk without a recovery key gets its first. The old recovery key's
-keyslot is the inventory's (where prepare or the last replacement put it),
-else the only keyslot besides the passphrase's; with more, name it with
---old-slot. The inventory's record gets the date (recovery_key_replaced).
-
-` + recoveryKeyExitCodes,
+		Use:     "recovery-key --replace (--device DEV | --image PATH | --label LABEL) --passphrase-file FILE|- --recovery-key NEWFILE",
+		Short:   "Replace a backup disk's recovery key, never leaving it without a way in",
+		Long:    help.Text("recovery-key") + help.ExitCodes("recovery-key"),
 		Example: recoveryKeyExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.KeyChange
-			defer func() {
-				if asJSON {
-					jsonResult(out, "recovery-key", res, err)
-				}
-			}()
-			if !replace {
-				return usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
-			}
-			if err := o.Selector.Check(); err != nil {
-				return lifecycleErr(err)
-			}
-			if o.File == "" {
-				return usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
-			}
-			if cmd.Flags().Changed("old-slot") {
-				o.OldSlot = &oldSlot
-			}
-			pass, err := readPassphrase(passFile, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			o.Passphrase = pass
-			res, err = core.ReplaceRecoveryKey(context.Background(), o)
-			if err != nil {
-				return lifecycleErr(err)
-			}
-			if !asJSON {
-				printKeyChange(cmd, res, "recovery key")
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printResult(cmd, ro.asJSON, "recovery-key", ro.run, func(w, stderr io.Writer, r *core.KeyChange) { report.KeyChange(w, stderr, r, "recovery key") })
 		},
 	}
 	manpage.SetFiles(cmd, recoveryKeyFiles)
+	o := &ro.RecoveryKeyOptions
 	addSelector(cmd, &o.Selector, true)
 	f := cmd.Flags()
-	f.BoolVar(&replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")
-	addPassphraseFlag(cmd, &passFile)
+	f.BoolVar(&ro.replace, "replace", false, "replace the recovery key (add the new one, prove it, remove the old one)")
+	addPassphraseFlag(cmd, &ro.passFile)
 	f.StringVar(&o.File, "recovery-key", "", "the new file to write the new recovery key to (mode 0600; never overwritten)")
-	f.IntVar(&oldSlot, "old-slot", 0, "the keyslot of the old recovery key, when luksdock cannot tell")
+	f.IntVar(&ro.oldSlot, "old-slot", 0, "the keyslot of the old recovery key, when luksdock cannot tell")
 	addKeyslotPBKDF(cmd, &o.PBKDF)
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&ro.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
 
-// recoveryKeyExitCodes are recovery-key's own exit codes (exitCode maps the errors).
-const recoveryKeyExitCodes = `Exit codes:
-  0    the new recovery key opens the disk and the old one no longer does
-  2    usage error (bad flags or arguments; --replace missing)
-  3    refused: not run as root, the passphrase file cannot be read,
-       NEWFILE cannot be written, the disk is in use; nothing was written
-  4    a step failed; the message names it; the disk opens with the
-       passphrase and the old or the new recovery key
-  5    not a disk luksdock prepared (no LUKS volume found)
-  6    the passphrase opens no keyslot
-  130  killed by Ctrl+C (SIGINT): the disk opens with the passphrase and
-       the old or the new recovery key; the same command with the same
-       NEWFILE finishes the change`
+// recoveryKeyOptions are recovery-key's flags.
+type recoveryKeyOptions struct {
+	core.RecoveryKeyOptions
+	passFile        string
+	replace, asJSON bool
+	oldSlot         int
+}
+
+func (ro *recoveryKeyOptions) run(cmd *cobra.Command) (*core.KeyChange, error) {
+	o := ro.RecoveryKeyOptions
+	if !ro.replace {
+		return nil, usageError{errors.New("--replace is required (recovery-key --replace is the only action)")}
+	}
+	if err := o.Selector.Check(); err != nil {
+		return nil, err
+	}
+	if o.File == "" {
+		return nil, usageError{errors.New("--recovery-key NEWFILE is required: where to write the new key")}
+	}
+	if cmd.Flags().Changed("old-slot") {
+		o.OldSlot = &ro.oldSlot
+	}
+	pass, err := readPassphrase(ro.passFile, cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	o.Passphrase = pass
+	return core.ReplaceRecoveryKey(context.Background(), o)
+}

@@ -2,14 +2,15 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"luksdock/core"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
-	"luksdock/pipeline"
+	"luksdock/internal/report"
 )
 
 // retireExample is retire's EXAMPLES (in --help and the man page).
@@ -31,110 +32,56 @@ var retireFiles = [][2]string{
 }
 
 func newRetireCmd() *cobra.Command {
-	var o core.RetireOptions
-	var asJSON bool
+	var ro retireOptions
 	cmd := &cobra.Command{
-		Use:   "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
-		Short: "Crypto-erase a backup disk that leaves the rotation, and prove it",
-		Long: `retire destroys the encrypted volume of a disk luksdock prepared, so that
-nothing on it can be decrypted again: cryptsetup luksErase wipes every
-keyslot (no passphrase, recovery key or host key opens it), then both LUKS2
-header copies with the whole metadata area and the partition table (the
-first and the last MiB of the disk) are zeroed. It proves the result:
-cryptsetup finds no keyslot after the erase and no LUKS device afterwards,
-blkid -p finds no LUKS signature on the disk or where the volume was.
-
---erase then overwrites the whole disk with zeros (as long as a full write;
-Ctrl+C stops it, the disk is crypto-erased already). The crypto-erase comes
-first so that an interrupted overwrite still leaves nothing readable.
-
-A header backup made with prepare --header-backup brings the keyslots
-back: the inventory's is overwritten and removed when it is reachable and
-unchanged; otherwise retire says so loudly (a warning, and in --json
-header_backup_note).
-
-The inventory keeps the disk's record, marked retired with the date; its
-label is free for a new disk.
-
---confirm must name the disk: its kernel name (sdi), internal:NAME for a
-disk not on USB, or the image's file name. Nothing is written otherwise, or
-while the disk is open or in use.
-
-` + retireExitCodes,
+		Use:     "retire (--device DEV | --image PATH) --confirm NAME [--erase]",
+		Short:   "Crypto-erase a backup disk that leaves the rotation, and prove it",
+		Long:    help.Text("retire") + help.ExitCodes("retire"),
 		Example: retireExample,
 		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			out := cmd.OutOrStdout()
-			var res *core.Retired
-			defer func() {
-				if asJSON {
-					jsonResult(out, "retire", res, err)
-				}
-			}()
-			if (o.Device == "") == (o.Image == "") {
-				return usageError{errors.New("give --device /dev/sdX or --image PATH")}
-			}
-			if o.Confirm == "" {
-				return usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
-			}
-			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
-			defer stop()
-			if o.Erase && !asJSON {
-				last := time.Time{}
-				o.Progress = func(done, total int64) {
-					if time.Since(last) > 2*time.Second || done == total {
-						last = time.Now()
-						fmt.Fprintf(out, "overwriting: %s of %s\n", pipeline.HumanSize(done), pipeline.HumanSize(total))
-					}
-				}
-			}
-			res, err = core.Retire(ctx, o)
-			if err != nil {
-				return lifecycleErr(err)
-			}
-			if !asJSON {
-				fmt.Fprintf(out, "%s is retired: crypto-erased (keyslots %v wiped)", res.Target, res.KeyslotsBefore)
-				if res.Erased {
-					fmt.Fprint(out, " and overwritten with zeros")
-				}
-				fmt.Fprintln(out)
-				for _, p := range res.Proved {
-					fmt.Fprintf(out, "  proved: %s\n", p)
-				}
-				if res.HeaderBackupNote != "" {
-					if res.HeaderBackupRemoved {
-						fmt.Fprintf(out, "  %s\n", res.HeaderBackupNote)
-					} else {
-						warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
-					}
-				}
-				if res.Recorded {
-					fmt.Fprintf(out, "  inventory: %s marked retired on %s; the label is free\n", res.Label, res.Time.Format("2006-01-02"))
-				}
-			} else if res.HeaderBackup != "" && !res.HeaderBackupRemoved {
-				warnf(cmd, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
-			}
-			return nil
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// the warning of a header backup left behind goes to stderr with --json too
+			return printResult(cmd, ro.asJSON, "retire", ro.run, func(w, stderr io.Writer, r *core.Retired) { report.Retired(w, stderr, r, true) })
 		},
 	}
 	manpage.SetFiles(cmd, retireFiles)
+	o := &ro.RetireOptions
+	addSelector(cmd, &o.Selector, false)
 	f := cmd.Flags()
-	f.StringVar(&o.Device, "device", "", "the whole disk, e.g. /dev/sdi")
-	f.StringVar(&o.Image, "image", "", "an image file luksdock prepared")
 	f.StringVar(&o.Confirm, "confirm", "", "the disk's name, to confirm it may be destroyed (sdi, internal:sda, disk.img)")
 	f.BoolVar(&o.Erase, "erase", false, "after the crypto-erase, overwrite the whole disk with zeros")
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVar(&ro.asJSON, "json", false, "print the result as one JSON object")
 	return cmd
 }
 
-// retireExitCodes are retire's own exit codes (exitCode maps the errors).
-const retireExitCodes = `Exit codes:
-  0    crypto-erased and proved (and overwritten, with --erase)
-  2    usage error (bad flags or arguments; --confirm missing)
-  3    refused: wrong --confirm, not run as root, the disk is open or in
-       use; nothing was written
-  4    a step failed; the message names it and the state of the disk
-  5    not a LUKS disk, or the proof failed: a keyslot or a LUKS signature
-       is still found after the erase
-  130  interrupted (SIGINT/SIGTERM) during --erase: the overwrite stopped;
-       the disk was crypto-erased already`
+// retireOptions are retire's flags.
+type retireOptions struct {
+	core.RetireOptions
+	asJSON bool
+}
+
+func (ro *retireOptions) run(cmd *cobra.Command) (*core.Retired, error) {
+	o := ro.RetireOptions
+	if (o.Device == "") == (o.Image == "") {
+		return nil, usageError{errors.New("give --device /dev/sdX or --image PATH")}
+	}
+	if o.Confirm == "" {
+		return nil, usageError{errors.New("--confirm NAME is required: the kernel name of the disk (sdi) or the image's file name")}
+	}
+	ctx, stop, _ := signalContext(cmd.ErrOrStderr())
+	defer stop()
+	if o.Erase && !ro.asJSON {
+		last := time.Time{}
+		o.Progress = func(done, total int64) {
+			if time.Since(last) > 2*time.Second || done == total {
+				last = time.Now()
+				report.EraseProgress(cmd.OutOrStdout(), done, total)
+			}
+		}
+	}
+	res, err := core.Retire(ctx, o)
+	if err == nil && ro.asJSON {
+		report.Retired(nil, cmd.ErrOrStderr(), res, false)
+	}
+	return res, err
+}

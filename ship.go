@@ -8,13 +8,9 @@ package main
 // `luksdock gen-completions` on the binary it packages.
 
 import (
-	"regexp"
-	"strings"
-
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"luksdock/disk"
+	"luksdock/core"
 	"luksdock/internal/manpage"
 	"luksdock/internal/version"
 )
@@ -29,80 +25,7 @@ func addShipping(root *cobra.Command) {
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.DisableAutoGenTag = true
 	root.AddCommand(newGenManCmd(), newGenCompletionsCmd())
-	walk(root, registerCompletions)
-}
-
-func walk(c *cobra.Command, f func(*cobra.Command)) {
-	f(c)
-	for _, s := range c.Commands() {
-		walk(s, f)
-	}
-}
-
-// registerCompletions gives the flags of c that name disks, files or fixed
-// choices their completions: --device completes with the disks
-// `luksdock list` shows (for prepare only those it may prepare), the file
-// flags complete files, the rest their values.
-func registerCompletions(c *cobra.Command) {
-	f := c.Flags()
-	if f.Lookup("device") != nil {
-		eligibleOnly := c.Name() == "prepare"
-		_ = c.RegisterFlagCompletionFunc("device", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-			allowInternal, _ := cmd.Flags().GetBool("allow-internal")
-			return deviceCompletions(disk.Host, eligibleOnly, allowInternal), cobra.ShellCompDirectiveNoFileComp
-		})
-	}
-	for _, name := range []string{"image", "passphrase-file", "header-backup", "recovery-key"} {
-		if f.Lookup(name) != nil {
-			_ = c.MarkFlagFilename(name)
-		}
-	}
-	// A string flag whose help ends its first clause in a list of lower-case
-	// words ("how to open the volume: auto, kernel or userspace") completes
-	// those words: the help text is the one place they are written.
-	f.VisitAll(func(fl *pflag.Flag) {
-		if fl.Value.Type() != "string" {
-			return
-		}
-		if values := choices(fl.Usage); len(values) > 0 {
-			_ = c.RegisterFlagCompletionFunc(fl.Name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
-		}
-	})
-}
-
-var choiceList = regexp.MustCompile(`^[^:]*: ([a-z0-9][a-z0-9-]*(?:, [a-z0-9][a-z0-9-]*)*,? or [a-z0-9][a-z0-9-]*)(?:$| \(|;|\.)`)
-
-// choices parses "...: a, b or c" at the start of a flag's help.
-func choices(usage string) []string {
-	m := choiceList.FindStringSubmatch(usage)
-	if m == nil {
-		return nil
-	}
-	return strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' })
-}
-
-// deviceCompletions lists the disks `luksdock list` reads (the same sysfs
-// scan and safety policy), as "/dev/NAME<TAB>size, model, status". With
-// eligibleOnly, disks the policy refuses are left out.
-func deviceCompletions(sys disk.Sys, eligibleOnly, allowInternal bool) []string {
-	disks, err := sys.Scan()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, d := range disks {
-		v := disk.Assess(d)
-		if eligibleOnly && !v.OK(allowInternal) {
-			continue
-		}
-		desc := []string{disk.SizeString(d.Size), d.Transport}
-		if m := d.VendorModel(); m != "" {
-			desc = append(desc, m)
-		}
-		desc = append(desc, d.Summary(), v.Status(allowInternal))
-		out = append(out, d.Path+"\t"+strings.Join(desc, ", "))
-	}
-	return out
+	manpage.RegisterCompletions(root, core.DeviceCompletions)
 }
 
 func newGenManCmd() *cobra.Command {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/internal/manpage"
 	"luksdock/internal/testkit"
@@ -245,7 +246,7 @@ func TestDeviceCompletion(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("list %v: exit %d %s", args, code, errs)
 			}
-			var entries []listEntry
+			var entries []core.ListEntry
 			if err := json.Unmarshal([]byte(out), &entries); err != nil {
 				t.Fatal(err)
 			}
@@ -264,10 +265,10 @@ func TestDeviceCompletion(t *testing.T) {
 				return p
 			}
 			sys := disk.Sys{Root: root}
-			if got := paths(deviceCompletions(sys, false, allow)); !slices.Equal(got, all) {
+			if got := paths(core.DeviceCompletions(sys, false, allow)); !slices.Equal(got, all) {
 				t.Errorf("%s: verify --device completes %v, list shows %v", root, got, all)
 			}
-			if got := paths(deviceCompletions(sys, true, allow)); !slices.Equal(got, ok) {
+			if got := paths(core.DeviceCompletions(sys, true, allow)); !slices.Equal(got, ok) {
 				t.Errorf("%s allow-internal=%v: prepare --device completes %v, list marks ok %v", root, allow, got, ok)
 			}
 			n += len(all) + len(ok)
@@ -330,8 +331,8 @@ func TestChoices(t *testing.T) {
 		"the whole disk to use, e.g. /dev/sdi":                               nil,
 		"file holding the passphrase on one line, or - for standard input":   nil,
 	} {
-		if got := choices(usage); !slices.Equal(got, want) {
-			t.Errorf("choices(%q) = %q, want %q", usage, got, want)
+		if got := manpage.Choices(usage); !slices.Equal(got, want) {
+			t.Errorf("Choices(%q) = %q, want %q", usage, got, want)
 		}
 	}
 }

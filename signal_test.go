@@ -41,16 +41,16 @@ func TestSignalContext(t *testing.T) {
 	if !strings.Contains(during.String(), "interrupt: stopping safely after the current step") {
 		t.Errorf("stderr: %q", during.String())
 	}
-	if !finished() {
-		t.Errorf("finished() = false after a signal during the run")
+	if finished() == nil {
+		t.Errorf("finished() = nil after a signal during the run")
 	}
 	stop()
 
 	var after lockedBuffer
 	ctx, stop, finished = signalContext(&after)
 	defer stop()
-	if finished() {
-		t.Errorf("finished() = true without a signal")
+	if finished() != nil {
+		t.Errorf("finished() = %v without a signal", finished())
 	}
 	syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
 	deadline := time.Now().Add(5 * time.Second)

@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/internal/secret"
 	"luksdock/luks"
 	"luksdock/pipeline"
@@ -17,31 +19,9 @@ import (
 func newVerifyCmd() *cobra.Command {
 	var vo verifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
-		Short: "Check that a prepared disk unlocks with the passphrase and fscks clean",
-		Long: `verify reads partition 1 of the disk or image (or, with no partition table,
-LUKS on the whole disk), unseals a LUKS keyslot with the passphrase with
-luksdock's own LUKS code (independent of cryptsetup; luks.go for LUKS1),
-unlocks it with cryptsetup too (both must give one volume key), runs e2fsck
--fn and dumpe2fs on the decrypted ext4 and reports the owner of its top
-directory (debugfs). It reports with which logical sector sizes (512, 4096)
-a Linux kernel finds the volume, warns when only one, and fails (exit 5)
-when neither: the partition table must be one Linux reads when the disk
-is docked (not a GPT readable only from its backup header, nor one without
-a protective MBR). It writes nothing to the disk; an unused luksdock-* dm-crypt mapping a killed
-luksdock left on it is closed first, and reported.
-
-With --recovery-key-file it also proves that the recovery key in FILE ('-':
-standard input) opens the disk, with luks.go and with cryptsetup. The file
-may be the one prepare --recovery-key wrote, or the key typed in (case,
-spaces and dashes do not matter here; at cryptsetup's prompt they do).
-
-The LUKS header is untrusted input: before any key derivation runs, a
-header with a cost or layout no tool writes is refused (exit 5), as is a
-keyslot this machine is estimated to need longer than --max-unlock-time
-for (docs/hostile-disks.md).
-
-` + verifyExitCodes,
+		Use:     "verify (--device DEV | --image PATH) --passphrase-file FILE|- [--recovery-key-file FILE|-]",
+		Short:   "Check that a prepared disk unlocks with the passphrase and fscks clean",
+		Long:    help.Text("verify") + help.ExitCodes("verify"),
 		Example: verifyExample,
 		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return vo.run(cmd) },
@@ -55,22 +35,6 @@ for (docs/hostile-disks.md).
 	cmd.Flags().DurationVar(&vo.maxUnlock, "max-unlock-time", luks.DefaultMaxUnlockTime, "the longest one keyslot's key derivation may take: refused before it runs when this machine is estimated slower, stopped when it runs longer (the header is untrusted input)")
 	return cmd
 }
-
-// verifyExitCodes are verify's exit codes.
-const verifyExitCodes = `Exit codes:
-  0    the disk unlocks with the passphrase (and the recovery key), its
-       ext4 fscks clean and a kernel finds it
-  2    usage error (bad flags or arguments)
-  3    refused: the target does not exist or is not a disk or image, the
-       passphrase or recovery-key file cannot be read, missing tools.
-       verify never writes to the disk.
-  4    a check could not run (a tool failed); the message names it
-  5    verification failed: the disk is damaged or not a finished backup
-       disk (no LUKS header, no clean ext4, a table Linux does not read, no
-       kernel finds it with 512- or 4096-byte sectors)
-  6    the passphrase (or the recovery key) unlocks no keyslot (a typo, or
-       another disk)
-  130  interrupted (SIGINT/SIGTERM)`
 
 // verifyOptions are verify's flags.
 type verifyOptions struct {
@@ -87,7 +51,7 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 	out := cmd.OutOrStdout()
 	defer func() {
 		if vo.asJSON && !ran {
-			jsonRefusal(out, err, pipeline.StepVerify)
+			report.JSONRefusal(out, err, pipeline.StepVerify)
 		}
 	}()
 	t, err := vo.target.target(true)
@@ -109,10 +73,7 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 		}
 		defer secret.Free(rk)
 	}
-	emit := textEvents(out, 1)
-	if vo.asJSON {
-		emit = jsonEvents(out)
-	}
+	emit := report.Events(out, vo.asJSON, 1)
 	ran = true
 	ctx := pipeline.WithMaxUnlockTime(context.Background(), vo.maxUnlock)
 	_, err = pipeline.VerifyWithRecoveryKey(ctx, t, pass, rk, pipeline.Engine(vo.engine), emit)

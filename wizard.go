@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,16 +102,17 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 	defer cancel()
 	// A hang-up (a dropped SSH connection, a closed terminal window) ends
 	// the program like SIGTERM, not luksdock: the run in progress finishes
-	// its step and stops below (m.Close), and journalRun records how it
+	// its step and stops below (m.Close), and core.JournalRun records how it
 	// ended, since the terminal is gone.
 	surviveBrokenOutput()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var hungUp atomic.Value // the SIGHUP that ended the wizard
 	go func() {
 		select {
 		case s := <-hup:
-			lastStop.Store(s)
+			hungUp.Store(s)
 			cancel()
 		case <-ctx.Done():
 		}
@@ -132,8 +134,8 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
 	}
 	m.Close()
-	sig, _ := lastStop.Load().(os.Signal)
-	journalWizard(m.Results(), m.LastError(), sig)
+	sig, _ := hungUp.Load().(os.Signal)
+	core.JournalWizard(m.Results(), m.LastError(), sig)
 	out := cmd.OutOrStdout()
 	if wf.json {
 		for _, r := range m.Results() {
@@ -154,19 +156,31 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
-// journalWizard records how the wizard's runs ended: each disk it made,
-// then its last run when that failed or a signal ended the wizard. A signal
-// that came after the last run finished (a hang-up on the Done screen) is
-// told on that run's line, not as a run that prepared nothing.
-func journalWizard(results []*pipeline.Result, lastErr error, sig os.Signal) {
-	for i, r := range results {
-		var s os.Signal
-		if i == len(results)-1 && lastErr == nil {
-			s = sig
-		}
-		journalRun("wizard", r.Target, r, nil, s)
-	}
-	if lastErr != nil || (sig != nil && len(results) == 0) {
-		journalRun("wizard", "(its last run)", nil, lastErr, sig)
-	}
+// rootExample is the wizard's EXAMPLES (in --help and the man page).
+// Together the commands' examples walk the manual procedure luksdock
+// replaces: find the docked disk (dmesg), look at the plan, prepare,
+// verify, and use the disk by hand.
+const rootExample = `  # Dock the disk, then start the wizard: it offers the disk, asks for a
+  # label and a passphrase, shows the plan and wants the disk's name typed.
+  luksdock
+
+  # The same without the wizard, step by step:
+  luksdock list --wait      # dock the disk now: prints it, as dmesg would
+  luksdock prepare --device /dev/sdi --label backups01 --dry-run    # the plan
+  luksdock prepare --device /dev/sdi --label backups01 --passphrase-file - --confirm sdi \
+      --header-backup /root/backups01-header.img
+  luksdock verify --device /dev/sdi --passphrase-file -
+
+  # Use the disk by hand (the desktop does this when it is docked):
+  cryptsetup open /dev/sdi1 backups01 && mount /dev/mapper/backups01 /mnt
+  umount /mnt && cryptsetup close backups01`
+
+// rootFiles are the FILES of the wizard's and prepare's man pages.
+var rootFiles = [][2]string{
+	{"/dev/sdX", "the disk it prepares: wiped, partitioned, LUKS-formatted, ext4 inside (prepare and the wizard; verify and list only read)."},
+	{"IMAGE", "with --image, the image file; created sparse with --size when it does not exist (never over an existing file of another size)."},
+	{"HEADER-BACKUP", "with --header-backup, a copy of the LUKS header (cryptsetup luksHeaderBackup), mode 0600; an existing file is never overwritten."},
+	{"/dev/mapper/luksdock-*", "the kernel engine's dm-crypt mapping while a volume is open (luksdock-LABEL, luksdock-verify-PID); removed when the run ends, and a stale unused one is closed by the next run."},
+	{"$TMPDIR/luksdock-fuse-*", "the userspace engine's private FUSE mount directory (mode 0700) while a volume is open; removed when the run ends, and a dead one is removed by the next run."},
+	{"/sys, /proc, /dev/kmsg", "read to find disks, their users and the kernel's log of their arrival."},
 }

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"luksdock/core"
 	"luksdock/pipeline"
 )
 
@@ -20,8 +21,8 @@ func TestWizardJournalHangupAfterRun(t *testing.T) {
 	read := func(t *testing.T, results []*pipeline.Result, lastErr error, sig os.Signal) string {
 		dir := t.TempDir()
 		t.Setenv("LUKSDOCK_STATE_DIR", dir)
-		journalWizard(results, lastErr, sig)
-		b, err := os.ReadFile(filepath.Join(dir, JournalFile))
+		core.JournalWizard(results, lastErr, sig)
+		b, err := os.ReadFile(filepath.Join(dir, core.JournalFile))
 		if err != nil {
 			t.Fatal(err)
 		}

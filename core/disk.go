@@ -250,3 +250,15 @@ func (d *LUKSDisk) blockDevice() (path string, release func(), err error) {
 	}
 	return l.Path, func() { l.Close() }, nil
 }
+
+// FindLUKS is Find for the commands that use a disk's LUKS device as it is
+// (host enroll and forget, dock --image): a disk with no LUKS volume is a
+// refusal there (the caller named the wrong disk), not a failed
+// verification.
+func FindLUKS(sel Selector) (*LUKSDisk, error) {
+	d, err := Find(sel)
+	if err != nil && pipeline.KindOf(err) == pipeline.KindNotVerified {
+		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: errors.Unwrap(err)}
+	}
+	return d, err
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 )
@@ -102,8 +103,8 @@ func Enroll(ctx context.Context, d luks.Device, passphrase []byte) (luks.HostSlo
 	if _, err := os.Stat(kf); err == nil {
 		return luks.HostSlot{}, fmt.Errorf("%s exists but the disk's token does not name this host: move it aside first", kf)
 	}
-	key := make([]byte, 32)
-	defer clear(key)
+	key := secret.New(32) // locked, outside the heap (docs/secrets.md)
+	defer secret.Free(key)
 	if _, err := rand.Read(key); err != nil {
 		return luks.HostSlot{}, err
 	}

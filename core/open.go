@@ -136,27 +136,13 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		rec.Mapping = name
 		res.Cleartext = "/dev/mapper/" + name
 	default:
-		info, key, err := luks.UnsealKey(d.LUKS, o.Secret)
-		if err == nil && key == nil {
-			// LUKS1 (luks.go keeps the key): cryptsetup recovers it.
-			key, err = luks.DumpVolumeKeyDevice(ctx, d.LUKS, o.Secret)
-		}
+		h, l, err := unlockUserspace(ctx, d, o.Secret, o.SecretIsRecoveryKey)
 		if err != nil {
-			clear(key)
-			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
-		}
-		h, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
-		clear(key)
-		if err != nil {
-			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}
+			return nil, err
 		}
 		undo = append(undo, func() { h.abandon(); _ = stopHolder(h.pid, time.Minute) })
 		held = h
 		res.Holder = h.pid
-		l, err := disk.AttachLoop(h.file, 0, info.DataSize)
-		if err != nil {
-			return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("a loop device on the decrypted volume: %w", err)})
-		}
 		// The mount holds the loop device; it detaches itself once unmounted.
 		defer l.Close()
 		res.Cleartext = l.Path
@@ -270,4 +256,32 @@ func Opens() []Opened {
 		}
 	}
 	return out
+}
+
+// unlockUserspace starts the volume holder that serves the decrypted
+// volume (the userspace engine) and attaches a loop device on it. On a
+// failure after the start, the holder is stopped again.
+func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte, isRecoveryKey bool) (*holder, *disk.Loop, error) {
+	info, key, err := luks.UnsealKey(d.LUKS, secret)
+	if err == nil && key == nil {
+		// A header luksdock's own code does not read (luks.go
+		// keeps the key): cryptsetup recovers it.
+		key, err = luks.DumpVolumeKeyDevice(ctx, d.LUKS, secret)
+	}
+	if err != nil {
+		clear(key)
+		return nil, nil, secretError(err, d, secretName(isRecoveryKey))
+	}
+	h, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
+	clear(key)
+	if err != nil {
+		return nil, nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}
+	}
+	l, err := disk.AttachLoop(h.file, 0, info.DataSize)
+	if err != nil {
+		h.abandon()
+		_ = stopHolder(h.pid, time.Minute)
+		return nil, nil, &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("a loop device on the decrypted volume: %w", err)}
+	}
+	return h, l, nil
 }

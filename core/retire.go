@@ -73,52 +73,9 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 	if err := needRoot("luksdock retire"); err != nil {
 		return nil, err
 	}
-	d, err := Find(o.Selector)
+	d, checkID, err := retireTarget(o)
 	if err != nil {
 		return nil, err
-	}
-	word := d.Name
-	var id disk.Identity
-	sys := disk.Sys{Root: "/"}
-	if !d.Image {
-		if disk.Assess(*d.Disk).Internal {
-			word = "internal:" + d.Name
-		}
-		id = d.Disk.Identity()
-		if len(d.Disk.InUse) > 0 {
-			var why []string
-			for _, r := range d.Disk.InUse {
-				why = append(why, r.String())
-			}
-			return nil, refused("%s is in use (%s): close it first (luksdock close --device %s)", d.Path, strings.Join(why, "; "), d.Path)
-		}
-	}
-	if r := openNow(d); r != nil {
-		return nil, refused("%s is open at %s: close it first (luksdock close)", d.Path, r.Mountpoint)
-	}
-	if o.Confirm != word {
-		return nil, &pipeline.Error{Kind: pipeline.KindRefused, State: "unchanged: nothing was written", Err: fmt.Errorf("%w: --confirm %q, the disk is %s (type %s)", pipeline.ErrConfirm, o.Confirm, d.Path, word)}
-	}
-	var imgID os.FileInfo
-	if d.Image {
-		imgID, _ = os.Stat(d.Path)
-	}
-	checkID := func() error {
-		if d.Image {
-			st, err := os.Stat(d.Path)
-			if err != nil || !os.SameFile(st, imgID) {
-				return refused("%s is not the file it was when confirmed; nothing more is written", d.Path)
-			}
-			return nil
-		}
-		now, err := sys.Identity(d.Name)
-		if err == nil {
-			err = id.CheckDevice(now)
-		}
-		if err != nil {
-			return refused("%s: %v; nothing more is written", d.Path, err)
-		}
-		return nil
 	}
 	res := &Retired{Target: d.Path, LUKSUUID: d.Info.UUID, Label: d.Info.Label, KeyslotsBefore: d.Info.Keyslots}
 	if res.KeyslotsBefore == nil {
@@ -130,22 +87,8 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 	}
 
 	// 1. luksErase, through the block device cryptsetup works on.
-	dev, release, err := d.blockDevice()
-	if err != nil {
+	if err := cryptoErase(ctx, d, checkID); err != nil {
 		return nil, err
-	}
-	if err := checkID(); err != nil {
-		release()
-		return nil, err
-	}
-	if err := luks.Erase(ctx, dev); err != nil {
-		release()
-		return nil, &pipeline.Error{Kind: pipeline.KindStep, State: "unchanged or partly erased: run retire again", Err: fmt.Errorf("cryptsetup luksErase: %w", err)}
-	}
-	slots, err := activeSlots(dev)
-	release()
-	if err != nil || len(slots) > 0 {
-		return nil, &pipeline.Error{Kind: pipeline.KindNotVerified, Err: fmt.Errorf("after luksErase the header still lists keyslots %v (%v)", slots, err)}
 	}
 	res.Proved = append(res.Proved, "cryptsetup luksErase: no keyslot is left, so no passphrase, recovery key or host key opens the volume")
 
@@ -333,4 +276,81 @@ func removeHeaderBackup(path, sum string, erased bool) (bool, string) {
 		return false, fmt.Sprintf("the header backup %s was overwritten but not removed (%v)", path, err)
 	}
 	return true, fmt.Sprintf("the header backup %s was overwritten and removed", path)
+}
+
+// retireTarget finds the disk retire destroys and refuses it unless it is
+// unused, closed and confirmed (o.Confirm its name); checkID says whether
+// it is still the disk confirmed, before each write.
+func retireTarget(o RetireOptions) (d *LUKSDisk, checkID func() error, err error) {
+	d, err = Find(o.Selector)
+	if err != nil {
+		return nil, nil, err
+	}
+	word := d.Name
+	var id disk.Identity
+	sys := disk.Sys{Root: "/"}
+	if !d.Image {
+		if disk.Assess(*d.Disk).Internal {
+			word = "internal:" + d.Name
+		}
+		id = d.Disk.Identity()
+		if len(d.Disk.InUse) > 0 {
+			var why []string
+			for _, r := range d.Disk.InUse {
+				why = append(why, r.String())
+			}
+			return nil, nil, refused("%s is in use (%s): close it first (luksdock close --device %s)", d.Path, strings.Join(why, "; "), d.Path)
+		}
+	}
+	if r := openNow(d); r != nil {
+		return nil, nil, refused("%s is open at %s: close it first (luksdock close)", d.Path, r.Mountpoint)
+	}
+	if o.Confirm != word {
+		return nil, nil, &pipeline.Error{Kind: pipeline.KindRefused, State: "unchanged: nothing was written", Err: fmt.Errorf("%w: --confirm %q, the disk is %s (type %s)", pipeline.ErrConfirm, o.Confirm, d.Path, word)}
+	}
+	var imgID os.FileInfo
+	if d.Image {
+		imgID, _ = os.Stat(d.Path)
+	}
+	checkID = func() error {
+		if d.Image {
+			st, err := os.Stat(d.Path)
+			if err != nil || !os.SameFile(st, imgID) {
+				return refused("%s is not the file it was when confirmed; nothing more is written", d.Path)
+			}
+			return nil
+		}
+		now, err := sys.Identity(d.Name)
+		if err == nil {
+			err = id.CheckDevice(now)
+		}
+		if err != nil {
+			return refused("%s: %v; nothing more is written", d.Path, err)
+		}
+		return nil
+	}
+	return d, checkID, nil
+}
+
+// cryptoErase wipes every keyslot (cryptsetup luksErase) and proves none
+// is left.
+func cryptoErase(ctx context.Context, d *LUKSDisk, checkID func() error) error {
+	dev, release, err := d.blockDevice()
+	if err != nil {
+		return err
+	}
+	if err := checkID(); err != nil {
+		release()
+		return err
+	}
+	if err := luks.Erase(ctx, dev); err != nil {
+		release()
+		return &pipeline.Error{Kind: pipeline.KindStep, State: "unchanged or partly erased: run retire again", Err: fmt.Errorf("cryptsetup luksErase: %w", err)}
+	}
+	slots, err := activeSlots(dev)
+	release()
+	if err != nil || len(slots) > 0 {
+		return &pipeline.Error{Kind: pipeline.KindNotVerified, Err: fmt.Errorf("after luksErase the header still lists keyslots %v (%v)", slots, err)}
+	}
+	return nil
 }

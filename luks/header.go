@@ -161,9 +161,11 @@ func Unseal(d Device, passphrase []byte) (Info, error) {
 
 // UnsealKey is Unseal returning the volume key the keyslot holds, proven by
 // the header's digest. LUKS2 keyslots (aes-xts-plain64, argon2id, argon2i or
-// pbkdf2: what cryptsetup writes) are opened by luksdock's own code
-// (unseal2.go, internal/argon2); anything else, LUKS1 included, by
-// github.com/anatol/luks.go, which keeps the key to itself: key is then nil.
+// pbkdf2: what cryptsetup writes) and LUKS1 keyslots (aes-xts-plain64 with
+// sha1, sha256 or sha512: what cryptsetup 1.6 and later writes) are opened
+// by luksdock's own code (unseal2.go, unseal1.go, internal/argon2);
+// anything else by github.com/anatol/luks.go, which keeps the key to
+// itself: key is then nil.
 // The caller clears key.
 func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 	err = d.withPath(func(p string) error {
@@ -183,7 +185,11 @@ func UnsealKey(d Device, passphrase []byte) (info Info, key []byte, err error) {
 		if err := checkKDFCosts(p); err != nil {
 			return err
 		}
-		_, key, err = unsealLUKS2(f, passphrase)
+		if info.Version == 1 {
+			_, key, err = unsealLUKS1(f, passphrase)
+		} else {
+			_, key, err = unsealLUKS2(f, passphrase)
+		}
 		if errors.Is(err, errUnsupported) {
 			label, subsystem := info.Label, info.Subsystem
 			info, err = unsealLuksGo(p, passphrase)

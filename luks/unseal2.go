@@ -35,7 +35,7 @@ import (
 // through luks.go.
 
 // errUnsupported marks a header this code leaves to luks.go.
-var errUnsupported = errors.New("not supported by luksdock's LUKS2 code")
+var errUnsupported = errors.New("not supported by luksdock's own LUKS code")
 
 type luks2Keyslot struct {
 	Type    string `json:"type"`

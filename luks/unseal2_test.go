@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
 
+	"luksdock/internal/secret"
 	"luksdock/internal/testkit"
 )
 
@@ -109,14 +111,49 @@ func TestUnsealKeyDamagedHeader(t *testing.T) {
 	}
 }
 
-// TestUnsealKeyLUKS1: LUKS1 still unseals (through luks.go, without the key).
+// TestUnsealKeyLUKS1: luksdock's own LUKS1 unseal (unseal1.go) recovers
+// from cryptsetup-made LUKS1 headers (sha1, sha256, sha512; 256- and 512-bit
+// aes-xts-plain64 keys; the first keyslot and one added with luksAddKey)
+// exactly the volume key cryptsetup luksDump --dump-volume-key prints; a
+// wrong passphrase is ErrWrongPassphrase. A header it does not handle
+// (a hash other than sha1, sha256, sha512: here sha384) still unseals
+// through luks.go, without the key.
 func TestUnsealKeyLUKS1(t *testing.T) {
-	img := testkit.LUKSImage(t, "pw", "--type", "luks1", "--pbkdf-force-iterations", "1000")
-	info, key, err := UnsealKey(Device{Path: img}, []byte("pw"))
-	if err != nil || info.Version != 1 || key != nil {
-		t.Fatalf("LUKS1: %+v %v %v", info, key != nil, err)
+	testkit.NeedTools(t, "cryptsetup")
+	for _, c := range []struct {
+		hash string
+		bits int
+	}{{"sha256", 512}, {"sha1", 256}, {"sha512", 512}, {"sha256", 256}} {
+		t.Run(fmt.Sprintf("%s-%d", c.hash, c.bits), func(t *testing.T) {
+			img := testkit.LUKSImage(t, "pw", "--type", "luks1", "--hash", c.hash, "--key-size", fmt.Sprint(c.bits), "--pbkdf-force-iterations", "1000")
+			testkit.RunFD3(t, "second", []byte("pw"), "cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf-force-iterations", "1000", "--key-file=/proc/self/fd/3", img, "-")
+			want, err := testkit.VolumeKey(t, testkit.Device{Path: img}, "pw")
+			if err != nil || len(want) != c.bits/8 {
+				t.Fatalf("cryptsetup: %v (%d bytes)", err, len(want))
+			}
+			for _, pass := range []string{"pw", "second"} {
+				info, key, err := UnsealKey(Device{Path: img}, []byte(pass))
+				if err != nil || info.Version != 1 || !bytes.Equal(key, want) {
+					t.Errorf("%q: %+v, key equal to cryptsetup's: %v, %v", pass, info, bytes.Equal(key, want), err)
+				}
+				if info.DataSize <= 0 || info.DataOffset <= 0 || fmt.Sprint(info.Keyslots) != "[0 1]" {
+					t.Errorf("%q: layout %+v", pass, info)
+				}
+				secret.Free(key)
+			}
+			if _, _, err := UnsealKey(Device{Path: img}, []byte("px")); !errors.Is(err, ErrWrongPassphrase) {
+				t.Fatalf("wrong passphrase: %v", err)
+			}
+		})
 	}
-	if _, _, err := UnsealKey(Device{Path: img}, []byte("px")); !errors.Is(err, ErrWrongPassphrase) {
-		t.Fatalf("LUKS1 wrong passphrase: %v", err)
-	}
+	t.Run("sha384", func(t *testing.T) {
+		img := testkit.LUKSImage(t, "pw", "--type", "luks1", "--hash", "sha384", "--pbkdf-force-iterations", "1000")
+		info, key, err := UnsealKey(Device{Path: img}, []byte("pw"))
+		if err != nil || info.Version != 1 || key != nil {
+			t.Fatalf("sha384 through luks.go: %+v, key %v, %v", info, key != nil, err)
+		}
+		if _, _, err := UnsealKey(Device{Path: img}, []byte("px")); !errors.Is(err, ErrWrongPassphrase) {
+			t.Fatalf("wrong passphrase: %v", err)
+		}
+	})
 }

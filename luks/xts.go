@@ -93,10 +93,13 @@ func (c *xtsCipher) wipe() {
 	c.blk1, c.blk2 = nil, nil
 }
 
-// tweak0 returns AES_K2(iv) as two little-endian 64-bit halves.
-func (c *xtsCipher) tweak0(iv uint64) (lo, hi uint64) {
+// tweak0 returns AES_K2(tweak) as two little-endian 64-bit halves, where
+// the tweak is the 128-bit little-endian number ivHi<<64 | iv (dm-crypt's
+// plain64 IV has ivHi 0).
+func (c *xtsCipher) tweak0(iv, ivHi uint64) (lo, hi uint64) {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], iv)
+	binary.LittleEndian.PutUint64(b[8:], ivHi)
 	if c.asm {
 		aesEncryptBlock(c.encK2, c.rounds, b[:], b[:])
 	} else {
@@ -122,6 +125,13 @@ func fillTweaks(tw []byte, n int, lo, hi uint64) (uint64, uint64) {
 // unit has IV iv, each following unit's IV is sectorSize/512 higher.
 // dst and src may be the same slice.
 func (c *xtsCipher) cryptUnits(dst, src []byte, iv uint64, decrypt bool) {
+	c.cryptUnitsTweak(dst, src, iv, 0, decrypt)
+}
+
+// cryptUnitsTweak is cryptUnits with a full 128-bit first tweak (ivHi is
+// its upper half, kept for every unit): the volume uses ivHi 0; the NIST
+// CAVP XTS vectors give 128-bit tweaks and check this same code.
+func (c *xtsCipher) cryptUnitsTweak(dst, src []byte, iv, ivHi uint64, decrypt bool) {
 	if len(src)%c.sectorSize != 0 || len(dst) < len(src) {
 		panic("aes-xts: buffer is not a whole number of data units")
 	}
@@ -133,7 +143,7 @@ func (c *xtsCipher) cryptUnits(dst, src []byte, iv uint64, decrypt bool) {
 		rk = c.decK1
 	}
 	for off := 0; off < len(src); off += c.sectorSize {
-		lo, hi := c.tweak0(iv)
+		lo, hi := c.tweak0(iv, ivHi)
 		t := [2]uint64{lo, hi}
 		for u := 0; u < c.sectorSize; u += 16 * xtsUnitBlocks {
 			n := min((c.sectorSize-u)/16, xtsUnitBlocks)

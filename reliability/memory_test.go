@@ -80,7 +80,13 @@ func stopTools(t *testing.T, tools ...string) string {
 // waits with wait4(-1)).
 func tracedRun(t *testing.T, tmpdir, shims string, stdin []byte, atStop func(tool string, pid int), args ...string) (result, *memSnap) {
 	t.Helper()
-	env := caseEnv(tmpdir)
+	return tracedRunEnv(t, tmpdir, nil, shims, stdin, atStop, args...)
+}
+
+// tracedRunEnv is tracedRun with extra environment entries.
+func tracedRunEnv(t *testing.T, tmpdir string, extraEnv []string, shims string, stdin []byte, atStop func(tool string, pid int), args ...string) (result, *memSnap) {
+	t.Helper()
+	env := append(caseEnv(tmpdir), extraEnv...)
 	env[0] = "PATH=" + shims + ":" + strings.TrimPrefix(env[0], "PATH=")
 	inR, inW, err := os.Pipe()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"luksdock/core"
+	lsecret "luksdock/internal/secret"
 	"luksdock/pipeline"
 )
 
@@ -90,11 +91,13 @@ func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 		if msg.gen != s.gen || !s.judging {
 			return nil // typed on since: a later tick judges
 		}
-		p := bytes.Clone(judged(c.pass[0].Bytes()))
+		// The command's own copy, in secret memory (locked, wiped by
+		// Free), not on the heap: the field may change while it runs.
+		p := lsecret.Clone(judged(c.pass[0].Bytes()))
 		in, gen, total := s.userInputs(), s.gen, c.pass[0].Len()
 		return func() tea.Msg {
 			v := assess(p, in, total)
-			clear(p)
+			lsecret.Free(p)
 			return strengthMsg{gen: gen, v: v}
 		}
 	case strengthMsg:

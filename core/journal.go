@@ -1,14 +1,11 @@
-package main
+package core
 
 import (
 	"fmt"
 	"log/syslog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,41 +13,18 @@ import (
 )
 
 // A dropped SSH connection or a closed terminal window hangs the terminal
-// up: the kernel sends SIGHUP, and afterwards every write to the terminal
-// fails (EIO), as every write to a pipe whose reader is gone does (EPIPE,
-// and SIGPIPE, which by default ends a Go program writing to standard
-// output or standard error). None of that may end a run in the middle of a
-// step: SIGHUP is a stop request like SIGTERM (signalContext, runWizard),
-// failed writes are ignored (the messages are lost, not the disk), and how
-// the run ended is always recorded where the person can read it later
-// (journalRun).
+// up: the person is not there to read how the run ended. So how every
+// prepare or wizard run ended is recorded where they can read it later.
 
-var brokenOutputOnce sync.Once
-
-// survivebrokenOutput makes a write to a standard output or standard error
-// whose reader is gone return EPIPE instead of killing luksdock with
-// SIGPIPE. A handler (not SIG_IGN) is installed, so the tools luksdock runs
-// get the default disposition.
-func surviveBrokenOutput() {
-	brokenOutputOnce.Do(func() {
-		ch := make(chan os.Signal, 8)
-		signal.Notify(ch, syscall.SIGPIPE)
-		go func() {
-			for range ch {
-			}
-		}()
-	})
-}
-
-// JournalFile is where journalRun appends, in pipeline.StateDir().
+// JournalFile is where JournalRun appends, in pipeline.StateDir().
 const JournalFile = "journal.log"
 
-// journalRun records how a prepare or wizard run ended — the target, the
+// JournalRun records how a prepare or wizard run ended — the target, the
 // outcome, the step and the disk's state, never a secret — for a person who
 // was not there to see it: appended to StateDir()/journal.log (mode 0600),
 // and sent to the system journal (syslog, tag luksdock) where there is one.
 // A record that cannot be written is skipped: it must not change the run.
-func journalRun(command, target string, res *pipeline.Result, err error, sig os.Signal) {
+func JournalRun(command, target string, res *pipeline.Result, err error, sig os.Signal) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: ", command, target)
 	switch {
@@ -90,5 +64,19 @@ func journalRun(command, target string, res *pipeline.Result, err error, sig os.
 	_ = f.Sync()
 }
 
-// lastStop is the signal that stopped the run (signalContext, runWizard).
-var lastStop atomic.Value
+// JournalWizard records how the wizard's runs ended: each disk it made,
+// then its last run when that failed or a signal ended the wizard. A signal
+// that came after the last run finished (a hang-up on the Done screen) is
+// told on that run's line, not as a run that prepared nothing.
+func JournalWizard(results []*pipeline.Result, lastErr error, sig os.Signal) {
+	for i, r := range results {
+		var s os.Signal
+		if i == len(results)-1 && lastErr == nil {
+			s = sig
+		}
+		JournalRun("wizard", r.Target, r, nil, s)
+	}
+	if lastErr != nil || (sig != nil && len(results) == 0) {
+		JournalRun("wizard", "(its last run)", nil, lastErr, sig)
+	}
+}

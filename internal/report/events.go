@@ -1,4 +1,10 @@
-package main
+// Package report writes what luksdock's commands print on standard output:
+// the pipeline's events (text for people, one JSON object per line for
+// scripts) and each command's result, as text or JSON. The rule: package
+// main chooses which writer and where; every line a command prints for its
+// result is written here, so the CLI's files hold no rendering. Warnings
+// that go to standard error are returned or written to the writer given.
+package report
 
 import (
 	"encoding/json"
@@ -13,10 +19,10 @@ import (
 	"luksdock/pipeline"
 )
 
-// jsonRefusal prints, for --json, the failed event of an error that came
+// JSONRefusal prints, for --json, the failed event of an error that came
 // before the pipeline ran (a bad target, plan or passphrase), so that
 // automation reading standard output learns why nothing happened.
-func jsonRefusal(w io.Writer, err error, step pipeline.StepID) {
+func JSONRefusal(w io.Writer, err error, step pipeline.StepID) {
 	if err == nil {
 		return
 	}
@@ -31,21 +37,30 @@ func jsonRefusal(w io.Writer, err error, step pipeline.StepID) {
 			e.State = pe.State
 		}
 	}
-	jsonEvents(w)(e)
+	JSONEvents(w)(e)
 }
 
-// jsonEvents prints one JSON event per line.
-func jsonEvents(w io.Writer) func(pipeline.Event) {
+// Events is a run's event writer: JSONEvents with --json, else
+// TextEvents (total: the number of steps when no plan event says it).
+func Events(w io.Writer, asJSON bool, total int) func(pipeline.Event) {
+	if asJSON {
+		return JSONEvents(w)
+	}
+	return TextEvents(w, total)
+}
+
+// JSONEvents prints one JSON event per line.
+func JSONEvents(w io.Writer) func(pipeline.Event) {
 	enc := json.NewEncoder(w)
 	return func(e pipeline.Event) { _ = enc.Encode(e) }
 }
 
-// textEvents prints what the events say, folded into a pipeline.Progress:
+// TextEvents prints what the events say, folded into a pipeline.Progress:
 // each step with the command it really runs (from its start event) and how
 // it ended, and the progress of long steps: on a terminal one line updated
 // in place, else a line every 10%. total is the number of steps when no
 // plan event will say it (verify).
-func textEvents(w io.Writer, total int) func(pipeline.Event) {
+func TextEvents(w io.Writer, total int) func(pipeline.Event) {
 	var p pipeline.Progress
 	tty := tty.Is(w)
 	inLine := false // a progress line without its newline is on the terminal

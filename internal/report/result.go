@@ -1,0 +1,39 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"luksdock/pipeline"
+)
+
+// JSONResult prints v as one JSON line (--json), or, for a failure, a
+// "failed" event as prepare and verify print it.
+func JSONResult(w io.Writer, step pipeline.StepID, v any, err error) {
+	if err != nil {
+		JSONRefusal(w, err, step)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// JSONIndented prints v as indented JSON (list, inventory, host status).
+func JSONIndented(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Warnf prints a warning on w (standard error).
+func Warnf(w io.Writer, format string, a ...any) {
+	fmt.Fprintf(w, "luksdock: warning: "+format+"\n", a...)
+}
+
+// dash is a table cell for an empty value.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -174,7 +174,7 @@ func (s *newKeyScreen) enter() tea.Cmd {
 		sel := s.c.selector()
 		return func() tea.Msg {
 			defer lsecret.Free(p)
-			return done(keyChecked{}, core.CheckSecret(sel, p))
+			return done(keyChecked{}, core.CheckSecret(sel, p, false))
 		}
 	case 1:
 		s.phase = 2

@@ -91,7 +91,7 @@ func (s *openScreen) open() tea.Cmd {
 		s.run.err = err.Error()
 		return nil
 	}
-	sec, _ := unlockSecret(&s.pass)
+	sec, isKey := unlockSecret(&s.pass)
 	s.pass.Clear()
 	done := s.run.start(scrOpen)
 	sel, engine := s.c.selector(), pipeline.Engine(s.c.cfg.Engine)
@@ -101,7 +101,7 @@ func (s *openScreen) open() tea.Cmd {
 		if err != nil {
 			return done(nil, err)
 		}
-		res, err := core.Open(context.Background(), core.OpenOptions{Selector: sel, Secret: sec, User: user, Engine: engine})
+		res, err := core.Open(context.Background(), core.OpenOptions{Selector: sel, Secret: sec, SecretIsRecoveryKey: isKey, User: user, Engine: engine})
 		if err != nil {
 			return done(nil, err)
 		}

@@ -28,6 +28,16 @@ func detachLoopsOf(t *testing.T, img string) {
 	})
 }
 
+// noLoopLeft fails t if a loop device is still attached to img after the
+// script stopped on a failure (its trap must have detached it).
+func noLoopLeft(t *testing.T, img string) {
+	t.Helper()
+	out, _ := exec.Command("losetup", "--noheadings", "--output", "NAME", "--associated", img).Output()
+	if l := strings.Fields(string(out)); len(l) > 0 {
+		t.Errorf("the script stopped on a failure and left the loop device %v on %s", l, img)
+	}
+}
+
 // dryRunScript writes the --dry-run script for args to a file.
 func dryRunScript(t *testing.T, args ...string) (path, script string) {
 	t.Helper()
@@ -125,6 +135,8 @@ func TestDryRunScriptRecoveryKeyRuns(t *testing.T) {
 			t.Log("the script ran to its end: this host has device-mapper")
 		} else if !strings.Contains(out, "Cannot initialize device-mapper") && !strings.Contains(out, "device-mapper") {
 			t.Fatalf("the script stopped before cryptsetup open: %v\n%s", err, out)
+		} else {
+			noLoopLeft(t, img)
 		}
 		if n := strings.Count(out, "Verify passphrase"); n != 1 {
 			t.Errorf("luksFormat asked to verify the passphrase %d times, want once", n)
@@ -171,6 +183,7 @@ func TestDryRunScriptRecoveryKeyRuns(t *testing.T) {
 		if exec.Command("cryptsetup", "isLuks", img).Run() == nil {
 			t.Error("the image was formatted with the mistyped passphrase")
 		}
+		noLoopLeft(t, img)
 		if _, err := os.Stat(rk); err == nil {
 			t.Error("the script went on after luksFormat failed: the recovery key file exists")
 		}

@@ -16,6 +16,7 @@ import (
 	"luksdock/core"
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
+	"luksdock/recovery"
 )
 
 // The lifecycle commands (open, close, passwd, recovery-key, retire) on
@@ -121,9 +122,23 @@ func TestOpenCloseImage(t *testing.T) {
 	mnt := filepath.Join(dir, "mnt")
 	t.Cleanup(func() { cli(t, "", "close", "--mountpoint", mnt) }) // a failed test leaves nothing mounted
 
-	// A wrong passphrase: exit 6, nothing mounted, no holder left.
-	if code, out, errs := cli(t, "wrong passphrase here\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 6 {
+	// A wrong passphrase: exit 6, nothing mounted, no holder left; the
+	// refusal names only what was tried.
+	if code, out, errs := cli(t, "wrong passphrase here\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt); code != 6 ||
+		!strings.Contains(errs, "the passphrase opens no keyslot") || strings.Contains(errs, "recovery key") {
 		t.Fatalf("open with a wrong passphrase: exit %d\n%s%s", code, out, errs)
+	}
+	// A wrong recovery key (a well-formed one, of no keyslot): the same,
+	// naming the recovery key.
+	wrongKey := strings.Map(func(r rune) rune {
+		if i := strings.IndexRune(recovery.Alphabet, r); i >= 0 {
+			return rune(recovery.Alphabet[15-i]) // another character at each place
+		}
+		return r
+	}, key)
+	if code, out, errs := cli(t, wrongKey+"\n", "open", "--image", img, "--recovery-key-file", "-", "--mountpoint", mnt); code != 6 ||
+		!strings.Contains(errs, "the recovery key opens no keyslot") || strings.Contains(errs, "passphrase") {
+		t.Fatalf("open with a wrong recovery key: exit %d\n%s%s", code, out, errs)
 	}
 	if fs := mountedAt(mnt); fs != "" {
 		t.Fatalf("mounted after a wrong passphrase: %s", fs)
@@ -285,8 +300,16 @@ func TestPasswdAndRecoveryKeyImage(t *testing.T) {
 	if got := opens(t, img, newPass, key, key2); !slices.Equal(got, []bool{true, false, true}) {
 		t.Errorf("after recovery-key (pass, old key, new key) open: %v", got)
 	}
-	// Never overwritten: the same file again is a finished change, a
-	// foreign file is refused.
+	// Never overwritten: the same file again is a finished change (said
+	// so: not "interrupted"; nothing written), a foreign file is refused.
+	before := luksDumpOf(t, img)
+	code, out, errs = cli(t, newPass+"\n", append([]string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", nk}, smallKDF...)...)
+	if code != 0 || strings.Contains(out, "interrupted") || !strings.Contains(out, "the change was already complete") {
+		t.Errorf("recovery-key --replace again on a completed change: exit %d\n%s%s", code, out, errs)
+	}
+	if after := luksDumpOf(t, img); after != before {
+		t.Errorf("a completed change run again changed the header:\n%s\n---\n%s", before, after)
+	}
 	if code, _, errs := cli(t, newPass+"\n", "recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", pf); code != 3 || !strings.Contains(errs, "refusing to overwrite") {
 		t.Errorf("existing file: exit %d %s", code, errs)
 	}
@@ -327,6 +350,14 @@ func TestPasswdAndRecoveryKeyImage(t *testing.T) {
 	if code, out, _ := cli(t, "", "inventory"); code != 0 || !strings.Contains(out, "changed "+time.Now().Format("2006-01-02")) || !strings.Contains(out, "replaced "+time.Now().Format("2006-01-02")) {
 		t.Errorf("inventory: exit %d\n%s", code, out)
 	}
+}
+
+// luksDumpOf is cryptsetup luksDump of the image's LUKS partition.
+func luksDumpOf(t *testing.T, img string) string {
+	t.Helper()
+	part := luksPart(t, img)
+	defer testkit.DetachLoop(part)
+	return testkit.Run(t, "", "cryptsetup", "luksDump", part)
 }
 
 func TestRetireImage(t *testing.T) {

@@ -79,6 +79,6 @@ func (oo *openOptions) run(cmd *cobra.Command) (*core.Opened, error) {
 	if o.User, err = core.MountUser(os.Getenv); err != nil {
 		return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
 	}
-	o.Secret, o.Engine = secret, pipeline.Engine(oo.engine)
+	o.Secret, o.SecretIsRecoveryKey, o.Engine = secret, oo.secret.rk != "", pipeline.Engine(oo.engine)
 	return core.Open(context.Background(), o)
 }

@@ -148,7 +148,7 @@ func (wo *wizardOptions) run(cmd *cobra.Command) error {
 		fmt.Fprint(out, ui.Summary(m.Results(), m.LastError()))
 	}
 	if err := m.LastError(); err != nil {
-		return err
+		return ui.AfterWizard(err) // its advice in the wizard's terms
 	}
 	if runErr != nil && !errors.Is(runErr, tea.ErrProgramKilled) {
 		return runErr

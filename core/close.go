@@ -151,7 +151,7 @@ func discover(o CloseOptions) (*openRecord, error) {
 func mappingOver(d *LUKSDisk) (name, mountpoint string, err error) {
 	var nodes []string
 	if d.Image {
-		nodes = loopsOn(d.Path) // an image's mapping lies on a loop device
+		nodes = disk.Host.LoopsBackedBy(d.Path) // an image's mapping lies on a loop device
 	} else if d.LUKS.Direct() {
 		nodes = []string{d.LUKS.Path}
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -160,7 +159,7 @@ func holdVolume(in io.Reader, out io.Writer) int {
 // (a clean unmount; never lazy) and waits until those loop devices are
 // gone. It reports whether nothing uses file any more.
 func releaseFile(file string) bool {
-	loops := loopsOn(file)
+	loops := disk.Host.LoopsBackedBy(file)
 	mounts := (disk.Sys{Root: "/"}).MountInfo()
 	for _, l := range loops {
 		mm := devNumOf(l)
@@ -174,41 +173,20 @@ func releaseFile(file string) bool {
 		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if len(loopsOn(file)) == 0 {
+		if len(disk.Host.LoopsBackedBy(file)) == 0 {
 			return true
 		}
 	}
 	// A loop device that nobody mounts but that stays bound (not
 	// autoclear, or held open by someone): detach it, as the file is
 	// about to go.
-	for _, l := range loopsOn(file) {
+	for _, l := range disk.Host.LoopsBackedBy(file) {
 		if f, err := os.Open(l); err == nil {
 			_ = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
 			f.Close()
 		}
 	}
 	return true
-}
-
-// loopsOn lists the loop devices (/dev/loopN) bound to file.
-func loopsOn(file string) []string {
-	var st unix.Stat_t
-	if unix.Stat(file, &st) != nil {
-		return nil
-	}
-	var out []string
-	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, bf := range m {
-		b, err := os.ReadFile(bf)
-		if err != nil {
-			continue
-		}
-		p := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		if p == file {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(bf))))
-		}
-	}
-	return out
 }
 
 // devNumOf is a block device node's "MAJ:MIN".

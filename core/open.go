@@ -20,8 +20,10 @@ import (
 type OpenOptions struct {
 	Selector
 	// Secret unlocks the disk: the passphrase, or the recovery key in its
-	// printed form (recovery.ReadFile).
-	Secret []byte
+	// printed form (recovery.ReadFile); SecretIsRecoveryKey says which, so
+	// that a refusal names what was tried.
+	Secret              []byte
+	SecretIsRecoveryKey bool
 	// Mountpoint is where to mount; "" mounts at /media/USER/LABEL for
 	// User, as the desktop does.
 	Mountpoint string
@@ -76,7 +78,7 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	}
 	if r := openNow(d); r != nil {
 		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
-			return nil, secretError(err, d)
+			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
 		}
 		r.Already = true
 		return r, nil
@@ -106,7 +108,7 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if existing != "" {
 		// Someone else unlocked it: the secret must still open it.
 		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
-			return nil, secretError(err, d)
+			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
 		}
 	}
 	switch {
@@ -128,13 +130,13 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		err = luks.Open(ctx, dev, name, o.Secret)
 		release() // the mapping holds the loop device of an image
 		if err != nil {
-			return nil, secretError(err, d)
+			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
 		}
 		undo = append(undo, func() { _ = luks.Close(context.Background(), name) })
 		rec.Mapping = name
 		res.Cleartext = "/dev/mapper/" + name
 	default:
-		h, l, err := unlockUserspace(ctx, d, o.Secret)
+		h, l, err := unlockUserspace(ctx, d, o.Secret, o.SecretIsRecoveryKey)
 		if err != nil {
 			return nil, err
 		}
@@ -184,11 +186,20 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 
 // secretError classifies an unlock failure: a wrong secret (exit 6), else
 // a failed step.
-func secretError(err error, d *LUKSDisk) error {
+func secretError(err error, d *LUKSDisk, tried string) error {
 	if errors.Is(err, luks.ErrWrongPassphrase) {
-		return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: fmt.Errorf("%s: the passphrase (or recovery key) opens no keyslot", d.What())}
+		return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: fmt.Errorf("%s: %s opens no keyslot", d.What(), tried)}
 	}
 	return &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("%s: %w", d.What(), err)}
+}
+
+// secretName names the secret that was tried, for a refusal: only what
+// was given, never the other.
+func secretName(recoveryKey bool) string {
+	if recoveryKey {
+		return "the recovery key"
+	}
+	return "the passphrase"
 }
 
 // chooseEngine resolves EngineAuto: kernel when device-mapper works, else
@@ -250,7 +261,7 @@ func Opens() []Opened {
 // unlockUserspace starts the volume holder that serves the decrypted
 // volume (the userspace engine) and attaches a loop device on it. On a
 // failure after the start, the holder is stopped again.
-func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte) (*holder, *disk.Loop, error) {
+func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte, isRecoveryKey bool) (*holder, *disk.Loop, error) {
 	info, key, err := luks.UnsealKey(d.LUKS, secret)
 	if err == nil && key == nil {
 		// A header luksdock's own code does not read (luks.go
@@ -259,7 +270,7 @@ func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte) (*holder, 
 	}
 	if err != nil {
 		clear(key)
-		return nil, nil, secretError(err, d)
+		return nil, nil, secretError(err, d, secretName(isRecoveryKey))
 	}
 	h, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
 	clear(key)

@@ -46,8 +46,13 @@ type KeyChange struct {
 	OldSlot int `json:"old_keyslot"`
 	NewSlot int `json:"new_keyslot"`
 	// Resumed is set when the new secret already had its keyslot (an
-	// interrupted run of the same command).
+	// interrupted run of the same command) and this run finished the
+	// change.
 	Resumed bool `json:"resumed,omitempty"`
+	// AlreadyDone is set when an earlier run had completed the change: the
+	// new secret had its keyslot and no old one was left to remove, so
+	// nothing was written (only proved, and recorded if it was not).
+	AlreadyDone bool `json:"already_done,omitempty"`
 	// Proved says what cryptsetup confirmed at the end.
 	Proved string `json:"proved"`
 	// Strength is zxcvbn's verdict on a new passphrase.
@@ -58,6 +63,18 @@ type KeyChange struct {
 	// the date it now shows.
 	Recorded bool      `json:"recorded"`
 	Changed  time.Time `json:"changed"`
+}
+
+// Note is the line to print before the result when the run was not a
+// plain change ("" when it was): what = "passphrase" or "recovery key".
+func (k *KeyChange) Note(what string) string {
+	switch {
+	case k.AlreadyDone:
+		return fmt.Sprintf("note: the new %s already opens keyslot %d and no old one is left: the change was already complete, nothing was written", what, k.NewSlot)
+	case k.Resumed:
+		return fmt.Sprintf("note: the new %s already had keyslot %d (an interrupted run): finished the change", what, k.NewSlot)
+	}
+	return ""
 }
 
 // PasswdOptions are what luksdock passwd takes.
@@ -98,7 +115,10 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 	defer release()
 	authSlot, err := luks.TestPassphraseSlot(ctx, dev, o.Old)
 	if err != nil {
-		return nil, secretError(err, d)
+		if o.OldIsRecoveryKey {
+			return nil, secretError(err, d, "the recovery key")
+		}
+		return nil, secretError(err, d, "the old passphrase")
 	}
 	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1, Strength: &st}
 	newSlot, resumed, err := existingSlot(ctx, dev, o.New)
@@ -115,7 +135,13 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 		if rec != nil && rec.PassphraseSlot != nil {
 			known = *rec.PassphraseSlot
 		}
-		if oldSlot, err = otherSlot(dev, "passphrase", known, o.OldSlot, authSlot, newSlot); err != nil {
+		oldSlot, err = otherSlot(dev, "passphrase", known, o.OldSlot, authSlot, newSlot)
+		if resumed && errors.Is(err, errNoOtherSlot) {
+			// the new passphrase has its keyslot, the old one is gone
+			oldSlot, err = -1, nil
+			res.Resumed, res.AlreadyDone = false, true
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -146,6 +172,9 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 		res.Proved += "; the old passphrase opens nothing"
 	}
 	res.Changed = time.Now().UTC().Truncate(time.Second)
+	if res.AlreadyDone && rec != nil && rec.PassphraseSlot != nil && *rec.PassphraseSlot == newSlot && !rec.PassphraseChanged.IsZero() {
+		res.Changed = rec.PassphraseChanged // recorded by the run that made the change
+	}
 	res.Recorded = updateInventory(d.Info.UUID, func(r *inventory.Record) {
 		r.PassphraseChanged = res.Changed
 		r.PassphraseSlot = &newSlot
@@ -244,7 +273,7 @@ func replaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions, newKey newRec
 	defer release()
 	passSlot, err := luks.TestPassphraseSlot(ctx, dev, o.Passphrase)
 	if err != nil {
-		return nil, secretError(err, d)
+		return nil, secretError(err, d, "the passphrase")
 	}
 	res := &KeyChange{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Label: d.Info.Label, OldSlot: -1}
 	key, newSlot, err := newKey(d, dev, passSlot, res)
@@ -258,6 +287,11 @@ func replaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions, newKey newRec
 	oldSlot, err := otherSlot(dev, "recovery key", known, o.OldSlot, passSlot, newSlot)
 	if errors.Is(err, errNoOtherSlot) {
 		oldSlot, err = -1, nil // no recovery key yet: this adds the first
+		if newSlot >= 0 {
+			// the new key has its keyslot and no old one is left: an
+			// earlier run completed the change
+			res.Resumed, res.AlreadyDone = false, true
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -280,6 +314,9 @@ func replaceRecoveryKey(ctx context.Context, o RecoveryKeyOptions, newKey newRec
 		res.Proved += fmt.Sprintf("; keyslot %d (the old recovery key) is gone", oldSlot)
 	}
 	res.Changed = time.Now().UTC().Truncate(time.Second)
+	if res.AlreadyDone && rec != nil && rec.RecoveryKeySlot != nil && *rec.RecoveryKeySlot == newSlot && !rec.RecoveryKeyReplaced.IsZero() {
+		res.Changed = rec.RecoveryKeyReplaced // recorded by the run that made the change
+	}
 	res.Recorded = updateInventory(d.Info.UUID, func(r *inventory.Record) {
 		r.RecoveryKey = true
 		r.RecoveryKeyReplaced = res.Changed

@@ -13,17 +13,17 @@ import (
 // that is then refused), and it shows the new recovery key on the screen
 // and has it typed back, as prepare does, instead of writing it to a file.
 
-// CheckSecret reports whether secret (a passphrase, or a recovery key in
-// its printed form) opens a keyslot of the selected disk: nil if it does,
-// a pipeline.KindWrongPassphrase error if it opens none. Nothing is
-// written.
-func CheckSecret(sel Selector, secret []byte) error {
+// CheckSecret reports whether secret (a passphrase, or with recoveryKey a
+// recovery key in its printed form) opens a keyslot of the selected disk:
+// nil if it does, a pipeline.KindWrongPassphrase error naming what was
+// tried if it opens none. Nothing is written.
+func CheckSecret(sel Selector, secret []byte, recoveryKey bool) error {
 	d, err := Find(sel)
 	if err != nil {
 		return err
 	}
 	if _, err := luks.Unseal(d.LUKS, secret); err != nil {
-		return secretError(err, d)
+		return secretError(err, d, secretName(recoveryKey))
 	}
 	return nil
 }

@@ -70,13 +70,36 @@ func (l *Loop) Close() error {
 // the file with device number dev and inode ino, or "" if none is. Comparing
 // the file itself, not its path, catches links and renames.
 func (s Sys) LoopBackedBy(dev, ino uint64) string {
+	if l := s.loopsBackedBy(dev, ino, true); len(l) > 0 {
+		return l[0]
+	}
+	return ""
+}
+
+// LoopsBackedBy lists every loop device (/dev/loopN) whose backing file is
+// file (compared by device and inode, as LoopBackedBy does), read
+// from sysfs; nil if file does not exist. Used by close and open to find an
+// image's loop devices, and by the reliability suite to prove none is left.
+func (s Sys) LoopsBackedBy(file string) []string {
+	var st unix.Stat_t
+	if unix.Stat(file, &st) != nil {
+		return nil
+	}
+	return s.loopsBackedBy(uint64(st.Dev), st.Ino, false)
+}
+
+func (s Sys) loopsBackedBy(dev, ino uint64, first bool) []string {
+	var out []string
 	m, _ := filepath.Glob(s.p("sys", "block", "loop*", "loop", "backing_file"))
 	for _, bf := range m {
 		p := strings.TrimSuffix(sysfsAttr(bf), " (deleted)")
 		var st unix.Stat_t
 		if p != "" && unix.Stat(p, &st) == nil && uint64(st.Dev) == dev && st.Ino == ino {
-			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(bf)))
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(bf))))
+			if first {
+				break
+			}
 		}
 	}
-	return ""
+	return out
 }

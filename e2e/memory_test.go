@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -53,49 +51,20 @@ type memReport struct {
 // control) the passphrase luksdock holds until it returns must be found in
 // its locked memory at the tool points.
 func TestSecretsInMemoryKernelEngine(t *testing.T) {
-	g := skipUnlessVM(t)
-	bin := luksdockBinary(t)
-	gw := guestwatchBinary(t)
-	t.Parallel()
-	dir := scratchDir(t)
-	rnd := make([]byte, 24)
-	if _, err := rand.Read(rnd); err != nil {
-		t.Fatal(err)
-	}
-	pass := "e2e-memory-" + hex.EncodeToString(rnd)
-	d := Disk{ID: "mem", Image: newImage(t, dir, "disk.img", 128<<20), Transport: "bot",
-		Vendor: "Kingston", Product: "DataTraveler", Serial: "KMEMORY0021"}
-	script := `n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
-mkdir -p /tmp/stop
-for tool in mkfs.ext4 e2fsck; do
-	real=$(command -v $tool) || fail "no $tool"
-	printf '#!/bin/sh\nkill -STOP $$\nexec %s "$@"\n' "$real" > /tmp/stop/$tool
-	chmod +x /tmp/stop/$tool
-done
-PATH=/tmp/stop:$PATH guestwatch memwatch -out /root/m-prepare.json -shims /tmp/stop -pass /e2e/secret -vk-dev /dev/${n}1 -rk /root/rk.txt -- \
+	files := []string{"m-prepare.json", "m-verify.json", "prepare.out", "prepare.err", "verify.out", "verify.err"}
+	script := shimTools("/tmp/stop", "kill -STOP $$", "mkfs.ext4", "e2fsck") +
+		`PATH=/tmp/stop:$PATH guestwatch memwatch -out /root/m-prepare.json -shims /tmp/stop -pass /e2e/secret -vk-dev /dev/${n}1 -rk /root/rk.txt -- \
 	luksdock prepare --device /dev/$n --label backups21 --passphrase-file /e2e/secret --confirm $n --recovery-key /root/rk.txt \
 	--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --json </dev/null >/root/prepare.out 2>/root/prepare.err
 mark prepared $?
 PATH=/tmp/stop:$PATH guestwatch memwatch -out /root/m-verify.json -shims /tmp/stop -pass /e2e/secret -vk-dev /dev/${n}1 -rk /root/rk.txt -- \
 	luksdock verify --device /dev/$n --passphrase-file - --recovery-key-file /root/rk.txt --engine kernel --json </e2e/secret >/root/verify.out 2>/root/verify.err
 mark verified $?
-for f in m-prepare.json m-verify.json prepare.out prepare.err verify.out verify.err; do
-	emit $f /root/$f
-done
-`
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Programs: map[string]string{"guestwatch": gw},
-		Files: map[string][]byte{"secret": []byte(pass + "\n")}, Disks: []Disk{d}, Timeout: 8 * time.Minute, Script: script})
+` + emitAll(files...)
+	vm, _, _ := secretGuest(t, "mem", "KMEMORY0021", "e2e-memory-", 8*time.Minute, script)
 	prc := strings.Join(mustMark(t, vm, "prepared", 5*time.Minute), "")
 	vrc := strings.Join(mustMark(t, vm, "verified", 3*time.Minute), "")
-	blobs := map[string][]byte{}
-	for _, f := range []string{"m-prepare.json", "m-verify.json", "prepare.out", "prepare.err", "verify.out", "verify.err"} {
-		b, err := vm.Blob(f, time.Minute)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		blobs[f] = b
-	}
-	mustExit(t, vm, time.Minute)
+	blobs := blobsThenExit(t, vm, files...)
 	if prc != "0" {
 		t.Fatalf("luksdock prepare under guestwatch memwatch: exit %s\n%s\n%s", prc, blobs["prepare.out"], blobs["prepare.err"])
 	}

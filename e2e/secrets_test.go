@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"crypto/aes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -151,33 +150,16 @@ type luksMeta struct {
 // sampler and scan, the key forms are found in luksDump's own output, and
 // the decrypted volume is the ext4 luksdock made.
 func TestSecretHygieneKernelEngine(t *testing.T) {
-	g := skipUnlessVM(t)
-	bin := luksdockBinary(t)
-	gw := guestwatchBinary(t)
-	t.Parallel()
-	dir := scratchDir(t)
-	rnd := make([]byte, 24)
-	if _, err := rand.Read(rnd); err != nil {
-		t.Fatal(err)
-	}
-	pass := "e2e-secret-" + hex.EncodeToString(rnd)
 	const label = "backups05"
-	d := Disk{ID: "sec", Image: newImage(t, dir, "disk.img", 128<<20), Transport: "bot",
-		Vendor: "Kingston", Product: "DataTraveler", Serial: "KSECRET0005"}
+	files := []string{"w-prepare.json", "w-verify.json", "w-control.json", "prepare.out", "prepare.err", "verify.out", "verify.err", "meta.json", "vk", "rk.txt"}
 	watch := "guestwatch watch -dirs /tmp,/run,/dev/shm -out"
 	script := `label=` + label + `
-n=$(wait_disk ` + d.Serial + ` 60) || fail "disk did not appear"
 # The shims keep the tools' processes alive for the sampler; the real
 # cryptsetup that is handed the passphrase lives as long as its KDF, hence
 # 50000 pbkdf2 iterations (with 1000 a loaded CI machine once sampled
 # past it).
-mkdir -p /tmp/slow
-for tool in cryptsetup mkfs.ext4 e2fsck dumpe2fs; do
-	real=$(command -v $tool) || fail "no $tool"
-	printf '#!/bin/sh\nsleep 0.5\nexec %s "$@"\n' "$real" > /tmp/slow/$tool
-	chmod +x /tmp/slow/$tool
-done
-PATH=/tmp/slow:$PATH ` + watch + ` /root/w-prepare.json -- \
+` + shimTools("/tmp/slow", "sleep 0.5", "cryptsetup", "mkfs.ext4", "e2fsck", "dumpe2fs") +
+		`PATH=/tmp/slow:$PATH ` + watch + ` /root/w-prepare.json -- \
 	luksdock prepare --device /dev/$n --label $label --passphrase-file /e2e/secret --confirm $n --recovery-key /root/rk.txt \
 	--engine kernel --pbkdf pbkdf2 --pbkdf-force-iterations 50000 --json </dev/null >/root/prepare.out 2>/root/prepare.err
 mark prepared $?
@@ -192,13 +174,9 @@ mark dmsetup $(dmsetup ls 2>&1)
 mark part $(cat /sys/block/$n/${n}1/start /sys/block/$n/${n}1/size)
 cryptsetup luksDump --dump-json-metadata /dev/${n}1 > /root/meta.json || fail "luksDump --dump-json-metadata"
 cryptsetup luksDump --batch-mode --dump-volume-key /dev/${n}1 < /e2e/secret > /root/vk 2>&1 || { cat /root/vk; fail "luksDump --dump-volume-key"; }
-for f in w-prepare.json w-verify.json w-control.json prepare.out prepare.err verify.out verify.err meta.json vk rk.txt; do
-	emit $f /root/$f
-done
-`
+` + emitAll(files...)
 	start := time.Now()
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Programs: map[string]string{"guestwatch": gw},
-		Files: map[string][]byte{"secret": []byte(pass + "\n")}, Disks: []Disk{d}, Timeout: 6 * time.Minute, Script: script})
+	vm, pass, image := secretGuest(t, "sec", "KSECRET0005", "e2e-secret-", 6*time.Minute, script)
 	if rc := strings.Join(mustMark(t, vm, "prepared", 4*time.Minute), ""); rc != "0" {
 		t.Errorf("luksdock prepare under guestwatch: exit %s", rc)
 	}
@@ -210,15 +188,7 @@ done
 		t.Errorf("mapping left after prepare and verify: %q", dm)
 	}
 	part := mustMark(t, vm, "part", 10*time.Second)
-	blobs := map[string][]byte{}
-	for _, f := range []string{"w-prepare.json", "w-verify.json", "w-control.json", "prepare.out", "prepare.err", "verify.out", "verify.err", "meta.json", "vk", "rk.txt"} {
-		b, err := vm.Blob(f, time.Minute)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		blobs[f] = b
-	}
-	mustExit(t, vm, time.Minute)
+	blobs := blobsThenExit(t, vm, files...)
 	t.Logf("guest scenario: %.1f s", time.Since(start).Seconds())
 
 	key := parseVolumeKey(t, blobs["vk"])
@@ -371,7 +341,7 @@ done
 	pstart, _ := strconv.ParseInt(part[0], 10, 64)
 	psize, _ := strconv.ParseInt(part[1], 10, 64)
 	pstart, psize = pstart*512, psize*512
-	img, err := os.ReadFile(d.Image)
+	img, err := os.ReadFile(image)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,6 +147,20 @@ func TestSuggestLabel(t *testing.T) {
 	if got := SuggestLabel(f, "offsite", nil); got != "backups01" {
 		t.Errorf("empty: %s", got)
 	}
+	// Without an inventory (not read): the first backupsNN no docked disk has.
+	for _, c := range []struct {
+		attached []string
+		want     string
+	}{
+		{nil, "backups01"},
+		{[]string{"photos"}, "backups01"},
+		{[]string{"backups01", "backups02"}, "backups03"},
+		{[]string{"backups01", "backups03"}, "backups02"},
+	} {
+		if got := SuggestLabel(nil, "offsite", c.attached); got != c.want {
+			t.Errorf("no inventory, attached %v: %s, want %s", c.attached, got, c.want)
+		}
+	}
 	f.Put(rec("1", "backups01", "offsite"))
 	f.Put(rec("2", "backups02", "offsite"))
 	f.Put(rec("3", "home001", "home"))

@@ -19,7 +19,14 @@ const MaxLabel = 16
 // disk (attached: their LUKS and filesystem labels) already has: two disks
 // with one label, docked together, make the desktop mount the second at
 // LABEL1, and a rotation set is exactly the disks that meet at the dock.
+// A label too long for the next number keeps its number and loses the end
+// of its prefix (MaxLabel). f nil (the inventory could not be read) is an
+// empty inventory: the first backupsNN no attached disk has. The CLI and the
+// wizard both suggest with this one rule.
 func SuggestLabel(f *File, set string, attached []string) string {
+	if f == nil {
+		f = &File{}
+	}
 	taken := map[string]bool{}
 	for _, l := range attached {
 		taken[l] = true

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -155,7 +156,17 @@ func Close(ctx context.Context, name string) error {
 	if _, err := os.Stat("/dev/mapper/" + name); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	_, err := run(ctx, []string{"close", name}, nil, nil)
+	return runClose(ctx, name)
+}
+
+// runClose runs cryptsetup close with args (the mapping name, and
+// --deferred or --cancel-deferred). It is not killed when luksdock dies
+// (outliveLuksdock): it derives no key and only tidies up, and killed with
+// luksdock it would leave the mapping behind
+// (e2e.TestSIGKILLKernelEngine/inside-late/in-close-cryptsetup).
+func runClose(ctx context.Context, args ...string) error {
+	var out bytes.Buffer
+	_, err := runTool(ctx, append([]string{"close"}, args...), nil, nil, &out, nil, outliveLuksdock)
 	return err
 }
 
@@ -300,24 +311,32 @@ func runSecretOut(ctx context.Context, args []string, stdin, out []byte) (int, e
 	return runTool(ctx, args, stdin, nil, nil, out)
 }
 
+// runOption changes how runTool runs cryptsetup.
+type runOption int
+
+const (
+	// outliveLuksdock: the tool is not killed when luksdock dies (no
+	// Pdeathsig); a cancelled context still kills it. Only for a command
+	// that tidies up and must finish (runClose says why).
+	outliveLuksdock runOption = iota + 1
+)
+
 // runTool runs cryptsetup. The secrets (stdin, fd3) are written from where
 // they lie straight into pipes, which hold far more than a passphrase or
 // key, before the child reads them: no copy is made on the way (os/exec's
 // copying goroutine is not used). Standard output goes to out, or, when
 // secretOut is not nil, into secretOut (see runSecretOut).
-func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.Buffer, secretOut []byte) (int, error) {
+func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.Buffer, secretOut []byte, opts ...runOption) (int, error) {
 	cmd := exec.CommandContext(ctx, "cryptsetup", args...)
 	cmd.Env = cleanEnv()
 	// A process group of its own: a terminal's Ctrl-C goes to luksdock,
 	// which lets the step finish, not to cryptsetup halfway through it.
 	// Yet it never outlives luksdock: the kernel kills it when luksdock
 	// dies (Pdeathsig; a stopped verify left a key derivation computing),
-	// and a cancelled context kills its whole group. Except "close": it
-	// tidies up (removes a mapping, derives no key), and killed with
-	// luksdock it would leave the mapping behind
-	// (e2e.TestSIGKILLKernelEngine/inside-late/in-close-cryptsetup).
+	// unless the caller says it must finish (outliveLuksdock), and a
+	// cancelled context kills its whole group.
 	deathsig := syscall.SIGKILL
-	if len(args) > 0 && args[0] == "close" {
+	if slices.Contains(opts, outliveLuksdock) {
 		deathsig = 0
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathsig}
@@ -490,8 +509,7 @@ func HoldMapping(ctx context.Context, name string) (*Mapping, error) {
 		return m, fmt.Errorf("opening %s: %w", m.Path, err)
 	}
 	m.hold = f
-	_, err = run(ctx, []string{"close", "--deferred", name}, nil, nil)
-	m.deferred = err == nil
+	m.deferred = runClose(ctx, "--deferred", name) == nil
 	return m, nil
 }
 
@@ -516,13 +534,12 @@ func (m *Mapping) Close(ctx context.Context) error {
 		}
 		// Still there: someone else holds it. Cancel the deferral and close
 		// it the ordinary way, which says who is busy.
-		_, _ = run(ctx, []string{"close", "--cancel-deferred", m.Name}, nil, nil)
+		_ = runClose(ctx, "--cancel-deferred", m.Name)
 	}
 	if m.sys != "" && !exists(m.sys) {
 		return nil
 	}
-	_, err := run(ctx, []string{"close", m.Name}, nil, nil)
-	return err
+	return runClose(ctx, m.Name)
 }
 
 // AddKeyArgs is the cryptsetup luksAddKey argument list that adds a keyslot

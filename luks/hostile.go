@@ -175,6 +175,21 @@ func inspectLUKS1(h []byte) (HeaderReport, error) {
 	return rep, nil
 }
 
+// luks2Meta is what the hostile checks read of LUKS2's JSON metadata.
+type luks2Meta struct {
+	Keyslots map[string]luks2Keyslot `json:"keyslots"`
+	Digests  map[string]luks2Digest  `json:"digests"`
+	Segments map[string]struct {
+		Offset string `json:"offset"`
+	} `json:"segments"`
+}
+
+// span is a byte range of the header a keyslot area takes.
+type span struct {
+	what       string
+	start, end int64
+}
+
 func inspectLUKS2(r io.ReaderAt, h []byte) (HeaderReport, error) {
 	rep := HeaderReport{Version: 2}
 	hdrSize := be64(h[8:16])
@@ -185,84 +200,31 @@ func inspectLUKS2(r io.ReaderAt, h []byte) (HeaderReport, error) {
 	if _, err := r.ReadAt(js, 4096); err != nil {
 		return rep, fmt.Errorf("reading LUKS2 metadata: %w", err)
 	}
-	var meta struct {
-		Keyslots map[string]luks2Keyslot `json:"keyslots"`
-		Digests  map[string]luks2Digest  `json:"digests"`
-		Segments map[string]struct {
-			Offset string `json:"offset"`
-		} `json:"segments"`
-	}
+	var meta luks2Meta
 	// Numbers beyond their field's range (an iteration count of 2^40) are
 	// a type error here: read them as numbers first to say which.
 	if err := json.Unmarshal(bytes.TrimRight(js, "\x00"), &meta); err != nil {
 		return rep, &HeaderError{Problems: []string{fmt.Sprintf("the JSON metadata does not parse as LUKS2 metadata: %v", err)}}
 	}
-	var bad []string
-	metaEnd := 2 * hdrSize // both binary header + JSON copies
-	dataOff := int64(-1)
-	for n, s := range meta.Segments {
-		o, err := strconv.ParseInt(s.Offset, 10, 64)
-		if err != nil || o < metaEnd {
-			bad = append(bad, fmt.Sprintf("segment %s at offset %q overlaps the metadata area [0, %d)", n, s.Offset, metaEnd))
-			continue
-		}
-		if dataOff < 0 || o < dataOff {
-			dataOff = o
-		}
-	}
-	type span struct {
-		what       string
-		start, end int64
-	}
+	metaEnd := int64(2 * hdrSize) // both binary header + JSON copies
+	dataOff, bad := dataStart(meta, metaEnd)
 	var areas []span
-	names := slices.Sorted(mapKeys(meta.Keyslots))
-	for _, n := range names {
+	for _, n := range slices.Sorted(mapKeys(meta.Keyslots)) {
 		ks := meta.Keyslots[n]
 		what := "keyslot " + n
 		c := KDFCost{What: what, Type: ks.KDF.Type, Hash: ks.KDF.Hash, Time: int64(ks.KDF.Time), MemoryKiB: int64(ks.KDF.Memory), Threads: int64(ks.KDF.CPUs), Iterations: int64(ks.KDF.Iterations), KeyBytes: int64(ks.Area.KeySize)}
 		rep.Keyslots = append(rep.Keyslots, c)
-		switch ks.KDF.Type {
-		case "argon2i", "argon2id":
-			switch {
-			case c.Time < 1 || c.Time > MaxArgon2Time:
-				bad = append(bad, fmt.Sprintf("%s asks for %d argon2 passes (tools write 1 to %d)", what, c.Time, MaxArgon2Time))
-			case c.MemoryKiB < 1 || c.MemoryKiB > MaxKDFMemoryKiB:
-				bad = append(bad, fmt.Sprintf("%s asks for %d KiB of argon2 memory (tools write at most %d KiB, 4 GiB)", what, c.MemoryKiB, MaxKDFMemoryKiB))
-			case c.Time*c.MemoryKiB > MaxArgon2Work:
-				bad = append(bad, fmt.Sprintf("%s asks for %d argon2 passes over %d KiB: %d GiB of memory passes, more than the %d GiB any tool's benchmark writes", what, c.Time, c.MemoryKiB, c.Time*c.MemoryKiB>>20, MaxArgon2Work>>20))
-			case c.Threads < 1 || c.Threads > 255:
-				bad = append(bad, fmt.Sprintf("%s asks for %d argon2 lanes (1 to 255)", what, c.Threads))
-			}
-		case "pbkdf2":
-			if c.Iterations < 1 || c.Iterations > MaxPBKDF2Iterations {
-				bad = append(bad, fmt.Sprintf("%s asks for %d PBKDF2 iterations (tools write at most %d)", what, c.Iterations, MaxPBKDF2Iterations))
-			}
+		if p := c.costProblem(); p != "" {
+			bad = append(bad, p)
 		}
 		if ks.AF.Stripes != CryptsetupStripes {
 			rep.Differences = append(rep.Differences, fmt.Sprintf("%s says af.stripes %d; cryptsetup writes %d and reads %d whatever the header says", what, ks.AF.Stripes, CryptsetupStripes, CryptsetupStripes))
 		}
-		off, err1 := strconv.ParseInt(ks.Area.Offset, 10, 64)
-		size, err2 := strconv.ParseInt(ks.Area.Size, 10, 64)
-		if err1 != nil || err2 != nil || off < 0 || size <= 0 || off > 1<<50 || size > 1<<40 {
-			bad = append(bad, fmt.Sprintf("%s's area at %q of %q bytes is not a byte range", what, ks.Area.Offset, ks.Area.Size))
-			continue
+		a, problems := keyslotArea(what, ks, metaEnd, dataOff, areas)
+		bad = append(bad, problems...)
+		if a != nil {
+			areas = append(areas, *a)
 		}
-		end := off + size
-		switch {
-		case off < metaEnd:
-			bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps the JSON metadata area [0, %d)", what, off, end, metaEnd))
-		case dataOff >= 0 && end > dataOff:
-			bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps the data segment at %d", what, off, end, dataOff))
-		}
-		if need := int64(ks.KeySize) * CryptsetupStripes; ks.KeySize > 0 && size < need {
-			bad = append(bad, fmt.Sprintf("%s's area of %d bytes cannot hold %d bytes of key material", what, size, need))
-		}
-		for _, a := range areas {
-			if off < a.end && a.start < end {
-				bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps %s's [%d, %d)", what, off, end, a.what, a.start, a.end))
-			}
-		}
-		areas = append(areas, span{what, off, end})
 	}
 	for _, n := range slices.Sorted(mapKeys(meta.Digests)) {
 		d := meta.Digests[n]
@@ -277,6 +239,74 @@ func inspectLUKS2(r io.ReaderAt, h []byte) (HeaderReport, error) {
 		return rep, &HeaderError{Problems: bad}
 	}
 	return rep, nil
+}
+
+// dataStart is where the first data segment begins (-1: none), and the
+// segments that overlap the metadata area.
+func dataStart(meta luks2Meta, metaEnd int64) (int64, []string) {
+	var bad []string
+	dataOff := int64(-1)
+	for n, s := range meta.Segments {
+		o, err := strconv.ParseInt(s.Offset, 10, 64)
+		if err != nil || o < metaEnd {
+			bad = append(bad, fmt.Sprintf("segment %s at offset %q overlaps the metadata area [0, %d)", n, s.Offset, metaEnd))
+			continue
+		}
+		if dataOff < 0 || o < dataOff {
+			dataOff = o
+		}
+	}
+	return dataOff, bad
+}
+
+// costProblem says why a keyslot's KDF cost is beyond what any tool writes
+// ("": it is not).
+func (c KDFCost) costProblem() string {
+	switch c.Type {
+	case "argon2i", "argon2id":
+		switch {
+		case c.Time < 1 || c.Time > MaxArgon2Time:
+			return fmt.Sprintf("%s asks for %d argon2 passes (tools write 1 to %d)", c.What, c.Time, MaxArgon2Time)
+		case c.MemoryKiB < 1 || c.MemoryKiB > MaxKDFMemoryKiB:
+			return fmt.Sprintf("%s asks for %d KiB of argon2 memory (tools write at most %d KiB, 4 GiB)", c.What, c.MemoryKiB, MaxKDFMemoryKiB)
+		case c.Time*c.MemoryKiB > MaxArgon2Work:
+			return fmt.Sprintf("%s asks for %d argon2 passes over %d KiB: %d GiB of memory passes, more than the %d GiB any tool's benchmark writes", c.What, c.Time, c.MemoryKiB, c.Time*c.MemoryKiB>>20, MaxArgon2Work>>20)
+		case c.Threads < 1 || c.Threads > 255:
+			return fmt.Sprintf("%s asks for %d argon2 lanes (1 to 255)", c.What, c.Threads)
+		}
+	case "pbkdf2":
+		if c.Iterations < 1 || c.Iterations > MaxPBKDF2Iterations {
+			return fmt.Sprintf("%s asks for %d PBKDF2 iterations (tools write at most %d)", c.What, c.Iterations, MaxPBKDF2Iterations)
+		}
+	}
+	return ""
+}
+
+// keyslotArea checks a keyslot's area against the metadata, the data
+// segment at dataOff and the areas before it; nil when it is no byte range.
+func keyslotArea(what string, ks luks2Keyslot, metaEnd, dataOff int64, areas []span) (*span, []string) {
+	off, err1 := strconv.ParseInt(ks.Area.Offset, 10, 64)
+	size, err2 := strconv.ParseInt(ks.Area.Size, 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || size <= 0 || off > 1<<50 || size > 1<<40 {
+		return nil, []string{fmt.Sprintf("%s's area at %q of %q bytes is not a byte range", what, ks.Area.Offset, ks.Area.Size)}
+	}
+	var bad []string
+	end := off + size
+	switch {
+	case off < metaEnd:
+		bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps the JSON metadata area [0, %d)", what, off, end, metaEnd))
+	case dataOff >= 0 && end > dataOff:
+		bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps the data segment at %d", what, off, end, dataOff))
+	}
+	if need := int64(ks.KeySize) * CryptsetupStripes; ks.KeySize > 0 && size < need {
+		bad = append(bad, fmt.Sprintf("%s's area of %d bytes cannot hold %d bytes of key material", what, size, need))
+	}
+	for _, a := range areas {
+		if off < a.end && a.start < end {
+			bad = append(bad, fmt.Sprintf("%s's area [%d, %d) overlaps %s's [%d, %d)", what, off, end, a.what, a.start, a.end))
+		}
+	}
+	return &span{what, off, end}, bad
 }
 
 func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {

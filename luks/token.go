@@ -345,6 +345,5 @@ func OpenKeyFile(ctx context.Context, dev, name, keyFile string) error {
 // CloseDeferred asks the kernel to remove mapping name as soon as its last
 // user lets go (cryptsetup close --deferred).
 func CloseDeferred(ctx context.Context, name string) error {
-	_, err := run(ctx, []string{"close", "--deferred", name}, nil, nil)
-	return err
+	return runClose(ctx, "--deferred", name)
 }

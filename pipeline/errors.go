@@ -21,17 +21,30 @@ const (
 // Error is a pipeline failure: its kind, which step, what happened and the
 // state the disk is left in.
 type Error struct {
-	Kind  Kind
-	Step  StepID
+	Kind Kind
+	Step StepID
+	// Title is the step's title in the run's plan ("" : the step table's,
+	// or the ID for a step whose title depends on the plan).
+	Title string
 	State string
 	Err   error
 }
 
+// Error names the step by its title, for people (the ID is in Step, and in
+// the JSON events).
 func (e *Error) Error() string {
-	if e.Step != "" {
-		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	if e.Step == "" {
+		return e.Err.Error()
 	}
-	return e.Err.Error()
+	title := e.Title
+	if title == "" {
+		if d, _ := lookupStep(e.Step); d.title != "" {
+			title = d.title
+		} else {
+			title = string(e.Step)
+		}
+	}
+	return fmt.Sprintf("%s: %v", title, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -205,91 +205,25 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 	par := parallelKDF(part)
 	var own, cs time.Duration
 	for i, s := range secrets {
-		var (
-			wg       sync.WaitGroup
-			oInfo    luks.Info
-			oKey     []byte
-			oErr     error
-			cKey     []byte
-			cErr     error
-			csRan    bool
-			ownStart time.Time
-		)
-		ownRun := func() {
-			ownStart = time.Now()
-			oInfo, oKey, oErr = ownUnsealWithin(ctx, part, s, deadline)
-			own += time.Since(ownStart)
-		}
-		csRun := func() {
-			t0 := time.Now()
-			cctx, cancel := context.WithTimeout(ctx, deadline)
-			cKey, cErr = cryptsetupDumpKey(cctx, part, s)
-			if cErr != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
-				cErr = &deadlineError{who: "cryptsetup", limit: deadline}
-			}
-			cancel()
-			csRan = true
-			cs += time.Since(t0)
-		}
-		if par {
-			wg.Add(1)
-			go func() { defer wg.Done(); ownRun() }()
-			csRun()
-			wg.Wait()
-		} else {
-			ownRun()
-			// A passphrase luksdock's code finds wrong is asked of
-			// cryptsetup too: its answer decides.
-			if oErr == nil || errors.Is(oErr, luks.ErrWrongPassphrase) {
-				csRun()
-			}
-		}
+		u := unsealBoth(ctx, part, s, deadline, par)
+		own, cs = own+u.own, cs+u.cs
 		which, name := "", "the passphrase"
 		if len(secrets) > 1 {
 			// a run's secrets: the passphrase, then the recovery key
 			name = [2]string{"the passphrase", "the recovery key"}[min(i, 1)]
 			which = " (" + name + ")"
 		}
-		switch {
-		case oErr != nil && csRan && cErr == nil:
-			// cryptsetup opens it, luksdock's code does not: never a
-			// wrong passphrase; say what differs.
-			diff := "no difference from what cryptsetup writes was found in the header"
-			if len(rep.Differences) > 0 {
-				diff = "the header differs from what cryptsetup writes: " + strings.Join(rep.Differences, "; ")
-			}
-			why := oErr.Error()
-			if errors.Is(oErr, luks.ErrWrongPassphrase) {
-				why = "no keyslot's key matched its digest"
-			}
-			err = fmt.Errorf("cryptsetup unlocks it with %s, luksdock's own LUKS code does not (%s); %s: the disk is not verified", name, why, diff)
-		case errors.Is(oErr, luks.ErrWrongPassphrase) && (!csRan || cryptsetupWrongPassphrase(cErr)):
-			err = wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code and cryptsetup)")
-		case errors.Is(oErr, luks.ErrWrongPassphrase):
-			err = fmt.Errorf("luksdock's own LUKS code finds no keyslot %s opens, and cryptsetup could not check it: %w", name, cErr)
-		case errors.Is(oErr, luks.ErrNotLUKS):
-			err = fmt.Errorf("%s holds no LUKS header", part.Path)
-		case oErr != nil:
-			err = fmt.Errorf("%w%s", oErr, which)
-		case cErr != nil:
-			err = fmt.Errorf("cryptsetup could not unlock it%s: %w", which, cErr)
-		case oKey != nil && subtle.ConstantTimeCompare(oKey, cKey) != 1:
-			err = fmt.Errorf("luksdock's own LUKS code and cryptsetup recovered different volume keys%s", which)
-		case want != nil && subtle.ConstantTimeCompare(cKey, want) != 1:
-			err = fmt.Errorf("the keyslot%s holds a volume key other than the one this run generated", which)
-		case csKey != nil && subtle.ConstantTimeCompare(cKey, csKey) != 1:
-			err = fmt.Errorf("the keyslot%s holds a different volume key than the passphrase's", which)
-		}
-		secret.Free(oKey)
+		err = u.verdict(part, rep, name, which, want, csKey)
+		secret.Free(u.oKey)
 		if err != nil {
-			secret.Free(cKey)
+			secret.Free(u.cKey)
 			secret.Free(csKey)
 			return luks.Info{}, nil, "", err
 		}
 		if csKey == nil {
-			info, csKey = oInfo, cKey
+			info, csKey = u.oInfo, u.cKey
 		} else {
-			secret.Free(cKey)
+			secret.Free(u.cKey)
 		}
 	}
 	how := "one after the other"
@@ -298,6 +232,92 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 	}
 	summary = fmt.Sprintf("luksdock's own unseal %.1fs and cryptsetup's %.1fs, %s", own.Seconds(), cs.Seconds(), how)
 	return info, csKey, summary, nil
+}
+
+// unsealPair is what luksdock's own unseal and cryptsetup made of one
+// secret, and how long each took.
+type unsealPair struct {
+	oInfo   luks.Info
+	oKey    []byte
+	oErr    error
+	cKey    []byte
+	cErr    error
+	csRan   bool
+	own, cs time.Duration
+}
+
+// unsealBoth unseals s with luksdock's own code and with cryptsetup, side
+// by side when par, else one after the other (cryptsetup only when its
+// answer can decide).
+func unsealBoth(ctx context.Context, part luks.Device, s []byte, deadline time.Duration, par bool) (u unsealPair) {
+	ownRun := func() {
+		t0 := time.Now()
+		u.oInfo, u.oKey, u.oErr = ownUnsealWithin(ctx, part, s, deadline)
+		u.own = time.Since(t0)
+	}
+	csRun := func() {
+		t0 := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, deadline)
+		u.cKey, u.cErr = cryptsetupDumpKey(cctx, part, s)
+		if u.cErr != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			u.cErr = &deadlineError{who: "cryptsetup", limit: deadline}
+		}
+		cancel()
+		u.csRan = true
+		u.cs = time.Since(t0)
+	}
+	if par {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); ownRun() }()
+		csRun()
+		wg.Wait()
+		return u
+	}
+	ownRun()
+	// A passphrase luksdock's code finds wrong is asked of cryptsetup
+	// too: its answer decides.
+	if u.oErr == nil || errors.Is(u.oErr, luks.ErrWrongPassphrase) {
+		csRun()
+	}
+	return u
+}
+
+// verdict is what the two unseals of the secret called name say together:
+// nil when both recovered the same volume key, the run's (want) and the
+// earlier secrets' (csKey).
+func (u unsealPair) verdict(part luks.Device, rep luks.HeaderReport, name, which string, want, csKey []byte) error {
+	switch {
+	case u.oErr != nil && u.csRan && u.cErr == nil:
+		// cryptsetup opens it, luksdock's code does not: never a
+		// wrong passphrase; say what differs.
+		diff := "no difference from what cryptsetup writes was found in the header"
+		if len(rep.Differences) > 0 {
+			diff = "the header differs from what cryptsetup writes: " + strings.Join(rep.Differences, "; ")
+		}
+		why := u.oErr.Error()
+		if errors.Is(u.oErr, luks.ErrWrongPassphrase) {
+			why = "no keyslot's key matched its digest"
+		}
+		return fmt.Errorf("cryptsetup unlocks it with %s, luksdock's own LUKS code does not (%s); %s: the disk is not verified", name, why, diff)
+	case errors.Is(u.oErr, luks.ErrWrongPassphrase) && (!u.csRan || cryptsetupWrongPassphrase(u.cErr)):
+		return wrongSecretError(name + " does not unlock any keyslot (checked with luksdock's own LUKS code and cryptsetup)")
+	case errors.Is(u.oErr, luks.ErrWrongPassphrase):
+		return fmt.Errorf("luksdock's own LUKS code finds no keyslot %s opens, and cryptsetup could not check it: %w", name, u.cErr)
+	case errors.Is(u.oErr, luks.ErrNotLUKS):
+		return fmt.Errorf("%s holds no LUKS header", part.Path)
+	case u.oErr != nil:
+		return fmt.Errorf("%w%s", u.oErr, which)
+	case u.cErr != nil:
+		return fmt.Errorf("cryptsetup could not unlock it%s: %w", which, u.cErr)
+	case u.oKey != nil && subtle.ConstantTimeCompare(u.oKey, u.cKey) != 1:
+		return fmt.Errorf("luksdock's own LUKS code and cryptsetup recovered different volume keys%s", which)
+	case want != nil && subtle.ConstantTimeCompare(u.cKey, want) != 1:
+		return fmt.Errorf("the keyslot%s holds a volume key other than the one this run generated", which)
+	case csKey != nil && subtle.ConstantTimeCompare(u.cKey, csKey) != 1:
+		return fmt.Errorf("the keyslot%s holds a different volume key than the passphrase's", which)
+	}
+	return nil
 }
 
 // cryptsetupWrongPassphrase says whether err is cryptsetup's "No key

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -62,7 +63,8 @@ func ResolveOwner(spec string, getenv func(string) string) (fsformat.Owner, stri
 }
 
 // lookupUser finds a user by name or number in the user database and returns
-// it with its primary group.
+// it with its primary group. Its errors are in the user's words, not Go's
+// ("user: unknown user bob").
 func lookupUser(s string) (fsformat.Owner, error) {
 	var u *user.User
 	var err error
@@ -71,8 +73,15 @@ func lookupUser(s string) (fsformat.Owner, error) {
 	} else {
 		u, err = user.Lookup(s)
 	}
-	if err != nil {
-		return fsformat.Owner{}, err
+	var noName user.UnknownUserError
+	var noID user.UnknownUserIdError
+	switch {
+	case errors.As(err, &noName):
+		return fsformat.Owner{}, fmt.Errorf("there is no user named %s on this computer", s)
+	case errors.As(err, &noID):
+		return fsformat.Owner{}, fmt.Errorf("no user on this computer has the number %s", s)
+	case err != nil:
+		return fsformat.Owner{}, fmt.Errorf("the list of users could not be read (%v)", err)
 	}
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)

@@ -38,7 +38,8 @@ func TestResolveOwner(t *testing.T) {
 		{"0", nil, fsformat.Owner{UID: 0, GID: rootGID}, "primary group", false},
 		{"1000:", nil, fsformat.Owner{}, "UID:GID", true},
 		{"a:b", nil, fsformat.Owner{}, "UID:GID", true},
-		{"no-such-user-luksdock", nil, fsformat.Owner{}, "no-such-user-luksdock", true},
+		{"no-such-user-luksdock", nil, fsformat.Owner{}, "there is no user named no-such-user-luksdock on this computer", true},
+		{"", map[string]string{"PKEXEC_UID": "2147000001"}, fsformat.Owner{}, "no user on this computer has the number 2147000001", true},
 	} {
 		got, why, err := ResolveOwner(c.spec, func(k string) string { return c.env[k] })
 		if c.err {

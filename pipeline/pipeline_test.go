@@ -55,8 +55,21 @@ func TestDryRunScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// the plan's summary names the set and the owner
+	ps, err := NewPlan(tg, Options{Label: "backups01", Set: "offsite", Owner: "4242:4343"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\n# set: offsite\n# owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)\n"} {
+		if !strings.Contains(ps.Script(), want) {
+			t.Errorf("script lacks %q:\n%s", want, ps.Script())
+		}
+	}
+	if want := "set: offsite; owner of the filesystem's top directory: 4242:4343 (--owner 4242:4343)"; ps.SetOwnerLine() != want {
+		t.Errorf("SetOwnerLine() = %q, want %q", ps.SetOwnerLine(), want)
+	}
 	s := p.Script()
-	for _, want := range []string{"truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
+	for _, want := range []string{"\n# set: none\n", "truncate -s 1073741824", "sfdisk", "cryptsetup luksFormat --batch-mode --verify-passphrase --type luks2 --label backups01 --cipher aes-xts-plain64 --key-size 512 \"$PART\"",
 		"mkfs.ext4", "-L backups01", "cryptsetup luksHeaderBackup", "e2fsck -fn"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)

@@ -348,6 +348,21 @@ func (p *Plan) recoveryKeyByHand(f cmdFacts) string {
 	return gen + write + " && " + kdf + " && " + add + " && RK="
 }
 
+// SetOwnerLine is the plan's set and the owner of the filesystem's top
+// directory, with why, for the run's first notes (the --dry-run script
+// has a line for each).
+func (p *Plan) SetOwnerLine() string {
+	return fmt.Sprintf("set: %s; owner of the filesystem's top directory: %s (%s)", p.setName(), p.Owner, p.OwnerWhy)
+}
+
+// setName is the plan's rotation set, "none" without one.
+func (p *Plan) setName() string {
+	if p.Opts.Set == "" {
+		return "none"
+	}
+	return p.Opts.Set
+}
+
 // Script is the plan as a shell script for --dry-run: run by hand (as root,
 // on a kernel with device-mapper) it does what luksdock does, asking for the
 // passphrase at cryptsetup's prompts. luksdock's own checks (identity,
@@ -360,6 +375,7 @@ func (p *Plan) Script() string {
 	fmt.Fprintf(&b, "# luksdock plan for %s (%s); luksdock would use the %s engine: %s\n", p.Target.Path, disk.SizeString(p.Target.Size), p.Engine, p.EngineWhy)
 	fmt.Fprintf(&b, "# sectors: %s\n", p.Target.SectorsLine())
 	fmt.Fprintf(&b, "# layout: %s\n", p.LayoutLine())
+	fmt.Fprintf(&b, "# set: %s\n", p.setName())
 	fmt.Fprintf(&b, "# owner of the filesystem's top directory: %s (%s)\n", p.Owner, p.OwnerWhy)
 	if p.Engine == EngineUserspace {
 		b.WriteString("# (the userspace engine decrypts in luksdock and serves the volume through FUSE;\n#  by hand, cryptsetup open does the same with dm-crypt, as below)\n")
@@ -374,6 +390,14 @@ func (p *Plan) Script() string {
 		fmt.Fprintf(&b, "# warning: %s\n", w)
 	}
 	b.WriteString("set -eu\n")
+	if p.Target.Image {
+		// set -e stops at the first failure: without this the loop device
+		// (and a mapping on it) would stay behind.
+		fmt.Fprintf(&b, "# On a failure: close what is open on the image and detach its loop device\n"+
+			"MAPPER=%s\n"+
+			"trap 'rc=$?; if [ $rc -ne 0 ] && [ -n \"${LOOP:-}\" ]; then cryptsetup close luksdock-verify 2>/dev/null || true; cryptsetup close \"$MAPPER\" 2>/dev/null || true; losetup --detach \"$LOOP\" || true; fi; exit $rc' EXIT\n",
+			shq(p.mapperName()))
+	}
 	f := p.planFacts()
 	f.script = true
 	for _, s := range p.Steps {

@@ -81,6 +81,7 @@ func (p *Plan) Run(ctx context.Context, confirm string, passphrase []byte, emit 
 		r.send(Event{Kind: EventInfo, Message: n})
 	}
 	r.send(Event{Kind: EventInfo, Message: "sectors: " + p.Target.SectorsLine() + "; layout: " + p.LayoutLine()})
+	r.send(Event{Kind: EventInfo, Message: p.SetOwnerLine()})
 	for _, w := range p.Warnings {
 		r.send(Event{Kind: EventWarning, Message: w})
 	}
@@ -153,7 +154,7 @@ func (r *runner) stopped(id StepID) error {
 		return nil
 	}
 	r.release()
-	return r.fail(&Error{Kind: KindInterrupted, Step: id, State: StateAfter(r.done), Err: errors.New("interrupted before this step; the volume is closed and the disk released")})
+	return r.fail(&Error{Kind: KindInterrupted, Step: id, Title: r.stepDef(id).Title, State: StateAfter(r.done), Err: errors.New("interrupted before this step; the volume is closed and the disk released")})
 }
 
 func (r *runner) step(id StepID) error {
@@ -196,7 +197,7 @@ func (r *runner) step(id StepID) error {
 			err = fmt.Errorf("%w (%s)", err, gone)
 		}
 		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0), Failure: kind})
-		return &Error{Kind: kind, Step: id, State: state, Err: err}
+		return &Error{Kind: kind, Step: id, Title: r.stepDef(id).Title, State: state, Err: err}
 	}
 	r.done = id
 	r.send(Event{Kind: EventDone, Step: id, Message: msg, Elapsed: time.Since(t0)})

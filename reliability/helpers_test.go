@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/disk"
 	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
@@ -205,28 +206,6 @@ func parseEvents(t *testing.T, out string) []event {
 // device (dropping its partition entries) when the test ends.
 var attachLoop = testkit.AttachLoop
 
-// loopsFor lists loop devices whose backing file is path.
-func loopsFor(path string) []string {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return nil
-	}
-	var out []string
-	m, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, bf := range m {
-		b, err := os.ReadFile(bf)
-		if err != nil {
-			continue
-		}
-		p := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		var s2 syscall.Stat_t
-		if syscall.Stat(p, &s2) == nil && s2.Dev == st.Dev && s2.Ino == st.Ino {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(bf))))
-		}
-	}
-	return out
-}
-
 // --- mounts and processes ---
 
 // mount is one line of /proc/self/mountinfo.
@@ -391,7 +370,7 @@ func noLeftovers(t *testing.T, tmpdir, img string, kids []int) {
 			exec.Command("umount", "-l", x.point).Run() // so the next cases and TempDir cleanup can go on
 		}
 	}
-	if l := loopsFor(img); len(l) > 0 {
+	if l := disk.Host.LoopsBackedBy(img); len(l) > 0 {
 		t.Errorf("loop device left on %s: %v", img, l)
 	}
 	deadline := time.Now().Add(10 * time.Second)

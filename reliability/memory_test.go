@@ -9,9 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"luksdock/internal/procmem"
 	"luksdock/internal/testkit"
@@ -75,7 +73,7 @@ func stopTools(t *testing.T, tools ...string) string {
 	return dir
 }
 
-// tracedRun runs luksdock under ptrace (procmem.RunTraced) so that its
+// tracedRun runs luksdock under ptrace (procmem.RunTracedStops) so that its
 // memory can be read at its exit, and calls atStop with every stopped tool
 // shim (a descendant of luksdock in state T running a shim from shims)
 // before continuing it. It must not run beside other tests (RunTraced
@@ -104,58 +102,18 @@ func tracedRunEnv(t *testing.T, tmpdir string, extraEnv []string, shims string, 
 	go func() { inW.Write(stdin); inW.Close() }()
 
 	var exitSnap *memSnap
-	pids := make(chan int, 1)
-	done := make(chan struct{})
-	var code int
-	var runErr error
-	go func() {
-		defer close(done)
-		code, runErr = procmem.RunTraced(bin, append([]string{bin}, args...),
-			&os.ProcAttr{Env: env, Files: []*os.File{inR, outW, errW}},
-			func(pid int) {
-				inR.Close()
-				outW.Close()
-				errW.Close()
-				pids <- pid
-			},
-			func(tid int) {
-				s, err := procmem.Read(tid)
-				exitSnap = &memSnap{Snapshot: s, pid: tid, err: err}
-			})
-		if runErr != nil {
-			inR.Close()
-			outW.Close()
-			errW.Close()
-			close(pids)
-		}
-	}()
-	if pid, ok := <-pids; ok {
-		// Continue the stopped shims after atStop has looked.
-		seen := map[int]bool{}
-	poll:
-		for {
-			select {
-			case <-done:
-				break poll
-			default:
-			}
-			for _, p := range descendants(pid) {
-				if seen[p.PID] || procState(p.PID) != 'T' {
-					continue
-				}
-				cmd := readCmdline(p.PID)
-				if !strings.Contains(cmd, shims+"/") {
-					continue
-				}
-				seen[p.PID] = true
-				tool := filepath.Base(strings.Fields(strings.ReplaceAll(cmd, "\x00", " "))[1])
-				atStop(tool, pid)
-				syscall.Kill(p.PID, syscall.SIGCONT)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+	closeChild := func() { inR.Close(); outW.Close(); errW.Close() }
+	code, runErr := procmem.RunTracedStops(bin, append([]string{bin}, args...),
+		&os.ProcAttr{Env: env, Files: []*os.File{inR, outW, errW}}, shims,
+		func(int) { closeChild() },
+		atStop,
+		func(tid int) {
+			s, err := procmem.Read(tid)
+			exitSnap = &memSnap{Snapshot: s, pid: tid, err: err}
+		})
+	if runErr != nil {
+		closeChild()
 	}
-	<-done
 	wg.Wait()
 	if runErr != nil {
 		t.Fatalf("running luksdock under ptrace: %v", runErr)
@@ -203,10 +161,8 @@ func secretsInMemory(t *testing.T, kdf []string) {
 				mu.Unlock()
 			}
 			add("luksdock", pid)
-			for _, d := range descendants(pid) {
-				if d.Comm == "luksdock-volume" {
-					add("volume server", d.PID)
-				}
+			for _, v := range procmem.VolumeServers(pid) {
+				add("volume server", v)
 			}
 		}
 	}

@@ -137,10 +137,10 @@ type secretAction struct {
 	pass  secret
 	empty string // why Enter with nothing typed is refused
 	// work is called on Enter with the secret unlocked into locked
-	// memory (unlockSecret's); it reads what it needs of the shared state
-	// then and returns what the command does. The secret is freed when
-	// the command ends.
-	work func(sec []byte) func() (any, error)
+	// memory (unlockSecret's; isKey: it is a recovery key); it reads what
+	// it needs of the shared state then and returns what the command does.
+	// The secret is freed when the command ends.
+	work func(sec []byte, isKey bool) func() (any, error)
 }
 
 func (s *secretAction) Enter() tea.Cmd {
@@ -160,9 +160,9 @@ func (s *secretAction) submit() tea.Cmd {
 	if s.run.refused(&s.pass, s.empty) {
 		return nil
 	}
-	sec, _ := unlockSecret(&s.pass)
+	sec, isKey := unlockSecret(&s.pass)
 	s.pass.Clear()
-	work := s.work(sec)
+	work := s.work(sec, isKey)
 	return s.runCore(func() (any, error) {
 		defer lsecret.Free(sec)
 		return work()

@@ -264,7 +264,7 @@ func (s *failedScreen) View() (string, int) {
 		b.WriteString(para(lipglossPlain, "Nothing was written. Fix the cause above and start again from the disk list.", w, ""))
 	case pipeline.KindInterrupted:
 		if began && pipeline.StopsPartWay(e.Step) {
-			b.WriteString(para(lipglossPlain, "You stopped the run. "+title+" stopped where it was and its position is saved; no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: prepare it again with the same choices (label, set and options) and the wizard continues from where it stopped.", w, ""))
+			b.WriteString(para(lipglossPlain, "You stopped the run. "+title+" stopped where it was and its position is saved; no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: choose it again with the same choices (label, set and options) and the wizard continues from where it stopped.", w, ""))
 			break
 		}
 		b.WriteString(para(lipglossPlain, "You stopped the run. The step in progress finished, no later step started, the volume was closed and the disk released. The disk is not a finished backup disk: prepare it again.", w, ""))

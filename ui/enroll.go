@@ -26,7 +26,7 @@ func newEnroll(c *shared) screen {
 	s := &enrollScreen{}
 	s.actionBase = newActionBase(c, actEnroll, "Enroll this host", "Adding this host's keyslot…", "enroll")
 	s.empty = "type the disk's passphrase first: it authorises the new keyslot"
-	s.work = func(p []byte) func() (any, error) {
+	s.work = func(p []byte, _ bool) func() (any, error) {
 		t := c.target
 		return func() (any, error) {
 			d, ok := core.LUKSDevice(t.Path, t.Content, t.Parts)

@@ -151,7 +151,7 @@ func (s *newKeyScreen) enter() tea.Cmd {
 		sel := s.c.selector()
 		return s.runCore(func() (any, error) {
 			defer lsecret.Free(p)
-			return keyChecked{}, core.CheckSecret(sel, p)
+			return keyChecked{}, core.CheckSecret(sel, p, false)
 		})
 	case 1:
 		s.phase = 2

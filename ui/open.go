@@ -18,14 +18,14 @@ func newOpen(c *shared) screen {
 	s := &openScreen{}
 	s.actionBase = newActionBase(c, actOpen, "Open: unlock and mount", "Unlocking and mounting…", "open")
 	s.empty = "type the passphrase or the recovery key first"
-	s.work = func(sec []byte) func() (any, error) {
+	s.work = func(sec []byte, isKey bool) func() (any, error) {
 		sel, engine := c.selector(), pipeline.Engine(c.cfg.Engine)
 		return func() (any, error) {
 			user, err := core.MountUser(os.Getenv)
 			if err != nil {
 				return nil, err
 			}
-			return core.Open(context.Background(), core.OpenOptions{Selector: sel, Secret: sec, User: user, Engine: engine})
+			return core.Open(context.Background(), core.OpenOptions{Selector: sel, Secret: sec, SecretIsRecoveryKey: isKey, User: user, Engine: engine})
 		}
 	}
 	return s

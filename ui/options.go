@@ -149,7 +149,7 @@ func newOptions(c *shared) screen {
 	s.keys.enter = keyEnter("continue")
 	s.keys.back = keyBack("back")
 
-	s.label = &textOption{name: "Label", f: field{CharLimit: 64},
+	s.label = &textOption{name: "Label", f: field{}, // no limit here: a long label is refused whole, with its length
 		help: func(*shared) string {
 			if s.saved != nil && s.suggestion == s.saved.Label {
 				return "suggested: " + s.suggestion + ", the label of this disk's interrupted erase (" + s.saved.String() + "); keep it and the same options to continue the erase"
@@ -187,7 +187,7 @@ func newOptions(c *shared) screen {
 	if c.cfg.PBKDF != (luks.PBKDF{}) {
 		s.pbkdf.cur = 2 // what the command line said
 	}
-	s.set = &textOption{name: "Set", f: field{Placeholder: "none (e.g. offsite)", CharLimit: 64},
+	s.set = &textOption{name: "Set", f: field{Placeholder: "none (e.g. offsite)"},
 		help: func(*shared) string {
 			return "the rotation set this disk belongs to, kept in its LUKS2 header and luksdock's inventory; the label is suggested from the set"
 		},
@@ -214,7 +214,7 @@ func newOptions(c *shared) screen {
 		header,
 		s.rec,
 		s.set,
-		&textOption{name: "Owner", f: field{Placeholder: "you (the user behind sudo or pkexec)", CharLimit: 64},
+		&textOption{name: "Owner", f: field{Placeholder: "you (the user behind sudo or pkexec)"},
 			help: func(*shared) string {
 				if s.owner == "" {
 					return "who owns the filesystem's top directory: USER or UID:GID"
@@ -336,17 +336,14 @@ func (s *optionsScreen) seenLabels() []string {
 	return out
 }
 
-// suggest is the label for the next disk: from the inventory (the set's
-// numbering, no label any known or attached disk has) when it was read,
-// else from the labels in sight.
+// suggest is the label for the next disk: the one rule of
+// inventory.SuggestLabel (the set's numbering, no label any known or
+// attached disk has; without an inventory, the first free backupsNN).
 func (s *optionsScreen) suggest() string {
 	if s.saved != nil {
 		return s.saved.Label
 	}
-	if s.c.inv != nil {
-		return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
-	}
-	return SuggestLabel(s.seenLabels())
+	return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
 }
 
 // Enter suggests a label when there is none yet.

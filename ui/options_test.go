@@ -79,6 +79,10 @@ func TestOptionsSpeakInScreenWords(t *testing.T) {
 		h.typ("no-such-user-here")
 		s = h.waitFor("the wrong owner refused", 5*time.Second, func(s snapshot) bool { return strings.Contains(flat(s.body), `✗ Owner "no-such-user-here"`) })
 		noFlag("a wrong owner", s)
+		// in the user's words, not Go's ("user: unknown user ...")
+		if b := flat(s.body); !strings.Contains(b, "there is no user named no-such-user-here on this computer") || strings.Contains(b, "unknown user") {
+			t.Errorf("the wrong owner is not said in the user's words:\n%s", s.body)
+		}
 		h.setText("")
 		s = h.waitFor("the owner explained", 5*time.Second, func(s snapshot) bool { return strings.Contains(flat(s.body), "now 0:0") })
 		noFlag("the owner as resolved", s)
@@ -190,4 +194,28 @@ func TestHeaderBackupCheckPlugged(t *testing.T) {
 			t.Errorf("check called for target %q, want %q", a[0], img)
 		}
 	}
+}
+
+// A new user's defect: a label (or set) longer than the field once allowed
+// was cut at 64 characters and then refused as "64 bytes". What was typed
+// is kept whole and refused with its own length and the limit.
+func TestOptionsLongEntriesRefusedWhole(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "long.img")
+	h := startSized(t, imageConfig(img, 128<<20), 100, 40, nil)
+	h.toOptions()
+	h.focusField("Label")
+	long := strings.Repeat("b", 70)
+	h.setText(long)
+	s := h.waitFor("the long label refused", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(flat(s.body), "is 70 bytes; ext4 labels hold at most 16 bytes")
+	})
+	if !strings.Contains(nospace(s.body), long) {
+		t.Errorf("the label field does not hold all 70 characters typed:\n%s", s.body)
+	}
+	h.setText("backups01")
+	h.focusField("Set")
+	h.setText(strings.Repeat("s", 80))
+	h.waitFor("the long set refused", 5*time.Second, func(s snapshot) bool {
+		return strings.Contains(flat(s.body), "is 80 bytes; the LUKS2 subsystem field holds at most 47")
+	})
 }

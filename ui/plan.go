@@ -129,6 +129,15 @@ func (s *planScreen) View() (string, int) {
 	}
 	b.WriteString(para(lipglossPlain, fmt.Sprintf("Target: %s, %s", what, disk.SizeString(t.Size)), w, "  "))
 	b.WriteString(para(lipglossPlain, fmt.Sprintf("Label %q, %s, LUKS%s; engine %s (%s)", p.Opts.Label, strings.ToUpper(string(p.Opts.Table)), map[bool]string{true: "1", false: "2"}[p.Opts.LUKS1], p.Engine, p.EngineWhy), w, "  "))
+	set := "none"
+	if p.Opts.Set != "" {
+		set = p.Opts.Set
+	}
+	owner := p.Owner.String()
+	if why := strings.TrimPrefix(screenWords(p.OwnerWhy), "Owner "); why != owner {
+		owner += " (" + why + ")"
+	}
+	b.WriteString(para(lipglossPlain, "Set: "+set+"; owner of the top directory: "+owner, w, "  "))
 	if p.Opts.HeaderBackup != "" {
 		b.WriteString(para(lipglossPlain, "Header backup: "+p.Opts.HeaderBackup, w, "  "))
 	}

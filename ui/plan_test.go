@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"luksdock/pipeline"
 	"luksdock/recovery"
@@ -133,4 +134,26 @@ func TestPlanCommandsCopyable(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A new user's defect: the Plan screen summed up the label, table, LUKS
+// version and engine but not the set or the owner chosen on Options.
+func TestPlanNamesSetAndOwner(t *testing.T) {
+	testkit.NeedRoot(t, "cryptsetup")
+	img := filepath.Join(t.TempDir(), "so.img")
+	h := startSized(t, imageConfig(img, 128<<20), 100, 40, nil)
+	h.toOptions()
+	h.focusField("Set")
+	h.setText("offsite")
+	h.focusField("Owner")
+	h.setText("4242:4343")
+	h.focusField("Label")
+	h.setText("offsite01")
+	h.waitFor("the choices checked", 5*time.Second, func(s snapshot) bool {
+		return s.field("Label") == "offsite01" && strings.Contains(s.body, "✓ ready")
+	})
+	s := h.optionsToPlan(testPass)
+	if b := flat(s.body); !strings.Contains(b, "Set: offsite; owner of the top directory: 4242:4343") || strings.Contains(b, "--owner") {
+		t.Errorf("the Plan screen does not name the set and the owner:\n%s", s.body)
+	}
 }

@@ -299,7 +299,7 @@ func (s *progressScreen) View() (string, int) {
 			}
 			b.WriteString(c.command("    ", sv.command))
 			if sv.step.Slow != "" {
-				b.WriteString(para(st.faint, "    why it takes time: "+sv.step.Slow, w, "      "))
+				b.WriteString(para(st.faint, "    why it takes time: "+inWizard(sv.step.Slow), w, "      "))
 			}
 		}
 		if sv.state == "failed" && sv.msg != "" {

@@ -54,10 +54,13 @@ func TestStopDuringEraseThenContinue(t *testing.T) {
 	}
 	var once sync.Once
 	var mu sync.Mutex
-	var asked string
+	var asked, erasing string
 	hook := func(p *probe, msg tea.Msg) {
 		if e, ok := msg.(runEventMsg); ok && e.Kind == pipeline.EventProgress && e.Step == pipeline.StepErase && e.Progress != nil && e.Progress.Fraction < 1 {
 			once.Do(func() {
+				mu.Lock()
+				erasing = p.view()
+				mu.Unlock()
 				p.m.Update(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl})
 				mu.Lock()
 				asked = p.view()
@@ -91,13 +94,16 @@ func TestStopDuringEraseThenContinue(t *testing.T) {
 		t.Skipf("SKIP: the erase of 2 GiB ended before the stop took effect (%s); cannot test stopping it here", s.screen)
 	}
 	mu.Lock()
-	q := flat(asked)
+	q, e := flat(asked), flat(erasing)
 	mu.Unlock()
+	if strings.Contains(e, "same command") || !strings.Contains(e, "a stop saves its position") {
+		t.Errorf("the Progress screen during the erase does not say how to continue in the wizard:\n%s", erasing)
+	}
 	if !strings.Contains(q, "Stop? Erase the whole disk") || !strings.Contains(q, "stops where it is") || strings.Contains(q, "runs to its end") || strings.Contains(q, "same command") {
 		t.Errorf("the stop dialog during the erase does not say it stops where it is:\n%s", asked)
 	}
 	b := flat(s.body)
-	for _, want := range []string{"Stopped during Erase the whole disk", "partly erased", "prepare this disk again with the same choices", "Not started Make the ext4 filesystem"} {
+	for _, want := range []string{"Stopped during Erase the whole disk", "partly erased", "choose this disk again with the same choices", "Not started Make the ext4 filesystem"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("the Stopped screen lacks %q:\n%s", want, s.body)
 		}

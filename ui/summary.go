@@ -27,7 +27,7 @@ func Summary(results []*pipeline.Result, last error) string {
 		}
 	}
 	if last != nil {
-		fmt.Fprintf(&b, "The last preparation did not finish: %v\n", last)
+		fmt.Fprintf(&b, "The last preparation did not finish: %v\n", AfterWizard(last))
 	}
 	if b.Len() == 0 {
 		b.WriteString("No disk was prepared.\n")

@@ -30,3 +30,23 @@ func TestSummaryForPeople(t *testing.T) {
 		t.Errorf("summary of nothing: %q", got)
 	}
 }
+
+// A new user's defect: after the wizard, a stopped erase said "run the
+// same command again", but nobody typed a command: what is printed says to
+// run luksdock again and choose the disk, and the error is still the
+// pipeline's (its exit code comes from it).
+func TestAfterWizardSaysHowToContinue(t *testing.T) {
+	pe := &pipeline.Error{Kind: pipeline.KindInterrupted, Err: errors.New("interrupted: the erase stopped at 1 GiB of 2 GiB (50%); the volume is closed and the disk released; run the same command again to continue from there (the position is saved in /x)")}
+	for _, got := range []string{Summary(nil, pe), AfterWizard(pe).Error()} {
+		if strings.Contains(got, "same command") || !strings.Contains(got, "run luksdock again and choose this disk with the same choices to continue from there") {
+			t.Errorf("after the wizard: %q", got)
+		}
+	}
+	var back *pipeline.Error
+	if !errors.As(AfterWizard(pe), &back) || back != pe {
+		t.Error("AfterWizard hides the pipeline's error")
+	}
+	if AfterWizard(nil) != nil {
+		t.Error("AfterWizard(nil) is not nil")
+	}
+}

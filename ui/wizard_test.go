@@ -653,25 +653,6 @@ func TestCtrlCDuringStepStopsSafely(t *testing.T) {
 	h.onScreen(scrDisks)
 }
 
-func TestSuggestLabel(t *testing.T) {
-	for _, c := range []struct {
-		in   []string
-		want string
-	}{
-		{nil, "backups01"},
-		{[]string{"photos"}, "backups01"},
-		{[]string{"backups01"}, "backups02"},
-		{[]string{"backups01", "backups03", "photos1"}, "backups04"},
-		{[]string{"offsite9"}, "offsite10"},
-		{[]string{"home-a07", "home-a08", "backups01"}, "home-a09"},
-		{[]string{"x0123456789abcd99"}, "backups01"}, // next would be 17 bytes
-	} {
-		if got := SuggestLabel(c.in); got != c.want {
-			t.Errorf("SuggestLabel(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
 // TestRealHotplugLoopDevicePrepared uses real discovery: sysfs, kernel
 // uevents and the safety policy. A loop device attached while the wizard
 // waits is a disk "docked" now: it must appear, be pre-selected as just

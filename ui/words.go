@@ -22,11 +22,35 @@ var wizardWords = strings.NewReplacer(
 	"starting over (--restart)", "starting over",
 	// Unhealthy: "yes" was typed
 	"used because of --accept-unhealthy", "used because you typed yes",
-	// Stopped: nobody typed a command to run again
-	"run the same command again to continue from there", "prepare this disk again with the same choices to continue from there",
-	"run the same command again to continue", "prepare this disk again with the same choices to continue",
-	"run the same command again", "prepare this disk again with the same choices",
+	// Progress, Stopped: nobody typed a command to run again; the way on
+	// is to choose the disk again (its interrupted erase is proposed)
+	"run the same command again to continue from there", "choose this disk again with the same choices to continue from there",
+	"run the same command again to continue", "choose this disk again with the same choices to continue",
+	"run the same command again", "choose this disk again with the same choices",
+	"Ctrl+C stops it and the same command continues it", "a stop saves its position, and choosing this disk again with the same choices continues it",
 )
 
 // screenWords is the pipeline's message s in the wizard's words.
 func screenWords(s string) string { return wizardWords.Replace(s) }
+
+// afterWords are the pipeline's words for what is printed once the wizard
+// has ended: the way on is to start the wizard again.
+var afterWords = strings.NewReplacer(
+	"run the same command again", "run luksdock again and choose this disk with the same choices",
+)
+
+// AfterWizard is err (a run the wizard ended with) as luksdock prints it
+// once the wizard has ended: its advice says to start the wizard again and
+// choose the disk, not to "run the same command" (nobody typed one). It
+// wraps err: errors.Is and errors.As see the original. nil stays nil.
+func AfterWizard(err error) error {
+	if err == nil {
+		return nil
+	}
+	return afterErr{err}
+}
+
+type afterErr struct{ err error }
+
+func (e afterErr) Error() string { return afterWords.Replace(e.err.Error()) }
+func (e afterErr) Unwrap() error { return e.err }

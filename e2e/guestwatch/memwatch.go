@@ -8,13 +8,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
 	"luksdock/internal/procmem"
-	"luksdock/internal/procwatch"
 	"luksdock/recovery"
 )
 
@@ -84,50 +80,17 @@ func memwatchCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "guestwatch: %v\n", err)
 		return 125
 	}
-	pids := make(chan int, 1)
-	done := make(chan struct{})
 	var runErr error
-	go func() {
-		defer close(done)
-		rep.ExitCode, runErr = procmem.RunTraced(path, cmdArgs,
-			&os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}},
-			func(pid int) { pids <- pid },
-			func(tid int) { take("exit", "luksdock", tid) })
-		if runErr != nil {
-			close(pids)
-		}
-	}()
-	if pid, ok := <-pids; ok {
-		seen := map[int]bool{}
-	poll:
-		for {
-			select {
-			case <-done:
-				break poll
-			default:
+	rep.ExitCode, runErr = procmem.RunTracedStops(path, cmdArgs,
+		&os.ProcAttr{Env: os.Environ(), Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}, *shims,
+		nil,
+		func(tool string, pid int) {
+			take(tool+" running", "luksdock", pid)
+			for _, v := range procmem.VolumeServers(pid) {
+				take(tool+" running", "volume server", v)
 			}
-			for _, p := range descendants(pid) {
-				if seen[p.pid] || procState(p.pid) != 'T' {
-					continue
-				}
-				c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
-				f := strings.Split(string(c), "\x00")
-				if len(f) < 2 || filepath.Dir(f[1]) != filepath.Clean(*shims) {
-					continue
-				}
-				seen[p.pid] = true
-				take(filepath.Base(f[1])+" running", "luksdock", pid)
-				for _, d := range descendants(pid) {
-					if procwatch.Comm(d.pid) == "luksdock-volume" {
-						take(filepath.Base(f[1])+" running", "volume server", d.pid)
-					}
-				}
-				syscall.Kill(p.pid, syscall.SIGCONT)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	<-done
+		},
+		func(tid int) { take("exit", "luksdock", tid) })
 	if runErr != nil {
 		rep.Error = runErr.Error()
 	}
@@ -184,17 +147,4 @@ func memwatchCmd(args []string) int {
 		return 125
 	}
 	return rep.ExitCode
-}
-
-// procState is the state letter of /proc/PID/stat (0 when gone).
-func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	r := bytes.LastIndexByte(b, ')')
-	if r < 0 || r+2 >= len(b) {
-		return 0
-	}
-	return b[r+2]
 }

@@ -96,3 +96,34 @@ func TestRunTraced(t *testing.T) {
 		t.Error("the memory was not readable at the exit stop")
 	}
 }
+
+// TestRunTracedStops: each run of a stopping shim is seen once, stopped,
+// with the tool's name and the program's pid, and then goes on (the
+// program ends with its own status).
+func TestRunTracedStops(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("SKIP: no sh")
+	}
+	shims := t.TempDir()
+	if err := os.WriteFile(shims+"/tool", []byte("#!/bin/sh\nkill -STOP $$\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var stops []string
+	code, err := RunTracedStops(sh, []string{"sh", "-c", "tool && tool && exit 4"},
+		&os.ProcAttr{Env: []string{"PATH=" + shims + ":/usr/bin:/bin"}}, shims,
+		func(p int) { pid = p },
+		func(tool string, p int) {
+			if p != pid {
+				t.Errorf("atStop with pid %d, want the program's %d", p, pid)
+			}
+			stops = append(stops, tool)
+		}, nil)
+	if err != nil {
+		t.Skipf("SKIP: ptrace not allowed here: %v", err)
+	}
+	if code != 4 || len(stops) != 2 || stops[0] != "tool" || stops[1] != "tool" {
+		t.Errorf("exit %d, stops %q; want 4 and [tool tool]", code, stops)
+	}
+}

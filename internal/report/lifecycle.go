@@ -39,8 +39,8 @@ func Closed(w io.Writer, res *core.Closed) {
 // or "recovery key"); a change the inventory could not record is warned
 // about on stderr.
 func KeyChange(w, stderr io.Writer, r *core.KeyChange, what string) {
-	if r.Resumed {
-		fmt.Fprintf(w, "note: the new %s already had keyslot %d (an interrupted run): finished the change\n", what, r.NewSlot)
+	if n := r.Note(what); n != "" {
+		fmt.Fprintln(w, n)
 	}
 	fmt.Fprintf(w, "%s: the %s is replaced (keyslot %d", r.Target, what, r.NewSlot)
 	if r.OldSlot >= 0 {

@@ -38,11 +38,7 @@ func (e *Error) Error() string {
 	}
 	title := e.Title
 	if title == "" {
-		if d, _ := lookupStep(e.Step); d.title != "" {
-			title = d.title
-		} else {
-			title = string(e.Step)
-		}
+		title = StepTitle(e.Step)
 	}
 	return fmt.Sprintf("%s: %v", title, e.Err)
 }

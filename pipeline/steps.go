@@ -136,6 +136,16 @@ func lookupStep(id StepID) (d stepDef, ok bool) {
 	return stepDef{id: id}, false
 }
 
+// StepTitle is the step's fixed title, as messages name it; for a step
+// whose title depends on the plan (titleOf) or one the table does not
+// have, its ID. A plan's own titles are in Plan.Steps.
+func StepTitle(id StepID) string {
+	if d, _ := lookupStep(id); d.title != "" {
+		return d.title
+	}
+	return string(id)
+}
+
 // planSteps lays out the plan's steps from stepTable.
 func (p *Plan) planSteps() []Step {
 	f := p.planFacts()

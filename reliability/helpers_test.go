@@ -178,6 +178,11 @@ type event struct {
 	Result  *struct {
 		FSLabel string `json:"fs_label"`
 	} `json:"result"`
+	// Steps: the plan event's steps.
+	Steps []struct {
+		ID    string `json:"id"`
+		Title string `json:"title"`
+	} `json:"steps"`
 }
 
 // parseEvents reads the JSON event lines of --json output.

@@ -36,8 +36,18 @@ func failedRun(t *testing.T, d driven, wantCode int) event {
 	if f.Step == "" || f.Message == "" || f.State == "" {
 		t.Errorf("the failed event does not name the step, the error and the state: %+v", f)
 	}
-	if !strings.Contains(d.stderr, "luksdock: "+f.Step+": ") || !strings.Contains(d.stderr, "disk state: ") {
-		t.Errorf("stderr does not name the step %q and the disk state:\n%s", f.Step, d.stderr)
+	// stderr names the step by its title in the plan, as a person reads it
+	// (a refusal in preflight comes before the plan event).
+	title := pipeline.StepTitle(pipeline.StepID(f.Step))
+	for _, e := range d.events {
+		for _, s := range e.Steps {
+			if s.ID == f.Step {
+				title = s.Title
+			}
+		}
+	}
+	if !strings.Contains(d.stderr, "luksdock: "+title+": ") || !strings.Contains(d.stderr, "disk state: ") {
+		t.Errorf("stderr does not name the step %q (%q in the plan) and the disk state:\n%s", f.Step, title, d.stderr)
 	}
 	for _, e := range d.events {
 		if e.Kind == "done" && e.Step == f.Step {

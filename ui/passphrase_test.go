@@ -135,7 +135,11 @@ func TestPassphraseKeystrokeFastAtAnyLength(t *testing.T) {
 	}
 	t0 := time.Now()
 	msg := cmd()
-	if d := time.Since(t0); d > 2*time.Second {
+	// The verdict below says what was judged; the time is a second check:
+	// 512 characters take about 6 s unloaded, 64 (in a child process) well
+	// under 1 s, and 2.2 s was seen on the 2-core machine with the whole
+	// suite running beside it.
+	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("judging took %s: the input is not bounded", d)
 	}
 	m.Update(msg)

@@ -224,6 +224,41 @@ func (h *harness) onScreen(sc screenID) snapshot {
 	})
 }
 
+// enterOn presses Enter with the disk name selected and returns the
+// Details screen it opens. Other tests (and packages) run side by side and
+// attach and detach loop devices of their own: a list change can move the
+// selection, or hold Enter back for settle (as it should), so the disk is
+// selected again and Enter pressed again until Details shows.
+func (h *harness) enterOn(name string) snapshot {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		s := h.snap()
+		switch {
+		case s.screen == scrDetails && !strings.Contains(s.body, "Reading "):
+			return s
+		case s.screen != scrDisks:
+			time.Sleep(20 * time.Millisecond)
+		case s.selected() != name:
+			for i := 0; i < 20; i++ { // to the top
+				h.key(tea.KeyUp)
+			}
+			time.Sleep(100 * time.Millisecond)
+			for i := 0; i < 20 && h.snap().selected() != name; i++ {
+				h.key(tea.KeyDown)
+				time.Sleep(30 * time.Millisecond)
+			}
+		default:
+			time.Sleep(settle)
+			if h.snap().selected() == name {
+				h.enter()
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return h.onScreen(scrDetails)
+}
+
 func (h *harness) key(code rune) { h.tm.Send(tea.KeyPressMsg{Code: code}) }
 func (h *harness) enter()        { h.key(tea.KeyEnter) }
 func (h *harness) esc()          { h.key(tea.KeyEscape) }
@@ -686,9 +721,7 @@ func TestRealHotplugLoopDevicePrepared(t *testing.T) {
 	}
 	// the selection moved to it (from another loop device here, perhaps):
 	// Enter is held back for settle after that
-	time.Sleep(settle)
-	h.enter()
-	s = h.onScreen(scrDetails)
+	s = h.enterOn(name)
 	if !strings.Contains(s.body, loop) || !strings.Contains(strings.Join(strings.Fields(s.body), " "), "backed by "+img) {
 		t.Fatalf("details are not about %s:\n%s", loop, s.body)
 	}

@@ -21,17 +21,18 @@ func newHostCmd() *cobra.Command {
 		Use:   "host",
 		Short: "Let this machine unlock a backup disk on its own when it is docked (enroll, forget, status)",
 		Long: `host enroll adds a keyslot to a docked disk that only this machine can use:
-a key of 32 random bytes kept in /etc/luksdock/keys/LUKS-UUID.key (mode
-0400, root, in a 0700 directory), and names this host (its name and
+sealed to its TPM2 with systemd-cryptenroll when it has one (/dev/tpmrm0),
+else a key of 32 random bytes kept in /etc/luksdock/keys/LUKS-UUID.key
+(mode 0400, root, in a 0700 directory), and names this host (its name and
 /etc/machine-id, the keyslot's number; never the key) in the disk's
 luksdock token. When that disk is docked again, the luksdock-dock@ service
-unlocks it with the key, runs the backup configured for it and locks it
+unlocks it with the TPM2 or the key, runs the backup configured for it and locks it
 (see 'luksdock dock').
 
-host forget removes this host's key file at once; the keyslot is wiped when
+host forget removes this host's key file (or TPM2 marker) at once; the keyslot is wiped when
 the disk is next docked here (or at once, with the disk given).
 
-host status lists the disks this host holds keys for.
+host status lists the disks this host holds keys for, and how (keyfile, tpm2).
 
 The disk's passphrase (for enroll) is read as prepare reads it; the host
 key never appears in argv, the environment, logs, the inventory or the
@@ -74,14 +75,30 @@ func luksTarget(tf *targetFlags) (luks.Device, string, error) {
 func newHostEnrollCmd() *cobra.Command {
 	var tf targetFlags
 	var passFile string
+	var keyFile, tpm2 bool
 	cmd := &cobra.Command{
-		Use:   "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|-",
+		Use:   "enroll (--device /dev/sdX | --image PATH) --passphrase-file FILE|- [--key-file | --tpm2]",
 		Short: "Add a keyslot only this machine can use, and name it in the disk's token",
 		Long: `enroll adds a keyslot to the docked disk (or image) that only this machine
-can use: 32 random bytes in /etc/luksdock/keys/LUKS-UUID.key (mode 0400,
-root, in a 0700 directory), given to cryptsetup on a pipe; luksdock's own
-LUKS code proves the key opens that keyslot, and the disk's luksdock token
-names this host. The passphrase authorises the new keyslot.
+can use, and names this host in the disk's luksdock token (method "tpm2"
+or "keyfile"). The passphrase authorises the new keyslot.
+
+TPM2 (the default when this machine has /dev/tpmrm0 and
+systemd-cryptenroll): systemd-cryptenroll --tpm2-device=auto --tpm2-pcrs=
+seals the new keyslot to this machine's TPM2 and writes a systemd-tpm2
+token; cryptsetup then proves the token opens the disk. No key file is
+written; /etc/luksdock/tpm2/LUKS-UUID (no secret) records the enrollment.
+No PCR is bound: the seal already ties the key to this TPM2, and PCR 7 or
+0-2 change with firmware, dbx and boot-loader updates, which would stop
+the backups without warning. The passphrase reaches systemd-cryptenroll
+through a kernel keyring private to it, invalidated when it ends; never
+argv, the environment or a file. Unlocking such a disk on docking needs
+the kernel engine (device-mapper).
+
+Key file (--key-file, or no TPM2): 32 random bytes in
+/etc/luksdock/keys/LUKS-UUID.key (mode 0400, root, in a 0700 directory),
+given to cryptsetup on a pipe; luksdock's own LUKS code proves the key
+opens that keyslot.
 
 ` + hostExitCodes,
 		Example: hostExample,
@@ -98,12 +115,28 @@ names this host. The passphrase authorises the new keyslot.
 			defer clear(pass)
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			h, err := core.Enroll(ctx, d, pass)
+			method := "auto"
+			switch {
+			case keyFile && tpm2:
+				return usageError{errors.New("give --key-file or --tpm2, not both")}
+			case keyFile:
+				method = core.MethodKeyFile
+			case tpm2:
+				method = core.MethodTPM2
+			}
+			h, err := core.EnrollMethod(ctx, d, pass, method)
+			if errors.Is(err, core.ErrNoTPM2) {
+				return &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+			}
 			if errors.Is(err, luks.ErrWrongPassphrase) || isWrongPassphrase(err) {
 				return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: err}
 			}
 			if err != nil {
 				return err
+			}
+			if h.Method == core.MethodTPM2 {
+				fmt.Fprintf(cmd.OutOrStdout(), "Enrolled %s on disk %s: keyslot %d, sealed to this machine's TPM2 (no PCR); no key file.\n", h.Name, uuid, h.Keyslot)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Enrolled %s on disk %s: keyslot %d, key in %s (0400 root).\n", h.Name, uuid, h.Keyslot, core.KeyFile(uuid))
 			return nil
@@ -111,6 +144,8 @@ names this host. The passphrase authorises the new keyslot.
 	}
 	tf.add(cmd, true, false)
 	addPassphraseFlag(cmd, &passFile)
+	cmd.Flags().BoolVar(&keyFile, "key-file", false, "keep the host key in a root-only key file even when this machine has a TPM2")
+	cmd.Flags().BoolVar(&tpm2, "tpm2", false, "seal the keyslot to this machine's TPM2, or refuse when it has none")
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
@@ -128,10 +163,11 @@ func newHostForgetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "forget (--uuid LUKS-UUID | --device /dev/sdX | --image PATH)",
 		Short: "Remove this machine's key for a disk (its keyslot goes when the disk is next docked)",
-		Long: `forget deletes this machine's key file for the disk at once. Its keyslot
+		Long: `forget deletes this machine's key file (or TPM2 marker) for the disk at once. Its keyslot
 is wiped when the disk is next docked here, or at once when the disk is
 given (--device or --image); only a keyslot that is this host's and not
-the disk's last is ever wiped.
+the disk's last is ever wiped. A TPM2 keyslot is wiped with
+systemd-cryptenroll --wipe-slot, which removes its systemd-tpm2 token too.
 
 ` + hostExitCodes,
 		Example: hostExample,
@@ -172,7 +208,8 @@ func newHostStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "List the disks this machine holds keys for",
 		Long: `status lists the disks this machine holds keys for (their LUKS UUID and
-label from the inventory), and the keyslots it was told to forget.
+label from the inventory, and the method: keyfile or tpm2), and the
+keyslots it was told to forget.
 
 ` + hostExitCodes,
 		Example: hostExample,
@@ -203,6 +240,9 @@ label from the inventory), and the keyslots it was told to forget.
 					state = "forgotten: keyslot wiped at next docking"
 				}
 				key := dash(k.KeyFile)
+				if k.Method == core.MethodTPM2 {
+					key = "TPM2 (no key file)"
+				}
 				if k.Mode != "" {
 					key += " (" + k.Mode + ")"
 				}
@@ -243,6 +283,7 @@ const hostExample = `  # Let this machine unlock the docked disk sdi by itself, 
 // hostFiles are the FILES of host's man pages.
 var hostFiles = [][2]string{
 	{"/etc/luksdock/keys/LUKS-UUID.key", "this host's key for the disk with that LUKS UUID: 32 random bytes, mode 0400, root, in a 0700 directory."},
+	{"/etc/luksdock/tpm2/LUKS-UUID", "says this host's keyslot on that disk is sealed to its TPM2 (no secret: the key is in the TPM2-sealed token on the disk)."},
 	{"/etc/luksdock/run/set-SET, /etc/luksdock/run/label-LABEL", "the backup command the luksdock-dock@ service runs for a docked disk (see luksdock-dock(8))."},
 	{"/var/lib/luksdock/inventory.json", "the inventory: which disks this host holds keys for, keyslots to forget."},
 }

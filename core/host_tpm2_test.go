@@ -147,6 +147,19 @@ func TestEnrollTPM2Swtpm(t *testing.T) {
 		t.Errorf("enrolling twice: %v", err)
 	}
 
+	// Docking needs the kernel engine for a TPM2 disk: without
+	// device-mapper (this host) the run is refused, saying why.
+	if ok, _ := luks.DeviceMapper(); !ok {
+		var log strings.Builder
+		res, err := Dock(ctx, DockOptions{Device: d, InvPath: filepath.Join(cfg, "inventory.json"), Log: &log})
+		if err == nil || !strings.Contains(err.Error(), "sealed to this host's TPM2") || !strings.Contains(err.Error(), "userspace engine would be needed") {
+			t.Errorf("docking a TPM2 disk without device-mapper: %v\n%s", err, log.String())
+		}
+		if res == nil || !res.Enrolled || res.Run == nil || res.Run.Outcome != "failed" {
+			t.Errorf("docking a TPM2 disk without device-mapper: %+v", res)
+		}
+	}
+
 	msg, err := Forget(ctx, info.UUID, &d)
 	if err != nil {
 		t.Fatal(err)

@@ -218,7 +218,12 @@ func enrollTPM2(ctx context.Context, d luks.Device, uuid string, passphrase []by
 		return -1, err
 	}
 	if err := luks.TestTPM2Device(ctx, d); err != nil && !errors.Is(err, luks.ErrTPM2NotTested) {
-		return -1, fmt.Errorf("keyslot %d was sealed to the TPM2, but its token does not open the disk: %w", slot, err)
+		// Useless to the dock service (cryptsetup's systemd-tpm2 token
+		// plugin missing, a TPM2 that does not unseal): taken back.
+		if werr := luks.WipeSlotTPM2Device(context.WithoutCancel(ctx), d, slot); werr != nil {
+			return -1, fmt.Errorf("keyslot %d was sealed to the TPM2, but its token does not open the disk (%v), and wiping it failed: %w; wipe it with systemd-cryptenroll --wipe-slot=%d", slot, err, werr, slot)
+		}
+		return -1, fmt.Errorf("the keyslot sealed to the TPM2 does not open the disk with cryptsetup's systemd-tpm2 token, so it was wiped again (is libcryptsetup-token-systemd-tpm2.so installed?): %w; --key-file enrolls with a key file", err)
 	}
 	if err := writeMarker(TPM2Marker(uuid), fmt.Sprintf("keyslot %d of LUKS %s is sealed to this host's TPM2 (systemd-tpm2 token); no key is kept here\n", slot, uuid)); err != nil {
 		return -1, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -38,11 +39,14 @@ func tpm2Env() []string {
 }
 
 // HasTPM2 says whether this machine can seal a host key to a TPM2: a TPM2
-// (/dev/tpmrm0, or LUKSDOCK_TPM2_DEVICE) and systemd-cryptenroll. why
-// says what is missing.
+// (/dev/tpmrm0, or LUKSDOCK_TPM2_DEVICE), systemd-cryptenroll and the
+// tpm2-tss libraries it loads. why says what is missing.
 func HasTPM2() (ok bool, why string) {
 	if _, err := exec.LookPath("systemd-cryptenroll"); err != nil {
 		return false, "systemd-cryptenroll is not installed"
+	}
+	if !tssInstalled() {
+		return false, "the TPM2 libraries systemd loads are not installed (Debian: apt install libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0)"
 	}
 	if os.Getenv("LUKSDOCK_TPM2_DEVICE") != "" {
 		return true, ""
@@ -51,6 +55,24 @@ func HasTPM2() (ok bool, why string) {
 		return false, "this machine has no TPM2 (/dev/tpmrm0)"
 	}
 	return true, ""
+}
+
+// tssInstalled says whether the tpm2-tss libraries systemd dlopens for a
+// TPM2 (esys, rc, mu) are in a library directory.
+func tssInstalled() bool {
+	for _, lib := range []string{"libtss2-esys.so.0", "libtss2-rc.so.0", "libtss2-mu.so.0"} {
+		found := false
+		for _, dir := range []string{"/usr/lib/*", "/lib/*", "/usr/lib64", "/usr/lib", "/lib64", "/lib"} {
+			if m, _ := filepath.Glob(filepath.Join(dir, lib)); len(m) > 0 {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // TPM2PCRs are the PCRs a host key is bound to: none. The key is sealed

@@ -39,8 +39,9 @@ func newHostCmd() *cobra.Command {
 func newHostEnrollCmd() *cobra.Command {
 	var sel core.Selector
 	var passFile string
+	var keyFile, tpm2 bool
 	cmd := &cobra.Command{
-		Use:     "enroll (--device /dev/sdX | --image PATH | --label LABEL) --passphrase-file FILE|-",
+		Use:     "enroll (--device /dev/sdX | --image PATH | --label LABEL) --passphrase-file FILE|- [--key-file | --tpm2]",
 		Short:   "Add a keyslot only this machine can use, and name it in the disk's token",
 		Long:    help.Text("host-enroll") + help.ExitCodes("host"),
 		Example: hostExample,
@@ -58,7 +59,19 @@ func newHostEnrollCmd() *cobra.Command {
 			defer clear(pass)
 			ctx, stop, _ := signalContext(cmd.ErrOrStderr())
 			defer stop()
-			h, err := core.Enroll(ctx, d.LUKS, pass)
+			method := "auto"
+			switch {
+			case keyFile && tpm2:
+				return usageError{errors.New("give --key-file or --tpm2, not both")}
+			case keyFile:
+				method = core.MethodKeyFile
+			case tpm2:
+				method = core.MethodTPM2
+			}
+			h, err := core.EnrollMethod(ctx, d.LUKS, pass, method)
+			if errors.Is(err, core.ErrNoTPM2) {
+				return &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
+			}
 			if errors.Is(err, luks.ErrWrongPassphrase) || isWrongPassphrase(err) {
 				return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: err}
 			}
@@ -71,6 +84,8 @@ func newHostEnrollCmd() *cobra.Command {
 	}
 	addSelector(cmd, &sel, true)
 	addPassphraseFlag(cmd, &passFile)
+	cmd.Flags().BoolVar(&keyFile, "key-file", false, "keep the host key in a root-only key file even when this machine has a TPM2")
+	cmd.Flags().BoolVar(&tpm2, "tpm2", false, "seal the keyslot to this machine's TPM2, or refuse when it has none")
 	manpage.SetFiles(cmd, hostFiles)
 	return cmd
 }
@@ -158,6 +173,7 @@ const hostExample = `  # Let this machine unlock the docked disk sdi by itself, 
 // hostFiles are the FILES of host's man pages.
 var hostFiles = [][2]string{
 	{"/etc/luksdock/keys/LUKS-UUID.key", "this host's key for the disk with that LUKS UUID: 32 random bytes, mode 0400, root, in a 0700 directory."},
+	{"/etc/luksdock/tpm2/LUKS-UUID", "says this host's keyslot on that disk is sealed to its TPM2 (no secret: the key is in the TPM2-sealed token on the disk)."},
 	{"/etc/luksdock/run/set-SET, /etc/luksdock/run/label-LABEL", "the backup command the luksdock-dock@ service runs for a docked disk (see luksdock-dock(8))."},
 	{"/var/lib/luksdock/inventory.json", "the inventory: which disks this host holds keys for, keyslots to forget."},
 }

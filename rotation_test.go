@@ -170,7 +170,7 @@ func TestRotationTwoSites(t *testing.T) {
 
 	// A enrolls: a 0400 root key file in a 0700 directory, the host named
 	// in the token by keyslot, never by key.
-	code, out, errs := cli(t, testPass+"\n", "host", "enroll", "--image", img, "--passphrase-file", "-")
+	code, out, errs := cli(t, testPass+"\n", "host", "enroll", "--key-file", "--image", img, "--passphrase-file", "-")
 	if code != 0 {
 		t.Fatalf("host enroll: exit %d\n%s%s", code, out, errs)
 	}
@@ -264,7 +264,7 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 	}
 
 	// B enrolls and docks: A's run is known from the disk's history.
-	if code, out, errs := cli(t, testPass+"\n", "host", "enroll", "--image", img, "--passphrase-file", "-"); code != 0 {
+	if code, out, errs := cli(t, testPass+"\n", "host", "enroll", "--key-file", "--image", img, "--passphrase-file", "-"); code != 0 {
 		t.Fatalf("host enroll at B: exit %d\n%s%s", code, out, errs)
 	}
 	if code, out, errs := cli(t, "", "dock", "--image", img); code != 0 {

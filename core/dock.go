@@ -98,7 +98,8 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 		}
 	}
 	kf := KeyFile(info.UUID)
-	if _, err := os.Stat(kf); err != nil {
+	method := HostMethod(info.UUID)
+	if method == "" {
 		logf("luksdock: disk %s is not enrolled on this host; left to the desktop", info.UUID)
 		return res, nil
 	}
@@ -120,9 +121,14 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	})
 	logf("luksdock: disk %s (%s) docked as %s", res.Label, info.UUID, o.Device.Path)
 
-	v, err := unlock(ctx, o, info, kf)
+	v, err := unlock(ctx, o, info, method, kf)
 	if err != nil {
 		return res, recordFailure(o, res, now, "unlock", err)
+	}
+	if method == MethodTPM2 {
+		logf("luksdock: unlocked with this host's TPM2 (the disk's systemd-tpm2 token)")
+	} else {
+		logf("luksdock: unlocked with the key file %s", kf)
 	}
 	closed := false
 	defer func() {
@@ -257,13 +263,25 @@ type volume struct {
 	mnt    string
 }
 
-func unlock(ctx context.Context, o DockOptions, info luks.Info, kf string) (*volume, error) {
+// unlock opens the docked disk with this host's key: the key file
+// (kernel or userspace engine), or the TPM2 through the disk's
+// systemd-tpm2 token (kernel engine only: cryptsetup's token plugin
+// unseals the key and hands it to device-mapper; it never reaches
+// luksdock, so the userspace engine cannot use it).
+func unlock(ctx context.Context, o DockOptions, info luks.Info, method, kf string) (*volume, error) {
 	engine := o.Engine
 	if engine == "" || engine == "auto" {
 		engine = "userspace"
 		if ok, _ := luks.DeviceMapper(); ok {
 			engine = "kernel"
 		}
+	}
+	if method == MethodTPM2 && engine != "kernel" {
+		why := "the userspace engine was asked for"
+		if ok, dmWhy := luks.DeviceMapper(); !ok {
+			why = fmt.Sprintf("this machine has no device-mapper (%s), so the userspace engine would be needed", dmWhy)
+		}
+		return nil, fmt.Errorf("the disk is sealed to this host's TPM2, which only the kernel engine can use (cryptsetup's systemd-tpm2 token opens a device-mapper mapping), but %s: refused", why)
 	}
 	d := o.Device
 	v := &volume{}
@@ -277,7 +295,11 @@ func unlock(ctx context.Context, o DockOptions, info luks.Info, kf string) (*vol
 			v.under, dev = l, l.Path
 		}
 		name := "luksdock-dock-" + strings.ToLower(info.UUID)[:8]
-		if err := luks.OpenKeyFile(ctx, dev, name, kf); err != nil {
+		open := func() error { return luks.OpenKeyFile(ctx, dev, name, kf) }
+		if method == MethodTPM2 {
+			open = func() error { return luks.OpenTPM2(ctx, dev, name) }
+		}
+		if err := open(); err != nil {
 			v.close(ctx, true)
 			return nil, err
 		}

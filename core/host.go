@@ -61,21 +61,81 @@ func MachineID() (string, error) {
 	return id, nil
 }
 
-// HostKeyMethod is how the host key is kept: a root-only key file. (Sealing
-// it to a TPM2 with systemd-cryptenroll is not done yet; see docs/rotation.md.)
-const HostKeyMethod = "keyfile"
+// The ways a host key is kept (the method in the disk's token).
+const (
+	// MethodKeyFile: 32 random bytes in KeyFile (0400 root).
+	MethodKeyFile = "keyfile"
+	// MethodTPM2: a keyslot sealed to this machine's TPM2 by
+	// systemd-cryptenroll; no key is kept on this host, only TPM2Marker.
+	MethodTPM2 = "tpm2"
+)
+
+// HostKeyMethod is the key-file method (kept for callers of old).
+const HostKeyMethod = MethodKeyFile
+
+// TPM2Marker is the file that says this host's keyslot on the disk with
+// LUKS UUID uuid is sealed to its TPM2. It holds no secret (the keyslot's
+// number); udev's rule tests for it as for a key file.
+func TPM2Marker(uuid string) string {
+	return filepath.Join(ConfigDir(), "tpm2", strings.ToLower(uuid))
+}
+
+// HostMethod is how this host keeps its key for the disk with LUKS UUID
+// uuid: MethodKeyFile, MethodTPM2, or "" (not enrolled here).
+func HostMethod(uuid string) string {
+	if _, err := os.Stat(KeyFile(uuid)); err == nil {
+		return MethodKeyFile
+	}
+	if _, err := os.Stat(TPM2Marker(uuid)); err == nil {
+		return MethodTPM2
+	}
+	return ""
+}
 
 // ErrEnrolled means this host already has a keyslot on the disk.
 var ErrEnrolled = errors.New("this host is already enrolled on the disk")
 
-// Enroll adds a keyslot to the LUKS2 volume d that only this host can use:
-// a key of 32 random bytes in KeyFile (0400 root), added with PBKDF2 at its
-// minimal cost (a random key needs no stretching), unlocking the disk with
-// passphrase; then it names this host in the disk's luksdock token and
-// proves with luksdock's own LUKS code that the key file opens the disk.
-// The key travels to cryptsetup on a pipe; it is never in argv, the
-// environment, the token or the inventory.
+// ErrNoTPM2 means a TPM2 enrollment was asked for on a machine that cannot
+// seal to one.
+var ErrNoTPM2 = errors.New("cannot seal to a TPM2 here")
+
+// Enroll is EnrollMethod with method "auto".
 func Enroll(ctx context.Context, d luks.Device, passphrase []byte) (luks.HostSlot, error) {
+	return EnrollMethod(ctx, d, passphrase, "auto")
+}
+
+// EnrollMethod adds a keyslot to the LUKS2 volume d that only this host
+// can use, unlocking the disk with passphrase, and names this host in the
+// disk's luksdock token. method "auto" seals it to the TPM2 when this
+// machine has one and systemd-cryptenroll (luks.HasTPM2), else makes a
+// key file; "tpm2" or "keyfile" insist.
+//
+// TPM2: systemd-cryptenroll --tpm2-device=auto --tpm2-pcrs= (no PCR: see
+// luks.TPM2PCRs) adds the keyslot and its systemd-tpm2 token; the
+// passphrase reaches it through the kernel keyring (luks.EnrollTPM2Device);
+// cryptsetup then proves the token opens the disk (--test-passphrase
+// --token-only), and TPM2Marker records it. No key file is written.
+//
+// Key file: 32 random bytes in KeyFile (0400 root), added with PBKDF2 at
+// its minimal cost (a random key needs no stretching); luksdock's own LUKS
+// code proves the key file opens the disk. The key travels to cryptsetup
+// on a pipe; it is never in argv, the environment, the token or the
+// inventory.
+func EnrollMethod(ctx context.Context, d luks.Device, passphrase []byte, method string) (luks.HostSlot, error) {
+	switch method {
+	case "", "auto":
+		method = MethodKeyFile
+		if ok, _ := luks.HasTPM2(); ok {
+			method = MethodTPM2
+		}
+	case MethodTPM2:
+		if ok, why := luks.HasTPM2(); !ok {
+			return luks.HostSlot{}, fmt.Errorf("%w: %s", ErrNoTPM2, why)
+		}
+	case MethodKeyFile:
+	default:
+		return luks.HostSlot{}, fmt.Errorf("unknown host key method %q (auto, tpm2, keyfile)", method)
+	}
 	info, err := luks.ReadHeaderDevice(d)
 	if err != nil {
 		return luks.HostSlot{}, err
@@ -93,41 +153,94 @@ func Enroll(ctx context.Context, d luks.Device, passphrase []byte) (luks.HostSlo
 	} else if err != nil {
 		return luks.HostSlot{}, err
 	}
-	kf := KeyFile(info.UUID)
+	kf, marker := KeyFile(info.UUID), TPM2Marker(info.UUID)
 	if h := meta.Host(mid); h != nil {
-		if _, err := os.Stat(kf); err == nil {
-			return *h, fmt.Errorf("%w (keyslot %d); `luksdock host forget` it first to enroll again", ErrEnrolled, h.Keyslot)
+		if HostMethod(info.UUID) != "" {
+			return *h, fmt.Errorf("%w (keyslot %d, %s); `luksdock host forget` it first to enroll again", ErrEnrolled, h.Keyslot, h.Method)
 		}
-		return *h, fmt.Errorf("the disk's token names this host (keyslot %d) but its key file %s is gone: run `luksdock host forget --device` with the disk docked to remove that keyslot, then enroll again", h.Keyslot, kf)
+		return *h, fmt.Errorf("the disk's token names this host (keyslot %d, %s) but this host has no key for it (%s, %s): run `luksdock host forget --device` with the disk docked to remove that keyslot, then enroll again", h.Keyslot, h.Method, kf, marker)
 	}
-	if _, err := os.Stat(kf); err == nil {
-		return luks.HostSlot{}, fmt.Errorf("%s exists but the disk's token does not name this host: move it aside first", kf)
+	for _, p := range []string{kf, marker} {
+		if _, err := os.Stat(p); err == nil {
+			return luks.HostSlot{}, fmt.Errorf("%s exists but the disk's token does not name this host: move it aside first", p)
+		}
 	}
-	key := secret.New(32) // locked, outside the heap (docs/secrets.md)
-	defer secret.Free(key)
-	if _, err := rand.Read(key); err != nil {
-		return luks.HostSlot{}, err
-	}
-	if err := writeKeyFile(kf, key); err != nil {
-		return luks.HostSlot{}, err
-	}
-	slot, err := luks.AddKeyFastDevice(ctx, d, passphrase, key)
-	if err != nil {
-		os.Remove(kf)
-		return luks.HostSlot{}, err
-	}
-	if _, vk, err := luks.UnsealKey(d, key); err != nil {
-		return luks.HostSlot{}, fmt.Errorf("the new keyslot %d does not open with the host key: %w", slot, err)
+	var slot int
+	if method == MethodTPM2 {
+		slot, err = enrollTPM2(ctx, d, info.UUID, passphrase)
 	} else {
-		clear(vk)
+		slot, err = enrollKeyFile(ctx, d, kf, passphrase)
+	}
+	if err != nil {
+		return luks.HostSlot{}, err
 	}
 	name, _ := os.Hostname()
-	h := luks.HostSlot{Name: name, MachineID: mid, Keyslot: slot, Method: HostKeyMethod, Enrolled: nowUTC()}
+	h := luks.HostSlot{Name: name, MachineID: mid, Keyslot: slot, Method: method, Enrolled: nowUTC()}
 	meta.Hosts = append(meta.Hosts, h)
 	if err := luks.WriteMetadataDevice(ctx, d, meta); err != nil {
 		return h, fmt.Errorf("keyslot %d added, but naming the host in the disk's token failed: %w", slot, err)
 	}
 	return h, nil
+}
+
+func enrollKeyFile(ctx context.Context, d luks.Device, kf string, passphrase []byte) (int, error) {
+	key := secret.New(32) // locked, outside the heap (docs/secrets.md)
+	defer secret.Free(key)
+	if _, err := rand.Read(key); err != nil {
+		return -1, err
+	}
+	if err := writeKeyFile(kf, key); err != nil {
+		return -1, err
+	}
+	slot, err := luks.AddKeyFastDevice(ctx, d, passphrase, key)
+	if err != nil {
+		os.Remove(kf)
+		return -1, err
+	}
+	if _, vk, err := luks.UnsealKey(d, key); err != nil {
+		return -1, fmt.Errorf("the new keyslot %d does not open with the host key: %w", slot, err)
+	} else {
+		clear(vk)
+	}
+	return slot, nil
+}
+
+// enrollTPM2 seals a new keyslot to the TPM2. The passphrase is checked
+// first with luksdock's own LUKS code: systemd-cryptenroll would ask
+// again for one it refuses.
+func enrollTPM2(ctx context.Context, d luks.Device, uuid string, passphrase []byte) (int, error) {
+	if _, vk, err := luks.UnsealKey(d, passphrase); err != nil {
+		return -1, err
+	} else {
+		clear(vk)
+	}
+	slot, err := luks.EnrollTPM2Device(ctx, d, passphrase, luks.TPM2PCRs)
+	if err != nil {
+		return -1, err
+	}
+	if err := luks.TestTPM2Device(ctx, d); err != nil && !errors.Is(err, luks.ErrTPM2NotTested) {
+		// Useless to the dock service (cryptsetup's systemd-tpm2 token
+		// plugin missing, a TPM2 that does not unseal): taken back.
+		if werr := luks.WipeSlotTPM2Device(context.WithoutCancel(ctx), d, slot); werr != nil {
+			return -1, fmt.Errorf("keyslot %d was sealed to the TPM2, but its token does not open the disk (%v), and wiping it failed: %w; wipe it with systemd-cryptenroll --wipe-slot=%d", slot, err, werr, slot)
+		}
+		return -1, fmt.Errorf("the keyslot sealed to the TPM2 does not open the disk with cryptsetup's systemd-tpm2 token, so it was wiped again (is libcryptsetup-token-systemd-tpm2.so installed?): %w; --key-file enrolls with a key file", err)
+	}
+	if err := writeMarker(TPM2Marker(uuid), fmt.Sprintf("keyslot %d of LUKS %s is sealed to this host's TPM2 (systemd-tpm2 token); no key is kept here\n", slot, uuid)); err != nil {
+		return -1, err
+	}
+	return slot, nil
+}
+
+// writeMarker writes a non-secret note (0600, root) in a 0700 directory.
+func writeMarker(path, text string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".new", []byte(text), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".new", path)
 }
 
 // writeKeyFile writes key to path, mode 0400 owned by the caller (root),
@@ -171,6 +284,9 @@ func writeKeyFile(path string, key []byte) error {
 // (ApplyForget, run by the dock service), noted in ConfigDir/forget.
 func Forget(ctx context.Context, uuid string, d *luks.Device) (done string, err error) {
 	kf := KeyFile(uuid)
+	if HostMethod(uuid) == MethodTPM2 {
+		kf = TPM2Marker(uuid)
+	}
 	had := true
 	if err := os.Remove(kf); errors.Is(err, os.ErrNotExist) {
 		had = false
@@ -180,7 +296,7 @@ func Forget(ctx context.Context, uuid string, d *luks.Device) (done string, err 
 	if d != nil {
 		msg, err := ApplyForget(ctx, *d)
 		if had {
-			msg = "key file " + kf + " removed; " + msg
+			msg = kf + " removed; " + msg
 		}
 		return msg, err
 	}
@@ -196,7 +312,7 @@ func Forget(ctx context.Context, uuid string, d *luks.Device) (done string, err 
 	if err := os.WriteFile(forgetFile(uuid), []byte("remove this host's keyslot when the disk is next docked\n"), 0o600); err != nil {
 		return "", err
 	}
-	return "key file " + kf + " removed; its keyslot is wiped when the disk is next docked here", nil
+	return kf + " removed; its keyslot is wiped when the disk is next docked here", nil
 }
 
 // PendingForget says whether this host still has to wipe its keyslot on
@@ -208,8 +324,11 @@ func PendingForget(uuid string) bool {
 
 // ApplyForget wipes the keyslot the disk's token names for this host and
 // removes the host from the token. The slot must hold a PBKDF2 key of the
-// minimal cost a host key is added with, and another keyslot must remain:
-// a token edited elsewhere cannot make it wipe the passphrase.
+// minimal cost a host key is added with (systemd-cryptenroll adds its TPM2
+// keyslots so too), and another keyslot must remain: a token edited
+// elsewhere cannot make it wipe the passphrase. A TPM2 keyslot is wiped
+// with systemd-cryptenroll --wipe-slot, which removes its systemd-tpm2
+// token too.
 func ApplyForget(ctx context.Context, d luks.Device) (string, error) {
 	info, err := luks.ReadHeaderDevice(d)
 	if err != nil {
@@ -234,7 +353,11 @@ func ApplyForget(ctx context.Context, d luks.Device) (string, error) {
 	if ok, why := luks.IsHostKeyslot(d, h.Keyslot); !ok {
 		return "", fmt.Errorf("keyslot %d does not look like a host key's (%s): not wiped; check the disk with cryptsetup luksDump", h.Keyslot, why)
 	}
-	if err := luks.KillSlotDevice(ctx, d, h.Keyslot); err != nil {
+	wipe := luks.KillSlotDevice
+	if h.Method == MethodTPM2 {
+		wipe = luks.WipeSlotTPM2Device
+	}
+	if err := wipe(ctx, d, h.Keyslot); err != nil {
 		return "", err
 	}
 	slot := h.Keyslot
@@ -249,6 +372,9 @@ func ApplyForget(ctx context.Context, d luks.Device) (string, error) {
 		return "", err
 	}
 	os.Remove(forgetFile(info.UUID))
+	if h.Method == MethodTPM2 {
+		return fmt.Sprintf("keyslot %d and its systemd-tpm2 token wiped, and this host removed from the disk's token", slot), nil
+	}
 	return fmt.Sprintf("keyslot %d wiped and this host removed from the disk's token", slot), nil
 }
 
@@ -261,7 +387,8 @@ type HostKey struct {
 	Mode     string    `json:"mode,omitempty"`
 	Created  time.Time `json:"created,omitzero"`
 	Forget   bool      `json:"forget_pending,omitempty"`
-	Method   string    `json:"method"`
+	// Method is "keyfile" or "tpm2" ("" for a forgotten disk's).
+	Method string `json:"method"`
 }
 
 // HostStatus lists the disks this host has keys for, named from the
@@ -279,17 +406,31 @@ func HostStatus(invPath string) ([]HostKey, error) {
 			continue
 		}
 		p := filepath.Join(ConfigDir(), "keys", e.Name())
-		k := &HostKey{LUKSUUID: uuid, KeyFile: p, Method: HostKeyMethod}
+		k := &HostKey{LUKSUUID: uuid, KeyFile: p, Method: MethodKeyFile}
 		if st, err := os.Stat(p); err == nil {
 			k.Mode, k.Created = fmt.Sprintf("%04o", st.Mode().Perm()), st.ModTime().UTC()
 		}
 		byUUID[uuid] = k
 	}
+	tents, err := os.ReadDir(filepath.Join(ConfigDir(), "tpm2"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range tents {
+		if strings.HasSuffix(e.Name(), ".new") {
+			continue
+		}
+		k := &HostKey{LUKSUUID: e.Name(), Method: MethodTPM2}
+		if st, err := os.Stat(filepath.Join(ConfigDir(), "tpm2", e.Name())); err == nil {
+			k.Created = st.ModTime().UTC()
+		}
+		byUUID[e.Name()] = k
+	}
 	fents, _ := os.ReadDir(filepath.Join(ConfigDir(), "forget"))
 	for _, e := range fents {
 		k := byUUID[e.Name()]
 		if k == nil {
-			k = &HostKey{LUKSUUID: e.Name(), Method: HostKeyMethod}
+			k = &HostKey{LUKSUUID: e.Name()}
 			byUUID[e.Name()] = k
 		}
 		k.Forget = true

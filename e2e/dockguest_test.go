@@ -23,7 +23,12 @@ import (
 // once a day and cached as a tarball in /var/tmp/luksdock-dockguest; the
 // .deb is built by cmd/mkdeb.
 
-var dockRootPackages = []string{"systemd-sysv", "udev", "cryptsetup-bin", "e2fsprogs", "linux-image-amd64", "initramfs-tools", "kmod"}
+// The libtss2 libraries are what systemd-cryptenroll and systemd's
+// cryptsetup token plugin dlopen for a TPM2 (TestDockTPM2DebianGuest);
+// esys pulls in the TCTIs and tpm-udev. Changing this list changes the
+// cache key, so the cached root is made anew.
+var dockRootPackages = []string{"systemd-sysv", "udev", "cryptsetup-bin", "e2fsprogs", "linux-image-amd64", "initramfs-tools", "kmod",
+	"libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0"}
 
 // dockRootTar returns the cached Debian 12 root tarball, making it first
 // when today's is missing.

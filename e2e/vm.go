@@ -87,6 +87,9 @@ type Config struct {
 	// KernelArgs are added to the command line.
 	RootDisk   string
 	KernelArgs string
+	// QEMUArgs are added to QEMU's command line as they are (a TPM2:
+	// -chardev socket,... -tpmdev emulator,... -device tpm-tis,...).
+	QEMUArgs []string
 }
 
 // Line is one line of guest output with the host time it arrived.
@@ -210,6 +213,7 @@ func Start(dir string, cfg Config) (*VM, error) {
 			}
 		}
 	}
+	args = append(args, cfg.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	cmd.WaitDelay = 5 * time.Second

@@ -122,7 +122,7 @@ func TestSecretsInMemoryLifecycle(t *testing.T) {
 	exitSnap("recovery-key --replace", s)
 	control["recovery-key --replace"] = "new passphrase"
 
-	r, s = tracedRunEnv(t, tmpdir, env, shims, []byte(newPass+"\n"), take("host enroll"), "host", "enroll", "--image", img, "--passphrase-file", "-")
+	r, s = tracedRunEnv(t, tmpdir, env, shims, []byte(newPass+"\n"), take("host enroll"), "host", "enroll", "--key-file", "--image", img, "--passphrase-file", "-")
 	if r.code != 0 {
 		t.Fatalf("host enroll: %v", r)
 	}

@@ -65,4 +65,4 @@ go_ok() {
 
 # Runtime tools luksdock drives, and what its tests check results with.
 RUNTIME_PKGS=(cryptsetup-bin e2fsprogs fuse3 util-linux fdisk)
-TEST_PKGS=(lvm2 dosfstools xfsprogs btrfs-progs ntfs-3g tmux kmod cpio busybox-static qemu-system-x86 linux-image-amd64 time openssl man-db bash-completion lintian mmdebstrap dpkg-dev smartmontools gdisk parted argon2 python3-cryptography swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0)
+TEST_PKGS=(lvm2 dosfstools xfsprogs btrfs-progs ntfs-3g tmux kmod cpio busybox-static qemu-system-x86 linux-image-amd64 time openssl man-db bash-completion lintian mmdebstrap dpkg-dev smartmontools gdisk parted argon2 python3-cryptography swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0 systemd)

@@ -196,7 +196,7 @@ func build(outDir string) (string, error) {
 		Overridables: nfpm.Overridables{
 			Depends:    []string{"cryptsetup-bin", "e2fsprogs"},
 			Recommends: []string{"fuse3"},
-			Suggests:   []string{"smartmontools"},
+			Suggests:   []string{"smartmontools", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0"},
 			Contents:   contents,
 		},
 	})
@@ -295,7 +295,8 @@ func changelogEntry(fullVersion string, v version.Info, maint string, t time.Tim
 	if v.Revision != "" {
 		what = "luksdock built from revision " + v.Revision + "."
 		if v.Modified {
-			what = "luksdock built from revision " + v.Revision + " with uncommitted changes."
+			// two lines: lintian wants a changelog line under 80 columns
+			what = "luksdock built from revision " + v.Revision + "\n    with uncommitted changes."
 		}
 	}
 	return fmt.Sprintf("luksdock (%s) unstable; urgency=medium\n\n  * %s\n    See /usr/share/doc/luksdock/README.md.gz for what it does.\n\n -- %s  %s\n",

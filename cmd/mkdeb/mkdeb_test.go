@@ -71,7 +71,7 @@ func TestDeb(t *testing.T) {
 		"Priority":     "optional",
 		"Depends":      "cryptsetup-bin, e2fsprogs",
 		"Recommends":   "fuse3",
-		"Suggests":     "smartmontools",
+		"Suggests":     "smartmontools, libtss2-esys-3.0.2-0, libtss2-rc0, libtss2-mu0",
 	} {
 		m := regexp.MustCompile(`(?m)^ ` + field + `: (.*)$`).FindStringSubmatch(info)
 		if m == nil || m[1] != want {

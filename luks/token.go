@@ -240,27 +240,36 @@ func AddKeyFastDevice(ctx context.Context, d Device, passphrase, key []byte) (sl
 	if len(key) < 32 {
 		return -1, errors.New("a host key must be at least 32 random bytes")
 	}
-	err = d.modifyHeader(func(path string) error {
-		before, err := slotsAt(path)
-		if err != nil {
+	err = d.modifyHeader(func(path string) (err error) {
+		slot, err = newSlot(path, "adding the key", func() error {
+			_, err := run(ctx, AddKeyArgs(path, PBKDF{Type: "pbkdf2", ForceIterations: 1000}), passphrase, key)
 			return err
-		}
-		if _, err := run(ctx, AddKeyArgs(path, PBKDF{Type: "pbkdf2", ForceIterations: 1000}), passphrase, key); err != nil {
-			return err
-		}
-		after, err := slotsAt(path)
-		if err != nil {
-			return err
-		}
-		for _, s := range after {
-			if !containsInt(before, s) {
-				slot = s
-				return nil
-			}
-		}
-		return fmt.Errorf("no new keyslot after adding the key (%v)", after)
+		})
+		return err
 	})
 	return slot, err
+}
+
+// newSlot runs add on the LUKS header at path and returns the keyslot it
+// made: the one that is there after and was not before.
+func newSlot(path, what string, add func() error) (int, error) {
+	before, err := slotsAt(path)
+	if err != nil {
+		return -1, err
+	}
+	if err := add(); err != nil {
+		return -1, err
+	}
+	after, err := slotsAt(path)
+	if err != nil {
+		return -1, err
+	}
+	for _, s := range after {
+		if !containsInt(before, s) {
+			return s, nil
+		}
+	}
+	return -1, fmt.Errorf("no new keyslot after %s (%v)", what, after)
 }
 
 func slotsAt(path string) ([]int, error) {

@@ -104,26 +104,12 @@ const cryptenrollKeyName = "cryptenroll"
 // and feeding its terminal prompt makes it push the passphrase into
 // root's user keyring for two and a half minutes.
 func EnrollTPM2Device(ctx context.Context, d Device, passphrase []byte, pcrs string) (slot int, err error) {
-	err = d.modifyHeader(func(path string) error {
-		before, err := slotsAt(path)
-		if err != nil {
+	err = d.modifyHeader(func(path string) (err error) {
+		slot, err = newSlot(path, "systemd-cryptenroll", func() error {
+			_, err := runTPM2Tool(ctx, "systemd-cryptenroll", []string{"--tpm2-device=auto", "--tpm2-pcrs=" + pcrs, path}, passphrase)
 			return err
-		}
-		args := []string{"--tpm2-device=auto", "--tpm2-pcrs=" + pcrs, path}
-		if _, err := runTPM2Tool(ctx, "systemd-cryptenroll", args, passphrase); err != nil {
-			return err
-		}
-		after, err := slotsAt(path)
-		if err != nil {
-			return err
-		}
-		for _, s := range after {
-			if !containsInt(before, s) {
-				slot = s
-				return nil
-			}
-		}
-		return fmt.Errorf("no new keyslot after systemd-cryptenroll (%v)", after)
+		})
+		return err
 	})
 	return slot, err
 }

@@ -251,33 +251,11 @@ func TestDockServiceDebianGuest(t *testing.T) {
 	backup := newImage(t, dir, "backup.img", 256<<20)
 	unknown := newImage(t, dir, "unknown.img", 64<<20)
 	testkit.Run(t, "x", "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", unknown)
-	vm := boot(t, dir, Config{
-		Guest:      &Guest{Kernel: kernel, Initramfs: initrd},
-		RootDisk:   rootImg,
-		KernelArgs: "systemd.show_status=0",
-		MemoryMB:   1024,
-		Timeout:    25 * time.Minute,
-		Disks: []Disk{
-			{ID: "d1", Image: backup, Vendor: "WDC", Product: "WD40EFRX", Serial: "WD-DOCK0001"},
-			{ID: "d2", Image: unknown, Vendor: "Seagate", Product: "Expansion", Serial: "NA-UNKNOWN", Hotplug: true},
-		},
-	})
-	redock := func(word string) {
-		t.Helper()
-		if err := vm.Unplug("d1"); err != nil {
-			t.Fatalf("undock: %v", err)
-		}
-		if err := vm.Plug("d1"); err != nil {
-			t.Fatalf("dock: %v", err)
-		}
-		if err := vm.Send(word); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustMark(t, vm, "booted", 10*time.Minute)
-	mustMark(t, vm, "enrolled", 10*time.Minute)
-	redock("replugged")
-	mustMark(t, vm, "run1", 10*time.Minute)
+	vm := bootDockGuest(t, dir, rootImg, kernel, initrd, nil,
+		Disk{ID: "d1", Image: backup, Vendor: "WDC", Product: "WD40EFRX", Serial: "WD-DOCK0001"},
+		Disk{ID: "d2", Image: unknown, Vendor: "Seagate", Product: "Expansion", Serial: "NA-UNKNOWN", Hotplug: true})
+	redock := func(word string) { t.Helper(); redockGuest(t, vm, "d1", word) }
+	enrolledThenRun(t, vm)
 	inv := func(name string) *inventory.Record {
 		t.Helper()
 		b, err := vm.Blob(name, time.Minute)
@@ -361,4 +339,44 @@ func outcomes(runs []inventory.Backup) []string {
 		o = append(o, r.Outcome)
 	}
 	return o
+}
+
+// bootDockGuest boots the Debian guest with systemd and udev from rootImg
+// (dockGuestRoot), the disks docked and qemu added to QEMU's command line.
+func bootDockGuest(t *testing.T, dir, rootImg, kernel, initrd string, qemu []string, disks ...Disk) *VM {
+	t.Helper()
+	return boot(t, dir, Config{
+		Guest:      &Guest{Kernel: kernel, Initramfs: initrd},
+		RootDisk:   rootImg,
+		KernelArgs: "systemd.show_status=0",
+		MemoryMB:   1024,
+		Timeout:    25 * time.Minute,
+		Disks:      disks,
+		QEMUArgs:   qemu,
+	})
+}
+
+// redockGuest undocks the disk id and docks it again (QMP), then tells the
+// guest's scenario word.
+func redockGuest(t *testing.T, vm *VM, id, word string) {
+	t.Helper()
+	if err := vm.Unplug(id); err != nil {
+		t.Fatalf("undock: %v", err)
+	}
+	if err := vm.Plug(id); err != nil {
+		t.Fatalf("dock: %v", err)
+	}
+	if err := vm.Send(word); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// enrolledThenRun waits for the scenario's boot and enrollment, redocks d1
+// ("replugged") and waits for the first docking's run.
+func enrolledThenRun(t *testing.T, vm *VM) {
+	t.Helper()
+	mustMark(t, vm, "booted", 10*time.Minute)
+	mustMark(t, vm, "enrolled", 10*time.Minute)
+	redockGuest(t, vm, "d1", "replugged")
+	mustMark(t, vm, "run1", 10*time.Minute)
 }

@@ -127,31 +127,10 @@ func TestDockTPM2DebianGuest(t *testing.T) {
 	deb := buildDeb(t, dir)
 	rootImg, kernel, initrd := dockGuestRoot(t, dir, deb, dockTPM2Scenario)
 	backup := newImage(t, dir, "backup.img", 256<<20)
-	vm := boot(t, dir, Config{
-		Guest:      &Guest{Kernel: kernel, Initramfs: initrd},
-		RootDisk:   rootImg,
-		KernelArgs: "systemd.show_status=0",
-		MemoryMB:   1024,
-		Timeout:    25 * time.Minute,
-		Disks:      []Disk{{ID: "d1", Image: backup, Vendor: "WDC", Product: "WD40EFRX", Serial: "WD-TPM20001"}},
-		QEMUArgs:   tpm,
-	})
-	redock := func(word string) {
-		t.Helper()
-		if err := vm.Unplug("d1"); err != nil {
-			t.Fatalf("undock: %v", err)
-		}
-		if err := vm.Plug("d1"); err != nil {
-			t.Fatalf("dock: %v", err)
-		}
-		if err := vm.Send(word); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustMark(t, vm, "booted", 10*time.Minute)
-	mustMark(t, vm, "enrolled", 10*time.Minute)
-	redock("replugged")
-	mustMark(t, vm, "run1", 10*time.Minute)
+	vm := bootDockGuest(t, dir, rootImg, kernel, initrd, tpm,
+		Disk{ID: "d1", Image: backup, Vendor: "WDC", Product: "WD40EFRX", Serial: "WD-TPM20001"})
+	redock := func(word string) { t.Helper(); redockGuest(t, vm, "d1", word) }
+	enrolledThenRun(t, vm)
 	b, err := vm.Blob("inv1", time.Minute)
 	if err != nil {
 		t.Fatal(err)

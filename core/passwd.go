@@ -149,27 +149,8 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 		return nil, stepErr(err, d)
 	}
 	res.OldSlot, res.NewSlot = oldSlot, newSlot
-	// The proof, with cryptsetup: the new passphrase opens its keyslot; the
-	// old one opens nothing (a recovery key given as the old secret still
-	// opens its own keyslot, which stays).
-	if s, err := luks.TestPassphraseSlot(ctx, dev, o.New); err != nil || s != newSlot {
-		return nil, stepErr(fmt.Errorf("after the change the new passphrase does not open keyslot %d (%v)", newSlot, err), d)
-	}
-	s, err := luks.TestPassphraseSlot(ctx, dev, o.Old)
-	switch {
-	case o.OldIsRecoveryKey && (err != nil || s != authSlot):
-		return nil, stepErr(fmt.Errorf("after the change the recovery key no longer opens keyslot %d (%v)", authSlot, err), d)
-	case !o.OldIsRecoveryKey && !errors.Is(err, luks.ErrWrongPassphrase):
-		return nil, stepErr(fmt.Errorf("after the change the old passphrase still opens keyslot %d (%v)", s, err), d)
-	}
-	res.Proved = fmt.Sprintf("cryptsetup: the new passphrase opens keyslot %d", newSlot)
-	if oldSlot >= 0 {
-		res.Proved += fmt.Sprintf("; keyslot %d (the old passphrase) is gone", oldSlot)
-	}
-	if o.OldIsRecoveryKey {
-		res.Proved += fmt.Sprintf("; the recovery key still opens keyslot %d", authSlot)
-	} else {
-		res.Proved += "; the old passphrase opens nothing"
+	if res.Proved, err = provePasswd(ctx, dev, o, authSlot, oldSlot, newSlot); err != nil {
+		return nil, stepErr(err, d)
 	}
 	res.Changed = time.Now().UTC().Truncate(time.Second)
 	if res.AlreadyDone && rec != nil && rec.PassphraseSlot != nil && *rec.PassphraseSlot == newSlot && !rec.PassphraseChanged.IsZero() {
@@ -182,6 +163,31 @@ func Passwd(ctx context.Context, o PasswdOptions) (*KeyChange, error) {
 	// The disk says so too, for the machine at the other site.
 	_ = NotePassphraseChanged(ctx, d.LUKS, res.Changed)
 	return res, nil
+}
+
+// provePasswd proves a passphrase change with cryptsetup: the new
+// passphrase opens its keyslot; the old one opens nothing (a recovery key
+// given as the old secret still opens its own keyslot, which stays). It
+// says what it proved.
+func provePasswd(ctx context.Context, dev string, o PasswdOptions, authSlot, oldSlot, newSlot int) (string, error) {
+	if s, err := luks.TestPassphraseSlot(ctx, dev, o.New); err != nil || s != newSlot {
+		return "", fmt.Errorf("after the change the new passphrase does not open keyslot %d (%v)", newSlot, err)
+	}
+	s, err := luks.TestPassphraseSlot(ctx, dev, o.Old)
+	switch {
+	case o.OldIsRecoveryKey && (err != nil || s != authSlot):
+		return "", fmt.Errorf("after the change the recovery key no longer opens keyslot %d (%v)", authSlot, err)
+	case !o.OldIsRecoveryKey && !errors.Is(err, luks.ErrWrongPassphrase):
+		return "", fmt.Errorf("after the change the old passphrase still opens keyslot %d (%v)", s, err)
+	}
+	proved := fmt.Sprintf("cryptsetup: the new passphrase opens keyslot %d", newSlot)
+	if oldSlot >= 0 {
+		proved += fmt.Sprintf("; keyslot %d (the old passphrase) is gone", oldSlot)
+	}
+	if o.OldIsRecoveryKey {
+		return proved + fmt.Sprintf("; the recovery key still opens keyslot %d", authSlot), nil
+	}
+	return proved + "; the old passphrase opens nothing", nil
 }
 
 // RecoveryKeyOptions are what luksdock recovery-key --replace takes.

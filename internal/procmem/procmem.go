@@ -79,6 +79,22 @@ func read(pid int, keep func(start, end uint64) bool) (*Snapshot, error) {
 		return nil, err
 	}
 	defer mem.Close()
+	maps := parseSmaps(sm)
+	buf := make([]byte, 1<<20)
+	for _, m := range maps {
+		if !m.secretMayLive() || keep != nil && !keep(m.start, m.end) {
+			continue
+		}
+		s.readMapping(mem, m, buf)
+	}
+	if s.Size == 0 {
+		return nil, errors.New("no readable memory")
+	}
+	return s, nil
+}
+
+// parseSmaps reads the mappings of /proc/PID/smaps, with their VmFlags.
+func parseSmaps(sm []byte) []*mapping {
 	var maps []*mapping
 	sc := bufio.NewScanner(bytes.NewReader(sm))
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
@@ -103,46 +119,46 @@ func read(pid int, keep func(start, end uint64) bool) (*Snapshot, error) {
 			maps[len(maps)-1].flags = " " + strings.TrimSpace(v) + " "
 		}
 	}
+	return maps
+}
+
+// secretMayLive says whether m is read: readable, not the kernel's
+// [vvar]/[vsyscall], and not a file mapped read-only (the program and its
+// libraries).
+func (m *mapping) secretMayLive() bool {
+	if m.perms[0] != 'r' || m.name == "[vvar]" || m.name == "[vsyscall]" || m.name == "[vvar_vclock]" {
+		return false
+	}
+	return m.perms[1] == 'w' || m.name == "" || strings.HasPrefix(m.name, "[")
+}
+
+// readMapping adds m's pages that are not all zeros to s, as regions of
+// consecutive such pages.
+func (s *Snapshot) readMapping(mem *os.File, m *mapping, buf []byte) {
 	const page = 4096
-	buf := make([]byte, 1<<20)
 	zero := make([]byte, page)
-	for _, m := range maps {
-		if m.perms[0] != 'r' || m.name == "[vvar]" || m.name == "[vsyscall]" || m.name == "[vvar_vclock]" {
-			continue
-		}
-		if m.perms[1] != 'w' && m.name != "" && !strings.HasPrefix(m.name, "[") {
-			continue
-		}
-		if keep != nil && !keep(m.start, m.end) {
-			continue
-		}
-		locked := strings.Contains(m.flags, " lo ")
-		var cur *Region
-		for off := m.start; off < m.end; off += uint64(len(buf)) {
-			b := buf[:min(uint64(len(buf)), m.end-off)]
-			n, _ := mem.ReadAt(b, int64(off))
-			s.Size += int64(n)
-			for p := 0; p < n; p += page {
-				pg := b[p:min(p+page, n)]
-				if bytes.Equal(pg, zero[:len(pg)]) {
-					cur = nil
-					continue
-				}
-				if cur == nil {
-					s.Regions = append(s.Regions, Region{Start: off + uint64(p), Name: m.name, Locked: locked})
-					cur = &s.Regions[len(s.Regions)-1]
-				}
-				cur.Data = append(cur.Data, pg...)
+	locked := strings.Contains(m.flags, " lo ")
+	var cur *Region
+	for off := m.start; off < m.end; off += uint64(len(buf)) {
+		b := buf[:min(uint64(len(buf)), m.end-off)]
+		n, _ := mem.ReadAt(b, int64(off))
+		s.Size += int64(n)
+		for p := 0; p < n; p += page {
+			pg := b[p:min(p+page, n)]
+			if bytes.Equal(pg, zero[:len(pg)]) {
+				cur = nil
+				continue
 			}
-			if n < len(b) {
-				break // the rest is not readable
+			if cur == nil {
+				s.Regions = append(s.Regions, Region{Start: off + uint64(p), Name: m.name, Locked: locked})
+				cur = &s.Regions[len(s.Regions)-1]
 			}
+			cur.Data = append(cur.Data, pg...)
+		}
+		if n < len(b) {
+			return // the rest is not readable
 		}
 	}
-	if s.Size == 0 {
-		return nil, errors.New("no readable memory")
-	}
-	return s, nil
 }
 
 // Hit is one copy of a form found in a snapshot.

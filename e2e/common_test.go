@@ -290,6 +290,24 @@ type event struct {
 			UUID string `json:"uuid"`
 		} `json:"luks"`
 	} `json:"result"`
+	// Steps: the plan event's steps.
+	Steps []struct {
+		ID    string `json:"id"`
+		Title string `json:"title"`
+	} `json:"steps"`
+}
+
+// stepTitle is the title the plan event in evs gives step (its ID when
+// there is no plan event): what messages name it by.
+func stepTitle(evs []event, step string) string {
+	for _, e := range evs {
+		for _, s := range e.Steps {
+			if s.ID == step {
+				return s.Title
+			}
+		}
+	}
+	return step
 }
 
 // parseEvents decodes JSON event lines, ignoring lines that are not JSON.

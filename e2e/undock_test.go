@@ -128,7 +128,8 @@ mark dmsetup-final $(dmsetup ls 2>&1)
 		}
 		stderr, _ := vm.Blob("stderr-"+r.step, 10*time.Second)
 		var failed *event
-		for _, e := range parseEvents(evJSON) {
+		evs := parseEvents(evJSON)
+		for _, e := range evs {
 			if e.Kind == "failed" {
 				e := e
 				failed = &e
@@ -147,8 +148,8 @@ mark dmsetup-final $(dmsetup ls 2>&1)
 		default:
 			t.Logf("%s: luksdock said: %s; state: %s", r.step, failed.Message, failed.State)
 		}
-		if !strings.Contains(string(stderr), r.step) {
-			t.Errorf("%s: stderr does not name the failed step:\n%s", r.step, stderr)
+		if title := stepTitle(evs, r.step); !strings.Contains(string(stderr), "luksdock: "+title+": ") {
+			t.Errorf("%s: stderr does not name the failed step (%q):\n%s", r.step, title, stderr)
 		}
 		if dm := strings.Join(mustMark(t, vm, "dmsetup-"+r.step, 10*time.Second), " "); dm != "No devices found" {
 			t.Errorf("%s: device-mapper mapping left after the undock: %q", r.step, dm)

@@ -42,10 +42,12 @@ type trigger struct {
 	// (luksdock-userspace-volume, in a session of its own), as when a whole
 	// cgroup is killed.
 	server bool
-	// slow: names a tool that is given 300 ms more to run (a shim earlier in
-	// PATH sleeps, then execs the real one), to keep luksdock in a step
-	// for an event trigger (TestTwoAtOnce). Child triggers do not use it:
-	// they throttle the real tool itself.
+	// slow: names a tool that is held until the trigger's do has returned
+	// (at most 60 s: a shim earlier in PATH waits for a gate file, then
+	// execs the real one), to keep luksdock in a step for an event trigger
+	// (TestTwoAtOnce). A fixed delay (300 ms) was too short on a loaded
+	// machine: the second luksdock started after the first had ended.
+	// Child triggers do not use it: they throttle the real tool itself.
 	slow string
 	// ns: run luksdock in the mount namespace of this process (nsenter).
 	ns int
@@ -126,9 +128,13 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	}
 	cmd.Env = caseEnv(tmpdir)
+	gate := ""
 	if tr.slow != "" {
+		gate = filepath.Join(t.TempDir(), "gate")
+		dir := slowShim(t, tr.slow, gate)
+		defer os.WriteFile(gate, nil, 0o644) // never leave the tool waiting
 		cmd.Env = append(cmd.Env[:0:0], cmd.Env...)
-		cmd.Env[0] = "PATH=" + slowShim(t, tr.slow) + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
+		cmd.Env[0] = "PATH=" + dir + ":" + strings.TrimPrefix(cmd.Env[0], "PATH=")
 	}
 	if tr.child != "" {
 		cmd.Env = append(cmd.Env[:0:0], cmd.Env...)
@@ -184,6 +190,9 @@ func drive(t *testing.T, tmpdir string, tr trigger, args ...string) driven {
 		}()
 		if tr.do != nil {
 			tr.do()
+			if gate != "" {
+				os.WriteFile(gate, nil, 0o644)
+			}
 			return
 		}
 		syscall.Kill(target, tr.sig)
@@ -371,15 +380,20 @@ func zombieWithThreads(pid int) bool {
 	return len(tasks) > 1
 }
 
-// slowShim makes a directory holding a script named tool that sleeps 300 ms
-// and then execs the real tool.
-func slowShim(t *testing.T, tool string) string {
+// slowShim makes a directory holding a script named tool that waits, then
+// execs the real tool: until the gate file exists (at most 60 s), or with
+// no gate 300 ms.
+func slowShim(t *testing.T, tool, gate string) string {
 	real, err := exec.LookPath(tool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := fmt.Sprintf("#!/bin/sh\nsleep 0.3\nexec %s \"$@\"\n", real)
+	wait := "sleep 0.3"
+	if gate != "" {
+		wait = fmt.Sprintf("i=0\nwhile [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done", gate)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n%s\nexec %s \"$@\"\n", wait, real)
 	if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

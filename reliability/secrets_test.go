@@ -442,7 +442,7 @@ func slowTools(t *testing.T, tools ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, tool := range tools {
-		sh := slowShim(t, tool)
+		sh := slowShim(t, tool, "")
 		if err := os.Rename(filepath.Join(sh, tool), filepath.Join(dir, tool)); err != nil {
 			t.Fatal(err)
 		}

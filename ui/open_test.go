@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
 
 // Open on a known disk: a wrong passphrase is refused with a readable
@@ -39,7 +41,9 @@ func TestActionOpenThenClose(t *testing.T) {
 		t.Fatalf("no mountpoint shown:\n%s", s.body)
 	}
 	mnt := m[1]
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	// A failure before Close must not leave the mount, the loop device or
+	// the volume holder behind: luksdock close tidies all three.
+	t.Cleanup(func() { exec.Command(testkit.Luksdock(t), "close", "--mountpoint", mnt).Run() })
 	if l := inProcMounts(mnt); l == "" {
 		t.Fatalf("%s is not in /proc/mounts after Open", mnt)
 	} else if !strings.Contains(l, " ext4 ") {

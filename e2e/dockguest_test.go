@@ -236,16 +236,7 @@ end 0
 
 // TestDockServiceDebianGuest: see dockScenario.
 func TestDockServiceDebianGuest(t *testing.T) {
-	if os.Getenv("LUKSDOCK_E2E") == "0" || testing.Short() {
-		t.Skip("SKIPPED: VM end-to-end tests disabled (LUKSDOCK_E2E=0 or -short)")
-	}
-	if _, err := QEMUBinary(); err != nil {
-		t.Skipf("SKIPPED: %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the dock guest needs root (chroot for dpkg, mkfs -d)")
-	}
-	dir := scratchDir(t)
+	dir := dockGuestDir(t)
 	deb := buildDeb(t, dir)
 	rootImg, kernel, initrd := dockGuestRoot(t, dir, deb, dockScenario)
 	backup := newImage(t, dir, "backup.img", 256<<20)
@@ -379,4 +370,21 @@ func enrolledThenRun(t *testing.T, vm *VM) {
 	mustMark(t, vm, "enrolled", 10*time.Minute)
 	redockGuest(t, vm, "d1", "replugged")
 	mustMark(t, vm, "run1", 10*time.Minute)
+}
+
+// dockGuestDir skips loudly where the QEMU suite cannot run, requires
+// root (the guest's root is made with chroot and mkfs -d) and returns the
+// test's scratch directory.
+func dockGuestDir(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("LUKSDOCK_E2E") == "0" || testing.Short() {
+		t.Skip("SKIPPED: VM end-to-end tests disabled (LUKSDOCK_E2E=0 or -short)")
+	}
+	if _, err := QEMUBinary(); err != nil {
+		t.Skipf("SKIPPED: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the dock guest needs root (chroot for dpkg, mkfs -d)")
+	}
+	return scratchDir(t)
 }

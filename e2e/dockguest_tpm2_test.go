@@ -113,16 +113,7 @@ func swtpm(t *testing.T, dir string) []string {
 // the command's file is on the disk (cryptsetup with the passphrase,
 // debugfs), and the guest's inventory recorded the run.
 func TestDockTPM2DebianGuest(t *testing.T) {
-	if os.Getenv("LUKSDOCK_E2E") == "0" || testing.Short() {
-		t.Skip("SKIPPED: VM end-to-end tests disabled (LUKSDOCK_E2E=0 or -short)")
-	}
-	if _, err := QEMUBinary(); err != nil {
-		t.Skipf("SKIPPED: %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the dock guest needs root (chroot for dpkg, mkfs -d)")
-	}
-	dir := scratchDir(t)
+	dir := dockGuestDir(t)
 	tpm := swtpm(t, dir)
 	deb := buildDeb(t, dir)
 	rootImg, kernel, initrd := dockGuestRoot(t, dir, deb, dockTPM2Scenario)

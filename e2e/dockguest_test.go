@@ -292,15 +292,7 @@ func TestDockServiceDebianGuest(t *testing.T) {
 
 	// On the host: the command's files are on the disk (cryptsetup
 	// decrypts, debugfs reads), and the history file has two good runs.
-	p1, ok := testkit.Partition1(t, backup)
-	if !ok {
-		t.Fatal("the backup disk has no partition 1")
-	}
-	v, err := testkit.Unlock(t, p1, testPassphrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain := testkit.DecryptCryptsetup(t, v)
+	plain := decryptedDisk(t, backup)
 	for path, want := range map[string]string{"/from-guest": "backed up by the guest\n", "/from-guest-2": "again\n"} {
 		out, _ := exec.Command("debugfs", "-R", "cat "+path, plain).Output()
 		if string(out) != want {
@@ -387,4 +379,20 @@ func dockGuestDir(t *testing.T) string {
 		t.Fatal("the dock guest needs root (chroot for dpkg, mkfs -d)")
 	}
 	return scratchDir(t)
+}
+
+// decryptedDisk is the plaintext of the backup disk image's LUKS volume
+// (partition 1), decrypted with stock cryptsetup and the test passphrase,
+// for debugfs to read on the host.
+func decryptedDisk(t *testing.T, img string) string {
+	t.Helper()
+	p1, ok := testkit.Partition1(t, img)
+	if !ok {
+		t.Fatal("the backup disk has no partition 1")
+	}
+	v, err := testkit.Unlock(t, p1, testPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testkit.DecryptCryptsetup(t, v)
 }

@@ -133,19 +133,12 @@ func TestDockTPM2DebianGuest(t *testing.T) {
 	redock("replugged2")
 	mustExit(t, vm, 10*time.Minute)
 
-	p1, ok := testkit.Partition1(t, backup)
-	if !ok {
-		t.Fatal("the backup disk has no partition 1")
-	}
-	v, err := testkit.Unlock(t, p1, testPassphrase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain := testkit.DecryptCryptsetup(t, v)
+	plain := decryptedDisk(t, backup)
 	if out, _ := exec.Command("debugfs", "-R", "cat /from-tpm2", plain).Output(); string(out) != "backed up through the TPM2\n" {
 		t.Errorf("/from-tpm2 on the disk holds %q", out)
 	}
 	// After the forget: no systemd-tpm2 token, cryptsetup on the host says.
+	p1, _ := testkit.Partition1(t, backup)
 	if out := testkit.Run(t, "", "cryptsetup", "luksDump", testkit.HeaderCopy(t, p1)); strings.Contains(out, "systemd-tpm2") {
 		t.Errorf("the systemd-tpm2 token is left after the forget:\n%s", out)
 	}

@@ -339,8 +339,7 @@ func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.B
 	if slices.Contains(opts, outliveLuksdock) {
 		deathsig = 0
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathsig}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ownGroup(cmd, deathsig)
 	var toClose []*os.File
 	defer func() {
 		for _, f := range toClose {
@@ -425,15 +424,11 @@ func runTool(ctx context.Context, args []string, stdin, fd3 []byte, out *bytes.B
 		err = fmt.Errorf("cryptsetup %s printed more than the %d bytes expected", args[0], len(secretOut))
 	}
 	if err != nil {
-		code := -1
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		}
+		code := exitStatus(err)
 		if ctx.Err() != nil {
 			return n, fmt.Errorf("cryptsetup %s: %w", args[0], ctx.Err())
 		}
-		if ee == nil {
+		if !errors.As(err, new(*exec.ExitError)) {
 			return n, err
 		}
 		stdout := ""
@@ -563,4 +558,22 @@ func AddKey(ctx context.Context, dev string, passphrase, newKey []byte, pbkdf PB
 	}
 	_, err := run(ctx, AddKeyArgs(dev, pbkdf), passphrase, newKey)
 	return err
+}
+
+// ownGroup starts cmd in a process group of its own (a terminal's Ctrl-C
+// reaches luksdock, not the tool), sends it deathsig when luksdock dies (0:
+// none), and kills the whole group when cmd's context is cancelled.
+func ownGroup(cmd *exec.Cmd, deathsig syscall.Signal) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathsig}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+}
+
+// exitStatus is the exit status of a command that ended with err, -1 when
+// it has none (not started, or killed by a signal).
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }

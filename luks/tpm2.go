@@ -222,17 +222,12 @@ func runOnThread(ctx context.Context, prog string, args []string, passphrase []b
 	// protocol; the caller checks the passphrase first, and the timeout
 	// bounds such a wait.
 	cmd.Env = tpm2Env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ownGroup(cmd, syscall.SIGKILL)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if err != nil {
-		code := -1
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		}
+		code := exitStatus(err)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", prog, ctx.Err())
 		}

@@ -276,15 +276,7 @@ func descendants(root int) []procwatch.Proc {
 	return procwatch.Descendants(procwatch.Scan(), root)
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	r := strings.LastIndexByte(s, ')')
-	return r > 0 && len(s) > r+2 && s[r+2] != 'Z'
-}
+func alive(pid int) bool { return procwatch.Alive(pid) }
 
 // --- independent oracle ---
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
 )
@@ -49,8 +50,39 @@ func newTmux(t *testing.T, width, height int, env []string, command string) *tmu
 	}
 	args = append(args, command)
 	tm.run(args...)
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	t.Cleanup(tm.kill)
 	return tm
+}
+
+// kill ends the tmux server and waits until every process that ran in its
+// panes (the shell, luksdock, what luksdock started) has exited: a
+// luksdock still stopping after its hang-up would otherwise write into the
+// test's temporary directory while the test's cleanup removes it.
+func (tm *tmux) kill() {
+	var pids []int
+	if out, err := exec.Command("tmux", "-L", tm.socket, "list-panes", "-a", "-F", "#{pane_pid}").Output(); err == nil {
+		ps := procwatch.Scan()
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil {
+				pids = append(pids, pid)
+				for _, d := range procwatch.Descendants(ps, pid) {
+					pids = append(pids, d.PID)
+				}
+			}
+		}
+	}
+	_ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range pids {
+		for procwatch.Alive(pid) {
+			if time.Now().After(deadline) {
+				tm.t.Errorf("process %d (%s) still runs 30 s after its tmux session was killed", pid, procwatch.Comm(pid))
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 func (tm *tmux) run(args ...string) string {

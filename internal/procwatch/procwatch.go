@@ -164,6 +164,17 @@ func Children(pid int) []int {
 	return out
 }
 
+// Alive reports whether pid exists and is not a zombie (an exited process
+// its parent has not yet reaped).
+func Alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	r := bytes.LastIndexByte(b, ')')
+	return r > 0 && len(b) > r+2 && b[r+2] != 'Z'
+}
+
 // Comm is the command name of pid ("" when it is gone).
 func Comm(pid int) string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,4 +148,37 @@ func TestPeakRSS(t *testing.T) {
 		t.Errorf("PeakRSS of a missing process = %d, want -1", got)
 	}
 	runtime.KeepAlive(b)
+}
+
+// TestAlive: a running child is alive; once it has exited it is not, both
+// while it is a zombie (not yet waited for) and after it is reaped.
+func TestAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !Alive(pid) {
+		t.Fatalf("running sleep %d: Alive = false", pid)
+	}
+	_ = cmd.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for zombie := false; !zombie; {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		zombie = strings.Contains(string(b), ") Z ")
+		if time.Now().After(deadline) {
+			t.Fatalf("killed sleep %d did not become a zombie: %s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if Alive(pid) {
+		t.Errorf("zombie %d: Alive = true", pid)
+	}
+	_ = cmd.Wait()
+	if Alive(pid) {
+		t.Errorf("reaped %d: Alive = true", pid)
+	}
 }

@@ -12,6 +12,12 @@
 // Strength (strength.go) is the one passphrase estimate (zxcvbn) the CLI
 // and the wizard show.
 //
+// What a command's flags mean is core's too, so that package main only
+// binds them: which combinations are usage errors (args.go: CheckPrepareArgs,
+// CheckRetireArgs, ...), how a secret is read from a file or standard input
+// (secret.go: ReadPassphrase, SecretFiles), how a prepare run is journalled
+// (RunJournaled) and which enrollment method the flags choose (EnrollHost).
+//
 // The disk work itself is package pipeline's; core decides what is asked of
 // it.
 package core

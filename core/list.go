@@ -2,12 +2,19 @@ package core
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
 	"luksdock/health"
 	"luksdock/inventory"
+	"luksdock/pipeline"
 )
 
 // ListReason is a refusal in `list --json`: the reason and its fix.
@@ -101,3 +108,39 @@ func InventoryNow(path string, policy Every, now time.Time) (f *inventory.File, 
 	}
 	return f, Overdue(f, policy, now), warning, nil
 }
+
+// ListDisks are the disks `luksdock list` shows, read below sysRoot: all of
+// them, or with wait the next one docked (saying so on progress, unless
+// nil); SIGINT or SIGTERM (or ctx) ends the wait as interrupted (exit 130).
+func ListDisks(ctx context.Context, sysRoot string, wait bool, progress io.Writer) ([]disk.Disk, error) {
+	sys := disk.Sys{Root: sysRoot}
+	if !wait {
+		return sys.Scan()
+	}
+	known, err := sys.Scan()
+	if err != nil {
+		return nil, err
+	}
+	if progress != nil {
+		fmt.Fprintln(progress, "Waiting for a disk to be docked… (Ctrl+C to stop)")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, unix.SIGTERM)
+	defer stop()
+	d, err := sys.WaitForNewDisk(ctx, known)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &pipeline.Error{Kind: pipeline.KindInterrupted, Err: fmt.Errorf("interrupted while waiting for a disk")}
+		}
+		return nil, fmt.Errorf("waiting for a disk: %w", err)
+	}
+	return []disk.Disk{d}, nil
+}
+
+// OverdueError is `inventory --check` finding disks overdue for a backup:
+// exit status 1.
+type OverdueError struct{ N int }
+
+func (e OverdueError) Error() string { return fmt.Sprintf("%d disk(s) overdue for a backup", e.N) }
+
+// ExitCode is inventory --check's status for overdue disks.
+func (OverdueError) ExitCode() int { return 1 }

@@ -133,3 +133,26 @@ func inventoryRow(r inventory.Record, now time.Time) inventoryCells {
 	}
 	return c
 }
+
+// ListAs is list's output: with asJSON the entries as indented JSON (with
+// wait the one new disk as an object), else the table (List).
+func ListAs(w io.Writer, entries []core.ListEntry, wait, asJSON bool) error {
+	switch {
+	case asJSON && wait:
+		return JSONIndented(w, entries[0])
+	case asJSON:
+		return JSONIndented(w, entries)
+	}
+	List(w, entries, wait)
+	return nil
+}
+
+// InventoryAs is inventory's output: with asJSON the file's JSON, else the
+// table (Inventory).
+func InventoryAs(w io.Writer, f *inventory.File, overdue []string, path string, now time.Time, asJSON bool) error {
+	if asJSON {
+		return JSONIndented(w, f)
+	}
+	Inventory(w, f, overdue, path, now)
+	return nil
+}

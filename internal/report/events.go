@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/internal/tty"
 	"luksdock/pipeline"
@@ -158,4 +159,34 @@ func progressLine(p *pipeline.Advance) string {
 		s += fmt.Sprintf(", %d BAD sectors", p.Bad)
 	}
 	return s
+}
+
+// Prepared is the end of a prepare run's report, after its events (err:
+// how it failed, nil when the disk is verified): where the disk was
+// recorded, and whether a stop signal came too late to stop anything.
+func Prepared(out, stderr io.Writer, o core.PrepareOutcome, err error, asJSON bool) {
+	if err == nil {
+		if o.RecordErr != nil {
+			fmt.Fprintf(stderr, "luksdock: warning: the disk is ready, but it was not recorded in the inventory: %v\n", o.RecordErr)
+		} else if !asJSON {
+			fmt.Fprintf(out, "  inventory:    recorded in %s\n", o.InventoryPath)
+		}
+	}
+	if o.Signal != nil && err == nil {
+		// The signal came during the last step or after it: every
+		// step finished, nothing was stopped, the disk is verified.
+		fmt.Fprintln(stderr, "luksdock: the signal came as the run was completing: all steps finished and the disk is verified")
+	}
+}
+
+// Warning is a warning before a run starts ("" for none): with asJSON a
+// "warning" event of the preflight on out, else a line on stderr.
+func Warning(out, stderr io.Writer, asJSON bool, w string) {
+	switch {
+	case w == "":
+	case asJSON:
+		JSONEvents(out)(pipeline.Event{Time: time.Now(), Kind: pipeline.EventWarning, Step: pipeline.StepPreflight, Message: w})
+	default:
+		Warnf(stderr, "%s", w)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"luksdock/core"
 	"luksdock/luks"
@@ -131,4 +132,16 @@ func HostKeys(w io.Writer, keys []core.HostKey, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(k.Label), dash(k.Set), strings.ToLower(k.LUKSUUID), key, state)
 	}
 	return tw.Flush()
+}
+
+// EraseProgressEvery is an overwrite's progress (EraseProgress) on w at
+// most every interval, and when it is done.
+func EraseProgressEvery(w io.Writer, interval time.Duration) func(done, total int64) {
+	last := time.Time{}
+	return func(done, total int64) {
+		if time.Since(last) > interval || done == total {
+			last = time.Now()
+			EraseProgress(w, done, total)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -36,4 +37,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// Failure is how a command that failed says so on stderr: the error, and
+// the disk's state when the pipeline reported it.
+func Failure(stderr io.Writer, err error) {
+	fmt.Fprintf(stderr, "luksdock: %v\n", err)
+	var pe *pipeline.Error
+	if errors.As(err, &pe) && pe.State != "" {
+		fmt.Fprintf(stderr, "luksdock: disk state: %s\n", pe.State)
+	}
 }

@@ -1,0 +1,66 @@
+package stop
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestContext: a signal during the run cancels it and says luksdock is
+// stopping safely; a signal after the run has returned stops nothing and
+// says so, so that stderr never claims a stop that did not happen.
+func TestContext(t *testing.T) {
+	var during lockedBuffer
+	ctx, stop, finished := Context(&during)
+	syscall.Kill(syscall.Getpid(), syscall.SIGINT)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGINT during the run did not cancel it")
+	}
+	if !strings.Contains(during.String(), "interrupt: stopping safely after the current step") {
+		t.Errorf("stderr: %q", during.String())
+	}
+	if finished() == nil {
+		t.Errorf("finished() = nil after a signal during the run")
+	}
+	stop()
+
+	var after lockedBuffer
+	ctx, stop, finished = Context(&after)
+	defer stop()
+	if finished() != nil {
+		t.Errorf("finished() = %v without a signal", finished())
+	}
+	syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(after.String(), "terminated: the run has already finished") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := after.String(); !strings.Contains(s, "the run has already finished") || strings.Contains(s, "stopping safely") {
+		t.Errorf("stderr after the run: %q", s)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("a signal after the run cancelled it")
+	}
+}

@@ -19,15 +19,9 @@ import (
 	"luksdock/core"
 	"luksdock/internal/help"
 	"luksdock/internal/manpage"
+	"luksdock/internal/report"
 	"luksdock/pipeline"
 )
-
-// exitCodesHelp is the root command's (the wizard's) exit codes: every code
-// luksdock exits with. Each command's help lists its own (help.ExitCodes).
-var exitCodesHelp = help.ExitCodes("luksdock") + exitInterruptedHelp
-
-// exitInterruptedHelp is the 130 line of a command that runs the pipeline.
-var exitInterruptedHelp = help.ExitCodes("interrupted")
 
 // Exit codes: the CLI's mapping of the pipeline's failure kinds.
 const (
@@ -39,7 +33,7 @@ const (
 	exitInterrupted     = 130
 )
 
-// exitCode maps an error to luksdock's exit code (exitCodesHelp).
+// exitCode maps an error to luksdock's exit code (internal/help/exit-*.txt).
 func exitCode(err error) int {
 	if err == nil {
 		return 0
@@ -51,18 +45,16 @@ func exitCode(err error) int {
 	if errors.As(err, &ce) {
 		return ce.ExitCode()
 	}
-	switch pipeline.KindOf(err) {
-	case pipeline.KindRefused:
-		return exitRefused
-	case pipeline.KindNotVerified:
-		return exitNotVerified
-	case pipeline.KindWrongPassphrase:
-		return exitWrongPassphrase
-	case pipeline.KindInterrupted:
-		return exitInterrupted
+	if code, ok := kindExit[pipeline.KindOf(err)]; ok {
+		return code
 	}
 	return exitStepFailed
 }
+
+// kindExit are the exit codes of the pipeline's failure kinds; any other
+// failure is a step that failed (exitStepFailed).
+var kindExit = map[pipeline.Kind]int{pipeline.KindRefused: exitRefused, pipeline.KindNotVerified: exitNotVerified,
+	pipeline.KindWrongPassphrase: exitWrongPassphrase, pipeline.KindInterrupted: exitInterrupted}
 
 // usageError marks errors in flags and arguments (exit 2).
 type usageError struct{ error }
@@ -83,6 +75,17 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return usageError{fmt.Errorf("unexpected argument %q for %q (flags start with --)", args[0], cmd.CommandPath())}
 	}
 	return nil
+}
+
+// command is command name as internal/help describes it (use, help texts,
+// example, man-page FILES, its flags' help), with the flags of vars, taking
+// no arguments and running run.
+func command(name string, run func(*cobra.Command) error, vars ...help.Vars) *cobra.Command {
+	cmd := help.Command(name)
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd) }
+	help.Bind(cmd, vars...)
+	return cmd
 }
 
 func main() {
@@ -109,32 +112,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "luksdock: %v\nRun '%s --help' for usage.\n", err, path)
 		return exitUsage
 	}
-	var pe *pipeline.Error
-	errors.As(err, &pe)
-	fmt.Fprintf(stderr, "luksdock: %v\n", err)
-	if pe != nil && pe.State != "" {
-		fmt.Fprintf(stderr, "luksdock: disk state: %s\n", pe.State)
-	}
+	report.Failure(stderr, err)
 	return exitCode(err)
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "luksdock",
-		Short:         "Turn a disk in a USB dock into a verified LUKS-encrypted backup disk",
-		Long:          help.Text("luksdock") + exitCodesHelp,
-		Example:       rootExample,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Args:          noArgs,
-	}
+	var wo wizardOptions
+	root := command("luksdock", wo.run, wo.vars()...) // the wizard (wizard.go)
+	root.SilenceUsage, root.SilenceErrors = true, true
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	manpage.SetFiles(root, rootFiles)
-	var wo wizardOptions
-	wo.flags(root)
-	root.RunE = func(cmd *cobra.Command, _ []string) error { return wo.run(cmd) }
 	root.AddCommand(newPrepareCmd())
 	root.AddCommand(newVerifyCmd())
 	root.AddCommand(newListCmd())
@@ -146,7 +134,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newRetireCmd())
 	root.AddCommand(newHostCmd())
 	root.AddCommand(newDockCmd())
-	addShipping(root) // --version, completions, examples, gen-man, gen-completions (ship.go)
+	manpage.Ship(root, core.DeviceCompletions) // --version, completions, gen-man, gen-completions
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return root
 }

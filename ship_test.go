@@ -15,6 +15,7 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
+	"luksdock/internal/help"
 	"luksdock/internal/manpage"
 	"luksdock/internal/testkit"
 	"luksdock/internal/version"
@@ -197,7 +198,7 @@ func TestExitCodesDocs(t *testing.T) {
 		readmeCodes[m[1]] = true
 	}
 	helpCodes := map[string]bool{}
-	for c := range manpage.ExitCodes(exitCodesHelp) {
+	for c := range manpage.ExitCodes(help.ExitCodes("luksdock") + help.ExitCodes("interrupted")) {
 		helpCodes[itoa(c)] = true
 	}
 	if len(helpCodes) < 6 || len(readmeCodes) != len(helpCodes) {

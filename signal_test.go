@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"strings"
 	"sync"
-	"syscall"
-	"testing"
-	"time"
 )
+
+// lockedBuffer is a buffer a command's stderr and a test may share.
 
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -24,43 +22,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// TestSignalContext: a signal during the run cancels it and says luksdock is
-// stopping safely; a signal after the run has returned stops nothing and
-// says so, so that stderr never claims a stop that did not happen.
-func TestSignalContext(t *testing.T) {
-	var during lockedBuffer
-	ctx, stop, finished := signalContext(&during)
-	syscall.Kill(syscall.Getpid(), syscall.SIGINT)
-	select {
-	case <-ctx.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("SIGINT during the run did not cancel it")
-	}
-	if !strings.Contains(during.String(), "interrupt: stopping safely after the current step") {
-		t.Errorf("stderr: %q", during.String())
-	}
-	if finished() == nil {
-		t.Errorf("finished() = nil after a signal during the run")
-	}
-	stop()
-
-	var after lockedBuffer
-	ctx, stop, finished = signalContext(&after)
-	defer stop()
-	if finished() != nil {
-		t.Errorf("finished() = %v without a signal", finished())
-	}
-	syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(after.String(), "terminated: the run has already finished") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s := after.String(); !strings.Contains(s, "the run has already finished") || strings.Contains(s, "stopping safely") {
-		t.Errorf("stderr after the run: %q", s)
-	}
-	if ctx.Err() != nil {
-		t.Errorf("a signal after the run cancelled it")
-	}
 }

@@ -325,6 +325,11 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 	if code != 0 || !strings.Contains(out, "e2fsck -p") || !strings.Contains(out, "backup ok") {
 		t.Errorf("dock after the interruption: exit %d\n%s%s", code, out, errs)
 	}
+	// Every run is its own, however close in time (all three sites' hosts
+	// share one name here): A's, B's, the interrupted one, B's last.
+	if got := runOutcomes(b.load(t).Find(aRec.LUKSUUID).Backups); got != "ok ok interrupted ok" {
+		t.Errorf("site B's runs: %s, want ok ok interrupted ok", got)
+	}
 	if got, ok := plainFile(t, img, testPass, "/from-B"); !ok || got != "again\n" {
 		t.Errorf("the run after the interruption wrote %q %v", got, ok)
 	}
@@ -343,8 +348,8 @@ head -c 1048576 /dev/urandom > "$LUKSDOCK_MOUNT/payload"
 		t.Errorf("close at C: exit %d\n%s%s", code, out, errs)
 	}
 	rc := cSite.load(t).Find(aRec.LUKSUUID)
-	if rc == nil || rc.Label != "backups01" || !rc.SeenHere || len(rc.Backups) < 3 || rc.FSSize == 0 {
-		t.Errorf("site C's inventory after open should know the disk and its runs: %+v", rc)
+	if rc == nil || rc.Label != "backups01" || !rc.SeenHere || rc.FSSize == 0 || runOutcomes(rc.Backups) != "ok ok ok" {
+		t.Errorf("site C's inventory after open should know the disk and its three good runs (the interruption is only at B): %+v", rc)
 	}
 
 	// A forgets the disk: the key file goes at once, the keyslot at A's
@@ -432,4 +437,13 @@ func holders(path string) []string {
 		}
 	}
 	return out
+}
+
+// runOutcomes are the runs' outcomes, oldest first, space-separated.
+func runOutcomes(runs []inventory.Backup) string {
+	var o []string
+	for _, r := range runs {
+		o = append(o, r.Outcome)
+	}
+	return strings.Join(o, " ")
 }

@@ -152,7 +152,8 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 		logf("luksdock: %v", err)
 	}
 	host, _ := os.Hostname()
-	run := inventory.Backup{Host: host, Time: now.UTC().Truncate(time.Second), Outcome: inventory.OutcomeOK}
+	run := inventory.NewRun(host, now)
+	run.Outcome = inventory.OutcomeOK
 	res.Command = CommandFor(res.Label, res.Set)
 	written0 := lifetimeWrites(v.dev)
 	t0 := time.Now()
@@ -208,8 +209,8 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 // recordFailure records a run that failed before the command and returns err.
 func recordFailure(o DockOptions, res *DockResult, start time.Time, step string, err error) error {
 	host, _ := os.Hostname()
-	run := inventory.Backup{Host: host, Time: start.UTC().Truncate(time.Second), Outcome: inventory.OutcomeFailed,
-		Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds(), Detail: step + ": " + err.Error()}
+	run := inventory.NewRun(host, start)
+	run.Outcome, run.Seconds, run.Detail = inventory.OutcomeFailed, time.Since(start).Round(10*time.Millisecond).Seconds(), step+": "+err.Error()
 	if !present(o.Device.Path) {
 		run.Outcome = inventory.OutcomeInterrupted
 		err = fmt.Errorf("%w (%s: %v)", ErrInterrupted, step, err)

@@ -2,10 +2,12 @@ package core
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,7 +26,10 @@ import (
 const HistoryFile = ".luksdock/history.jsonl"
 
 // AppendHistory adds run to the history file of the filesystem mounted at
-// mnt and syncs it.
+// mnt and syncs it. A line left without its end by an earlier append that
+// was cut short (the disk undocked or full mid-write) is ended first, so
+// it cannot swallow this one; an append that fails part way is cut back
+// off, so it leaves no such line.
 func AppendHistory(mnt string, run inventory.Backup) error {
 	p := filepath.Join(mnt, HistoryFile)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -34,11 +39,29 @@ func AppendHistory(mnt string, run inventory.Backup) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	line := append(b, '\n')
+	if size := st.Size(); size > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, size-1); err != nil {
+			f.Close()
+			return err
+		}
+		if last[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
+	}
+	if _, err := f.Write(line); err != nil {
+		_ = f.Truncate(st.Size())
+		_ = f.Sync()
 		f.Close()
 		return err
 	}
@@ -49,9 +72,15 @@ func AppendHistory(mnt string, run inventory.Backup) error {
 	return f.Close()
 }
 
+// maxHistoryLine bounds one line of the history file; a longer one (no run
+// writes one) is skipped, and the lines after it are read.
+const maxHistoryLine = 1 << 20
+
 // ReadHistory reads the history file of the filesystem mounted at mnt (none:
-// no runs). Lines that do not parse (a run cut short by an undock) are
-// skipped.
+// no runs). A line that does not parse is skipped, but a run glued to the
+// start of a line left unended by an older luksdock (an append cut short,
+// then the next run appended to it) is read: the JSON of a run holds no
+// nested object, so `{"` starts one.
 func ReadHistory(mnt string) ([]inventory.Backup, error) {
 	f, err := os.OpenFile(filepath.Join(mnt, HistoryFile), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
@@ -62,29 +91,74 @@ func ReadHistory(mnt string) ([]inventory.Backup, error) {
 	}
 	defer f.Close()
 	var runs []inventory.Backup
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		var b inventory.Backup
-		if json.Unmarshal(sc.Bytes(), &b) == nil && !b.Time.IsZero() {
-			runs = append(runs, b)
+	r := bufio.NewReader(f)
+	for {
+		line, long, err := readLine(r)
+		if len(line) > 0 && !long {
+			if b, ok := parseRun(line); ok {
+				runs = append(runs, b)
+			}
+		}
+		if err == io.EOF {
+			return runs, nil
+		}
+		if err != nil {
+			return runs, err
 		}
 	}
-	return runs, sc.Err()
+}
+
+// readLine reads one line (without its end) of at most maxHistoryLine
+// bytes; long says it was longer, and was read to its end and dropped.
+func readLine(r *bufio.Reader) (line []byte, long bool, err error) {
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if !long {
+			if len(line)+len(chunk) > maxHistoryLine+1 {
+				long, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil:
+			return line, long, err
+		}
+		return bytes.TrimSuffix(line, []byte{'\n'}), long, nil
+	}
+}
+
+// parseRun parses one line of the history file: a run, or a run after the
+// unended start of another.
+func parseRun(line []byte) (inventory.Backup, bool) {
+	for {
+		var b inventory.Backup
+		if json.Unmarshal(line, &b) == nil && !b.Time.IsZero() {
+			return b, true
+		}
+		i := bytes.Index(line[1:], []byte(`{"`))
+		if i < 0 {
+			return inventory.Backup{}, false
+		}
+		line = line[i+1:]
+	}
 }
 
 // MergeHistory merges the history file of the disk with LUKS UUID uuid,
-// mounted at mnt, into its inventory record at invPath, and notes the
-// filesystem's size and free space. A disk the inventory does not know is
+// mounted at mnt, into its inventory record at invPath (the runs read
+// before a read error too), and notes the filesystem's size and free
+// space. A disk the inventory does not know is
 // left alone (list or the dock records it first). Open calls it after
 // mounting.
 func MergeHistory(invPath, uuid, mnt string) error {
-	runs, err := ReadHistory(mnt)
-	if err != nil {
-		return fmt.Errorf("reading the disk's history: %w", err)
+	runs, rerr := ReadHistory(mnt)
+	if rerr != nil {
+		rerr = fmt.Errorf("reading the disk's history: %w", rerr)
 	}
 	size, free := fsSpace(mnt)
-	return inventory.Update(invPath, func(f *inventory.File) error {
+	err := inventory.Update(invPath, func(f *inventory.File) error {
 		r := f.Find(uuid)
 		if r == nil {
 			return nil
@@ -95,6 +169,7 @@ func MergeHistory(invPath, uuid, mnt string) error {
 		}
 		return nil
 	})
+	return errors.Join(rerr, err)
 }
 
 // fsSpace is the size and the free bytes (for unprivileged users, as df

@@ -19,6 +19,10 @@ import (
 // with power-off: the SCSI disk and the USB device are gone from the
 // guest. Disk B: prepared, retired; blkid -p and cryptsetup isLuks find
 // nothing in the guest and, after the guest exits, on the host's image.
+// An image file in the guest: prepared, `luksdock open --image` (a loop
+// device for the LUKS range, then dm-crypt), a file written, closed; stock
+// losetup + cryptsetup + e2fsck -fn find the file, and no loop device or
+// mapping is left.
 func TestLifecycleKernelEngine(t *testing.T) {
 	g := skipUnlessVM(t)
 	bin := luksdockBinary(t)
@@ -29,7 +33,7 @@ func TestLifecycleKernelEngine(t *testing.T) {
 	newPass := "vivid-Ocelot-parsnip-42-lantern"
 	files := map[string][]byte{"newpass": []byte(newPass + "\n")}
 	low := "--pbkdf pbkdf2 --pbkdf-force-iterations 1000"
-	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{a, b}, Files: files, Timeout: 14 * time.Minute, Script: `
+	vm := boot(t, dir, Config{Guest: g, Luksdock: bin, Disks: []Disk{a, b}, Files: files, Timeout: 18 * time.Minute, Script: `
 label=lcdisk01
 n=$(wait_disk ` + a.Serial + ` 60) || fail "disk A did not appear"
 ` + strings.Replace(guestPrepare, "--json", "--recovery-key /tmp/rk1 --json", 1) + `
@@ -102,6 +106,47 @@ blkid -p /dev/$n && fail "blkid -p still finds something on /dev/$n"
 cryptsetup isLuks /dev/$n && fail "cryptsetup isLuks /dev/$n"
 sync
 mark retired
+
+# An image (luksdock open --image): prepared in the guest, opened with the
+# kernel engine (a loop device for the LUKS range, dm-crypt over it), a
+# file written, closed; stock losetup, cryptsetup and e2fsck then find the
+# file, and no loop device or mapping is left.
+img=/tmp/lc-image.img
+# busybox sh runs its own losetup applet first; util-linux's by path.
+ul=
+for f in /usr/sbin/losetup /usr/bin/losetup; do [ -z "$ul" ] && [ -x $f ] && [ ! -L $f ] && ul=$f; done
+[ -n "$ul" ] || fail "no util-linux losetup in the guest"
+loops() { cat /sys/block/loop*/loop/backing_file 2>/dev/null; }
+luksdock prepare --image $img --size 64M --label lcimage --passphrase-file /e2e/pass --confirm lc-image.img --engine kernel ` + low + ` </dev/null > /tmp/prep-img.out 2>&1 || { cat /tmp/prep-img.out; fail "prepare --image"; }
+[ -z "$(loops)" ] || fail "prepare --image left a loop device: $($ul -a)"
+[ "$(dmsetup ls)" = "No devices found" ] || fail "prepare --image left a mapping: $(dmsetup ls)"
+luksdock open --image $img --passphrase-file /e2e/pass --mountpoint /mnt/img --json </dev/null > /tmp/open-img.json 2>/tmp/open-img.err || { cat /tmp/open-img.json /tmp/open-img.err; fail "luksdock open --image"; }
+emit openimg /tmp/open-img.json
+grep -q " /mnt/img ext4 " /proc/mounts || fail "open --image did not mount at /mnt/img: $(cat /proc/mounts)"
+$ul -a
+dmsetup table
+[ "$(loops)" = "$img" ] || fail "open --image: the loop devices are not one on $img: $($ul -a)"
+dmsetup table | grep -q " crypt aes-xts-plain64 .* 7:" || fail "open --image: no dm-crypt mapping over a loop device: $(dmsetup table)"
+dd if=/dev/urandom of=/mnt/img/img-file bs=64k count=8 2>/dev/null || fail "writing a file on the opened image"
+isum=$(sha256sum < /mnt/img/img-file)
+luksdock close --image $img --json </dev/null > /tmp/close-img.json 2>/tmp/close-img.err || { cat /tmp/close-img.json /tmp/close-img.err; fail "luksdock close --image"; }
+emit closeimg /tmp/close-img.json
+grep -q " /mnt/img " /proc/mounts && fail "still mounted after close --image"
+[ "$(dmsetup ls)" = "No devices found" ] || fail "a mapping is left after close --image: $(dmsetup ls)"
+[ -z "$(loops)" ] || fail "a loop device is left after close --image: $($ul -a)"
+ss=$(sfdisk -d $img | sed -n 's/^sector-size: //p')
+set -- $(partx -g -o START,SECTORS -n 1 $img)
+[ -n "$ss" ] && [ -n "$2" ] || fail "no partition 1 on $img: $(sfdisk -d $img)"
+l=$($ul -f --show -o $(($1 * ss)) --sizelimit $(($2 * ss)) $img) || fail "losetup of partition 1"
+cryptsetup open $l lcimg < /e2e/pass || fail "stock cryptsetup open of the image's partition 1"
+e2fsck -fn /dev/mapper/lcimg > /tmp/fsck-img.out 2>&1 || { cat /tmp/fsck-img.out; fail "e2fsck -fn of the image not clean after close"; }
+cat /tmp/fsck-img.out
+run mount -t ext4 -o ro /dev/mapper/lcimg /mnt
+[ "$(sha256sum < /mnt/img-file)" = "$isum" ] || fail "the file written through open --image differs or is missing"
+run umount /mnt
+run cryptsetup close lcimg
+run $ul -d $l
+mark image
 `})
 	mustMark(t, vm, "closed", 12*time.Minute) // ~4 min idle; TCG under load is slower
 	openJSON, err := vm.Blob("open", 10*time.Second)
@@ -123,6 +168,17 @@ mark retired
 		t.Errorf("close --json: %v %s", err, closeJSON)
 	}
 	mustMark(t, vm, "retired", 4*time.Minute)
+	mustMark(t, vm, "image", 4*time.Minute)
+	var oi struct{ Engine, Cleartext, Mountpoint string }
+	if b, err := vm.Blob("openimg", 10*time.Second); err != nil || json.Unmarshal(b, &oi) != nil || oi.Engine != "kernel" || !strings.HasPrefix(oi.Cleartext, "/dev/mapper/luks-") || oi.Mountpoint != "/mnt/img" {
+		t.Errorf("open --image --json: %v %+v", err, oi)
+	}
+	var ci struct {
+		Unmounted, Locked bool
+	}
+	if b, err := vm.Blob("closeimg", 10*time.Second); err != nil || json.Unmarshal(b, &ci) != nil || !ci.Unmounted || !ci.Locked {
+		t.Errorf("close --image --json: %v %+v", err, ci)
+	}
 	mustExit(t, vm, time.Minute)
 	// On the host: the retired image carries nothing blkid recognises.
 	if out, err := exec.Command("blkid", "-p", b.Image).CombinedOutput(); err == nil {

@@ -19,6 +19,8 @@ package inventory
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,7 +101,16 @@ const MaxBackups = 100
 
 // Backup is one backup run on a disk: where, when, how it ended, how long
 // it took, how many bytes it wrote and how much was free afterwards.
+//
+// ID names the run: random, made when the run starts (NewRun), and carried
+// by every copy of it (the inventory of the machine that ran it, the disk's
+// history file, the inventories that merged that file), so two runs are
+// never taken for one however close in time and whatever their hosts are
+// called, and one run merged twice is recorded once. Runs recorded before
+// run IDs existed have none; they are told apart by host and time (see
+// SameRun).
 type Backup struct {
+	ID       string    `json:"id,omitempty"`
 	Host     string    `json:"host"`
 	Time     time.Time `json:"time"`
 	Outcome  string    `json:"outcome"` // OutcomeOK, OutcomeFailed, OutcomeInterrupted
@@ -116,16 +127,41 @@ const (
 	OutcomeInterrupted = "interrupted"
 )
 
-// AddBackups merges runs into r.Backups: a run already there (same host
-// and time) is not added twice; the result is sorted by time and cut to
-// the MaxBackups newest.
+// NewRun is a backup run on host starting at start, with a new random ID;
+// its time is kept to the millisecond, so runs sort in the order they
+// started.
+func NewRun(host string, start time.Time) Backup {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		panic("inventory: no random numbers: " + err.Error()) // crypto/rand does not fail on Linux
+	}
+	return Backup{ID: hex.EncodeToString(id[:]), Host: host, Time: start.UTC().Truncate(time.Millisecond)}
+}
+
+// SameRun says whether a and b are copies of one run: the same ID when
+// both have one; otherwise (a run recorded before run IDs, or a copy an
+// older luksdock stripped of it) the same host and time.
+func SameRun(a, b Backup) bool {
+	if a.ID != "" && b.ID != "" {
+		return a.ID == b.ID
+	}
+	return a.Host == b.Host && a.Time.Equal(b.Time)
+}
+
+// AddBackups merges runs into r.Backups: a run already there (SameRun) is
+// not added twice; the result is sorted by time and cut to the MaxBackups
+// newest. Each run already there stands for one run: two runs without IDs
+// in one second on one host (a history file written before run IDs) are
+// both kept, and merging them again adds neither.
 func (r *Record) AddBackups(runs ...Backup) {
+	had := len(r.Backups)
+	matched := make([]bool, had)
 	for _, b := range runs {
 		b.Time = b.Time.UTC()
 		dup := false
-		for _, x := range r.Backups {
-			if x.Host == b.Host && x.Time.Equal(b.Time) {
-				dup = true
+		for i := 0; i < had; i++ {
+			if !matched[i] && SameRun(r.Backups[i], b) {
+				matched[i], dup = true, true
 				break
 			}
 		}

@@ -225,3 +225,100 @@ func TestPath(t *testing.T) {
 		t.Error("LUKSDOCK_INVENTORY ignored")
 	}
 }
+
+// TestRunIdentity: two runs on one host within one second are two runs
+// (the flake of TestRotationTwoSites: runs keyed by host and time to the
+// second collapsed into one), one run merged twice (the dock's own record,
+// then the disk's history file; a history read again) is recorded once,
+// and records written before run IDs are still read and deduplicated.
+func TestRunIdentity(t *testing.T) {
+	start := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	ok := func(b Backup) Backup { b.Outcome = OutcomeOK; return b }
+	r1 := ok(NewRun("nas", start.Add(100*time.Millisecond)))
+	r2 := NewRun("nas", start.Add(700*time.Millisecond)) // same second
+	r2.Outcome = OutcomeInterrupted
+	r3 := ok(NewRun("nas", start.Add(900*time.Millisecond)))
+	if r1.ID == "" || r1.ID == r2.ID || r2.ID == r3.ID {
+		t.Errorf("run IDs: %q %q %q", r1.ID, r2.ID, r3.ID)
+	}
+
+	// The machine that ran them records each as it ends; the disk's
+	// history (r1 and r3: an interrupted run is not on the disk) is merged
+	// at the next docking, and again at the one after.
+	var r Record
+	r.AddBackups(r1)
+	r.AddBackups(r2)
+	r.AddBackups(r3)
+	r.AddBackups(r1, r3)
+	r.AddBackups(r1, r3)
+	if got := outcomesOf(r.Backups); got != "ok interrupted ok" {
+		t.Errorf("runs after recording and merging: %s, want ok interrupted ok: %+v", got, r.Backups)
+	}
+	if lb := r.LastBackup(); lb == nil || lb.ID != r3.ID {
+		t.Errorf("the last run is %+v, want the one that started last", lb)
+	}
+
+	// Another site with an empty record merges the history file, as JSON.
+	var c Record
+	c.AddBackups(viaJSON(t, r1), viaJSON(t, r3))
+	c.AddBackups(viaJSON(t, r1), viaJSON(t, r3))
+	if len(c.Backups) != 2 || c.Backups[0].ID != r1.ID || c.Backups[1].ID != r3.ID {
+		t.Errorf("the other site's runs: %+v", c.Backups)
+	}
+
+	// Two sites whose hosts have one name (both "nas") back up in the same
+	// second: two runs.
+	var s Record
+	s.AddBackups(ok(NewRun("nas", start)), ok(NewRun("nas", start)))
+	if len(s.Backups) != 2 {
+		t.Errorf("same host name, same instant, two sites: %+v", s.Backups)
+	}
+
+	// Before run IDs: runs are told apart by host and time. Two lines of
+	// an old history file in one second on one host are two runs; merging
+	// that file again adds nothing; a copy of a new run an older luksdock
+	// stripped of its ID is the same run.
+	oldA := Backup{Host: "nas", Time: start, Outcome: OutcomeOK, Bytes: 1}
+	oldB := Backup{Host: "nas", Time: start, Outcome: OutcomeOK, Bytes: 2}
+	var o Record
+	o.AddBackups(oldA, oldB)
+	o.AddBackups(oldA, oldB)
+	o.AddBackups(oldA)
+	stripped := r1
+	stripped.ID = ""
+	o.AddBackups(r1)
+	o.AddBackups(stripped)
+	if len(o.Backups) != 3 {
+		t.Errorf("old runs: %+v, want 3 (two old lines in one second, and r1 once)", o.Backups)
+	}
+	var old Record
+	if err := json.Unmarshal([]byte(`{"luks_uuid":"u","label":"b","prepared":"2026-11-23T10:00:00Z","luksdock_version":"","recovery_key":false,"last_seen":"2026-11-23T10:00:00Z",`+
+		`"backups":[{"host":"nas","time":"2026-12-07T10:00:00Z","outcome":"ok"}]}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	old.AddBackups(Backup{Host: "nas", Time: start, Outcome: OutcomeOK}, r1)
+	if len(old.Backups) != 2 {
+		t.Errorf("an old record merged with its own run and a new one: %+v", old.Backups)
+	}
+}
+
+func viaJSON(t *testing.T, b Backup) Backup {
+	t.Helper()
+	raw, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Backup
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func outcomesOf(runs []Backup) string {
+	var o []string
+	for _, b := range runs {
+		o = append(o, b.Outcome)
+	}
+	return strings.Join(o, " ")
+}

@@ -23,8 +23,8 @@ const (
 type Error struct {
 	Kind Kind
 	Step StepID
-	// Title is the step's title in the run's plan ("" : the step table's,
-	// or the ID for a step whose title depends on the plan).
+	// Title is the step's title in the run's plan ("": StepTitle's, the
+	// table's general title for a step whose title depends on the plan).
 	Title string
 	State string
 	Err   error

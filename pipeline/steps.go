@@ -16,7 +16,8 @@ import (
 // stepTable. Adding a step is its function and one entry there.
 type stepDef struct {
 	id StepID
-	// title is the step's title; titleOf, when set, makes it from the plan.
+	// title is the step's title; titleOf, when set, makes a fuller one from
+	// the plan (title is then what names the step where no plan is at hand).
 	title   string
 	titleOf func(p *Plan) string
 	// slow says why the step may take seconds (Step.Slow).
@@ -57,7 +58,7 @@ func init() {
 		{id: StepPreflight, title: "Check the target",
 			command: (*Plan).preflightCommand, run: (*runner).preflight,
 			after: stateUnchanged, failed: keepState},
-		{id: StepResume, titleOf: func(p *Plan) string { return "Continue the interrupted erase (" + p.Resume.String() + ")" },
+		{id: StepResume, title: "Continue the interrupted erase", titleOf: func(p *Plan) string { return "Continue the interrupted erase (" + p.Resume.String() + ")" },
 			slow: "runs the key derivation function to recover the volume key",
 			in:   resuming, command: (*Plan).resumeCommand, run: (*runner).resume,
 			after:  "partitioned, LUKS header, no filesystem; the erase is incomplete: run the same command again to continue",
@@ -65,10 +66,10 @@ func init() {
 		{id: StepWipe, title: "Wipe old signatures",
 			in: notResuming, command: (*Plan).wipeCommand, run: (*runner).wipe,
 			after: stateWiped, failed: statePartWiped},
-		{id: StepPartition, titleOf: func(p *Plan) string { return partTitle(p.Opts.Table) },
+		{id: StepPartition, title: "Partition the disk", titleOf: func(p *Plan) string { return partTitle(p.Opts.Table) },
 			in: notResuming, command: (*Plan).partitionCommand, note: (*Plan).partitionNote, run: (*runner).partition,
 			after: statePartitioned, failed: statePartPartitioned},
-		{id: StepFormat, titleOf: formatTitle,
+		{id: StepFormat, title: "Format LUKS", titleOf: formatTitle,
 			slow: "the key derivation function is deliberately slow and memory-hard, so guessing passphrases is expensive",
 			in:   notResuming, command: (*Plan).formatCommand, note: (*Plan).formatNote, run: (*runner).format,
 			after: stateFormatted, failed: statePartFormatted},
@@ -97,7 +98,7 @@ func init() {
 			run:    (*runner).surfaceCheck,
 			after:  "partitioned, LUKS header, erased and read back, no filesystem: run the same command again to continue",
 			failed: "partitioned, LUKS header, erased, partly read back, no filesystem: run the same command again to continue"},
-		{id: StepMkfs, titleOf: func(p *Plan) string {
+		{id: StepMkfs, title: "Make the ext4 filesystem", titleOf: func(p *Plan) string {
 			return "Make the ext4 filesystem (top directory owned by " + p.Owner.String() + ")"
 		},
 			slow: "writes the journal (up to 1 GiB on large disks) through the encryption",
@@ -136,9 +137,10 @@ func lookupStep(id StepID) (d stepDef, ok bool) {
 	return stepDef{id: id}, false
 }
 
-// StepTitle is the step's fixed title, as messages name it; for a step
-// whose title depends on the plan (titleOf) or one the table does not
-// have, its ID. A plan's own titles are in Plan.Steps.
+// StepTitle is the step's title without a plan, as messages name it (for
+// a step whose title depends on the plan, its general one: "Partition the
+// disk"); for a step the table does not have, its ID. A plan's own titles
+// are in Plan.Steps.
 func StepTitle(id StepID) string {
 	if d, _ := lookupStep(id); d.title != "" {
 		return d.title

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -18,8 +19,16 @@ func TestStepTableComplete(t *testing.T) {
 		if d.after == "" || d.failed == "" {
 			t.Errorf("step %q: no state after it (%q) or when it fails inside it (%q)", d.id, d.after, d.failed)
 		}
-		if d.run == nil || d.command == nil || (d.title == "") == (d.titleOf == nil) {
-			t.Errorf("step %q: a function, a command and one title are required", d.id)
+		if d.run == nil || d.command == nil || d.title == "" {
+			t.Errorf("step %q: a function, a command and a title are required", d.id)
+		}
+		// Messages that have no plan at hand name a step by StepTitle: a
+		// title, never the ID (people would read "mkfs: ..." otherwise).
+		if got := StepTitle(d.id); got == string(d.id) || got == "" {
+			t.Errorf("StepTitle(%q) = %q: people would see the step's ID", d.id, got)
+		}
+		if got := (&Error{Step: d.id, Err: errTest}).Error(); !strings.HasPrefix(got, d.title+": ") {
+			t.Errorf("an error in step %q without the plan's title reads %q", d.id, got)
 		}
 	}
 	for _, id := range []StepID{StepPreflight, StepWipe, StepPartition, StepFormat, StepRecoveryKey, StepOpen,
@@ -38,3 +47,5 @@ func TestStepTableComplete(t *testing.T) {
 		t.Errorf("failed in open after luks-format: %q", s)
 	}
 }
+
+var errTest = errors.New("it broke")

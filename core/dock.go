@@ -233,7 +233,8 @@ func recordFailure(o DockOptions, res *DockResult, start time.Time, step string,
 	record(o, res.UUID, run, 0, 0)
 	fmt.Fprintf(o.Log, "luksdock: %s: backup %s at %s: %v\n", res.Label, run.Outcome, step, err)
 	notify("luksdock: "+res.Label+" "+run.Outcome, step+": "+err.Error())
-	if errors.Is(err, ErrInterrupted) {
+	var usage *UsageError
+	if errors.Is(err, ErrInterrupted) || errors.As(err, &usage) {
 		return err
 	}
 	// A failed run, whatever failed (a wrong key, a refused engine):

@@ -2,16 +2,13 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
-	"luksdock/luks"
 	"luksdock/pipeline"
 )
 
@@ -66,34 +63,26 @@ func Close(ctx context.Context, o CloseOptions) (*Closed, error) {
 		}
 	}
 	res := &Closed{Target: rec.Target, LUKSUUID: rec.LUKSUUID, Label: rec.Label, Engine: rec.Engine, Mountpoint: rec.Mountpoint}
+	v := &volume{mapping: rec.Mapping, holderPID: rec.Holder}
 	if rec.Mountpoint != "" && isMountpoint(rec.Mountpoint) {
 		if users := Users(rec.Mountpoint); len(users) > 0 {
 			return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: &BusyError{Mountpoint: rec.Mountpoint, Procs: users}}
 		}
-		if f, err := os.Open(rec.Mountpoint); err == nil {
-			_ = unix.Syncfs(int(f.Fd()))
-			f.Close()
-		}
-		if err := unix.Unmount(rec.Mountpoint, 0); err != nil {
-			if users := Users(rec.Mountpoint); len(users) > 0 {
-				return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: &BusyError{Mountpoint: rec.Mountpoint, Procs: users}}
+		if err := unmount(rec.Mountpoint, false); err != nil {
+			var busy *BusyError
+			if errors.As(err, &busy) {
+				return nil, &pipeline.Error{Kind: pipeline.KindRefused, Err: err}
 			}
-			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("unmount %s: %w", rec.Mountpoint, err)}
+			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 		}
 		res.Unmounted = true
 	}
 	if rec.MadeDir && rec.Mountpoint != "" {
 		os.Remove(rec.Mountpoint) // only ever an empty directory
 	}
-	switch {
-	case rec.Mapping != "":
-		if err := luks.Close(ctx, rec.Mapping); err != nil {
+	if v.mapping != "" || v.holderPID != 0 {
+		if err := v.lock(ctx, false); err != nil {
 			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("unmounted %s, but locking it failed: %w", rec.Mountpoint, err)}
-		}
-		res.Locked = true
-	case rec.Holder != 0:
-		if err := stopHolder(rec.Holder, 5*time.Minute); err != nil {
-			return nil, &pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("unmounted %s, but %w", rec.Mountpoint, err)}
 		}
 		res.Locked = true
 	}
@@ -101,19 +90,16 @@ func Close(ctx context.Context, o CloseOptions) (*Closed, error) {
 		removeRecord(rec.LUKSUUID)
 	}
 	if rec.Disk != "" && !o.NoPowerOff {
-		name := strings.TrimPrefix(rec.Disk, "/dev/")
-		d, err := disk.Sys{Root: "/"}.Disk(name)
+		did, usb, err := powerOffUSB(rec.Disk)
 		switch {
-		case err != nil:
+		case !usb && err != nil:
 			res.PowerOff = "not powered off: " + err.Error()
-		case d.USB == nil:
+		case !usb:
 			res.PowerOff = "not on USB: left powered"
+		case err != nil:
+			res.PowerOff = err.Error()
+			return res, &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("closed, but %w", err)}
 		default:
-			did, err := PowerOff(name)
-			if err != nil {
-				res.PowerOff = err.Error()
-				return res, &pipeline.Error{Kind: pipeline.KindRefused, Err: fmt.Errorf("closed, but %w", err)}
-			}
 			res.PoweredOff, res.PowerOff = true, did
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"luksdock/disk"
 	"luksdock/inventory"
 	"luksdock/luks"
+	"luksdock/pipeline"
 )
 
 // DockDir is where a docked disk is mounted for its backup: DockDir/LABEL.
@@ -121,19 +122,23 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	})
 	logf("luksdock: disk %s (%s) docked as %s", res.Label, info.UUID, o.Device.Path)
 
-	v, err := unlock(ctx, o, info, method, kf)
+	key := unlockKey{keyFile: kf}
+	if method == MethodTPM2 {
+		key = unlockKey{tpm2: true}
+	}
+	engine, err := engineFor(pipeline.Engine(o.Engine), key)
 	if err != nil {
 		return res, recordFailure(o, res, now, "unlock", err)
 	}
-	if method == MethodTPM2 {
-		logf("luksdock: unlocked with this host's TPM2 (the disk's systemd-tpm2 token)")
-	} else {
-		logf("luksdock: unlocked with the key file %s", kf)
+	v, err := unlockVolume(ctx, dockDisk(o.Device, info), engine, key, "luksdock-dock-"+strings.ToLower(info.UUID)[:8])
+	if err != nil {
+		return res, recordFailure(o, res, now, "unlock", err)
 	}
+	logf("luksdock: unlocked with %s", key)
 	closed := false
 	defer func() {
 		if !closed {
-			v.close(context.WithoutCancel(ctx), true)
+			_ = v.close(context.WithoutCancel(ctx), true)
 		}
 	}()
 	if code, out := fsck(v.dev); code >= 4 {
@@ -143,11 +148,14 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	} else {
 		logf("luksdock: e2fsck -p: clean")
 	}
-	mnt, err := mountAt(v.dev, res.Label, info.UUID)
+	mnt, err := dockMountpoint(res.Label, info.UUID)
+	if err == nil {
+		err = v.mount(mnt, true, false)
+	}
 	if err != nil {
 		return res, recordFailure(o, res, now, "mount", err)
 	}
-	v.mnt, res.Mount = mnt, mnt
+	res.Mount = mnt
 	if err := MergeHistory(o.InvPath, info.UUID, mnt); err != nil {
 		logf("luksdock: %v", err)
 	}
@@ -188,14 +196,21 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	}
 	res.Run = &run
 	record(o, info.UUID, run, size, free)
+	locked := "locked"
 	if err := v.close(context.WithoutCancel(ctx), false); err != nil {
 		logf("luksdock: locking: %v", err)
+		locked = "NOT locked: " + err.Error()
 	}
 	closed = true
-	what := fmt.Sprintf("%s: backup %s in %.0f s, %s written, %s free; locked", res.Label, run.Outcome, run.Seconds, disk.SizeString(run.Bytes), disk.SizeString(free))
-	if o.PowerOff {
-		if msg := powerOff(o.Device.Path); msg != "" {
-			what += "; " + msg
+	what := fmt.Sprintf("%s: backup %s in %.0f s, %s written, %s free; %s", res.Label, run.Outcome, run.Seconds, disk.SizeString(run.Bytes), disk.SizeString(free), locked)
+	if o.PowerOff && v.mnt == "" && v.mapping == "" && v.holderPID == 0 {
+		did, usb, err := powerOffUSB(o.Device.Path)
+		switch {
+		case err != nil:
+			what += "; not powered off: " + err.Error()
+		case usb:
+			logf("luksdock: %s", did)
+			what += "; powered off; it can be undocked"
 		}
 	}
 	logf("luksdock: %s", what)
@@ -219,7 +234,13 @@ func recordFailure(o DockOptions, res *DockResult, start time.Time, step string,
 	record(o, res.UUID, run, 0, 0)
 	fmt.Fprintf(o.Log, "luksdock: %s: backup %s at %s: %v\n", res.Label, run.Outcome, step, err)
 	notify("luksdock: "+res.Label+" "+run.Outcome, step+": "+err.Error())
-	return err
+	var usage *UsageError
+	if errors.Is(err, ErrInterrupted) || errors.As(err, &usage) {
+		return err
+	}
+	// A failed run, whatever failed (a wrong key, a refused engine):
+	// exit 4, as dock's exit codes say.
+	return &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 }
 
 func record(o DockOptions, uuid string, run inventory.Backup, size, free int64) {
@@ -252,175 +273,10 @@ func present(path string) bool {
 	return err == nil
 }
 
-// volume is the unlocked disk: dev is the block device holding the
-// filesystem (the dm-crypt mapping, or a loop device on the userspace
-// engine's file).
-type volume struct {
-	dev    string
-	mapper string
-	loop   *disk.Loop // the LUKS region of an image (kernel engine) or the FUSE file (userspace)
-	under  *disk.Loop
-	uvol   *luks.UserspaceVolume
-	mnt    string
-}
-
-// unlock opens the docked disk with this host's key: the key file
-// (kernel or userspace engine), or the TPM2 through the disk's
-// systemd-tpm2 token (kernel engine only: cryptsetup's token plugin
-// unseals the key and hands it to device-mapper; it never reaches
-// luksdock, so the userspace engine cannot use it).
-func unlock(ctx context.Context, o DockOptions, info luks.Info, method, kf string) (*volume, error) {
-	engine := o.Engine
-	if engine == "" || engine == "auto" {
-		engine = "userspace"
-		if ok, _ := luks.DeviceMapper(); ok {
-			engine = "kernel"
-		}
-	}
-	if method == MethodTPM2 && engine != "kernel" {
-		why := "the userspace engine was asked for"
-		if ok, dmWhy := luks.DeviceMapper(); !ok {
-			why = fmt.Sprintf("this machine has no device-mapper (%s), so the userspace engine would be needed", dmWhy)
-		}
-		return nil, fmt.Errorf("the disk is sealed to this host's TPM2, which only the kernel engine can use (cryptsetup's systemd-tpm2 token opens a device-mapper mapping), but %s: refused", why)
-	}
-	d := o.Device
-	v := &volume{}
-	if engine == "kernel" {
-		dev := d.Path
-		if !d.Direct() {
-			l, err := disk.AttachLoop(d.Path, d.Base, d.Size)
-			if err != nil {
-				return nil, err
-			}
-			v.under, dev = l, l.Path
-		}
-		name := "luksdock-dock-" + strings.ToLower(info.UUID)[:8]
-		open := func() error { return luks.OpenKeyFile(ctx, dev, name, kf) }
-		if method == MethodTPM2 {
-			open = func() error { return luks.OpenTPM2(ctx, dev, name) }
-		}
-		if err := open(); err != nil {
-			v.close(ctx, true)
-			return nil, err
-		}
-		v.mapper, v.dev = name, "/dev/mapper/"+name
-		return v, nil
-	}
-	key, err := readKey(kf)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	hinfo, vk, err := luks.UnsealKey(d, key)
-	if err != nil {
-		return nil, fmt.Errorf("the host key does not open the disk: %w", err)
-	}
-	defer clear(vk)
-	size := d.Size
-	if size <= 0 {
-		if st, err := os.Stat(d.Path); err == nil && st.Mode().IsRegular() {
-			size = st.Size() - d.Base
-		} else {
-			size = blockSize(d.Path)
-		}
-	}
-	seg := hinfo.Segment()
-	if seg.Size == 0 {
-		seg.Size = size - seg.Offset
-	}
-	uv, err := luks.MountUserspace(d.Path, d.Base, size, seg, vk)
-	if err != nil {
-		return nil, err
-	}
-	v.uvol = uv
-	l, err := disk.AttachLoop(uv.Path(), 0, uv.Size())
-	if err != nil {
-		uv.Close()
-		return nil, err
-	}
-	v.loop, v.dev = l, l.Path
-	return v, nil
-}
-
-func blockSize(path string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n, _ := f.Seek(0, io.SeekEnd)
-	return n
-}
-
-// readKey reads a host key file, refusing one that others could read.
-func readKey(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %04o): refused; it must be 0400 root", path, st.Mode().Perm())
-	}
-	return io.ReadAll(io.LimitReader(f, 8192))
-}
-
-// close unmounts (lazily when lost), and locks. With lost the disk may be
-// gone: the mount is detached and the mapping removed as soon as it is free.
-func (v *volume) close(ctx context.Context, lost bool) error {
-	var errs []error
-	if v.mnt != "" {
-		flags := 0
-		if lost {
-			flags = unix.MNT_DETACH
-		}
-		if err := unix.Unmount(v.mnt, flags); err != nil && !lost {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", v.mnt, err))
-		} else {
-			os.Remove(v.mnt)
-		}
-		v.mnt = ""
-	}
-	if v.mapper != "" {
-		if lost {
-			_ = luks.CloseDeferred(ctx, v.mapper)
-		}
-		var err error
-		for i := 0; i < 50; i++ {
-			if _, serr := os.Stat("/dev/mapper/" + v.mapper); serr != nil {
-				err = nil
-				break
-			}
-			if err = luks.Close(ctx, v.mapper); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-		v.mapper = ""
-	}
-	if v.loop != nil {
-		v.loop.Close()
-		v.loop = nil
-	}
-	if v.uvol != nil {
-		if err := v.uvol.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		v.uvol = nil
-	}
-	if v.under != nil {
-		v.under.Close()
-		v.under = nil
-	}
-	return errors.Join(errs...)
+// dockDisk is the docked LUKS device as open's machinery takes it: the
+// partition (or whole disk) udev named, or the LUKS range of an image.
+func dockDisk(d luks.Device, info luks.Info) *LUKSDisk {
+	return &LUKSDisk{Path: d.Path, Name: filepath.Base(d.Path), Image: !d.Direct(), LUKS: d, Info: info}
 }
 
 // fsck runs e2fsck -p (preen: fix what is safe without asking).
@@ -437,9 +293,10 @@ func fsck(dev string) (int, string) {
 	return 0, string(out)
 }
 
-// mountAt mounts the ext4 filesystem on dev at DockDir/LABEL (LABEL-UUID8
-// when that is taken).
-func mountAt(dev, label, uuid string) (string, error) {
+// dockMountpoint is where a docked disk is mounted: DockDir/LABEL, or
+// DockDir/LABEL-UUID8 when that is taken (an empty directory left by an
+// earlier run is used again).
+func dockMountpoint(label, uuid string) (string, error) {
 	if err := os.MkdirAll(DockDir, 0o755); err != nil {
 		return "", err
 	}
@@ -447,25 +304,13 @@ func mountAt(dev, label, uuid string) (string, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		name = strings.ToLower(uuid)
 	}
-	mnt := filepath.Join(DockDir, name)
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		if !errors.Is(err, os.ErrExist) || !emptyDir(mnt) {
-			mnt = filepath.Join(DockDir, name+"-"+strings.ToLower(uuid)[:8])
-			if err := os.Mkdir(mnt, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-				return "", err
-			}
+	var err error
+	for _, mnt := range []string{filepath.Join(DockDir, name), filepath.Join(DockDir, name+"-"+strings.ToLower(uuid)[:8])} {
+		if _, err = usableDir(mnt); err == nil {
+			return mnt, nil
 		}
 	}
-	if err := unix.Mount(dev, mnt, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		os.Remove(mnt)
-		return "", fmt.Errorf("mounting %s at %s: %w", dev, mnt, err)
-	}
-	return mnt, nil
-}
-
-func emptyDir(p string) bool {
-	ents, err := os.ReadDir(p)
-	return err == nil && len(ents) == 0
+	return "", err
 }
 
 // lifetimeWrites is ext4's count of bytes written to the filesystem on dev
@@ -518,42 +363,6 @@ func runCommand(ctx context.Context, path, mnt string, res *DockResult, log io.W
 			return <-done
 		}
 	}
-}
-
-// powerOff powers off the USB drive holding the block device path, as
-// udisksctl power-off does: the SCSI device is deleted, then the USB
-// device is removed, which turns its port's power off. It says what it
-// did; "" for a device that is not a USB drive (a loop device, an image).
-func powerOff(path string) string {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return ""
-	}
-	sys, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", filepath.Base(real)))
-	if err != nil {
-		return ""
-	}
-	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
-		sys = filepath.Dir(sys)
-	}
-	var usb string
-	for d := sys; d != "/" && d != "/sys"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "idVendor")); err == nil {
-			usb = d
-			break
-		}
-	}
-	if usb == "" {
-		return ""
-	}
-	unix.Sync()
-	if err := os.WriteFile(filepath.Join(sys, "device", "delete"), []byte("1"), 0); err != nil {
-		return "could not detach the drive: " + err.Error()
-	}
-	if err := os.WriteFile(filepath.Join(usb, "remove"), []byte("1"), 0); err != nil {
-		return "detached; could not power the USB port off: " + err.Error()
-	}
-	return "powered off; it can be undocked"
 }
 
 // notify tells the people logged in on a desktop, best effort: notify-send

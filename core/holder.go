@@ -259,8 +259,12 @@ func startHolder(lock string, d luks.Device, seg luks.Segment, key []byte) (h *h
 	go cmd.Wait()
 	size := d.Size
 	if size == 0 {
-		if st, err := os.Stat(d.Path); err == nil {
-			size = st.Size() - d.Base
+		// The rest of the image or block device (a block device's
+		// stat size is 0: its end is found by seeking).
+		if f, err := os.Open(d.Path); err == nil {
+			end, _ := f.Seek(0, io.SeekEnd)
+			f.Close()
+			size = end - d.Base
 		}
 	}
 	msg, _ := json.Marshal(holderConfig{Lock: lock, Path: d.Path, Base: d.Base, Size: size, Segment: seg, KeyLen: len(key)})

@@ -205,6 +205,11 @@ func enrollKeyFile(ctx context.Context, d luks.Device, kf string, passphrase []b
 	return slot, nil
 }
 
+// checkTPM2Token proves that the disk's systemd-tpm2 token opens it
+// (luks.TestTPM2Device). Only a test replaces it: on a machine without a
+// kernel TPM2 device, where the token plugin cannot unseal at all.
+var checkTPM2Token = luks.TestTPM2Device
+
 // enrollTPM2 seals a new keyslot to the TPM2. The passphrase is checked
 // first with luksdock's own LUKS code: systemd-cryptenroll would ask
 // again for one it refuses.
@@ -218,7 +223,7 @@ func enrollTPM2(ctx context.Context, d luks.Device, uuid string, passphrase []by
 	if err != nil {
 		return -1, err
 	}
-	if err := luks.TestTPM2Device(ctx, d); err != nil && !errors.Is(err, luks.ErrTPM2NotTested) {
+	if err := checkTPM2Token(ctx, d); err != nil {
 		// Useless to the dock service (cryptsetup's systemd-tpm2 token
 		// plugin missing, a TPM2 that does not unseal): taken back.
 		if werr := luks.WipeSlotTPM2Device(context.WithoutCancel(ctx), d, slot); werr != nil {

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"luksdock/disk"
 	"luksdock/inventory"
@@ -87,19 +84,11 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
+	key := unlockKey{secret: o.Secret, recoveryKey: o.SecretIsRecoveryKey}
 	res := &Opened{Target: d.Path, LUKS: d.What(), LUKSUUID: d.Info.UUID, Engine: engine, ReadOnly: o.ReadOnly}
 	rec := &openRecord{Time: time.Now().UTC().Truncate(time.Second)}
 	if !d.Image {
 		rec.Disk = d.Path
-	}
-	// undo runs the steps back when a later one fails.
-	var undo []func()
-	var held *holder // the userspace engine's volume holder, committed once the mount is recorded
-	fail := func(err error) (*Opened, error) {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-		return nil, err
 	}
 	existing, mounted, err := mappingOver(d)
 	if err != nil {
@@ -108,9 +97,10 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if existing != "" {
 		// Someone else unlocked it: the secret must still open it.
 		if _, err := luks.Unseal(d.LUKS, o.Secret); err != nil {
-			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
+			return nil, secretError(err, d, key.String())
 		}
 	}
+	var v *volume
 	switch {
 	case existing != "" && mounted != "":
 		// Unlocked and mounted by someone else (the desktop, by hand):
@@ -119,33 +109,23 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 		res.Label, _ = ext4Label(res.Cleartext)
 		return res, nil
 	case existing != "":
-		// Unlocked but not mounted: mount what is there.
-		res.Engine, res.Cleartext, rec.Mapping = pipeline.EngineKernel, "/dev/mapper/"+existing, existing
-	case engine == pipeline.EngineKernel:
-		dev, release, err := d.blockDevice()
-		if err != nil {
-			return nil, err
-		}
-		name := MappingName(d.Info.UUID)
-		err = luks.Open(ctx, dev, name, o.Secret)
-		release() // the mapping holds the loop device of an image
-		if err != nil {
-			return nil, secretError(err, d, secretName(o.SecretIsRecoveryKey))
-		}
-		undo = append(undo, func() { _ = luks.Close(context.Background(), name) })
-		rec.Mapping = name
-		res.Cleartext = "/dev/mapper/" + name
+		// Unlocked but not mounted: mount what is there (and leave it
+		// unlocked should that fail: luksdock did not unlock it).
+		res.Engine = pipeline.EngineKernel
+		v = &volume{engine: res.Engine, dev: "/dev/mapper/" + existing}
 	default:
-		h, l, err := unlockUserspace(ctx, d, o.Secret, o.SecretIsRecoveryKey)
-		if err != nil {
+		if v, err = unlockVolume(ctx, d, engine, key, MappingName(d.Info.UUID)); err != nil {
 			return nil, err
 		}
-		undo = append(undo, func() { h.abandon(); _ = stopHolder(h.pid, time.Minute) })
-		held = h
-		res.Holder = h.pid
-		// The mount holds the loop device; it detaches itself once unmounted.
-		defer l.Close()
-		res.Cleartext = l.Path
+	}
+	rec.Mapping, res.Cleartext, res.Holder = v.mapping, v.dev, v.holderPID
+	if existing != "" {
+		rec.Mapping = existing
+	}
+	// fail locks again what this open unlocked (and unmounts what it mounted).
+	fail := func(err error) (*Opened, error) {
+		_ = v.close(context.WithoutCancel(ctx), false)
+		return nil, err
 	}
 	label, ok := ext4Label(res.Cleartext)
 	if !ok {
@@ -159,22 +139,18 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if made {
-		undo = append(undo, func() { os.Remove(mnt) })
-	}
-	if err := mountExt4(res.Cleartext, mnt, o.ReadOnly); err != nil {
+	if err := v.mount(mnt, made, o.ReadOnly); err != nil {
 		return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: err})
 	}
-	undo = append(undo, func() { _ = unix.Unmount(mnt, 0) })
 	res.Mountpoint, rec.MadeDir = mnt, made
 	rec.Opened = *res
 	if err := saveRecord(rec); err != nil {
 		// luksdock close could never find it: unlock nothing.
 		return fail(&pipeline.Error{Kind: pipeline.KindStep, Err: fmt.Errorf("the record for luksdock close could not be written, so the disk was unmounted and locked again: %w", err)})
 	}
-	if held != nil {
+	if v.holder != nil {
 		// Recorded: the holder serves until luksdock close stops it.
-		if err := held.commit(); err != nil {
+		if err := v.holder.commit(); err != nil {
 			return res, fmt.Errorf("mounted at %s, but the volume holder did not take the commit: %w", mnt, err)
 		}
 	}
@@ -259,9 +235,10 @@ func Opens() []Opened {
 }
 
 // unlockUserspace starts the volume holder that serves the decrypted
-// volume (the userspace engine) and attaches a loop device on it. On a
+// volume (the userspace engine) with the volume key secret unseals (tried
+// names it) and attaches a loop device on it. On a
 // failure after the start, the holder is stopped again.
-func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte, isRecoveryKey bool) (*holder, *disk.Loop, error) {
+func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte, tried string) (*holder, *disk.Loop, error) {
 	info, key, err := luks.UnsealKey(d.LUKS, secret)
 	if err == nil && key == nil {
 		// A header luksdock's own code does not read (luks.go
@@ -270,7 +247,7 @@ func unlockUserspace(ctx context.Context, d *LUKSDisk, secret []byte, isRecovery
 	}
 	if err != nil {
 		clear(key)
-		return nil, nil, secretError(err, d, secretName(isRecoveryKey))
+		return nil, nil, secretError(err, d, tried)
 	}
 	h, err := startHolder(d.Path, d.LUKS, info.Segment(), key)
 	clear(key)

@@ -25,10 +25,14 @@ import (
 
 // The libtss2 libraries are what systemd-cryptenroll and systemd's
 // cryptsetup token plugin dlopen for a TPM2 (TestDockTPM2DebianGuest);
-// esys pulls in the TCTIs and tpm-udev. Changing this list changes the
-// cache key, so the cached root is made anew.
+// esys pulls in the TCTIs and tpm-udev. dbus, dbus-user-session,
+// libnotify-bin, xvfb and dunst make a desktop user's session bus with a
+// notification server on it (dunst, on an Xvfb display), where the dock
+// run's notification must arrive (TestDockServiceDebianGuest). Changing
+// this list changes the cache key, so the cached root is made anew.
 var dockRootPackages = []string{"systemd-sysv", "udev", "cryptsetup-bin", "e2fsprogs", "linux-image-amd64", "initramfs-tools", "kmod",
-	"libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0"}
+	"libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0",
+	"dbus", "dbus-user-session", "libnotify-bin", "xvfb", "dunst"}
 
 // dockRootTar returns the cached Debian 12 root tarball, making it first
 // when today's is missing.
@@ -163,7 +167,11 @@ WantedBy=multi-user.target
 // QMP: the dock service must run the configured command, record it, lock
 // the disk and power it off; undocked mid-run it must record an
 // interruption and leave no mapping, and the next docking must succeed; an
-// unknown LUKS disk must start nothing.
+// unknown LUKS disk must start nothing. A desktop user, alice, is logged
+// in meanwhile (loginctl enable-linger: systemd --user and its session bus
+// at /run/user/1000/bus, dbus-user-session) with a notification server
+// (dunst on an Xvfb display); dbus-monitor, run as alice, records the
+// org.freedesktop.Notifications calls on her bus, which the host reads.
 const dockScenario = `#!/bin/bash
 exec 3<>/dev/ttyS1
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
@@ -177,6 +185,17 @@ runs() { journalctl -u 'luksdock-dock@*' --no-pager | grep -c "$1"; }
 cmdfile() { printf '#!/bin/sh\n%s\n' "$1" > /etc/luksdock/run/set-offsite; chmod 755 /etc/luksdock/run/set-offsite; }
 
 mark booted
+# A desktop user with a session bus and a notification server on it.
+as_alice() { setpriv --reuid=1000 --regid=1000 --clear-groups env HOME=/home/alice XDG_RUNTIME_DIR=/run/user/1000 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus PATH=/usr/bin:/bin "$@"; }
+useradd -m -u 1000 -U -s /bin/bash alice || fail "useradd alice"
+loginctl enable-linger alice || fail "loginctl enable-linger alice"
+wait_for '[ -S /run/user/1000/bus ]' 120 || fail "no session bus for alice: $(systemctl status user@1000.service --no-pager 2>&1 | tail -20)"
+as_alice Xvfb :99 -nolisten tcp >/tmp/xvfb.log 2>&1 &
+wait_for '[ -S /tmp/.X11-unix/X99 ]' 60 || fail "Xvfb did not start: $(cat /tmp/xvfb.log)"
+( cd /home/alice && as_alice env DISPLAY=:99 dunst >/tmp/dunst.log 2>&1 & )
+wait_for 'as_alice dbus-send --session --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.NameHasOwner string:org.freedesktop.Notifications 2>/dev/null | grep -q "boolean true"' 60 || fail "dunst did not take org.freedesktop.Notifications: $(cat /tmp/dunst.log)"
+( cd / && as_alice dbus-monitor --session "interface='org.freedesktop.Notifications'" >/tmp/notify.log 2>&1 & )
+sleep 1
 wait_for '[ -b /dev/sda ]' 120 || fail "no /dev/sda"
 luksdock prepare --device /dev/sda --label backups01 --set offsite --passphrase-file /root/pass --confirm sda --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >&3 2>&3 || fail prepare
 luksdock host enroll --device /dev/sda --passphrase-file /root/pass >&3 2>&3 || fail enroll
@@ -220,6 +239,7 @@ wait_for '[ "$(runs "; locked")" -ge $((locked0 + 2)) ]' 300 || fail "the dockin
 wait_for '! systemctl is-active -q luksdock-dock@sda1.service' 60
 journalctl -u 'luksdock-dock@*' --no-pager >&3
 luksdock inventory --json > /tmp/inv3.json; emit inv3 /tmp/inv3.json
+sync; emit notify /tmp/notify.log
 mark run3
 
 cmdfile 'touch /run/unknown-ran'
@@ -283,6 +303,19 @@ func TestDockServiceDebianGuest(t *testing.T) {
 	if r := inv("inv3"); r.LastBackup() == nil || len(r.Backups) < 3 || !slices.Equal(outcomes(r.Backups[len(r.Backups)-3:]), []string{"ok", "interrupted", "ok"}) {
 		t.Errorf("inventory after the docking that followed the interruption: %+v", r.Backups)
 	}
+	// The logged-in user was told, on her own session bus: a Notify call
+	// from luksdock with the run's summary for each docking.
+	mon, err := vm.Blob("notify", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := notifyCalls(string(mon))
+	t.Logf("Notify calls on alice's session bus: %q", calls)
+	for _, want := range []string{"luksdock: backups01 ok", "luksdock: backup to backups01 interrupted"} {
+		if !slices.ContainsFunc(calls, func(c []string) bool { return len(c) > 3 && c[0] == "luksdock" && c[3] == want }) {
+			t.Errorf("no Notify call with the summary %q on alice's session bus; dbus-monitor saw:\n%s", want, mon)
+		}
+	}
 	mustMark(t, vm, "ready4", time.Minute)
 	if err := vm.Plug("d2"); err != nil {
 		t.Fatal(err)
@@ -313,6 +346,35 @@ func TestDockServiceDebianGuest(t *testing.T) {
 	if strings.Count(string(hist), `"outcome":"ok"`) < 1 {
 		t.Errorf("the disk's history holds no successful run: %q", hist)
 	}
+}
+
+// notifyCalls are the arguments of each org.freedesktop.Notifications
+// Notify method call in dbus-monitor's output, as strings: app name,
+// replaces_id (left empty), icon, summary, body, then the strings of the
+// hints.
+func notifyCalls(mon string) [][]string {
+	var calls [][]string
+	var cur []string
+	in := false
+	for _, l := range strings.Split(mon, "\n") {
+		switch {
+		case strings.HasPrefix(l, "method call ") || strings.HasPrefix(l, "signal ") || strings.HasPrefix(l, "method return ") || strings.HasPrefix(l, "error "):
+			if in {
+				calls = append(calls, cur)
+			}
+			in = strings.HasPrefix(l, "method call ") && strings.Contains(l, "member=Notify")
+			cur = nil
+		case in && strings.HasPrefix(strings.TrimSpace(l), "string \""):
+			v := strings.TrimSpace(l)
+			cur = append(cur, strings.TrimSuffix(strings.TrimPrefix(v, "string \""), "\""))
+		case in && strings.HasPrefix(strings.TrimSpace(l), "uint32 ") && len(cur) == 1:
+			cur = append(cur, "") // replaces_id: the summary is then cur[3]
+		}
+	}
+	if in {
+		calls = append(calls, cur)
+	}
+	return calls
 }
 
 // outcomes are the runs' outcomes, in order.

@@ -12,7 +12,9 @@ import (
 )
 
 // dockTPM2Scenario runs in the Debian guest, which has a TPM2 (swtpm on
-// the host, QEMU's tpm-tis): host enroll must seal the keyslot to it
+// the host, QEMU's tpm-tis): with cryptsetup's systemd-tpm2 token plugin
+// moved aside, host enroll must fail and leave the keyslots and tokens as
+// they were (luksDump); then host enroll must seal the keyslot to it
 // (systemd-tpm2 token, no key file); the docking through QMP must unlock
 // the disk with the TPM2 and run the command; host forget must wipe the
 // keyslot and its token at the next docking.
@@ -31,8 +33,21 @@ mark booted
 wait_for '[ -b /dev/sda ]' 120 || fail "no /dev/sda"
 wait_for '[ -c /dev/tpmrm0 ]' 120 || fail "no /dev/tpmrm0: $(ls /dev | grep -i tpm)"
 luksdock prepare --device /dev/sda --label tpmdisk01 --set offsite --passphrase-file /root/pass --confirm sda --pbkdf pbkdf2 --pbkdf-force-iterations 1000 >&3 2>&3 || fail prepare
-luksdock host enroll --device /dev/sda --passphrase-file /root/pass >&3 2>&3 || fail enroll
 uuid=$(cryptsetup luksUUID /dev/sda1)
+# Without cryptsetup's systemd-tpm2 token plugin the sealed keyslot cannot
+# open the disk: enroll must fail and take the keyslot and its token back.
+plugin=$(ls /usr/lib/*/cryptsetup/libcryptsetup-token-systemd-tpm2.so) || fail "no systemd-tpm2 token plugin"
+nslots() { cryptsetup luksDump /dev/sda1 | sed -n '/^Keyslots:/,/^Tokens:/p' | grep -cE '^ +[0-9]+: luks2'; }
+slots0=$(nslots)
+mv "$plugin" /root/token-plugin.so
+luksdock host enroll --device /dev/sda --passphrase-file /root/pass >&3 2>&3 && fail "enroll succeeded without the token plugin"
+mv /root/token-plugin.so "$plugin"
+cryptsetup luksDump /dev/sda1 | grep -q 'systemd-tpm2' && fail "a systemd-tpm2 token is left after the failed enroll: $(cryptsetup luksDump /dev/sda1)"
+[ "$(nslots)" -eq "$slots0" ] || fail "keyslots after the failed enroll: $(nslots), before: $slots0"
+[ -e /etc/luksdock/tpm2/$uuid ] && fail "a TPM2 marker is left after the failed enroll"
+mark rollback-ok $slots0
+udevadm settle
+luksdock host enroll --device /dev/sda --passphrase-file /root/pass >&3 2>&3 || fail enroll
 echo "@@DUMP-BEGIN" >&3; cryptsetup luksDump /dev/sda1 >&3; echo "@@DUMP-END" >&3
 cryptsetup luksDump /dev/sda1 | grep -q 'systemd-tpm2' || fail "no systemd-tpm2 token after enroll"
 [ -n "$(ls -A /etc/luksdock/keys 2>/dev/null)" ] && fail "a key file was written: $(ls /etc/luksdock/keys)"
@@ -122,6 +137,7 @@ func TestDockTPM2DebianGuest(t *testing.T) {
 		Disk{ID: "d1", Image: backup, Vendor: "WDC", Product: "WD40EFRX", Serial: "WD-TPM20001"})
 	redock := func(word string) { t.Helper(); redockGuest(t, vm, "d1", word) }
 	enrolledThenRun(t, vm)
+	t.Logf("the enroll without the token plugin failed and left the %s keyslot(s) of before", mustMark(t, vm, "rollback-ok", time.Second))
 	b, err := vm.Blob("inv1", time.Minute)
 	if err != nil {
 		t.Fatal(err)

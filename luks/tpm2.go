@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,24 +22,25 @@ import (
 // plugin (libcryptsetup-token-systemd-tpm2.so, in Debian 12's systemd).
 const TPM2TokenType = "systemd-tpm2"
 
-// ErrTPM2NotTested means TestTPM2Device could not try the token.
-var ErrTPM2NotTested = errors.New("the systemd-tpm2 token was not tried: systemd 252's token plugin needs a kernel TPM2 device, not LUKSDOCK_TPM2_DEVICE")
-
 // tpm2Env is the environment of systemd-cryptenroll and of cryptsetup
-// when it uses the systemd-tpm2 token: the TPM2 is the kernel's resource
-// manager (/dev/tpmrm0, "auto"), or LUKSDOCK_TPM2_DEVICE, a TCTI passed
-// on as SYSTEMD_TPM2_DEVICE (tests: swtpm:path=SOCK).
+// when it uses the systemd-tpm2 token. The TPM2 is the kernel's resource
+// manager (/dev/tpmrm0, "auto"), or the TCTI in systemd's own
+// SYSTEMD_TPM2_DEVICE when luksdock was given one in its environment
+// (systemd-cryptenroll honours it; the tests' swtpm comes this way). It is
+// passed on as it is: it names a device, never a secret.
 func tpm2Env() []string {
 	env := append(cleanEnv(), "SYSTEMD_LOG_COLOR=0", "SYSTEMD_COLORS=0")
-	if d := os.Getenv("LUKSDOCK_TPM2_DEVICE"); d != "" {
+	if d := os.Getenv("SYSTEMD_TPM2_DEVICE"); d != "" {
 		env = append(env, "SYSTEMD_TPM2_DEVICE="+d)
 	}
 	return env
 }
 
 // HasTPM2 says whether this machine can seal a host key to a TPM2: a TPM2
-// (/dev/tpmrm0, or LUKSDOCK_TPM2_DEVICE), systemd-cryptenroll and the
-// tpm2-tss libraries it loads. why says what is missing.
+// (/dev/tpmrm0, or SYSTEMD_TPM2_DEVICE, see tpm2Env), systemd-cryptenroll
+// and the tpm2-tss libraries it loads. why says what is missing. Whether
+// cryptsetup's token plugin can unseal with it is proved after the seal
+// (TestTPM2Device): systemd 252's plugin opens a kernel TPM2 device only.
 func HasTPM2() (ok bool, why string) {
 	if _, err := exec.LookPath("systemd-cryptenroll"); err != nil {
 		return false, "systemd-cryptenroll is not installed"
@@ -48,7 +48,7 @@ func HasTPM2() (ok bool, why string) {
 	if !tssInstalled() {
 		return false, "the TPM2 libraries systemd loads are not installed (Debian: apt install libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0)"
 	}
-	if os.Getenv("LUKSDOCK_TPM2_DEVICE") != "" {
+	if os.Getenv("SYSTEMD_TPM2_DEVICE") != "" {
 		return true, ""
 	}
 	if _, err := os.Stat("/dev/tpmrm0"); err != nil {
@@ -134,12 +134,10 @@ func OpenTPM2(ctx context.Context, dev, name string) error {
 // TestTPM2Device proves that d's systemd-tpm2 token opens it: cryptsetup
 // open --test-passphrase --token-only unseals the key with the TPM2 and
 // checks it against the header (no device-mapper needed, nothing opened).
-// With LUKSDOCK_TPM2_DEVICE (a test's swtpm) it proves nothing and says
-// so: systemd 252's token plugin insists on a kernel TPM2 device.
+// systemd 252's token plugin ignores SYSTEMD_TPM2_DEVICE and opens the
+// kernel's TPM2 device, as the dock service will: a keyslot sealed to any
+// other TPM2 fails here.
 func TestTPM2Device(ctx context.Context, d Device) error {
-	if os.Getenv("LUKSDOCK_TPM2_DEVICE") != "" {
-		return ErrTPM2NotTested
-	}
 	return d.withPath(func(path string) error {
 		_, err := runTPM2Tool(ctx, "cryptsetup", []string{"open", "--test-passphrase", "--type", "luks2", "--token-only", "--token-type", TPM2TokenType, path}, nil)
 		return err

@@ -6,20 +6,25 @@ import (
 	"strings"
 
 	"luksdock/disk"
+	"luksdock/pipeline"
 )
 
-// OwnOpen is a disk's LUKS volume open with the kernel engine as luksdock
-// open leaves it: a dm-crypt mapping over the LUKS device, mounted once
-// (or not mounted). The safety policy refuses such a disk as in use; the
-// wizard offers it all the same, so that it can be closed (Close, as
-// luksdock close does), and never prepares it while it is open.
+// OwnOpen is a disk's LUKS volume open as luksdock open leaves it: with the
+// kernel engine a dm-crypt mapping over the LUKS device, mounted once (or
+// not mounted), which the safety policy refuses as in use; with the
+// userspace engine its volume holder, recorded by luksdock open, and the
+// mount. The wizard offers such a disk all the same, so that it can be
+// closed (Close, as luksdock close does), and never prepares it while it is
+// open.
 type OwnOpen struct {
-	LUKSUUID string `json:"luks_uuid"`
-	// Device is the LUKS device the mapping is over (/dev/sdi1).
+	LUKSUUID string          `json:"luks_uuid"`
+	Engine   pipeline.Engine `json:"engine"`
+	// Device is the LUKS device (/dev/sdi1).
 	Device string `json:"device"`
-	// Mapping is the dm-crypt mapping's name: luks-UUID (luksdock open's
-	// name, and the desktop's), or the one luksdock open's record names.
-	Mapping string `json:"mapping"`
+	// Mapping is the kernel engine's dm-crypt mapping: luks-UUID (luksdock
+	// open's name, and the desktop's), or the one luksdock open's record
+	// names.
+	Mapping string `json:"mapping,omitempty"`
 	// Mountpoint is where the mapping is mounted ("": unlocked only).
 	Mountpoint string `json:"mountpoint,omitempty"`
 	// Recorded: luksdock open's record (in RunDir) names this open.
@@ -37,8 +42,9 @@ type OwnOpen struct {
 // preparation, a verification or a backup run on docking are never
 // luksdock open's, so a disk they hold stays refused. The userspace
 // engine's open leaves no trace the policy refuses (its volume holder opens
-// the device; the loop device is on its FUSE file), so it needs none of
-// this.
+// the device; the loop device is on its FUSE file): a disk nothing uses
+// is reported open when luksdock open's record says its volume holder
+// serves it and the record's mountpoint is mounted.
 func OpenOnly(d disk.Disk) *OwnOpen { return openOnly(System, d, records()) }
 
 // AssessOpen is disk.Assess for the disk list: when the only use of d is
@@ -101,8 +107,11 @@ func openOnly(sys disk.Sys, d disk.Disk, recs []*openRecord) *OwnOpen {
 			u = &devs[i]
 		}
 	}
+	if u == nil {
+		return userspaceOpen(sys, d, recs)
+	}
 	switch {
-	case u == nil, u.content.Type != disk.SigLUKS, u.content.UUID == "",
+	case u.content.Type != disk.SigLUKS, u.content.UUID == "",
 		len(u.holders) != 1, u.swap, len(u.mounts) > 1,
 		// the mapping, and its one mount: nothing more (another holder
 		// stacked on the mapping, a loop device on a file in it, a swap
@@ -120,7 +129,7 @@ func openOnly(sys disk.Sys, d disk.Disk, recs []*openRecord) *OwnOpen {
 	if name == "" || !strings.HasPrefix(dmUUID, "CRYPT-LUKS") || !strings.Contains(strings.ToLower(dmUUID), "-"+flat+"-") {
 		return nil
 	}
-	o := &OwnOpen{LUKSUUID: uuid, Device: "/dev/" + u.name, Mapping: name}
+	o := &OwnOpen{LUKSUUID: uuid, Engine: pipeline.EngineKernel, Device: "/dev/" + u.name, Mapping: name}
 	if len(u.mounts) == 1 {
 		o.Mountpoint = u.mounts[0]
 	}
@@ -135,6 +144,26 @@ func openOnly(sys disk.Sys, d disk.Disk, recs []*openRecord) *OwnOpen {
 		return nil
 	}
 	return o
+}
+
+// userspaceOpen is the userspace engine's open of d's LUKS volume: luksdock
+// open's record of d with a volume holder, mounted now.
+func userspaceOpen(sys disk.Sys, d disk.Disk, recs []*openRecord) *OwnOpen {
+	uuid, _ := disk.LUKSOn(d.Content, d.Partitions)
+	if uuid == "" {
+		return nil
+	}
+	for _, r := range recs {
+		if !strings.EqualFold(r.LUKSUUID, uuid) || r.Holder == 0 || r.Mountpoint == "" || (r.Disk != d.Path && r.Disk != "/dev/"+d.Name) {
+			continue
+		}
+		for _, m := range sys.MountInfo() {
+			if m.MountPoint == r.Mountpoint {
+				return &OwnOpen{LUKSUUID: uuid, Engine: pipeline.EngineUserspace, Device: r.LUKS, Mountpoint: r.Mountpoint, Recorded: true}
+			}
+		}
+	}
+	return nil
 }
 
 // sysfsLine is the trimmed content of a sysfs file under sys's root ("" if

@@ -40,6 +40,12 @@ func dmFixture(t *testing.T, name, dmUUID string, mountinfo ...string) (disk.Sys
 		t.Fatal(err)
 	}
 	write(mi, string(b)+strings.Join(mountinfo, "\n")+"\n")
+	if name == "" {
+		// no mapping: nothing holds sde
+		if err := os.Remove(filepath.Join(root, "sys", "block", "sde", "holders", "dm-0")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sys := disk.Sys{Root: root}
 	ds, err := sys.Scan()
 	if err != nil {
@@ -148,5 +154,38 @@ func TestOpenOnlyOtherUses(t *testing.T) {
 	}
 	if j := strings.Join(texts, "; "); !strings.Contains(j, "read-only") || !strings.Contains(j, "dm-crypt mapping") {
 		t.Errorf("read-only open disk: reasons %q, want the read-only and the mapping", j)
+	}
+}
+
+// The userspace engine's open leaves no use the policy sees: the disk is
+// reported open when luksdock open's record of it names a volume holder
+// and its mountpoint is mounted; a record of another disk, or one whose
+// mount is gone, is not an open.
+func TestOpenOnlyUserspace(t *testing.T) {
+	mnt := "/media/alice/backups01"
+	rec := func(disk string) []*openRecord {
+		return []*openRecord{{Opened: Opened{LUKSUUID: fixtureUUID, Mountpoint: mnt, Holder: 4242, Engine: "userspace", LUKS: "/dev/sde"}, Disk: disk}}
+	}
+	fuse := "61 26 7:9 / " + mnt + " rw,nosuid,nodev,relatime shared:301 - ext4 /dev/loop9 rw"
+	sys, d := dmFixture(t, "", "", fuse)
+	if len(d.InUse) != 0 || len(d.Holders) != 0 {
+		t.Fatalf("the fixture disk is in use: %+v", d)
+	}
+	o := openOnly(sys, d, rec("/dev/sde"))
+	if o == nil || o.Engine != "userspace" || o.Mountpoint != mnt || !o.Recorded {
+		t.Fatalf("openOnly = %+v", o)
+	}
+	if v, ao := assessOpen(sys, d, rec("/dev/sde"), false); ao == nil || !v.OK(false) {
+		t.Errorf("assessOpen = %+v, %+v", v, ao)
+	}
+	if o := openOnly(sys, d, rec("/dev/sdf")); o != nil {
+		t.Errorf("another disk's record: openOnly = %+v", o)
+	}
+	if o := openOnly(sys, d, nil); o != nil {
+		t.Errorf("no record: openOnly = %+v", o)
+	}
+	sys, d = dmFixture(t, "", "")
+	if o := openOnly(sys, d, rec("/dev/sde")); o != nil {
+		t.Errorf("the record's mount is gone: openOnly = %+v", o)
 	}
 }

@@ -182,6 +182,11 @@ func imageRow(im Image) row {
 	}
 	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
 	r.luks, _ = disk.LUKSOn(t.Content, t.Parts)
+	for _, o := range core.Opens() {
+		if r.luks != "" && strings.EqualFold(o.LUKSUUID, r.luks) {
+			r.open = &core.OwnOpen{LUKSUUID: o.LUKSUUID, Engine: o.Engine, Device: o.LUKS, Mountpoint: o.Mountpoint, Recorded: true}
+		}
+	}
 	switch {
 	case t.Create:
 		r.summary = "nothing yet: the image file is to be created (sparse)"

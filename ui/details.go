@@ -186,9 +186,12 @@ func (s *detailsScreen) View() (string, int) {
 	}
 	if k := c.knownDisk; k.uuid != "" {
 		// read with the target (readKnown), not here: View only draws
-		if k.known {
+		switch {
+		case k.known && k.open:
+			b.WriteString(para(st.ok, "Known disk: "+k.desc, c.width, "  "))
+		case k.known:
 			b.WriteString(para(st.ok, "Known disk: "+k.desc+" (preparing it again replaces it)", c.width, "  "))
-		} else {
+		default:
 			b.WriteString(para(st.warn, "⚠ This is "+k.desc+".", c.width, "  "))
 		}
 		b.WriteString(openNowLine(c))

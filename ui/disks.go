@@ -43,9 +43,10 @@ type row struct {
 	summary string
 	img     Image
 	luks    string // the LUKS UUID of the volume it holds ("": none)
-	// open is set when the disk's only use is the kernel engine's open of
-	// its LUKS volume (luksdock open's): the row is offered for Close,
-	// never for preparing.
+	// open is set when luksdock open has the disk or image open and that
+	// is its only use (core.AssessOpen; for an image, core.Opens): the
+	// list says where, and the Actions screen offers Close, never
+	// preparing.
 	open *core.OwnOpen
 }
 
@@ -365,9 +366,9 @@ func (d *discovery) updateLatest(disks []disk.Disk) {
 	}
 }
 
-// diskRow is the disk list's row of a scanned disk.
-// A disk whose only use is luksdock open's (core.AssessOpen) is offered when
-// nothing else refuses it, marked open.
+// diskRow is the disk list's row of a scanned disk. A disk whose only use
+// is luksdock open's (core.AssessOpen) is offered when nothing else refuses
+// it, marked open.
 func diskRow(x disk.Disk, allowInternal bool) row {
 	v, open := core.AssessOpen(x, allowInternal)
 	uuid, _ := disk.LUKSOn(x.Content, x.Partitions)

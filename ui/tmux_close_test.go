@@ -59,18 +59,10 @@ func TestTerminalClosesOpenDisk(t *testing.T) {
 			}
 			tm := newTmux(t, 100, 50, env, cmd)
 			tm.waitFor(15*time.Second, "Choose", row)
-			// other loop devices of this machine may be listed: go to ours
-			s := tm.screen()
-			for i := 0; i < 30 && !strings.Contains(s, "› "+row+" "); i++ {
-				tm.keys("Down")
-				time.Sleep(100 * time.Millisecond)
-				s = tm.screen()
-			}
-			waitFlat(tm, 15*time.Second, "› "+row+" ", "open: mounted at "+mnt+": Enter offers Close")
-			tm.keys("Enter")
+			chooseRow(tm, row, mnt, "wzclose2")
 			waitFlat(tm, 15*time.Second, "Known disk: wzclose2", "Open now: mounted at "+mnt)
 			tm.keys("Enter")
-			s = waitFlat(tm, 5*time.Second, "What to do with this disk", "Open now: mounted at "+mnt, "› Close")
+			s := waitFlat(tm, 5*time.Second, "What to do with this disk", "Open now: mounted at "+mnt, "› Close")
 			if strings.Contains(s, "Prepare again") || strings.Contains(s, "Retire") {
 				t.Errorf("the Actions screen offers to prepare or retire the open disk:\n%s", s)
 			}
@@ -109,6 +101,43 @@ func TestTerminalClosesOpenDisk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chooseRow selects the row named row in the disk list, which must say
+// that it is open at mnt, and chooses it. Other tests on this machine may
+// attach loop devices meanwhile: the wizard moves the selection to a disk
+// just docked and holds Enter back, so it tries again until Details of the
+// row (its label) is shown.
+func chooseRow(tm *tmux, row, mnt, label string) {
+	tm.t.Helper()
+	details := func(s string) bool {
+		return strings.Contains(s, "Is this the") || strings.Contains(s, "cannot be prepared")
+	}
+	for try := 0; try < 10; try++ {
+		s := tm.screen()
+		for _, k := range []string{"Down", "Up"} {
+			for i := 0; i < 30 && !strings.Contains(s, "› "+row+" "); i++ {
+				tm.keys(k)
+				time.Sleep(100 * time.Millisecond)
+				s = tm.screen()
+			}
+		}
+		waitFlat(tm, 15*time.Second, "› "+row+" ", "open: mounted at "+mnt+": Enter offers Close")
+		tm.keys("Enter")
+		time.Sleep(time.Second)
+		s = tm.screen()
+		for deadline := time.Now().Add(15 * time.Second); details(s) && strings.Contains(s, "Reading ") && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			s = tm.screen()
+		}
+		switch {
+		case details(s) && strings.Contains(flat(s), "Known disk: "+label):
+			return
+		case details(s): // another row's
+			tm.keys("Escape")
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	tm.t.Fatalf("could not choose %s:\n%s", row, tm.screen())
 }
 
 // waitFlat is tm.waitFor on the screen's words, so that a line wrapped

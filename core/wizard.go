@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"luksdock/internal/secret"
 	"luksdock/luks"
 	"luksdock/recovery"
 )
@@ -53,4 +54,18 @@ func ReplaceRecoveryKeyWith(ctx context.Context, o RecoveryKeyOptions, key []byt
 		res.Resumed = resumed
 		return key, newSlot, nil
 	})
+}
+
+// UnlockSecret is what a typed secret unlocks with, when one entry takes
+// either the passphrase or the recovery key (the wizard's Open, Change
+// passphrase, New recovery key and Enroll this host): the recovery key in
+// its exact printed form when typed is one (in any form recovery.Parse
+// takes: upper case, spaces or no dashes; isRecoveryKey), else the
+// passphrase exactly as typed. The result is a copy in secret memory that
+// the caller frees (secret.Free); typed is left as it is.
+func UnlockSecret(typed []byte) (b []byte, isRecoveryKey bool) {
+	if k, err := recovery.Parse(typed); err == nil {
+		return k, true
+	}
+	return secret.Clone(typed), false
 }

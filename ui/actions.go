@@ -11,11 +11,9 @@ import (
 
 	"luksdock/core"
 	"luksdock/disk"
-	lsecret "luksdock/internal/secret"
 	"luksdock/inventory"
 	"luksdock/luks"
 	"luksdock/pipeline"
-	"luksdock/recovery"
 )
 
 // The actions on a known disk. A LUKS disk the inventory or its own
@@ -53,7 +51,8 @@ type knownDisk struct {
 	known     bool   // the inventory or the disk's token knows it
 	desc      string // core.RecogniseToken's description
 	luks2     bool
-	mounted   string // where luksdock open has it mounted ("": not open)
+	open      bool   // luksdock open has it open (core.Opens, core.OpenOnly)
+	mounted   string // where it is mounted then ("": unlocked only, or not open)
 	enrolled  bool   // this host holds a key for it
 	inventory bool   // the inventory has a record of it
 	label     string // its label (the inventory's, else its token's)
@@ -89,7 +88,15 @@ func readKnown(t *pipeline.Target, inv *inventory.File) knownDisk {
 	}
 	for _, o := range core.Opens() {
 		if strings.EqualFold(o.LUKSUUID, uuid) {
-			k.mounted = o.Mountpoint
+			k.open, k.mounted = true, o.Mountpoint
+		}
+	}
+	if !k.open && t.Disk != nil {
+		// a dm-crypt mapping of it (luks-UUID) without luksdock open's
+		// record: opened by a luksdock whose record is gone, or by the
+		// desktop; closed the same way
+		if o := core.OpenOnly(*t.Disk); o != nil && strings.EqualFold(o.LUKSUUID, uuid) {
+			k.open, k.mounted = true, o.Mountpoint
 		}
 	}
 	if _, err := os.Stat(core.KeyFile(uuid)); err == nil {
@@ -131,9 +138,10 @@ func newActions(c *shared) screen {
 func (s *actionsScreen) Title() string { return "What to do with this disk" }
 func (s *actionsScreen) Typing() bool  { return false }
 
-// Skip: only a known LUKS disk has actions; any other goes on to prepare.
+// Skip: only a known LUKS disk has actions, and an open one (Close); any
+// other goes on to prepare.
 func (s *actionsScreen) Skip() bool {
-	return s.c.target == nil || s.c.targetErr != nil || !s.c.knownDisk.known
+	return s.c.target == nil || s.c.targetErr != nil || !s.c.knownDisk.known && !s.c.knownDisk.open
 }
 func (s *actionsScreen) ShortHelp() []key.Binding {
 	return []key.Binding{s.keys.up, s.keys.down, s.keys.enter, s.keys.back}
@@ -152,10 +160,17 @@ func (s *actionsScreen) Enter() tea.Cmd {
 func (s *actionsScreen) items() []actionItem {
 	k := s.c.knownDisk
 	var out []actionItem
-	if k.mounted != "" {
+	switch {
+	case k.open && k.mounted == "":
+		out = append(out, actionItem{actClose, "Close", "lock it and power it off, so it can be pulled"})
+	case k.open:
 		out = append(out, actionItem{actClose, "Close", "unmount " + k.mounted + ", lock it and power it off, so it can be pulled"})
-	} else {
+	default:
 		out = append(out, actionItem{actOpen, "Open", "unlock it and mount its filesystem"})
+	}
+	if !k.known {
+		// open, but neither the inventory nor a token knows it: Close only
+		return out
 	}
 	out = append(out,
 		actionItem{actPasswd, "Change passphrase", "the old passphrase (or the recovery key), then the new one twice"},
@@ -163,7 +178,8 @@ func (s *actionsScreen) items() []actionItem {
 	if k.luks2 && !k.enrolled {
 		out = append(out, actionItem{actEnroll, "Enroll this host", "a keyslot only this machine can use, so it unlocks the disk when docked"})
 	}
-	if k.mounted == "" {
+	if !k.open {
+		// never while it is open: prepare and retire write over it
 		out = append(out,
 			actionItem{actRetire, "Retire", "crypto-erase it: no passphrase or key opens it again"},
 			actionItem{actPrepare, "Prepare again", "start over: a new volume replaces everything on it"})
@@ -201,10 +217,12 @@ func (s *actionsScreen) View() (string, int) {
 	st := &c.st
 	var b strings.Builder
 	t := c.target
-	b.WriteString(para(st.ok, "Known disk: "+c.knownDisk.desc, c.width, "  "))
-	if c.knownDisk.mounted != "" {
-		b.WriteString(para(lipglossPlain, "Open now: mounted at "+c.knownDisk.mounted, c.width, "  "))
+	if c.knownDisk.known {
+		b.WriteString(para(st.ok, "Known disk: "+c.knownDisk.desc, c.width, "  "))
+	} else {
+		b.WriteString(para(st.warn, "⚠ This is "+c.knownDisk.desc+".", c.width, "  "))
 	}
+	b.WriteString(openNowLine(c))
 	b.WriteString(para(st.faint, t.Path+", "+disk.SizeString(t.Size), c.width, "  ") + "\n")
 	focus := -1
 	for i, it := range s.items() {
@@ -278,16 +296,6 @@ func (r *actionRun) status(c *shared, working string) string {
 	return ""
 }
 
-// unlockSecret is what a typed secret unlocks with: the recovery key in its
-// exact printed form when it is one (isKey), else the passphrase as typed.
-// It is a copy in secret memory; the caller frees it (lsecret.Free).
-func unlockSecret(s *secret) (b []byte, isKey bool) {
-	if k, err := recovery.Parse(s.Bytes()); err == nil {
-		return k, true
-	}
-	return lsecret.Clone(s.Bytes()), false
-}
-
 // maskedLine is a secret's line: its name and a dot per character.
 func maskedLine(c *shared, label string, s *secret, focused bool) string {
 	st := &c.st
@@ -349,3 +357,15 @@ func (c *shared) finishAction() {
 
 func (s *passwdScreen) clearSecrets() { s.clear() }
 func (s *newKeyScreen) clearSecrets() { s.forget() }
+
+// openNowLine says where the chosen disk is open ("" when it is not).
+func openNowLine(c *shared) string {
+	k := c.knownDisk
+	switch {
+	case k.open && k.mounted != "":
+		return para(lipglossPlain, "Open now: mounted at "+k.mounted, c.width, "  ")
+	case k.open:
+		return para(lipglossPlain, "Open now: unlocked, not mounted", c.width, "  ")
+	}
+	return ""
+}

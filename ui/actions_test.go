@@ -12,6 +12,7 @@ import (
 
 	"luksdock/internal/testkit"
 	"luksdock/inventory"
+	"luksdock/pipeline"
 )
 
 // The actions on a known disk, each proved on a real image prepared by the
@@ -236,6 +237,51 @@ func TestQuitClearsActionSecrets(t *testing.T) {
 	for i, b := range bufs {
 		if all := b.Bytes()[:cap(b.Bytes())]; strings.Trim(string(all), "\x00") != "" {
 			t.Errorf("buffer %d still holds %q after quit", i, strings.Trim(string(all), "\x00"))
+		}
+	}
+}
+
+// What the Actions screen offers by the disk's state: an open disk gets
+// Close first and never Retire or Prepare again (nor Open); an open disk
+// neither the inventory nor a token knows (a luks-UUID mapping the desktop
+// made) gets the Actions screen all the same, with Close only; a known disk
+// that is not open gets Open, Retire and Prepare again.
+func TestActionsByState(t *testing.T) {
+	m := New(Config{})
+	s := m.screens[scrActions].(*actionsScreen)
+	s.c.target = &pipeline.Target{Path: "/dev/sdz", Name: "sdz"}
+	names := func() string {
+		var n []string
+		for _, it := range s.items() {
+			n = append(n, it.name)
+		}
+		return strings.Join(n, ", ")
+	}
+	for _, c := range []struct {
+		k    knownDisk
+		skip bool
+		want string
+	}{
+		{knownDisk{known: true, open: true, mounted: "/media/a/b", luks2: true, enrolled: true}, false, "Close, Change passphrase, New recovery key"},
+		{knownDisk{known: true, open: true, luks2: true}, false, "Close, Change passphrase, New recovery key, Enroll this host"},
+		{knownDisk{open: true, mounted: "/media/a/b"}, false, "Close"},
+		{knownDisk{known: true, luks2: true, enrolled: true}, false, "Open, Change passphrase, New recovery key, Retire, Prepare again"},
+		{knownDisk{}, true, ""},
+	} {
+		s.c.knownDisk = c.k
+		if s.Skip() != c.skip {
+			t.Errorf("%+v: Skip = %v", c.k, s.Skip())
+		}
+		if c.skip {
+			continue
+		}
+		if got := names(); got != c.want {
+			t.Errorf("%+v: offers %q, want %q", c.k, got, c.want)
+		}
+		if c.k.open {
+			if v, _ := s.View(); !strings.Contains(flat(v), "Open now:") {
+				t.Errorf("%+v: the Actions screen does not say it is open:\n%s", c.k, v)
+			}
 		}
 	}
 }

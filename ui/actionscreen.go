@@ -6,6 +6,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	lsecret "luksdock/internal/secret"
 )
 
@@ -137,7 +138,7 @@ type secretAction struct {
 	pass  secret
 	empty string // why Enter with nothing typed is refused
 	// work is called on Enter with the secret unlocked into locked
-	// memory (unlockSecret's; isKey: it is a recovery key); it reads what
+	// memory (core.UnlockSecret's; isKey: it is a recovery key); it reads what
 	// it needs of the shared state then and returns what the command does.
 	// The secret is freed when the command ends.
 	work func(sec []byte, isKey bool) func() (any, error)
@@ -160,7 +161,7 @@ func (s *secretAction) submit() tea.Cmd {
 	if s.run.refused(&s.pass, s.empty) {
 		return nil
 	}
-	sec, isKey := unlockSecret(&s.pass)
+	sec, isKey := core.UnlockSecret(s.pass.Bytes())
 	s.pass.Clear()
 	work := s.work(sec, isKey)
 	return s.runCore(func() (any, error) {

@@ -51,8 +51,10 @@ func (s *closeScreen) View() (string, int) {
 	var b strings.Builder
 	if r, _ := s.res.(*core.Closed); s.run.done && r != nil {
 		switch {
-		case r.Unmounted || r.Locked:
+		case r.Unmounted:
 			b.WriteString(para(st.ok, "✓ "+r.Target+": unmounted "+r.Mountpoint+" and locked.", c.width, "  "))
+		case r.Locked:
+			b.WriteString(para(st.ok, "✓ "+r.Target+": locked.", c.width, "  "))
 		default:
 			b.WriteString(para(st.ok, "✓ "+r.Target+" was not open.", c.width, "  "))
 		}
@@ -64,11 +66,11 @@ func (s *closeScreen) View() (string, int) {
 		}
 		return b.String(), -1
 	}
-	where := c.knownDisk.mounted
-	if where == "" {
-		where = "its mountpoint"
+	if where := c.knownDisk.mounted; where != "" {
+		b.WriteString(para(lipglossPlain, "Enter flushes the filesystem of "+c.target.Path+", unmounts it from "+where+", locks the volume and, for a disk on USB, powers it off so it can be pulled.", c.width, ""))
+	} else {
+		b.WriteString(para(lipglossPlain, "Enter locks the volume of "+c.target.Path+" (it is unlocked, not mounted) and, for a disk on USB, powers it off so it can be pulled.", c.width, ""))
 	}
-	b.WriteString(para(lipglossPlain, "Enter flushes the filesystem of "+c.target.Path+", unmounts it from "+where+", locks the volume and, for a disk on USB, powers it off so it can be pulled.", c.width, ""))
 	b.WriteString("\n" + para(st.faint, "While a program still uses the filesystem nothing is changed: the programs are named here, so you can close them and press Enter again.", c.width, ""))
 	return b.String(), -1
 }

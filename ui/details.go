@@ -186,14 +186,15 @@ func (s *detailsScreen) View() (string, int) {
 	}
 	if k := c.knownDisk; k.uuid != "" {
 		// read with the target (readKnown), not here: View only draws
-		if k.known {
+		switch {
+		case k.known && k.open:
+			b.WriteString(para(st.ok, "Known disk: "+k.desc, c.width, "  "))
+		case k.known:
 			b.WriteString(para(st.ok, "Known disk: "+k.desc+" (preparing it again replaces it)", c.width, "  "))
-		} else {
+		default:
 			b.WriteString(para(st.warn, "⚠ This is "+k.desc+".", c.width, "  "))
 		}
-		if k.mounted != "" {
-			b.WriteString(para(lipglossPlain, "Open now: mounted at "+k.mounted, c.width, "  "))
-		}
+		b.WriteString(openNowLine(c))
 	}
 	for _, w := range t.Verdict.Warnings {
 		b.WriteString(para(st.warn, "⚠ "+w, c.width, "  "))
@@ -216,9 +217,12 @@ func (s *detailsScreen) View() (string, int) {
 			b.WriteString(para(st.warn, "No arrival in the kernel log for "+t.Name+": it may have been attached since boot. Make sure it is the disk you mean.", c.width, ""))
 		}
 	}
-	if c.knownDisk.known {
+	switch {
+	case c.knownDisk.known:
 		b.WriteString("\n" + para(lipglossPlain, "Enter shows what can be done with it: open or close, change its passphrase or recovery key, enroll this host, retire it, or prepare it again.", c.width, ""))
-	} else {
+	case c.knownDisk.open:
+		b.WriteString("\n" + para(lipglossPlain, "Enter offers to close it. It cannot be prepared while it is open.", c.width, ""))
+	default:
 		b.WriteString("\n" + para(lipglossPlain, "Enter continues to the options; nothing is written until you type the name on the Confirm screen.", c.width, ""))
 	}
 	return b.String(), -1

@@ -8,6 +8,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"luksdock/core"
 	"luksdock/disk"
 	"luksdock/pipeline"
 )
@@ -42,6 +43,11 @@ type row struct {
 	summary string
 	img     Image
 	luks    string // the LUKS UUID of the volume it holds ("": none)
+	// open is set when luksdock open has the disk or image open and that
+	// is its only use (core.AssessOpen; for an image, core.Opens): the
+	// list says where, and the Actions screen offers Close, never
+	// preparing.
+	open *core.OwnOpen
 }
 
 // arrivalOf is the kernel log's latest account of a disk still attached.
@@ -177,6 +183,11 @@ func imageRow(im Image) row {
 	}
 	r.name, r.path, r.size, r.create, r.ok = t.Name, t.Path, t.Size, t.Create, true
 	r.luks, _ = disk.LUKSOn(t.Content, t.Parts)
+	for _, o := range core.Opens() {
+		if r.luks != "" && strings.EqualFold(o.LUKSUUID, r.luks) {
+			r.open = &core.OwnOpen{LUKSUUID: o.LUKSUUID, Engine: o.Engine, Device: o.LUKS, Mountpoint: o.Mountpoint, Recorded: true}
+		}
+	}
 	switch {
 	case t.Create:
 		r.summary = "nothing yet: the image file is to be created (sparse)"
@@ -355,13 +366,15 @@ func (d *discovery) updateLatest(disks []disk.Disk) {
 	}
 }
 
-// diskRow is the disk list's row of a scanned disk.
+// diskRow is the disk list's row of a scanned disk. A disk whose only use
+// is luksdock open's (core.AssessOpen) is offered when nothing else refuses
+// it, marked open.
 func diskRow(x disk.Disk, allowInternal bool) row {
-	v := disk.Assess(x)
+	v, open := core.AssessOpen(x, allowInternal)
 	uuid, _ := disk.LUKSOn(x.Content, x.Partitions)
 	return row{
 		key: "disk:" + x.Name + "|" + x.MajMin, name: x.Name, path: x.Path, size: x.Size,
-		disk: &x, ok: v.OK(allowInternal), reasons: v.Reasons(allowInternal), summary: x.Summary(), luks: uuid,
+		disk: &x, ok: v.OK(allowInternal), reasons: v.Reasons(allowInternal), summary: x.Summary(), luks: uuid, open: open,
 	}
 }
 
@@ -481,12 +494,17 @@ func (s *disksScreen) View() (string, int) {
 		case sel:
 			b.WriteString(st.sel.Render(line) + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
-			if r.luks != "" && c.inv != nil && c.inv.Find(r.luks) != nil {
+			if r.open != nil {
+				b.WriteString(para(st.ok, "    "+openLine(r.open)+": Enter offers Close", c.width, "      "))
+			} else if r.luks != "" && c.inv != nil && c.inv.Find(r.luks) != nil {
 				b.WriteString(para(st.ok, "    known disk: Enter offers open or close, passphrase, recovery key, enroll, retire", c.width, "      "))
 			}
 		default:
 			b.WriteString(line + st.new.Render(tag) + "\n")
 			b.WriteString(para(st.faint, "    holds: "+r.summary, c.width, "      "))
+			if r.open != nil {
+				b.WriteString(para(st.faint, "    "+openLine(r.open), c.width, "      "))
+			}
 		}
 	}
 	w := c.width
@@ -507,4 +525,13 @@ func (s *disksScreen) View() (string, int) {
 		b.WriteString(para(st.faint, "(kernel log not readable: "+d.logErr.Error()+")", w, ""))
 	}
 	return b.String(), focus
+}
+
+// openLine says how a disk is open (core.OwnOpen), for the list: "open:
+// luks-… mounted at /media/alice/backups01".
+func openLine(o *core.OwnOpen) string {
+	if o.Mountpoint == "" {
+		return "open: unlocked as " + o.Mapping + ", not mounted"
+	}
+	return "open: mounted at " + o.Mountpoint
 }

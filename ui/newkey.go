@@ -140,7 +140,7 @@ func (s *newKeyScreen) enter() tea.Cmd {
 		if s.run.refused(&s.pass, "type the disk's passphrase first: it authorises the new key") {
 			return nil
 		}
-		k, isKey := unlockSecret(&s.pass)
+		k, isKey := core.UnlockSecret(s.pass.Bytes())
 		lsecret.Free(k)
 		if isKey {
 			s.run.err = "that is a recovery key: type the passphrase here (the key is what is replaced)"

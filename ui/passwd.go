@@ -205,7 +205,7 @@ func (s *passwdScreen) enter() tea.Cmd {
 
 // change runs core.Passwd in a command.
 func (s *passwdScreen) change() tea.Cmd {
-	old, isKey := unlockSecret(&s.sec[0])
+	old, isKey := core.UnlockSecret(s.sec[0].Bytes())
 	nw := lsecret.Clone(s.sec[1].Bytes())
 	o := core.PasswdOptions{Selector: s.c.selector(), Old: old, OldIsRecoveryKey: isKey, New: nw, AcceptWeak: true, PBKDF: s.c.cfg.PBKDF}
 	return s.runCore(func() (any, error) {

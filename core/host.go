@@ -70,8 +70,14 @@ const (
 	MethodTPM2 = "tpm2"
 )
 
-// HostKeyMethod is the key-file method (kept for callers of old).
-const HostKeyMethod = MethodKeyFile
+// HostKeyWhere says, for a person, where this host's key for the disk
+// with that LUKS uuid is kept after an enroll with h's method.
+func HostKeyWhere(h luks.HostSlot, uuid string) string {
+	if h.Method == MethodTPM2 {
+		return "sealed to this host's TPM2 (marker " + TPM2Marker(uuid) + ", no secret)"
+	}
+	return "key in " + KeyFile(uuid) + " (0400 root)"
+}
 
 // TPM2Marker is the file that says this host's keyslot on the disk with
 // LUKS UUID uuid is sealed to its TPM2. It holds no secret (the keyslot's

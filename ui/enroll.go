@@ -18,8 +18,8 @@ type enrollScreen struct{ secretAction }
 
 // enrolled is what enrolling did.
 type enrolled struct {
-	slot    luks.HostSlot
-	keyFile string
+	slot  luks.HostSlot
+	where string // core.HostKeyWhere
 }
 
 func newEnroll(c *shared) screen {
@@ -38,14 +38,13 @@ func newEnroll(c *shared) screen {
 				return nil, err
 			}
 			h, err := core.Enroll(context.Background(), d, p)
-			var ce *luks.Error
-			if errors.Is(err, luks.ErrWrongPassphrase) || (errors.As(err, &ce) && ce.Code == 2) {
+			if core.IsWrongPassphrase(err) {
 				err = &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: errors.New("the passphrase (or recovery key) opens no keyslot of " + t.Path)}
 			}
 			if err != nil {
 				return nil, err
 			}
-			return &enrolled{slot: h, keyFile: core.KeyFile(info.UUID)}, nil
+			return &enrolled{slot: h, where: core.HostKeyWhere(h, info.UUID)}, nil
 		}
 	}
 	return s
@@ -57,9 +56,9 @@ func (s *enrollScreen) View() (string, int) {
 	var b strings.Builder
 	if r, _ := s.res.(*enrolled); s.run.done && r != nil {
 		b.WriteString(para(st.ok, fmt.Sprintf("✓ %s is enrolled on %s: keyslot %d.", r.slot.Name, c.target.Path, r.slot.Keyslot), c.width, "  "))
-		b.WriteString(c.kv("Key file", r.keyFile+" (0400 root)", lipglossPlain))
+		b.WriteString(c.kv("Host key", r.where, lipglossPlain))
 		b.WriteString("\n" + para(lipglossPlain, "Docked here again, the disk is unlocked with this key and its backup runs (luksdock dock). luksdock host forget undoes it.", c.width, ""))
 		return b.String(), -1
 	}
-	return s.entryView(&b, "This host gets a keyslot of its own on "+c.target.Path+": a random key in "+core.ConfigDir()+"/keys (root only), named in the disk's token. Type the passphrase to authorise it.", "Passphrase")
+	return s.entryView(&b, "This host gets a keyslot of its own on "+c.target.Path+": sealed to its TPM2 where it has one, else a random key in "+core.ConfigDir()+"/keys (root only), named in the disk's token. Type the passphrase to authorise it.", "Passphrase")
 }

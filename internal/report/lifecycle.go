@@ -97,7 +97,7 @@ func Retired(w, stderr io.Writer, res *core.Retired, text bool) {
 
 // Enrolled is host enroll's result.
 func Enrolled(w io.Writer, h luks.HostSlot, uuid string) {
-	fmt.Fprintf(w, "Enrolled %s on disk %s: keyslot %d, key in %s (0400 root).\n", h.Name, uuid, h.Keyslot, core.KeyFile(uuid))
+	fmt.Fprintf(w, "Enrolled %s on disk %s: keyslot %d, %s.\n", h.Name, uuid, h.Keyslot, core.HostKeyWhere(h, uuid))
 }
 
 // Forgot is host forget's result (msg: what core.Forget did).

@@ -14,8 +14,9 @@ import (
 )
 
 // PowerOff makes a USB disk safe to pull, as `udisksctl power-off` does:
-// it flushes the disk (fsync and BLKFLSBUF on the whole disk, opened
-// exclusively, which fails while anything still holds it), removes the
+// it flushes the disk (fsync and BLKFLSBUF on the whole disk, claimed
+// exclusively for reading, which fails while anything still holds it and
+// does not make udev re-read the partition table when it is closed), removes the
 // SCSI device (writing 1 to /sys/block/NAME/device/delete: the kernel
 // sends SYNCHRONIZE CACHE and, where the driver manages it, stops the
 // drive), then disables the USB port the dock hangs on (writing 1 to the
@@ -37,7 +38,7 @@ func PowerOff(name string) (string, error) {
 		}
 		return "", fmt.Errorf("%s is still in use (%s); it is not powered off", d.Path, strings.Join(why, "; "))
 	}
-	f, err := disk.OpenExclusive(d.Path)
+	f, err := disk.ClaimExclusive(d.Path)
 	if err != nil {
 		return "", fmt.Errorf("%s is still held by another program (%v); it is not powered off", d.Path, err)
 	}

@@ -93,7 +93,22 @@ func (a Identity) check(b Identity, table bool) error {
 // exclusive opens while the returned file stays open. Hold it for the whole
 // destructive phase. It refuses anything that is not a block device.
 func OpenExclusive(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	return openExclusive(path, os.O_RDWR)
+}
+
+// ClaimExclusive is OpenExclusive for reading only: it claims the whole
+// disk as OpenExclusive does (refused while anything holds it) for a
+// caller that only flushes it. Closing it does not wake udev's watch of
+// the disk, which a descriptor opened for writing does (IN_CLOSE_WRITE: a
+// synthesized change event and a re-read of the partition table, whose
+// new "add" events would start rules such as luksdock's own docking rule
+// again).
+func ClaimExclusive(path string) (*os.File, error) {
+	return openExclusive(path, os.O_RDONLY)
+}
+
+func openExclusive(path string, mode int) (*os.File, error) {
+	f, err := os.OpenFile(path, mode|unix.O_EXCL|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return nil, fmt.Errorf("%s is busy (mounted, held by another device, or opened exclusively by another program): %w", path, err)

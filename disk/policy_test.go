@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -191,4 +194,54 @@ func TestRealUnusedLoopAllowedAndExclusive(t *testing.T) {
 		t.Fatalf("mount after release failed: %v %s", err, out)
 	}
 	exec.Command("umount", mnt).Run()
+}
+
+// TestClaimExclusive: the read-only claim refuses a disk another exclusive
+// open holds, as OpenExclusive does, and closing it is not a write as the
+// kernel tells udev's watch (inotify IN_CLOSE_WRITE, which makes udev
+// re-read the partition table and replay "add" events); closing
+// OpenExclusive's descriptor is.
+func TestClaimExclusive(t *testing.T) {
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup")
+	dev := testkit.AttachLoop(t, sparse(t, 8<<20))
+	f, err := OpenExclusive(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := ClaimExclusive(dev); err == nil {
+		g.Close()
+		t.Fatal("ClaimExclusive succeeded while OpenExclusive holds the disk")
+	}
+	f.Close()
+	closes := func(open func(string) (*os.File, error)) (write, nowrite int) {
+		fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if _, err := unix.InotifyAddWatch(fd, dev, unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
+			t.Fatal(err)
+		}
+		g, err := open(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Close()
+		procwatch.ReadEvents(fd, func(ev procwatch.Event) {
+			if ev.Mask&unix.IN_CLOSE_WRITE != 0 {
+				write++
+			}
+			if ev.Mask&unix.IN_CLOSE_NOWRITE != 0 {
+				nowrite++
+			}
+		})
+		return write, nowrite
+	}
+	if w, _ := closes(OpenExclusive); w != 1 {
+		t.Fatalf("control: closing OpenExclusive's descriptor gave %d IN_CLOSE_WRITE events, want 1", w)
+	}
+	if w, nw := closes(ClaimExclusive); w != 0 || nw != 1 {
+		t.Errorf("closing ClaimExclusive's descriptor: %d IN_CLOSE_WRITE, %d IN_CLOSE_NOWRITE; want 0 and 1", w, nw)
+	}
 }

@@ -179,15 +179,24 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	if w := lifetimeWrites(v.dev); w >= written0 && written0 >= 0 {
 		run.Bytes = w - written0
 	}
+	closed = true // finishRun closes the volume
+	return res, finishRun(ctx, o, v, res, info.UUID, run, mnt, logf)
+}
+
+// finishRun ends a dock run whose command has returned: an interrupted run
+// (cancelled, or the disk is gone) is recorded and its volume torn down
+// with nothing else touched; otherwise the run goes into the disk's
+// history and the inventory, the volume is closed and the drive powered
+// off, and the person is told.
+func finishRun(ctx context.Context, o DockOptions, v *volume, res *DockResult, uuid string, run inventory.Backup, mnt string, logf func(string, ...any)) error {
 	if ctx.Err() != nil || !present(o.Device.Path) {
 		run.Outcome, run.Detail = inventory.OutcomeInterrupted, "the disk was undocked or the service stopped during the run"
 		res.Run = &run
 		v.close(context.WithoutCancel(ctx), true)
-		closed = true
-		record(o, info.UUID, run, 0, 0)
+		record(o, uuid, run, 0, 0)
 		logf("luksdock: %s: INTERRUPTED after %.0f s; mapping removed, nothing else touched; the next docking checks the filesystem first", res.Label, run.Seconds)
 		notify(fmt.Sprintf("luksdock: backup to %s interrupted", res.Label), "The disk was undocked during the run. Dock it again to finish.")
-		return res, ErrInterrupted
+		return ErrInterrupted
 	}
 	size, free := fsSpace(mnt)
 	run.FreeLeft = free
@@ -195,13 +204,12 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 		logf("luksdock: writing the disk's history: %v", err)
 	}
 	res.Run = &run
-	record(o, info.UUID, run, size, free)
+	record(o, uuid, run, size, free)
 	locked := "locked"
 	if err := v.close(context.WithoutCancel(ctx), false); err != nil {
 		logf("luksdock: locking: %v", err)
 		locked = "NOT locked: " + err.Error()
 	}
-	closed = true
 	what := fmt.Sprintf("%s: backup %s in %.0f s, %s written, %s free; %s", res.Label, run.Outcome, run.Seconds, disk.SizeString(run.Bytes), disk.SizeString(free), locked)
 	if o.PowerOff && v.mnt == "" && v.mapping == "" && v.holderPID == 0 {
 		did, usb, err := powerOffUSB(o.Device.Path)
@@ -216,9 +224,9 @@ func Dock(ctx context.Context, o DockOptions) (*DockResult, error) {
 	logf("luksdock: %s", what)
 	notify("luksdock: "+res.Label+" "+run.Outcome, what)
 	if run.Outcome != inventory.OutcomeOK {
-		return res, fmt.Errorf("the backup command failed: %s", run.Detail)
+		return fmt.Errorf("the backup command failed: %s", run.Detail)
 	}
-	return res, nil
+	return nil
 }
 
 // recordFailure records a run that failed before the command and returns err.

@@ -68,7 +68,20 @@ func (d Device) withPath(fn func(path string) error) error {
 	if d.Direct() {
 		return fn(d.Path)
 	}
-	src, err := os.Open(d.Path)
+	return d.staged(os.O_RDONLY, func(src *os.File, s *stage, size int64) error {
+		n := min(size, int64(maxHeaderArea))
+		if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, n)); err != nil {
+			return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
+		}
+		return fn(s.path())
+	})
+}
+
+// staged opens the image file holding d's region (flag: os.O_RDONLY or
+// os.O_RDWR) and runs fn with it, an empty stage of the region's size and
+// that size; both are closed when fn returns.
+func (d Device) staged(flag int, fn func(src *os.File, s *stage, size int64) error) error {
+	src, err := os.OpenFile(d.Path, flag, 0)
 	if err != nil {
 		return err
 	}
@@ -82,11 +95,7 @@ func (d Device) withPath(fn func(path string) error) error {
 		return err
 	}
 	defer s.close()
-	n := min(size, int64(maxHeaderArea))
-	if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, n)); err != nil {
-		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
-	}
-	return fn(s.path())
+	return fn(src, s, size)
 }
 
 // regionSize is the size of d's region of the open file src: d.Size, or

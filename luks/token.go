@@ -189,37 +189,25 @@ func (d Device) modifyHeader(fn func(path string) error) error {
 	if d.Direct() {
 		return fn(d.Path)
 	}
-	src, err := os.OpenFile(d.Path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	size, err := d.regionSize(src)
-	if err != nil {
-		return err
-	}
-	s, err := newStage(size)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	area, err := headerArea(io.NewSectionReader(src, d.Base, size))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, area)); err != nil {
-		return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
-	}
-	if err := fn(s.path()); err != nil {
-		return err
-	}
-	if after, err := headerArea(s.f); err != nil || after != area {
-		return fmt.Errorf("the LUKS header area changed size (%d -> %d): %v", area, after, err)
-	}
-	if _, err := io.Copy(io.NewOffsetWriter(src, d.Base), io.NewSectionReader(s.f, 0, area)); err != nil {
-		return fmt.Errorf("writing LUKS header into %s: %w", d.Path, err)
-	}
-	return src.Sync()
+	return d.staged(os.O_RDWR, func(src *os.File, s *stage, size int64) error {
+		area, err := headerArea(io.NewSectionReader(src, d.Base, size))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.NewOffsetWriter(s.f, 0), io.NewSectionReader(src, d.Base, area)); err != nil {
+			return fmt.Errorf("reading LUKS header from %s: %w", d.Path, err)
+		}
+		if err := fn(s.path()); err != nil {
+			return err
+		}
+		if after, err := headerArea(s.f); err != nil || after != area {
+			return fmt.Errorf("the LUKS header area changed size (%d -> %d): %v", area, after, err)
+		}
+		if _, err := io.Copy(io.NewOffsetWriter(src, d.Base), io.NewSectionReader(s.f, 0, area)); err != nil {
+			return fmt.Errorf("writing LUKS header into %s: %w", d.Path, err)
+		}
+		return src.Sync()
+	})
 }
 
 // KillSlotDevice wipes keyslot slot of d (cryptsetup luksKillSlot in batch

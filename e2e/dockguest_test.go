@@ -28,11 +28,15 @@ import (
 // esys pulls in the TCTIs and tpm-udev. dbus, dbus-user-session,
 // libnotify-bin, xvfb and dunst make a desktop user's session bus with a
 // notification server on it (dunst, on an Xvfb display), where the dock
-// run's notification must arrive (TestDockServiceDebianGuest). Changing
+// run's notification must arrive (TestDockServiceDebianGuest). udisks2
+// and libblockdev-crypto2 (its LUKS plugin, a Recommends that minbase
+// leaves out) are the desktop's disk service, which luksdock open and
+// close must not confuse (TestOpenCloseBesideUdisksDebianGuest). Changing
 // this list changes the cache key, so the cached root is made anew.
 var dockRootPackages = []string{"systemd-sysv", "udev", "cryptsetup-bin", "e2fsprogs", "linux-image-amd64", "initramfs-tools", "kmod",
 	"libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0",
-	"dbus", "dbus-user-session", "libnotify-bin", "xvfb", "dunst"}
+	"dbus", "dbus-user-session", "libnotify-bin", "xvfb", "dunst",
+	"udisks2", "libblockdev-crypto2"}
 
 // dockRootTar returns the cached Debian 12 root tarball, making it first
 // when today's is missing.

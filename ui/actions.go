@@ -160,11 +160,15 @@ func (s *actionsScreen) Enter() tea.Cmd {
 func (s *actionsScreen) items() []actionItem {
 	k := s.c.knownDisk
 	var out []actionItem
+	lock := "lock it and power it off, so it can be pulled"
+	if t := s.c.target; t != nil && t.Image {
+		lock = "lock it" // an image file has no drive to power off
+	}
 	switch {
 	case k.open && k.mounted == "":
-		out = append(out, actionItem{actClose, "Close", "lock it and power it off, so it can be pulled"})
+		out = append(out, actionItem{actClose, "Close", lock})
 	case k.open:
-		out = append(out, actionItem{actClose, "Close", "unmount " + k.mounted + ", lock it and power it off, so it can be pulled"})
+		out = append(out, actionItem{actClose, "Close", "unmount " + k.mounted + ", " + lock})
 	default:
 		out = append(out, actionItem{actOpen, "Open", "unlock it and mount its filesystem"})
 	}

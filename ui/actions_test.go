@@ -284,4 +284,18 @@ func TestActionsByState(t *testing.T) {
 			}
 		}
 	}
+	// Close powers a disk off, never an image file.
+	s.c.knownDisk = knownDisk{known: true, open: true, mounted: "/media/a/b", luks2: true}
+	for _, c := range []struct {
+		target *pipeline.Target
+		power  bool
+	}{
+		{&pipeline.Target{Path: "/dev/sdz", Name: "sdz"}, true},
+		{&pipeline.Target{Path: "/tmp/b.img", Name: "b.img", Image: true}, false},
+	} {
+		s.c.target = c.target
+		if got := strings.Contains(s.items()[0].what, "power it off"); got != c.power {
+			t.Errorf("%s: Close says %q", c.target.Path, s.items()[0].what)
+		}
+	}
 }

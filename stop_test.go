@@ -71,7 +71,7 @@ func TestStopUnderLoad(t *testing.T) {
 			cmd := testkit.CLICommand(args...)
 			cmd.Stdin = strings.NewReader(testPass + "\n")
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			var stderr lockedBuffer
+			var stderr testkit.LockedBuffer
 			cmd.Stderr = &stderr
 			out, err := cmd.StdoutPipe()
 			if err != nil {

@@ -1,36 +1,19 @@
 package stop
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"luksdock/internal/testkit"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestContext: a signal during the run cancels it and says luksdock is
 // stopping safely; a signal after the run has returned stops nothing and
 // says so, so that stderr never claims a stop that did not happen.
 func TestContext(t *testing.T) {
-	var during lockedBuffer
+	var during testkit.LockedBuffer
 	ctx, stop, finished := Context(&during)
 	syscall.Kill(syscall.Getpid(), syscall.SIGINT)
 	select {
@@ -46,7 +29,7 @@ func TestContext(t *testing.T) {
 	}
 	stop()
 
-	var after lockedBuffer
+	var after testkit.LockedBuffer
 	ctx, stop, finished = Context(&after)
 	defer stop()
 	if finished() != nil {

@@ -24,12 +24,7 @@ func TestHistoryRunsInOneSecond(t *testing.T) {
 	mnt := t.TempDir()
 	inv := filepath.Join(t.TempDir(), "inventory.json")
 	const uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-	if err := inventory.Update(inv, func(f *inventory.File) error {
-		f.Put(inventory.Record{LUKSUUID: uuid, Label: "backups01"})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seedInventory(t, inv, uuid)
 	start := time.Now().Truncate(time.Second)
 	var runs []inventory.Backup
 	for i, off := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond} {
@@ -142,12 +137,7 @@ func TestHistoryKeepsEveryRun(t *testing.T) {
 	// Merged into an inventory: all four.
 	inv := filepath.Join(t.TempDir(), "inventory.json")
 	const uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-	if err := inventory.Update(inv, func(f *inventory.File) error {
-		f.Put(inventory.Record{LUKSUUID: uuid, Label: "backups01"})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seedInventory(t, inv, uuid)
 	if err := MergeHistory(inv, uuid, mnt); err != nil {
 		t.Error(err)
 	}
@@ -197,5 +187,17 @@ func TestHistoryAppendFullDisk(t *testing.T) {
 	}
 	if runs, err := ReadHistory(mnt); err != nil || !slices.Equal(runIDs(runs), []string{r1.ID, r3.ID}) {
 		t.Errorf("after the disk had room again: %v %v", runIDs(runs), err)
+	}
+}
+
+// seedInventory records the disk uuid (labelled backups01) in the
+// inventory at inv, as a machine that knows the disk has it.
+func seedInventory(t *testing.T, inv, uuid string) {
+	t.Helper()
+	if err := inventory.Update(inv, func(f *inventory.File) error {
+		f.Put(inventory.Record{LUKSUUID: uuid, Label: "backups01"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,13 +54,7 @@ grep -l ` + d.Serial + ` /sys/bus/usb/devices/*/serial 2>/dev/null && fail "the 
 sync
 mark closed
 `})
-	w := &wizardDriver{t: t, vm: vm, screen: NewScreen(24, 80)}
-	go io.Copy(w.screen, vm.Term())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("wizard screen at the end:\n%s", w.screen.Text())
-		}
-	})
+	w := newWizardDriver(t, vm)
 	opened := mustMark(t, vm, "opened", 4*time.Minute)
 	if len(opened) != 2 {
 		t.Fatalf("opened: %v", opened)

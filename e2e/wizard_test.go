@@ -15,6 +15,19 @@ type wizardDriver struct {
 	screen *Screen
 }
 
+// newWizardDriver reads the guest's ttyS2 into an 80×24 Screen and, when
+// the test fails, logs the screen as it was at the end.
+func newWizardDriver(t *testing.T, vm *VM) *wizardDriver {
+	w := &wizardDriver{t: t, vm: vm, screen: NewScreen(24, 80)}
+	go io.Copy(w.screen, vm.Term())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("wizard screen at the end:\n%s", w.screen.Text())
+		}
+	})
+	return w
+}
+
 func (w *wizardDriver) send(s string) {
 	w.t.Helper()
 	if _, err := io.WriteString(w.vm.Term(), s); err != nil {
@@ -102,13 +115,7 @@ mark label $label
 ` + guestCheckVolume + `
 mark checked
 `})
-	w := &wizardDriver{t: t, vm: vm, screen: NewScreen(24, 80)}
-	go io.Copy(w.screen, vm.Term())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("wizard screen at the end:\n%s", w.screen.Text())
-		}
-	})
+	w := newWizardDriver(t, vm)
 	mustMark(t, vm, "wizard-start", 2*time.Minute)
 	w.mustScreen("the Disks screen waiting for a dock", regexp.MustCompile(`(?is)1/9 Choose the disk.*dock a disk`), time.Minute)
 	if err := vm.Plug(d.ID); err != nil {

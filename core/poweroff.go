@@ -38,14 +38,9 @@ func PowerOff(name string) (string, error) {
 		}
 		return "", fmt.Errorf("%s is still in use (%s); it is not powered off", d.Path, strings.Join(why, "; "))
 	}
-	f, err := disk.ClaimExclusive(d.Path)
-	if err != nil {
+	if err := flushDisk(d.Path); err != nil {
 		return "", fmt.Errorf("%s is still held by another program (%v); it is not powered off", d.Path, err)
 	}
-	unix.Sync()
-	_ = f.Sync()
-	_ = unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
-	f.Close()
 	sysDev, err := filepath.EvalSymlinks(filepath.Join("/sys/block", name))
 	if err != nil {
 		return "", err
@@ -70,6 +65,22 @@ func PowerOff(name string) (string, error) {
 		return did + fmt.Sprintf("; disabling the USB port %s failed: %v", filepath.Base(usb), err), nil
 	}
 	return did + fmt.Sprintf(" and disabled its USB port (%s): it can be unplugged", filepath.Base(usb)), nil
+}
+
+// flushDisk claims the whole disk exclusively for reading (refused while
+// anything holds it; closing it does not make udev re-read the partition
+// table, see disk.ClaimExclusive), writes back what the kernel holds for it
+// (sync, fsync) and drops its buffer cache (BLKFLSBUF).
+func flushDisk(path string) error {
+	f, err := disk.ClaimExclusive(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	unix.Sync()
+	_ = f.Sync()
+	_ = unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
+	return nil
 }
 
 // usbDeviceOf is the sysfs directory of the USB device (not interface)

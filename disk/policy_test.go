@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
-	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
@@ -215,28 +212,13 @@ func TestClaimExclusive(t *testing.T) {
 	}
 	f.Close()
 	closes := func(open func(string) (*os.File, error)) (write, nowrite int) {
-		fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Close(fd)
-		if _, err := unix.InotifyAddWatch(fd, dev, unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
-			t.Fatal(err)
-		}
-		g, err := open(dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.Close()
-		procwatch.ReadEvents(fd, func(ev procwatch.Event) {
-			if ev.Mask&unix.IN_CLOSE_WRITE != 0 {
-				write++
+		return testkit.CloseEvents(t, dev, func() {
+			g, err := open(dev)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if ev.Mask&unix.IN_CLOSE_NOWRITE != 0 {
-				nowrite++
-			}
+			g.Close()
 		})
-		return write, nowrite
 	}
 	if w, _ := closes(OpenExclusive); w != 1 {
 		t.Fatalf("control: closing OpenExclusive's descriptor gave %d IN_CLOSE_WRITE events, want 1", w)

@@ -172,7 +172,7 @@ func assessInChild(p []byte, userInputs []string, total int) (Strength, error) {
 // strengthChild is the child's main.
 func strengthChild(in io.Reader, out io.Writer) int {
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
-	_ = unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE) // root: never in swap
+	_ = unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT) // root: never in swap
 	var job strengthJob
 	var line []byte
 	var c [1]byte

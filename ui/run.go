@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -101,25 +98,12 @@ func Run(o RunOptions) error {
 	}
 	defer tty.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// A hang-up (a dropped SSH connection, a closed terminal window) ends
 	// the program like SIGTERM, not luksdock: the run in progress finishes
 	// its step and stops below (m.Close), and core.JournalWizard records
 	// how it ended, since the terminal is gone.
-	stop.SurviveBrokenOutput()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var hungUp atomic.Value // the SIGHUP that ended the wizard
-	go func() {
-		select {
-		case s := <-hup:
-			hungUp.Store(s)
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel, hungUp := stop.Hangup(context.Background())
+	defer cancel()
 	if ch, err := disk.WatchHotplug(ctx); err == nil {
 		cfg.Hotplug = ch
 	} else {
@@ -137,8 +121,7 @@ func Run(o RunOptions) error {
 		fmt.Fprintln(o.Err, "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
 	}
 	m.Close()
-	sig, _ := hungUp.Load().(os.Signal)
-	core.JournalWizard(m.Results(), m.LastError(), sig)
+	core.JournalWizard(m.Results(), m.LastError(), hungUp())
 	if o.JSON {
 		for _, r := range m.Results() {
 			b, err := json.Marshal(r)

@@ -60,11 +60,12 @@ func openTerminal() (*os.File, error) {
 // that did not finish), or with o.JSON one JSON line per disk. A hang-up
 // ends it as SIGTERM would: the run in progress finishes its step and
 // stops, and core.JournalWizard records how it ended.
-// The options are checked first: a size without an image, PBKDF costs or
-// a size that make no sense are usage errors (*core.UsageError).
+// The options are checked first: a size without an image
+// (core.CheckSizeChoice, as for prepare), PBKDF costs or a size that make
+// no sense are usage errors (core.ErrTargetChoice, *core.UsageError).
 func Run(o RunOptions) error {
-	if o.Size != "" && o.Image == "" {
-		return &core.UsageError{Err: errors.New("--size goes with --image")}
+	if err := core.CheckSizeChoice(o.Image, o.Size != ""); err != nil {
+		return err
 	}
 	if err := o.PBKDF.Validate(false); err != nil {
 		return &core.UsageError{Err: err}

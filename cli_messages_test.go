@@ -149,6 +149,19 @@ func TestPrepareNoFlags(t *testing.T) {
 	}
 }
 
+// TestSizeWithoutImage: --size is the size of an image file luksdock
+// creates; without --image it is the same usage error (exit 2, one message:
+// core.CheckSizeChoice) for the wizard and for prepare with a device, and
+// the wizard refuses it before it looks for a terminal.
+func TestSizeWithoutImage(t *testing.T) {
+	for _, args := range [][]string{{"--size", "1G"}, {"prepare", "--device", "/dev/sdz", "--size", "1G", "--label", "x"}} {
+		code, _, errs := cli(t, "", args...)
+		if code != exitUsage || !strings.Contains(errs, "--size goes with --image only") {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", args, code, errs, exitUsage, "--size goes with --image only")
+		}
+	}
+}
+
 // Found trying the CLI: open, close, passwd, recovery-key and retire listed
 // the wizard's exit codes ("0 success (prepare: the disk is made and
 // verified)", 5 "verification failed", 6 "verify: ..."), not their own.

@@ -252,3 +252,57 @@ func ueventSockets() []string {
 	}
 	return out
 }
+
+// TestListLeavesOutOwnVolume: while `luksdock open` (userspace engine) has
+// an image open, its decrypted volume is a loop device on the volume
+// server's FUSE file, mounted at the mountpoint. That is luksdock's own
+// volume, part of the image it opened, not a disk anyone could choose:
+// list --json leaves it out (it was listed as a disk of its own, refused as
+// mounted), as does the wizard's list (the same scan, disk.Sys.Scan).
+func TestListLeavesOutOwnVolume(t *testing.T) {
+	testkit.NeedLoop(t)
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_RUN_DIR", filepath.Join(dir, "run"))
+	img, _ := preparedImage(t, dir, "ownvol01")
+	mnt := filepath.Join(dir, "mnt")
+	t.Cleanup(func() { cli(t, "", "close", "--mountpoint", mnt) })
+	code, out, errs := cli(t, testPass+"\n", "open", "--image", img, "--passphrase-file", "-", "--mountpoint", mnt, "--engine", "userspace", "--json")
+	if code != 0 {
+		t.Fatalf("open: exit %d\n%s%s", code, out, errs)
+	}
+	var o core.Opened
+	if err := json.Unmarshal([]byte(out), &o); err != nil {
+		t.Fatalf("open --json: %v\n%s", err, out)
+	}
+	// the case at hand: the mounted cleartext is a loop device on a file
+	// of a luksdock FUSE mount
+	name := filepath.Base(o.Cleartext)
+	b, _ := os.ReadFile(filepath.Join("/sys/block", name, "loop", "backing_file"))
+	if backing := strings.TrimSpace(string(b)); !strings.HasPrefix(name, "loop") || !strings.Contains(backing, "/luksdock-fuse-") || mountedAt(mnt) != "ext4" {
+		t.Fatalf("open's cleartext %s (backing file %q) is not the userspace engine's loop device on its FUSE file, mounted at %s", o.Cleartext, backing, mnt)
+	}
+	out, errs, code = listRun(t, "--json")
+	if code != 0 {
+		t.Fatalf("list --json: exit %d: %s", code, errs)
+	}
+	var entries []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	for _, e := range entries {
+		if e.Name == name {
+			t.Errorf("list --json lists %s, the decrypted volume of the open image, as a disk:\n%s", name, out)
+		}
+	}
+	disks, err := disk.Host.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range disks {
+		if d.Name == name {
+			t.Errorf("disk.Host.Scan (the wizard's list) lists %s", name)
+		}
+	}
+}

@@ -50,14 +50,22 @@ func Lookup(device, image string, size int64, sizeGiven, tidy bool) (*pipeline.T
 }
 
 // CheckTargetChoice refuses a target given wrongly (ErrTargetChoice): none,
-// both a device and an image, or a size for a device.
+// both a device and an image, or a size for a device (CheckSizeChoice).
 func CheckTargetChoice(device, image string, sizeGiven bool) error {
 	switch {
 	case device != "" && image != "":
 		return ErrTargetChoice{Err: errors.New("give either --device or --image, not both")}
 	case device == "" && image == "":
 		return ErrTargetChoice{Err: errors.New("give --device /dev/sdX or --image PATH")}
-	case device != "" && sizeGiven:
+	}
+	return CheckSizeChoice(image, sizeGiven)
+}
+
+// CheckSizeChoice refuses a size (--size) without an image (ErrTargetChoice):
+// it is the size of the image file luksdock creates, for prepare
+// (CheckTargetChoice) and the wizard (ui.Run) alike.
+func CheckSizeChoice(image string, sizeGiven bool) error {
+	if sizeGiven && image == "" {
 		return ErrTargetChoice{Err: errors.New("--size goes with --image only")}
 	}
 	return nil

@@ -190,7 +190,9 @@ func skipScan(name, devPath string) bool {
 
 // Scan lists every whole disk, sorted by name. It skips RAM disks, zram,
 // device-mapper, md and nbd devices, other /sys/devices/virtual devices,
-// hidden disks (NVMe multipath paths), and loop devices not bound to a file.
+// hidden disks (NVMe multipath paths), loop devices not bound to a file,
+// and loop devices that are luksdock's own decrypted volume (OwnVolumeLoop):
+// the disk under it is listed, open.
 func (s Sys) Scan() ([]Disk, error) {
 	ents, err := os.ReadDir(s.p("sys", "block"))
 	if err != nil {
@@ -320,6 +322,9 @@ func (s Sys) disk(name string, u *usage, scanning bool) (Disk, bool, error) {
 		d.LoopBacking = sysfsAttr(filepath.Join(dir, "loop", "backing_file"))
 		if scanning && d.LoopBacking == "" {
 			return d, false, nil
+		}
+		if scanning && u != nil && OwnVolumeLoop(d.LoopBacking, u.table) {
+			return d, false, nil // luksdock's own decrypted volume, not a disk
 		}
 	} else {
 		d.Transport = transportOf(s, d.SysPath)

@@ -89,6 +89,7 @@ func ParseSwaps(text string) []SwapEntry {
 // usage is the system-wide picture of what is using block devices, keyed by
 // kernel name.
 type usage struct {
+	table   []MountInfo         // the mount table read
 	mounts  map[string][]string // block device name -> mount points
 	swap    map[string]bool     // block device name -> active swap on it
 	loopsOn map[string][]Reason // block device name -> "loop3 is backed by the file /x/img on it"
@@ -97,6 +98,7 @@ type usage struct {
 func (s Sys) loadUsage() *usage {
 	u := &usage{mounts: map[string][]string{}, swap: map[string]bool{}, loopsOn: map[string][]Reason{}}
 	mounts := s.MountInfo()
+	u.table = mounts
 	for _, m := range mounts {
 		name := s.nameOfMajMin(m.MajMin)
 		if name == "" && strings.HasPrefix(m.Source, "/dev/") {
@@ -212,16 +214,44 @@ func (s Sys) MountInfo() []MountInfo {
 // fileDevice returns the major:minor of the mounted filesystem holding the
 // absolute path file (the longest mount point that is a prefix of it).
 func fileDevice(mounts []MountInfo, file string) string {
-	best, mm := -1, ""
+	m, _ := mountOf(mounts, file)
+	return m.MajMin
+}
+
+// mountOf is the mount holding the absolute path file: the longest mount
+// point that is a prefix of it (false: none).
+func mountOf(mounts []MountInfo, file string) (MountInfo, bool) {
+	best, found := MountInfo{}, false
 	for _, m := range mounts {
 		mp := m.MountPoint
 		if mp == "/" || file == mp || strings.HasPrefix(file, strings.TrimSuffix(mp, "/")+"/") {
-			if len(mp) > best {
-				best, mm = len(mp), m.MajMin
+			if !found || len(mp) > len(best.MountPoint) {
+				best, found = m, true
 			}
 		}
 	}
-	return mm
+	return best, found
+}
+
+// VolumeFSType is the filesystem type of luksdock's own FUSE mounts: the
+// userspace engine's volume server (luks.MountUserspace) serves a disk's
+// decrypted volume there as a file, and a loop device on that file is
+// what luksdock open mounts (and prepare formats and verifies).
+const VolumeFSType = "fuse.luksdock"
+
+// OwnVolumeLoop reports whether a loop device whose backing file is backing
+// (as sysfs names it) is luksdock's own decrypted volume: the file lies on
+// a luksdock FUSE mount (VolumeFSType). Such a loop device is part of the
+// disk luksdock has open or is preparing, not a disk: Scan leaves it out.
+// Only the mount table is read, never the FUSE file itself, so a stuck
+// volume server cannot hang discovery.
+func OwnVolumeLoop(backing string, mounts []MountInfo) bool {
+	path := strings.TrimSuffix(backing, " (deleted)")
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	m, ok := mountOf(mounts, filepath.Clean(path))
+	return ok && m.FSType == VolumeFSType
 }
 
 // nameOfDevPath maps "/dev/sdb2" or "/dev/mapper/vg-swap" to a kernel name.

@@ -381,7 +381,7 @@ func (v *UserspaceVolume) Close() error {
 func CleanupStaleUserspaceMounts() ([]string, error) {
 	var stale []string
 	for _, m := range disk.Host.MountInfo() {
-		if m.FSType != "fuse.luksdock" {
+		if m.FSType != disk.VolumeFSType {
 			continue
 		}
 		// statfs always reaches the FUSE server (stat may be answered from

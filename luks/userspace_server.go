@@ -298,8 +298,9 @@ func (v *volServer) mount(uid, gid uint32) error {
 		AttrTimeout:  &sec,
 		EntryTimeout: &sec,
 		MountOptions: fuse.MountOptions{
-			FsName:                  "luksdock",
-			Name:                    "luksdock",
+			FsName: "luksdock",
+			// mounted as fuse.luksdock: disk.VolumeFSType
+			Name:                    strings.TrimPrefix(disk.VolumeFSType, "fuse."),
 			MaxWrite:                maxIO,
 			MaxInflightRequestBytes: 16 * maxIO,
 			DisableXAttrs:           true,
@@ -353,14 +354,15 @@ func (v *volServer) mount(uid, gid uint32) error {
 }
 
 // mountFuse opens /dev/fuse (close-on-exec) and mounts it on dir as
-// fuse.luksdock, as fusermount would; it returns the descriptor. Root only.
+// fuse.luksdock (disk.VolumeFSType), as fusermount would; it returns the
+// descriptor. Root only.
 func mountFuse(dir string, maxRead int) (int, error) {
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
 	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,max_read=%d", fd, os.Geteuid(), os.Getegid(), maxRead)
-	if err := unix.Mount("luksdock", dir, "fuse.luksdock", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+	if err := unix.Mount("luksdock", dir, disk.VolumeFSType, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -63,11 +60,12 @@ func openTerminal() (*os.File, error) {
 // that did not finish), or with o.JSON one JSON line per disk. A hang-up
 // ends it as SIGTERM would: the run in progress finishes its step and
 // stops, and core.JournalWizard records how it ended.
-// The options are checked first: a size without an image, PBKDF costs or
-// a size that make no sense are usage errors (*core.UsageError).
+// The options are checked first: a size without an image
+// (core.CheckSizeChoice, as for prepare), PBKDF costs or a size that make
+// no sense are usage errors (core.ErrTargetChoice, *core.UsageError).
 func Run(o RunOptions) error {
-	if o.Size != "" && o.Image == "" {
-		return &core.UsageError{Err: errors.New("--size goes with --image")}
+	if err := core.CheckSizeChoice(o.Image, o.Size != ""); err != nil {
+		return err
 	}
 	if err := o.PBKDF.Validate(false); err != nil {
 		return &core.UsageError{Err: err}
@@ -101,25 +99,12 @@ func Run(o RunOptions) error {
 	}
 	defer tty.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// A hang-up (a dropped SSH connection, a closed terminal window) ends
 	// the program like SIGTERM, not luksdock: the run in progress finishes
 	// its step and stops below (m.Close), and core.JournalWizard records
 	// how it ended, since the terminal is gone.
-	stop.SurviveBrokenOutput()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var hungUp atomic.Value // the SIGHUP that ended the wizard
-	go func() {
-		select {
-		case s := <-hup:
-			hungUp.Store(s)
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel, hungUp := stop.Hangup(context.Background())
+	defer cancel()
 	if ch, err := disk.WatchHotplug(ctx); err == nil {
 		cfg.Hotplug = ch
 	} else {
@@ -137,8 +122,7 @@ func Run(o RunOptions) error {
 		fmt.Fprintln(o.Err, "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
 	}
 	m.Close()
-	sig, _ := hungUp.Load().(os.Signal)
-	core.JournalWizard(m.Results(), m.LastError(), sig)
+	core.JournalWizard(m.Results(), m.LastError(), hungUp())
 	if o.JSON {
 		for _, r := range m.Results() {
 			b, err := json.Marshal(r)

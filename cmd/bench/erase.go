@@ -51,6 +51,7 @@ func eraseBench(bin, tmp, size string, rounds int) {
 		cmd := exec.Command(bin, "prepare", "--image", img, "--label", "bench", "--passphrase-file", "-",
 			"--confirm", filepath.Base(img), "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--erase", "--surface-check", "--json")
 		cmd.Env = append(os.Environ(), "LUKSDOCK_STATE_DIR="+filepath.Join(tmp, "state"))
+		freshInventory(cmd, tmp)
 		cmd.Stdin = strings.NewReader(pass + "\n")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr

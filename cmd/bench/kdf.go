@@ -90,6 +90,7 @@ func defaultKDF(bin, tmp string, sizes []string, runs int) {
 		runPrepare := func() {
 			img := filepath.Join(tmp, "default-"+sz+".img")
 			cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-", "--confirm", filepath.Base(img), "--json")
+			freshInventory(cmd, tmp)
 			cmd.Stdin = strings.NewReader(benchPass + "\n")
 			var outb strings.Builder
 			cmd.Stdout, cmd.Stderr = &outb, os.Stderr

@@ -116,6 +116,7 @@ func small(bin, tmp, sizes string) {
 		img := filepath.Join(tmp, "bench-"+sz+".img")
 		cmd := exec.Command(bin, "prepare", "--image", img, "--size", sz, "--label", "bench", "--passphrase-file", "-",
 			"--confirm", filepath.Base(img), "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--json")
+		freshInventory(cmd, tmp)
 		cmd.Stdin = strings.NewReader("benchmark passphrase\n")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
@@ -224,4 +225,19 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// freshInventory gives one measured `luksdock prepare` an inventory of its
+// own, empty: each measurement is a first prepare of a new disk, as every
+// other run of the same measurement is (the inventory does not grow from
+// run to run), and the label "bench" of an earlier run is not another disk
+// of this one's (prepare warned "label bench: the inventory already has
+// bench" on every repeated run).
+func freshInventory(cmd *exec.Cmd, tmp string) {
+	dir, err := os.MkdirTemp(tmp, "inventory-")
+	check(err)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "LUKSDOCK_INVENTORY="+filepath.Join(dir, "inventory.json"))
 }

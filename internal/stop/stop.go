@@ -19,7 +19,8 @@ import (
 // fails (EIO), as every write to a pipe whose reader is gone does (EPIPE,
 // and SIGPIPE, which by default ends a Go program writing to standard
 // output or standard error). None of that may end a run in the middle of a
-// step: SIGHUP is a stop request like SIGTERM (Context, ui.Run),
+// step: SIGHUP is a stop request like SIGTERM (Context, and Hangup for
+// ui.Run),
 // failed writes are ignored (the messages are lost, not the disk), and how
 // the run ended is always recorded where the person can read it later
 // (core.JournalRun).
@@ -76,6 +77,38 @@ func Context(stderr io.Writer) (ctx context.Context, stop func(), finished func(
 		return got
 	}
 	return ctx, func() { signal.Stop(ch); cancel() }, finished
+}
+
+// Hangup is a context cancelled by SIGHUP alone (the terminal hung up: a
+// dropped SSH connection, a closed terminal window), for the wizard
+// (ui.Run), whose Ctrl+C is a key and not a signal. The run in progress
+// finishes its step and stops as with Context. hungUp returns the SIGHUP
+// that cancelled it, nil for none; stop ends the watching. Writes to a
+// standard output or error that is gone fail instead of ending luksdock
+// (SurviveBrokenOutput).
+func Hangup(parent context.Context) (ctx context.Context, stop func(), hungUp func() os.Signal) {
+	SurviveBrokenOutput()
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	var mu sync.Mutex
+	var got os.Signal
+	go func() {
+		select {
+		case s := <-ch:
+			mu.Lock()
+			got = s
+			mu.Unlock()
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	hungUp = func() os.Signal {
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+	return ctx, func() { signal.Stop(ch); cancel() }, hungUp
 }
 
 // Quiet is a context cancelled by SIGINT, SIGTERM or SIGHUP, without

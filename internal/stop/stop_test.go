@@ -1,6 +1,7 @@
 package stop
 
 import (
+	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,5 +46,31 @@ func TestContext(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Errorf("a signal after the run cancelled it")
+	}
+}
+
+// TestHangup: the wizard's watcher is cancelled by a SIGHUP (the terminal
+// hung up) and says which signal it was; without one it says nil and the
+// context stays alive until stop.
+func TestHangup(t *testing.T) {
+	ctx, stop, hungUp := Hangup(context.Background())
+	if hungUp() != nil || ctx.Err() != nil {
+		t.Fatalf("before a signal: hungUp() = %v, ctx.Err() = %v", hungUp(), ctx.Err())
+	}
+	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGHUP did not cancel the wizard's context")
+	}
+	if s := hungUp(); s != syscall.SIGHUP {
+		t.Errorf("hungUp() = %v, want SIGHUP", s)
+	}
+	stop()
+
+	ctx, stop, hungUp = Hangup(context.Background())
+	stop()
+	if hungUp() != nil || ctx.Err() == nil {
+		t.Errorf("after stop without a signal: hungUp() = %v, ctx.Err() = %v", hungUp(), ctx.Err())
 	}
 }

@@ -49,6 +49,15 @@ type keyFilter struct {
 	held   int    // bytes of buf that are a character split between reads
 	lit    int    // continuation bytes still to pass as they are (Alt+character)
 	st     escState
+	// csi holds a CSI sequence (ESC [ and its parameters) while masked,
+	// until its final byte shows whether it is a character (xterm's
+	// modifyOtherKeys form, CSI 27;m;c~, which bubbletea asks for): secret
+	// memory, as the parameters spell the character. Only a sequence
+	// whose ESC came in the same read is held (a terminal sends a key's
+	// sequence in one write); ncsi 0: the CSI sequence passes as it comes.
+	csi    []byte
+	ncsi   int
+	escOut int       // where in this read's output the last ESC went (-1: none)
 	last   time.Time // the previous read
 	// The FIFO: a ring of fifoCap entries of 4 bytes (one character's
 	// UTF-8, zero-padded), the oldest at head; seq is its sequence number.
@@ -84,6 +93,9 @@ const (
 	escGap = 100 * time.Millisecond
 	// readMax is the most one read takes from the terminal.
 	readMax = 1024
+	// csiMax is the longest CSI sequence held back while masked (longer
+	// ones pass: they are terminal replies, not keys).
+	csiMax = 32
 )
 
 // newKeyFilter is the filter of the terminal tty.
@@ -93,6 +105,7 @@ func newKeyFilter(tty *os.File) *keyFilter {
 		sem: make(chan struct{}, 1),
 		buf: lsecret.New(utf8.UTFMax + readMax),
 		q:   lsecret.New(4 * fifoCap),
+		csi: lsecret.New(csiMax),
 	}
 }
 
@@ -116,7 +129,7 @@ func (k *keyFilter) Read(p []byte) (int, error) {
 	if closed {
 		return 0, io.EOF
 	}
-	max := min(len(p)/4-utf8.UTFMax, readMax)
+	max := min((len(p)-4*utf8.UTFMax-csiMax)/4, readMax)
 	if max < 1 {
 		return 0, io.ErrShortBuffer
 	}
@@ -129,13 +142,20 @@ func (k *keyFilter) Read(p []byte) (int, error) {
 // filter turns buf[:held+n] into p, holding back a split character while
 // masked, and wipes what it read.
 func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
+	o := 0
+	pass := func(b byte) { p[o] = b; o++ }
+	flush := func() { // the held CSI parameters, as they came
+		o += copy(p[o:], k.csi[:k.ncsi])
+		clear(k.csi[:k.ncsi])
+		k.ncsi = 0
+	}
 	if k.st != stGround && now.Sub(k.last) > escGap {
+		flush()
 		k.st, k.lit = stGround, 0
 	}
 	k.last = now
+	k.escOut = -1
 	in := k.buf[:k.held+n]
-	o := 0
-	pass := func(b byte) { p[o] = b; o++ }
 	i := 0
 	for i < len(in) {
 		b := in[i]
@@ -152,6 +172,13 @@ func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
 		case stEsc:
 			k.st = stGround
 			switch {
+			case b == '[' && k.masked && k.escOut >= 0 && k.escOut == o-1:
+				// ESC [ in this read: held with what follows.
+				o--
+				k.csi[0], k.csi[1], k.ncsi = 0x1b, '[', 2
+				k.st = stCSI
+				i++
+				continue
 			case b == '[':
 				k.st = stCSI
 			case b == 'O':
@@ -174,8 +201,26 @@ func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
 			switch {
 			case b >= 0x40 && b <= 0x7e:
 				k.st = stGround
+				if r, ok := k.otherKey(b); ok {
+					clear(k.csi[:k.ncsi])
+					k.ncsi = 0
+					var c [utf8.UTFMax]byte
+					o += utf8.EncodeRune(p[o:], k.push(c[:utf8.EncodeRune(c[:], r)]))
+					clear(c[:])
+					i++
+					continue
+				}
+				flush()
 			case b >= 0x20 && b <= 0x3f:
+				if k.ncsi > 0 && k.ncsi < csiMax {
+					k.csi[k.ncsi] = b
+					k.ncsi++
+					i++
+					continue
+				}
+				flush()
 			default: // not part of a CSI sequence: it ends before b
+				flush()
 				k.st = stGround
 				continue
 			}
@@ -210,6 +255,7 @@ func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
 		case b == 0x1b:
 			k.st = stEsc
 			pass(b)
+			k.escOut = o - 1
 			i++
 			continue
 		case b < 0x20 || b == 0x7f:
@@ -254,6 +300,33 @@ func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
 	clear(k.buf[rest:])
 	k.held = rest
 	return o
+}
+
+// otherKey reports whether the held CSI parameters and final byte are a
+// text key in xterm's modifyOtherKeys form (CSI 27;m;c~ with no modifier
+// but Shift: m 1 or 2), and its character: bubbletea gives such a key the
+// text c, as if it had been typed as text.
+func (k *keyFilter) otherKey(final byte) (rune, bool) {
+	if final != '~' || !k.masked || k.ncsi < 2 {
+		return 0, false
+	}
+	var v [3]int
+	i := 0
+	for _, b := range k.csi[2:k.ncsi] {
+		switch {
+		case b == ';' && i < 2:
+			i++
+		case b >= '0' && b <= '9' && v[i] <= utf8.MaxRune:
+			v[i] = v[i]*10 + int(b-'0')
+		default:
+			return 0, false
+		}
+	}
+	r := rune(v[2])
+	if i != 2 || v[0] != 27 || (v[1] != 1 && v[1] != 2) || r < 0x20 || r == 0x7f || !utf8.ValidRune(r) {
+		return 0, false
+	}
+	return r, true
 }
 
 // utf8RuneLen is the length of the UTF-8 sequence that lead byte b starts.
@@ -346,4 +419,6 @@ func (k *keyFilter) wipe() {
 	k.closed, k.masked, k.n, k.held = true, false, 0, 0
 	lsecret.Free(k.buf)
 	lsecret.Free(k.q)
+	lsecret.Free(k.csi)
+	k.ncsi = 0
 }

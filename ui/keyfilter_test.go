@@ -376,3 +376,31 @@ func TestKeyFilterFollowsFocus(t *testing.T) {
 		m.Update(msg)
 	}
 }
+
+// xterm's modifyOtherKeys (level 2, which bubbletea asks for) may send a
+// key with Shift as CSI 27;2;c~: bubbletea gives it the text c, so while
+// masked it is a character like any other. Keys with other modifiers,
+// and everything else in CSI form, pass.
+func TestKeyFilterModifyOtherKeys(t *testing.T) {
+	f := newFilterRig(t)
+	f.k.setMasked(true)
+	var out strings.Builder
+	for _, part := range []string{"a\x1b[27;2;65~", "\x1b[27;2", ";246~b\x1b[27;1;", "33~"} {
+		out.WriteString(f.read(part))
+	}
+	if got := shape(out.String()); got != "PPPPP" {
+		t.Fatalf("bubbletea got %q, want 5 placeholders", got)
+	}
+	if got := f.resolve(out.String()); got != "aAöb!" {
+		t.Errorf("the field makes %q of it, want %q", got, "aAöb!")
+	}
+	for _, in := range []string{"\x1b[27;5;97~", "\x1b[27;2;13~", "\x1b[27;2;127~", "\x1b[97;2u", "\x1b[3~", "\x1b[15;2~", "\x1b[1;2A", "\x1b[27;2;65;1~", "\x1b[27;2;99999999999~"} {
+		if got := f.read(in); got != in {
+			t.Errorf("masked %q: bubbletea got %q, want it unchanged", in, got)
+		}
+	}
+	f.k.setMasked(false)
+	if got := f.read("\x1b[27;2;65~"); got != "\x1b[27;2;65~" {
+		t.Errorf("unmasked: bubbletea got %q", got)
+	}
+}

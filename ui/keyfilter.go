@@ -119,7 +119,8 @@ func (k *keyFilter) Close() error                { return k.tty.Close() }
 
 // Read reads the terminal into secret memory and gives p what bubbletea
 // may see. Each byte read gives at most 4 bytes (a placeholder), so it
-// reads at most len(p)/4 bytes, less room for a held character.
+// reads at most len(p)/4 bytes, less room for a held character and a held
+// CSI sequence.
 func (k *keyFilter) Read(p []byte) (int, error) {
 	k.sem <- struct{}{}
 	defer func() { <-k.sem }()

@@ -328,10 +328,10 @@ func maskedLine(c *shared, label string, s *secret, focused bool) string {
 
 // editSecret applies an editing key or a paste to s; it reports whether
 // msg was one.
-func editSecret(s *secret, msg tea.Msg) bool {
+func editSecret(in *keyFilter, s *secret, msg tea.Msg) bool {
 	switch msg := msg.(type) {
 	case tea.PasteMsg:
-		s.Insert(msg.Content)
+		s.Insert(in, msg.Content)
 		return true
 	case tea.KeyPressMsg:
 		switch {
@@ -342,7 +342,7 @@ func editSecret(s *secret, msg tea.Msg) bool {
 		case key.Matches(msg, fieldKeys.Word):
 			s.BackspaceWord()
 		case printable(msg):
-			s.Insert(msg.Text)
+			s.Insert(in, msg.Text)
 		default:
 			return false
 		}

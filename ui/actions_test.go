@@ -231,7 +231,7 @@ func TestQuitClearsActionSecrets(t *testing.T) {
 	en := m.screens[scrEnroll].(*enrollScreen)
 	bufs := []*secret{&pw.sec[0], &pw.sec[1], &pw.sec[2], &op.pass, &nk.pass, &en.pass}
 	for _, b := range bufs {
-		b.Insert("secret words here")
+		b.Insert(nil, "secret words here")
 	}
 	m.quit()
 	for i, b := range bufs {

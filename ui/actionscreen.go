@@ -151,9 +151,10 @@ func (s *secretAction) Enter() tea.Cmd {
 }
 
 func (s *secretAction) clearSecrets() { s.pass.Clear() }
+func (s *secretAction) Masked() bool  { return !s.run.done && !s.run.running }
 
 func (s *secretAction) Update(msg tea.Msg) tea.Cmd {
-	return s.update(msg, s.pass.Clear, s.submit, func(msg tea.Msg) bool { return editSecret(&s.pass, msg) })
+	return s.update(msg, s.pass.Clear, s.submit, func(msg tea.Msg) bool { return editSecret(s.c.in, &s.pass, msg) })
 }
 
 // submit checks the typed secret and runs the work with it.

@@ -35,8 +35,8 @@ func (f *field) Value() string     { return string(f.value) }
 func (f *field) SetValue(s string) { f.value = []rune(s) }
 func (f *field) insert(s string) {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			continue
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || isPlaceholder(r) {
+			continue // isPlaceholder: typed ahead into a masked field that had the focus
 		}
 		if f.CharLimit > 0 && len(f.value) >= f.CharLimit {
 			return

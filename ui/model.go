@@ -209,7 +209,12 @@ type shared struct {
 	opts            pipeline.Options
 	plan            *pipeline.Plan
 	pass            [2]secret
-	strength        verdict // of pass[0], shown on Passphrase and Confirm
+	// in is the terminal's input filter (ui.Run's; nil in tests that
+	// drive the model directly): the masked fields take the characters
+	// its placeholders stand for from it, and Update tells it whether a
+	// masked field has the focus.
+	in       *keyFilter
+	strength verdict // of pass[0], shown on Passphrase and Confirm
 	// The recovery key (printed form) while the wizard shows and checks
 	// it, the groups asked back, and whether they were typed back. The
 	// plan holds its own copy, cleared when the run ends.
@@ -438,7 +443,22 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmd = tea.Batch(cmd, m.c.spin.Tick)
 	}
 	m.c.bodyAvail = m.avail()
+	m.c.in.setMasked(m.masked())
 	return m, cmd
+}
+
+// masker is a screen with masked fields (a passphrase, a recovery key).
+type masker interface {
+	// Masked reports whether a masked field has the focus and takes
+	// keys now.
+	Masked() bool
+}
+
+// masked reports whether the keys typed now go to a masked field: the
+// input filter then keeps the characters out of bubbletea (keyFilter).
+func (m *Model) masked() bool {
+	s, ok := m.screens[m.cur].(masker)
+	return ok && !m.c.quitting && s.Masked()
 }
 
 func (m *Model) busy() bool {

@@ -37,6 +37,7 @@ func newNewKey(c *shared) screen {
 }
 
 func (s *newKeyScreen) Typing() bool { return !s.run.done && s.phase != 1 }
+func (s *newKeyScreen) Masked() bool { return !s.run.done && !s.run.running && s.phase == 0 }
 
 func (s *newKeyScreen) forget() {
 	s.pass.Clear()
@@ -107,7 +108,7 @@ func (s *newKeyScreen) Update(msg tea.Msg) tea.Cmd {
 	}
 	switch s.phase {
 	case 0:
-		if editSecret(&s.pass, msg) {
+		if editSecret(s.c.in, &s.pass, msg) {
 			s.run.err = ""
 		}
 	case 2:

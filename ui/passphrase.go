@@ -54,6 +54,7 @@ func newPassphrase(c *shared) screen {
 
 func (s *passphraseScreen) Title() string { return "Passphrase" }
 func (s *passphraseScreen) Typing() bool  { return s.focus < 2 }
+func (s *passphraseScreen) Masked() bool  { return s.focus < 2 }
 func (s *passphraseScreen) fields() int {
 	if s.c.strength.weak() {
 		return 3
@@ -106,7 +107,7 @@ func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 		}
 	case tea.PasteMsg:
 		if s.focus < 2 {
-			c.pass[s.focus].Insert(msg.Content)
+			c.pass[s.focus].Insert(c.in, msg.Content)
 			return s.changed()
 		}
 	case tea.KeyPressMsg:
@@ -137,7 +138,7 @@ func (s *passphraseScreen) Update(msg tea.Msg) tea.Cmd {
 			c.pass[s.focus].BackspaceWord()
 			return s.changed()
 		case printable(msg):
-			c.pass[s.focus].Insert(msg.Text)
+			c.pass[s.focus].Insert(c.in, msg.Text)
 			return s.changed()
 		}
 	}

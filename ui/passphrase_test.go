@@ -89,7 +89,7 @@ func TestPassphraseOver512Refused(t *testing.T) {
 		h.onScreen(scrRecovery)
 	})
 	var sec secret
-	sec.Insert(strings.Repeat("ü", 300)) // 600 bytes: 256 kept, 44 over
+	sec.Insert(nil, strings.Repeat("ü", 300)) // 600 bytes: 256 kept, 44 over
 	if len(sec.Bytes()) != 512 || sec.Over() != 44 || sec.Len() != 300 || passphraseErr(&sec) == nil {
 		t.Errorf("600 bytes kept %d, over %d, len %d, err %v", len(sec.Bytes()), sec.Over(), sec.Len(), passphraseErr(&sec))
 	}
@@ -104,7 +104,7 @@ func TestPassphraseOver512Refused(t *testing.T) {
 // verdict follows once typing pauses, and a stale verdict is dropped.
 func TestPassphraseKeystrokeFastAtAnyLength(t *testing.T) {
 	m, s := passphraseModel(t)
-	m.c.pass[0].Insert(strings.Repeat("correct horse battery staple ", 20)[:511])
+	m.c.pass[0].Insert(nil, strings.Repeat("correct horse battery staple ", 20)[:511])
 	worst := time.Duration(0)
 	for i := range 5 {
 		t0 := time.Now()
@@ -155,7 +155,7 @@ func TestPassphraseKeystrokeFastAtAnyLength(t *testing.T) {
 // Passphrase screen at 512 characters (docs/performance-wizard.md).
 func BenchmarkPassphraseKeystroke512(b *testing.B) {
 	m, _ := passphraseModel(b)
-	m.c.pass[0].Insert(strings.Repeat("correct horse battery staple ", 20)[:pipeline.MaxPassphrase-1])
+	m.c.pass[0].Insert(nil, strings.Repeat("correct horse battery staple ", 20)[:pipeline.MaxPassphrase-1])
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i%2 == 0 {

@@ -48,6 +48,7 @@ func newPasswd(c *shared) screen {
 }
 
 func (s *passwdScreen) Typing() bool { return !s.run.done && s.focus < 3 }
+func (s *passwdScreen) Masked() bool { return !s.run.done && !s.run.running && s.focus < 3 }
 func (s *passwdScreen) fields() int {
 	if s.v.weak() {
 		return 4
@@ -130,7 +131,7 @@ func (s *passwdScreen) Update(msg tea.Msg) tea.Cmd {
 			return nil
 		}
 	}
-	if s.focus < 3 && !s.run.done && editSecret(&s.sec[s.focus], msg) {
+	if s.focus < 3 && !s.run.done && editSecret(s.c.in, &s.sec[s.focus], msg) {
 		s.run.err = ""
 		if s.focus == 1 {
 			s.ack, s.v = false, verdict{}

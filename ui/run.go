@@ -114,8 +114,14 @@ func Run(o RunOptions) error {
 	// the file named by TEA_TRACE; never let it.
 	os.Unsetenv("TEA_TRACE")
 	m := New(cfg)
-	p := tea.NewProgram(m, tea.WithInput(tty), tea.WithOutput(tty), tea.WithContext(ctx))
+	// bubbletea reads the terminal through the input filter, which keeps
+	// what is typed into a masked field out of bubbletea's strings (see
+	// keyFilter); its secret memory is wiped when the wizard ends.
+	in := newKeyFilter(tty)
+	m.c.in = in
+	p := tea.NewProgram(m, tea.WithInput(in), tea.WithOutput(tty), tea.WithContext(ctx))
 	_, runErr := p.Run()
+	in.wipe()
 	// A run still in progress (the program was ended by a signal) finishes
 	// its step, closes the volume and releases the disk before we return.
 	if m.Running() {

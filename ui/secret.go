@@ -22,11 +22,25 @@ type secret struct {
 }
 
 // Insert appends typed or pasted text; control characters are dropped.
-func (s *secret) Insert(t string) {
+// The input filter's placeholders in t (see keyFilter) are replaced by the
+// characters they stand for, taken from in's FIFO; one in no longer has is
+// dropped, and phOver (a character the FIFO had no room for) is counted as
+// one beyond the limit.
+func (s *secret) Insert(in *keyFilter, t string) {
 	if s.b == nil {
 		s.b = lsecret.New(pipeline.MaxPassphrase + utf8.UTFMax)[:0]
 	}
 	for _, r := range t {
+		if isPlaceholder(r) {
+			if r == phOver {
+				s.over++
+				continue
+			}
+			var ok bool
+			if r, ok = in.take(r); !ok {
+				continue
+			}
+		}
 		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
 			continue
 		}

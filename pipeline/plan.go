@@ -159,7 +159,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	}
 	if !t.Image {
 		if err := t.Verdict.Check(t.Path, o.AllowInternal); err != nil {
-			return nil, refused("%v", err)
+			return nil, refused("%w", err)
 		}
 		p.Warnings = append(p.Warnings, t.Verdict.Warnings...)
 		if h := t.Health; h != nil {

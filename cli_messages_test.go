@@ -263,3 +263,26 @@ func TestPrepareRefusalCarriesFix(t *testing.T) {
 		t.Errorf("the failed event's reasons do not carry the fix %q: %+v", fix, failed.Reasons)
 	}
 }
+
+// TestPrepareTooSmallImageSaysFix (item 16): an image file too small to
+// prepare is refused with what to do (the wizard's list said it, the CLI
+// gave only the sizes), on standard error and as the --json reason's fix.
+func TestPrepareTooSmallImageSaysFix(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	img := testkit.SparseFile(t, filepath.Join(dir, "tiny.img"), 1<<20)
+	fix := "truncate -s 64M " + img
+	code, out, errs := cli(t, "", "prepare", "--dry-run", "--image", img, "--label", "tiny1")
+	if code != exitRefused || !strings.Contains(errs, "needs at least 64.0 MiB") || !strings.Contains(errs, "to fix: ") || !strings.Contains(errs, fix) {
+		t.Errorf("a 1 MiB image: exit %d, want %d with the fix %q\nstdout: %s\nstderr: %s", code, exitRefused, fix, out, errs)
+	}
+	code, out, _ = cli(t, "", "prepare", "--dry-run", "--json", "--image", img, "--label", "tiny1")
+	var failed struct {
+		Event   string
+		Reasons []struct{ Text, Fix string }
+	}
+	_ = json.Unmarshal([]byte(strings.TrimSpace(out)), &failed)
+	if code != exitRefused || failed.Event != "failed" || len(failed.Reasons) != 1 || !strings.Contains(failed.Reasons[0].Fix, fix) {
+		t.Errorf("a 1 MiB image, --json: exit %d, event %+v\n%s", code, failed, out)
+	}
+}

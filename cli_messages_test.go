@@ -229,3 +229,73 @@ func TestHostTargetSelection(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareRefusalCarriesFix (item 16): a disk prepare refuses is
+// reported with each reason's fix, as list --json and the wizard's Details
+// give it: on standard error ("to fix: ..."), and with --json as a
+// "reasons" list of text and fix on the failed event, so automation need
+// not parse the message. The disk here is a loop device with another loop
+// device attached to it (refused: "detach the loop device").
+func TestPrepareRefusalCarriesFix(t *testing.T) {
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup")
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(t.TempDir(), "inventory.json"))
+	img := testkit.SparseFile(t, filepath.Join(t.TempDir(), "under.img"), 80<<20)
+	under := testkit.AttachLoop(t, img)
+	over := testkit.AttachLoop(t, under)
+	fix := "detach the loop device (losetup -d " + over + ")"
+	args := append([]string{"prepare", "--device", under, "--label", "fix1", "--passphrase-file", "-", "--confirm", filepath.Base(under)}, smallKDF...)
+	code, out, errs := cli(t, testPass+"\n", args...)
+	if code != exitRefused || !strings.Contains(errs, "(to fix: "+fix+")") {
+		t.Errorf("prepare --device %s: exit %d, stderr without the fix %q:\n%s%s", under, code, fix, out, errs)
+	}
+	code, out, errs = cli(t, testPass+"\n", append(args, "--json")...)
+	var failed struct {
+		Event   string
+		Kind    string
+		Reasons []struct{ Text, Fix string }
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if json.Unmarshal([]byte(l), &failed) == nil && failed.Event == "failed" {
+			break
+		}
+	}
+	if code != exitRefused || failed.Kind != "refused" || len(failed.Reasons) == 0 {
+		t.Fatalf("prepare --json: exit %d, failed event %+v\nstdout: %s\nstderr: %s", code, failed, out, errs)
+	}
+	found := false
+	for _, r := range failed.Reasons {
+		if strings.Contains(r.Text, filepath.Base(over)+" is attached to") && strings.TrimSuffix(r.Fix, ".") == fix {
+			found = true
+		}
+		if r.Fix == "" || strings.Contains(r.Text, "to fix") {
+			t.Errorf("reason without its own fix field: %+v", r)
+		}
+	}
+	if !found {
+		t.Errorf("the failed event's reasons do not carry the fix %q: %+v", fix, failed.Reasons)
+	}
+}
+
+// TestPrepareTooSmallImageSaysFix (item 16): an image file too small to
+// prepare is refused with what to do (the wizard's list said it, the CLI
+// gave only the sizes), on standard error and as the --json reason's fix.
+func TestPrepareTooSmallImageSaysFix(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	img := testkit.SparseFile(t, filepath.Join(dir, "tiny.img"), 1<<20)
+	fix := "truncate -s 64M " + img
+	code, out, errs := cli(t, "", "prepare", "--dry-run", "--image", img, "--label", "tiny1")
+	if code != exitRefused || !strings.Contains(errs, "needs at least 64.0 MiB") || !strings.Contains(errs, "to fix: ") || !strings.Contains(errs, fix) {
+		t.Errorf("a 1 MiB image: exit %d, want %d with the fix %q\nstdout: %s\nstderr: %s", code, exitRefused, fix, out, errs)
+	}
+	code, out, _ = cli(t, "", "prepare", "--dry-run", "--json", "--image", img, "--label", "tiny1")
+	var failed struct {
+		Event   string
+		Reasons []struct{ Text, Fix string }
+	}
+	_ = json.Unmarshal([]byte(strings.TrimSpace(out)), &failed)
+	if code != exitRefused || failed.Event != "failed" || len(failed.Reasons) != 1 || !strings.Contains(failed.Reasons[0].Fix, fix) {
+		t.Errorf("a 1 MiB image, --json: exit %d, event %+v\n%s", code, failed, out)
+	}
+}

@@ -38,11 +38,7 @@ type Verdict struct {
 // preflight all call it.
 func (v Verdict) Check(path string, allowInternal bool) error {
 	if len(v.Refused) > 0 {
-		with := make([]string, len(v.Refused))
-		for i, r := range v.Refused {
-			with[i] = r.WithFix()
-		}
-		return fmt.Errorf("%s is refused: %s", path, strings.Join(with, "; "))
+		return &RefusedError{Path: path, Reasons: append([]Reason(nil), v.Refused...)}
 	}
 	if v.Internal && !allowInternal {
 		return fmt.Errorf("%s is %s; backup disks come through the dock. Pass --allow-internal (and confirm with internal:NAME) if you really mean it", path, v.InternalReason)

@@ -34,6 +34,22 @@ func (r Reason) WithFix() string {
 	return r.Text + " (to fix: " + strings.TrimSuffix(r.Fix, ".") + ")"
 }
 
+// RefusedError is Verdict.Check's refusal: the disk at Path and every
+// reason, each with its fix, so that JSON can carry the fixes apart from
+// the message (errors.As finds it through wrapping).
+type RefusedError struct {
+	Path    string
+	Reasons []Reason
+}
+
+func (e *RefusedError) Error() string {
+	with := make([]string, len(e.Reasons))
+	for i, r := range e.Reasons {
+		with[i] = r.WithFix()
+	}
+	return e.Path + " is refused: " + strings.Join(with, "; ")
+}
+
 // Texts are the reasons' texts.
 func Texts(rs []Reason) []string {
 	out := make([]string, len(rs))

@@ -7,6 +7,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"luksdock/disk"
@@ -75,8 +76,11 @@ type Event struct {
 	Elapsed time.Duration `json:"-"`
 	Engine  Engine        `json:"engine,omitempty"`
 	Failure Kind          `json:"kind,omitempty"`
-	Steps   []Step        `json:"steps,omitempty"`
-	Result  *Result       `json:"result,omitempty"`
+	// Reasons are a refused disk's reasons, each with its fix (the
+	// message says both in one line), as list --json gives them.
+	Reasons []Refusal `json:"reasons,omitempty"`
+	Steps   []Step    `json:"steps,omitempty"`
+	Result  *Result   `json:"result,omitempty"`
 	// Version is the luksdock that runs (internal/version.String()), on
 	// the plan event, the first of a prepare run.
 	Version string `json:"version,omitempty"`
@@ -128,4 +132,24 @@ type Result struct {
 	// Version is the luksdock that verified the disk
 	// (internal/version.String()), to quote in a bug report.
 	Version string `json:"version,omitempty"`
+}
+
+// Refusal is one reason a disk is refused and what to do about it.
+type Refusal struct {
+	Text string `json:"text"`
+	Fix  string `json:"fix,omitempty"`
+}
+
+// Refusals are the reasons, with their fixes, of a disk refusal in err's
+// chain (disk.RefusedError); nil for any other error.
+func Refusals(err error) []Refusal {
+	var re *disk.RefusedError
+	if !errors.As(err, &re) {
+		return nil
+	}
+	out := make([]Refusal, len(re.Reasons))
+	for i, r := range re.Reasons {
+		out[i] = Refusal{Text: r.Text, Fix: r.Fix}
+	}
+	return out
 }

@@ -159,7 +159,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 	}
 	if !t.Image {
 		if err := t.Verdict.Check(t.Path, o.AllowInternal); err != nil {
-			return nil, refused("%v", err)
+			return nil, refused("%w", err)
 		}
 		p.Warnings = append(p.Warnings, t.Verdict.Warnings...)
 		if h := t.Health; h != nil {
@@ -182,7 +182,8 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 		p.Warnings = append(p.Warnings, imageWarnings(t)...)
 	}
 	if t.Size < MinSize {
-		return nil, refused("%s is %s; luksdock needs at least %s", t.Path, disk.SizeString(t.Size), disk.SizeString(MinSize))
+		reason := disk.Reason{Text: fmt.Sprintf("it is %s; luksdock needs at least %s", disk.SizeString(t.Size), disk.SizeString(MinSize)), Fix: fixTooSmall(t)}
+		return nil, refused("%w", &disk.RefusedError{Path: t.Path, Reasons: []disk.Reason{reason}})
 	}
 	var err error
 	if p.Layout, err = disk.PlanLayout(o.Table, t.Size, t.logicalSector()); err != nil {
@@ -443,4 +444,14 @@ func ValidateSetName(name string) error {
 		return fmt.Errorf("set name %q must not start with '-'", name)
 	}
 	return nil
+}
+
+// fixTooSmall is what to do about a target smaller than MinSize: a larger
+// disk, or for an image file a larger file (prepare destroys what is on
+// it anyway).
+func fixTooSmall(t *Target) string {
+	if !t.Image {
+		return "use a larger disk."
+	}
+	return fmt.Sprintf("grow the file (truncate -s %dM %s), or give a new image path with --size %dM or more.", MinSize>>20, t.Path, MinSize>>20)
 }

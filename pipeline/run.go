@@ -196,7 +196,7 @@ func (r *runner) step(id StepID) error {
 			// An undocked disk makes the tools fail with bare exit codes.
 			err = fmt.Errorf("%w (%s)", err, gone)
 		}
-		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0), Failure: kind})
+		r.send(Event{Kind: EventFailed, Step: id, Message: err.Error(), State: state, Elapsed: time.Since(t0), Failure: kind, Reasons: Refusals(err)})
 		return &Error{Kind: kind, Step: id, Title: r.stepDef(id).Title, State: state, Err: err}
 	}
 	r.done = id
@@ -240,7 +240,7 @@ func (r *runner) preflight() (string, error) {
 	}
 	// The disk as it is now, judged by the same check as the plan.
 	if err := disk.Assess(d).Check(t.Path, r.p.Opts.AllowInternal); err != nil {
-		return "", refused("%v", err)
+		return "", refused("%w", err)
 	}
 	r.expected = t.Identity
 	if err := r.checkIdentity(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +87,7 @@ func TestStopDuringEraseThenContinue(t *testing.T) {
 	}
 	choose()
 	h.enter()
+	key1 := recoveryKeyShown(t, h.walkTo(scrRecovery))
 	h.walkTo(scrConfirm)
 	h.typ("big.img")
 	h.enter()
@@ -116,7 +118,10 @@ func TestStopDuringEraseThenContinue(t *testing.T) {
 	h.key('n')
 	h.onScreen(scrDisks)
 	choose()
-	s = h.optionsToPlan(testPass)
+	h.enter()
+	h.passphrase(testPass)
+	key2 := recoveryKeyShown(t, h.walkTo(scrRecovery))
+	s = h.walkTo(scrPlan)
 	if !strings.Contains(flat(s.body), "An interrupted erase of this disk can be continued") {
 		t.Fatalf("the plan does not continue the erase:\n%s", s.body)
 	}
@@ -131,6 +136,34 @@ func TestStopDuringEraseThenContinue(t *testing.T) {
 	if strings.Contains(b, "this run generated") || !strings.Contains(b, "the interrupted run generated") {
 		t.Errorf("the Done screen of a continued run claims this run generated the volume key:\n%s", s.body)
 	}
+	// Item 1: the continued run ends with exactly the keyslots its Done
+	// screen names (the passphrase's and this run's recovery key's, by
+	// stock cryptsetup), and the stopped run's recovery key, whose paper
+	// the wizard said to throw away, opens nothing.
+	if !strings.Contains(b, "the interrupted run's no longer does") {
+		t.Errorf("the Done screen does not say which recovery key opens the disk:\n%s", s.body)
+	}
+	if n := keyslots(t, img); n != 2 {
+		t.Errorf("luksDump: %d keyslots after the continued run, want 2 (the passphrase's and this run's recovery key's)", n)
+	}
+	if key1 == key2 || opens(t, img, key1) {
+		t.Error("the stopped run's recovery key still opens the disk")
+	}
+	if !opens(t, img, key2) || !opens(t, img, testPass) {
+		t.Error("the continued run's recovery key or the passphrase does not open the disk")
+	}
+}
+
+// recoveryKeyShown is the recovery key the Recovery screen s shows, as
+// typed at the unlock prompt.
+func recoveryKeyShown(t *testing.T, s snapshot) string {
+	t.Helper()
+	g := shownKey(t, s.body)
+	var parts []string
+	for i := 1; i <= 8; i++ {
+		parts = append(parts, g[strconv.Itoa(i)])
+	}
+	return strings.Join(parts, "-")
 }
 
 // Issue 20 item 9: stopped during verify, the last step, the dialog does

@@ -519,7 +519,9 @@ func TestHelpDocumentsSummaryAndJSON(t *testing.T) {
 // runImageUntilFormat takes the wizard, started on the image file name,
 // from the disk list through every screen with the defaults, a passphrase
 // typed twice and the recovery key typed back, confirms, and waits until
-// Format LUKS2 runs.
+// Format LUKS2 runs: its own line says running (the screen lists the
+// step while the partition step still runs, and a stop or hang-up sent
+// then stops the run before Format LUKS2: seen under load).
 func (tm *tmux) runImageUntilFormat(name string) {
 	tm.waitFor(15*time.Second, "1/9 Choose", name)
 	tm.keys("Up", "Up", "Up", "Up", "Up", "Up")
@@ -542,4 +544,10 @@ func (tm *tmux) runImageUntilFormat(name string) {
 	tm.text(name)
 	tm.keys("Enter")
 	tm.waitFor(60*time.Second, "Format LUKS2", "running")
+	formatRunning := regexp.MustCompile(`(?m)Format LUKS2\b.*\brunning\s*$`)
+	for end := time.Now().Add(60 * time.Second); !formatRunning.MatchString(tm.screen()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			tm.t.Fatalf("Format LUKS2 is not running after a minute:\n%s", tm.screen())
+		}
+	}
 }

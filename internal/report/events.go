@@ -27,7 +27,7 @@ func JSONRefusal(w io.Writer, err error, step pipeline.StepID) {
 	if err == nil {
 		return
 	}
-	e := pipeline.Event{Time: time.Now(), Kind: pipeline.EventFailed, Step: step, Message: err.Error(), State: pipeline.StateAfter("")}
+	e := pipeline.Event{Time: time.Now(), Kind: pipeline.EventFailed, Step: step, Message: err.Error(), State: pipeline.StateAfter(""), Reasons: pipeline.Refusals(err)}
 	var pe *pipeline.Error
 	if errors.As(err, &pe) {
 		if pe.Step != "" {

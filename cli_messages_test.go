@@ -299,3 +299,30 @@ func TestPrepareTooSmallImageSaysFix(t *testing.T) {
 		t.Errorf("a 1 MiB image, --json: exit %d, event %+v\n%s", code, failed, out)
 	}
 }
+
+// TestPrepareImageInUseCarriesFix (item 16): an image file a loop device
+// is attached to is refused with the fix as a reason of its own, on
+// standard error and in the --json failed event (the fix was only in the
+// message's text).
+func TestPrepareImageInUseCarriesFix(t *testing.T) {
+	testkit.NeedRoot(t)
+	testkit.NeedTools(t, "losetup")
+	dir := t.TempDir()
+	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(dir, "inventory.json"))
+	img := testkit.SparseFile(t, filepath.Join(dir, "busy.img"), 80<<20)
+	loop := testkit.AttachLoop(t, img)
+	fix := "detach the loop device (losetup -d " + loop + ")"
+	code, out, errs := cli(t, "", "prepare", "--dry-run", "--image", img, "--label", "busy1")
+	if code != exitRefused || !strings.Contains(errs, "in use by "+loop) || !strings.Contains(errs, "(to fix: "+fix+")") {
+		t.Errorf("an image behind %s: exit %d, want %d with the fix %q\nstdout: %s\nstderr: %s", loop, code, exitRefused, fix, out, errs)
+	}
+	code, out, _ = cli(t, "", "prepare", "--dry-run", "--json", "--image", img, "--label", "busy1")
+	var failed struct {
+		Event   string
+		Reasons []struct{ Text, Fix string }
+	}
+	_ = json.Unmarshal([]byte(strings.TrimSpace(out)), &failed)
+	if code != exitRefused || failed.Event != "failed" || len(failed.Reasons) != 1 || failed.Reasons[0].Text != "in use by "+loop || strings.TrimSuffix(failed.Reasons[0].Fix, ".") != fix {
+		t.Errorf("an image behind %s, --json: exit %d, event %+v\n%s", loop, code, failed, out)
+	}
+}

@@ -177,7 +177,7 @@ func NewPlan(t *Target, o Options) (*Plan, error) {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s will be created as a sparse file of %s", t.Path, disk.SizeString(t.Size)))
 		}
 		if loop := loopUsing(t.fileID); loop != "" {
-			return nil, refused("%s is in use by %s; detach it first (losetup -d %s)", t.Path, loop, loop)
+			return nil, refusedInUse(t.Path, loop)
 		}
 		p.Warnings = append(p.Warnings, imageWarnings(t)...)
 	}
@@ -449,6 +449,13 @@ func ValidateSetName(name string) error {
 // fixTooSmall is what to do about a target smaller than MinSize: a larger
 // disk, or for an image file a larger file (prepare destroys what is on
 // it anyway).
+// refusedInUse refuses an image file a loop device is attached to, with
+// the fix, as a disk's reasons are (the --json failed event carries it).
+func refusedInUse(path, loop string) error {
+	reason := disk.Reason{Text: "in use by " + loop, Fix: "detach the loop device (losetup -d " + loop + ")."}
+	return refused("%w", &disk.RefusedError{Path: path, Reasons: []disk.Reason{reason}})
+}
+
 func fixTooSmall(t *Target) string {
 	if !t.Image {
 		return "use a larger disk."

@@ -299,7 +299,7 @@ func (r *runner) preflightImage() (string, error) {
 		return "", &Error{Kind: KindRefused, State: stateUnchanged, Err: err}
 	}
 	if l := loopUsing(r.fileID); l != "" {
-		return "", refused("%s is in use by %s", t.Path, l)
+		return "", refusedInUse(t.Path, l)
 	}
 	return fmt.Sprintf("%s, %s; locked", t.Path, disk.SizeString(t.Size)), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,5 +142,65 @@ func TestParallelFits(t *testing.T) {
 		if got := parallelFits(c.cpus, c.mem, c.free); got != c.want {
 			t.Errorf("%d CPUs, %d KiB each, %d KiB free: side by side %v, want %v", c.cpus, c.mem, c.free, got, c.want)
 		}
+	}
+}
+
+// TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth: checkKeys runs luksdock's
+// own key derivation and cryptsetup's side by side only when the free
+// memory holds both (parallelFits); without it, one after the other, so a
+// 4 GiB keyslot is never derived twice at once on a machine that cannot
+// hold 8 GiB. The two unlocks are the real ones, each held 300 ms so that
+// running side by side cannot go unseen.
+func TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{5}, 64))
+	part := luks.Device{Path: img}
+	var running, overlapped atomic.Int32
+	held := func() {
+		if running.Add(1) > 1 {
+			overlapped.Store(1)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if running.Load() > 1 {
+			overlapped.Store(1)
+		}
+		running.Add(-1)
+	}
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		held()
+		return luks.UnsealKey(d, s)
+	}, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
+		held()
+		return luks.DumpVolumeKeyDevice(ctx, d, s)
+	})
+	free := freeMemoryKiB
+	t.Cleanup(func() { freeMemoryKiB = free })
+	for _, c := range []struct {
+		name    string
+		freeKiB int64
+		side    bool
+	}{
+		{"memory for one", 8192 + 1024, false}, // the keyslot's 8 MiB once, not twice plus 512 MiB
+		{"memory for both", 64 << 20, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.side && runtime.NumCPU() < 2 {
+				t.Logf("one CPU: side by side is never chosen; only the other case proves the rule here")
+				return
+			}
+			freeMemoryKiB = func() (int64, bool) { return c.freeKiB, true }
+			overlapped.Store(0)
+			_, key, summary, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+			clear(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := overlapped.Load() == 1; got != c.side {
+				t.Errorf("%d KiB free: the two key derivations ran side by side: %v, want %v (%s)", c.freeKiB, got, c.side, summary)
+			}
+			want := map[bool]string{true: "side by side", false: "one after the other"}[c.side]
+			if !strings.Contains(summary, want) {
+				t.Errorf("summary %q, want %q", summary, want)
+			}
+		})
 	}
 }

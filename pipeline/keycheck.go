@@ -155,12 +155,22 @@ func parallelKDF(part luks.Device) bool {
 	if err != nil {
 		return false
 	}
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) != nil {
+	free, ok := freeMemoryKiB()
+	if !ok {
 		return false
 	}
-	free := int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024
 	return parallelFits(runtime.NumCPU(), mem, free)
+}
+
+// freeMemoryKiB is this machine's free memory (free and buffers, sysinfo);
+// false when unknown. Tests replace it to prove that keyCheck follows
+// parallelFits.
+var freeMemoryKiB = func() (int64, bool) {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0, false
+	}
+	return int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024, true
 }
 
 // parallelFits is parallelKDF's rule: two KDFs of memKiB side by side only

@@ -23,7 +23,13 @@ var hostileCases = []struct {
 	want string
 }{
 	{"argon2-time-2^31", func(t testing.TB, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 1 << 31 },
-		"keyslot 0 asks for 2147483648 argon2 passes"},
+		"keyslot 0 asks for 2147483648 argon2 passes (tools write 1 to 65536)"},
+	// Little memory: 32 GiB of passes in all, under the work bound; only
+	// the bound on passes refuses it.
+	{"argon2-time-2^20-little-memory", func(t testing.TB, m map[string]any) {
+		kdf := testkit.Obj(t, m, "keyslots", "0", "kdf")
+		kdf["time"], kdf["memory"] = 1<<20, 32
+	}, "keyslot 0 asks for 1048576 argon2 passes (tools write 1 to 65536)"},
 	{"argon2-memory-4GiB+1KiB", func(t testing.TB, m map[string]any) {
 		testkit.Obj(t, m, "keyslots", "0", "kdf")["memory"] = 4<<20 + 1
 	}, "keyslot 0 asks for 4194305 KiB of argon2 memory"},

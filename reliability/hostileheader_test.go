@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,12 @@ type measured struct {
 
 func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	t.Helper()
+	return luksdockMeasuredWithin(t, 3*time.Minute, stdin, args...)
+}
+
+// luksdockMeasuredWithin is luksdockMeasured killing luksdock after limit.
+func luksdockMeasuredWithin(t *testing.T, limit time.Duration, stdin []byte, args ...string) measured {
+	t.Helper()
 	// GNU time starts luksdock and reports its peak RSS (and that of the
 	// children it waited for). The test binary's own rusage of its child
 	// cannot: Go starts children sharing its memory until exec, and the
@@ -53,14 +60,24 @@ func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	cmd.Stdin = bytes.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(3*time.Minute, func() { cmd.Process.Kill() })
+	// At the limit the whole group goes, GNU time and luksdock: killing
+	// GNU time alone left luksdock running, holding the output pipes, and
+	// Wait waiting for it (a case meant to fail at the limit hung).
+	var killed atomic.Bool
+	timer := time.AfterFunc(limit, func() { killed.Store(true); syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err := cmd.Wait()
 	timer.Stop()
 	m := measured{result: result{stdout: so.String(), stderr: se.String()}, took: time.Since(t0)}
+	if killed.Load() {
+		t.Errorf("luksdock %s still ran after %s: killed", args[0], limit)
+		m.code, m.maxRSS = -1, -1
+		return m
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		m.code = ee.ExitCode()
 	} else if err != nil {
@@ -155,6 +172,63 @@ func TestHostileHeaders(t *testing.T) {
 			}
 			if testkit.SHA256File(t, img) != before {
 				t.Errorf("verify changed the image")
+			}
+			t.Logf("exit %d in %s, peak RSS %d MiB: %s", r.code, r.took.Round(time.Millisecond), r.maxRSS>>20, strings.TrimSpace(lastLines(r.stderr, 1)))
+		})
+	}
+}
+
+// TestHostileHeaderOtherCommands: the commands other than verify that make
+// cryptsetup derive a key from a disk someone handed over (passwd,
+// recovery-key, open) refuse a header no tool writes before cryptsetup
+// starts, exit 5 with the numbers, in seconds and without the header's
+// cost; nothing is written. Before this rule passwd and recovery-key ran
+// cryptsetup on a keyslot asking for 2^31 argon2 passes until killed. The
+// run is killed after 60 s, far beyond the refusal's milliseconds.
+func TestHostileHeaderOtherCommands(t *testing.T) {
+	requireEnv(t)
+	orig := argon2Image(t)
+	base, _, ok := partStart(t, orig)
+	if !ok {
+		t.Fatal("no partition 1")
+	}
+	testkit.EditLUKS2(t, orig, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 1 << 31 })
+	newPass := passFile(t, []byte("a-new-passphrase-for-the-hostile-disk\n"))
+	for _, c := range []struct {
+		name string
+		args func(img string) []string
+	}{
+		{"passwd", func(img string) []string {
+			return []string{"passwd", "--image", img, "--passphrase-file", "-", "--new-passphrase-file", newPass}
+		}},
+		{"recovery-key", func(img string) []string {
+			return []string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", filepath.Join(t.TempDir(), "new.recovery")}
+		}},
+		{"open", func(img string) []string {
+			return []string{"open", "--image", img, "--passphrase-file", "-", "--engine", "userspace", "--mountpoint", t.TempDir()}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "disk.img")
+			mustRun(t, "cp", "--sparse=always", orig, img)
+			before := testkit.SHA256File(t, img)
+			r := luksdockMeasuredWithin(t, time.Minute, []byte(testPass+"\n"), c.args(img)...)
+			if r.code != 5 {
+				t.Errorf("exit %d, want 5\n%v", r.code, r.result)
+			}
+			for _, w := range []string{"not a disk luksdock or cryptsetup would make", "keyslot 0 asks for 2147483648 argon2 passes"} {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
+				}
+			}
+			if r.took > 30*time.Second {
+				t.Errorf("%s took %s: cryptsetup ran the key derivation the header asks for", c.name, r.took)
+			}
+			if r.maxRSS > 256<<20 {
+				t.Errorf("peak resident memory %d MiB (luksdock or a child)", r.maxRSS>>20)
+			}
+			if testkit.SHA256File(t, img) != before {
+				t.Errorf("%s changed the image", c.name)
 			}
 			t.Logf("exit %d in %s, peak RSS %d MiB: %s", r.code, r.took.Round(time.Millisecond), r.maxRSS>>20, strings.TrimSpace(lastLines(r.stderr, 1)))
 		})

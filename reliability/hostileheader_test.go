@@ -241,42 +241,90 @@ func TestHostileHeaderOtherCommands(t *testing.T) {
 // it). The keyslot's cost is raised to half a minute.
 func TestVerifyStoppedEndsChildren(t *testing.T) {
 	requireEnv(t)
-	img := argon2Image(t)
-	base, _, _ := partStart(t, img)
-	// 4000 passes over 8 MiB: half a minute of key derivation (the key it
-	// derives no longer opens the keyslot; it is stopped long before).
-	testkit.EditLUKS2(t, img, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 4000 })
+	img := slowKeyslotImage(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "verify", "--image", img, "--passphrase-file", "-", "--max-unlock-time", "1h")
-			cmd.Env = caseEnv(t.TempDir())
-			cmd.Stdin = strings.NewReader(testPass + "\n")
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			var kid int
-			for deadline := time.Now().Add(120 * time.Second); kid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				for _, p := range descendants(cmd.Process.Pid) {
-					if p.Comm == "cryptsetup" {
-						kid = p.PID
-					}
-				}
-			}
-			if kid == 0 {
-				t.Fatal("verify never started cryptsetup")
-			}
-			time.Sleep(100 * time.Millisecond) // into the key derivation
-			cmd.Process.Signal(sig)
-			cmd.Wait()
-			for deadline := time.Now().Add(3 * time.Second); alive(kid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			}
-			if alive(kid) {
-				stat, _ := os.ReadFile("/proc/" + strconv.Itoa(kid) + "/stat")
-				syscall.Kill(kid, syscall.SIGKILL)
-				t.Fatalf("cryptsetup (pid %d) still runs 3 s after luksdock verify ended by %v: %s", kid, sig, stat)
-			}
+			stoppedEndsCryptsetup(t, sig, "verify", "--image", img, "--passphrase-file", "-", "--max-unlock-time", "1h")
 		})
+	}
+}
+
+// TestCommandsStoppedEndChildren: the same for the other commands whose
+// cryptsetup derives a key from the disk's keyslot (passwd and
+// recovery-key --replace ask it which keyslot the passphrase opens first),
+// with SIGTERM and SIGKILL: every cryptsetup runs through one function
+// (luks.runTool: a process group of its own, Pdeathsig SIGKILL), and no
+// command leaves its cryptsetup computing. (open and host enroll use that
+// function too; open's userspace engine derives the key in-process, its
+// kernel engine needs device-mapper, proved in the QEMU guest.)
+func TestCommandsStoppedEndChildren(t *testing.T) {
+	requireEnv(t)
+	img := slowKeyslotImage(t)
+	newPass := passFile(t, []byte("a-new-passphrase-for-the-stopped-run\n"))
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"passwd", []string{"passwd", "--image", img, "--passphrase-file", "-", "--new-passphrase-file", newPass}},
+		{"recovery-key", []string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", filepath.Join(t.TempDir(), "new.recovery")}},
+	} {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			t.Run(c.name+"/"+sig.String(), func(t *testing.T) {
+				before := testkit.SHA256File(t, img)
+				stoppedEndsCryptsetup(t, sig, c.args...)
+				if testkit.SHA256File(t, img) != before {
+					t.Errorf("the stopped %s changed the image", c.name)
+				}
+			})
+		}
+	}
+}
+
+// slowKeyslotImage is a finished disk whose keyslot 0 asks for 4000
+// argon2 passes over 8 MiB: half a minute of key derivation (the key it
+// derives no longer opens the keyslot; it is stopped long before), within
+// what InspectHeader accepts.
+func slowKeyslotImage(t *testing.T) string {
+	t.Helper()
+	img := argon2Image(t)
+	base, _, _ := partStart(t, img)
+	testkit.EditLUKS2(t, img, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 4000 })
+	return img
+}
+
+// stoppedEndsCryptsetup runs luksdock with args (the passphrase on
+// standard input), waits for its cryptsetup child, sends luksdock sig 100
+// ms into the key derivation, and requires that cryptsetup be gone within
+// 3 s of luksdock's end.
+func stoppedEndsCryptsetup(t *testing.T, sig syscall.Signal, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = caseEnv(t.TempDir())
+	cmd.Stdin = strings.NewReader(testPass + "\n")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var kid int
+	for deadline := time.Now().Add(120 * time.Second); kid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, p := range descendants(cmd.Process.Pid) {
+			if p.Comm == "cryptsetup" {
+				kid = p.PID
+			}
+		}
+	}
+	if kid == 0 {
+		t.Fatalf("luksdock %s never started cryptsetup", args[0])
+	}
+	time.Sleep(100 * time.Millisecond) // into the key derivation
+	cmd.Process.Signal(sig)
+	cmd.Wait()
+	for deadline := time.Now().Add(3 * time.Second); alive(kid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if alive(kid) {
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(kid) + "/stat")
+		syscall.Kill(kid, syscall.SIGKILL)
+		t.Fatalf("cryptsetup (pid %d) still runs 3 s after luksdock %s ended by %v: %s", kid, args[0], sig, stat)
 	}
 }
 

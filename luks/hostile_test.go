@@ -207,3 +207,22 @@ func TestInspectHeaderLUKS1(t *testing.T) {
 		f.Close()
 	}
 }
+
+// TestAffordableMemory: on a machine with 2 GiB of memory, a keyslot that
+// asks for more than half of it (1.5 GiB: within what tools write) is
+// refused before it runs, saying so; one that fits passes.
+func TestAffordableMemory(t *testing.T) {
+	ram := totalRAMKiB
+	t.Cleanup(func() { totalRAMKiB = ram })
+	totalRAMKiB = func() int64 { return 2 << 20 }
+	c := KDFCost{What: "keyslot 0", Type: "argon2id", Time: 1, MemoryKiB: 1536 << 10, Threads: 1}
+	rep := HeaderReport{Keyslots: []KDFCost{c}}
+	_, err := rep.Affordable(time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "keyslot 0 asks for 1572864 KiB of memory for its key derivation, more than half of this machine's memory (1048576 KiB)") {
+		t.Errorf("1.5 GiB on a 2 GiB machine: %v", err)
+	}
+	rep.Keyslots[0].MemoryKiB = 512 << 10
+	if _, err := rep.Affordable(time.Hour); err != nil {
+		t.Errorf("512 MiB on a 2 GiB machine: %v", err)
+	}
+}

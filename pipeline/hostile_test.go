@@ -204,3 +204,28 @@ func TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyCheckDeadlineFromEstimate: for a disk someone handed over (no key
+// of this run to compare with), a key derivation is stopped at ten times
+// this machine's measured estimate (at least minHandedOverDeadline), not
+// only at --max-unlock-time: with the default two minutes and an own
+// unseal that never ends, the check ends at the floor, here 2 s.
+func TestKeyCheckDeadlineFromEstimate(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{6}, 64))
+	part := luks.Device{Path: img}
+	floor := minHandedOverDeadline
+	t.Cleanup(func() { minHandedOverDeadline = floor })
+	minHandedOverDeadline = 2 * time.Second // the small keyslot's 10× estimate is well under it
+	block := make(chan struct{})
+	defer close(block)
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		<-block
+		return luks.Info{}, nil, errors.New("released")
+	}, nil)
+	t0 := time.Now()
+	_, _, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+	took := time.Since(t0)
+	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline of 2s") || took > 15*time.Second {
+		t.Errorf("own unseal that never ends, default --max-unlock-time: %v after %s", err, took.Round(time.Millisecond))
+	}
+}

@@ -142,6 +142,10 @@ func (c *keyCheck) stop() {
 	c.key = nil
 }
 
+// minHandedOverDeadline is the least time a key derivation of a disk
+// verify did not just write gets (checkKeys); a test shortens it.
+var minHandedOverDeadline = 30 * time.Second
+
 // parallelKDF says whether luksdock's and cryptsetup's key derivations may
 // run at the same time: with two or more CPUs and free memory for both plus
 // 512 MiB. Each is memory-hard and asks for up to four lanes, so on two
@@ -210,7 +214,7 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 	// is stopped rather than waited for.
 	deadline := limit * time.Duration(max(1, len(rep.Keyslots)))
 	if want == nil {
-		deadline = min(deadline, max(30*time.Second, 10*estimate))
+		deadline = min(deadline, max(minHandedOverDeadline, 10*estimate))
 	}
 	par := parallelKDF(part)
 	var own, cs time.Duration

@@ -287,10 +287,17 @@ func dockDisk(d luks.Device, info luks.Info) *LUKSDisk {
 	return &LUKSDisk{Path: d.Path, Name: filepath.Base(d.Path), Image: !d.Direct(), LUKS: d, Info: info}
 }
 
-// fsck runs e2fsck -p (preen: fix what is safe without asking).
+// e2fsckProg is the e2fsck dock runs (a test runs a stand-in).
+var e2fsckProg = "e2fsck"
+
+// fsck runs e2fsck -p (preen: fix what is safe without asking). It runs
+// to its end (a stop request takes effect after it), in a process group of
+// its own, and dies with luksdock (Pdeathsig), as every tool luksdock
+// starts does.
 func fsck(dev string) (int, string) {
-	cmd := exec.Command("e2fsck", "-p", dev)
+	cmd := exec.Command(e2fsckProg, "-p", dev)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -342,7 +349,9 @@ func lifetimeWrites(dev string) int64 {
 // runCommand runs the backup command in its own process group, with the
 // disk's mount point, label, set and LUKS UUID in its environment (and no
 // secret: the host key is not in it). A cancelled ctx stops the group
-// (SIGTERM, then SIGKILL after 5 s).
+// (SIGTERM, then SIGKILL after 5 s); were luksdock itself to die, the
+// command gets SIGTERM (Pdeathsig: only the command's own process; the
+// dock unit's cgroup ends the rest).
 func runCommand(ctx context.Context, path, mnt string, res *DockResult, log io.Writer) error {
 	cmd := exec.Command(path)
 	cmd.Dir = mnt
@@ -352,7 +361,7 @@ func runCommand(ctx context.Context, path, mnt string, res *DockResult, log io.W
 		"LUKSDOCK_MOUNT=" + mnt, "LUKSDOCK_LABEL=" + res.Label, "LUKSDOCK_SET=" + res.Set, "LUKSDOCK_UUID=" + res.UUID,
 	}
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

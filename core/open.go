@@ -163,6 +163,11 @@ func Open(ctx context.Context, o OpenOptions) (*Opened, error) {
 // secretError classifies an unlock failure: a wrong secret (exit 6), else
 // a failed step.
 func secretError(err error, d *LUKSDisk, tried string) error {
+	var he *luks.HeaderError
+	if errors.As(err, &he) {
+		// a header no tool writes: refused before any key derivation
+		return &pipeline.Error{Kind: pipeline.KindNotVerified, Err: fmt.Errorf("%s: %w", d.What(), err)}
+	}
 	if errors.Is(err, luks.ErrWrongPassphrase) {
 		return &pipeline.Error{Kind: pipeline.KindWrongPassphrase, Err: fmt.Errorf("%s: %s opens no keyslot", d.What(), tried)}
 	}

@@ -141,6 +141,9 @@ func OpenWithKey(ctx context.Context, dev, name string, volumeKey []byte) error 
 // device-mapper: cryptsetup's own check that the passphrase unlocks it. As
 // with OpenWithKey, a mapping guard covers the time until HoldMapping.
 func OpenReadOnly(ctx context.Context, dev, name string, passphrase []byte) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	return openGuarded(ctx, name, []string{"open", "--type", "luks", "--readonly", "--key-file=-", dev, name}, passphrase, nil)
 }
 
@@ -173,6 +176,9 @@ func runClose(ctx context.Context, args ...string) error {
 // TestPassphrase asks cryptsetup whether passphrase opens a keyslot of dev,
 // without device-mapper.
 func TestPassphrase(ctx context.Context, dev string, passphrase []byte) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	_, err := run(ctx, []string{"open", "--test-passphrase", "--key-file=-", dev}, passphrase, nil)
 	return err
 }
@@ -184,6 +190,9 @@ func TestPassphrase(ctx context.Context, dev string, passphrase []byte) error {
 // would leave copies behind) and is decoded from there into the key, which
 // is secret memory too: the caller frees it with secret.Free.
 func DumpVolumeKey(ctx context.Context, dev string, passphrase []byte) ([]byte, error) {
+	if err := refuseHostile(dev); err != nil {
+		return nil, err
+	}
 	out := secret.New(dumpMax)
 	defer secret.Free(out)
 	n, err := runSecretOut(ctx, []string{"luksDump", "--batch-mode", "--dump-volume-key", "--key-file=-", dev}, passphrase, out)
@@ -555,6 +564,9 @@ func AddKeyArgs(dev string, pbkdf PBKDF) []string {
 func AddKey(ctx context.Context, dev string, passphrase, newKey []byte, pbkdf PBKDF) error {
 	if len(newKey) == 0 {
 		return errors.New("the new key is empty")
+	}
+	if err := refuseHostile(dev); err != nil {
+		return err
 	}
 	_, err := run(ctx, AddKeyArgs(dev, pbkdf), passphrase, newKey)
 	return err

@@ -274,13 +274,20 @@ func checkKDFCosts(path string) error {
 // 4 GiB (cryptsetup's most), or half of this machine's memory if less.
 func machineKDFMemoryKiB() int64 {
 	limit := int64(MaxKDFMemoryKiB)
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		if half := int64(si.Totalram) * int64(si.Unit) / 2 / 1024; half > 0 && half < limit {
-			limit = half
-		}
+	if half := totalRAMKiB() / 2; half > 0 && half < limit {
+		limit = half
 	}
 	return limit
+}
+
+// totalRAMKiB is this machine's memory (sysinfo), 0 when unknown; a test
+// replaces it to try the rule on a machine smaller than its own.
+var totalRAMKiB = func() int64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit) / 1024
 }
 
 // KDFMemoryKiBDevice returns the most memory a keyslot of d's LUKS2 header

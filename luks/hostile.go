@@ -405,3 +405,23 @@ func (r HeaderReport) Affordable(limit time.Duration) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// refuseHostile reads the LUKS header at the start of dev (a device or file
+// cryptsetup is about to unlock) and returns the *HeaderError of one no
+// tool writes, so that no command starts cryptsetup's key derivation on a
+// cost of years (passwd, recovery-key, open, host enroll and dock read
+// disks someone handed over, as verify does). Any other problem (not LUKS,
+// unreadable) is left for cryptsetup to report in its own words.
+func refuseHostile(dev string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	_, err = InspectHeader(f)
+	var he *HeaderError
+	if errors.As(err, &he) {
+		return err
+	}
+	return nil
+}

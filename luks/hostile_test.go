@@ -23,7 +23,13 @@ var hostileCases = []struct {
 	want string
 }{
 	{"argon2-time-2^31", func(t testing.TB, m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 1 << 31 },
-		"keyslot 0 asks for 2147483648 argon2 passes"},
+		"keyslot 0 asks for 2147483648 argon2 passes (tools write 1 to 65536)"},
+	// Little memory: 32 GiB of passes in all, under the work bound; only
+	// the bound on passes refuses it.
+	{"argon2-time-2^20-little-memory", func(t testing.TB, m map[string]any) {
+		kdf := testkit.Obj(t, m, "keyslots", "0", "kdf")
+		kdf["time"], kdf["memory"] = 1<<20, 32
+	}, "keyslot 0 asks for 1048576 argon2 passes (tools write 1 to 65536)"},
 	{"argon2-memory-4GiB+1KiB", func(t testing.TB, m map[string]any) {
 		testkit.Obj(t, m, "keyslots", "0", "kdf")["memory"] = 4<<20 + 1
 	}, "keyslot 0 asks for 4194305 KiB of argon2 memory"},
@@ -199,5 +205,24 @@ func TestInspectHeaderLUKS1(t *testing.T) {
 		}
 		f.WriteAt(old[:], c.at)
 		f.Close()
+	}
+}
+
+// TestAffordableMemory: on a machine with 2 GiB of memory, a keyslot that
+// asks for more than half of it (1.5 GiB: within what tools write) is
+// refused before it runs, saying so; one that fits passes.
+func TestAffordableMemory(t *testing.T) {
+	ram := totalRAMKiB
+	t.Cleanup(func() { totalRAMKiB = ram })
+	totalRAMKiB = func() int64 { return 2 << 20 }
+	c := KDFCost{What: "keyslot 0", Type: "argon2id", Time: 1, MemoryKiB: 1536 << 10, Threads: 1}
+	rep := HeaderReport{Keyslots: []KDFCost{c}}
+	_, err := rep.Affordable(time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "keyslot 0 asks for 1572864 KiB of memory for its key derivation, more than half of this machine's memory (1048576 KiB)") {
+		t.Errorf("1.5 GiB on a 2 GiB machine: %v", err)
+	}
+	rep.Keyslots[0].MemoryKiB = 512 << 10
+	if _, err := rep.Affordable(time.Hour); err != nil {
+		t.Errorf("512 MiB on a 2 GiB machine: %v", err)
 	}
 }

@@ -31,6 +31,9 @@ func wrongKey(err error) error {
 // does by hand and what the desktop does on unlock. A secret that opens no
 // keyslot gives ErrWrongPassphrase.
 func Open(ctx context.Context, dev, name string, passphrase []byte) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	_, err := run(ctx, []string{"open", "--type", "luks", "--key-file=-", dev, name}, passphrase, nil)
 	return wrongKey(err)
 }
@@ -41,6 +44,9 @@ var slotUnlocked = regexp.MustCompile(`Key slot (\d+) unlocked`)
 // (open --test-passphrase --verbose: no mapping is made). A secret that
 // opens none gives ErrWrongPassphrase.
 func TestPassphraseSlot(ctx context.Context, dev string, secret []byte) (int, error) {
+	if err := refuseHostile(dev); err != nil {
+		return -1, err
+	}
 	out, err := run(ctx, []string{"open", "--test-passphrase", "--verbose", "--key-file=-", dev}, secret, nil)
 	if err != nil {
 		return -1, wrongKey(err)
@@ -58,6 +64,9 @@ func AddKeySlot(ctx context.Context, dev string, passphrase, newKey []byte, slot
 	if len(newKey) == 0 {
 		return errors.New("the new key is empty")
 	}
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	a := []string{"luksAddKey", "--batch-mode", "--key-file=-", "--new-key-slot", strconv.Itoa(slot)}
 	a = append(a, pbkdf.Args()...)
 	_, err := run(ctx, append(a, dev, "/proc/self/fd/3"), passphrase, newKey)
@@ -69,6 +78,9 @@ func AddKeySlot(ctx context.Context, dev string, passphrase, newKey []byte, slot
 // the secret on every keyslot but slot (verify_keyslot), so the disk
 // always keeps a way in that was just proven.
 func KillSlot(ctx context.Context, dev string, slot int, secret []byte) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	_, err := run(ctx, []string{"luksKillSlot", "--batch-mode", "--key-file=-", dev, strconv.Itoa(slot)}, secret, nil)
 	return wrongKey(err)
 }

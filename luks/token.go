@@ -229,6 +229,9 @@ func AddKeyFastDevice(ctx context.Context, d Device, passphrase, key []byte) (sl
 		return -1, errors.New("a host key must be at least 32 random bytes")
 	}
 	err = d.modifyHeader(func(path string) (err error) {
+		if err := refuseHostile(path); err != nil {
+			return err
+		}
 		slot, err = newSlot(path, "adding the key", func() error {
 			_, err := run(ctx, AddKeyArgs(path, PBKDF{Type: "pbkdf2", ForceIterations: 1000}), passphrase, key)
 			return err
@@ -335,6 +338,9 @@ func IsHostKeyslot(d Device, slot int) (bool, string) {
 // keyFile (a host key: cryptsetup reads the file; its path, not the key, is
 // in argv).
 func OpenKeyFile(ctx context.Context, dev, name, keyFile string) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	_, err := run(ctx, []string{"open", "--type", "luks", "--key-file", keyFile, dev, name}, nil, nil)
 	return err
 }

@@ -105,6 +105,9 @@ const cryptenrollKeyName = "cryptenroll"
 // root's user keyring for two and a half minutes.
 func EnrollTPM2Device(ctx context.Context, d Device, passphrase []byte, pcrs string) (slot int, err error) {
 	err = d.modifyHeader(func(path string) (err error) {
+		if err := refuseHostile(path); err != nil {
+			return err
+		}
 		slot, err = newSlot(path, "systemd-cryptenroll", func() error {
 			_, err := runTPM2Tool(ctx, "systemd-cryptenroll", []string{"--tpm2-device=auto", "--tpm2-pcrs=" + pcrs, path}, passphrase)
 			return err
@@ -127,6 +130,9 @@ func WipeSlotTPM2Device(ctx context.Context, d Device, slot int) error {
 // systemd-tpm2 token: cryptsetup asks the token plugin, which unseals the
 // key with this machine's TPM2. No secret passes through luksdock.
 func OpenTPM2(ctx context.Context, dev, name string) error {
+	if err := refuseHostile(dev); err != nil {
+		return err
+	}
 	_, err := runTPM2Tool(ctx, "cryptsetup", []string{"open", "--type", "luks2", "--token-only", "--token-type", TPM2TokenType, dev, name}, nil)
 	return err
 }
@@ -139,6 +145,9 @@ func OpenTPM2(ctx context.Context, dev, name string) error {
 // other TPM2 fails here.
 func TestTPM2Device(ctx context.Context, d Device) error {
 	return d.withPath(func(path string) error {
+		if err := refuseHostile(path); err != nil {
+			return err
+		}
 		_, err := runTPM2Tool(ctx, "cryptsetup", []string{"open", "--test-passphrase", "--type", "luks2", "--token-only", "--token-type", TPM2TokenType, path}, nil)
 		return err
 	})

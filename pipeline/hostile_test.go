@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,5 +142,90 @@ func TestParallelFits(t *testing.T) {
 		if got := parallelFits(c.cpus, c.mem, c.free); got != c.want {
 			t.Errorf("%d CPUs, %d KiB each, %d KiB free: side by side %v, want %v", c.cpus, c.mem, c.free, got, c.want)
 		}
+	}
+}
+
+// TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth: checkKeys runs luksdock's
+// own key derivation and cryptsetup's side by side only when the free
+// memory holds both (parallelFits); without it, one after the other, so a
+// 4 GiB keyslot is never derived twice at once on a machine that cannot
+// hold 8 GiB. The two unlocks are the real ones, each held 300 ms so that
+// running side by side cannot go unseen.
+func TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{5}, 64))
+	part := luks.Device{Path: img}
+	var running, overlapped atomic.Int32
+	held := func() {
+		if running.Add(1) > 1 {
+			overlapped.Store(1)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if running.Load() > 1 {
+			overlapped.Store(1)
+		}
+		running.Add(-1)
+	}
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		held()
+		return luks.UnsealKey(d, s)
+	}, func(ctx context.Context, d luks.Device, s []byte) ([]byte, error) {
+		held()
+		return luks.DumpVolumeKeyDevice(ctx, d, s)
+	})
+	free := freeMemoryKiB
+	t.Cleanup(func() { freeMemoryKiB = free })
+	for _, c := range []struct {
+		name    string
+		freeKiB int64
+		side    bool
+	}{
+		{"memory for one", 8192 + 1024, false}, // the keyslot's 8 MiB once, not twice plus 512 MiB
+		{"memory for both", 64 << 20, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.side && runtime.NumCPU() < 2 {
+				t.Logf("one CPU: side by side is never chosen; only the other case proves the rule here")
+				return
+			}
+			freeMemoryKiB = func() (int64, bool) { return c.freeKiB, true }
+			overlapped.Store(0)
+			_, key, summary, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+			clear(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := overlapped.Load() == 1; got != c.side {
+				t.Errorf("%d KiB free: the two key derivations ran side by side: %v, want %v (%s)", c.freeKiB, got, c.side, summary)
+			}
+			want := map[bool]string{true: "side by side", false: "one after the other"}[c.side]
+			if !strings.Contains(summary, want) {
+				t.Errorf("summary %q, want %q", summary, want)
+			}
+		})
+	}
+}
+
+// TestKeyCheckDeadlineFromEstimate: for a disk someone handed over (no key
+// of this run to compare with), a key derivation is stopped at ten times
+// this machine's measured estimate (at least minHandedOverDeadline), not
+// only at --max-unlock-time: with the default two minutes and an own
+// unseal that never ends, the check ends at the floor, here 2 s.
+func TestKeyCheckDeadlineFromEstimate(t *testing.T) {
+	img := keyCheckImage(t, bytes.Repeat([]byte{6}, 64))
+	part := luks.Device{Path: img}
+	floor := minHandedOverDeadline
+	t.Cleanup(func() { minHandedOverDeadline = floor })
+	minHandedOverDeadline = 2 * time.Second // the small keyslot's 10× estimate is well under it
+	block := make(chan struct{})
+	defer close(block)
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		<-block
+		return luks.Info{}, nil, errors.New("released")
+	}, nil)
+	t0 := time.Now()
+	_, _, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
+	took := time.Since(t0)
+	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline of 2s") || took > 15*time.Second {
+		t.Errorf("own unseal that never ends, default --max-unlock-time: %v after %s", err, took.Round(time.Millisecond))
 	}
 }

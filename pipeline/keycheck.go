@@ -142,6 +142,10 @@ func (c *keyCheck) stop() {
 	c.key = nil
 }
 
+// minHandedOverDeadline is the least time a key derivation of a disk
+// verify did not just write gets (checkKeys); a test shortens it.
+var minHandedOverDeadline = 30 * time.Second
+
 // parallelKDF says whether luksdock's and cryptsetup's key derivations may
 // run at the same time: with two or more CPUs and free memory for both plus
 // 512 MiB. Each is memory-hard and asks for up to four lanes, so on two
@@ -155,12 +159,22 @@ func parallelKDF(part luks.Device) bool {
 	if err != nil {
 		return false
 	}
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) != nil {
+	free, ok := freeMemoryKiB()
+	if !ok {
 		return false
 	}
-	free := int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024
 	return parallelFits(runtime.NumCPU(), mem, free)
+}
+
+// freeMemoryKiB is this machine's free memory (free and buffers, sysinfo);
+// false when unknown. Tests replace it to prove that keyCheck follows
+// parallelFits.
+var freeMemoryKiB = func() (int64, bool) {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0, false
+	}
+	return int64(si.Freeram+si.Bufferram) * int64(si.Unit) / 1024, true
 }
 
 // parallelFits is parallelKDF's rule: two KDFs of memKiB side by side only
@@ -200,7 +214,7 @@ func checkKeys(ctx context.Context, part luks.Device, secrets [][]byte, want []b
 	// is stopped rather than waited for.
 	deadline := limit * time.Duration(max(1, len(rep.Keyslots)))
 	if want == nil {
-		deadline = min(deadline, max(30*time.Second, 10*estimate))
+		deadline = min(deadline, max(minHandedOverDeadline, 10*estimate))
 	}
 	par := parallelKDF(part)
 	var own, cs time.Duration

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,12 @@ type measured struct {
 
 func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	t.Helper()
+	return luksdockMeasuredWithin(t, 3*time.Minute, stdin, args...)
+}
+
+// luksdockMeasuredWithin is luksdockMeasured killing luksdock after limit.
+func luksdockMeasuredWithin(t *testing.T, limit time.Duration, stdin []byte, args ...string) measured {
+	t.Helper()
 	// GNU time starts luksdock and reports its peak RSS (and that of the
 	// children it waited for). The test binary's own rusage of its child
 	// cannot: Go starts children sharing its memory until exec, and the
@@ -53,14 +60,24 @@ func luksdockMeasured(t *testing.T, stdin []byte, args ...string) measured {
 	cmd.Stdin = bytes.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(3*time.Minute, func() { cmd.Process.Kill() })
+	// At the limit the whole group goes, GNU time and luksdock: killing
+	// GNU time alone left luksdock running, holding the output pipes, and
+	// Wait waiting for it (a case meant to fail at the limit hung).
+	var killed atomic.Bool
+	timer := time.AfterFunc(limit, func() { killed.Store(true); syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err := cmd.Wait()
 	timer.Stop()
 	m := measured{result: result{stdout: so.String(), stderr: se.String()}, took: time.Since(t0)}
+	if killed.Load() {
+		t.Errorf("luksdock %s still ran after %s: killed", args[0], limit)
+		m.code, m.maxRSS = -1, -1
+		return m
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		m.code = ee.ExitCode()
 	} else if err != nil {
@@ -161,48 +178,153 @@ func TestHostileHeaders(t *testing.T) {
 	}
 }
 
+// TestHostileHeaderOtherCommands: the commands other than verify that make
+// cryptsetup derive a key from a disk someone handed over (passwd,
+// recovery-key, open) refuse a header no tool writes before cryptsetup
+// starts, exit 5 with the numbers, in seconds and without the header's
+// cost; nothing is written. Before this rule passwd and recovery-key ran
+// cryptsetup on a keyslot asking for 2^31 argon2 passes until killed. The
+// run is killed after 60 s, far beyond the refusal's milliseconds.
+func TestHostileHeaderOtherCommands(t *testing.T) {
+	requireEnv(t)
+	orig := argon2Image(t)
+	base, _, ok := partStart(t, orig)
+	if !ok {
+		t.Fatal("no partition 1")
+	}
+	testkit.EditLUKS2(t, orig, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 1 << 31 })
+	newPass := passFile(t, []byte("a-new-passphrase-for-the-hostile-disk\n"))
+	for _, c := range []struct {
+		name string
+		args func(img string) []string
+	}{
+		{"passwd", func(img string) []string {
+			return []string{"passwd", "--image", img, "--passphrase-file", "-", "--new-passphrase-file", newPass}
+		}},
+		{"recovery-key", func(img string) []string {
+			return []string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", filepath.Join(t.TempDir(), "new.recovery")}
+		}},
+		{"open", func(img string) []string {
+			return []string{"open", "--image", img, "--passphrase-file", "-", "--engine", "userspace", "--mountpoint", t.TempDir()}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "disk.img")
+			mustRun(t, "cp", "--sparse=always", orig, img)
+			before := testkit.SHA256File(t, img)
+			r := luksdockMeasuredWithin(t, time.Minute, []byte(testPass+"\n"), c.args(img)...)
+			if r.code != 5 {
+				t.Errorf("exit %d, want 5\n%v", r.code, r.result)
+			}
+			for _, w := range []string{"not a disk luksdock or cryptsetup would make", "keyslot 0 asks for 2147483648 argon2 passes"} {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
+				}
+			}
+			if r.took > 30*time.Second {
+				t.Errorf("%s took %s: cryptsetup ran the key derivation the header asks for", c.name, r.took)
+			}
+			if r.maxRSS > 256<<20 {
+				t.Errorf("peak resident memory %d MiB (luksdock or a child)", r.maxRSS>>20)
+			}
+			if testkit.SHA256File(t, img) != before {
+				t.Errorf("%s changed the image", c.name)
+			}
+			t.Logf("exit %d in %s, peak RSS %d MiB: %s", r.code, r.took.Round(time.Millisecond), r.maxRSS>>20, strings.TrimSpace(lastLines(r.stderr, 1)))
+		})
+	}
+}
+
 // TestVerifyStoppedEndsChildren: SIGINT or SIGTERM to a verify while its
 // cryptsetup runs a key derivation ends that cryptsetup with luksdock (it
 // runs in a process group of its own, so only luksdock's own death can end
 // it). The keyslot's cost is raised to half a minute.
 func TestVerifyStoppedEndsChildren(t *testing.T) {
 	requireEnv(t)
-	img := argon2Image(t)
-	base, _, _ := partStart(t, img)
-	// 4000 passes over 8 MiB: half a minute of key derivation (the key it
-	// derives no longer opens the keyslot; it is stopped long before).
-	testkit.EditLUKS2(t, img, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 4000 })
+	img := slowKeyslotImage(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "verify", "--image", img, "--passphrase-file", "-", "--max-unlock-time", "1h")
-			cmd.Env = caseEnv(t.TempDir())
-			cmd.Stdin = strings.NewReader(testPass + "\n")
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			var kid int
-			for deadline := time.Now().Add(120 * time.Second); kid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				for _, p := range descendants(cmd.Process.Pid) {
-					if p.Comm == "cryptsetup" {
-						kid = p.PID
-					}
-				}
-			}
-			if kid == 0 {
-				t.Fatal("verify never started cryptsetup")
-			}
-			time.Sleep(100 * time.Millisecond) // into the key derivation
-			cmd.Process.Signal(sig)
-			cmd.Wait()
-			for deadline := time.Now().Add(3 * time.Second); alive(kid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			}
-			if alive(kid) {
-				stat, _ := os.ReadFile("/proc/" + strconv.Itoa(kid) + "/stat")
-				syscall.Kill(kid, syscall.SIGKILL)
-				t.Fatalf("cryptsetup (pid %d) still runs 3 s after luksdock verify ended by %v: %s", kid, sig, stat)
-			}
+			stoppedEndsCryptsetup(t, sig, "verify", "--image", img, "--passphrase-file", "-", "--max-unlock-time", "1h")
 		})
+	}
+}
+
+// TestCommandsStoppedEndChildren: the same for the other commands whose
+// cryptsetup derives a key from the disk's keyslot (passwd and
+// recovery-key --replace ask it which keyslot the passphrase opens first),
+// with SIGTERM and SIGKILL: every cryptsetup runs through one function
+// (luks.runTool: a process group of its own, Pdeathsig SIGKILL), and no
+// command leaves its cryptsetup computing. (open and host enroll use that
+// function too; open's userspace engine derives the key in-process, its
+// kernel engine needs device-mapper, proved in the QEMU guest.)
+func TestCommandsStoppedEndChildren(t *testing.T) {
+	requireEnv(t)
+	img := slowKeyslotImage(t)
+	newPass := passFile(t, []byte("a-new-passphrase-for-the-stopped-run\n"))
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"passwd", []string{"passwd", "--image", img, "--passphrase-file", "-", "--new-passphrase-file", newPass}},
+		{"recovery-key", []string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", filepath.Join(t.TempDir(), "new.recovery")}},
+	} {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			t.Run(c.name+"/"+sig.String(), func(t *testing.T) {
+				before := testkit.SHA256File(t, img)
+				stoppedEndsCryptsetup(t, sig, c.args...)
+				if testkit.SHA256File(t, img) != before {
+					t.Errorf("the stopped %s changed the image", c.name)
+				}
+			})
+		}
+	}
+}
+
+// slowKeyslotImage is a finished disk whose keyslot 0 asks for 4000
+// argon2 passes over 8 MiB: half a minute of key derivation (the key it
+// derives no longer opens the keyslot; it is stopped long before), within
+// what InspectHeader accepts.
+func slowKeyslotImage(t *testing.T) string {
+	t.Helper()
+	img := argon2Image(t)
+	base, _, _ := partStart(t, img)
+	testkit.EditLUKS2(t, img, base, func(m map[string]any) { testkit.Obj(t, m, "keyslots", "0", "kdf")["time"] = 4000 })
+	return img
+}
+
+// stoppedEndsCryptsetup runs luksdock with args (the passphrase on
+// standard input), waits for its cryptsetup child, sends luksdock sig 100
+// ms into the key derivation, and requires that cryptsetup be gone within
+// 3 s of luksdock's end.
+func stoppedEndsCryptsetup(t *testing.T, sig syscall.Signal, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = caseEnv(t.TempDir())
+	cmd.Stdin = strings.NewReader(testPass + "\n")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var kid int
+	for deadline := time.Now().Add(120 * time.Second); kid == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, p := range descendants(cmd.Process.Pid) {
+			if p.Comm == "cryptsetup" {
+				kid = p.PID
+			}
+		}
+	}
+	if kid == 0 {
+		t.Fatalf("luksdock %s never started cryptsetup", args[0])
+	}
+	time.Sleep(100 * time.Millisecond) // into the key derivation
+	cmd.Process.Signal(sig)
+	cmd.Wait()
+	for deadline := time.Now().Add(3 * time.Second); alive(kid) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if alive(kid) {
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(kid) + "/stat")
+		syscall.Kill(kid, syscall.SIGKILL)
+		t.Fatalf("cryptsetup (pid %d) still runs 3 s after luksdock %s ended by %v: %s", kid, args[0], sig, stat)
 	}
 }
 

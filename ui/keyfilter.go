@@ -140,18 +140,27 @@ func (k *keyFilter) Read(p []byte) (int, error) {
 	return k.filter(p, n, time.Now()), err
 }
 
+// filterOut is what one Read gives bubbletea: p, filled up to o.
+type filterOut struct {
+	p []byte
+	o int
+}
+
+func (w *filterOut) pass(b byte) { w.p[w.o] = b; w.o++ }
+
+// flushCSI passes the held CSI parameters as they came, and wipes them.
+func (k *keyFilter) flushCSI(w *filterOut) {
+	w.o += copy(w.p[w.o:], k.csi[:k.ncsi])
+	clear(k.csi[:k.ncsi])
+	k.ncsi = 0
+}
+
 // filter turns buf[:held+n] into p, holding back a split character while
 // masked, and wipes what it read.
 func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
-	o := 0
-	pass := func(b byte) { p[o] = b; o++ }
-	flush := func() { // the held CSI parameters, as they came
-		o += copy(p[o:], k.csi[:k.ncsi])
-		clear(k.csi[:k.ncsi])
-		k.ncsi = 0
-	}
+	w := &filterOut{p: p}
 	if k.st != stGround && now.Sub(k.last) > escGap {
-		flush()
+		k.flushCSI(w)
 		k.st, k.lit = stGround, 0
 	}
 	k.last = now
@@ -159,148 +168,174 @@ func (k *keyFilter) filter(p []byte, n int, now time.Time) int {
 	in := k.buf[:k.held+n]
 	i := 0
 	for i < len(in) {
-		b := in[i]
-		if k.lit > 0 {
-			if b >= 0x80 && b < 0xC0 {
-				pass(b)
-				i++
-				k.lit--
-				continue
-			}
-			k.lit = 0
+		adv := k.step(w, in[i:])
+		if adv < 0 {
+			break // a character split between reads: held below
 		}
-		switch k.st {
-		case stEsc:
-			k.st = stGround
-			switch {
-			case b == '[' && k.masked && k.escOut >= 0 && k.escOut == o-1:
-				// ESC [ in this read: held with what follows.
-				o--
-				k.csi[0], k.csi[1], k.ncsi = 0x1b, '[', 2
-				k.st = stCSI
-				i++
-				continue
-			case b == '[':
-				k.st = stCSI
-			case b == 'O':
-				k.st = stSS3
-			case b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X':
-				k.st = stStr
-			case b == 0x1b:
-				k.st = stEsc
-			case b >= 0xC0:
-				// Alt with a character: bubbletea makes it a key with no
-				// text, so it passes as it is.
-				if l := utf8RuneLen(b); l > 1 {
-					k.lit = l - 1
-				}
-			}
-			pass(b)
-			i++
-			continue
-		case stCSI:
-			switch {
-			case b >= 0x40 && b <= 0x7e:
-				k.st = stGround
-				if r, ok := k.otherKey(b); ok {
-					clear(k.csi[:k.ncsi])
-					k.ncsi = 0
-					var c [utf8.UTFMax]byte
-					o += utf8.EncodeRune(p[o:], k.push(c[:utf8.EncodeRune(c[:], r)]))
-					clear(c[:])
-					i++
-					continue
-				}
-				flush()
-			case b >= 0x20 && b <= 0x3f:
-				if k.ncsi > 0 && k.ncsi < csiMax {
-					k.csi[k.ncsi] = b
-					k.ncsi++
-					i++
-					continue
-				}
-				flush()
-			default: // not part of a CSI sequence: it ends before b
-				flush()
-				k.st = stGround
-				continue
-			}
-			pass(b)
-			i++
-			continue
-		case stSS3:
-			switch {
-			case b >= 0x30 && b <= 0x3f:
-			case b >= 0x20 && b <= 0x7e:
-				k.st = stGround
-			default:
-				k.st = stGround
-				continue
-			}
-			pass(b)
-			i++
-			continue
-		case stStr:
-			switch b {
-			case 0x07, 0x18, 0x1a, 0x9c:
-				k.st = stGround
-			case 0x1b:
-				k.st = stEsc
-			}
-			pass(b)
-			i++
-			continue
-		}
-		// Ground.
-		switch {
-		case b == 0x1b:
-			k.st = stEsc
-			pass(b)
-			k.escOut = o - 1
-			i++
-			continue
-		case b < 0x20 || b == 0x7f:
-			pass(b)
-			i++
-			continue
-		case b >= 0x80 && b < 0xA0:
-			// A C1 control (never the start of UTF-8); bubbletea reads
-			// 0x9b as CSI and so on.
-			switch b {
-			case 0x9b:
-				k.st = stCSI
-			case 0x8f:
-				k.st = stSS3
-			case 0x90, 0x9d, 0x9f, 0x9e, 0x98:
-				k.st = stStr
-			}
-			pass(b)
-			i++
-			continue
-		case !k.masked:
-			pass(b)
-			i++
-			continue
-		}
-		// A character, typed while a masked field has the focus.
-		if !utf8.FullRune(in[i:]) {
-			break // split between reads: held below
-		}
-		r, size := utf8.DecodeRune(in[i:])
-		if r == utf8.RuneError && size <= 1 {
-			pass(b) // not UTF-8: bubbletea drops it
-			i++
-			continue
-		}
-		o += utf8.EncodeRune(p[o:], k.push(in[i:i+size]))
-		i += size
+		i += adv
 	}
-	// What is left is the start of a character split between reads.
 	rest := len(in) - i
 	copy(k.buf, in[i:])
 	clear(k.buf[rest:])
 	k.held = rest
-	return o
+	return w.o
+}
+
+// step filters in[0] (a character: with the bytes that follow) in the
+// state the filter is in, and says how many bytes it took: 0 when in[0]
+// ended a sequence and is read again in the ground state, -1 when a
+// character is split between reads.
+func (k *keyFilter) step(w *filterOut, in []byte) int {
+	b := in[0]
+	if k.lit > 0 {
+		if b >= 0x80 && b < 0xC0 {
+			w.pass(b)
+			k.lit--
+			return 1
+		}
+		k.lit = 0
+	}
+	switch k.st {
+	case stEsc:
+		return k.escByte(w, b)
+	case stCSI:
+		return k.csiByte(w, b)
+	case stSS3:
+		return k.ss3Byte(w, b)
+	case stStr:
+		return k.strByte(w, b)
+	}
+	return k.groundByte(w, in)
+}
+
+// escByte is the byte after an ESC.
+func (k *keyFilter) escByte(w *filterOut, b byte) int {
+	k.st = stGround
+	switch {
+	case b == '[' && k.masked && k.escOut >= 0 && k.escOut == w.o-1:
+		// ESC [ in this read: held with what follows.
+		w.o--
+		k.csi[0], k.csi[1], k.ncsi = 0x1b, '[', 2
+		k.st = stCSI
+		return 1
+	case b == '[':
+		k.st = stCSI
+	case b == 'O':
+		k.st = stSS3
+	case b == ']' || b == 'P' || b == '_' || b == '^' || b == 'X':
+		k.st = stStr
+	case b == 0x1b:
+		k.st = stEsc
+	case b >= 0xC0:
+		// Alt with a character: bubbletea makes it a key with no text,
+		// so it passes as it is.
+		k.lit = utf8RuneLen(b) - 1
+	}
+	w.pass(b)
+	return 1
+}
+
+// csiByte is a byte of a CSI sequence.
+func (k *keyFilter) csiByte(w *filterOut, b byte) int {
+	switch {
+	case b >= 0x40 && b <= 0x7e:
+		k.st = stGround
+		if r, ok := k.otherKey(b); ok {
+			clear(k.csi[:k.ncsi])
+			k.ncsi = 0
+			var c [utf8.UTFMax]byte
+			w.o += utf8.EncodeRune(w.p[w.o:], k.push(c[:utf8.EncodeRune(c[:], r)]))
+			clear(c[:])
+			return 1
+		}
+		k.flushCSI(w)
+	case b >= 0x20 && b <= 0x3f:
+		if k.ncsi > 0 && k.ncsi < csiMax {
+			k.csi[k.ncsi] = b
+			k.ncsi++
+			return 1
+		}
+		k.flushCSI(w)
+	default: // not part of a CSI sequence: it ends before b
+		k.flushCSI(w)
+		k.st = stGround
+		return 0
+	}
+	w.pass(b)
+	return 1
+}
+
+// ss3Byte is a byte after ESC O.
+func (k *keyFilter) ss3Byte(w *filterOut, b byte) int {
+	switch {
+	case b >= 0x30 && b <= 0x3f:
+	case b >= 0x20 && b <= 0x7e:
+		k.st = stGround
+	default:
+		k.st = stGround
+		return 0
+	}
+	w.pass(b)
+	return 1
+}
+
+// strByte is a byte of a string sequence (OSC, DCS, ...): it passes, and
+// its terminator ends it.
+func (k *keyFilter) strByte(w *filterOut, b byte) int {
+	switch b {
+	case 0x07, 0x18, 0x1a, 0x9c:
+		k.st = stGround
+	case 0x1b:
+		k.st = stEsc
+	}
+	w.pass(b)
+	return 1
+}
+
+// groundByte is a byte outside any sequence: a control, or a character,
+// which is put in the FIFO while a masked field has the focus.
+func (k *keyFilter) groundByte(w *filterOut, in []byte) int {
+	b := in[0]
+	switch {
+	case b == 0x1b:
+		k.st = stEsc
+		w.pass(b)
+		k.escOut = w.o - 1
+		return 1
+	case b >= 0x80 && b < 0xA0:
+		// A C1 control (never the start of UTF-8); bubbletea reads
+		// 0x9b as CSI and so on.
+		switch b {
+		case 0x9b:
+			k.st = stCSI
+		case 0x8f:
+			k.st = stSS3
+		case 0x90, 0x9d, 0x9f, 0x9e, 0x98:
+			k.st = stStr
+		}
+		w.pass(b)
+		return 1
+	case b < 0x20 || b == 0x7f:
+		w.pass(b)
+		return 1
+	case !k.masked:
+		// A character passes as it is; its continuation bytes too, never
+		// read as C1 controls (the 0x9F of "ğ" is not a string's start).
+		k.lit = utf8RuneLen(b) - 1
+		w.pass(b)
+		return 1
+	}
+	// A character, typed while a masked field has the focus.
+	if !utf8.FullRune(in) {
+		return -1
+	}
+	r, size := utf8.DecodeRune(in)
+	if r == utf8.RuneError && size <= 1 {
+		w.pass(b) // not UTF-8: bubbletea drops it
+		return 1
+	}
+	w.o += utf8.EncodeRune(w.p[w.o:], k.push(in[:size]))
+	return size
 }
 
 // otherKey reports whether the held CSI parameters and final byte are a

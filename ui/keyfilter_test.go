@@ -404,3 +404,23 @@ func TestKeyFilterModifyOtherKeys(t *testing.T) {
 		t.Errorf("unmasked: bubbletea got %q", got)
 	}
 }
+
+// TestKeyFilterUnmaskedCharacterIsNoControl: a character typed outside a
+// masked field whose UTF-8 holds a byte of the C1 range ("ğ" is C4 9F,
+// 0x9F being the start of an APC string as a lone byte) passes whole and
+// leaves the filter in its ground state, so what is typed next into a
+// masked field is masked. Read as a C1 control it left the filter inside a
+// "string" that passed the passphrase typed next as it came.
+func TestKeyFilterUnmaskedCharacterIsNoControl(t *testing.T) {
+	f := newFilterRig(t)
+	for _, c := range []string{"ğ", "Û", "ď", "ŝ"} {
+		if got := f.read(c); got != c {
+			t.Fatalf("unmasked %q: bubbletea got %q", c, got)
+		}
+	}
+	f.k.setMasked(true)
+	out := f.read("secret")
+	if n := placeholders(out); n != 6 || utf8.RuneCountInString(out) != 6 {
+		t.Errorf("typed into a masked field after ğ, Û, ď, ŝ elsewhere: bubbletea got %q, want 6 placeholders", out)
+	}
+}

@@ -260,6 +260,10 @@ type actionRun struct {
 	gen     int
 	err     string // why the last try was refused or failed
 	done    bool   // the action succeeded; its result is shown
+	// stopAsked: Ctrl+C was pressed while core ran. The change is not
+	// abandoned halfway (the wizard does not quit under it): it finishes
+	// and its outcome is shown.
+	stopAsked bool
 }
 
 // start marks the run begun and returns the message maker for its end.
@@ -284,7 +288,7 @@ func (r *actionRun) finish(m actionDoneMsg) bool {
 	return true
 }
 
-func (r *actionRun) reset() { r.running, r.err, r.done = false, "", false; r.gen++ }
+func (r *actionRun) reset() { r.running, r.err, r.done, r.stopAsked = false, "", false, false; r.gen++ }
 
 // Busy: a spinner while the command runs.
 func (r *actionRun) Busy() bool { return r.running }
@@ -292,6 +296,8 @@ func (r *actionRun) Busy() bool { return r.running }
 // status is the line pinned above the footer: the error, or "working".
 func (r *actionRun) status(c *shared, working string) string {
 	switch {
+	case r.running && r.stopAsked:
+		return para(lipglossPlain, c.spin.View()+" "+working+" Ctrl+C: luksdock does not stop this halfway; it finishes in a moment and shows what it did, then q quits.", c.width, "  ")
 	case r.running:
 		return para(lipglossPlain, c.spin.View()+" "+working, c.width, "  ")
 	case r.err != "":

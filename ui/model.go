@@ -238,6 +238,11 @@ type shared struct {
 	next     screenID            // set by goTo, applied by the root after Update
 	skip     func(screenID) bool // the root's: whether a screen is skipped now
 	quitting bool
+
+	// actions counts the actions (open, passwd, …) whose core call is
+	// running, so that Close waits for them: a passphrase change is never
+	// cut off halfway by the program's end (a hang-up).
+	actions sync.WaitGroup
 }
 
 // goTo asks the root to show screen id once the current Update returns.
@@ -362,12 +367,24 @@ func (m *Model) LastError() error {
 }
 
 // Running reports whether a preparation is in progress.
-func (m *Model) Running() bool { return m.c.run != nil && !m.c.run.finished }
+func (m *Model) Running() bool {
+	return m.c.run != nil && !m.c.run.finished || m.runningAction() != nil
+}
+
+// runningAction is the current screen's action run while core runs it
+// (nil when none runs).
+func (m *Model) runningAction() *actionRun {
+	if a, ok := m.screens[m.cur].(interface{ running() *actionRun }); ok {
+		return a.running()
+	}
+	return nil
+}
 
 // Close stops a run still in progress (the pipeline finishes the current
 // step, closes the volume and releases the disk) and waits for it. Call it
 // after the program has ended.
 func (m *Model) Close() {
+	m.c.actions.Wait()
 	rs := m.c.run
 	if rs == nil {
 		return
@@ -486,6 +503,19 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		m.free = false
 	}
+	if r := m.runningAction(); r != nil {
+		// An action is never cut off halfway: Ctrl+C says so and the
+		// action finishes, its outcome shown; the screen ignores the rest.
+		switch {
+		case key.Matches(msg, c.keys.Interrupt):
+			r.stopAsked = true
+			return nil
+		case key.Matches(msg, m.helpKey()):
+			m.showHelp = !m.showHelp
+			return nil
+		}
+		return s.Update(msg)
+	}
 	if m.cur != scrProgress {
 		switch {
 		case key.Matches(msg, c.keys.Interrupt):
@@ -531,6 +561,10 @@ func (m *Model) bindings() ([]key.Binding, [][]key.Binding) {
 	short := append([]key.Binding(nil), s.ShortHelp()...)
 	full := append([][]key.Binding(nil), s.FullHelp()...)
 	switch {
+	case m.runningAction() != nil:
+		// nothing the screen offers works while core runs
+		short = []key.Binding{m.helpKey(), keyFinishing}
+		full = [][]key.Binding{short}
 	case m.cur == scrProgress:
 		short = append(short, m.helpKey())
 		full = append(full, []key.Binding{m.helpKey()})

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,6 +226,7 @@ type shared struct {
 	events    []pipeline.Event // of the last run, as the pipeline sent them
 	runSteps  []pipeline.Step  // the plan's steps when the run began (a copy)
 	runStart  time.Time
+	runTarget string    // the path the run prepares
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result
 	recorded  string // what recording the last result in the inventory did
@@ -775,6 +777,7 @@ func bodyLines(c *shared, s screen) int {
 func (c *shared) settle(res *pipeline.Result, err error) {
 	if err == nil && res != nil {
 		c.result = res
+		c.dropResults(res.Target)
 		c.results = append(c.results, res)
 		c.runErr = nil
 		return
@@ -786,7 +789,18 @@ func (c *shared) settle(res *pipeline.Result, err error) {
 	if !errors.As(err, &pe) {
 		pe = &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 	}
+	if !strings.HasPrefix(pe.State, "unchanged") {
+		// the run wrote to the disk: what an earlier run verified is gone
+		c.dropResults(c.runTarget)
+	}
 	c.runErr = pe
+}
+
+// dropResults forgets the verified results of target (a path): it was
+// prepared again or retired, so the summary must not call it a verified
+// backup disk.
+func (c *shared) dropResults(target string) {
+	c.results = slices.DeleteFunc(c.results, func(r *pipeline.Result) bool { return r.Target == target })
 }
 
 // runState is a preparation in progress.

@@ -41,6 +41,10 @@ func (s *retireScreen) Enter() tea.Cmd {
 }
 
 func (s *retireScreen) Update(msg tea.Msg) tea.Cmd {
+	if m, ok := msg.(actionDoneMsg); ok && m.err == nil && s.run.running && m.gen == s.run.gen {
+		// retired: no verified result of this disk stays in the summary
+		s.c.dropResults(s.c.target.Path)
+	}
 	return s.update(msg, nil, s.retire, func(msg tea.Msg) bool {
 		before := s.f.Value()
 		s.f, _ = s.f.Update(msg)

@@ -789,7 +789,7 @@ func (c *shared) settle(res *pipeline.Result, err error) {
 	if !errors.As(err, &pe) {
 		pe = &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 	}
-	if !strings.HasPrefix(pe.State, "unchanged") {
+	if !pe.Unchanged() {
 		// the run wrote to the disk: what an earlier run verified is gone
 		c.dropResults(c.runTarget)
 	}

@@ -80,6 +80,9 @@ func (s *retireScreen) View() (string, int) {
 		if r.HeaderBackupNote != "" {
 			b.WriteString(para(st.warn, "⚠ header backup: "+r.HeaderBackupNote, w, "  "))
 		}
+		if r.HostKeyRemoved != "" {
+			b.WriteString(para(lipglossPlain, "This host's key "+r.HostKeyRemoved+" is removed.", w, "  "))
+		}
 		if r.Recorded {
 			b.WriteString(para(st.faint, "The inventory shows it retired; its label is free again.", w, ""))
 		}

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ func TestInterruptedRunForgetsDestroyedVolume(t *testing.T) {
 	testkit.NeedFUSE(t)
 	dir := t.TempDir()
 	t.Setenv("LUKSDOCK_STATE_DIR", filepath.Join(dir, "state"))
+	t.Setenv("LUKSDOCK_CONFIG_DIR", filepath.Join(dir, "etc"))
 	inv := filepath.Join(dir, "inventory.json")
 	img := filepath.Join(dir, "d.img")
 	pbkdf := luks.PBKDF{Type: "pbkdf2", ForceIterations: 1000}
@@ -60,12 +62,24 @@ func TestInterruptedRunForgetsDestroyedVolume(t *testing.T) {
 		t.Fatalf("the first run's disk %s is not in the inventory", first)
 	}
 
+	// this host's key of it, as host enroll leaves it
+	enrolled := func(uuid string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(KeyFile(uuid)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(KeyFile(uuid), make([]byte, 32), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrolled(first)
+
 	// refused before anything was written: the record stays
 	if _, _, err := RunPlan(context.Background(), plan(pipeline.Options{Label: "backups01", Erase: true}), inv, "not-it.img", pass, func(pipeline.Event) {}); pipeline.KindOf(err) != pipeline.KindRefused {
 		t.Fatalf("a wrong confirmation: %v", err)
 	}
-	if !recorded(first) {
-		t.Errorf("a run refused before writing removed the record of %s", first)
+	if _, err := os.Stat(KeyFile(first)); !recorded(first) || err != nil {
+		t.Errorf("a run refused before writing removed the record of %s or this host's key (%v)", first, err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,5 +102,18 @@ func TestInterruptedRunForgetsDestroyedVolume(t *testing.T) {
 	}
 	if recorded(first) {
 		t.Errorf("the inventory still records %s (backups02), whose volume the interrupted run destroyed", first)
+	}
+	if _, err := os.Stat(KeyFile(first)); err == nil {
+		t.Errorf("this host's key of %s stayed after the interrupted run destroyed the volume", first)
+	}
+
+	// a finished run over a disk removes this host's key of the volume it replaced
+	enrolled(now)
+	res, _, err = RunPlan(context.Background(), plan(pipeline.Options{Label: "backups05"}), inv, "d.img", pass, func(pipeline.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(KeyFile(now)); err == nil {
+		t.Errorf("this host's key of %s stayed after a finished run replaced the volume", now)
 	}
 }

@@ -701,10 +701,26 @@ func (m *Model) footer() string {
 	foot := renderHelp(&c.st, short, full, m.showHelp, max(c.width, 20))
 	if sl, ok := m.screens[m.cur].(statusLiner); ok {
 		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
-			foot = st + "\n" + foot
+			foot = clampStatus(&c.st, st, c.height, strings.Count(foot, "\n")+1) + "\n" + foot
 		}
 	}
 	return foot
+}
+
+// clampStatus keeps a status of many lines (a refusal that quotes a
+// 600-character entry) to half of what the title and the help leave of
+// height, so the help and some of the body stay on screen: its first
+// lines, how many are left out, and its last line (where the reason is).
+func clampStatus(st *styles, status string, height, helpLines int) string {
+	lines := strings.Split(status, "\n")
+	most := max((height-2-helpLines)/2, 3)
+	if height <= 0 || len(lines) <= most {
+		return status
+	}
+	left := len(lines) - (most - 1)
+	keep := append([]string(nil), lines[:most-2]...)
+	keep = append(keep, st.faint.Render(fmt.Sprintf("  [%d more lines of this message]", left)), lines[len(lines)-1])
+	return strings.Join(keep, "\n")
 }
 
 // avail is the number of body lines the frame shows now: the terminal's

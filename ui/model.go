@@ -710,16 +710,19 @@ func (m *Model) footer() string {
 // clampStatus keeps a status of many lines (a refusal that quotes a
 // 600-character entry) to half of what the title and the help leave of
 // height, so the help and some of the body stay on screen: its first
-// lines, how many are left out, and its last line (where the reason is).
+// lines, how many are left out, and its last two (where the reason is).
 func clampStatus(st *styles, status string, height, helpLines int) string {
 	lines := strings.Split(status, "\n")
 	most := max((height-2-helpLines)/2, 3)
 	if height <= 0 || len(lines) <= most {
 		return status
 	}
-	left := len(lines) - (most - 1)
-	keep := append([]string(nil), lines[:most-2]...)
-	keep = append(keep, st.faint.Render(fmt.Sprintf("  [%d more lines of this message]", left)), lines[len(lines)-1])
+	// the reason is at the end, often over its last two lines
+	tail := 2
+	head := most - 1 - tail
+	keep := append([]string(nil), lines[:head]...)
+	keep = append(keep, st.faint.Render(fmt.Sprintf("  [%d more lines of this message]", len(lines)-head-tail)))
+	keep = append(keep, lines[len(lines)-tail:]...)
 	return strings.Join(keep, "\n")
 }
 

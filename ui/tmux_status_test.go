@@ -33,13 +33,15 @@ func TestTerminalLongStatusKeepsHelp(t *testing.T) {
 	tm.keys("Tab", "Tab", "Tab")
 	tm.waitFor(5*time.Second, "› Header backup")
 	tm.text(strings.Repeat("h", 900))
-	s := tm.waitFor(20*time.Second, "file name too long")
+	// (the 900 characters arrive in pieces: wait for the whole entry's
+	// refusal, which is long enough to be shortened)
+	s := tm.waitFor(20*time.Second, "file name too long", "more lines of this message]")
 	last := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if !strings.Contains(s, "ctrl+c quit") || len(last) > h {
 		t.Errorf("the help is not on screen under a long status:\n%s", s)
 	}
-	if !strings.Contains(s, "more lines of this message]") || !strings.Contains(s, "› Header backup") {
-		t.Errorf("the long status is not shortened, or the field is not shown:\n%s", s)
+	if !strings.Contains(s, "› Header backup") {
+		t.Errorf("the field is not shown under the long status:\n%s", s)
 	}
 	tm.checkScreen(w, h)
 	if _, err := os.Stat(img); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,7 +100,24 @@ func (p *Prepare) Run(ctx context.Context, confirm string, passphrase []byte, em
 // the plan's recovery key is cleared when the run ends.
 func RunPlan(ctx context.Context, plan *pipeline.Plan, inventoryPath, confirm string, passphrase []byte, emit func(pipeline.Event)) (res *pipeline.Result, recordErr, err error) {
 	defer secret.Free(plan.Opts.RecoveryKey)
+	oldUUID := TargetLUKSUUID(plan.Target)
 	res, err = plan.Run(ctx, confirm, passphrase, emit)
+	if err != nil && inventoryPath != "" && oldUUID != "" && plan.Resume == nil {
+		// A run that wrote to the disk and did not finish destroyed the
+		// volume the disk held: its record and this host's key of it go,
+		// as a finished run's Record removes them (a later run that
+		// continues an interrupted erase no longer sees the old volume's
+		// UUID on the disk).
+		var pe *pipeline.Error
+		if !errors.As(err, &pe) || !pe.Unchanged() {
+			os.Remove(KeyFile(oldUUID))
+			recordErr = inventory.Update(inventoryPath, func(f *inventory.File) error {
+				f.Remove(oldUUID)
+				return nil
+			})
+		}
+		return res, recordErr, err
+	}
 	if err != nil || inventoryPath == "" {
 		return res, nil, err
 	}
@@ -130,6 +148,10 @@ func Record(path string, plan *pipeline.Plan, res *pipeline.Result) error {
 			return err
 		}
 		r.HeaderBackup, r.HeaderBackupSHA256 = res.HeaderBackup, sum
+	}
+	if oldUUID != "" && oldUUID != res.LUKS.UUID {
+		// this host's key of the volume the run replaced opens nothing
+		os.Remove(KeyFile(oldUUID))
 	}
 	return inventory.Update(path, func(f *inventory.File) error {
 		if oldUUID != "" {

@@ -50,6 +50,9 @@ type Retired struct {
 	HeaderBackup        string `json:"header_backup,omitempty"`
 	HeaderBackupRemoved bool   `json:"header_backup_removed,omitempty"`
 	HeaderBackupNote    string `json:"header_backup_note,omitempty"`
+	// HostKeyRemoved is this host's key file for the disk (core.KeyFile),
+	// removed: it opens nothing any more, and is a secret kept for nothing.
+	HostKeyRemoved string `json:"host_key_removed,omitempty"`
 	// Recorded is set when the inventory now shows the disk retired.
 	Recorded bool      `json:"recorded"`
 	Time     time.Time `json:"retired"`
@@ -131,6 +134,10 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 	if rec != nil && rec.HeaderBackup != "" {
 		res.HeaderBackup = rec.HeaderBackup
 		res.HeaderBackupRemoved, res.HeaderBackupNote = removeHeaderBackup(rec.HeaderBackup, rec.HeaderBackupSHA256, res.Erased)
+	}
+	// 6. This host's key file for it (host enroll), which opens nothing now.
+	if kf := KeyFile(d.Info.UUID); os.Remove(kf) == nil {
+		res.HostKeyRemoved = kf
 	}
 	res.Time = time.Now().UTC().Truncate(time.Second)
 	res.Recorded = updateInventory(d.Info.UUID, func(r *inventory.Record) {

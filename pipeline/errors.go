@@ -45,6 +45,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Unchanged reports whether the run that failed wrote nothing to the disk
+// (what it held before is intact).
+func (e *Error) Unchanged() bool { return e.State == stateUnchanged }
+
 // KindOf is the kind of err: an *Error's own, KindStep for any other error,
 // "" for nil.
 func KindOf(err error) Kind {

@@ -364,6 +364,14 @@ func (r *runner) wipe() (string, error) {
 	// identity was captured with: from here on the disk has none until the
 	// partition step writes ours.
 	r.expected.DiskGUID = ""
+	// A saved position of an interrupted erase of the volume just wiped
+	// (this run starts over, or prepares without an erase) continues
+	// nothing any more: it goes with the volume.
+	for _, v := range append([]disk.Partition{{Content: t.Content}}, t.Parts...) {
+		if v.Content.Type == disk.SigLUKS && v.Content.UUID != "" {
+			os.Remove(statePath(v.Content.UUID))
+		}
+	}
 	return fmt.Sprintf("zeroed %s in %d places (old partition tables, superblocks, LUKS/LVM headers, GPT backup)", disk.SizeString(n), len(ex)), nil
 }
 

@@ -56,6 +56,10 @@ type knownDisk struct {
 	enrolled  bool   // this host holds a key for it
 	inventory bool   // the inventory has a record of it
 	label     string // its label (the inventory's, else its token's)
+	// stopped is where an interrupted preparation of it stopped (its erase
+	// position is saved: pipeline.SavedErase), "" when none did: it is
+	// not a finished backup disk, and preparing it again continues.
+	stopped string
 }
 
 // readKnown is the state of the target's LUKS volume (in a tea.Cmd).
@@ -69,6 +73,9 @@ func readKnown(t *pipeline.Target, inv *inventory.File) knownDisk {
 		return k
 	}
 	k.uuid = uuid
+	if r := pipeline.SavedErase(t); r != nil {
+		k.stopped = r.String()
+	}
 	meta := core.DiskMetadata(t.Path, t.Content, t.Parts)
 	k.desc, k.known = core.RecogniseToken(inv, uuid, set, meta, time.Now())
 	var r *inventory.Record
@@ -164,6 +171,9 @@ func (s *actionsScreen) items() []actionItem {
 	if t := s.c.target; t != nil && t.Image {
 		lock = "lock it" // an image file has no drive to power off
 	}
+	if k.stopped != "" && !k.open {
+		out = append(out, actionItem{actPrepare, "Continue preparing", "finish it: the erase goes on where it stopped, with the same label and options"})
+	}
 	switch {
 	case k.open && k.mounted == "":
 		out = append(out, actionItem{actClose, "Close", lock})
@@ -227,6 +237,7 @@ func (s *actionsScreen) View() (string, int) {
 		b.WriteString(para(st.warn, "⚠ This is "+c.knownDisk.desc+".", c.width, "  "))
 	}
 	b.WriteString(openNowLine(c))
+	b.WriteString(stoppedLine(c))
 	b.WriteString(para(st.faint, t.Path+", "+disk.SizeString(t.Size), c.width, "  ") + "\n")
 	focus := -1
 	for i, it := range s.items() {
@@ -260,6 +271,10 @@ type actionRun struct {
 	gen     int
 	err     string // why the last try was refused or failed
 	done    bool   // the action succeeded; its result is shown
+	// stopAsked: Ctrl+C was pressed while core ran. The change is not
+	// abandoned halfway (the wizard does not quit under it): it finishes
+	// and its outcome is shown.
+	stopAsked bool
 }
 
 // start marks the run begun and returns the message maker for its end.
@@ -284,7 +299,7 @@ func (r *actionRun) finish(m actionDoneMsg) bool {
 	return true
 }
 
-func (r *actionRun) reset() { r.running, r.err, r.done = false, "", false; r.gen++ }
+func (r *actionRun) reset() { r.running, r.err, r.done, r.stopAsked = false, "", false, false; r.gen++ }
 
 // Busy: a spinner while the command runs.
 func (r *actionRun) Busy() bool { return r.running }
@@ -292,6 +307,8 @@ func (r *actionRun) Busy() bool { return r.running }
 // status is the line pinned above the footer: the error, or "working".
 func (r *actionRun) status(c *shared, working string) string {
 	switch {
+	case r.running && r.stopAsked:
+		return para(lipglossPlain, c.spin.View()+" "+working+" Ctrl+C: luksdock does not stop this halfway; it finishes in a moment and shows what it did, then q quits.", c.width, "  ")
 	case r.running:
 		return para(lipglossPlain, c.spin.View()+" "+working, c.width, "  ")
 	case r.err != "":
@@ -361,6 +378,15 @@ func (c *shared) finishAction() {
 
 func (s *passwdScreen) clearSecrets() { s.clear() }
 func (s *newKeyScreen) clearSecrets() { s.forget() }
+
+// stoppedLine says that the chosen disk's preparation was interrupted
+// ("" when it was not).
+func stoppedLine(c *shared) string {
+	if c.knownDisk.stopped == "" {
+		return ""
+	}
+	return para(c.st.warn, "⚠ Not a finished backup disk: its preparation was interrupted ("+c.knownDisk.stopped+"). Continue preparing finishes it.", c.width, "  ")
+}
 
 // openNowLine says where the chosen disk is open ("" when it is not).
 func openNowLine(c *shared) string {

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"strings"
+	"sync"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -53,8 +54,24 @@ func (s *actionBase) begin() {
 }
 
 // start marks core's run begun; its done makes the message that ends it.
+// The program does not end under a running action: Model.Close waits
+// for it (s.c.actions).
 func (s *actionBase) start() func(res any, err error) tea.Msg {
-	return s.run.start(actionScreens[s.act])
+	done := s.run.start(actionScreens[s.act])
+	s.c.actions.Add(1)
+	var once sync.Once
+	return func(res any, err error) tea.Msg {
+		once.Do(s.c.actions.Done)
+		return done(res, err)
+	}
+}
+
+// running is the action's run while core runs (nil when it does not).
+func (s *actionBase) running() *actionRun {
+	if s.run.running {
+		return &s.run
+	}
+	return nil
 }
 
 // runCore starts core's run: work runs in the returned command, and what

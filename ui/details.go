@@ -187,7 +187,7 @@ func (s *detailsScreen) View() (string, int) {
 	if k := c.knownDisk; k.uuid != "" {
 		// read with the target (readKnown), not here: View only draws
 		switch {
-		case k.known && k.open:
+		case k.known && (k.open || k.stopped != ""):
 			b.WriteString(para(st.ok, "Known disk: "+k.desc, c.width, "  "))
 		case k.known:
 			b.WriteString(para(st.ok, "Known disk: "+k.desc+" (preparing it again replaces it)", c.width, "  "))
@@ -195,6 +195,7 @@ func (s *detailsScreen) View() (string, int) {
 			b.WriteString(para(st.warn, "⚠ This is "+k.desc+".", c.width, "  "))
 		}
 		b.WriteString(openNowLine(c))
+		b.WriteString(stoppedLine(c))
 	}
 	for _, w := range t.Verdict.Warnings {
 		b.WriteString(para(st.warn, "⚠ "+w, c.width, "  "))

@@ -41,9 +41,11 @@ func keyBack(desc string) key.Binding {
 }
 
 var (
-	keyUp     = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up"))
-	keyDown   = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down"))
-	keyScroll = key.NewBinding(key.WithKeys("up", "k", "down", "j", "pgup", "pgdown"), key.WithHelp("↑↓/jk/pgup/pgdn", "scroll"))
+	keyUp   = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up"))
+	keyDown = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down"))
+	// while an action's core call runs: Ctrl+C does not cut it off
+	keyFinishing = key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "stop (it finishes first)"))
+	keyScroll    = key.NewBinding(key.WithKeys("up", "k", "down", "j", "pgup", "pgdown"), key.WithHelp("↑↓/jk/pgup/pgdn", "scroll"))
 )
 
 // renderHelp draws the footer: the short help wrapped onto as many lines as

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -230,6 +231,7 @@ type shared struct {
 	events    []pipeline.Event // of the last run, as the pipeline sent them
 	runSteps  []pipeline.Step  // the plan's steps when the run began (a copy)
 	runStart  time.Time
+	runTarget string    // the path the run prepares
 	stopTime  time.Time // when a stop was asked for (zero: none)
 	result    *pipeline.Result
 	recorded  string // what recording the last result in the inventory did
@@ -243,6 +245,11 @@ type shared struct {
 	next     screenID            // set by goTo, applied by the root after Update
 	skip     func(screenID) bool // the root's: whether a screen is skipped now
 	quitting bool
+
+	// actions counts the actions (open, passwd, …) whose core call is
+	// running, so that Close waits for them: a passphrase change is never
+	// cut off halfway by the program's end (a hang-up).
+	actions sync.WaitGroup
 }
 
 // goTo asks the root to show screen id once the current Update returns.
@@ -367,12 +374,24 @@ func (m *Model) LastError() error {
 }
 
 // Running reports whether a preparation is in progress.
-func (m *Model) Running() bool { return m.c.run != nil && !m.c.run.finished }
+func (m *Model) Running() bool {
+	return m.c.run != nil && !m.c.run.finished || m.runningAction() != nil
+}
+
+// runningAction is the current screen's action run while core runs it
+// (nil when none runs).
+func (m *Model) runningAction() *actionRun {
+	if a, ok := m.screens[m.cur].(interface{ running() *actionRun }); ok {
+		return a.running()
+	}
+	return nil
+}
 
 // Close stops a run still in progress (the pipeline finishes the current
 // step, closes the volume and releases the disk) and waits for it. Call it
 // after the program has ended.
 func (m *Model) Close() {
+	m.c.actions.Wait()
 	rs := m.c.run
 	if rs == nil {
 		return
@@ -506,6 +525,19 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		m.free = false
 	}
+	if r := m.runningAction(); r != nil {
+		// An action is never cut off halfway: Ctrl+C says so and the
+		// action finishes, its outcome shown; the screen ignores the rest.
+		switch {
+		case key.Matches(msg, c.keys.Interrupt):
+			r.stopAsked = true
+			return nil
+		case key.Matches(msg, m.helpKey()):
+			m.showHelp = !m.showHelp
+			return nil
+		}
+		return s.Update(msg)
+	}
 	if m.cur != scrProgress {
 		switch {
 		case key.Matches(msg, c.keys.Interrupt):
@@ -551,6 +583,10 @@ func (m *Model) bindings() ([]key.Binding, [][]key.Binding) {
 	short := append([]key.Binding(nil), s.ShortHelp()...)
 	full := append([][]key.Binding(nil), s.FullHelp()...)
 	switch {
+	case m.runningAction() != nil:
+		// nothing the screen offers works while core runs
+		short = []key.Binding{m.helpKey(), keyFinishing}
+		full = [][]key.Binding{short}
 	case m.cur == scrProgress:
 		short = append(short, m.helpKey())
 		full = append(full, []key.Binding{m.helpKey()})
@@ -685,10 +721,29 @@ func (m *Model) footer() string {
 	foot := renderHelp(&c.st, short, full, m.showHelp, max(c.width, 20))
 	if sl, ok := m.screens[m.cur].(statusLiner); ok {
 		if st := strings.TrimRight(sl.Status(), "\n"); st != "" {
-			foot = st + "\n" + foot
+			foot = clampStatus(&c.st, st, c.height, strings.Count(foot, "\n")+1) + "\n" + foot
 		}
 	}
 	return foot
+}
+
+// clampStatus keeps a status of many lines (a refusal that quotes a
+// 600-character entry) to half of what the title and the help leave of
+// height, so the help and some of the body stay on screen: its first
+// lines, how many are left out, and its last two (where the reason is).
+func clampStatus(st *styles, status string, height, helpLines int) string {
+	lines := strings.Split(status, "\n")
+	most := max((height-2-helpLines)/2, 3)
+	if height <= 0 || len(lines) <= most {
+		return status
+	}
+	// the reason is at the end, often over its last two lines
+	tail := 2
+	head := most - 1 - tail
+	keep := append([]string(nil), lines[:head]...)
+	keep = append(keep, st.faint.Render(fmt.Sprintf("  [%d more lines of this message]", len(lines)-head-tail)))
+	keep = append(keep, lines[len(lines)-tail:]...)
+	return strings.Join(keep, "\n")
 }
 
 // avail is the number of body lines the frame shows now: the terminal's
@@ -761,6 +816,7 @@ func bodyLines(c *shared, s screen) int {
 func (c *shared) settle(res *pipeline.Result, err error) {
 	if err == nil && res != nil {
 		c.result = res
+		c.dropResults(res.Target)
 		c.results = append(c.results, res)
 		c.runErr = nil
 		return
@@ -772,7 +828,18 @@ func (c *shared) settle(res *pipeline.Result, err error) {
 	if !errors.As(err, &pe) {
 		pe = &pipeline.Error{Kind: pipeline.KindStep, Err: err}
 	}
+	if !pe.Unchanged() {
+		// the run wrote to the disk: what an earlier run verified is gone
+		c.dropResults(c.runTarget)
+	}
 	c.runErr = pe
+}
+
+// dropResults forgets the verified results of target (a path): it was
+// prepared again or retired, so the summary must not call it a verified
+// backup disk.
+func (c *shared) dropResults(target string) {
+	c.results = slices.DeleteFunc(c.results, func(r *pipeline.Result) bool { return r.Target == target })
 }
 
 // runState is a preparation in progress.

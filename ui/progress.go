@@ -89,7 +89,7 @@ func (s *progressScreen) Enter() tea.Cmd {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runState{cancel: cancel, msgs: make(chan tea.Msg), done: make(chan struct{})}
 	c.run, c.result, c.runErr, c.events, c.stopTime = rs, nil, nil, nil, time.Time{}
-	c.runStart = time.Now()
+	c.runStart, c.runTarget = time.Now(), c.target.Path
 	plan, word, invPath := c.plan, c.confirmed, c.cfg.InventoryPath
 	c.runSteps = append([]pipeline.Step(nil), plan.Steps...)
 	c.confirmed = ""

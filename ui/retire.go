@@ -41,6 +41,10 @@ func (s *retireScreen) Enter() tea.Cmd {
 }
 
 func (s *retireScreen) Update(msg tea.Msg) tea.Cmd {
+	if m, ok := msg.(actionDoneMsg); ok && m.err == nil && s.run.running && m.gen == s.run.gen {
+		// retired: no verified result of this disk stays in the summary
+		s.c.dropResults(s.c.target.Path)
+	}
 	return s.update(msg, nil, s.retire, func(msg tea.Msg) bool {
 		before := s.f.Value()
 		s.f, _ = s.f.Update(msg)
@@ -75,6 +79,9 @@ func (s *retireScreen) View() (string, int) {
 		}
 		if r.HeaderBackupNote != "" {
 			b.WriteString(para(st.warn, "⚠ header backup: "+r.HeaderBackupNote, w, "  "))
+		}
+		if r.HostKeyRemoved != "" {
+			b.WriteString(para(lipglossPlain, "This host's key "+r.HostKeyRemoved+" is removed.", w, "  "))
 		}
 		if r.Recorded {
 			b.WriteString(para(st.faint, "The inventory shows it retired; its label is free again.", w, ""))

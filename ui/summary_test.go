@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"luksdock/internal/report"
 	"luksdock/luks"
 	"luksdock/pipeline"
 )
@@ -43,8 +44,15 @@ func TestAfterWizardSaysHowToContinue(t *testing.T) {
 		}
 	}
 	var back *pipeline.Error
-	if !errors.As(AfterWizard(pe), &back) || back != pe {
+	if !errors.As(AfterWizard(pe), &back) || back.Kind != pe.Kind || back.Err != pe.Err {
 		t.Error("AfterWizard hides the pipeline's error")
+	}
+	// the disk state printed after it ("luksdock: disk state: …") too
+	pe.State = "partitioned, LUKS header, partly erased, no filesystem: run the same command again to continue (erase stopped at 1 GiB of 2 GiB, 50%)"
+	var out strings.Builder
+	report.Failure(&out, AfterWizard(pe))
+	if got := out.String(); strings.Contains(got, "same command") || !strings.Contains(got, "disk state: partitioned, LUKS header, partly erased, no filesystem: run luksdock again and choose this disk with the same choices to continue") {
+		t.Errorf("after the wizard, the disk state says:\n%s", got)
 	}
 	if AfterWizard(nil) != nil {
 		t.Error("AfterWizard(nil) is not nil")

@@ -1,6 +1,11 @@
 package ui
 
-import "strings"
+import (
+	"errors"
+	"strings"
+
+	"luksdock/pipeline"
+)
 
 // The pipeline speaks to the command line: its refusals and advice name
 // flags (--owner, --erase). The wizard's user never saw those flags; each
@@ -54,3 +59,21 @@ type afterErr struct{ err error }
 
 func (e afterErr) Error() string { return afterWords.Replace(e.err.Error()) }
 func (e afterErr) Unwrap() error { return e.err }
+
+// As gives the pipeline's error with the disk's state in the same words
+// (luksdock prints "disk state: …" from it): a copy, Kind and Err as they
+// were, so the exit code is the pipeline's.
+func (e afterErr) As(target any) bool {
+	pp, ok := target.(**pipeline.Error)
+	if !ok {
+		return false
+	}
+	var pe *pipeline.Error
+	if !errors.As(e.err, &pe) {
+		return false
+	}
+	c := *pe
+	c.State = afterWords.Replace(pe.State)
+	*pp = &c
+	return true
+}

@@ -90,6 +90,9 @@ func Retired(w, stderr io.Writer, res *core.Retired, text bool) {
 			Warnf(stderr, "HEADER BACKUP NOT REMOVED: %s", res.HeaderBackupNote)
 		}
 	}
+	if res.HostKeyRemoved != "" {
+		fmt.Fprintf(w, "  host key: %s removed (it opened the disk on this host)\n", res.HostKeyRemoved)
+	}
 	if res.Recorded {
 		fmt.Fprintf(w, "  inventory: %s marked retired on %s; the label is free\n", res.Label, res.Time.Format("2006-01-02"))
 	}

@@ -1,0 +1,78 @@
+package ui
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"luksdock/internal/testkit"
+)
+
+// Ctrl+C while Change passphrase runs (its new keyslot's key derivation
+// takes seconds) does not cut the change off halfway: before, the wizard
+// quit at once, exited 0 and said nothing, while core.Passwd was abandoned
+// in the middle (a keyslot added and the old one not removed, the
+// inventory not told). Now the change finishes, the screen says it was not
+// stopped halfway and shows the outcome; the new passphrase opens the disk
+// and the old one no longer does; q then quits with 0.
+func TestTerminalStopDuringPasswd(t *testing.T) {
+	img, _ := knownImage(t, "wzstop01")
+	dir := filepath.Dir(img)
+	cmd := fmt.Sprintf("%s --image %s --engine userspace --pbkdf argon2id --pbkdf-memory 65536 --iter-time 1500 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
+		testkit.Luksdock(t), img, dir, dir, dir)
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color"}
+	for _, k := range []string{"LUKSDOCK_INVENTORY", "LUKSDOCK_RUN_DIR", "LUKSDOCK_CONFIG_DIR"} {
+		env = append(env, k+"="+os.Getenv(k))
+	}
+	const w, h = 80, 24
+	tm := newTmux(t, w, h, env, cmd)
+	tm.waitFor(15*time.Second, "Choose", "disk.img")
+	tm.keys("Enter")
+	tm.waitFor(15*time.Second, "Known disk: wzstop01")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "What to do with this disk", "› Open")
+	tm.keys("Down")
+	tm.waitFor(5*time.Second, "› Change passphrase")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "› Old secret")
+	const newPass = "Zebra 42 juggles @ dawn"
+	tm.text(testPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Enter")
+	tm.waitFor(30*time.Second, "Adding the new passphrase")
+	tm.keys("C-c")
+	s := tm.waitFor(5*time.Second, "does not stop this halfway")
+	if !strings.Contains(s, "ctrl+c stop (it finishes first)") || strings.Contains(s, "esc back") {
+		t.Errorf("the help while the change runs offers keys that do nothing:\n%s", s)
+	}
+	tm.checkScreen(w, h)
+	tm.waitFor(180*time.Second, "changed (keyslot")
+	tm.checkScreen(w, h)
+	if !opens(t, img, newPass) || opens(t, img, testPass) {
+		t.Errorf("after the change: the new passphrase opens %v, the old one %v", opens(t, img, newPass), opens(t, img, testPass))
+	}
+	if n := keyslots(t, img); n != 2 {
+		t.Errorf("%d keyslots after the change, want 2 (passphrase and recovery key)", n)
+	}
+	tm.keys("q")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "rc"))
+		if err == nil {
+			if rc := strings.TrimSpace(string(b)); rc != "0" {
+				t.Errorf("the wizard exited %s after the finished change, want 0", rc)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wizard did not quit on q:\n%s", tm.screen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,11 +46,5 @@ func (vo *verifyOptions) run(cmd *cobra.Command) (err error) {
 	ran = true
 	ctx := pipeline.WithMaxUnlockTime(context.Background(), vo.maxUnlock)
 	_, err = pipeline.VerifyWithRecoveryKey(ctx, t, pass, rk, pipeline.Engine(vo.engine), report.Events(out, vo.asJSON, 1))
-	if pipeline.KindOf(err) == pipeline.KindNotVerified {
-		if r := pipeline.SavedErase(t); r != nil {
-			// not a damaged disk: one whose preparation did not finish
-			return fmt.Errorf("%w; its preparation was interrupted (%s): prepare it again with the same label and options (luksdock prepare, or Continue preparing in the wizard) to continue", err, r)
-		}
-	}
 	return err
 }

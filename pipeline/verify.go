@@ -117,6 +117,10 @@ func VerifyWithRecoveryKey(ctx context.Context, t *Target, pass, recoveryKey []b
 		emit = func(Event) {}
 	}
 	fail := func(kind Kind, err error) (*Result, error) {
+		if r := SavedErase(t); kind == KindNotVerified && r != nil {
+			// not a damaged disk: one whose preparation did not finish
+			err = fmt.Errorf("%w; its preparation was interrupted (%s): prepare it again with the same label and options (luksdock prepare, or Continue preparing in the wizard) to continue", err, r)
+		}
 		emit(Event{Time: time.Now(), Kind: EventFailed, Step: StepVerify, Message: err.Error(), Failure: kind})
 		return nil, &Error{Kind: kind, Step: StepVerify, Err: err}
 	}

@@ -109,7 +109,7 @@ func TestInterruptedRunForgetsDestroyedVolume(t *testing.T) {
 
 	// a finished run over a disk removes this host's key of the volume it replaced
 	enrolled(now)
-	res, _, err = RunPlan(context.Background(), plan(pipeline.Options{Label: "backups05"}), inv, "d.img", pass, func(pipeline.Event) {})
+	_, _, err = RunPlan(context.Background(), plan(pipeline.Options{Label: "backups05"}), inv, "d.img", pass, func(pipeline.Event) {})
 	if err != nil {
 		t.Fatal(err)
 	}

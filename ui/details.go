@@ -148,34 +148,8 @@ func (s *detailsScreen) View() (string, int) {
 			kv("Size", fmt.Sprintf("%s (%d bytes)", disk.SizeString(t.Size), t.Size))
 			kv("Holds", t.Content.String())
 		}
-	} else if d := t.Disk; d != nil {
-		kv("Disk", d.Path+"  ("+d.MajMin+")")
-		kv("Model", strings.TrimSpace(d.VendorModel()+" "+d.Revision))
-		serial := d.Serial
-		if d.WWN != "" {
-			serial += "  WWN " + d.WWN
-		}
-		kv("Serial", serial)
-		kv("Size", fmt.Sprintf("%s (%d bytes)", disk.SizeString(d.Size), d.Size))
-		tr := d.Transport
-		if d.USB != nil {
-			usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
-			tr += fmt.Sprintf(" — %s, port %s, %s Mbit/s", usb, d.USB.Port, d.USB.Speed)
-		}
-		kv("Transport", tr)
-		rot := "solid state"
-		if d.Rotational {
-			rot = "rotational"
-		}
-		kv("Sectors", fmt.Sprintf("%d-byte logical, %d-byte physical; %s", d.LogicalSector, d.PhysicalSector, rot))
-		kv("Holds", t.Content.String())
-		if h := t.Health; h != nil {
-			hs := lipglossPlain
-			if h.Bad() {
-				hs = st.err
-			}
-			b.WriteString(c.kv("Health", h.Summary(), hs))
-		}
+	} else if t.Disk != nil {
+		writeDiskRows(&b, c, t)
 	}
 	for _, p := range t.Parts {
 		name := p.Name
@@ -234,4 +208,39 @@ func uuidSuffix(s disk.Signature) string {
 		return ", UUID " + s.UUID
 	}
 	return ""
+}
+
+// writeDiskRows writes what discovery found about the docked disk of t:
+// its identity, the dock, its sectors, what it holds and its health.
+func writeDiskRows(b *strings.Builder, c *shared, t *pipeline.Target) {
+	kv := func(k, v string) { b.WriteString(c.kv(k, v, lipglossPlain)) }
+	st := &c.st
+	d := t.Disk
+	kv("Disk", d.Path+"  ("+d.MajMin+")")
+	kv("Model", strings.TrimSpace(d.VendorModel()+" "+d.Revision))
+	serial := d.Serial
+	if d.WWN != "" {
+		serial += "  WWN " + d.WWN
+	}
+	kv("Serial", serial)
+	kv("Size", fmt.Sprintf("%s (%d bytes)", disk.SizeString(d.Size), d.Size))
+	tr := d.Transport
+	if d.USB != nil {
+		usb := strings.Join(strings.Fields(fmt.Sprintf("USB %s:%s %s %s", d.USB.VendorID, d.USB.ProductID, d.USB.Manufacturer, d.USB.Product)), " ")
+		tr += fmt.Sprintf(" — %s, port %s, %s Mbit/s", usb, d.USB.Port, d.USB.Speed)
+	}
+	kv("Transport", tr)
+	rot := "solid state"
+	if d.Rotational {
+		rot = "rotational"
+	}
+	kv("Sectors", fmt.Sprintf("%d-byte logical, %d-byte physical; %s", d.LogicalSector, d.PhysicalSector, rot))
+	kv("Holds", t.Content.String())
+	if h := t.Health; h != nil {
+		hs := lipglossPlain
+		if h.Bad() {
+			hs = st.err
+		}
+		b.WriteString(c.kv("Health", h.Summary(), hs))
+	}
 }

@@ -95,6 +95,7 @@ func (s *actionBase) took(m actionDoneMsg) bool {
 	}
 	if m.res != nil {
 		s.res = m.res
+		s.c.done = noteAction(s.c.done, s.act, m.res)
 	}
 	return true
 }

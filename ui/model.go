@@ -237,6 +237,7 @@ type shared struct {
 	recorded  string // what recording the last result in the inventory did
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
+	done      []actionDone // what the actions did, for the exit summary
 
 	// bodyAvail is how many body lines the frame shows (Model.avail),
 	// kept up to date by Model.Update for the screens' scrolling.
@@ -363,6 +364,10 @@ func New(cfg Config) *Model {
 
 // Results are the disks prepared and verified in this session.
 func (m *Model) Results() []*pipeline.Result { return m.c.results }
+
+// ActionsDone are the exit summary's lines for what the actions did (and
+// left: a disk still open).
+func (m *Model) ActionsDone() []string { return actionLines(m.c.done) }
 
 // LastError is the error of the last run when it did not succeed (and no
 // later run did), else nil.

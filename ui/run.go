@@ -137,7 +137,7 @@ func Run(o RunOptions) error {
 			}
 		}
 	} else {
-		fmt.Fprint(o.Out, Summary(m.Results(), m.LastError()))
+		fmt.Fprint(o.Out, Summary(m.Results(), m.LastError(), m.ActionsDone()...))
 	}
 	if err := m.LastError(); err != nil {
 		return AfterWizard(err) // its advice in the wizard's terms

@@ -40,6 +40,7 @@ type snapshot struct {
 	lastErr  error
 	running  bool
 	openPath string
+	actions  []string // Model.ActionsDone: the exit summary's action lines
 }
 
 // titleRe reads the title line: "luksdock · 3/9 Options".
@@ -119,6 +120,7 @@ func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		ch <- snapshot{
 			screen: sc, view: v, body: ansi.Strip(body),
 			results: p.m.Results(), lastErr: p.m.LastError(), running: p.m.Running(), openPath: p.openPath,
+			actions: p.m.ActionsDone(),
 		}
 		return p, nil
 	}

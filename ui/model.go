@@ -383,6 +383,23 @@ func (m *Model) Running() bool {
 	return m.c.run != nil && !m.c.run.finished || m.runningAction() != nil
 }
 
+// StopNote is what a run still in progress does before the wizard ends
+// (for "stopping safely: …" when the program was ended by a signal); ""
+// when nothing runs. A prepare finishes its step; an action finishes
+// (it is never cut off halfway).
+func (m *Model) StopNote() string {
+	if m.c.run != nil && !m.c.run.finished {
+		return "the step in progress finishes, then the volume is closed and the disk released…"
+	}
+	if m.runningAction() == nil {
+		return ""
+	}
+	if a, ok := m.screens[m.cur].(interface{ doing() string }); ok {
+		return "the " + a.doing() + " in progress finishes first…"
+	}
+	return "the action in progress finishes first…"
+}
+
 // runningAction is the current screen's action run while core runs it
 // (nil when none runs).
 func (m *Model) runningAction() *actionRun {

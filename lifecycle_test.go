@@ -304,7 +304,9 @@ func TestPasswdAndRecoveryKeyImage(t *testing.T) {
 	// so: not "interrupted"; nothing written), a foreign file is refused.
 	before := luksDumpOf(t, img)
 	code, out, errs = cli(t, newPass+"\n", append([]string{"recovery-key", "--replace", "--image", img, "--passphrase-file", "-", "--recovery-key", nk}, smallKDF...)...)
-	if code != 0 || strings.Contains(out, "interrupted") || !strings.Contains(out, "the change was already complete") {
+	if code != 0 || strings.Contains(out, "interrupted") || !strings.Contains(out, "the change was already complete") ||
+		strings.Contains(out, "written to") || strings.Contains(out, "is replaced") || !strings.Contains(out, "already complete: the new recovery key opens keyslot") ||
+		!strings.Contains(out, "the one in "+nk+" (already there; nothing written now)") {
 		t.Errorf("recovery-key --replace again on a completed change: exit %d\n%s%s", code, out, errs)
 	}
 	if after := luksDumpOf(t, img); after != before {

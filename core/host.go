@@ -189,7 +189,15 @@ func EnrollMethod(ctx context.Context, d luks.Device, passphrase []byte, method 
 	return h, nil
 }
 
+// enrollKeyFile adds a keyslot for a new host key kept in kf. The
+// passphrase is checked first (luksdock's own LUKS code), so a wrong one
+// writes nothing on this host: not even the key directory.
 func enrollKeyFile(ctx context.Context, d luks.Device, kf string, passphrase []byte) (int, error) {
+	if _, vk, err := luks.UnsealKey(d, passphrase); err != nil {
+		return -1, err
+	} else {
+		clear(vk)
+	}
 	key := secret.New(32) // locked, outside the heap (docs/secrets.md)
 	defer secret.Free(key)
 	if _, err := rand.Read(key); err != nil {

@@ -56,6 +56,7 @@ type knownDisk struct {
 	enrolled  bool   // this host holds a key for it
 	inventory bool   // the inventory has a record of it
 	label     string // its label (the inventory's, else its token's)
+	set       string // its rotation set (the inventory's, else its token's)
 	// stopped is where an interrupted preparation of it stopped (its erase
 	// position is saved: pipeline.SavedErase), "" when none did: it is
 	// not a finished backup disk, and preparing it again continues.
@@ -84,9 +85,9 @@ func readKnown(t *pipeline.Target, inv *inventory.File) knownDisk {
 	}
 	switch {
 	case r != nil:
-		k.inventory, k.label = true, r.Label
+		k.inventory, k.label, k.set = true, r.Label, r.Set
 	case meta != nil:
-		k.label = meta.Label
+		k.label, k.set = meta.Label, meta.Set
 	}
 	if d, ok := core.LUKSDevice(t.Path, t.Content, t.Parts); ok {
 		if info, err := luks.ReadHeaderDevice(d); err == nil {

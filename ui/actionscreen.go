@@ -66,6 +66,20 @@ func (s *actionBase) start() func(res any, err error) tea.Msg {
 	}
 }
 
+// actionNouns name what each action does, for "the … in progress".
+var actionNouns = map[action]string{
+	actOpen: "unlock and mount", actClose: "close", actPasswd: "passphrase change",
+	actRecoveryKey: "recovery key replacement", actEnroll: "host enrollment", actRetire: "retire (crypto-erase)",
+}
+
+// doing names what the action does (Model.StopNote).
+func (s *actionBase) doing() string {
+	if n := actionNouns[s.act]; n != "" {
+		return n
+	}
+	return string(s.act)
+}
+
 // running is the action's run while core runs (nil when it does not).
 func (s *actionBase) running() *actionRun {
 	if s.run.running {
@@ -95,6 +109,7 @@ func (s *actionBase) took(m actionDoneMsg) bool {
 	}
 	if m.res != nil {
 		s.res = m.res
+		s.c.done = noteAction(s.c.done, s.act, m.res)
 	}
 	return true
 }

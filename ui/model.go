@@ -237,6 +237,7 @@ type shared struct {
 	recorded  string // what recording the last result in the inventory did
 	runErr    *pipeline.Error
 	results   []*pipeline.Result
+	done      []actionDone // what the actions did, for the exit summary
 
 	// bodyAvail is how many body lines the frame shows (Model.avail),
 	// kept up to date by Model.Update for the screens' scrolling.
@@ -364,6 +365,10 @@ func New(cfg Config) *Model {
 // Results are the disks prepared and verified in this session.
 func (m *Model) Results() []*pipeline.Result { return m.c.results }
 
+// ActionsDone are the exit summary's lines for what the actions did (and
+// left: a disk still open).
+func (m *Model) ActionsDone() []string { return actionLines(m.c.done) }
+
 // LastError is the error of the last run when it did not succeed (and no
 // later run did), else nil.
 func (m *Model) LastError() error {
@@ -376,6 +381,23 @@ func (m *Model) LastError() error {
 // Running reports whether a preparation is in progress.
 func (m *Model) Running() bool {
 	return m.c.run != nil && !m.c.run.finished || m.runningAction() != nil
+}
+
+// StopNote is what a run still in progress does before the wizard ends
+// (for "stopping safely: …" when the program was ended by a signal); ""
+// when nothing runs. A prepare finishes its step; an action finishes
+// (it is never cut off halfway).
+func (m *Model) StopNote() string {
+	if m.c.run != nil && !m.c.run.finished {
+		return "the step in progress finishes, then the volume is closed and the disk released…"
+	}
+	if m.runningAction() == nil {
+		return ""
+	}
+	if a, ok := m.screens[m.cur].(interface{ doing() string }); ok {
+		return "the " + a.doing() + " in progress finishes first…"
+	}
+	return "the action in progress finishes first…"
 }
 
 // runningAction is the current screen's action run while core runs it

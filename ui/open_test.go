@@ -50,6 +50,13 @@ func TestActionOpenThenClose(t *testing.T) {
 		t.Errorf("/proc/mounts: %s is not ext4: %s", mnt, l)
 	}
 
+	// Quitting now, the exit summary says the disk is left open and how
+	// to close it.
+	sum := flat(Summary(s.results, s.lastErr, s.actions...))
+	if want := "wzopen01 is open, mounted at " + mnt + " — luksdock close --label wzopen01 (or Close in the wizard) before you undock it."; !strings.Contains(sum, want) || strings.Contains(sum, "No disk was prepared") {
+		t.Errorf("the exit summary after Open lacks %q:\n%s", want, sum)
+	}
+
 	// Back on the list the disk is open: its actions offer Close.
 	h.enter()
 	h.onScreen(scrDisks)
@@ -77,5 +84,9 @@ func TestActionOpenThenClose(t *testing.T) {
 		t.Errorf("still in /proc/mounts after Close: %s", l)
 	}
 	h.enter()
-	h.onScreen(scrDisks)
+	s = h.onScreen(scrDisks)
+	// closed, the summary no longer says it is open
+	if sum := flat(Summary(s.results, s.lastErr, s.actions...)); !strings.Contains(sum, "wzopen01 was closed") || strings.Contains(sum, "is open") {
+		t.Errorf("the exit summary after Close:\n%s", sum)
+	}
 }

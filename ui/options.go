@@ -338,10 +338,16 @@ func (s *optionsScreen) seenLabels() []string {
 
 // suggest is the label for the next disk: the one rule of
 // inventory.SuggestLabel (the set's numbering, no label any known or
-// attached disk has; without an inventory, the first free backupsNN).
+// attached disk has; without an inventory, the first free backupsNN). A
+// known disk prepared again keeps its own label in its own set: its old
+// volume is the one being replaced (inventory.CheckLabel does not count
+// it), as with luksdock prepare --label over it.
 func (s *optionsScreen) suggest() string {
 	if s.saved != nil {
 		return s.saved.Label
+	}
+	if k := s.c.knownDisk; k.known && k.label != "" && strings.TrimSpace(s.set.f.Value()) == k.set {
+		return k.label
 	}
 	return inventory.SuggestLabel(s.c.inv, strings.TrimSpace(s.set.f.Value()), s.seenLabels())
 }
@@ -352,6 +358,9 @@ func (s *optionsScreen) Enter() tea.Cmd {
 		s.session = s.c.session
 		// a new choice: start from the top with a fresh suggestion
 		s.saved = pipeline.SavedErase(s.c.target)
+		if k := s.c.knownDisk; k.known && k.label != "" && s.saved == nil {
+			s.set.f.SetValue(k.set)
+		}
 		s.suggestion = s.suggest()
 		s.label.f.SetValue(s.suggestion)
 		s.proposeSaved()

@@ -124,8 +124,8 @@ func Run(o RunOptions) error {
 	in.wipe()
 	// A run still in progress (the program was ended by a signal) finishes
 	// its step, closes the volume and releases the disk before we return.
-	if m.Running() {
-		fmt.Fprintln(o.Err, "luksdock: stopping safely: the step in progress finishes, then the volume is closed and the disk released…")
+	if n := m.StopNote(); n != "" {
+		fmt.Fprintln(o.Err, "luksdock: stopping safely: "+n)
 	}
 	m.Close()
 	core.JournalWizard(m.Results(), m.LastError(), hungUp())
@@ -137,7 +137,7 @@ func Run(o RunOptions) error {
 			}
 		}
 	} else {
-		fmt.Fprint(o.Out, Summary(m.Results(), m.LastError()))
+		fmt.Fprint(o.Out, Summary(m.Results(), m.LastError(), m.ActionsDone()...))
 	}
 	if err := m.LastError(); err != nil {
 		return AfterWizard(err) // its advice in the wizard's terms

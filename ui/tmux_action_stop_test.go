@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,57 @@ func TestTerminalStopDuringPasswd(t *testing.T) {
 			t.Fatalf("the wizard did not quit on q:\n%s", tm.screen())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A hang-up while Change passphrase runs: the change finishes (as for
+// Ctrl+C) and standard error says so in the action's terms, not a
+// prepare's ("the step in progress …, the volume is closed").
+func TestTerminalHangupDuringPasswd(t *testing.T) {
+	img, _ := knownImage(t, "wzhup01")
+	dir := filepath.Dir(img)
+	// exec: luksdock is the pane's process, the session leader the hang-up reaches
+	cmd := fmt.Sprintf("exec %s --image %s --engine userspace --pbkdf argon2id --pbkdf-memory 65536 --iter-time 1500 >%s/out.txt 2>%s/err.txt",
+		testkit.Luksdock(t), img, dir, dir)
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color"}
+	for _, k := range []string{"LUKSDOCK_INVENTORY", "LUKSDOCK_RUN_DIR", "LUKSDOCK_CONFIG_DIR"} {
+		env = append(env, k+"="+os.Getenv(k))
+	}
+	tm := newTmux(t, 80, 24, env, cmd)
+	pid, err := strconv.Atoi(strings.TrimSpace(tm.run("display-message", "-p", "-t", tm.target, "#{pane_pid}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm.waitFor(15*time.Second, "Choose", "disk.img")
+	tm.keys("Enter")
+	tm.waitFor(15*time.Second, "Known disk: wzhup01")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "What to do with this disk", "› Open")
+	tm.keys("Down")
+	tm.waitFor(5*time.Second, "› Change passphrase")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "› Old secret")
+	const newPass = "Zebra 42 juggles @ dawn"
+	tm.text(testPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Enter")
+	tm.waitFor(30*time.Second, "Adding the new passphrase")
+	tm.run("kill-server") // the terminal is gone: SIGHUP
+	deadline := time.Now().Add(3 * time.Minute)
+	for !procGone(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !procGone(pid) {
+		t.Fatalf("luksdock (pid %d) still runs 3 minutes after the hang-up", pid)
+	}
+	errs, _ := os.ReadFile(filepath.Join(dir, "err.txt"))
+	if e := string(errs); !strings.Contains(e, "stopping safely: the passphrase change in progress finishes first") || strings.Contains(e, "the step in progress") {
+		t.Errorf("standard error after a hang-up during Change passphrase:\n%s", e)
+	}
+	if !opens(t, img, newPass) || opens(t, img, testPass) {
+		t.Errorf("after the hang-up: the new passphrase opens %v, the old one %v", opens(t, img, newPass), opens(t, img, testPass))
 	}
 }

@@ -40,6 +40,7 @@ type snapshot struct {
 	lastErr  error
 	running  bool
 	openPath string
+	actions  []string // Model.ActionsDone: the exit summary's action lines
 }
 
 // titleRe reads the title line: "luksdock · 3/9 Options".
@@ -119,6 +120,7 @@ func (p *probe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		ch <- snapshot{
 			screen: sc, view: v, body: ansi.Strip(body),
 			results: p.m.Results(), lastErr: p.m.LastError(), running: p.m.Running(), openPath: p.openPath,
+			actions: p.m.ActionsDone(),
 		}
 		return p, nil
 	}
@@ -1020,6 +1022,13 @@ func TestKnownDiskAndSet(t *testing.T) {
 				t.Errorf("details lack %q:\n%s", want, s.body)
 			}
 			h.walkTo(scrOptions) // a known disk: Actions, Prepare again
+			if known {
+				// prepared again, it keeps its own label in its own set:
+				// its old volume is the one replaced
+				h.waitFor("its own label and set proposed", 5*time.Second, func(s snapshot) bool {
+					return s.field("Label") == "backups07" && s.field("Set") == "offsite" && strings.Contains(s.body, "✓ ready")
+				})
+			}
 			// table, LUKS version, header backup, recovery key, set
 			for range 5 {
 				h.key(tea.KeyTab)
@@ -1031,9 +1040,9 @@ func TestKnownDiskAndSet(t *testing.T) {
 			})
 			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 			h.typ("offsite")
-			next := "backups03"
+			next, free := "backups03", "backups03"
 			if known {
-				next = "backups08"
+				next, free = "backups07", "backups08"
 			}
 			h.waitFor("the label of the set's next disk", 5*time.Second, func(s snapshot) bool {
 				return s.field("Label") == next && strings.Contains(s.body, "✓ ready")
@@ -1049,7 +1058,7 @@ func TestKnownDiskAndSet(t *testing.T) {
 			h.enter()
 			h.waitFor("the set's label clash refused", 5*time.Second, func(s snapshot) bool {
 				return s.screen == scrOptions && strings.Contains(flat(s.view), "two disks of a set must not share a label: label backups02: the inventory already has backups02 in set offsite") &&
-					strings.Contains(flat(s.view), "Next free label: "+next)
+					strings.Contains(flat(s.view), "Next free label: "+free)
 			})
 			h.tm.Send(tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl})
 			h.typ(next)

@@ -43,15 +43,26 @@ func KeyChange(w, stderr io.Writer, r *core.KeyChange, what string) {
 	if n := r.Note(what); n != "" {
 		fmt.Fprintln(w, n)
 	}
-	fmt.Fprintf(w, "%s: the %s is replaced (keyslot %d", r.Target, what, r.NewSlot)
-	if r.OldSlot >= 0 {
-		fmt.Fprintf(w, "; keyslot %d removed", r.OldSlot)
+	if r.AlreadyDone {
+		fmt.Fprintf(w, "%s: already complete: the new %s opens keyslot %d; nothing written\n", r.Target, what, r.NewSlot)
+	} else {
+		fmt.Fprintf(w, "%s: the %s is replaced (keyslot %d", r.Target, what, r.NewSlot)
+		if r.OldSlot >= 0 {
+			fmt.Fprintf(w, "; keyslot %d removed", r.OldSlot)
+		}
+		fmt.Fprintln(w, ")")
 	}
-	fmt.Fprintf(w, ")\n  proved:       %s\n", r.Proved)
+	fmt.Fprintf(w, "  proved:       %s\n", r.Proved)
 	if r.Strength != nil {
 		fmt.Fprintf(w, "  strength:     %s\n", r.Strength.Summary())
 	}
-	if r.RecoveryKeyFile != "" {
+	switch {
+	case r.RecoveryKeyFile == "":
+	case r.AlreadyDone:
+		fmt.Fprintf(w, "  recovery key: the one in %s (already there; nothing written now); print it, keep the paper away from this disk, then delete the file\n", r.RecoveryKeyFile)
+	case r.Resumed:
+		fmt.Fprintf(w, "  recovery key: the one in %s (written by the interrupted run); print it, keep the paper away from this disk, then delete the file\n", r.RecoveryKeyFile)
+	default:
 		fmt.Fprintf(w, "  recovery key: written to %s: print it, keep the paper away from this disk, then delete the file\n", r.RecoveryKeyFile)
 	}
 	if r.Recorded {

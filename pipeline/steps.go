@@ -285,12 +285,12 @@ func (p *Plan) partitionNote() string {
 func (p *Plan) formatCommand(f cmdFacts) string {
 	o := p.Opts
 	a := luks.FormatArgs(f.part, luks.FormatOptions{LUKS1: o.LUKS1, Label: o.Label, Subsystem: o.Set, PBKDF: o.PBKDF})
-	// By hand the passphrase is typed at cryptsetup's prompt: twice, so a
-	// typo does not go unnoticed (--batch-mode alone asks once). luksdock
-	// gives it on a pipe (formatNote), yet the plan, the --dry-run script
-	// and the run's start event (the Progress screen) show one command:
-	// the one to type.
-	a = slices.Insert(a, 2, "--verify-passphrase")
+	if !f.run {
+		// By hand the passphrase is typed at cryptsetup's prompt: twice,
+		// so a typo does not go unnoticed (--batch-mode alone asks once).
+		// luksdock gives it on a pipe, where cryptsetup cannot ask twice.
+		a = slices.Insert(a, 2, "--verify-passphrase")
+	}
 	return "cryptsetup " + strings.Join(a, " ")
 }
 

@@ -1,8 +1,6 @@
 package ui
 
 import (
-	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,31 +23,7 @@ func TestInterruptedEraseOffersContinue(t *testing.T) {
 	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "losetup")
 	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
 	t.Setenv("LUKSDOCK_INVENTORY", filepath.Join(t.TempDir(), "inventory.json"))
-	img := filepath.Join(t.TempDir(), "big.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	tg, err := pipeline.ImageTarget(img, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.NewPlan(tg, pipeline.Options{Label: "backups08", Table: disk.TableGPT, Erase: true, PBKDF: testPBKDF})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err = p.Run(ctx, "big.img", []byte(testPass), func(e pipeline.Event) {
-		if e.Kind == pipeline.EventProgress && e.Step == pipeline.StepErase {
-			cancel()
-		}
-	})
-	if pipeline.KindOf(err) != pipeline.KindInterrupted {
-		t.Fatalf("setup: the erase was not interrupted: %v", err)
-	}
+	img := interruptedErase(t, 256<<20, pipeline.Options{Label: "backups08", Table: disk.TableGPT, Erase: true, PBKDF: testPBKDF})
 
 	h := start(t, imageConfig(img, 0), nil)
 	s := h.walkTo(scrDetails)

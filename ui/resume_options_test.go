@@ -25,31 +25,7 @@ import (
 func TestSavedEraseProposesItsOptions(t *testing.T) {
 	testkit.NeedTools(t, "cryptsetup", "mkfs.ext4", "sfdisk", "losetup")
 	t.Setenv("LUKSDOCK_STATE_DIR", t.TempDir())
-	img := filepath.Join(t.TempDir(), "big.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	tg, err := pipeline.ImageTarget(img, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.NewPlan(tg, pipeline.Options{Label: "backups08", Table: disk.TableNone, Erase: true, SurfaceCheck: true, PBKDF: testPBKDF})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err = p.Run(ctx, "big.img", []byte(testPass), func(e pipeline.Event) {
-		if e.Kind == pipeline.EventProgress && e.Step == pipeline.StepErase {
-			cancel()
-		}
-	})
-	if pipeline.KindOf(err) != pipeline.KindInterrupted {
-		t.Fatalf("setup: the erase was not interrupted: %v", err)
-	}
+	img := interruptedErase(t, 256<<20, pipeline.Options{Label: "backups08", Table: disk.TableNone, Erase: true, SurfaceCheck: true, PBKDF: testPBKDF})
 
 	h := start(t, imageConfig(img, 0), nil)
 	h.toOptions()
@@ -70,4 +46,38 @@ func TestSavedEraseProposesItsOptions(t *testing.T) {
 	if body := flat(s.body); !strings.Contains(body, "Continue the interrupted erase") || strings.Contains(body, "starting over") {
 		t.Errorf("the plan with the proposed options does not continue the erase:\n%s", s.body)
 	}
+}
+
+// interruptedErase makes an image of size bytes and prepares it with opts
+// (an erase among them) until the erase's first progress event, where it
+// stops the run as Ctrl+C does: the image is left partly erased, its
+// position saved in the state directory.
+func interruptedErase(t *testing.T, size int64, opts pipeline.Options) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "big.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := pipeline.ImageTarget(img, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.NewPlan(tg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = p.Run(ctx, filepath.Base(img), []byte(testPass), func(e pipeline.Event) {
+		if e.Kind == pipeline.EventProgress && e.Step == pipeline.StepErase {
+			cancel()
+		}
+	})
+	if pipeline.KindOf(err) != pipeline.KindInterrupted {
+		t.Fatalf("setup: the erase was not interrupted: %v", err)
+	}
+	return img
 }

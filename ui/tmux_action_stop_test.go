@@ -20,33 +20,8 @@ import (
 // stopped halfway and shows the outcome; the new passphrase opens the disk
 // and the old one no longer does; q then quits with 0.
 func TestTerminalStopDuringPasswd(t *testing.T) {
-	img, _ := knownImage(t, "wzstop01")
-	dir := filepath.Dir(img)
-	cmd := fmt.Sprintf("%s --image %s --engine userspace --pbkdf argon2id --pbkdf-memory 65536 --iter-time 1500 >%s/out.txt 2>%s/err.txt; echo $? >%s/rc; sleep 60",
-		testkit.Luksdock(t), img, dir, dir, dir)
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color"}
-	for _, k := range []string{"LUKSDOCK_INVENTORY", "LUKSDOCK_RUN_DIR", "LUKSDOCK_CONFIG_DIR"} {
-		env = append(env, k+"="+os.Getenv(k))
-	}
 	const w, h = 80, 24
-	tm := newTmux(t, w, h, env, cmd)
-	tm.waitFor(15*time.Second, "Choose", "disk.img")
-	tm.keys("Enter")
-	tm.waitFor(15*time.Second, "Known disk: wzstop01")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "What to do with this disk", "› Open")
-	tm.keys("Down")
-	tm.waitFor(5*time.Second, "› Change passphrase")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "› Old secret")
-	const newPass = "Zebra 42 juggles @ dawn"
-	tm.text(testPass)
-	tm.keys("Tab")
-	tm.text(newPass)
-	tm.keys("Tab")
-	tm.text(newPass)
-	tm.keys("Enter")
-	tm.waitFor(30*time.Second, "Adding the new passphrase")
+	tm, img, dir := passwdRunning(t, "wzstop01", false, w, h)
 	tm.keys("C-c")
 	s := tm.waitFor(5*time.Second, "does not stop this halfway")
 	if !strings.Contains(s, "ctrl+c stop (it finishes first)") || strings.Contains(s, "esc back") {
@@ -82,37 +57,11 @@ func TestTerminalStopDuringPasswd(t *testing.T) {
 // Ctrl+C) and standard error says so in the action's terms, not a
 // prepare's ("the step in progress …, the volume is closed").
 func TestTerminalHangupDuringPasswd(t *testing.T) {
-	img, _ := knownImage(t, "wzhup01")
-	dir := filepath.Dir(img)
-	// exec: luksdock is the pane's process, the session leader the hang-up reaches
-	cmd := fmt.Sprintf("exec %s --image %s --engine userspace --pbkdf argon2id --pbkdf-memory 65536 --iter-time 1500 >%s/out.txt 2>%s/err.txt",
-		testkit.Luksdock(t), img, dir, dir)
-	env := []string{"NO_COLOR=1", "TERM=xterm-256color"}
-	for _, k := range []string{"LUKSDOCK_INVENTORY", "LUKSDOCK_RUN_DIR", "LUKSDOCK_CONFIG_DIR"} {
-		env = append(env, k+"="+os.Getenv(k))
-	}
-	tm := newTmux(t, 80, 24, env, cmd)
+	tm, img, dir := passwdRunning(t, "wzhup01", true, 80, 24)
 	pid, err := strconv.Atoi(strings.TrimSpace(tm.run("display-message", "-p", "-t", tm.target, "#{pane_pid}")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm.waitFor(15*time.Second, "Choose", "disk.img")
-	tm.keys("Enter")
-	tm.waitFor(15*time.Second, "Known disk: wzhup01")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "What to do with this disk", "› Open")
-	tm.keys("Down")
-	tm.waitFor(5*time.Second, "› Change passphrase")
-	tm.keys("Enter")
-	tm.waitFor(5*time.Second, "› Old secret")
-	const newPass = "Zebra 42 juggles @ dawn"
-	tm.text(testPass)
-	tm.keys("Tab")
-	tm.text(newPass)
-	tm.keys("Tab")
-	tm.text(newPass)
-	tm.keys("Enter")
-	tm.waitFor(30*time.Second, "Adding the new passphrase")
 	tm.run("kill-server") // the terminal is gone: SIGHUP
 	deadline := time.Now().Add(3 * time.Minute)
 	for !procGone(pid) && time.Now().Before(deadline) {
@@ -128,4 +77,45 @@ func TestTerminalHangupDuringPasswd(t *testing.T) {
 	if !opens(t, img, newPass) || opens(t, img, testPass) {
 		t.Errorf("after the hang-up: the new passphrase opens %v, the old one %v", opens(t, img, newPass), opens(t, img, testPass))
 	}
+}
+
+// passwdRunning starts the wizard in tmux (w×h) on a prepared image
+// labelled label and goes as a user would to Change passphrase (to
+// newPass), up to the
+// moment the new keyslot is being added (its key derivation takes
+// seconds). With exec, luksdock is the pane's own process, the session
+// leader a hang-up reaches; without, a shell waits for it and writes its
+// exit code to DIR/rc. Its output goes to DIR/out.txt and DIR/err.txt.
+func passwdRunning(t *testing.T, label string, exec bool, w, h int) (tm *tmux, img, dir string) {
+	t.Helper()
+	img, _ = knownImage(t, label)
+	dir = filepath.Dir(img)
+	run := fmt.Sprintf("%s --image %s --engine userspace --pbkdf argon2id --pbkdf-memory 65536 --iter-time 1500 >%s/out.txt 2>%s/err.txt", testkit.Luksdock(t), img, dir, dir)
+	if exec {
+		run = "exec " + run
+	} else {
+		run += fmt.Sprintf("; echo $? >%s/rc; sleep 60", dir)
+	}
+	env := []string{"NO_COLOR=1", "TERM=xterm-256color"}
+	for _, k := range []string{"LUKSDOCK_INVENTORY", "LUKSDOCK_RUN_DIR", "LUKSDOCK_CONFIG_DIR"} {
+		env = append(env, k+"="+os.Getenv(k))
+	}
+	tm = newTmux(t, w, h, env, run)
+	tm.waitFor(15*time.Second, "Choose", "disk.img")
+	tm.keys("Enter")
+	tm.waitFor(15*time.Second, "Known disk: "+label)
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "What to do with this disk", "› Open")
+	tm.keys("Down")
+	tm.waitFor(5*time.Second, "› Change passphrase")
+	tm.keys("Enter")
+	tm.waitFor(5*time.Second, "› Old secret")
+	tm.text(testPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Tab")
+	tm.text(newPass)
+	tm.keys("Enter")
+	tm.waitFor(30*time.Second, "Adding the new passphrase")
+	return tm, img, dir
 }

@@ -421,8 +421,9 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	noLeftovers(t, img, tmp)
 	checkPreparedImage(t, img, testPass, "backups01")
 
-	// "Prepare another disk" goes back to the list, which suggests the next
-	// label in the series from what is now on the image.
+	// "Prepare another disk" goes back to the list, where the image is now
+	// a known disk; preparing it again proposes its own label (the volume
+	// it replaces is the one that had it), not the next in the series.
 	h.key('n')
 	h.waitFor("the disk list with the prepared image", 10*time.Second, func(s snapshot) bool {
 		return s.screen == scrDisks && strings.Contains(s.view, `LUKS2 "backups01"`)
@@ -430,8 +431,8 @@ func TestHappyPathToVerifiedDisk(t *testing.T) {
 	h.enter()
 	h.onScreen(scrDetails)
 	s = h.walkTo(scrOptions) // a known disk: Actions, Prepare again
-	if l := s.field("Label"); l != "backups02" {
-		t.Errorf("second suggestion %q, want backups02", l)
+	if l := s.field("Label"); l != "backups01" {
+		t.Errorf("Prepare again suggests %q, want the disk's own backups01", l)
 	}
 	// The passphrase never reached the terminal output.
 	_ = h.tm.Quit()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -225,7 +227,15 @@ func TestKeyCheckDeadlineFromEstimate(t *testing.T) {
 	t0 := time.Now()
 	_, _, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
 	took := time.Since(t0)
-	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline of 2s") || took > 15*time.Second {
-		t.Errorf("own unseal that never ends, default --max-unlock-time: %v after %s", err, took.Round(time.Millisecond))
+	// The deadline is the floor, or ten times the estimate where a loaded
+	// machine measured itself slow (2.1 s once in CI): never the default
+	// two minutes.
+	m := regexp.MustCompile(`luksdock's own key derivation ran past its deadline of ([0-9.]+[a-zµ]+)`).FindStringSubmatch(fmt.Sprint(err))
+	var deadline time.Duration
+	if m != nil {
+		deadline, _ = time.ParseDuration(m[1])
+	}
+	if err == nil || m == nil || deadline < 2*time.Second || deadline > 10*time.Second || took > 15*time.Second {
+		t.Errorf("own unseal that never ends, default --max-unlock-time: %v after %s; want it stopped at a deadline of 2-10 s", err, took.Round(time.Millisecond))
 	}
 }

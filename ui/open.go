@@ -42,7 +42,11 @@ func (s *openScreen) View() (string, int) {
 			b.WriteString(para(st.ok, "✓ "+r.Target+" ("+r.Label+") is unlocked ("+string(r.Engine)+" engine) and mounted.", c.width, "  "))
 		}
 		b.WriteString(c.kv("Mounted at", r.Mountpoint, st.key))
-		b.WriteString("\n" + para(lipglossPlain, "Use it there. When you are done, choose the disk again and Close it (or run luksdock close --mountpoint "+r.Mountpoint+"), so it can be pulled.", c.width, ""))
+		after := ", so it can be pulled."
+		if t := c.target; t != nil && t.Image {
+			after = "." // an image file has no drive to pull
+		}
+		b.WriteString("\n" + para(lipglossPlain, "Use it there. When you are done, choose the disk again and Close it (or run luksdock close --mountpoint "+r.Mountpoint+")"+after, c.width, ""))
 		return b.String(), -1
 	}
 	return s.entryView(&b, "Type the passphrase of "+c.target.Path+", or its recovery key. It unlocks the disk and mounts its filesystem under /media, as the desktop does. Nothing on the disk is changed.", "Passphrase or key")

@@ -41,6 +41,9 @@ func TestActionOpenThenClose(t *testing.T) {
 		t.Fatalf("no mountpoint shown:\n%s", s.body)
 	}
 	mnt := m[1]
+	if strings.Contains(flat(s.body), "pulled") {
+		t.Errorf("Open of an image file says to close it so it can be pulled (an image has no drive):\n%s", s.body)
+	}
 	// A failure before Close must not leave the mount, the loop device or
 	// the volume holder behind: luksdock close tidies all three.
 	t.Cleanup(func() { exec.Command(testkit.Luksdock(t), "close", "--mountpoint", mnt).Run() })

@@ -64,9 +64,10 @@ func noteAction(done []actionDone, act action, res any) []actionDone {
 		done = slices.DeleteFunc(done, func(o actionDone) bool { return o.open && strings.EqualFold(o.uuid, r.LUKSUUID) })
 		d = actionDone{uuid: r.LUKSUUID, line: nameOf(r.Label, r.Target) + " was closed"}
 		if r.PoweredOff {
-			d.line += " and powered off"
+			d.line += " and powered off: it can be undocked."
+		} else {
+			d.line += " (unmounted and locked)." // an image file, or a drive left on
 		}
-		d.line += ": it can be undocked."
 	case *core.KeyChange:
 		what := "passphrase"
 		if act == actRecoveryKey {

@@ -105,12 +105,7 @@ func TestKeyCheckDeadline(t *testing.T) {
 	img := keyCheckImage(t, bytes.Repeat([]byte{4}, 64))
 	part := luks.Device{Path: img}
 	ctx := WithMaxUnlockTime(context.Background(), 3*time.Second) // the small keyslot is estimated well under it, even under -race
-	block := make(chan struct{})
-	defer close(block)
-	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
-		<-block
-		return luks.Info{}, nil, errors.New("released")
-	}, nil)
+	ownUnsealNeverEnds(t)
 	t0 := time.Now()
 	_, _, _, err := checkKeys(ctx, part, [][]byte{[]byte("first")}, nil)
 	if err == nil || !strings.Contains(err.Error(), "luksdock's own key derivation ran past its deadline") || time.Since(t0) > 20*time.Second {
@@ -211,19 +206,15 @@ func TestKeyCheckSideBySideOnlyWhenMemoryHoldsBoth(t *testing.T) {
 // of this run to compare with), a key derivation is stopped at ten times
 // this machine's measured estimate (at least minHandedOverDeadline), not
 // only at --max-unlock-time: with the default two minutes and an own
-// unseal that never ends, the check ends at the floor, here 2 s.
+// unseal that never ends, the check ends at the floor (here 2 s) or
+// ten times the estimate, whichever is later.
 func TestKeyCheckDeadlineFromEstimate(t *testing.T) {
 	img := keyCheckImage(t, bytes.Repeat([]byte{6}, 64))
 	part := luks.Device{Path: img}
 	floor := minHandedOverDeadline
 	t.Cleanup(func() { minHandedOverDeadline = floor })
-	minHandedOverDeadline = 2 * time.Second // the small keyslot's 10× estimate is well under it
-	block := make(chan struct{})
-	defer close(block)
-	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
-		<-block
-		return luks.Info{}, nil, errors.New("released")
-	}, nil)
+	minHandedOverDeadline = 2 * time.Second // the small keyslot's 10× estimate is under it on an idle machine
+	ownUnsealNeverEnds(t)
 	t0 := time.Now()
 	_, _, _, err := checkKeys(context.Background(), part, [][]byte{[]byte("first")}, nil)
 	took := time.Since(t0)
@@ -238,4 +229,15 @@ func TestKeyCheckDeadlineFromEstimate(t *testing.T) {
 	if err == nil || m == nil || deadline < 2*time.Second || deadline > 10*time.Second || took > 15*time.Second {
 		t.Errorf("own unseal that never ends, default --max-unlock-time: %v after %s; want it stopped at a deadline of 2-10 s", err, took.Round(time.Millisecond))
 	}
+}
+
+// ownUnsealNeverEnds makes luksdock's own unseal block until the test
+// ends (then it fails), as a key derivation a header makes endless would.
+func ownUnsealNeverEnds(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	seam(t, func(d luks.Device, s []byte) (luks.Info, []byte, error) {
+		<-block
+		return luks.Info{}, nil, errors.New("released")
+	}, nil)
 }

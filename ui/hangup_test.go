@@ -10,19 +10,21 @@ import (
 	"testing"
 	"time"
 
+	"luksdock/internal/procwatch"
 	"luksdock/internal/testkit"
 )
 
-// procGone reports whether process pid has ended (gone, or a zombie
-// nobody has reaped yet).
-func procGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
+// waitGone waits until process pid (luksdock, hung up) has ended, and
+// fails the test when it still runs after d.
+func waitGone(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for procwatch.Alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+	if procwatch.Alive(pid) {
+		t.Fatalf("luksdock (pid %d) still runs %s after the hang-up", pid, d)
+	}
 }
 
 // TestTerminalHangupDuringLuksFormat (issue 20, item 14): the wizard runs
@@ -55,13 +57,7 @@ func TestTerminalHangupDuringLuksFormat(t *testing.T) {
 	}
 	tm.runImageUntilFormat("hup.img")
 	tm.run("kill-server") // the terminal is gone: SIGHUP
-	deadline := time.Now().Add(2 * time.Minute)
-	for !procGone(pid) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !procGone(pid) {
-		t.Fatalf("luksdock (pid %d) still runs 2 minutes after the hang-up", pid)
-	}
+	waitGone(t, pid, 2*time.Minute)
 	out, _ := os.ReadFile(filepath.Join(dir, "out.txt"))
 	errs, _ := os.ReadFile(filepath.Join(dir, "err.txt"))
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, errs)

@@ -63,13 +63,7 @@ func TestTerminalHangupDuringPasswd(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm.run("kill-server") // the terminal is gone: SIGHUP
-	deadline := time.Now().Add(3 * time.Minute)
-	for !procGone(pid) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !procGone(pid) {
-		t.Fatalf("luksdock (pid %d) still runs 3 minutes after the hang-up", pid)
-	}
+	waitGone(t, pid, 3*time.Minute)
 	errs, _ := os.ReadFile(filepath.Join(dir, "err.txt"))
 	if e := string(errs); !strings.Contains(e, "stopping safely: the passphrase change in progress finishes first") || strings.Contains(e, "the step in progress") {
 		t.Errorf("standard error after a hang-up during Change passphrase:\n%s", e)

@@ -334,6 +334,21 @@ func Forget(ctx context.Context, uuid string, d *luks.Device) (done string, err 
 	return kf + " removed; its keyslot is wiped when the disk is next docked here", nil
 }
 
+// dropHostKey removes what this host keeps for a volume that no longer
+// exists (crypto-erased, or replaced by a prepare): its key file or TPM2
+// marker and a pending forget. It returns the key file or marker it
+// removed ("": there was none).
+func dropHostKey(uuid string) string {
+	os.Remove(forgetFile(uuid))
+	removed := ""
+	for _, f := range []string{KeyFile(uuid), TPM2Marker(uuid)} {
+		if os.Remove(f) == nil {
+			removed = f
+		}
+	}
+	return removed
+}
+
 // PendingForget says whether this host still has to wipe its keyslot on
 // the disk with LUKS UUID uuid.
 func PendingForget(uuid string) bool {

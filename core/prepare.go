@@ -110,7 +110,7 @@ func RunPlan(ctx context.Context, plan *pipeline.Plan, inventoryPath, confirm st
 		// UUID on the disk).
 		var pe *pipeline.Error
 		if !errors.As(err, &pe) || !pe.Unchanged() {
-			os.Remove(KeyFile(oldUUID))
+			dropHostKey(oldUUID)
 			recordErr = inventory.Update(inventoryPath, func(f *inventory.File) error {
 				f.Remove(oldUUID)
 				return nil
@@ -151,7 +151,7 @@ func Record(path string, plan *pipeline.Plan, res *pipeline.Result) error {
 	}
 	if oldUUID != "" && oldUUID != res.LUKS.UUID {
 		// this host's key of the volume the run replaced opens nothing
-		os.Remove(KeyFile(oldUUID))
+		dropHostKey(oldUUID)
 	}
 	return inventory.Update(path, func(f *inventory.File) error {
 		if oldUUID != "" {

@@ -136,9 +136,7 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 		res.HeaderBackupRemoved, res.HeaderBackupNote = removeHeaderBackup(rec.HeaderBackup, rec.HeaderBackupSHA256, res.Erased)
 	}
 	// 6. This host's key file for it (host enroll), which opens nothing now.
-	if kf := KeyFile(d.Info.UUID); os.Remove(kf) == nil {
-		res.HostKeyRemoved = kf
-	}
+	res.HostKeyRemoved = dropHostKey(d.Info.UUID)
 	res.Time = time.Now().UTC().Truncate(time.Second)
 	res.Recorded = updateInventory(d.Info.UUID, func(r *inventory.Record) {
 		r.Retired = res.Time
